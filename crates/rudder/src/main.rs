@@ -1,0 +1,267 @@
+//! The `rudder` binary: the command line, and wiring the components together. Nothing else —
+//! every behaviour lives in the component crates.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use rudder_store::compactor::{self, CompactionPolicy};
+use rudder_store::embedded::{Embedded, EmbeddedOptions};
+use rudder_store::etcd::{parse_endpoints, EtcdStore};
+use rudder_store::{snapshot, Store};
+
+#[derive(Parser)]
+#[command(
+    name = "rudder",
+    version,
+    about = "A Kubernetes-compatible container orchestrator in one binary"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the control plane (store, API server, scheduler, controllers) and a node agent.
+    Server(ServerArgs),
+    /// Work on the datastore directly (the server must be stopped for the embedded store).
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
+    /// Print the version.
+    Version,
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Snapshots: every key at one revision, in a portable file.
+    Snapshot {
+        #[command(subcommand)]
+        command: SnapshotCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SnapshotCommand {
+    /// Write a consistent snapshot of the datastore to FILE.
+    Save {
+        file: PathBuf,
+        #[command(flatten)]
+        datastore: DatastoreArgs,
+    },
+    /// Replace the datastore's contents with the snapshot in FILE.
+    ///
+    /// Embedded store: the old files are moved aside to `<dir>.before-restore-<time>`, revisions
+    /// are kept. etcd: the target must be empty; etcd assigns new revisions.
+    Restore {
+        file: PathBuf,
+        #[command(flatten)]
+        datastore: DatastoreArgs,
+    },
+}
+
+#[derive(Args, Clone)]
+struct DatastoreArgs {
+    /// Directory for all state (default /var/lib/rudder as root, ~/.rudder otherwise).
+    #[arg(long, env = "RUDDER_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Use an etcd cluster instead of the embedded store: http://HOST:PORT[,http://HOST:PORT…].
+    #[arg(long, env = "RUDDER_DATASTORE_ENDPOINT")]
+    datastore_endpoint: Option<String>,
+}
+
+#[derive(Args)]
+struct ServerArgs {
+    #[command(flatten)]
+    datastore: DatastoreArgs,
+    /// Keep at least this much history before compacting (e.g. 5m, 1h; 0 turns it off).
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    compaction_retention: Duration,
+    /// Keep at least this many revisions before compacting (0: no revision limit).
+    #[arg(long, default_value_t = 0)]
+    compaction_keep_revisions: i64,
+    /// How often automatic compaction runs (0 turns it off).
+    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
+    compaction_interval: Duration,
+}
+
+fn default_data_dir() -> PathBuf {
+    if effective_uid() == 0 {
+        return PathBuf::from("/var/lib/rudder");
+    }
+    std::env::var_os("HOME")
+        .map(|h| PathBuf::from(h).join(".rudder"))
+        .unwrap_or_else(|| PathBuf::from(".rudder"))
+}
+
+fn effective_uid() -> u32 {
+    // Read from /proc to avoid a libc dependency in the binary.
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2))
+                .and_then(|u| u.parse().ok())
+        })
+        .unwrap_or(u32::MAX)
+}
+
+impl DatastoreArgs {
+    fn data_dir(&self) -> PathBuf {
+        self.data_dir.clone().unwrap_or_else(default_data_dir)
+    }
+
+    fn store_dir(&self) -> PathBuf {
+        self.data_dir().join("server").join("db")
+    }
+
+    async fn open(&self) -> Result<Arc<dyn Store>> {
+        match &self.datastore_endpoint {
+            Some(ep) => {
+                let endpoints = parse_endpoints(ep);
+                if endpoints.is_empty() {
+                    bail!("--datastore-endpoint is empty");
+                }
+                let store = EtcdStore::connect(&endpoints)
+                    .await
+                    .with_context(|| format!("connect to etcd at {ep}"))?;
+                Ok(Arc::new(store))
+            }
+            None => {
+                let dir = self.store_dir();
+                let store = tokio::task::spawn_blocking(move || {
+                    Embedded::open(EmbeddedOptions::new(&dir))
+                        .with_context(|| format!("open the embedded store in {}", dir.display()))
+                })
+                .await??;
+                Ok(Arc::new(store))
+            }
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Version => {
+            println!("rudder version v{}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Command::Server(args) => server(args).await,
+        Command::Store {
+            command: StoreCommand::Snapshot { command },
+        } => match command {
+            SnapshotCommand::Save { file, datastore } => snapshot_save(&file, &datastore).await,
+            SnapshotCommand::Restore { file, datastore } => {
+                snapshot_restore(&file, &datastore).await
+            }
+        },
+    }
+}
+
+async fn server(args: ServerArgs) -> Result<()> {
+    let started = std::time::Instant::now();
+    let data_dir = args.datastore.data_dir();
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("create data dir {}", data_dir.display()))?;
+    let store = args.datastore.open().await?;
+    let revision = store.current_revision().await?;
+    tracing::info!(
+        backend = store.backend(),
+        revision,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "store ready"
+    );
+    let compaction = (!args.compaction_interval.is_zero()).then(|| {
+        compactor::spawn(
+            store.clone(),
+            CompactionPolicy {
+                retention: (!args.compaction_retention.is_zero())
+                    .then_some(args.compaction_retention),
+                keep_revisions: (args.compaction_keep_revisions > 0)
+                    .then_some(args.compaction_keep_revisions),
+                interval: args.compaction_interval,
+            },
+        )
+    });
+    tracing::info!("api server: not built yet (only the store runs)");
+    shutdown_signal().await?;
+    tracing::info!("shutting down");
+    if let Some(c) = compaction {
+        c.abort();
+    }
+    drop(store);
+    Ok(())
+}
+
+async fn shutdown_signal() -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("install SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("install SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}
+
+async fn snapshot_save(file: &Path, datastore: &DatastoreArgs) -> Result<()> {
+    let store = datastore.open().await?;
+    let info = snapshot::save(store.as_ref(), file)
+        .await
+        .with_context(|| format!("save snapshot to {}", file.display()))?;
+    println!(
+        "Snapshot saved to {}: {} keys ({} bytes of values) at revision {}",
+        file.display(),
+        info.keys,
+        info.value_bytes,
+        info.revision
+    );
+    Ok(())
+}
+
+async fn snapshot_restore(file: &Path, datastore: &DatastoreArgs) -> Result<()> {
+    if datastore.datastore_endpoint.is_some() {
+        let store = datastore.open().await?;
+        let info = snapshot::restore_into(store.as_ref(), file)
+            .await
+            .with_context(|| format!("restore {} into etcd", file.display()))?;
+        println!(
+            "Restored {} keys from {} into etcd (revisions assigned by etcd)",
+            info.keys,
+            file.display()
+        );
+        return Ok(());
+    }
+    let dir = datastore.store_dir();
+    let file2 = file.to_path_buf();
+    let dir2 = dir.clone();
+    let (info, moved) =
+        tokio::task::spawn_blocking(move || snapshot::restore_embedded(&file2, &dir2))
+            .await?
+            .with_context(|| format!("restore {} into {}", file.display(), dir.display()))?;
+    println!(
+        "Restored {} keys at revision {} from {} into {}",
+        info.keys,
+        info.revision,
+        file.display(),
+        dir.display()
+    );
+    if let Some(m) = moved {
+        println!("The previous store was moved to {}", m.display());
+    }
+    Ok(())
+}
