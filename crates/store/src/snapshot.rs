@@ -45,10 +45,20 @@ pub async fn save(store: &dyn Store, path: &Path) -> Result<SnapshotInfo> {
     let mut start = whole_keyspace().start;
     loop {
         let resp = store
-            .range(RangeRequest::new(KeyRange::between(start.clone(), Bytes::new())).at(revision).limit(PAGE))
+            .range(
+                RangeRequest::new(KeyRange::between(start.clone(), Bytes::new()))
+                    .at(revision)
+                    .limit(PAGE),
+            )
             .await?;
         for kv in &resp.kvs {
-            w.put(kv.mod_revision, kv.create_revision, kv.version, &kv.key, &kv.value)?;
+            w.put(
+                kv.mod_revision,
+                kv.create_revision,
+                kv.version,
+                &kv.key,
+                &kv.value,
+            )?;
             info.keys += 1;
             info.value_bytes += kv.value.len() as u64;
         }
@@ -111,7 +121,10 @@ pub fn restore_embedded(snapshot: &Path, dir: &Path) -> Result<(SnapshotInfo, Op
         aside.push(format!(".before-restore-{stamp}"));
         let aside = PathBuf::from(aside);
         std::fs::rename(dir, &aside).map_err(|e| {
-            StoreError::io(format!("move {} aside to {}", dir.display(), aside.display()), e)
+            StoreError::io(
+                format!("move {} aside to {}", dir.display(), aside.display()),
+                e,
+            )
         })?;
         moved = Some(aside);
     }
@@ -126,7 +139,8 @@ pub fn restore_embedded(snapshot: &Path, dir: &Path) -> Result<(SnapshotInfo, Op
         .and_then(|_| std::fs::rename(&tmp, &target))
         .and_then(|_| std::fs::File::open(dir)?.sync_all())
         .map_err(|e| StoreError::io(format!("write {}", target.display()), e))?;
-    // Opening checks the result end to end and starts the first segment.
+    crate::embedded::start_log(dir, 0)?;
+    // Opening checks the result end to end.
     drop(crate::embedded::Embedded::open(
         crate::embedded::EmbeddedOptions::new(dir),
     )?);

@@ -9,10 +9,13 @@
 //! DELETE  = 2 rev:i64 klen:u32 key
 //! COMPACT = 3 rev:i64
 //! END     = 4 count:u64                (checkpoints only: the number of records before it)
+//! SEAL    = 5 next:u64                 (segments only: the last record; segment `next` exists)
 //! ```
 //!
 //! A *segment* (`wal-<seq>.seg`) is preallocated to its capacity (stored in its header) and
-//! filled with frames; all bytes after the last frame are zero. A *checkpoint*
+//! filled with frames; all bytes after the last frame are zero. When the writer moves on, it
+//! first creates the next segment durably, then seals the full one with a SEAL record, so a
+//! deleted newest segment is noticed (its predecessor is sealed). A *checkpoint*
 //! (`checkpoint-<seq>.ckpt`) holds every retained version as of its revision, covers every segment
 //! with a smaller sequence number, and ends with an END record; a portable snapshot file has the
 //! same format.
@@ -42,6 +45,9 @@ pub const KIND_PUT: u8 = 1;
 pub const KIND_DELETE: u8 = 2;
 pub const KIND_COMPACT: u8 = 3;
 pub const KIND_END: u8 = 4;
+pub const KIND_SEAL: u8 = 5;
+/// Bytes a frame holding one SEAL record takes; every segment keeps room for it.
+pub const SEAL_FRAME: usize = FRAME_HEADER + 9;
 
 /// A decoded record. Values are copied out of the frame so that no record pins a whole frame.
 #[derive(Debug, Clone)]
@@ -64,6 +70,9 @@ pub enum Record {
     },
     End {
         count: u64,
+    },
+    Seal {
+        next: u64,
     },
 }
 
@@ -110,6 +119,11 @@ impl PayloadWriter {
     pub fn end(&mut self, count: u64) {
         self.buf.put_u8(KIND_END);
         self.buf.put_u64_le(count);
+    }
+
+    pub fn seal(&mut self, next: u64) {
+        self.buf.put_u8(KIND_SEAL);
+        self.buf.put_u64_le(next);
     }
 
     pub fn len(&self) -> usize {
@@ -218,6 +232,10 @@ pub fn decode_payload(payload: &[u8]) -> Result<Vec<Record>, String> {
                 let count = i64_at(take(&mut p, 8, "count")?) as u64;
                 out.push(Record::End { count });
             }
+            KIND_SEAL => {
+                let next = i64_at(take(&mut p, 8, "next")?) as u64;
+                out.push(Record::Seal { next });
+            }
             other => return Err(format!("unknown record kind {other}")),
         }
     }
@@ -297,7 +315,8 @@ pub fn read_checkpoint(
         path: path.to_path_buf(),
         detail,
     };
-    let mut f = File::open(path).map_err(|e| StoreError::io(format!("open {}", path.display()), e))?;
+    let mut f =
+        File::open(path).map_err(|e| StoreError::io(format!("open {}", path.display()), e))?;
     let mut data = Vec::new();
     f.read_to_end(&mut data)
         .map_err(|e| StoreError::io(format!("read {}", path.display()), e))?;
@@ -462,7 +481,11 @@ impl CheckpointWriter {
         file.sync_all().map_err(io("fsync"))?;
         std::fs::rename(&self.tmp, &self.path).map_err(io("rename"))?;
         if let Some(dir) = self.path.parent() {
-            let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+            let dir = if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            };
             File::open(dir)
                 .and_then(|d| d.sync_all())
                 .map_err(|e| StoreError::io(format!("fsync directory {}", dir.display()), e))?;

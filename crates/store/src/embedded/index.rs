@@ -216,7 +216,12 @@ impl Index {
 }
 
 /// Builds the public event for a write, from the new version and the previous live one.
-pub fn make_event(key: &Bytes, new: Option<KeyValue>, prev: Option<KeyValue>, rev: Revision) -> Event {
+pub fn make_event(
+    key: &Bytes,
+    new: Option<KeyValue>,
+    prev: Option<KeyValue>,
+    rev: Revision,
+) -> Event {
     match new {
         Some(kv) => Event {
             kind: EventKind::Put,
@@ -275,7 +280,11 @@ mod tests {
         assert!(ix.keys[&b("b")][0].value.is_some());
 
         ix.compact(2);
-        assert_eq!(ix.keys[&b("a")].len(), 2, "version at 2 and the tombstone stay");
+        assert_eq!(
+            ix.keys[&b("a")].len(),
+            2,
+            "version at 2 and the tombstone stay"
+        );
         assert_eq!(at(&ix, 2), vec![(b("a"), 2)]);
         assert!(ix.event_at(2, &all).is_some());
         assert!(ix.event_at(1, &all).is_none());

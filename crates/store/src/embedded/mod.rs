@@ -133,11 +133,26 @@ struct Shared {
 }
 
 enum Op {
-    Create { key: Bytes, value: Bytes },
-    Update { key: Bytes, value: Bytes, expected: Revision },
-    Put { key: Bytes, value: Bytes },
-    Delete { key: Bytes, expected: Option<Revision> },
-    Compact { rev: Revision },
+    Create {
+        key: Bytes,
+        value: Bytes,
+    },
+    Update {
+        key: Bytes,
+        value: Bytes,
+        expected: Revision,
+    },
+    Put {
+        key: Bytes,
+        value: Bytes,
+    },
+    Delete {
+        key: Bytes,
+        expected: Option<Revision>,
+    },
+    Compact {
+        rev: Revision,
+    },
     /// Close the active segment after this batch; answers with the new segment's sequence
     /// number and the last revision in the closed ones.
     Rotate,
@@ -277,11 +292,10 @@ impl Embedded {
             revision: rev,
             compacted,
         };
-        let (path, size, locs) = tokio::task::spawn_blocking(move || {
-            write_checkpoint(&dir, &header, &versions, &files)
-        })
-        .await
-        .map_err(|e| StoreError::Backend(format!("checkpoint task failed: {e}")))??;
+        let (path, size, locs) =
+            tokio::task::spawn_blocking(move || write_checkpoint(&dir, &header, &versions, &files))
+                .await
+                .map_err(|e| StoreError::Backend(format!("checkpoint task failed: {e}")))??;
         let ckpt_file = File::open(&path).map_err(io_err("open", &path))?;
 
         // Point every version still retained at its copy in the checkpoint, then drop the files
@@ -318,7 +332,12 @@ impl Embedded {
             std::fs::remove_file(f).map_err(io_err("remove", f))?;
         }
         wal::sync_dir(&self.shared.dir)?;
-        tracing::debug!(seq, rev, removed = old_files.len(), "store checkpoint written");
+        tracing::debug!(
+            seq,
+            rev,
+            removed = old_files.len(),
+            "store checkpoint written"
+        );
         Ok(())
     }
 }
@@ -368,7 +387,9 @@ fn write_checkpoint(
         }
     }
     w.finish()?;
-    let size = std::fs::metadata(&path).map_err(io_err("stat", &path))?.len();
+    let size = std::fs::metadata(&path)
+        .map_err(io_err("stat", &path))?
+        .len();
     Ok((path, size, locs))
 }
 
@@ -436,6 +457,7 @@ fn recover(dir: &Path, opts: &EmbeddedOptions) -> Result<(Inner, ActiveSegment)>
     }
 
     let mut active = None;
+    let mut prev_unsealed: Option<PathBuf> = None;
     for (i, (seq, path)) in segments.iter().enumerate() {
         let last = i + 1 == segments.len();
         let scanned = wal::scan_segment(path, last)?;
@@ -443,6 +465,28 @@ fn recover(dir: &Path, opts: &EmbeddedOptions) -> Result<(Inner, ActiveSegment)>
             return Err(StoreError::Corrupt {
                 path: path.clone(),
                 detail: format!("header says segment {} but the name says {seq}", scanned.seq),
+            });
+        }
+        // The writer creates a segment before sealing the one before it, so an unsealed
+        // segment may only be followed by the newest one, still empty (a crash in between).
+        if let Some(unsealed) = prev_unsealed.take() {
+            if !(last && scanned.frames.is_empty()) {
+                return Err(StoreError::Corrupt {
+                    path: unsealed,
+                    detail: format!(
+                        "not sealed, yet {} follows it: records are missing",
+                        segment_name(*seq)
+                    ),
+                });
+            }
+        }
+        if !scanned.sealed && !last {
+            prev_unsealed = Some(path.clone());
+        }
+        if scanned.sealed && last {
+            return Err(StoreError::Corrupt {
+                path: dir.join(segment_name(seq + 1)),
+                detail: format!("missing: {} is sealed and names it as the next segment", segment_name(*seq)),
             });
         }
         for frame in &scanned.frames {
@@ -467,6 +511,13 @@ fn recover(dir: &Path, opts: &EmbeddedOptions) -> Result<(Inner, ActiveSegment)>
     }
     let active = match active {
         Some(a) => a,
+        None if inner.checkpoint.is_some() => {
+            // A checkpoint is only ever written after its segment exists.
+            return Err(StoreError::Corrupt {
+                path: dir.join(segment_name(base_seq)),
+                detail: "missing: the checkpoint says the log continues in it".into(),
+            });
+        }
         None => {
             let seg = ActiveSegment::create(dir, base_seq, opts.segment_size)?;
             inner.files.insert(seg.seq, seg.file.clone());
@@ -482,7 +533,10 @@ fn load_checkpoint(inner: &mut Inner, seq: u64, path: &Path) -> Result<()> {
     if header.seq != seq {
         return Err(StoreError::Corrupt {
             path: path.to_path_buf(),
-            detail: format!("header says checkpoint {} but the name says {seq}", header.seq),
+            detail: format!(
+                "header says checkpoint {} but the name says {seq}",
+                header.seq
+            ),
         });
     }
     let file_id = CHECKPOINT_BIT | seq;
@@ -604,6 +658,7 @@ fn replay(
             ix.apply_delete(key.clone(), *rev);
         }
         Record::Compact { rev } => ix.compact(*rev),
+        Record::Seal { .. } => {}
         Record::End { .. } => return Err("END record in a WAL segment".into()),
     }
     Ok(())
@@ -679,12 +734,11 @@ fn process_batch(shared: &Shared, seg: &mut ActiveSegment, batch: Vec<Request>) 
         let mut overlay: HashMap<Bytes, Option<KeyValue>> = HashMap::new();
         let mut rev = st.index.rev;
         let mut compacted = st.index.compacted;
-        let current = |overlay: &HashMap<Bytes, Option<KeyValue>>, key: &Bytes| match overlay
-            .get(key)
-        {
-            Some(v) => v.clone(),
-            None => st.index.live_kv(key),
-        };
+        let current =
+            |overlay: &HashMap<Bytes, Option<KeyValue>>, key: &Bytes| match overlay.get(key) {
+                Some(v) => v.clone(),
+                None => st.index.live_kv(key),
+            };
         for req in batch {
             let staged = match req.op {
                 Op::Create { key, value } => match current(&overlay, &key) {
@@ -924,13 +978,26 @@ fn roll_over(shared: &Shared, seg: &mut ActiveSegment, frame_len: usize) -> Resu
     let capacity = shared
         .opts
         .segment_size
-        .max((format::SEGMENT_HEADER + frame_len) as u64);
+        .max((format::SEGMENT_HEADER + frame_len + format::SEAL_FRAME) as u64);
     let next = ActiveSegment::create(&shared.dir, seg.seq + 1, capacity)?;
+    if let Err(e) = seg.seal(next.seq) {
+        let msg = format!(
+            "sealing {} failed: {e}",
+            shared.dir.join(segment_name(seg.seq)).display()
+        );
+        shared.state.write().failed = Some(msg.clone());
+        return Err(StoreError::Failed(msg));
+    }
     let mut st = shared.state.write();
     st.files.insert(next.seq, next.file.clone());
     st.segments.insert(next.seq, next.capacity);
     *seg = next;
     Ok(())
+}
+
+/// Starts the log of a store whose only file is a checkpoint (after a snapshot restore).
+pub(crate) fn start_log(dir: &Path, seq: u64) -> Result<()> {
+    ActiveSegment::create(dir, seq, EmbeddedOptions::new(dir).segment_size).map(drop)
 }
 
 // ---------------------------------------------------------------------------------------------

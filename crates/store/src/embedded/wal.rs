@@ -29,7 +29,10 @@ pub fn checkpoint_name(seq: u64) -> String {
 
 /// Parses `wal-<hex>.seg` / `checkpoint-<hex>.ckpt`.
 pub fn parse_name(name: &str) -> Option<(bool, u64)> {
-    if let Some(hex) = name.strip_prefix("wal-").and_then(|s| s.strip_suffix(".seg")) {
+    if let Some(hex) = name
+        .strip_prefix("wal-")
+        .and_then(|s| s.strip_suffix(".seg"))
+    {
         return u64::from_str_radix(hex, 16).ok().map(|s| (false, s));
     }
     if let Some(hex) = name
@@ -108,8 +111,16 @@ impl ActiveSegment {
         }
     }
 
+    /// Whether a frame of `frame_len` bytes fits, leaving room for the SEAL frame.
     pub fn fits(&self, frame_len: usize) -> bool {
-        self.offset + frame_len as u64 <= self.capacity
+        self.offset + (frame_len + SEAL_FRAME) as u64 <= self.capacity
+    }
+
+    /// Marks this segment complete: segment `next` (already durable) continues the log.
+    pub fn seal(&mut self, next: u64) -> std::io::Result<()> {
+        let mut p = PayloadWriter::default();
+        p.seal(next);
+        self.append(&p.buf).map(|_| ())
     }
 
     /// Writes a frame at the current offset and makes it durable. Returns the file offset of
@@ -142,6 +153,8 @@ pub struct ScannedSegment {
     pub end: u64,
     /// A torn final frame was found (and must be zeroed before appending).
     pub torn: bool,
+    /// The segment ends with a SEAL record.
+    pub sealed: bool,
 }
 
 fn is_valid_frame_at(data: &[u8], pos: usize) -> bool {
@@ -231,6 +244,22 @@ pub fn scan_segment(path: &PathBuf, last: bool) -> Result<ScannedSegment, StoreE
         let start = pos + FRAME_HEADER;
         let records = decode_payload(&data[start..start + len])
             .map_err(|e| corrupt(format!("frame at byte {pos}: {e}")))?;
+        if frames.last().is_some_and(|f: &ScannedFrame| {
+            matches!(f.records.last(), Some(Record::Seal { .. }))
+        }) {
+            return Err(corrupt(format!("frame at byte {pos} after the seal")));
+        }
+        for (i, r) in records.iter().enumerate() {
+            match r {
+                Record::Seal { next } if *next != seq + 1 || i + 1 != records.len() => {
+                    return Err(corrupt(format!("bad seal record at byte {pos}")));
+                }
+                Record::End { .. } => {
+                    return Err(corrupt(format!("END record in a WAL segment at byte {pos}")));
+                }
+                _ => {}
+            }
+        }
         frames.push(ScannedFrame {
             payload_off: start as u64,
             records,
@@ -238,6 +267,9 @@ pub fn scan_segment(path: &PathBuf, last: bool) -> Result<ScannedSegment, StoreE
         pos = start + len;
     }
     let end = pos as u64;
+    let sealed = frames
+        .last()
+        .is_some_and(|f| matches!(f.records.last(), Some(Record::Seal { .. })));
     if !torn {
         if let Some(nz) = data[pos..].iter().position(|&b| b != 0) {
             return Err(corrupt(format!(
@@ -252,14 +284,12 @@ pub fn scan_segment(path: &PathBuf, last: bool) -> Result<ScannedSegment, StoreE
         frames,
         end,
         torn,
+        sealed,
     })
 }
 
 /// Opens the newest segment for appending at `end`, zeroing a torn tail first.
-pub fn reopen_active(
-    path: &Path,
-    seg: &ScannedSegment,
-) -> Result<ActiveSegment, StoreError> {
+pub fn reopen_active(path: &Path, seg: &ScannedSegment) -> Result<ActiveSegment, StoreError> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
