@@ -133,7 +133,7 @@ pub fn child(dir: &Path) -> Result<()> {
                             let _ = store.compact(rev - 3000).await;
                         }
                     }
-                    if i % 3 == 0 {
+                    if i.is_multiple_of(3) {
                         let _ = store.checkpoint().await;
                     }
                 }

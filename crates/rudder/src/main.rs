@@ -249,10 +249,11 @@ async fn snapshot_restore(file: &Path, datastore: &DatastoreArgs) -> Result<()> 
     let dir = datastore.store_dir();
     let file2 = file.to_path_buf();
     let dir2 = dir.clone();
-    let (info, moved) =
-        tokio::task::spawn_blocking(move || snapshot::restore_embedded(&file2, &dir2))
-            .await?
-            .with_context(|| format!("restore {} into {}", file.display(), dir.display()))?;
+    let (info, moved) = tokio::task::spawn_blocking(move || {
+        snapshot::restore_embedded(&file2, &dir2)
+            .with_context(|| format!("restore {} into {}", file2.display(), dir2.display()))
+    })
+    .await??;
     println!(
         "Restored {} keys at revision {} from {} into {}",
         info.keys,

@@ -32,9 +32,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use etcd_client::proto::{PbEvent, PbKeyValue, PbResponseHeader, PbTxnOpResponse};
 use etcd_client::{
-    Client, Compare, CompareOp, CompactionOptions, ConnectOptions, DeleteOptions, GetOptions,
-    KvClient, PutOptions, Txn, TxnOp, WatchClient, WatchOptions, WatchRequestSender,
-    WatchResponse, WatchResponseStream,
+    Client, CompactionOptions, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions,
+    KvClient, PutOptions, Txn, TxnOp, WatchClient, WatchOptions, WatchRequestSender, WatchResponse,
+    WatchResponseStream,
 };
 use futures::StreamExt;
 use tokio::sync::mpsc;
@@ -142,17 +142,17 @@ impl EtcdStore {
 
     /// Run a transaction that writes `size` bytes of key and value.
     async fn txn(&self, txn: Txn, size: usize) -> Result<TxnOutcome> {
-        let resp = self
-            .kv()
-            .txn(txn)
-            .await
-            .map_err(|e| write_error(e, size))?;
+        let resp = self.kv().txn(txn).await.map_err(|e| write_error(e, size))?;
         let pb = resp.0;
         let revision = header_revision(pb.header.as_ref())?;
         Ok(TxnOutcome {
             succeeded: pb.succeeded,
             revision,
-            responses: pb.responses.into_iter().filter_map(|r| r.response).collect(),
+            responses: pb
+                .responses
+                .into_iter()
+                .filter_map(|r| r.response)
+                .collect(),
         })
     }
 
@@ -193,9 +193,7 @@ impl EtcdStore {
 
     /// Whether a read at `revision` succeeds (is not compacted); `Some(header revision)` if so.
     async fn probe(&self, revision: Revision) -> Result<Option<Revision>> {
-        let opts = GetOptions::new()
-            .with_revision(revision)
-            .with_count_only();
+        let opts = GetOptions::new().with_revision(revision).with_count_only();
         match self.kv().get(PROBE_KEY, Some(opts)).await {
             Ok(resp) => Ok(Some(header_revision(resp.0.header.as_ref())?)),
             Err(e) => match classify(&e) {
@@ -636,8 +634,9 @@ fn unexpected_txn_response(wanted: &str) -> StoreError {
     ))
 }
 
-/// Sends progress requests to the watch's stream task; requests made while one is still
-/// queued are merged into it.
+/// Queues progress requests for the watch's stream, which sends them to etcd the next time it
+/// is polled (etcd-client's sender is async); requests made while one is still queued are merged
+/// into it.
 struct EtcdProgressRequester(mpsc::Sender<()>);
 
 impl ProgressRequester for EtcdProgressRequester {
@@ -880,10 +879,7 @@ mod tests {
             etcd_key_range(&r(b"a", Some(b""))),
             (b"a".to_vec(), Some(vec![0]))
         );
-        assert_eq!(
-            etcd_key_range(&r(b"", Some(b""))),
-            (vec![0], Some(vec![0]))
-        );
+        assert_eq!(etcd_key_range(&r(b"", Some(b""))), (vec![0], Some(vec![0])));
         assert_eq!(
             etcd_key_range(&r(b"", Some(b"m"))),
             (vec![0], Some(b"m".to_vec()))

@@ -17,6 +17,10 @@
 //! - a watch delivers every event after its start revision, in revision order, with the previous
 //!   value, then live events, plus progress notifications.
 
+// `StoreError::Conflict` / `AlreadyExists` carry the current value on purpose (callers act on
+// it); the error is returned by value throughout the store.
+#![allow(clippy::result_large_err)]
+
 use std::fmt;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -431,7 +435,10 @@ mod tests {
 
     #[test]
     fn write_limits() {
-        assert!(matches!(check_write(b"", b"v"), Err(StoreError::Invalid(_))));
+        assert!(matches!(
+            check_write(b"", b"v"),
+            Err(StoreError::Invalid(_))
+        ));
         let big = vec![0u8; MAX_WRITE_BYTES];
         assert!(matches!(
             check_write(b"k", &big),

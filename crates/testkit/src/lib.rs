@@ -74,8 +74,9 @@ impl EtcdProcess {
                 Started::PortTaken(err) => last_err = Some(err),
             }
         }
-        Err(last_err.unwrap_or_else(|| anyhow::anyhow!("etcd did not start")))
-            .context(format!("etcd could not bind free ports in {START_ATTEMPTS} attempts"))
+        Err(last_err.unwrap_or_else(|| anyhow::anyhow!("etcd did not start"))).context(format!(
+            "etcd could not bind free ports in {START_ATTEMPTS} attempts"
+        ))
     }
 
     /// The client URL, e.g. `http://127.0.0.1:40123`.
@@ -106,6 +107,16 @@ impl EtcdProcess {
     /// The last `lines` lines etcd wrote to its log (stdout and stderr).
     pub fn log_tail(&self, lines: usize) -> String {
         tail(&self.log_path, lines)
+    }
+
+    /// Kill etcd now (SIGKILL) and wait for it to exit, keeping its data directory until drop;
+    /// for tests of what clients do when their etcd goes away.
+    pub fn kill(&mut self) -> anyhow::Result<()> {
+        if self.child.try_wait()?.is_none() {
+            self.child.kill().context("killing etcd")?;
+        }
+        self.child.wait().context("waiting for etcd to exit")?;
+        Ok(())
     }
 
     /// Fetch a plain-HTTP path from etcd's client port (e.g. `/metrics`, `/health`) and return
@@ -158,7 +169,10 @@ fn start_once(bin: &Path, parent: &Path, extra: &[&str]) -> anyhow::Result<Start
     flag("initial-advertise-peer-urls", &peer_url);
     flag("initial-cluster", &format!("rudder-test={peer_url}"));
     flag("initial-cluster-state", "new");
-    flag("initial-cluster-token", &format!("rudder-test-{client_port}"));
+    flag(
+        "initial-cluster-token",
+        &format!("rudder-test-{client_port}"),
+    );
     flag("quota-backend-bytes", &(8u64 << 30).to_string());
     flag("max-request-bytes", &(10u64 << 20).to_string());
     flag("experimental-watch-progress-notify-interval", "1s");
@@ -230,7 +244,10 @@ fn etcd_binary() -> anyhow::Result<PathBuf> {
         if bin.is_file() {
             return Ok(bin);
         }
-        bail!("{ETCD_BIN_ENV} is set to {}, which is not a file", bin.display());
+        bail!(
+            "{ETCD_BIN_ENV} is set to {}, which is not a file",
+            bin.display()
+        );
     }
     let default = PathBuf::from(DEFAULT_ETCD_BIN);
     if default.is_file() {

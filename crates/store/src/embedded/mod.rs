@@ -464,7 +464,10 @@ fn recover(dir: &Path, opts: &EmbeddedOptions) -> Result<(Inner, ActiveSegment)>
         if scanned.seq != *seq {
             return Err(StoreError::Corrupt {
                 path: path.clone(),
-                detail: format!("header says segment {} but the name says {seq}", scanned.seq),
+                detail: format!(
+                    "header says segment {} but the name says {seq}",
+                    scanned.seq
+                ),
             });
         }
         // The writer creates a segment before sealing the one before it, so an unsealed
@@ -486,7 +489,10 @@ fn recover(dir: &Path, opts: &EmbeddedOptions) -> Result<(Inner, ActiveSegment)>
         if scanned.sealed && last {
             return Err(StoreError::Corrupt {
                 path: dir.join(segment_name(seq + 1)),
-                detail: format!("missing: {} is sealed and names it as the next segment", segment_name(*seq)),
+                detail: format!(
+                    "missing: {} is sealed and names it as the next segment",
+                    segment_name(*seq)
+                ),
             });
         }
         for frame in &scanned.frames {
@@ -717,9 +723,11 @@ enum Staged {
     Rotate,
 }
 
+/// A request's reply channel and what validation made of it.
+type Answer = (oneshot::Sender<Result<Reply>>, Result<Staged>);
+
 fn process_batch(shared: &Shared, seg: &mut ActiveSegment, batch: Vec<Request>) {
-    let mut answers: Vec<(oneshot::Sender<Result<Reply>>, Result<Option<Staged>>)> =
-        Vec::with_capacity(batch.len());
+    let mut answers: Vec<Answer> = Vec::with_capacity(batch.len());
     let mut payload = PayloadWriter::default();
     let mut rotate = false;
     {
@@ -811,12 +819,11 @@ fn process_batch(shared: &Shared, seg: &mut ActiveSegment, batch: Vec<Request>) 
                     Ok(Staged::Rotate)
                 }
             };
-            answers.push((req.reply, staged.map(Some)));
+            answers.push((req.reply, staged));
         }
     }
 
-    let fail_all = |answers: Vec<(oneshot::Sender<Result<Reply>>, Result<Option<Staged>>)>,
-                    err: &dyn Fn() -> StoreError| {
+    let fail_all = |answers: Vec<Answer>, err: &dyn Fn() -> StoreError| {
         for (tx, staged) in answers {
             let _ = tx.send(staged.and_then(|_| Err(err())));
         }
@@ -865,8 +872,7 @@ fn process_batch(shared: &Shared, seg: &mut ActiveSegment, batch: Vec<Request>) 
         for (tx, staged) in answers {
             let reply = match staged {
                 Err(e) => Err(e),
-                Ok(None) => Ok(Reply::Done),
-                Ok(Some(Staged::Put {
+                Ok(Staged::Put {
                     key,
                     value,
                     rev,
@@ -874,7 +880,7 @@ fn process_batch(shared: &Shared, seg: &mut ActiveSegment, batch: Vec<Request>) 
                     version,
                     value_off,
                     prev,
-                })) => {
+                }) => {
                     let loc = Loc {
                         file: seg.seq,
                         off: payload_off + value_off as u64,
@@ -892,17 +898,17 @@ fn process_batch(shared: &Shared, seg: &mut ActiveSegment, batch: Vec<Request>) 
                     events.push(make_event(&key, Some(kv.clone()), prev, rev));
                     Ok(Reply::Kv(kv))
                 }
-                Ok(Some(Staged::Delete { key, rev, prev })) => {
+                Ok(Staged::Delete { key, rev, prev }) => {
                     st.index.apply_delete(key.clone(), rev);
                     events.push(make_event(&key, None, Some(prev.clone()), rev));
                     Ok(Reply::Deleted(prev, rev))
                 }
-                Ok(Some(Staged::Compact(c))) => {
+                Ok(Staged::Compact(c)) => {
                     st.index.compact(c);
                     Ok(Reply::Done)
                 }
                 // Answered below, once the new segment exists.
-                Ok(Some(Staged::Rotate)) => {
+                Ok(Staged::Rotate) => {
                     replies.push((tx, None));
                     continue;
                 }
@@ -1316,6 +1322,11 @@ impl Store for Embedded {
     }
 
     async fn compact(&self, revision: Revision) -> Result<()> {
+        if revision <= 0 {
+            return Err(StoreError::Invalid(format!(
+                "compaction revision must be positive, got {revision}"
+            )));
+        }
         let _guard = self.maintenance.lock().await;
         self.submit(Op::Compact { rev: revision }).await.map(|_| ())
     }

@@ -244,9 +244,10 @@ pub fn scan_segment(path: &PathBuf, last: bool) -> Result<ScannedSegment, StoreE
         let start = pos + FRAME_HEADER;
         let records = decode_payload(&data[start..start + len])
             .map_err(|e| corrupt(format!("frame at byte {pos}: {e}")))?;
-        if frames.last().is_some_and(|f: &ScannedFrame| {
-            matches!(f.records.last(), Some(Record::Seal { .. }))
-        }) {
+        if frames
+            .last()
+            .is_some_and(|f: &ScannedFrame| matches!(f.records.last(), Some(Record::Seal { .. })))
+        {
             return Err(corrupt(format!("frame at byte {pos} after the seal")));
         }
         for (i, r) in records.iter().enumerate() {
@@ -255,7 +256,9 @@ pub fn scan_segment(path: &PathBuf, last: bool) -> Result<ScannedSegment, StoreE
                     return Err(corrupt(format!("bad seal record at byte {pos}")));
                 }
                 Record::End { .. } => {
-                    return Err(corrupt(format!("END record in a WAL segment at byte {pos}")));
+                    return Err(corrupt(format!(
+                        "END record in a WAL segment at byte {pos}"
+                    )));
                 }
                 _ => {}
             }
