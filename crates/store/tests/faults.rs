@@ -360,7 +360,14 @@ fn run_unprivileged(test_name: &str) {
     let out = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
         .arg(&exe)
-        .args([test_name, "--exact", "--ignored", "--nocapture", "--test-threads", "1"])
+        .args([
+            test_name,
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
         .env(CHILD_ENV, &dir)
         .output()
         .expect("run setpriv (util-linux)");
@@ -370,7 +377,10 @@ fn run_unprivileged(test_name: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "child failed:\n{text}");
-    assert!(text.contains("1 passed"), "the child test did not run:\n{text}");
+    assert!(
+        text.contains("1 passed"),
+        "the child test did not run:\n{text}"
+    );
 }
 
 #[test]
@@ -383,9 +393,8 @@ fn read_only_directory_acknowledges_nothing() {
 async fn read_only_child() {
     use std::os::unix::fs::PermissionsExt;
     let dir = child_dir();
-    let chmod = |mode: u32| {
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).unwrap()
-    };
+    let chmod =
+        |mode: u32| std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).unwrap();
     let s = Embedded::open(opts(&dir)).unwrap();
     chmod(0o555);
     // Writes go on in the preallocated segment; the one that needs a new segment fails.
@@ -395,7 +404,10 @@ async fn read_only_child() {
             Ok(_) => acked += 1,
             Err(e) => break e,
         }
-        assert!(acked < 10_000, "a read-only directory never stopped the writes");
+        assert!(
+            acked < 10_000,
+            "a read-only directory never stopped the writes"
+        );
     };
     println!("write {acked} failed as expected: {err}");
     assert!(err.to_string().contains("Permission denied"), "{err}");
