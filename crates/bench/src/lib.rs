@@ -5,3 +5,4 @@
 //! Must not touch: any component's internals; everything goes through public APIs.
 
 pub mod crash;
+pub mod store;

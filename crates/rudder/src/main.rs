@@ -219,6 +219,12 @@ async fn shutdown_signal() -> Result<()> {
 }
 
 async fn snapshot_save(file: &Path, datastore: &DatastoreArgs) -> Result<()> {
+    if datastore.datastore_endpoint.is_none() && !datastore.store_dir().exists() {
+        bail!(
+            "no store in {} (is --data-dir right?)",
+            datastore.store_dir().display()
+        );
+    }
     let store = datastore.open().await?;
     let info = snapshot::save(store.as_ref(), file)
         .await

@@ -91,9 +91,13 @@ impl Index {
         range: &'a KeyRange,
         rev: Revision,
     ) -> impl Iterator<Item = (&'a Bytes, &'a Version)> + 'a {
+        // An end at or before the start selects nothing (`BTreeMap::range` would panic).
+        let empty = matches!(&range.end, Some(e) if !e.is_empty() && e[..] <= range.start[..]);
         let b = bounds(range);
-        self.keys
-            .range::<[u8], _>(b)
+        (!empty)
+            .then(|| self.keys.range::<[u8], _>(b))
+            .into_iter()
+            .flatten()
             .filter_map(move |(k, versions)| {
                 let i = versions.partition_point(|v| v.mod_rev <= rev);
                 let v = versions.get(i.checked_sub(1)?)?;
@@ -156,14 +160,22 @@ impl Index {
     }
 
     /// Drops every version that no read at or after `rev` can see. Versions at exactly `rev`
-    /// stay, so a watch from `rev` still sees the event at `rev`.
+    /// stay, so a watch from `rev` still sees the event at `rev`, except a tombstone: like
+    /// etcd, which deletes a tombstone at the compaction revision, so that a watch from there
+    /// never gets a delete event whose previous value is gone.
     pub fn compact(&mut self, rev: Revision) {
         if rev <= self.compacted {
             return;
         }
         let upto = (rev - self.revlog_base).clamp(0, self.revlog.len() as Revision) as usize;
-        let touched: HashSet<Bytes> = self.revlog.drain(..upto).flatten().collect();
+        let mut touched: HashSet<Bytes> = self.revlog.drain(..upto).flatten().collect();
         self.revlog_base += upto as Revision;
+        if self.revlog_base == rev {
+            // The key changed at `rev` itself (its log entry stays): a tombstone there goes.
+            if let Some(Some(key)) = self.revlog.front() {
+                touched.insert(key.clone());
+            }
+        }
         if self.revlog_base < rev {
             // Compacting past revisions we never logged (only after a restore).
             self.revlog_base = rev;
@@ -173,11 +185,11 @@ impl Index {
                 continue;
             };
             let i = versions.partition_point(|v| v.mod_rev <= rev);
-            // versions[i-1] is the one visible at `rev`: keep it (unless a tombstone older
-            // than `rev`), drop everything before it.
+            // versions[i-1] is the one visible at `rev`: keep it (unless a tombstone),
+            // drop everything before it.
             let mut drop_to = i.saturating_sub(1);
             if let Some(v) = versions.get(drop_to) {
-                if v.is_tombstone() && v.mod_rev < rev {
+                if v.is_tombstone() {
                     drop_to += 1;
                 }
             }
