@@ -161,6 +161,61 @@ async fn missing_newest_segment_is_refused() {
     assert_refused(d.path(), newest, "missing");
 }
 
+/// A crash between creating the next segment and sealing the previous one leaves an unsealed
+/// segment followed by an empty one. That opens, and must keep opening after more writes (the
+/// open finishes the roll-over), through any number of such crashes.
+#[tokio::test]
+async fn crash_between_creating_and_sealing_a_segment_recovers_for_good() {
+    const SEAL_FRAME: usize = 12 + 9; // frame header + SEAL record (kind, next seq u64 LE)
+    const SEGMENT_HEADER: usize = 32;
+    let d = tempfile::tempdir().unwrap();
+    let mut written = 0;
+    for crash in 0..3 {
+        {
+            let s = Embedded::open(opts(d.path())).expect("open after the crash");
+            let before = files(d.path(), ".seg").len();
+            // Write until a new segment starts (its first frame is the write that rolled over).
+            while files(d.path(), ".seg").len() == before {
+                s.create(key(written), value(written)).await.unwrap();
+                written += 1;
+            }
+        }
+        // Make it look as if the process died right after creating the newest segment: the
+        // newest segment is empty, and the one before has lost its seal.
+        let segs = files(d.path(), ".seg");
+        let newest = &segs[segs.len() - 1];
+        let mut bytes = std::fs::read(newest).unwrap();
+        bytes[SEGMENT_HEADER..].fill(0);
+        std::fs::write(newest, &bytes).unwrap();
+        written -= 1; // the roll-over write was in the newest segment: never acknowledged now
+        let prev = &segs[segs.len() - 2];
+        let mut bytes = std::fs::read(prev).unwrap();
+        // The seal ends with the next sequence number (< 256 here): its low byte is the last
+        // non-zero byte, followed by seven zero bytes.
+        let last_nonzero = bytes.iter().rposition(|&b| b != 0).unwrap();
+        let end = last_nonzero + 8;
+        bytes[end - SEAL_FRAME..end].fill(0);
+        std::fs::write(prev, &bytes).unwrap();
+
+        let s = Embedded::open(opts(d.path())).unwrap_or_else(|e| panic!("crash {crash}: {e}"));
+        assert_eq!(
+            s.count(KeyRange::prefix(Bytes::from("/registry/")))
+                .await
+                .unwrap(),
+            written as i64
+        );
+        s.create(key(written), value(written)).await.unwrap();
+        written += 1;
+    }
+    let s = Embedded::open(opts(d.path())).expect("open at the end");
+    assert_eq!(
+        s.count(KeyRange::prefix(Bytes::from("/registry/")))
+            .await
+            .unwrap(),
+        written as i64
+    );
+}
+
 #[tokio::test]
 async fn missing_segment_after_checkpoint_is_refused() {
     let d = tempfile::tempdir().unwrap();

@@ -457,7 +457,7 @@ fn recover(dir: &Path, opts: &EmbeddedOptions) -> Result<(Inner, ActiveSegment)>
     }
 
     let mut active = None;
-    let mut prev_unsealed: Option<PathBuf> = None;
+    let mut prev_unsealed: Option<(PathBuf, wal::ScannedSegment)> = None;
     for (i, (seq, path)) in segments.iter().enumerate() {
         let last = i + 1 == segments.len();
         let scanned = wal::scan_segment(path, last)?;
@@ -472,7 +472,7 @@ fn recover(dir: &Path, opts: &EmbeddedOptions) -> Result<(Inner, ActiveSegment)>
         }
         // The writer creates a segment before sealing the one before it, so an unsealed
         // segment may only be followed by the newest one, still empty (a crash in between).
-        if let Some(unsealed) = prev_unsealed.take() {
+        if let Some((unsealed, meta)) = prev_unsealed.take() {
             if !(last && scanned.frames.is_empty()) {
                 return Err(StoreError::Corrupt {
                     path: unsealed,
@@ -482,10 +482,13 @@ fn recover(dir: &Path, opts: &EmbeddedOptions) -> Result<(Inner, ActiveSegment)>
                     ),
                 });
             }
+            // Finish the interrupted roll-over before anything lands in the new segment:
+            // otherwise the next open would find records after an unsealed segment.
+            wal::reopen_active(&unsealed, &meta)?
+                .seal(*seq)
+                .map_err(io_err("seal", &unsealed))?;
         }
-        if !scanned.sealed && !last {
-            prev_unsealed = Some(path.clone());
-        }
+
         if scanned.sealed && last {
             return Err(StoreError::Corrupt {
                 path: dir.join(segment_name(seq + 1)),
@@ -513,6 +516,13 @@ fn recover(dir: &Path, opts: &EmbeddedOptions) -> Result<(Inner, ActiveSegment)>
         } else {
             let f = File::open(path).map_err(io_err("open", path))?;
             inner.files.insert(*seq, Arc::new(f));
+            if !scanned.sealed {
+                let meta = wal::ScannedSegment {
+                    frames: Vec::new(),
+                    ..scanned
+                };
+                prev_unsealed = Some((path.clone(), meta));
+            }
         }
     }
     let active = match active {
