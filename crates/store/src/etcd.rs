@@ -298,11 +298,7 @@ impl Store for EtcdStore {
 
     async fn update(&self, key: Bytes, value: Bytes, expected: Revision) -> Result<KeyValue> {
         crate::check_write(&key, &value)?;
-        if expected < 0 {
-            return Err(StoreError::Invalid(format!(
-                "negative expected revision {expected}"
-            )));
-        }
+        crate::check_expected(expected)?;
         if expected == 0 {
             // No version of a key has mod_revision 0; etcd would treat it as "absent" and
             // create the key, which is `create`'s job.
@@ -395,11 +391,7 @@ impl Store for EtcdStore {
                 ))),
             };
         };
-        if expected < 0 {
-            return Err(StoreError::Invalid(format!(
-                "negative expected revision {expected}"
-            )));
-        }
+        crate::check_expected(expected)?;
         if expected == 0 {
             let current = self.current(&key).await?;
             return Err(StoreError::Conflict {

@@ -384,6 +384,16 @@ pub trait Store: Send + Sync + 'static {
     }
 }
 
+/// A negative expected revision is an invalid argument on every backend, not a conflict.
+pub(crate) fn check_expected(expected: Revision) -> Result<()> {
+    if expected < 0 {
+        return Err(StoreError::Invalid(format!(
+            "negative expected revision {expected}"
+        )));
+    }
+    Ok(())
+}
+
 /// Checks every backend applies to a write before doing anything.
 pub fn check_write(key: &[u8], value: &[u8]) -> Result<()> {
     if key.is_empty() {

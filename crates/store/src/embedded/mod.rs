@@ -1207,17 +1207,6 @@ async fn report_progress(
 // ---------------------------------------------------------------------------------------------
 // The Store implementation.
 
-/// A negative expected revision is an invalid argument (as on the etcd backend), not a
-/// conflict.
-fn check_expected(expected: Revision) -> Result<()> {
-    if expected < 0 {
-        return Err(StoreError::Invalid(format!(
-            "negative expected revision {expected}"
-        )));
-    }
-    Ok(())
-}
-
 #[async_trait]
 impl Store for Embedded {
     async fn range(&self, req: RangeRequest) -> Result<RangeResponse> {
@@ -1284,7 +1273,7 @@ impl Store for Embedded {
 
     async fn update(&self, key: Bytes, value: Bytes, expected: Revision) -> Result<KeyValue> {
         check_write(&key, &value)?;
-        check_expected(expected)?;
+        crate::check_expected(expected)?;
         match self
             .submit(Op::Update {
                 key,
@@ -1309,7 +1298,7 @@ impl Store for Embedded {
     async fn delete(&self, key: Bytes, expected: Option<Revision>) -> Result<(KeyValue, Revision)> {
         check_write(&key, b"")?;
         if let Some(expected) = expected {
-            check_expected(expected)?;
+            crate::check_expected(expected)?;
         }
         match self.submit(Op::Delete { key, expected }).await? {
             Reply::Deleted(kv, rev) => Ok((kv, rev)),
