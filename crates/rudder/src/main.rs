@@ -174,6 +174,8 @@ async fn main() -> Result<()> {
 
 async fn server(args: ServerArgs) -> Result<()> {
     let started = std::time::Instant::now();
+    // Before anything is announced: a SIGTERM right after "ready" must shut down cleanly.
+    let shutdown = shutdown_signal()?;
     let data_dir = args.datastore.data_dir();
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("create data dir {}", data_dir.display()))?;
@@ -198,7 +200,7 @@ async fn server(args: ServerArgs) -> Result<()> {
         )
     });
     tracing::info!("api server: not built yet (only the store runs)");
-    shutdown_signal().await?;
+    shutdown.await;
     tracing::info!("shutting down");
     if let Some(c) = compaction {
         c.abort();
@@ -207,15 +209,17 @@ async fn server(args: ServerArgs) -> Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() -> Result<()> {
+/// Installs the SIGTERM/SIGINT handlers now; the returned future completes on either signal.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).context("install SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("install SIGINT handler")?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    Ok(())
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
 }
 
 async fn snapshot_save(file: &Path, datastore: &DatastoreArgs) -> Result<()> {
