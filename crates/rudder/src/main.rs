@@ -26,7 +26,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the control plane (store, API server, scheduler, controllers) and a node agent.
-    Server(ServerArgs),
+    Server(Box<ServerArgs>),
     /// Work on the datastore directly (the server must be stopped for the embedded store).
     Store {
         #[command(subcommand)]
@@ -87,6 +87,45 @@ struct ServerArgs {
     /// How often automatic compaction runs (0 turns it off).
     #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
     compaction_interval: Duration,
+    /// HTTPS port of the API server (0 picks a free one).
+    #[arg(long, default_value_t = 6443)]
+    https_listen_port: u16,
+    /// Address the API server listens on.
+    #[arg(long, default_value = "0.0.0.0")]
+    bind_address: std::net::IpAddr,
+    /// Write the admin kubeconfig here (default <data-dir>/kubeconfig.yaml).
+    #[arg(long, env = "RUDDER_KUBECONFIG_OUTPUT")]
+    write_kubeconfig: Option<PathBuf>,
+    /// File mode of the kubeconfig, octal (e.g. 644).
+    #[arg(long, env = "RUDDER_KUBECONFIG_MODE", default_value = "600")]
+    write_kubeconfig_mode: String,
+    /// Shared secret agents join with (default: generated, kept in <data-dir>/server/node-token).
+    #[arg(long, env = "RUDDER_TOKEN")]
+    token: Option<String>,
+    /// Another name or IP for the server certificate (repeatable).
+    #[arg(long)]
+    tls_san: Vec<String>,
+    /// Do not run the node agent on this machine.
+    #[arg(long)]
+    disable_agent: bool,
+    /// Do not run the scheduler.
+    #[arg(long)]
+    disable_scheduler: bool,
+    /// Do not run the controllers.
+    #[arg(long)]
+    disable_controller_manager: bool,
+    /// This node's name (default: the hostname).
+    #[arg(long, env = "RUDDER_NODE_NAME")]
+    node_name: Option<String>,
+    /// Pod network.
+    #[arg(long, default_value = "10.42.0.0/16")]
+    cluster_cidr: String,
+    /// Service network (ClusterIPs are allocated from it).
+    #[arg(long, default_value = "10.43.0.0/16")]
+    service_cidr: String,
+    /// Cluster DNS service IP.
+    #[arg(long, default_value = "10.43.0.10")]
+    cluster_dns: std::net::IpAddr,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -160,7 +199,7 @@ async fn main() -> Result<()> {
             println!("rudder version v{}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
-        Command::Server(args) => server(args).await,
+        Command::Server(args) => server(*args).await,
         Command::Store {
             command: StoreCommand::Snapshot { command },
         } => match command {
@@ -199,8 +238,38 @@ async fn server(args: ServerArgs) -> Result<()> {
             },
         )
     });
-    tracing::info!("api server: not built yet (only the store runs)");
+    let mode = rudder_apiserver::pki::parse_mode(&args.write_kubeconfig_mode)?;
+    let api = rudder_apiserver::server::start(
+        rudder_apiserver::server::Config {
+            data_dir: data_dir.clone(),
+            bind_address: args.bind_address,
+            port: args.https_listen_port,
+            tls_sans: args.tls_san.clone(),
+            token: args.token.clone(),
+            kubeconfig: args.write_kubeconfig.clone(),
+            kubeconfig_mode: mode,
+        },
+        store.clone(),
+    )
+    .await?;
+    tracing::info!(
+        address = %api.addr,
+        kubeconfig = %api.kubeconfig.display(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "api server ready"
+    );
+    // Not built yet: each runs once its issue lands; the flags are accepted now.
+    let _ = (
+        args.disable_agent,
+        args.disable_scheduler,
+        args.disable_controller_manager,
+        &args.node_name,
+        &args.cluster_cidr,
+        &args.service_cidr,
+        args.cluster_dns,
+    );
     shutdown.await;
+    api.stop();
     tracing::info!("shutting down");
     if let Some(c) = compaction {
         c.abort();

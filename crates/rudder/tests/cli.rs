@@ -49,7 +49,14 @@ async fn fill(store: &dyn Store, n: usize) {
 /// Starts `rudder server` and waits for "store ready" on its log.
 fn start_server(data_dir: &Path) -> (Child, std::thread::JoinHandle<String>) {
     let mut child = rudder()
-        .args(["server", "--data-dir"])
+        .args([
+            "server",
+            "--https-listen-port",
+            "0",
+            "--bind-address",
+            "127.0.0.1",
+        ])
+        .arg("--data-dir")
         .arg(data_dir)
         .stderr(Stdio::piped())
         .spawn()
@@ -142,8 +149,9 @@ async fn server_keeps_data_and_snapshots_round_trip() {
             .arg("--data-dir")
             .arg(&data),
     );
-    assert!(text.contains("50 keys"), "{text}");
-    assert!(text.contains("revision 50"), "{text}");
+    // The 50 config maps and the four namespaces the server created.
+    assert!(text.contains("54 keys"), "{text}");
+    assert!(text.contains("revision 54"), "{text}");
     let other = tmp.path().join("other");
     let text = run_ok(
         rudder()
@@ -152,9 +160,9 @@ async fn server_keeps_data_and_snapshots_round_trip() {
             .arg("--data-dir")
             .arg(&other),
     );
-    assert!(text.contains("Restored 50 keys at revision 50"), "{text}");
+    assert!(text.contains("Restored 54 keys at revision 54"), "{text}");
     let s = Embedded::open(EmbeddedOptions::new(store_dir(&other))).unwrap();
-    assert_eq!(s.current_revision().await.unwrap(), 50);
+    assert_eq!(s.current_revision().await.unwrap(), 54);
     let kv = s
         .get(Bytes::from("/registry/configmaps/default/cm7"), 0)
         .await
@@ -197,7 +205,7 @@ async fn server_keeps_data_and_snapshots_round_trip() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad.db") && err.contains("corrupt"), "{err}");
     let s = Embedded::open(EmbeddedOptions::new(store_dir(&other))).unwrap();
-    assert_eq!(s.count(snapshot::whole_keyspace()).await.unwrap(), 50);
+    assert_eq!(s.count(snapshot::whole_keyspace()).await.unwrap(), 54);
 
     // The server comes back up on the restored store.
     drop(s);

@@ -1,0 +1,15 @@
+//! The resource catalogue: every kind the API server serves, as data.
+//!
+//! Owns: the group/version/kind/resource table ([`catalogue`]) with scope, verbs, short names,
+//! categories and subresources, and the discovery documents built from it ([`discovery`]).
+//! Strategies (defaulting, validation, status/scale rules) and printer columns live here too as
+//! they are added: a new kind is a table entry and a strategy, never a new handler.
+//!
+//! Must not touch: HTTP, the store, authentication. This crate is pure data and functions over
+//! JSON objects, so every rule in it is unit-testable.
+
+pub mod catalogue;
+pub mod discovery;
+pub mod patch;
+pub mod selector;
+pub mod validation;

@@ -1,0 +1,526 @@
+//! HTTP: authentication, routing of `/api` and `/apis` paths to the generic registry, request
+//! decoding and response encoding (JSON, Table, watch streams).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{to_bytes, Body};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures::StreamExt;
+use rudder_api::selector::Selectors;
+use serde_json::{json, Value};
+
+use crate::error::ApiError;
+use crate::pki::{NodeToken, User};
+use crate::registry::{DeleteOptions, Deleted, ListOptions, Part, Registry, WatchEvent};
+use crate::resources::{self, Served};
+use crate::table::{self, IncludeObject};
+
+/// Largest request body accepted (upstream's 3 MiB).
+pub const MAX_BODY: usize = 3 * 1024 * 1024;
+
+/// Who a connection's client certificate says the client is (set per TLS connection).
+#[derive(Clone, Default)]
+pub struct ConnUser(pub Option<User>);
+
+pub struct AppState {
+    pub registry: Registry,
+    pub token: NodeToken,
+    pub version: Value,
+    pub server_address: String,
+}
+
+type Query = Vec<(String, String)>;
+
+fn query(req: &Request) -> Query {
+    req.uri().query().map(url_decode_pairs).unwrap_or_default()
+}
+
+fn url_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b[i], hex) {
+            (b'+', _) => out.push(b' '),
+            (b'%', Some(v)) => {
+                out.push(v);
+                i += 2;
+            }
+            (c, _) => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn url_decode_pairs(q: &str) -> Query {
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => (url_decode(k), url_decode(v)),
+            None => (url_decode(p), String::new()),
+        })
+        .collect()
+}
+
+fn param<'a>(q: &'a Query, name: &str) -> Option<&'a str> {
+    q.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+fn flag(q: &Query, name: &str) -> bool {
+    matches!(param(q, name), Some("true") | Some("1") | Some(""))
+        && q.iter().any(|(k, _)| k == name)
+}
+
+fn json_response(code: StatusCode, v: &Value) -> Response {
+    let body = serde_json::to_vec(v).unwrap_or_default();
+    (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// Paths anyone may read: health and version.
+fn is_public(path: &str) -> bool {
+    matches!(path, "/healthz" | "/livez" | "/readyz" | "/version")
+        || path.starts_with("/healthz/")
+        || path.starts_with("/livez/")
+        || path.starts_with("/readyz/")
+}
+
+fn authenticate(st: &AppState, conn: &ConnUser, headers: &HeaderMap) -> Option<User> {
+    if let Some(u) = &conn.0 {
+        return Some(u.clone());
+    }
+    let auth = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let token = auth.strip_prefix("Bearer ")?.trim();
+    st.token.matches_bearer(token).then(|| User {
+        name: "node".into(),
+        groups: vec!["system:nodes".into(), "system:authenticated".into()],
+        uid: None,
+    })
+}
+
+pub async fn handle(State(st): State<Arc<AppState>>, req: Request) -> Response {
+    let path = req.uri().path().to_string();
+    if is_public(&path) {
+        return public(&st, &path);
+    }
+    let conn = req
+        .extensions()
+        .get::<ConnUser>()
+        .cloned()
+        .unwrap_or_default();
+    let Some(user) = authenticate(&st, &conn, req.headers()) else {
+        return ApiError::unauthorized().into_response();
+    };
+    match route(&st, &user, req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+fn public(st: &AppState, path: &str) -> Response {
+    if path == "/version" {
+        return json_response(StatusCode::OK, &st.version);
+    }
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        "ok",
+    )
+        .into_response()
+}
+
+/// What a path names.
+enum Target<'a> {
+    Collection {
+        served: Served,
+        ns: Option<&'a str>,
+    },
+    Item {
+        served: Served,
+        ns: Option<&'a str>,
+        name: &'a str,
+        sub: Option<&'a str>,
+    },
+}
+
+fn parse_target(path: &str) -> Result<Option<Target<'_>>, ApiError> {
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (group, version, rest) = match segs.as_slice() {
+        ["api", v, rest @ ..] if !rest.is_empty() => ("", *v, rest),
+        ["apis", g, v, rest @ ..] if !rest.is_empty() => (*g, *v, rest),
+        _ => return Ok(None),
+    };
+    let find = |plural: &str| resources::resolve(group, version, plural);
+    let t = match rest {
+        ["namespaces", ns, plural, tail @ ..] if find(plural).is_some() => {
+            let served = find(plural).ok_or_else(ApiError::no_route)?;
+            if !served.res.namespaced {
+                return Err(ApiError::no_route());
+            }
+            match tail {
+                [] => Target::Collection {
+                    served,
+                    ns: Some(ns),
+                },
+                [name] => Target::Item {
+                    served,
+                    ns: Some(ns),
+                    name,
+                    sub: None,
+                },
+                [name, sub] => Target::Item {
+                    served,
+                    ns: Some(ns),
+                    name,
+                    sub: Some(sub),
+                },
+                _ => return Err(ApiError::no_route()),
+            }
+        }
+        [plural, tail @ ..] => {
+            let served = find(plural).ok_or_else(ApiError::no_route)?;
+            match tail {
+                [] => Target::Collection { served, ns: None },
+                [name] if !served.res.namespaced => Target::Item {
+                    served,
+                    ns: None,
+                    name,
+                    sub: None,
+                },
+                [name, sub] if !served.res.namespaced => Target::Item {
+                    served,
+                    ns: None,
+                    name,
+                    sub: Some(sub),
+                },
+                _ => return Err(ApiError::no_route()),
+            }
+        }
+        _ => return Err(ApiError::no_route()),
+    };
+    Ok(Some(t))
+}
+
+/// The Accept header asks for a Table.
+fn wants_table(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|a| a.to_str().ok())
+        .map(|a| {
+            a.split(',')
+                .next()
+                .is_some_and(|first| first.contains("as=Table"))
+        })
+        .unwrap_or(false)
+}
+
+async fn read_body(req: Request) -> Result<(HeaderMap, Bytes), ApiError> {
+    let (parts, body) = req.into_parts();
+    let bytes = to_bytes(body, MAX_BODY).await.map_err(|_| {
+        ApiError::too_large(format!("the request body is larger than {MAX_BODY} bytes"))
+    })?;
+    Ok((parts.headers, bytes))
+}
+
+fn content_type(headers: &HeaderMap) -> String {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// Decodes an object body (JSON; YAML and protobuf come with their issue).
+fn decode_object(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
+    let ct = content_type(headers);
+    match ct.as_str() {
+        "application/json" | "" | "*/*" => serde_json::from_slice(body).map_err(|e| {
+            ApiError::bad_request(format!("error decoding the request body as JSON: {e}"))
+        }),
+        other => Err(ApiError::unsupported_media_type(other)),
+    }
+}
+
+fn list_options(served: &Served, q: &Query) -> Result<ListOptions, ApiError> {
+    let selectors = Selectors::parse(
+        param(q, "labelSelector"),
+        param(q, "fieldSelector"),
+        served.field_selectors,
+    )
+    .map_err(ApiError::bad_request)?;
+    let limit = match param(q, "limit").filter(|l| !l.is_empty()) {
+        Some(l) => Some(
+            l.parse::<i64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid limit {l:?}")))?,
+        ),
+        None => None,
+    };
+    let timeout = match param(q, "timeoutSeconds").filter(|t| !t.is_empty()) {
+        Some(t) => Some(Duration::from_secs(t.parse::<u64>().map_err(|_| {
+            ApiError::bad_request(format!("invalid timeoutSeconds {t:?}"))
+        })?)),
+        None => None,
+    };
+    Ok(ListOptions {
+        selectors,
+        limit,
+        continue_token: param(q, "continue").map(str::to_string),
+        resource_version: param(q, "resourceVersion").map(str::to_string),
+        resource_version_match: param(q, "resourceVersionMatch").map(str::to_string),
+        allow_bookmarks: flag(q, "allowWatchBookmarks"),
+        timeout,
+    })
+}
+
+fn dry_run(q: &Query) -> Result<bool, ApiError> {
+    match param(q, "dryRun") {
+        None => Ok(false),
+        Some("All") => Ok(true),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "Invalid dryRun value: {other:?}; the only supported value is \"All\""
+        ))),
+    }
+}
+
+async fn route(st: &Arc<AppState>, _user: &User, req: Request) -> Result<Response, ApiError> {
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    if let Some(doc) = resources::discovery(&path, req.headers(), &st.server_address) {
+        return doc;
+    }
+    let q = query(&req);
+    let target = parse_target(&path)?.ok_or_else(ApiError::no_route)?;
+    let table_wanted = wants_table(req.headers());
+    let include = IncludeObject::parse(param(&q, "includeObject"));
+    match target {
+        Target::Collection { served, ns } => {
+            let res = &served.res;
+            match method {
+                Method::GET => {
+                    let opts = list_options(&served, &q)?;
+                    if flag(&q, "watch") {
+                        return watch(st, &served, ns, opts, table_wanted, include).await;
+                    }
+                    let list = st.registry.list(res, ns, &opts).await?;
+                    if table_wanted {
+                        let items = list["items"].as_array().cloned().unwrap_or_default();
+                        return Ok(json_response(
+                            StatusCode::OK,
+                            &table::table(
+                                served.columns,
+                                &items,
+                                list["metadata"].clone(),
+                                include,
+                                true,
+                            ),
+                        ));
+                    }
+                    Ok(json_response(StatusCode::OK, &list))
+                }
+                Method::POST => {
+                    let dry = dry_run(&q)?;
+                    let (headers, body) = read_body(req).await?;
+                    let obj = decode_object(&headers, &body)?;
+                    let created = st.registry.create(res, ns, obj, dry).await?;
+                    Ok(json_response(StatusCode::CREATED, &created))
+                }
+                Method::DELETE => Err(ApiError::method_not_allowed("DELETE")),
+                m => Err(ApiError::method_not_allowed(m.as_str())),
+            }
+        }
+        Target::Item {
+            served,
+            ns,
+            name,
+            sub,
+        } => {
+            let res = &served.res;
+            let part = match sub {
+                None => Part::Main,
+                Some("status") if res.has_status => Part::Status,
+                Some(_) => return Err(ApiError::no_route()),
+            };
+            match method {
+                Method::GET => {
+                    let obj = st.registry.get(res, ns, name).await?;
+                    if table_wanted {
+                        return Ok(json_response(
+                            StatusCode::OK,
+                            &table::table(served.columns, &[obj], json!({}), include, true),
+                        ));
+                    }
+                    Ok(json_response(StatusCode::OK, &obj))
+                }
+                Method::PUT => {
+                    let dry = dry_run(&q)?;
+                    let (headers, body) = read_body(req).await?;
+                    let obj = decode_object(&headers, &body)?;
+                    let updated = st.registry.update(res, ns, name, obj, part, dry).await?;
+                    Ok(json_response(StatusCode::OK, &updated))
+                }
+                Method::PATCH => {
+                    let dry = dry_run(&q)?;
+                    let (headers, body) = read_body(req).await?;
+                    let ct = content_type(&headers);
+                    let patched =
+                        crate::patch::apply(&st.registry, res, ns, name, part, dry, &ct, &body)
+                            .await?;
+                    Ok(json_response(StatusCode::OK, &patched))
+                }
+                Method::DELETE => {
+                    let (headers, body) = read_body(req).await?;
+                    let opts = delete_options(&q, &headers, &body)?;
+                    match st.registry.delete(res, ns, name, &opts).await? {
+                        Deleted::Now(obj) if served.return_deleted => {
+                            Ok(json_response(StatusCode::OK, &obj))
+                        }
+                        Deleted::Now(obj) => Ok(json_response(
+                            StatusCode::OK,
+                            &json!({
+                                "kind": "Status",
+                                "apiVersion": "v1",
+                                "metadata": {},
+                                "status": "Success",
+                                "details": {
+                                    "name": name,
+                                    "group": res.group,
+                                    "kind": res.plural,
+                                    "uid": obj["metadata"]["uid"],
+                                },
+                            }),
+                        )),
+                        Deleted::Pending(obj) => Ok(json_response(StatusCode::OK, &obj)),
+                    }
+                }
+                m => Err(ApiError::method_not_allowed(m.as_str())),
+            }
+        }
+    }
+}
+
+fn delete_options(q: &Query, headers: &HeaderMap, body: &[u8]) -> Result<DeleteOptions, ApiError> {
+    let mut opts = DeleteOptions {
+        dry_run: dry_run(q)?,
+        propagation_policy: param(q, "propagationPolicy").map(str::to_string),
+        ..DeleteOptions::default()
+    };
+    if let Some(g) = param(q, "gracePeriodSeconds") {
+        opts.grace_period_seconds = Some(
+            g.parse()
+                .map_err(|_| ApiError::bad_request(format!("invalid gracePeriodSeconds {g:?}")))?,
+        );
+    }
+    if !body.is_empty() {
+        let b = decode_object(headers, body)?;
+        if let Some(p) = b.get("propagationPolicy").and_then(Value::as_str) {
+            opts.propagation_policy = Some(p.to_string());
+        }
+        if let Some(g) = b.get("gracePeriodSeconds").and_then(Value::as_i64) {
+            opts.grace_period_seconds = Some(g);
+        }
+        if b.get("orphanDependents").and_then(Value::as_bool) == Some(true) {
+            opts.propagation_policy
+                .get_or_insert_with(|| "Orphan".into());
+        }
+        if let Some(pre) = b.get("preconditions") {
+            opts.precondition_uid = pre.get("uid").and_then(Value::as_str).map(str::to_string);
+            opts.precondition_resource_version = pre
+                .get("resourceVersion")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+        }
+        if let Some(d) = b.get("dryRun").and_then(Value::as_array) {
+            opts.dry_run |= d.iter().any(|x| x == "All");
+        }
+    }
+    Ok(opts)
+}
+
+fn event_json(
+    ev: &WatchEvent,
+    served: &Served,
+    table_wanted: bool,
+    include: IncludeObject,
+    first: bool,
+) -> Value {
+    let wrap = |obj: &Value| {
+        if table_wanted {
+            table::table(
+                served.columns,
+                std::slice::from_ref(obj),
+                json!({"resourceVersion": obj["metadata"]["resourceVersion"]}),
+                include,
+                first,
+            )
+        } else {
+            obj.clone()
+        }
+    };
+    match ev {
+        WatchEvent::Added(o) => json!({"type": "ADDED", "object": wrap(o)}),
+        WatchEvent::Modified(o) => json!({"type": "MODIFIED", "object": wrap(o)}),
+        WatchEvent::Deleted(o) => json!({"type": "DELETED", "object": wrap(o)}),
+        WatchEvent::Bookmark(rev) => json!({
+            "type": "BOOKMARK",
+            "object": {
+                "kind": served.res.kind,
+                "apiVersion": served.res.api_version(),
+                "metadata": {"resourceVersion": rev.to_string()},
+            },
+        }),
+        WatchEvent::Error(e) => json!({"type": "ERROR", "object": e.status()}),
+    }
+}
+
+async fn watch(
+    st: &Arc<AppState>,
+    served: &Served,
+    ns: Option<&str>,
+    opts: ListOptions,
+    table_wanted: bool,
+    include: IncludeObject,
+) -> Result<Response, ApiError> {
+    let events = st.registry.watch(&served.res, ns, &opts).await?;
+    let served = served.clone();
+    let bookmarks = opts.allow_bookmarks;
+    let mut first = true;
+    let lines = events
+        .filter(move |e| {
+            let keep = bookmarks || !matches!(e, WatchEvent::Bookmark(_));
+            async move { keep }
+        })
+        .map(move |e| {
+            let mut line =
+                serde_json::to_vec(&event_json(&e, &served, table_wanted, include, first))
+                    .unwrap_or_default();
+            if !matches!(e, WatchEvent::Bookmark(_)) {
+                first = false;
+            }
+            line.push(b'\n');
+            Ok::<_, std::convert::Infallible>(Bytes::from(line))
+        });
+    let timeout = opts.timeout.unwrap_or(Duration::from_secs(1800));
+    let lines = lines.take_until(tokio::time::sleep(timeout));
+    let ct = if table_wanted {
+        "application/json;as=Table;v=v1;g=meta.k8s.io"
+    } else {
+        "application/json"
+    };
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, ct)
+        .body(Body::from_stream(lines))
+        .unwrap_or_default())
+}

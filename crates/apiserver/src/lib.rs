@@ -1,0 +1,17 @@
+//! The Kubernetes API server.
+//!
+//! Owns: HTTPS (rustls) with the cluster's PKI ([`pki`]), authentication (x509 client
+//! certificates, bearer tokens), authorization, the one generic registry that serves every kind
+//! in `rudder_api::catalogue` over the store, the watch cache, discovery and openapi.
+//!
+//! Must not touch: the store's files (only the `Store` trait), kind-specific rules (those are
+//! strategies in `rudder-api`).
+
+pub mod error;
+pub mod handlers;
+pub mod patch;
+pub mod pki;
+pub mod registry;
+pub mod resources;
+pub mod server;
+pub mod table;

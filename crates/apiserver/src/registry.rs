@@ -1,0 +1,946 @@
+//! The one generic registry: create, get, list, update, patch, delete and watch for every kind,
+//! over the [`Store`], with objects stored as JSON under `/registry/<group>/<resource>/[<ns>/]<name>`.
+//!
+//! An object's `metadata.resourceVersion` is the store's `mod_revision` of its key; a list's is
+//! the revision it was read at. Kind-specific rules come from the resource's strategy; this
+//! module owns only what every kind shares (metadata, optimistic concurrency, deletion,
+//! paging, watch).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use rudder_api::validation::{self, FieldError, NameRule};
+use rudder_store::{
+    KeyRange, KeyValue, RangeRequest, Revision, Store, StoreError, WatchMessage, WatchRequest,
+};
+use serde_json::{json, Map, Value};
+
+use crate::error::{ApiError, Target};
+use rudder_api::selector::Selectors;
+
+/// What the registry needs to know about a resource.
+#[derive(Clone, Debug)]
+pub struct Res {
+    pub group: &'static str,
+    pub version: &'static str,
+    pub kind: &'static str,
+    pub plural: &'static str,
+    pub namespaced: bool,
+    /// Key prefix of the stored objects, ending in `/` (shared by every version served).
+    pub prefix: String,
+    pub name_rule: NameRule,
+    /// The kind has a status subresource: the main resource ignores status changes and the
+    /// status subresource ignores everything else.
+    pub has_status: bool,
+    /// The kind carries `metadata.generation`, bumped when anything but metadata and status
+    /// changes.
+    pub has_generation: bool,
+}
+
+impl Res {
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    fn key(&self, ns: Option<&str>, name: &str) -> Bytes {
+        match (self.namespaced, ns) {
+            (true, Some(ns)) => Bytes::from(format!("{}{ns}/{name}", self.prefix)),
+            _ => Bytes::from(format!("{}{name}", self.prefix)),
+        }
+    }
+
+    fn range(&self, ns: Option<&str>) -> KeyRange {
+        match (self.namespaced, ns) {
+            (true, Some(ns)) => KeyRange::prefix(Bytes::from(format!("{}{ns}/", self.prefix))),
+            _ => KeyRange::prefix(Bytes::from(self.prefix.clone())),
+        }
+    }
+
+    fn target<'a>(&'a self, name: &'a str) -> Target<'a> {
+        Target {
+            group: self.group,
+            name_of_type: self.plural,
+            name,
+        }
+    }
+}
+
+/// Which part of an object a write addresses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    Main,
+    Status,
+}
+
+/// Query options of a list or watch.
+#[derive(Clone, Debug, Default)]
+pub struct ListOptions {
+    pub selectors: Selectors,
+    pub limit: Option<i64>,
+    pub continue_token: Option<String>,
+    pub resource_version: Option<String>,
+    pub resource_version_match: Option<String>,
+    pub allow_bookmarks: bool,
+    pub timeout: Option<std::time::Duration>,
+}
+
+/// Delete options (query or body).
+#[derive(Clone, Debug, Default)]
+pub struct DeleteOptions {
+    pub grace_period_seconds: Option<i64>,
+    pub propagation_policy: Option<String>,
+    pub precondition_uid: Option<String>,
+    pub precondition_resource_version: Option<String>,
+    pub dry_run: bool,
+}
+
+/// What a delete did.
+pub enum Deleted {
+    /// Gone from the store; the object as it was.
+    Now(Value),
+    /// Marked for deletion (finalizers or grace); the updated object.
+    Pending(Value),
+}
+
+/// One watch event, ready to serialise.
+#[derive(Clone, Debug)]
+pub enum WatchEvent {
+    Added(Value),
+    Modified(Value),
+    Deleted(Value),
+    Bookmark(Revision),
+    Error(ApiError),
+}
+
+/// Where namespaces are stored (their existence gates namespaced writes).
+pub const NAMESPACES_PREFIX: &str = "/registry/namespaces/";
+
+pub struct Registry {
+    store: Arc<dyn Store>,
+}
+
+fn meta(obj: &Value) -> &Value {
+    obj.get("metadata").unwrap_or(&Value::Null)
+}
+
+fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
+    meta(obj).get(field).and_then(Value::as_str)
+}
+
+fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
+    if !obj.get("metadata").is_some_and(Value::is_object) {
+        obj["metadata"] = json!({});
+    }
+    obj["metadata"]
+        .as_object_mut()
+        .expect("metadata was just made an object")
+}
+
+pub fn now_rfc3339() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    rfc3339(secs)
+}
+
+/// Seconds since the epoch as `YYYY-MM-DDThh:mm:ssZ` (civil-from-days, proleptic Gregorian).
+pub fn rfc3339(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// A random RFC 4122 version-4 UUID.
+pub fn new_uid() -> String {
+    let mut b: [u8; 16] = rand::random();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// The five characters upstream appends to `generateName` (no vowels, no confusables).
+fn random_suffix() -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    (0..5)
+        .map(|_| ALPHABET[rand::random::<usize>() % ALPHABET.len()] as char)
+        .collect()
+}
+
+/// Decodes a stored value and sets the fields that are not stored: kind, apiVersion,
+/// resourceVersion.
+fn decode(res: &Res, kv: &KeyValue) -> Result<Value, ApiError> {
+    let mut obj: Value = serde_json::from_slice(&kv.value).map_err(|e| {
+        ApiError::internal(format!(
+            "stored object {} is not valid JSON: {e}",
+            String::from_utf8_lossy(&kv.key)
+        ))
+    })?;
+    set_type(res, &mut obj);
+    meta_mut(&mut obj).insert(
+        "resourceVersion".into(),
+        Value::String(kv.mod_revision.to_string()),
+    );
+    Ok(obj)
+}
+
+fn set_type(res: &Res, obj: &mut Value) {
+    if let Some(m) = obj.as_object_mut() {
+        m.insert("kind".into(), Value::String(res.kind.into()));
+        m.insert("apiVersion".into(), Value::String(res.api_version()));
+    }
+}
+
+fn encode(obj: &Value) -> Result<Bytes, ApiError> {
+    let mut stored = obj.clone();
+    if let Some(m) = stored.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("resourceVersion");
+        m.remove("selfLink");
+    }
+    serde_json::to_vec(&stored)
+        .map(Bytes::from)
+        .map_err(|e| ApiError::internal(format!("encode: {e}")))
+}
+
+fn parse_rv(rv: &str) -> Result<Revision, ApiError> {
+    rv.parse::<Revision>()
+        .ok()
+        .filter(|r| *r >= 0)
+        .ok_or_else(|| ApiError::bad_request(format!("invalid resource version \"{rv}\"")))
+}
+
+/// The continue token: base64 of `{"v":"meta.k8s.io/v1","rv":N,"start":"<key suffix>"}`, as
+/// upstream's, so a client can carry it across servers.
+fn encode_continue(rev: Revision, start: &str) -> String {
+    use base64::Engine as _;
+    let t = json!({"v": "meta.k8s.io/v1", "rv": rev, "start": start});
+    base64::engine::general_purpose::URL_SAFE.encode(t.to_string())
+}
+
+fn decode_continue(token: &str) -> Result<(Revision, String), ApiError> {
+    use base64::Engine as _;
+    let bad = || ApiError::bad_request("continue key is not valid: not a token this server issued");
+    let raw = base64::engine::general_purpose::URL_SAFE
+        .decode(token)
+        .or_else(|_| base64::engine::general_purpose::STANDARD.decode(token))
+        .map_err(|_| bad())?;
+    let t: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
+    let rev = t.get("rv").and_then(Value::as_i64).ok_or_else(bad)?;
+    let start = t.get("start").and_then(Value::as_str).ok_or_else(bad)?;
+    if start.contains("..") || start.starts_with('/') {
+        return Err(bad());
+    }
+    Ok((rev, start.to_string()))
+}
+
+fn spec_like(obj: &Value) -> Value {
+    let mut o = obj.clone();
+    if let Some(m) = o.as_object_mut() {
+        m.remove("metadata");
+        m.remove("status");
+        m.remove("kind");
+        m.remove("apiVersion");
+    }
+    o
+}
+
+fn check_meta(res: &Res, obj: &Value) -> Result<(), ApiError> {
+    let mut errs: Vec<FieldError> = Vec::new();
+    validation::object_meta(meta(obj), res.name_rule, &mut errs);
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            res.kind,
+            res.group,
+            meta_str(obj, "name").unwrap_or(""),
+            errs,
+        ))
+    }
+}
+
+impl Registry {
+    pub fn new(store: Arc<dyn Store>) -> Registry {
+        Registry { store }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    async fn read(
+        &self,
+        res: &Res,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Result<(Value, Revision), ApiError> {
+        match self.store.get(res.key(ns, name), 0).await? {
+            Some(kv) => Ok((decode(res, &kv)?, kv.mod_revision)),
+            None => Err(ApiError::not_found(res.target(name))),
+        }
+    }
+
+    pub async fn get(&self, res: &Res, ns: Option<&str>, name: &str) -> Result<Value, ApiError> {
+        self.read(res, ns, name).await.map(|(o, _)| o)
+    }
+
+    /// Checks and completes the envelope of a body: kind, apiVersion, namespace.
+    fn check_envelope(&self, res: &Res, ns: Option<&str>, obj: &mut Value) -> Result<(), ApiError> {
+        if !obj.is_object() {
+            return Err(ApiError::bad_request(
+                "the request body must be a JSON object",
+            ));
+        }
+        if let Some(av) = obj.get("apiVersion").and_then(Value::as_str) {
+            if av != res.api_version() {
+                return Err(ApiError::bad_request(format!(
+                    "the API version in the data ({av}) does not match the expected API version ({})",
+                    res.api_version()
+                )));
+            }
+        }
+        if let Some(k) = obj.get("kind").and_then(Value::as_str) {
+            if k != res.kind {
+                return Err(ApiError::bad_request(format!(
+                    "the kind in the data ({k}) does not match the expected kind ({})",
+                    res.kind
+                )));
+            }
+        }
+        let m = meta_mut(obj);
+        if res.namespaced {
+            let ns = ns.unwrap_or("default");
+            match m.get("namespace").and_then(Value::as_str) {
+                Some(given) if !given.is_empty() && given != ns => {
+                    return Err(ApiError::bad_request(
+                        "the namespace of the provided object does not match the namespace sent on the request",
+                    ))
+                }
+                _ => {
+                    m.insert("namespace".into(), Value::String(ns.into()));
+                }
+            }
+        } else {
+            m.remove("namespace");
+        }
+        set_type(res, obj);
+        Ok(())
+    }
+
+    /// Namespaced writes need a live namespace.
+    async fn check_namespace(&self, res: &Res, ns: Option<&str>) -> Result<(), ApiError> {
+        let (true, Some(ns)) = (res.namespaced, ns) else {
+            return Ok(());
+        };
+        let key = Bytes::from(format!("{NAMESPACES_PREFIX}{ns}"));
+        match self.store.get(key, 0).await? {
+            None => Err(ApiError::not_found(Target {
+                group: "",
+                name_of_type: "namespaces",
+                name: ns,
+            })),
+            Some(kv) => {
+                let obj: Value = serde_json::from_slice(&kv.value).unwrap_or(Value::Null);
+                if meta(&obj).get("deletionTimestamp").is_some() {
+                    return Err(ApiError::forbidden(format!(
+                        "unable to create new content in namespace {ns} because it is being terminated"
+                    )));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    pub async fn create(
+        &self,
+        res: &Res,
+        ns: Option<&str>,
+        mut obj: Value,
+        dry_run: bool,
+    ) -> Result<Value, ApiError> {
+        self.check_envelope(res, ns, &mut obj)?;
+        let m = meta_mut(&mut obj);
+        let has_name = m
+            .get("name")
+            .and_then(Value::as_str)
+            .is_some_and(|n| !n.is_empty());
+        if !has_name {
+            if let Some(g) = m.get("generateName").and_then(Value::as_str) {
+                let name = format!("{g}{}", random_suffix());
+                m.insert("name".into(), Value::String(name));
+            }
+        }
+        for f in [
+            "resourceVersion",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "selfLink",
+            "managedFields",
+        ] {
+            m.remove(f);
+        }
+        m.insert("uid".into(), Value::String(new_uid()));
+        m.insert("creationTimestamp".into(), Value::String(now_rfc3339()));
+        if res.has_generation {
+            m.insert("generation".into(), json!(1));
+        } else {
+            m.remove("generation");
+        }
+        check_meta(res, &obj)?;
+        let name = meta_str(&obj, "name").unwrap_or_default().to_string();
+        self.check_namespace(res, ns).await?;
+        if dry_run {
+            if self.store.get(res.key(ns, &name), 0).await?.is_some() {
+                return Err(ApiError::already_exists(res.target(&name)));
+            }
+            return Ok(obj);
+        }
+        match self.store.create(res.key(ns, &name), encode(&obj)?).await {
+            Ok(kv) => {
+                meta_mut(&mut obj).insert(
+                    "resourceVersion".into(),
+                    Value::String(kv.mod_revision.to_string()),
+                );
+                Ok(obj)
+            }
+            Err(StoreError::AlreadyExists { .. }) => {
+                Err(ApiError::already_exists(res.target(&name)))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Completes `new` from `old` for an update of `part`: the fields a client may not change,
+    /// the part it may not change, generation.
+    fn merge_for_update(res: &Res, part: Part, old: &Value, new: &mut Value) {
+        match part {
+            Part::Status => {
+                // Only status changes: everything else is the old object.
+                let status = new.get("status").cloned();
+                *new = old.clone();
+                match status {
+                    Some(s) => new["status"] = s,
+                    None => {
+                        new.as_object_mut().map(|m| m.remove("status"));
+                    }
+                }
+            }
+            Part::Main if res.has_status => match old.get("status") {
+                Some(s) => new["status"] = s.clone(),
+                None => {
+                    new.as_object_mut().map(|m| m.remove("status"));
+                }
+            },
+            Part::Main => {}
+        }
+        let om = meta(old).clone();
+        let m = meta_mut(new);
+        for f in [
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+        ] {
+            match om.get(f) {
+                Some(v) => m.insert(f.into(), v.clone()),
+                None => m.remove(f),
+            };
+        }
+        if res.has_generation && part == Part::Main && spec_like(old) != spec_like(new) {
+            let g = meta(old)
+                .get("generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+            meta_mut(new).insert("generation".into(), json!(g + 1));
+        }
+    }
+
+    /// Replaces an object (PUT). With `metadata.resourceVersion` in the body the write is a
+    /// compare-and-swap on it; without, it applies to whatever is current.
+    pub async fn update(
+        &self,
+        res: &Res,
+        ns: Option<&str>,
+        name: &str,
+        mut obj: Value,
+        part: Part,
+        dry_run: bool,
+    ) -> Result<Value, ApiError> {
+        self.check_envelope(res, ns, &mut obj)?;
+        match meta_str(&obj, "name") {
+            Some(n) if n != name => {
+                return Err(ApiError::bad_request(format!(
+                    "the name of the object ({n}) does not match the name on the request ({name})"
+                )))
+            }
+            Some(_) => {}
+            None => {
+                meta_mut(&mut obj).insert("name".into(), Value::String(name.into()));
+            }
+        }
+        let expected = meta_str(&obj, "resourceVersion")
+            .filter(|s| !s.is_empty())
+            .map(parse_rv)
+            .transpose()?;
+        self.write_loop(res, ns, name, expected, dry_run, |old| {
+            let mut new = obj.clone();
+            if let Some(uid) = meta_str(&new, "uid") {
+                if Some(uid) != meta_str(old, "uid") {
+                    return Err(ApiError::conflict(
+                        res.target(name),
+                        &format!(
+                            "Precondition failed: UID in precondition: {}, UID in object meta: {uid}",
+                            meta_str(old, "uid").unwrap_or("")
+                        ),
+                    ));
+                }
+            }
+            Self::merge_for_update(res, part, old, &mut new);
+            Ok(new)
+        })
+        .await
+    }
+
+    /// Applies `change` to the current object (PATCH), retrying on concurrent writes unless
+    /// the patch itself names a resourceVersion.
+    pub async fn patch(
+        &self,
+        res: &Res,
+        ns: Option<&str>,
+        name: &str,
+        part: Part,
+        dry_run: bool,
+        change: impl Fn(&Value) -> Result<Value, ApiError>,
+    ) -> Result<Value, ApiError> {
+        self.write_loop(res, ns, name, None, dry_run, |old| {
+            let mut new = change(old)?;
+            if !new.is_object() {
+                return Err(ApiError::bad_request(
+                    "the patched object is not a JSON object",
+                ));
+            }
+            if let Some(rv) = meta_str(&new, "resourceVersion") {
+                if Some(rv) != meta_str(old, "resourceVersion") {
+                    return Err(ApiError::modified(res.target(name)));
+                }
+            }
+            match meta_str(&new, "name") {
+                Some(n) if n != name => {
+                    return Err(ApiError::bad_request(format!(
+                    "the name of the object ({n}) does not match the name on the request ({name})"
+                )))
+                }
+                _ => {}
+            }
+            self.check_envelope(res, ns, &mut new)?;
+            Self::merge_for_update(res, part, old, &mut new);
+            Ok(new)
+        })
+        .await
+    }
+
+    /// Read, change, compare-and-swap; again on a concurrent write when `expected` is `None`.
+    async fn write_loop(
+        &self,
+        res: &Res,
+        ns: Option<&str>,
+        name: &str,
+        expected: Option<Revision>,
+        dry_run: bool,
+        change: impl Fn(&Value) -> Result<Value, ApiError>,
+    ) -> Result<Value, ApiError> {
+        let key = res.key(ns, name);
+        loop {
+            let (old, rev) = self.read(res, ns, name).await?;
+            if expected.is_some_and(|e| e != rev) {
+                return Err(ApiError::modified(res.target(name)));
+            }
+            let mut new = change(&old)?;
+            check_meta(res, &new)?;
+            // Removing the last finalizer of an object being deleted deletes it.
+            let finalizers_left = meta(&new)
+                .get("finalizers")
+                .and_then(Value::as_array)
+                .is_some_and(|f| !f.is_empty());
+            if meta(&new).get("deletionTimestamp").is_some() && !finalizers_left {
+                if dry_run {
+                    return Ok(new);
+                }
+                match self.store.delete(key.clone(), Some(rev)).await {
+                    Ok(_) => return Ok(new),
+                    Err(StoreError::Conflict { .. }) if expected.is_none() => continue,
+                    Err(StoreError::Conflict { .. }) => {
+                        return Err(ApiError::modified(res.target(name)))
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if dry_run {
+                return Ok(new);
+            }
+            if new == old {
+                // A no-op write does not bump the resourceVersion (as upstream).
+                return Ok(old);
+            }
+            match self.store.update(key.clone(), encode(&new)?, rev).await {
+                Ok(kv) => {
+                    meta_mut(&mut new).insert(
+                        "resourceVersion".into(),
+                        Value::String(kv.mod_revision.to_string()),
+                    );
+                    return Ok(new);
+                }
+                Err(StoreError::Conflict { current: None, .. }) => {
+                    return Err(ApiError::not_found(res.target(name)))
+                }
+                Err(StoreError::Conflict { .. }) if expected.is_none() => continue,
+                Err(StoreError::Conflict { .. }) => {
+                    return Err(ApiError::modified(res.target(name)))
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    pub async fn delete(
+        &self,
+        res: &Res,
+        ns: Option<&str>,
+        name: &str,
+        opts: &DeleteOptions,
+    ) -> Result<Deleted, ApiError> {
+        let key = res.key(ns, name);
+        loop {
+            let (mut obj, rev) = self.read(res, ns, name).await?;
+            if let Some(uid) = &opts.precondition_uid {
+                if Some(uid.as_str()) != meta_str(&obj, "uid") {
+                    return Err(ApiError::conflict(
+                        res.target(name),
+                        &format!(
+                            "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                            meta_str(&obj, "uid").unwrap_or("")
+                        ),
+                    ));
+                }
+            }
+            if let Some(want) = &opts.precondition_resource_version {
+                if want != &rev.to_string() {
+                    return Err(ApiError::conflict(
+                        res.target(name),
+                        &format!(
+                            "Precondition failed: ResourceVersion in precondition: {want}, ResourceVersion in object meta: {rev}"
+                        ),
+                    ));
+                }
+            }
+            let mut finalizers: Vec<Value> = meta(&obj)
+                .get("finalizers")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let add = match opts.propagation_policy.as_deref() {
+                Some("Foreground") => Some("foregroundDeletion"),
+                Some("Orphan") => Some("orphan"),
+                Some("Background") | None => None,
+                Some(other) => {
+                    return Err(ApiError::invalid(
+                        "DeleteOptions",
+                        "meta.k8s.io",
+                        "",
+                        vec![FieldError {
+                            field: "propagationPolicy".into(),
+                            reason: "FieldValueNotSupported",
+                            message: format!(
+                                "Unsupported value: \"{other}\": supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\""
+                            ),
+                        }],
+                    ))
+                }
+            };
+            if let Some(f) = add {
+                if !finalizers.iter().any(|x| x == f)
+                    && meta(&obj).get("deletionTimestamp").is_none()
+                {
+                    finalizers.push(Value::String(f.into()));
+                }
+            }
+            if finalizers.is_empty() {
+                if opts.dry_run {
+                    return Ok(Deleted::Now(obj));
+                }
+                match self.store.delete(key.clone(), Some(rev)).await {
+                    Ok(_) => return Ok(Deleted::Now(obj)),
+                    Err(StoreError::Conflict { current: None, .. })
+                    | Err(StoreError::NotFound { .. }) => {
+                        return Err(ApiError::not_found(res.target(name)))
+                    }
+                    Err(StoreError::Conflict { .. }) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            // Finalizers: mark, and let whoever owns them finish.
+            if meta(&obj).get("deletionTimestamp").is_some() && add.is_none() {
+                return Ok(Deleted::Pending(obj));
+            }
+            let m = meta_mut(&mut obj);
+            m.entry("deletionTimestamp")
+                .or_insert_with(|| Value::String(now_rfc3339()));
+            m.insert(
+                "deletionGracePeriodSeconds".into(),
+                json!(opts.grace_period_seconds.unwrap_or(0)),
+            );
+            m.insert("finalizers".into(), Value::Array(finalizers));
+            if opts.dry_run {
+                return Ok(Deleted::Pending(obj));
+            }
+            match self.store.update(key.clone(), encode(&obj)?, rev).await {
+                Ok(kv) => {
+                    meta_mut(&mut obj).insert(
+                        "resourceVersion".into(),
+                        Value::String(kv.mod_revision.to_string()),
+                    );
+                    return Ok(Deleted::Pending(obj));
+                }
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// A list: `{kind: <Kind>List, metadata: {resourceVersion, continue}, items}`.
+    pub async fn list(
+        &self,
+        res: &Res,
+        ns: Option<&str>,
+        opts: &ListOptions,
+    ) -> Result<Value, ApiError> {
+        let range = res.range(ns);
+        let prefix = range.start.clone();
+        let (mut rev, mut start) = (0, range.start.clone());
+        if let Some(token) = opts.continue_token.as_deref().filter(|t| !t.is_empty()) {
+            let (r, s) = decode_continue(token)?;
+            rev = r;
+            let mut k = prefix.to_vec();
+            k.extend_from_slice(s.as_bytes());
+            start = Bytes::from(k);
+        } else if let (Some(rv), Some("Exact")) = (
+            opts.resource_version.as_deref(),
+            opts.resource_version_match.as_deref(),
+        ) {
+            rev = parse_rv(rv)?;
+        } else if let Some(rv) = opts.resource_version.as_deref().filter(|r| !r.is_empty()) {
+            parse_rv(rv)?;
+        }
+        let limit = opts.limit.filter(|l| *l > 0).map(|l| l as usize);
+        let mut items = Vec::new();
+        let mut next: Option<String> = None;
+        let mut remaining: Option<i64> = None;
+        loop {
+            let want = limit.map(|l| (l - items.len()).max(1));
+            let resp = self
+                .store
+                .range(RangeRequest {
+                    range: KeyRange::between(start.clone(), range.end.clone().unwrap_or_default()),
+                    revision: rev,
+                    limit: want.unwrap_or(0),
+                    count_only: false,
+                })
+                .await
+                .map_err(|e| match e {
+                    StoreError::Compacted { .. } if opts.continue_token.is_some() => ApiError::expired(
+                        "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
+                    ),
+                    other => other.into(),
+                })?;
+            rev = resp.revision;
+            let last_key = resp.kvs.last().map(|kv| kv.key.clone());
+            for kv in &resp.kvs {
+                let obj = decode(res, kv)?;
+                if opts.selectors.matches(&obj) {
+                    items.push(obj);
+                }
+            }
+            let full = limit.is_some_and(|l| items.len() >= l);
+            match (resp.more, last_key) {
+                (true, Some(last)) if full => {
+                    let mut after = last[prefix.len()..].to_vec();
+                    after.push(0);
+                    next = Some(encode_continue(rev, &String::from_utf8_lossy(&after)));
+                    if opts.selectors.is_empty() {
+                        remaining = Some(resp.count - resp.kvs.len() as i64);
+                    }
+                    break;
+                }
+                (true, Some(last)) => {
+                    let mut k = last.to_vec();
+                    k.push(0);
+                    start = Bytes::from(k);
+                }
+                _ => break,
+            }
+        }
+        let mut list_meta = json!({ "resourceVersion": rev.to_string() });
+        if let Some(c) = next {
+            list_meta["continue"] = Value::String(c);
+        }
+        if let Some(r) = remaining.filter(|r| *r > 0) {
+            list_meta["remainingItemCount"] = json!(r);
+        }
+        Ok(json!({
+            "kind": format!("{}List", res.kind),
+            "apiVersion": res.api_version(),
+            "metadata": list_meta,
+            "items": items,
+        }))
+    }
+
+    /// A watch: the initial state (for no or `0` resourceVersion) as ADDED events, then every
+    /// change, filtered by the selectors (an object leaving the selection is DELETED for this
+    /// watcher, entering it ADDED).
+    pub async fn watch(
+        &self,
+        res: &Res,
+        ns: Option<&str>,
+        opts: &ListOptions,
+    ) -> Result<impl Stream<Item = WatchEvent> + Send + 'static, ApiError> {
+        let range = res.range(ns);
+        let rv = opts.resource_version.as_deref().unwrap_or("");
+        let (initial, from) = if rv.is_empty() || rv == "0" {
+            let list = self
+                .list(
+                    res,
+                    ns,
+                    &ListOptions {
+                        limit: None,
+                        continue_token: None,
+                        ..opts.clone()
+                    },
+                )
+                .await?;
+            let rev = parse_rv(list["metadata"]["resourceVersion"].as_str().unwrap_or("0"))?;
+            let items = list["items"].as_array().cloned().unwrap_or_default();
+            (items, rev)
+        } else {
+            (Vec::new(), parse_rv(rv)?)
+        };
+        let mut req = WatchRequest::new(range, from + 1);
+        req.progress_notify = opts.allow_bookmarks;
+        let watch = match self.store.watch(req).await {
+            Ok(w) => Some(w),
+            Err(StoreError::Compacted { .. }) => None,
+            Err(e) => return Err(e.into()),
+        };
+        let res = res.clone();
+        let selectors = opts.selectors.clone();
+        let head = futures::stream::iter(initial.into_iter().map(WatchEvent::Added));
+        let Some(watch) = watch else {
+            let err = ApiError::expired(format!("too old resource version: {from}"));
+            return Ok(head
+                .chain(futures::stream::iter([WatchEvent::Error(err)]))
+                .boxed());
+        };
+        let tail = watch.stream.flat_map(move |msg| {
+            let out: Vec<WatchEvent> = match msg {
+                Ok(WatchMessage::Events { events, .. }) => events
+                    .iter()
+                    .filter_map(|e| convert_event(&res, &selectors, e))
+                    .collect(),
+                Ok(WatchMessage::Progress { revision }) => vec![WatchEvent::Bookmark(revision)],
+                Err(StoreError::Compacted {
+                    requested,
+                    compacted,
+                }) => vec![WatchEvent::Error(ApiError::expired(format!(
+                    "too old resource version: {requested} ({compacted})"
+                )))],
+                Err(e) => vec![WatchEvent::Error(ApiError::internal(e.to_string()))],
+            };
+            futures::stream::iter(out)
+        });
+        Ok(head.chain(tail).boxed())
+    }
+}
+
+fn convert_event(res: &Res, sel: &Selectors, e: &rudder_store::Event) -> Option<WatchEvent> {
+    use rudder_store::EventKind;
+    let prev = e.prev.as_ref().and_then(|p| decode(res, p).ok());
+    let was = prev.as_ref().is_some_and(|p| sel.matches(p));
+    match e.kind {
+        EventKind::Put => {
+            let obj = decode(res, &e.kv).ok()?;
+            let is = sel.matches(&obj);
+            match (was, is) {
+                (_, true) if prev.is_none() || !was => Some(WatchEvent::Added(obj)),
+                (true, true) => Some(WatchEvent::Modified(obj)),
+                (true, false) => Some(WatchEvent::Deleted(obj)),
+                _ => None,
+            }
+        }
+        EventKind::Delete => {
+            let mut obj = prev?;
+            if !was {
+                return None;
+            }
+            meta_mut(&mut obj).insert(
+                "resourceVersion".into(),
+                Value::String(e.kv.mod_revision.to_string()),
+            );
+            Some(WatchEvent::Deleted(obj))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn uids_are_v4() {
+        let u = new_uid();
+        assert_eq!(u.len(), 36);
+        assert_eq!(&u[14..15], "4");
+    }
+
+    #[test]
+    fn continue_tokens_round_trip() {
+        let t = encode_continue(42, "default/cm7\u{0}");
+        assert_eq!(
+            decode_continue(&t).unwrap(),
+            (42, "default/cm7\u{0}".to_string())
+        );
+        assert!(decode_continue("garbage!").is_err());
+    }
+}
