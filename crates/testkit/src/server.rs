@@ -1,0 +1,226 @@
+//! A real `rudder server` child process on a free loopback port with a temporary data dir, and
+//! the real kubectl pointed at it.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+/// The kubectl every end-to-end test uses unless it names a version: 1.32 (`/usr/bin/kubectl`
+/// on the development machines dispatches on the server's version, so it is not used).
+pub const KUBECTL_DEFAULT_MINOR: u32 = 32;
+
+/// Path of kubectl 1.`minor` (1.27–1.33 are installed side by side).
+pub fn kubectl_path(minor: u32) -> PathBuf {
+    PathBuf::from(format!("/usr/lib/google-cloud-sdk/bin/kubectl.1.{minor}"))
+}
+
+/// A running `rudder server`; stopped (SIGKILL) and its data dir removed on drop.
+pub struct RudderServer {
+    child: Child,
+    dir: tempfile::TempDir,
+    log: Arc<Mutex<String>>,
+    pub kubeconfig: PathBuf,
+    /// `https://127.0.0.1:PORT`
+    pub url: String,
+}
+
+impl RudderServer {
+    /// Starts `bin server` with `extra` flags and waits until it is ready (its log says
+    /// "api server ready" and the kubeconfig exists).
+    pub fn start(bin: &Path, extra: &[&str]) -> anyhow::Result<RudderServer> {
+        let dir = tempfile::Builder::new()
+            .prefix("rudder-server-")
+            .tempdir()
+            .context("temp data dir")?;
+        let mut child = Command::new(bin)
+            .args([
+                "server",
+                "--https-listen-port",
+                "0",
+                "--bind-address",
+                "127.0.0.1",
+            ])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(extra)
+            .env_remove("RUDDER_DATA_DIR")
+            .env_remove("RUDDER_DATASTORE_ENDPOINT")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("start {}", bin.display()))?;
+        let stderr = child.stderr.take().context("server stderr")?;
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if line.contains("api server ready") {
+                        let _ = tx.send(());
+                    }
+                    if let Ok(mut l) = log.lock() {
+                        l.push_str(&line);
+                        l.push('\n');
+                    }
+                }
+            });
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if rx.recv_timeout(Duration::from_millis(100)).is_ok() {
+                break;
+            }
+            if let Some(status) = child.try_wait()? {
+                std::thread::sleep(Duration::from_millis(100));
+                bail!(
+                    "rudder server exited ({status}) before it was ready:\n{}",
+                    log.lock().map(|l| l.clone()).unwrap_or_default()
+                );
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!(
+                    "rudder server not ready after 30 s:\n{}",
+                    log.lock().map(|l| l.clone()).unwrap_or_default()
+                );
+            }
+        }
+        let kubeconfig = dir.path().join("kubeconfig.yaml");
+        let text = std::fs::read_to_string(&kubeconfig).context("read the kubeconfig")?;
+        let url = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("server: "))
+            .context("server URL in the kubeconfig")?
+            .trim()
+            .to_string();
+        Ok(RudderServer {
+            child,
+            dir,
+            log,
+            kubeconfig,
+            url,
+        })
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Everything the server logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// A kubectl 1.`minor` command with this server's kubeconfig and a private cache dir.
+    pub fn kubectl_cmd(&self, minor: u32) -> Command {
+        let mut c = Command::new(kubectl_path(minor));
+        c.env("KUBECONFIG", &self.kubeconfig)
+            .env("HOME", self.dir.path())
+            .env_remove("KUBECTL_EXTERNAL_DIFF")
+            .arg(format!(
+                "--cache-dir={}",
+                self.dir
+                    .path()
+                    .join(format!("kube-cache-{minor}"))
+                    .display()
+            ));
+        c
+    }
+
+    /// Runs kubectl (default version) with `args`.
+    pub fn kubectl(&self, args: &[&str]) -> Kubectl {
+        self.kubectl_version(KUBECTL_DEFAULT_MINOR, args)
+    }
+
+    pub fn kubectl_version(&self, minor: u32, args: &[&str]) -> Kubectl {
+        let out = self
+            .kubectl_cmd(minor)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("run kubectl 1.{minor}: {e}"));
+        Kubectl {
+            args: args.join(" "),
+            out,
+        }
+    }
+
+    /// Runs kubectl with `stdin` as its standard input (for `-f -`).
+    pub fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> Kubectl {
+        use std::io::Write as _;
+        let mut child = self
+            .kubectl_cmd(KUBECTL_DEFAULT_MINOR)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run kubectl");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin.as_bytes())
+            .expect("write kubectl stdin");
+        let out = child.wait_with_output().expect("kubectl output");
+        Kubectl {
+            args: args.join(" "),
+            out,
+        }
+    }
+}
+
+impl Drop for RudderServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A finished kubectl run.
+pub struct Kubectl {
+    pub args: String,
+    pub out: Output,
+}
+
+impl Kubectl {
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.out.stdout).into_owned()
+    }
+
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.out.stderr).into_owned()
+    }
+
+    /// Asserts success and returns stdout.
+    #[track_caller]
+    pub fn ok(&self) -> String {
+        assert!(
+            self.out.status.success(),
+            "kubectl {} failed ({}):\n{}{}",
+            self.args,
+            self.out.status,
+            self.stdout(),
+            self.stderr()
+        );
+        self.stdout()
+    }
+
+    /// Asserts failure and returns stderr.
+    #[track_caller]
+    pub fn fails(&self) -> String {
+        assert!(
+            !self.out.status.success(),
+            "kubectl {} should have failed:\n{}",
+            self.args,
+            self.stdout()
+        );
+        self.stderr()
+    }
+}
