@@ -235,7 +235,7 @@ pub static API_GROUPS: &[ApiGroup] = &[
     },
     ApiGroup {
         name: "authentication.k8s.io",
-        versions: &["v1"],
+        versions: &["v1", "v1beta1"],
     },
     ApiGroup {
         name: "authorization.k8s.io",
@@ -699,6 +699,18 @@ pub static RESOURCES: &[ResourceType] = &[
     row(
         "authentication.k8s.io",
         "v1",
+        "SelfSubjectReview",
+        "selfsubjectreviews",
+        "selfsubjectreview",
+        CLUSTER,
+        "",
+    )
+    .with_verbs(CREATE_ONLY)
+    .store(None),
+    // kubectl 1.27 `auth whoami` asks v1beta1 only (v1 arrived in 1.28).
+    row(
+        "authentication.k8s.io",
+        "v1beta1",
         "SelfSubjectReview",
         "selfsubjectreviews",
         "selfsubjectreview",
@@ -1246,6 +1258,7 @@ mod tests {
             "scheduling.k8s.io/v1/priorityclasses",
             "authorization.k8s.io/v1/selfsubjectaccessreviews",
             "authentication.k8s.io/v1/selfsubjectreviews",
+            "authentication.k8s.io/v1beta1/selfsubjectreviews",
         ]
         .into_iter()
         .map(String::from)

@@ -10,6 +10,7 @@ use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::StreamExt;
+use rudder_api::catalogue::{self, ResourceType};
 use rudder_api::selector::Selectors;
 use serde_json::{json, Value};
 
@@ -27,7 +28,7 @@ pub const MAX_BODY: usize = 3 * 1024 * 1024;
 pub struct ConnUser(pub Option<User>);
 
 pub struct AppState {
-    pub registry: Registry,
+    pub registry: Arc<Registry>,
     pub token: NodeToken,
     pub version: Value,
     pub server_address: String,
@@ -95,7 +96,12 @@ fn is_public(path: &str) -> bool {
 
 fn authenticate(st: &AppState, conn: &ConnUser, headers: &HeaderMap) -> Option<User> {
     if let Some(u) = &conn.0 {
-        return Some(u.clone());
+        // Every authenticated user is also in system:authenticated, as upstream.
+        let mut u = u.clone();
+        if !u.groups.iter().any(|g| g == "system:authenticated") {
+            u.groups.push("system:authenticated".into());
+        }
+        return Some(u);
     }
     let auth = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let token = auth.strip_prefix("Bearer ")?.trim();
@@ -139,6 +145,10 @@ fn public(st: &AppState, path: &str) -> Response {
 
 /// What a path names.
 enum Target<'a> {
+    /// A create-only resource that is answered, never stored (access and identity reviews).
+    Review {
+        rt: &'static ResourceType,
+    },
     Collection {
         served: Served,
         ns: Option<&'a str>,
@@ -184,6 +194,10 @@ fn parse_target(path: &str) -> Result<Option<Target<'_>>, ApiError> {
                 },
                 _ => return Err(ApiError::no_route()),
             }
+        }
+        [plural] if find(plural).is_none() => {
+            let rt = catalogue::lookup(group, version, plural).ok_or_else(ApiError::no_route)?;
+            Target::Review { rt }
         }
         [plural, tail @ ..] => {
             let served = find(plural).ok_or_else(ApiError::no_route)?;
@@ -294,7 +308,7 @@ fn dry_run(q: &Query) -> Result<bool, ApiError> {
     }
 }
 
-async fn route(st: &Arc<AppState>, _user: &User, req: Request) -> Result<Response, ApiError> {
+async fn route(st: &Arc<AppState>, user: &User, req: Request) -> Result<Response, ApiError> {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     if let Some(doc) = resources::discovery(&path, req.headers(), &st.server_address) {
@@ -305,6 +319,14 @@ async fn route(st: &Arc<AppState>, _user: &User, req: Request) -> Result<Respons
     let table_wanted = wants_table(req.headers());
     let include = IncludeObject::parse(param(&q, "includeObject"));
     match target {
+        Target::Review { rt } => {
+            if method != Method::POST {
+                return Err(ApiError::method_not_allowed(method.as_str()));
+            }
+            let (headers, body) = read_body(req).await?;
+            let obj = decode_object(&headers, &body)?;
+            Ok(json_response(StatusCode::CREATED, &review(rt, user, obj)?))
+        }
         Target::Collection { served, ns } => {
             let res = &served.res;
             match method {
@@ -382,6 +404,10 @@ async fn route(st: &Arc<AppState>, _user: &User, req: Request) -> Result<Respons
                 Method::DELETE => {
                     let (headers, body) = read_body(req).await?;
                     let opts = delete_options(&q, &headers, &body)?;
+                    if res.group.is_empty() && res.plural == "namespaces" {
+                        let obj = crate::namespaces::delete(&st.registry, name, &opts).await?;
+                        return Ok(json_response(StatusCode::OK, &obj));
+                    }
                     match st.registry.delete(res, ns, name, &opts).await? {
                         Deleted::Now(obj) if served.return_deleted => {
                             Ok(json_response(StatusCode::OK, &obj))
@@ -523,4 +549,48 @@ async fn watch(
         .header(header::CONTENT_TYPE, ct)
         .body(Body::from_stream(lines))
         .unwrap_or_default())
+}
+
+/// Answers an access or identity review about the caller. Until RBAC lands every authenticated
+/// user may do anything, so access reviews are allowed.
+fn review(rt: &ResourceType, user: &User, mut obj: Value) -> Result<Value, ApiError> {
+    if !obj.is_object() {
+        return Err(ApiError::bad_request(
+            "the request body must be a JSON object",
+        ));
+    }
+    obj["kind"] = json!(rt.kind);
+    obj["apiVersion"] = json!(rt.api_version());
+    if !obj.get("metadata").is_some_and(Value::is_object) {
+        obj["metadata"] = json!({});
+    }
+    obj["metadata"]["creationTimestamp"] = json!(crate::registry::now_rfc3339());
+    match rt.kind {
+        "SelfSubjectAccessReview" => {
+            let spec = obj.get("spec").cloned().unwrap_or(Value::Null);
+            if spec.get("resourceAttributes").is_none()
+                && spec.get("nonResourceAttributes").is_none()
+            {
+                return Err(ApiError::invalid(
+                    rt.kind,
+                    rt.group,
+                    "",
+                    vec![rudder_api::validation::FieldError::required(
+                        "spec.resourceAttributes",
+                        "exactly one of nonResourceAttributes or resourceAttributes must be specified",
+                    )],
+                ));
+            }
+            obj["status"] = json!({"allowed": true, "reason": "authenticated users may do anything until RBAC is enabled"});
+        }
+        "SelfSubjectReview" => {
+            let mut info = json!({"username": user.name, "groups": user.groups});
+            if let Some(uid) = &user.uid {
+                info["uid"] = json!(uid);
+            }
+            obj["status"] = json!({"userInfo": info});
+        }
+        other => return Err(ApiError::internal(format!("no review handler for {other}"))),
+    }
+    Ok(obj)
 }

@@ -9,6 +9,7 @@
 
 pub mod error;
 pub mod handlers;
+pub mod namespaces;
 pub mod patch;
 pub mod pki;
 pub mod registry;

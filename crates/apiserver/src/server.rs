@@ -106,7 +106,7 @@ pub async fn start(cfg: Config, store: Arc<dyn Store>) -> anyhow::Result<ApiServ
         .await
         .with_context(|| format!("listen on {}:{}", cfg.bind_address, cfg.port))?;
     let addr = listener.local_addr()?;
-    let registry = Registry::new(store);
+    let registry = Arc::new(Registry::new(store));
     res_for_namespaces().context("catalogue")?;
     bootstrap(&registry)
         .await

@@ -362,3 +362,48 @@ fn paging_and_watch() {
     let _ = watch.kill();
     let _ = watch.wait();
 }
+
+#[test]
+fn auth_can_i_and_whoami() {
+    let s = server();
+    // 1.31 sends JSON bodies; 1.32+ send protobuf, covered once protobuf decoding lands.
+    let yes = s
+        .kubectl_version(31, &["auth", "can-i", "create", "deployments"])
+        .ok();
+    assert_eq!(yes.trim(), "yes");
+    let who = s
+        .kubectl_version(31, &["auth", "whoami", "-o", "json"])
+        .ok();
+    let who: serde_json::Value = serde_json::from_str(&who).unwrap();
+    assert_eq!(who["status"]["userInfo"]["username"], "system:admin");
+    assert_eq!(
+        who["status"]["userInfo"]["groups"],
+        serde_json::json!(["system:masters", "system:authenticated"])
+    );
+    // kubectl 1.27 asks authentication.k8s.io/v1beta1.
+    let who = s.kubectl_version(27, &["auth", "whoami"]).ok();
+    assert!(who.contains("system:admin"), "{who}");
+}
+
+#[test]
+fn deleting_a_namespace_empties_it() {
+    let s = server();
+    s.kubectl_stdin(
+        &["apply", NO_OPENAPI, "-f", "-"],
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: doomed\n",
+    )
+    .ok();
+    s.kubectl_stdin(&["apply", NO_OPENAPI, "-n", "doomed", "-f", "-"], CM)
+        .ok();
+    // kubectl waits until the namespace is gone.
+    let out = s.kubectl(&["delete", "ns", "doomed", "--timeout=30s"]).ok();
+    assert_eq!(out.trim(), "namespace \"doomed\" deleted");
+    let err = s.kubectl(&["get", "ns", "doomed"]).fails();
+    assert!(err.contains("not found"), "{err}");
+    assert_eq!(
+        s.kubectl(&["get", "cm", "-n", "doomed", "-o", "name"])
+            .ok()
+            .trim(),
+        ""
+    );
+}

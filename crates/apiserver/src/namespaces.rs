@@ -1,0 +1,109 @@
+//! Namespace deletion: a deleted namespace turns `Terminating` at once and is removed when
+//! everything in it is gone, as upstream's namespace controller does. This runs inside the API
+//! server until the controllers crate exists.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rudder_api::catalogue::RESOURCES;
+use serde_json::{json, Value};
+
+use crate::error::ApiError;
+use crate::registry::{DeleteOptions, Deleted, ListOptions, Part, Registry};
+use crate::resources::{self, Served};
+
+fn namespaces() -> Result<Served, ApiError> {
+    resources::resolve("", "v1", "namespaces")
+        .ok_or_else(|| ApiError::internal("namespaces are not in the catalogue"))
+}
+
+/// Every stored namespaced resource, once per storage.
+fn namespaced_storages() -> Vec<Served> {
+    let mut seen = HashSet::new();
+    RESOURCES
+        .iter()
+        .filter_map(|rt| resources::resolve(rt.group, rt.version, rt.plural))
+        .filter(|s| s.res.namespaced && seen.insert(s.res.prefix.clone()))
+        .collect()
+}
+
+/// DELETE of a namespace: mark it Terminating and start emptying it.
+pub async fn delete(
+    registry: &Arc<Registry>,
+    name: &str,
+    opts: &DeleteOptions,
+) -> Result<Value, ApiError> {
+    let ns = namespaces()?;
+    let current = registry.get(&ns.res, None, name).await?;
+    if opts.dry_run {
+        return Ok(current);
+    }
+    let marked = registry
+        .patch(&ns.res, None, name, Part::Main, false, |old| {
+            let mut new = old.clone();
+            if new["metadata"].get("deletionTimestamp").is_none() {
+                new["metadata"]["deletionTimestamp"] = json!(crate::registry::now_rfc3339());
+                new["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+            }
+            Ok(new)
+        })
+        .await?;
+    let marked = registry
+        .patch(&ns.res, None, name, Part::Status, false, |old| {
+            let mut new = old.clone();
+            new["status"] = json!({"phase": "Terminating"});
+            Ok(new)
+        })
+        .await
+        .unwrap_or(marked);
+    let registry = registry.clone();
+    let name = name.to_string();
+    tokio::spawn(async move {
+        if let Err(e) = empty_and_remove(&registry, &name).await {
+            tracing::warn!(namespace = %name, error = %e, "namespace deletion did not finish");
+        }
+    });
+    Ok(marked)
+}
+
+async fn empty_and_remove(registry: &Registry, name: &str) -> Result<(), ApiError> {
+    let storages = namespaced_storages();
+    loop {
+        let mut left = 0;
+        for s in &storages {
+            let list = registry
+                .list(&s.res, Some(name), &ListOptions::default())
+                .await?;
+            for item in list["items"].as_array().into_iter().flatten() {
+                left += 1;
+                let Some(obj) = item["metadata"]["name"].as_str() else {
+                    continue;
+                };
+                let opts = DeleteOptions {
+                    propagation_policy: Some("Background".into()),
+                    ..DeleteOptions::default()
+                };
+                match registry.delete(&s.res, Some(name), obj, &opts).await {
+                    Ok(Deleted::Now(_)) | Ok(Deleted::Pending(_)) => {}
+                    Err(e) if e.code == 404 => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        if left == 0 {
+            break;
+        }
+        // Objects with finalizers go when their owners remove them.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let ns = namespaces()?;
+    match registry
+        .delete(&ns.res, None, name, &DeleteOptions::default())
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
