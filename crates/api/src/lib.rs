@@ -11,5 +11,6 @@
 pub mod catalogue;
 pub mod discovery;
 pub mod patch;
+pub mod printers;
 pub mod selector;
 pub mod validation;

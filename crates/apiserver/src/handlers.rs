@@ -341,7 +341,8 @@ async fn route(st: &Arc<AppState>, user: &User, req: Request) -> Result<Response
                         return Ok(json_response(
                             StatusCode::OK,
                             &table::table(
-                                served.columns,
+                                served.res.group,
+                                served.res.kind,
                                 &items,
                                 list["metadata"].clone(),
                                 include,
@@ -380,7 +381,14 @@ async fn route(st: &Arc<AppState>, user: &User, req: Request) -> Result<Response
                     if table_wanted {
                         return Ok(json_response(
                             StatusCode::OK,
-                            &table::table(served.columns, &[obj], json!({}), include, true),
+                            &table::table(
+                                served.res.group,
+                                served.res.kind,
+                                &[obj],
+                                json!({}),
+                                include,
+                                true,
+                            ),
                         ));
                     }
                     Ok(json_response(StatusCode::OK, &obj))
@@ -484,7 +492,8 @@ fn event_json(
     let wrap = |obj: &Value| {
         if table_wanted {
             table::table(
-                served.columns,
+                served.res.group,
+                served.res.kind,
                 std::slice::from_ref(obj),
                 json!({"resourceVersion": obj["metadata"]["resourceVersion"]}),
                 include,

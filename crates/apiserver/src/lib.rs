@@ -15,4 +15,5 @@ pub mod pki;
 pub mod registry;
 pub mod resources;
 pub mod server;
+pub mod services;
 pub mod table;

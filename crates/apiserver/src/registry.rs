@@ -17,6 +17,7 @@ use rudder_store::{
 use serde_json::{json, Map, Value};
 
 use crate::error::{ApiError, Target};
+use crate::services::{self, Allocator, Held};
 use rudder_api::selector::Selectors;
 
 /// What the registry needs to know about a resource.
@@ -122,6 +123,11 @@ pub const NAMESPACES_PREFIX: &str = "/registry/namespaces/";
 
 pub struct Registry {
     store: Arc<dyn Store>,
+    services: Allocator,
+}
+
+fn is_services(res: &Res) -> bool {
+    res.group.is_empty() && res.plural == "services"
 }
 
 fn meta(obj: &Value) -> &Value {
@@ -286,8 +292,12 @@ fn check_meta(res: &Res, obj: &Value) -> Result<(), ApiError> {
 }
 
 impl Registry {
-    pub fn new(store: Arc<dyn Store>) -> Registry {
-        Registry { store }
+    pub fn new(store: Arc<dyn Store>, services: Allocator) -> Registry {
+        Registry { store, services }
+    }
+
+    pub fn services(&self) -> &Allocator {
+        &self.services
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -415,13 +425,22 @@ impl Registry {
         check_meta(res, &obj)?;
         let name = meta_str(&obj, "name").unwrap_or_default().to_string();
         self.check_namespace(res, ns).await?;
+        if dry_run && self.store.get(res.key(ns, &name), 0).await?.is_some() {
+            return Err(ApiError::already_exists(res.target(&name)));
+        }
+        let taken = if is_services(res) {
+            self.services.allocate(&mut obj, None, dry_run).await?
+        } else {
+            Held::default()
+        };
         if dry_run {
-            if self.store.get(res.key(ns, &name), 0).await?.is_some() {
-                return Err(ApiError::already_exists(res.target(&name)));
-            }
             return Ok(obj);
         }
-        match self.store.create(res.key(ns, &name), encode(&obj)?).await {
+        let result = self.store.create(res.key(ns, &name), encode(&obj)?).await;
+        if result.is_err() {
+            self.services.release(&taken).await;
+        }
+        match result {
             Ok(kv) => {
                 meta_mut(&mut obj).insert(
                     "resourceVersion".into(),
@@ -594,7 +613,12 @@ impl Registry {
                     return Ok(new);
                 }
                 match self.store.delete(key.clone(), Some(rev)).await {
-                    Ok(_) => return Ok(new),
+                    Ok(_) => {
+                        if is_services(res) {
+                            self.services.release(&services::held(&old)).await;
+                        }
+                        return Ok(new);
+                    }
                     Err(StoreError::Conflict { .. }) if expected.is_none() => continue,
                     Err(StoreError::Conflict { .. }) => {
                         return Err(ApiError::modified(res.target(name)))
@@ -602,6 +626,13 @@ impl Registry {
                     Err(e) => return Err(e.into()),
                 }
             }
+            let taken = if is_services(res) {
+                self.services
+                    .allocate(&mut new, Some(&old), dry_run)
+                    .await?
+            } else {
+                Held::default()
+            };
             if dry_run {
                 return Ok(new);
             }
@@ -609,7 +640,27 @@ impl Registry {
                 // A no-op write does not bump the resourceVersion (as upstream).
                 return Ok(old);
             }
-            match self.store.update(key.clone(), encode(&new)?, rev).await {
+            let result = self.store.update(key.clone(), encode(&new)?, rev).await;
+            if result.is_err() {
+                self.services.release(&taken).await;
+            } else if is_services(res) {
+                // What the old object held and the new one does not is free again.
+                let (before, after) = (services::held(&old), services::held(&new));
+                let gone = Held {
+                    ips: before
+                        .ips
+                        .into_iter()
+                        .filter(|i| !after.ips.contains(i))
+                        .collect(),
+                    ports: before
+                        .ports
+                        .into_iter()
+                        .filter(|p| !after.ports.contains(p))
+                        .collect(),
+                };
+                self.services.release(&gone).await;
+            }
+            match result {
                 Ok(kv) => {
                     meta_mut(&mut new).insert(
                         "resourceVersion".into(),
@@ -696,7 +747,12 @@ impl Registry {
                     return Ok(Deleted::Now(obj));
                 }
                 match self.store.delete(key.clone(), Some(rev)).await {
-                    Ok(_) => return Ok(Deleted::Now(obj)),
+                    Ok(_) => {
+                        if is_services(res) {
+                            self.services.release(&services::held(&obj)).await;
+                        }
+                        return Ok(Deleted::Now(obj));
+                    }
                     Err(StoreError::Conflict { current: None, .. })
                     | Err(StoreError::NotFound { .. }) => {
                         return Err(ApiError::not_found(res.target(name)))

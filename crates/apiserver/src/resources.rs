@@ -1,5 +1,5 @@
 //! The bridge from the catalogue (`rudder_api::catalogue`) to what the registry and handlers
-//! need per resource: storage prefix, name rule, status and generation rules, printer columns,
+//! need per resource: storage prefix, name rule, status and generation rules,
 //! supported field selectors.
 
 use axum::body::Body;
@@ -12,23 +12,15 @@ use crate::error::ApiError;
 use rudder_api::validation::NameRule;
 
 use crate::registry::Res;
-use crate::table::{Column, DEFAULT_COLUMNS};
 
 /// A served resource with everything the handlers need.
 #[derive(Clone, Debug)]
 pub struct Served {
     pub rt: &'static ResourceType,
     pub res: Res,
-    pub columns: &'static [Column],
     pub field_selectors: &'static [&'static str],
     /// DELETE answers with the deleted object rather than a Status.
     pub return_deleted: bool,
-}
-
-impl std::fmt::Debug for Column {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name)
-    }
 }
 
 fn name_rule(group: &str, plural: &str) -> NameRule {
@@ -118,7 +110,6 @@ pub fn resolve(group: &str, version: &str, plural: &str) -> Option<Served> {
             has_status: rt.subresource("status").is_some(),
             has_generation: has_generation(rt.kind),
         },
-        columns: DEFAULT_COLUMNS,
         field_selectors: field_selectors(rt.group, rt.plural),
         return_deleted: rt.group.is_empty() && rt.plural == "pods",
     })

@@ -34,6 +34,8 @@ pub struct Config {
     /// Where the admin kubeconfig goes (default `<data-dir>/kubeconfig.yaml`).
     pub kubeconfig: Option<PathBuf>,
     pub kubeconfig_mode: u32,
+    /// ClusterIPs come from here; its first address is the `kubernetes` service's.
+    pub service_cidr: String,
 }
 
 /// A running API server.
@@ -69,8 +71,8 @@ fn version_doc() -> Value {
     })
 }
 
-/// Creates what a fresh cluster has: the four namespaces.
-async fn bootstrap(registry: &Registry) -> Result<(), ApiError> {
+/// Creates what a fresh cluster has: the four namespaces and the `kubernetes` service.
+async fn bootstrap(registry: &Registry, port: u16) -> Result<(), ApiError> {
     let ns = crate::resources::resolve("", "v1", "namespaces")
         .ok_or_else(|| ApiError::internal("namespaces are not in the catalogue"))?;
     for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
@@ -80,6 +82,31 @@ async fn bootstrap(registry: &Registry) -> Result<(), ApiError> {
             Err(e) if e.reason == "AlreadyExists" => {}
             Err(e) => return Err(e),
         }
+    }
+    let svc = crate::resources::resolve("", "v1", "services")
+        .ok_or_else(|| ApiError::internal("services are not in the catalogue"))?;
+    let ip = registry.services().cidr().first().to_string();
+    let kubernetes = json!({
+        "metadata": {"name": "kubernetes", "namespace": "default",
+                     "labels": {"component": "apiserver", "provider": "kubernetes"}},
+        "spec": {"type": "ClusterIP", "clusterIP": ip,
+                 "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}],
+                 "sessionAffinity": "None"},
+    });
+    match registry
+        .create(&svc.res, Some("default"), kubernetes, false)
+        .await
+    {
+        Ok(_) => {}
+        Err(e) if e.reason == "AlreadyExists" => {}
+        Err(e) => return Err(e),
+    }
+    // Give back what a crash between allocating and writing may have left taken.
+    let all = registry.list(&svc.res, None, &Default::default()).await?;
+    let items = all["items"].as_array().cloned().unwrap_or_default();
+    let freed = registry.services().repair(&items).await?;
+    if freed > 0 {
+        tracing::info!(freed, "released service addresses no service holds");
     }
     Ok(())
 }
@@ -106,9 +133,14 @@ pub async fn start(cfg: Config, store: Arc<dyn Store>) -> anyhow::Result<ApiServ
         .await
         .with_context(|| format!("listen on {}:{}", cfg.bind_address, cfg.port))?;
     let addr = listener.local_addr()?;
-    let registry = Arc::new(Registry::new(store));
+    let cidr = crate::services::Cidr::parse(&cfg.service_cidr)
+        .map_err(|e| anyhow::anyhow!("--service-cidr: {e}"))?;
+    let registry = Arc::new(Registry::new(
+        store.clone(),
+        crate::services::Allocator::new(store, cidr),
+    ));
     res_for_namespaces().context("catalogue")?;
-    bootstrap(&registry)
+    bootstrap(&registry, addr.port())
         .await
         .map_err(|e| anyhow::anyhow!("create the built-in objects: {e}"))?;
 

@@ -248,6 +248,7 @@ async fn server(args: ServerArgs) -> Result<()> {
             token: args.token.clone(),
             kubeconfig: args.write_kubeconfig.clone(),
             kubeconfig_mode: mode,
+            service_cidr: args.service_cidr.clone(),
         },
         store.clone(),
     )
@@ -265,7 +266,6 @@ async fn server(args: ServerArgs) -> Result<()> {
         args.disable_controller_manager,
         &args.node_name,
         &args.cluster_cidr,
-        &args.service_cidr,
         args.cluster_dns,
     );
     shutdown.await;

@@ -407,3 +407,98 @@ fn deleting_a_namespace_empties_it() {
         ""
     );
 }
+
+const SVC: &str = "apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  type: NodePort
+  selector:
+    app: web
+  ports:
+  - port: 80
+    targetPort: 8080
+    nodePort: 30080
+";
+
+#[test]
+fn services_get_cluster_ips_and_node_ports() {
+    let s = server();
+    let k8s = s
+        .kubectl(&[
+            "get",
+            "svc",
+            "kubernetes",
+            "-o",
+            "jsonpath={.spec.clusterIP} {.spec.ports[0].port}",
+        ])
+        .ok();
+    assert_eq!(k8s, "10.43.0.1 443");
+    s.kubectl_stdin(&["apply", NO_OPENAPI, "-f", "-"], SVC).ok();
+    let ip = s
+        .kubectl(&["get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"])
+        .ok();
+    let parsed: std::net::Ipv4Addr = ip.parse().expect("an IPv4 ClusterIP");
+    assert_eq!(parsed.octets()[..2], [10, 43], "{ip} in the service CIDR");
+    let table = s.kubectl(&["get", "svc", "web"]).ok();
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(
+        row[..5],
+        ["web", "NodePort", ip.as_str(), "<none>", "80:30080/TCP"]
+    );
+    // The same NodePort cannot be had twice; a ClusterIP outside the range is refused.
+    let err = s
+        .kubectl_stdin(
+            &["apply", NO_OPENAPI, "-f", "-"],
+            &SVC.replace("name: web", "name: web2"),
+        )
+        .fails();
+    assert!(
+        err.contains(
+            "spec.ports[0].nodePort: Invalid value: 30080: provided port is already allocated"
+        ),
+        "{err}"
+    );
+    let err = s
+        .kubectl_stdin(
+            &["apply", NO_OPENAPI, "-f", "-"],
+            &SVC.replace("name: web", "name: web3")
+                .replace("  type: NodePort\n", "  clusterIP: 192.168.1.1\n")
+                .replace("    nodePort: 30080\n", ""),
+        )
+        .fails();
+    assert!(
+        err.contains("is not in the valid range. The range of valid IPs is 10.43.0.0/16"),
+        "{err}"
+    );
+    // Deleting gives both back.
+    s.kubectl(&["delete", "svc", "web"]).ok();
+    s.kubectl_stdin(
+        &["apply", NO_OPENAPI, "-f", "-"],
+        &SVC.replace("name: web", "name: web2"),
+    )
+    .ok();
+    let port = s
+        .kubectl(&[
+            "get",
+            "svc",
+            "web2",
+            "-o",
+            "jsonpath={.spec.ports[0].nodePort}",
+        ])
+        .ok();
+    assert_eq!(port, "30080");
+}
+
+#[test]
+fn namespaces_print_status_and_age() {
+    let s = server();
+    let out = s.kubectl(&["get", "ns", "default"]).ok();
+    let lines: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(lines[0], ["NAME", "STATUS", "AGE"]);
+    assert_eq!(lines[1][..2], ["default", "Active"]);
+}
