@@ -12,5 +12,6 @@ pub mod catalogue;
 pub mod discovery;
 pub mod patch;
 pub mod printers;
+pub mod protobuf;
 pub mod selector;
 pub mod validation;

@@ -256,12 +256,19 @@ fn content_type(headers: &HeaderMap) -> String {
         .to_ascii_lowercase()
 }
 
-/// Decodes an object body (JSON; YAML and protobuf come with their issue).
+/// Decodes an object body: JSON, or protobuf (the `k8s\0` envelope kubectl 1.32+ sends).
 fn decode_object(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
     let ct = content_type(headers);
     match ct.as_str() {
         "application/json" | "" | "*/*" => serde_json::from_slice(body).map_err(|e| {
             ApiError::bad_request(format!("error decoding the request body as JSON: {e}"))
+        }),
+        rudder_api::protobuf::CONTENT_TYPE => rudder_api::protobuf::decode(body).map_err(|e| {
+            if e.is_unsupported_media_type() {
+                ApiError::new(415, "UnsupportedMediaType", e.to_string())
+            } else {
+                ApiError::bad_request(format!("error decoding the request body as protobuf: {e}"))
+            }
         }),
         other => Err(ApiError::unsupported_media_type(other)),
     }

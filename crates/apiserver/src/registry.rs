@@ -530,7 +530,7 @@ impl Registry {
             .transpose()?;
         self.write_loop(res, ns, name, expected, dry_run, |old| {
             let mut new = obj.clone();
-            if let Some(uid) = meta_str(&new, "uid") {
+            if let Some(uid) = meta_str(&new, "uid").filter(|u| !u.is_empty()) {
                 if Some(uid) != meta_str(old, "uid") {
                     return Err(ApiError::conflict(
                         res.target(name),

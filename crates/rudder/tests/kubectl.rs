@@ -502,3 +502,101 @@ fn namespaces_print_status_and_age() {
     assert_eq!(lines[0], ["NAME", "STATUS", "AGE"]);
     assert_eq!(lines[1][..2], ["default", "Active"]);
 }
+
+#[test]
+fn create_commands_with_protobuf_bodies() {
+    let s = server();
+    // kubectl 1.32+ send these as application/vnd.kubernetes.protobuf.
+    for minor in [32, 33] {
+        let ns = format!("proto-{minor}");
+        let k = |args: &[&str]| s.kubectl_version(minor, args).ok();
+        assert_eq!(
+            k(&["create", "namespace", &ns]).trim(),
+            format!("namespace/{ns} created")
+        );
+        let n = ns.as_str();
+        assert_eq!(
+            k(&["create", "configmap", "cfg", "-n", n, "--from-literal=a=b"]).trim(),
+            "configmap/cfg created"
+        );
+        assert_eq!(
+            k(&[
+                "create",
+                "secret",
+                "generic",
+                "pw",
+                "-n",
+                n,
+                "--from-literal=password=s3cr3t"
+            ])
+            .trim(),
+            "secret/pw created"
+        );
+        assert_eq!(
+            k(&[
+                "create",
+                "deployment",
+                "web",
+                "-n",
+                n,
+                "--image=nginx:1.27",
+                "--replicas=2"
+            ])
+            .trim(),
+            "deployment.apps/web created"
+        );
+        assert_eq!(
+            k(&[
+                "create",
+                "service",
+                "clusterip",
+                "web",
+                "-n",
+                n,
+                "--tcp=80:8080"
+            ])
+            .trim(),
+            "service/web created"
+        );
+        let data = k(&["get", "cm", "cfg", "-n", n, "-o", "jsonpath={.data.a}"]);
+        assert_eq!(data, "b");
+        let pw = k(&[
+            "get",
+            "secret",
+            "pw",
+            "-n",
+            n,
+            "-o",
+            "jsonpath={.data.password}",
+        ]);
+        assert_eq!(pw, "czNjcjN0", "base64 of s3cr3t");
+        let dep = k(&[
+            "get",
+            "deploy",
+            "web",
+            "-n",
+            n,
+            "-o",
+            "jsonpath={.spec.replicas} {.spec.template.spec.containers[0].image}",
+        ]);
+        assert_eq!(dep, "2 nginx:1.27");
+        let port = k(&[
+            "get",
+            "svc",
+            "web",
+            "-n",
+            n,
+            "-o",
+            "jsonpath={.spec.ports[0].targetPort}",
+        ]);
+        assert_eq!(port, "8080");
+        assert_eq!(k(&["auth", "can-i", "delete", "pods"]).trim(), "yes");
+        let who = k(&[
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username}",
+        ]);
+        assert_eq!(who, "system:admin");
+    }
+}
