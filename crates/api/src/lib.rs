@@ -10,6 +10,7 @@
 
 pub mod catalogue;
 pub mod discovery;
+pub mod openapi;
 pub mod patch;
 pub mod printers;
 pub mod protobuf;

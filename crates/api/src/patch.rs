@@ -5,13 +5,14 @@
 //! element (`$patch: delete` in an element removes it); lists with strategy "merge" and no key
 //! (finalizers) take the union; other lists are replaced. Directives: `$patch: replace|delete`
 //! on maps, `$retainKeys`, `$setElementOrder/<list>`, `$deleteFromPrimitiveList/<list>`.
-//! The merge keys are upstream's `patchMergeKey` tags for the kinds served.
+//! The merge keys are upstream's `patchMergeKey` tags for the kinds served; a test in
+//! [`crate::openapi`] checks them against the patch metadata the OpenAPI documents publish.
 
 use serde_json::{Map, Value};
 
 /// How a list field merges: by an element key, as a set of primitives, or not at all.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum ListRule {
+pub(crate) enum ListRule {
     Key(&'static str),
     Union,
     Replace,
@@ -19,7 +20,7 @@ enum ListRule {
 
 /// The rule for list `field` inside an object reached through `parent` (the field holding
 /// that object, or "" at the top).
-fn list_rule(parent: &str, field: &str) -> ListRule {
+pub(crate) fn list_rule(parent: &str, field: &str) -> ListRule {
     use ListRule::*;
     match field {
         "containers"
@@ -27,9 +28,20 @@ fn list_rule(parent: &str, field: &str) -> ListRule {
         | "ephemeralContainers"
         | "volumes"
         | "env"
-        | "imagePullSecrets"
         | "resourceClaims"
-        | "schedulingGates" => Key("name"),
+        | "schedulingGates"
+        | "allocatedResourcesStatus"
+        | "resourceClaimStatuses" => Key("name"),
+        // PodSpec's merge by name; ServiceAccount's (top level) are replaced.
+        "imagePullSecrets" if parent == "spec" => Key("name"),
+        // ServiceAccount.secrets.
+        "secrets" if parent.is_empty() => Key("name"),
+        // NodeStatus.addresses (EndpointSubset's and EndpointSlice's are replaced).
+        "addresses" if parent == "status" => Key("type"),
+        // PodStatus.podIPs and hostIPs.
+        "podIPs" | "hostIPs" if parent == "status" => Key("ip"),
+        // NodeSpec.podCIDRs: a set of strings.
+        "podCIDRs" => Union,
         "ports"
             if matches!(
                 parent,
@@ -45,7 +57,8 @@ fn list_rule(parent: &str, field: &str) -> ListRule {
         "topologySpreadConstraints" => Key("topologyKey"),
         "conditions" => Key("type"),
         "ownerReferences" => Key("uid"),
-        "finalizers" => Union,
+        // ObjectMeta's; NamespaceSpec.finalizers is replaced.
+        "finalizers" if parent == "metadata" => Union,
         _ => Replace,
     }
 }

@@ -321,6 +321,11 @@ async fn route(st: &Arc<AppState>, user: &User, req: Request) -> Result<Response
     if let Some(doc) = resources::discovery(&path, req.headers(), &st.server_address) {
         return doc;
     }
+    if method == Method::GET || method == Method::HEAD {
+        if let Some(doc) = crate::openapi_routes::serve(&path, req.headers(), req.uri().query()) {
+            return Ok(doc);
+        }
+    }
     let q = query(&req);
     let target = parse_target(&path)?.ok_or_else(ApiError::no_route)?;
     let table_wanted = wants_table(req.headers());

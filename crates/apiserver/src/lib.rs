@@ -10,6 +10,7 @@
 pub mod error;
 pub mod handlers;
 pub mod namespaces;
+pub mod openapi_routes;
 pub mod patch;
 pub mod pki;
 pub mod registry;

@@ -1,15 +1,9 @@
 //! The real kubectl against the built `rudder server`: discovery, everyday commands, output
 //! formats, errors, watch and paging. Each test starts its own server on a free port.
-//!
-//! Until the OpenAPI documents are served, `apply -f`/`create -f` pass `--validate=false`
-//! (marked NO_OPENAPI below); that flag goes away when they land.
 
 use std::path::Path;
 
 use rudder_testkit::RudderServer;
-
-/// Remove when /openapi/v2 and /openapi/v3 are served.
-const NO_OPENAPI: &str = "--validate=false";
 
 fn server() -> RudderServer {
     RudderServer::start(Path::new(env!("CARGO_BIN_EXE_rudder")), &[]).expect("start rudder server")
@@ -63,16 +57,16 @@ fn discovery_and_namespaces() {
     );
     // Namespaces are checked on create: content needs a namespace that exists.
     let err = s
-        .kubectl_stdin(&["apply", NO_OPENAPI, "-n", "nowhere", "-f", "-"], CM)
+        .kubectl_stdin(&["apply", "-n", "nowhere", "-f", "-"], CM)
         .fails();
     assert!(err.contains("namespaces \"nowhere\" not found"), "{err}");
     s.kubectl_stdin(
-        &["apply", NO_OPENAPI, "-f", "-"],
+        &["apply", "-f", "-"],
         "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team-a\n",
     )
     .ok();
     let out = s
-        .kubectl_stdin(&["apply", NO_OPENAPI, "-n", "team-a", "-f", "-"], CM)
+        .kubectl_stdin(&["apply", "-n", "team-a", "-f", "-"], CM)
         .ok();
     assert_eq!(out.trim(), "configmap/settings created");
 }
@@ -91,7 +85,7 @@ data:
 #[test]
 fn apply_create_update_noop_and_prune() {
     let s = server();
-    let apply = |doc: &str| s.kubectl_stdin(&["apply", NO_OPENAPI, "-f", "-"], doc).ok();
+    let apply = |doc: &str| s.kubectl_stdin(&["apply", "-f", "-"], doc).ok();
     assert_eq!(apply(CM).trim(), "configmap/settings created");
     let rv1 = s
         .kubectl(&[
@@ -161,7 +155,7 @@ fn apply_create_update_noop_and_prune() {
 #[test]
 fn label_annotate_and_the_three_patches() {
     let s = server();
-    s.kubectl_stdin(&["apply", NO_OPENAPI, "-f", "-"], CM).ok();
+    s.kubectl_stdin(&["apply", "-f", "-"], CM).ok();
     assert_eq!(
         s.kubectl(&["label", "cm", "settings", "tier=front"])
             .ok()
@@ -240,26 +234,20 @@ fn label_annotate_and_the_three_patches() {
 fn errors_are_statuses() {
     let s = server();
     let bad = CM.replace("name: settings", "name: Not_Valid");
-    let err = s
-        .kubectl_stdin(&["apply", NO_OPENAPI, "-f", "-"], &bad)
-        .fails();
+    let err = s.kubectl_stdin(&["apply", "-f", "-"], &bad).fails();
     assert!(
         err.contains(r#"ConfigMap "Not_Valid" is invalid: metadata.name: Invalid value: "Not_Valid": a lowercase RFC 1123 subdomain"#),
         "{err}"
     );
-    s.kubectl_stdin(&["create", NO_OPENAPI, "-f", "-"], CM).ok();
-    let err = s
-        .kubectl_stdin(&["create", NO_OPENAPI, "-f", "-"], CM)
-        .fails();
+    s.kubectl_stdin(&["create", "-f", "-"], CM).ok();
+    let err = s.kubectl_stdin(&["create", "-f", "-"], CM).fails();
     assert!(
         err.contains(r#"configmaps "settings" already exists"#),
         "{err}"
     );
     // A stale resourceVersion is a conflict.
     let stale = CM.replace("metadata:\n", "metadata:\n  resourceVersion: \"1\"\n");
-    let err = s
-        .kubectl_stdin(&["replace", NO_OPENAPI, "-f", "-"], &stale)
-        .fails();
+    let err = s.kubectl_stdin(&["replace", "-f", "-"], &stale).fails();
     assert!(err.contains("the object has been modified"), "{err}");
     // Credentials the server does not know: 401.
     let anon = s.data_dir().join("anon.yaml");
@@ -284,18 +272,7 @@ fn errors_are_statuses() {
 fn dry_run_server_writes_nothing() {
     let s = server();
     let out = s
-        .kubectl_stdin(
-            &[
-                "create",
-                NO_OPENAPI,
-                "--dry-run=server",
-                "-f",
-                "-",
-                "-o",
-                "name",
-            ],
-            CM,
-        )
+        .kubectl_stdin(&["create", "--dry-run=server", "-f", "-", "-o", "name"], CM)
         .ok();
     assert_eq!(out.trim(), "configmap/settings");
     assert_eq!(s.kubectl(&["get", "cm", "-o", "name"]).ok().trim(), "");
@@ -308,8 +285,7 @@ fn paging_and_watch() {
     for i in 0..25 {
         docs.push_str(&format!("---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-{i:02}\ndata:\n  i: \"{i}\"\n"));
     }
-    s.kubectl_stdin(&["apply", NO_OPENAPI, "-f", "-"], &docs)
-        .ok();
+    s.kubectl_stdin(&["apply", "-f", "-"], &docs).ok();
     let names = s
         .kubectl(&["get", "cm", "--chunk-size=7", "-o", "name"])
         .ok();
@@ -389,11 +365,11 @@ fn auth_can_i_and_whoami() {
 fn deleting_a_namespace_empties_it() {
     let s = server();
     s.kubectl_stdin(
-        &["apply", NO_OPENAPI, "-f", "-"],
+        &["apply", "-f", "-"],
         "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: doomed\n",
     )
     .ok();
-    s.kubectl_stdin(&["apply", NO_OPENAPI, "-n", "doomed", "-f", "-"], CM)
+    s.kubectl_stdin(&["apply", "-n", "doomed", "-f", "-"], CM)
         .ok();
     // kubectl waits until the namespace is gone.
     let out = s.kubectl(&["delete", "ns", "doomed", "--timeout=30s"]).ok();
@@ -435,7 +411,7 @@ fn services_get_cluster_ips_and_node_ports() {
         ])
         .ok();
     assert_eq!(k8s, "10.43.0.1 443");
-    s.kubectl_stdin(&["apply", NO_OPENAPI, "-f", "-"], SVC).ok();
+    s.kubectl_stdin(&["apply", "-f", "-"], SVC).ok();
     let ip = s
         .kubectl(&["get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"])
         .ok();
@@ -450,7 +426,7 @@ fn services_get_cluster_ips_and_node_ports() {
     // The same NodePort cannot be had twice; a ClusterIP outside the range is refused.
     let err = s
         .kubectl_stdin(
-            &["apply", NO_OPENAPI, "-f", "-"],
+            &["apply", "-f", "-"],
             &SVC.replace("name: web", "name: web2"),
         )
         .fails();
@@ -462,7 +438,7 @@ fn services_get_cluster_ips_and_node_ports() {
     );
     let err = s
         .kubectl_stdin(
-            &["apply", NO_OPENAPI, "-f", "-"],
+            &["apply", "-f", "-"],
             &SVC.replace("name: web", "name: web3")
                 .replace("  type: NodePort\n", "  clusterIP: 192.168.1.1\n")
                 .replace("    nodePort: 30080\n", ""),
@@ -475,7 +451,7 @@ fn services_get_cluster_ips_and_node_ports() {
     // Deleting gives both back.
     s.kubectl(&["delete", "svc", "web"]).ok();
     s.kubectl_stdin(
-        &["apply", NO_OPENAPI, "-f", "-"],
+        &["apply", "-f", "-"],
         &SVC.replace("name: web", "name: web2"),
     )
     .ok();
@@ -598,5 +574,80 @@ fn create_commands_with_protobuf_bodies() {
             "jsonpath={.status.userInfo.username}",
         ]);
         assert_eq!(who, "system:admin");
+    }
+}
+
+const DEPLOY: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: main
+        image: nginx:1.27
+        env:
+        - {name: A, value: \"1\"}
+        - {name: B, value: \"2\"}
+      - name: side
+        image: busybox:1.36
+";
+
+#[test]
+fn openapi_serves_apply_and_explain_on_every_version() {
+    let s = server();
+    for minor in 27..=33 {
+        let k = |args: &[&str]| s.kubectl_version(minor, args);
+        let ns = format!("v{minor}");
+        k(&["create", "namespace", &ns]).ok();
+        let apply = |doc: &str| {
+            let mut c = s.kubectl_cmd(minor);
+            c.args(["apply", "-n", &ns, "-f", "-"])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            let mut child = c.spawn().unwrap();
+            use std::io::Write as _;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(doc.as_bytes())
+                .unwrap();
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "kubectl 1.{minor} apply: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        assert_eq!(
+            apply(DEPLOY).trim(),
+            "deployment.apps/web created",
+            "1.{minor}"
+        );
+        // Remove env B and the side container: the strategic merge patch deletes both.
+        let smaller = DEPLOY
+            .replace("        - {name: B, value: \"2\"}\n", "")
+            .replace("      - name: side\n        image: busybox:1.36\n", "");
+        assert_eq!(
+            apply(&smaller).trim(),
+            "deployment.apps/web configured",
+            "1.{minor}"
+        );
+        let got = k(&["get", "deploy", "web", "-n", &ns, "-o", "jsonpath={.spec.template.spec.containers[*].name} {.spec.template.spec.containers[0].env[*].name}"]).ok();
+        assert_eq!(got, "main A", "kubectl 1.{minor}");
+        let explain = k(&["explain", "pods.spec.containers.image"]).ok();
+        assert!(
+            explain.contains("FIELD: image") || explain.contains("FIELD:    image"),
+            "1.{minor}: {explain}"
+        );
     }
 }
