@@ -15,4 +15,5 @@ pub mod patch;
 pub mod printers;
 pub mod protobuf;
 pub mod selector;
+pub mod strategy;
 pub mod validation;

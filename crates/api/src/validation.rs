@@ -305,3 +305,337 @@ mod tests {
             .starts_with("Invalid value: \"Bad_Name\": a lowercase RFC 1123 subdomain"));
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Resource quantities (used by the strategies): upstream's `resource.Quantity` — parsing,
+// comparison, and the canonical form the API server prints back (`0.5` → `500m`,
+// `1024Mi` → `1Gi`, `1000m` → `1`).
+// ---------------------------------------------------------------------------------------------
+
+/// What upstream's decoder answers for a string that is not a quantity.
+pub const QUANTITY_FORMAT_MSG: &str =
+    "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'";
+
+/// How a quantity was written, which decides how it is printed back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QuantityFormat {
+    /// `m`, `k`, `M`, … or no suffix.
+    DecimalSI,
+    /// `Ki`, `Mi`, `Gi`, …
+    BinarySI,
+    /// `e3`, `E-2`, …
+    DecimalExponent,
+}
+
+/// A resource quantity, held exactly in nano-units (upstream rounds anything finer up to
+/// 1n).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Quantity {
+    nanos: i128,
+    format: QuantityFormat,
+}
+
+const NANOS_PER_UNIT: i128 = 1_000_000_000;
+
+fn pow10(e: u32) -> Option<i128> {
+    10i128.checked_pow(e)
+}
+
+/// `n / d` rounded away from zero.
+fn div_away(n: i128, d: i128) -> i128 {
+    let q = n / d;
+    if n % d == 0 {
+        q
+    } else {
+        q + n.signum()
+    }
+}
+
+impl Quantity {
+    /// Parses `<sign><digits>[.<digits>]<suffix>` as upstream does; `None` when malformed or
+    /// beyond what the server can hold.
+    pub fn parse(s: &str) -> Option<Quantity> {
+        let b = s.as_bytes();
+        let mut i = 0;
+        let negative = match b.first()? {
+            b'-' => {
+                i = 1;
+                true
+            }
+            b'+' => {
+                i = 1;
+                false
+            }
+            _ => false,
+        };
+        let int_start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        let int_part = &s[int_start..i];
+        let mut frac_part = "";
+        if i < b.len() && b[i] == b'.' {
+            i += 1;
+            let f = i;
+            while i < b.len() && b[i].is_ascii_digit() {
+                i += 1;
+            }
+            frac_part = &s[f..i];
+        }
+        if int_part.is_empty() && frac_part.is_empty() {
+            return None;
+        }
+        let (base2, exp, format) = match &s[i..] {
+            "" => (false, 0i32, QuantityFormat::DecimalSI),
+            "n" => (false, -9, QuantityFormat::DecimalSI),
+            "u" => (false, -6, QuantityFormat::DecimalSI),
+            "m" => (false, -3, QuantityFormat::DecimalSI),
+            "k" => (false, 3, QuantityFormat::DecimalSI),
+            "M" => (false, 6, QuantityFormat::DecimalSI),
+            "G" => (false, 9, QuantityFormat::DecimalSI),
+            "T" => (false, 12, QuantityFormat::DecimalSI),
+            "P" => (false, 15, QuantityFormat::DecimalSI),
+            "E" => (false, 18, QuantityFormat::DecimalSI),
+            "Ki" => (true, 10, QuantityFormat::BinarySI),
+            "Mi" => (true, 20, QuantityFormat::BinarySI),
+            "Gi" => (true, 30, QuantityFormat::BinarySI),
+            "Ti" => (true, 40, QuantityFormat::BinarySI),
+            "Pi" => (true, 50, QuantityFormat::BinarySI),
+            "Ei" => (true, 60, QuantityFormat::BinarySI),
+            suffix if suffix.starts_with(['e', 'E']) => {
+                let rest = &suffix[1..];
+                let digits = rest.strip_prefix(['+', '-']).unwrap_or(rest);
+                if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_digit()) {
+                    return None;
+                }
+                let e: i32 = rest.parse().ok()?;
+                (false, e, QuantityFormat::DecimalExponent)
+            }
+            _ => return None,
+        };
+        let digits = format!("{int_part}{frac_part}");
+        let digits = digits.trim_start_matches('0');
+        if digits.len() > 30 {
+            return None;
+        }
+        let mantissa: i128 = if digits.is_empty() {
+            0
+        } else {
+            digits.parse().ok()?
+        };
+        // value = mantissa * 10^(scale) * multiplier
+        let scale = 9 - frac_part.len() as i32;
+        let nanos = if base2 {
+            let m = mantissa.checked_mul(1i128.checked_shl(exp as u32)?)?;
+            if scale >= 0 {
+                m.checked_mul(pow10(scale as u32)?)?
+            } else {
+                div_away(m, pow10((-scale) as u32)?)
+            }
+        } else {
+            let e = scale.checked_add(exp)?;
+            if e >= 0 {
+                mantissa.checked_mul(pow10(u32::try_from(e).ok()?)?)?
+            } else if e < -38 {
+                i128::from(mantissa != 0)
+            } else {
+                div_away(mantissa, pow10((-e) as u32)?)
+            }
+        };
+        if nanos > 10i128.pow(37) {
+            return None;
+        }
+        let nanos = if negative { -nanos } else { nanos };
+        let format = if format == QuantityFormat::BinarySI && nanos > 0 && nanos < NANOS_PER_UNIT {
+            QuantityFormat::DecimalSI
+        } else {
+            format
+        };
+        Some(Quantity { nanos, format })
+    }
+
+    /// A quantity given in JSON: a string, or a bare number (which upstream also accepts).
+    pub fn from_json(v: &Value) -> Option<Quantity> {
+        match v {
+            Value::String(s) => Quantity::parse(s),
+            Value::Number(n) => Quantity::parse(&n.to_string()),
+            _ => None,
+        }
+    }
+
+    /// A whole number of units, printed in decimal SI.
+    pub fn from_units(units: i64) -> Quantity {
+        Quantity {
+            nanos: i128::from(units) * NANOS_PER_UNIT,
+            format: QuantityFormat::DecimalSI,
+        }
+    }
+
+    pub fn format(&self) -> QuantityFormat {
+        self.format
+    }
+
+    /// The exact value in units of 10⁻⁹.
+    pub fn nanos(&self) -> i128 {
+        self.nanos
+    }
+
+    /// The value in milli-units, rounded up (away from zero).
+    pub fn milli(&self) -> i128 {
+        div_away(self.nanos, 1_000_000)
+    }
+
+    pub fn is_zero(&self) -> bool {
+        self.nanos == 0
+    }
+
+    pub fn is_negative(&self) -> bool {
+        self.nanos < 0
+    }
+
+    /// True when the value is a whole number of units.
+    pub fn is_integer(&self) -> bool {
+        self.nanos % NANOS_PER_UNIT == 0
+    }
+
+    /// Rounds up (away from zero) to a whole number of milli-units, as upstream does for
+    /// resource lists.
+    pub fn round_up_to_milli(&mut self) {
+        self.nanos = div_away(self.nanos, 1_000_000) * 1_000_000;
+    }
+
+    pub fn add(&self, other: &Quantity) -> Quantity {
+        Quantity {
+            nanos: self.nanos.saturating_add(other.nanos),
+            format: self.format,
+        }
+    }
+
+    /// Upstream's canonical spelling (`Quantity.String()`).
+    pub fn canonical(&self) -> String {
+        if self.nanos == 0 {
+            return "0".to_string();
+        }
+        let sign = if self.nanos < 0 { "-" } else { "" };
+        let abs = self.nanos.unsigned_abs();
+        let mut format = self.format;
+        if format == QuantityFormat::BinarySI
+            && (abs < 1024 * NANOS_PER_UNIT as u128 || !abs.is_multiple_of(NANOS_PER_UNIT as u128))
+        {
+            format = QuantityFormat::DecimalSI;
+        }
+        if format == QuantityFormat::BinarySI {
+            let mut units = abs / NANOS_PER_UNIT as u128;
+            let mut exp = 0;
+            while exp < 6 && units.is_multiple_of(1024) {
+                units /= 1024;
+                exp += 1;
+            }
+            let suffix = ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"][exp];
+            return format!("{sign}{units}{suffix}");
+        }
+        let mut mantissa = abs;
+        let mut exp: i32 = -9;
+        while mantissa.is_multiple_of(10) {
+            mantissa /= 10;
+            exp += 1;
+        }
+        match exp.rem_euclid(3) {
+            1 => {
+                mantissa *= 10;
+                exp -= 1;
+            }
+            2 => {
+                mantissa *= 100;
+                exp -= 2;
+            }
+            _ => {}
+        }
+        if format == QuantityFormat::DecimalExponent {
+            return if exp == 0 {
+                format!("{sign}{mantissa}")
+            } else {
+                format!("{sign}{mantissa}e{exp}")
+            };
+        }
+        while exp > 18 {
+            mantissa *= 1000;
+            exp -= 3;
+        }
+        let suffix = match exp {
+            -9 => "n",
+            -6 => "u",
+            -3 => "m",
+            3 => "k",
+            6 => "M",
+            9 => "G",
+            12 => "T",
+            15 => "P",
+            18 => "E",
+            _ => "",
+        };
+        format!("{sign}{mantissa}{suffix}")
+    }
+}
+
+impl PartialOrd for Quantity {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.nanos.cmp(&other.nanos))
+    }
+}
+
+/// A quantity in milli-units, rounded up; `None` when `s` is not a quantity.
+pub fn parse_quantity(s: &str) -> Option<i128> {
+    Quantity::parse(s).map(|q| q.milli())
+}
+
+#[cfg(test)]
+mod quantity_tests {
+    use super::*;
+
+    fn canon(s: &str) -> String {
+        Quantity::parse(s)
+            .map(|q| q.canonical())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn canonical_forms() {
+        assert_eq!(canon("0.5"), "500m");
+        assert_eq!(canon("1000m"), "1");
+        assert_eq!(canon("1.5"), "1500m");
+        assert_eq!(canon("2000"), "2k");
+        assert_eq!(canon("1024Mi"), "1Gi");
+        assert_eq!(canon("1536Mi"), "1536Mi");
+        assert_eq!(canon("0.5Gi"), "512Mi");
+        assert_eq!(canon("100Ki"), "100Ki");
+        assert_eq!(canon("1e3"), "1e3");
+        assert_eq!(canon("1.5e3"), "1500");
+        assert_eq!(canon("128974848"), "128974848");
+        assert_eq!(canon("129e6"), "129e6");
+        assert_eq!(canon("123Mi"), "123Mi");
+        assert_eq!(canon("0"), "0");
+        assert_eq!(canon("-1"), "-1");
+        assert_eq!(canon("512"), "512");
+        assert_eq!(canon(".5"), "500m");
+        assert_eq!(canon("1n"), "1n");
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        for s in ["", "abc", "1.2.3", "1Qi", "--1", "1e", "."] {
+            assert!(Quantity::parse(s).is_none(), "{s}");
+        }
+    }
+
+    #[test]
+    fn milli_values() {
+        assert_eq!(parse_quantity("100m"), Some(100));
+        assert_eq!(parse_quantity("1"), Some(1000));
+        assert_eq!(parse_quantity("0.0001"), Some(1));
+        assert_eq!(parse_quantity("1Ki"), Some(1_024_000));
+        let mut q = Quantity::parse("0.0001").unwrap();
+        q.round_up_to_milli();
+        assert_eq!(q.canonical(), "1m");
+    }
+}

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
+use rudder_api::strategy;
 use rudder_api::validation::{self, FieldError, NameRule};
 use rudder_store::{
     KeyRange, KeyValue, RangeRequest, Revision, Store, StoreError, WatchMessage, WatchRequest,
@@ -291,6 +292,21 @@ fn check_meta(res: &Res, obj: &Value) -> Result<(), ApiError> {
     }
 }
 
+/// The kind's own validation (after defaults), as a 422.
+fn check_kind(res: &Res, obj: &Value, old: Option<&Value>) -> Result<(), ApiError> {
+    let errs = strategy::validate(res.group, res.kind, obj, old);
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            res.kind,
+            res.group,
+            meta_str(obj, "name").unwrap_or(""),
+            errs,
+        ))
+    }
+}
+
 impl Registry {
     pub fn new(store: Arc<dyn Store>, services: Allocator) -> Registry {
         Registry { store, services }
@@ -422,6 +438,7 @@ impl Registry {
         } else {
             m.remove("generation");
         }
+        strategy::prepare(res.group, res.kind, &mut obj, None);
         check_meta(res, &obj)?;
         let name = meta_str(&obj, "name").unwrap_or_default().to_string();
         self.check_namespace(res, ns).await?;
@@ -433,6 +450,10 @@ impl Registry {
         } else {
             Held::default()
         };
+        if let Err(e) = check_kind(res, &obj, None) {
+            self.services.release(&taken).await;
+            return Err(e);
+        }
         if dry_run {
             return Ok(obj);
         }
@@ -492,6 +513,7 @@ impl Registry {
                 None => m.remove(f),
             };
         }
+        strategy::prepare(res.group, res.kind, new, Some(old));
         if res.has_generation && part == Part::Main && spec_like(old) != spec_like(new) {
             let g = meta(old)
                 .get("generation")
@@ -633,6 +655,10 @@ impl Registry {
             } else {
                 Held::default()
             };
+            if let Err(e) = check_kind(res, &new, Some(&old)) {
+                self.services.release(&taken).await;
+                return Err(e);
+            }
             if dry_run {
                 return Ok(new);
             }

@@ -651,3 +651,37 @@ fn openapi_serves_apply_and_explain_on_every_version() {
         );
     }
 }
+
+#[test]
+fn defaults_validation_and_immutable_fields() {
+    let s = server();
+    s.kubectl(&["create", "deployment", "web", "--image=nginx"])
+        .ok();
+    let got = s
+        .kubectl(&["get", "deploy", "web", "-o", "jsonpath={.spec.strategy.rollingUpdate.maxSurge} {.spec.revisionHistoryLimit} {.spec.progressDeadlineSeconds} {.spec.template.spec.restartPolicy} {.spec.template.spec.containers[0].imagePullPolicy}"])
+        .ok();
+    assert_eq!(got, "25% 10 600 Always Always");
+    let missing_image = DEPLOY.replace("        image: nginx:1.27\n", "");
+    let err = s
+        .kubectl_stdin(
+            &["apply", "-f", "-"],
+            &missing_image.replace("name: web", "name: web2"),
+        )
+        .fails();
+    assert!(
+        err.contains("spec.template.spec.containers[0].image: Required value"),
+        "{err}"
+    );
+    s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &DEPLOY.replace("name: web\n", "name: web3\n"),
+    )
+    .ok();
+    let err = s
+        .kubectl(&["patch", "deploy", "web3", "--type=merge", "-p", r#"{"spec":{"selector":{"matchLabels":{"app":"other"}},"template":{"metadata":{"labels":{"app":"other"}}}}}"#])
+        .fails();
+    assert!(
+        err.contains("spec.selector: Invalid value") && err.contains("field is immutable"),
+        "{err}"
+    );
+}
