@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 use crate::error::ApiError;
 use crate::pki::{NodeToken, User};
-use crate::registry::{DeleteOptions, Deleted, ListOptions, Part, Registry, WatchEvent};
+use crate::registry::{DeleteOptions, Deleted, ListOptions, Part, Registry, Res, WatchEvent};
 use crate::resources::{self, Served};
 use crate::table::{self, IncludeObject};
 
@@ -366,10 +366,15 @@ async fn route(st: &Arc<AppState>, user: &User, req: Request) -> Result<Response
                 }
                 Method::POST => {
                     let dry = dry_run(&q)?;
+                    let fv = field_validation(&q)?;
                     let (headers, body) = read_body(req).await?;
-                    let obj = decode_object(&headers, &body)?;
+                    let mut obj = decode_object(&headers, &body)?;
+                    let warnings = check_fields(res, &mut obj, fv)?;
                     let created = st.registry.create(res, ns, obj, dry).await?;
-                    Ok(json_response(StatusCode::CREATED, &created))
+                    Ok(with_warnings(
+                        json_response(StatusCode::CREATED, &created),
+                        &warnings,
+                    ))
                 }
                 Method::DELETE => Err(ApiError::method_not_allowed("DELETE")),
                 m => Err(ApiError::method_not_allowed(m.as_str())),
@@ -407,19 +412,39 @@ async fn route(st: &Arc<AppState>, user: &User, req: Request) -> Result<Response
                 }
                 Method::PUT => {
                     let dry = dry_run(&q)?;
+                    let fv = field_validation(&q)?;
                     let (headers, body) = read_body(req).await?;
-                    let obj = decode_object(&headers, &body)?;
+                    let mut obj = decode_object(&headers, &body)?;
+                    let warnings = check_fields(res, &mut obj, fv)?;
                     let updated = st.registry.update(res, ns, name, obj, part, dry).await?;
-                    Ok(json_response(StatusCode::OK, &updated))
+                    Ok(with_warnings(
+                        json_response(StatusCode::OK, &updated),
+                        &warnings,
+                    ))
                 }
                 Method::PATCH => {
                     let dry = dry_run(&q)?;
-                    let (headers, body) = read_body(req).await?;
+                    let fv = field_validation(&q)?;
+                    let (headers, mut body) = read_body(req).await?;
                     let ct = content_type(&headers);
+                    // Merge and strategic merge patches are partial objects: their unknown
+                    // fields are checked (and dropped) like a full object's.
+                    let mut warnings = Vec::new();
+                    if ct == "application/merge-patch+json"
+                        || ct == "application/strategic-merge-patch+json"
+                    {
+                        if let Ok(mut p) = serde_json::from_slice::<Value>(&body) {
+                            warnings = check_fields(res, &mut p, fv)?;
+                            body = Bytes::from(serde_json::to_vec(&p).unwrap_or_default());
+                        }
+                    }
                     let patched =
                         crate::patch::apply(&st.registry, res, ns, name, part, dry, &ct, &body)
                             .await?;
-                    Ok(json_response(StatusCode::OK, &patched))
+                    Ok(with_warnings(
+                        json_response(StatusCode::OK, &patched),
+                        &warnings,
+                    ))
                 }
                 Method::DELETE => {
                     let (headers, body) = read_body(req).await?;
@@ -614,4 +639,56 @@ fn review(rt: &ResourceType, user: &User, mut obj: Value) -> Result<Value, ApiEr
         other => return Err(ApiError::internal(format!("no review handler for {other}"))),
     }
     Ok(obj)
+}
+
+/// What `fieldValidation` asks for unknown fields (default Warn, as upstream).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FieldValidation {
+    Ignore,
+    Warn,
+    Strict,
+}
+
+fn field_validation(q: &Query) -> Result<FieldValidation, ApiError> {
+    match param(q, "fieldValidation") {
+        None | Some("") | Some("Warn") => Ok(FieldValidation::Warn),
+        Some("Ignore") => Ok(FieldValidation::Ignore),
+        Some("Strict") => Ok(FieldValidation::Strict),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "fieldValidation parameter unsupported: {other}"
+        ))),
+    }
+}
+
+/// Drops the fields the kind's schema does not have; Strict refuses them, Warn returns the
+/// warnings to send.
+fn check_fields(res: &Res, obj: &mut Value, fv: FieldValidation) -> Result<Vec<String>, ApiError> {
+    let unknown = rudder_api::openapi::prune_unknown_fields(res.group, res.version, res.kind, obj);
+    if unknown.is_empty() || fv == FieldValidation::Ignore {
+        return Ok(Vec::new());
+    }
+    let list: Vec<String> = unknown
+        .iter()
+        .map(|u| format!("unknown field \"{u}\""))
+        .collect();
+    match fv {
+        FieldValidation::Strict => Err(ApiError::bad_request(format!(
+            "{kind} in version \"{version}\" cannot be handled as a {kind}: strict decoding error: {}",
+            list.join(", "),
+            kind = res.kind,
+            version = res.version,
+        ))),
+        _ => Ok(list),
+    }
+}
+
+/// Adds one `Warning: 299 - "…"` header per warning (kubectl prints them as `Warning: …`).
+fn with_warnings(mut r: Response, warnings: &[String]) -> Response {
+    for w in warnings {
+        let text = format!("299 - {}", Value::String(w.clone()));
+        if let Ok(v) = axum::http::HeaderValue::from_str(&text) {
+            r.headers_mut().append(header::WARNING, v);
+        }
+    }
+    r
 }

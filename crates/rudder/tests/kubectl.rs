@@ -685,3 +685,31 @@ fn defaults_validation_and_immutable_fields() {
         "{err}"
     );
 }
+
+#[test]
+fn unknown_fields_follow_field_validation() {
+    let s = server();
+    let bad = DEPLOY.replace("  replicas: 1\n", "  replicas: 1\n  replicaz: 2\n");
+    // kubectl asks for Strict by default: refused, nothing written.
+    let err = s.kubectl_stdin(&["apply", "-f", "-"], &bad).fails();
+    assert!(
+        err.contains(r#"strict decoding error: unknown field "spec.replicaz""#),
+        "{err}"
+    );
+    assert_eq!(s.kubectl(&["get", "deploy", "-o", "name"]).ok().trim(), "");
+    // --validate=warn: written without the field, with a warning.
+    let out = s.kubectl_stdin(&["apply", "--validate=warn", "-f", "-"], &bad);
+    let stdout = out.ok();
+    assert_eq!(stdout.trim(), "deployment.apps/web created");
+    assert!(
+        out.stderr().contains(r#"unknown field "spec.replicaz""#),
+        "{}",
+        out.stderr()
+    );
+    // The last-applied annotation keeps what the user sent, as upstream; the
+    // stored spec does not.
+    let spec = s
+        .kubectl(&["get", "deploy", "web", "-o", "jsonpath={.spec}"])
+        .ok();
+    assert!(!spec.contains("replicaz"), "{spec}");
+}
