@@ -2598,6 +2598,108 @@ mod gnostic {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Unknown fields (`fieldValidation`), checked against the same schemas the documents publish.
+
+/// The v3 component schemas and which schema each kind uses, parsed once.
+fn schema_index() -> &'static (Map<String, Value>, BTreeMap<Gvk, String>) {
+    static INDEX: OnceLock<(Map<String, Value>, BTreeMap<Gvk, String>)> = OnceLock::new();
+    INDEX.get_or_init(generate)
+}
+
+fn resolve<'a>(schemas: &'a Map<String, Value>, mut schema: &'a Value) -> &'a Value {
+    for _ in 0..8 {
+        let r = schema.get("$ref").or_else(|| {
+            schema
+                .get("allOf")
+                .and_then(|a| a.get(0))
+                .and_then(|a| a.get("$ref"))
+        });
+        match r
+            .and_then(Value::as_str)
+            .and_then(|r| r.strip_prefix(SCHEMA_PREFIX_V3))
+        {
+            Some(name) => match schemas.get(name) {
+                Some(s) => schema = s,
+                None => return schema,
+            },
+            None => return schema,
+        }
+    }
+    schema
+}
+
+fn prune(
+    schemas: &Map<String, Value>,
+    schema: &Value,
+    obj: &mut Value,
+    path: &str,
+    out: &mut Vec<String>,
+) {
+    let schema = resolve(schemas, schema);
+    if schema.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true)) {
+        return;
+    }
+    match obj {
+        Value::Object(map) => {
+            let props = schema.get("properties").and_then(Value::as_object);
+            let extra = schema.get("additionalProperties").filter(|a| a.is_object());
+            if props.is_none() && extra.is_none() {
+                return; // free-form (RawExtension, FieldsV1, …)
+            }
+            let keys: Vec<String> = map.keys().cloned().collect();
+            for k in keys {
+                if k.starts_with('$') {
+                    continue; // strategic merge patch directives
+                }
+                let child = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                let sub = props.and_then(|p| p.get(&k)).or(extra);
+                match sub {
+                    Some(sub) => {
+                        if let Some(v) = map.get_mut(&k) {
+                            prune(schemas, sub, v, &child, out);
+                        }
+                    }
+                    None => {
+                        map.remove(&k);
+                        out.push(child);
+                    }
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(item) = schema.get("items") {
+                for (i, v) in items.iter_mut().enumerate() {
+                    prune(schemas, item, v, &format!("{path}[{i}]"), out);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Removes the fields `obj` (an object of `group/version` `kind`, or a patch of one) has that
+/// its schema does not, and returns their paths (`spec.template.spec.containers[0].foo`), as
+/// upstream's strict decoding reports them. Unknown kinds are left alone.
+pub fn prune_unknown_fields(
+    group: &'static str,
+    version: &'static str,
+    kind: &str,
+    obj: &mut Value,
+) -> Vec<String> {
+    let (schemas, kinds) = schema_index();
+    let gvk = Gvk::new(group, version, kind);
+    let mut out = Vec::new();
+    if let Some(schema) = kinds.get(&gvk).and_then(|name| schemas.get(name)) {
+        prune(schemas, schema, obj, "", &mut out);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -2705,106 +2807,31 @@ mod tests {
             }
         }
     }
-}
 
-// ---------------------------------------------------------------------------------------------
-// Unknown fields (`fieldValidation`), checked against the same schemas the documents publish.
-
-/// The v3 component schemas and which schema each kind uses, parsed once.
-fn schema_index() -> &'static (Map<String, Value>, BTreeMap<Gvk, String>) {
-    static INDEX: OnceLock<(Map<String, Value>, BTreeMap<Gvk, String>)> = OnceLock::new();
-    INDEX.get_or_init(generate)
-}
-
-fn resolve<'a>(schemas: &'a Map<String, Value>, mut schema: &'a Value) -> &'a Value {
-    for _ in 0..8 {
-        let r = schema.get("$ref").or_else(|| {
-            schema
-                .get("allOf")
-                .and_then(|a| a.get(0))
-                .and_then(|a| a.get("$ref"))
+    #[test]
+    fn unknown_fields_are_pruned_with_their_paths() {
+        let mut obj = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "x", "labels": {"any": "thing"}, "bogus": 1},
+            "spec": {"replicaz": 2, "template": {"spec": {"containers": [
+                {"name": "a", "image": "i", "foo": true, "resources": {"limits": {"cpu": "1"}}}
+            ], "$setElementOrder/containers": [{"name": "a"}]}}}
         });
-        match r
-            .and_then(Value::as_str)
-            .and_then(|r| r.strip_prefix(SCHEMA_PREFIX_V3))
-        {
-            Some(name) => match schemas.get(name) {
-                Some(s) => schema = s,
-                None => return schema,
-            },
-            None => return schema,
-        }
+        let unknown = prune_unknown_fields("apps", "v1", "Deployment", &mut obj);
+        assert_eq!(
+            unknown,
+            [
+                "metadata.bogus",
+                "spec.replicaz",
+                "spec.template.spec.containers[0].foo"
+            ]
+        );
+        assert_eq!(obj["metadata"]["labels"]["any"], "thing");
+        assert_eq!(
+            obj["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["cpu"],
+            "1"
+        );
+        assert!(obj["spec"].get("replicaz").is_none());
+        assert!(prune_unknown_fields("apps", "v1", "NoSuchKind", &mut json!({"a": 1})).is_empty());
     }
-    schema
-}
-
-fn prune(
-    schemas: &Map<String, Value>,
-    schema: &Value,
-    obj: &mut Value,
-    path: &str,
-    out: &mut Vec<String>,
-) {
-    let schema = resolve(schemas, schema);
-    if schema.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true)) {
-        return;
-    }
-    match obj {
-        Value::Object(map) => {
-            let props = schema.get("properties").and_then(Value::as_object);
-            let extra = schema.get("additionalProperties").filter(|a| a.is_object());
-            if props.is_none() && extra.is_none() {
-                return; // free-form (RawExtension, FieldsV1, …)
-            }
-            let keys: Vec<String> = map.keys().cloned().collect();
-            for k in keys {
-                if k.starts_with('$') {
-                    continue; // strategic merge patch directives
-                }
-                let child = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                };
-                let sub = props.and_then(|p| p.get(&k)).or(extra);
-                match sub {
-                    Some(sub) => {
-                        if let Some(v) = map.get_mut(&k) {
-                            prune(schemas, sub, v, &child, out);
-                        }
-                    }
-                    None => {
-                        map.remove(&k);
-                        out.push(child);
-                    }
-                }
-            }
-        }
-        Value::Array(items) => {
-            if let Some(item) = schema.get("items") {
-                for (i, v) in items.iter_mut().enumerate() {
-                    prune(schemas, item, v, &format!("{path}[{i}]"), out);
-                }
-            }
-        }
-        _ => {}
-    }
-}
-
-/// Removes the fields `obj` (an object of `group/version` `kind`, or a patch of one) has that
-/// its schema does not, and returns their paths (`spec.template.spec.containers[0].foo`), as
-/// upstream's strict decoding reports them. Unknown kinds are left alone.
-pub fn prune_unknown_fields(
-    group: &'static str,
-    version: &'static str,
-    kind: &str,
-    obj: &mut Value,
-) -> Vec<String> {
-    let (schemas, kinds) = schema_index();
-    let gvk = Gvk::new(group, version, kind);
-    let mut out = Vec::new();
-    if let Some(schema) = kinds.get(&gvk).and_then(|name| schemas.get(name)) {
-        prune(schemas, schema, obj, "", &mut out);
-    }
-    out
 }
