@@ -9,6 +9,7 @@
 #                      clone and worktree on the machine shares one build
 #   RUDDER_BIN         $CARGO_TARGET_DIR/release/rudder (one cargo profile: release)
 #   RUDDER_*_APT       the Debian packages each activity needs (extend these lists, not the scripts)
+#   RUDDER_TEST_PIP    the Python packages the tests need (installed with ensure_pip)
 
 set -euo pipefail
 
@@ -26,6 +27,9 @@ RUDDER_BUILD_APT=(protobuf-compiler)
 RUDDER_RUNTIME_APT=()
 # To run the test suite: a real etcd for the etcd backend's contract tests.
 RUDDER_TEST_APT=(etcd-server etcd-client)
+# To run the test suite: the official Kubernetes Python client, for crates/rudder/tests/python.rs
+# (pip requirement specifiers; ensure_pip installs the missing ones).
+RUDDER_TEST_PIP=(kubernetes==37.0.2)
 # To run the benchmarks: etcd is the store benchmark's peer.
 RUDDER_BENCH_APT=(etcd-server etcd-client)
 

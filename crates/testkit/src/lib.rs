@@ -1,8 +1,9 @@
 //! Rudder's testkit: starts real peers and servers for tests and benchmarks.
 //!
 //! Owns: launching real processes on free loopback ports with throw-away data directories, and
-//! tearing them down again: [`RudderServer`] (the built `rudder server` with the real kubectl
-//! pointed at it) and [`EtcdProcess`], a single-member etcd (the Debian
+//! tearing them down again: [`RudderServer`] (the built `rudder server` with the real kubectl,
+//! and scripts using the official Python client, pointed at it) and [`EtcdProcess`], a
+//! single-member etcd (the Debian
 //! `etcd-server` package's `/usr/bin/etcd`) that the etcd store backend's tests and the store
 //! benchmarks run against.
 //!
@@ -20,7 +21,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
+mod python;
 mod server;
+pub use python::PYTHON;
 pub use server::{kubectl_path, Kubectl, RudderServer, KUBECTL_DEFAULT_MINOR};
 
 /// Where Debian's `etcd-server` package installs the server.
