@@ -99,6 +99,7 @@ impl RudderServer {
             .find_map(|l| l.trim().strip_prefix("server: "))
             .context("server URL in the kubeconfig")?
             .trim()
+            .trim_matches('"')
             .to_string();
         Ok(RudderServer {
             child,
@@ -153,15 +154,20 @@ impl RudderServer {
 
     /// Runs kubectl with `stdin` as its standard input (for `-f -`).
     pub fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> Kubectl {
+        self.kubectl_version_stdin(KUBECTL_DEFAULT_MINOR, args, stdin)
+    }
+
+    /// Runs kubectl 1.`minor` with `stdin` as its standard input.
+    pub fn kubectl_version_stdin(&self, minor: u32, args: &[&str], stdin: &str) -> Kubectl {
         use std::io::Write as _;
         let mut child = self
-            .kubectl_cmd(KUBECTL_DEFAULT_MINOR)
+            .kubectl_cmd(minor)
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("run kubectl");
+            .unwrap_or_else(|e| panic!("run kubectl 1.{minor}: {e}"));
         child
             .stdin
             .take()
