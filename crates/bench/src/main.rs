@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use rudder_bench::{crash, store};
+use rudder_bench::{api, crash, store};
 
 #[derive(Parser)]
 #[command(
@@ -60,6 +60,56 @@ enum Bench {
         /// Value size in bytes.
         #[arg(long)]
         value_size: Option<usize>,
+    },
+    /// `rudder server --disable-agent` over HTTPS against etcd: ConfigMap creates/s vs raw etcd
+    /// puts, list of 10,000 pods (JSON and Table), 1,000-watcher fan-out delay, idle RSS, cold
+    /// start (docs/benchmarks.md).
+    Api {
+        /// Far smaller counts (a smoke run of about 20 s; the docs report the full sizes).
+        #[arg(long)]
+        quick: bool,
+        /// Run only these parts (comma-separated), e.g. `--only watch`.
+        #[arg(long, value_enum, value_delimiter = ',')]
+        only: Vec<api::Phase>,
+        /// Concurrent clients for creates (default 32).
+        #[arg(long)]
+        clients: Option<usize>,
+        /// Timed ConfigMap creates per server (and raw etcd puts).
+        #[arg(long)]
+        creates: Option<usize>,
+        /// Rounds the creates are split into, alternating between the servers and raw etcd.
+        #[arg(long)]
+        rounds: Option<usize>,
+        /// Pods created and then listed.
+        #[arg(long)]
+        pods: Option<usize>,
+        /// Timed lists per format.
+        #[arg(long)]
+        list_runs: Option<usize>,
+        /// Concurrent watchers.
+        #[arg(long)]
+        watchers: Option<usize>,
+        /// Watch streams per HTTP/2 connection.
+        #[arg(long)]
+        streams_per_conn: Option<usize>,
+        /// Timed writes seen by the watchers.
+        #[arg(long)]
+        watch_writes: Option<usize>,
+        /// Milliseconds between timed writes.
+        #[arg(long)]
+        watch_interval_ms: Option<u64>,
+        /// Seconds after start at which idle memory is read.
+        #[arg(long)]
+        idle_secs: Option<u64>,
+        /// Cold starts (each: empty data dir, then a restart).
+        #[arg(long)]
+        start_runs: Option<usize>,
+        /// The rudder binary (default: beside rudder-bench, else $CARGO_TARGET_DIR/release/rudder).
+        #[arg(long)]
+        rudder: Option<PathBuf>,
+        /// Parent directory of the data dirs (default /var/tmp: a real disk).
+        #[arg(long)]
+        dir: Option<PathBuf>,
     },
     /// The child of `store` that measures the embedded store's RSS in its own process.
     #[command(hide = true)]
@@ -134,6 +184,61 @@ fn main() -> Result<()> {
             set(&mut sizes.value_size, value_size);
             sizes.value_size = sizes.value_size.max(8);
             store::run(&std::env::current_exe()?, &sizes)
+        }
+        Bench::Api {
+            quick,
+            only,
+            clients,
+            creates,
+            rounds,
+            pods,
+            list_runs,
+            watchers,
+            streams_per_conn,
+            watch_writes,
+            watch_interval_ms,
+            idle_secs,
+            start_runs,
+            rudder,
+            dir,
+        } => {
+            let mut sizes = if quick {
+                api::Sizes::quick()
+            } else {
+                api::Sizes::full()
+            };
+            let set = |field: &mut usize, v: Option<usize>| {
+                if let Some(v) = v {
+                    *field = v.max(1);
+                }
+            };
+            set(&mut sizes.clients, clients);
+            set(&mut sizes.creates, creates);
+            set(&mut sizes.rounds, rounds);
+            set(&mut sizes.pods, pods);
+            set(&mut sizes.list_runs, list_runs);
+            set(&mut sizes.watchers, watchers);
+            set(&mut sizes.streams_per_conn, streams_per_conn);
+            set(&mut sizes.watch_writes, watch_writes);
+            set(&mut sizes.start_runs, start_runs);
+            if let Some(v) = watch_interval_ms {
+                sizes.watch_interval = std::time::Duration::from_millis(v);
+            }
+            if let Some(v) = idle_secs {
+                sizes.idle = std::time::Duration::from_secs(v);
+            }
+            let phases = if only.is_empty() {
+                api::Phase::all()
+            } else {
+                only.into_iter().collect()
+            };
+            api::run(&api::Options {
+                sizes,
+                phases,
+                rudder: rudder.unwrap_or_else(api::default_rudder_bin),
+                parent: dir.unwrap_or_else(|| PathBuf::from(store::BENCH_PARENT)),
+            })?;
+            Ok(())
         }
         Bench::StoreRssChild {
             dir,

@@ -132,7 +132,7 @@ pub struct Latency {
 }
 
 impl Latency {
-    fn of(mut xs: Vec<Duration>) -> Latency {
+    pub fn of(mut xs: Vec<Duration>) -> Latency {
         if xs.is_empty() {
             return Latency::default();
         }
@@ -181,7 +181,7 @@ impl Mem {
         })
     }
 
-    fn bytes(&self) -> u64 {
+    pub fn bytes(&self) -> u64 {
         self.rss_kb * 1024
     }
 
@@ -574,7 +574,7 @@ async fn etcd_rss(parent: &Path, sizes: &Sizes) -> Result<RssResult> {
     })
 }
 
-fn etcd_version(etcd: &EtcdProcess) -> String {
+pub(crate) fn etcd_version(etcd: &EtcdProcess) -> String {
     let exe = std::fs::read_link(format!("/proc/{}/exe", etcd.pid()))
         .unwrap_or_else(|_| PathBuf::from(rudder_testkit::DEFAULT_ETCD_BIN));
     let line = Command::new(&exe)
@@ -592,7 +592,7 @@ fn etcd_version(etcd: &EtcdProcess) -> String {
     format!("{line} ({}) {}", exe.display(), api.trim())
 }
 
-fn machine() -> String {
+pub(crate) fn machine() -> String {
     let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
@@ -617,13 +617,13 @@ fn machine() -> String {
     )
 }
 
-fn loadavg() -> String {
+pub(crate) fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_default()
 }
 
-fn fs_of(path: &Path) -> String {
+pub(crate) fn fs_of(path: &Path) -> String {
     // The longest mount point that is a prefix of `path`.
     let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
     let p = path.to_string_lossy();
@@ -642,7 +642,7 @@ fn fs_of(path: &Path) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-fn ms(d: Duration) -> String {
+pub(crate) fn ms(d: Duration) -> String {
     let ms = d.as_secs_f64() * 1e3;
     if ms >= 100.0 {
         format!("{ms:.0} ms")
@@ -653,11 +653,11 @@ fn ms(d: Duration) -> String {
     }
 }
 
-fn mib(bytes: u64) -> String {
+pub(crate) fn mib(bytes: u64) -> String {
     format!("{:.0} MiB", bytes as f64 / (1 << 20) as f64)
 }
 
-fn thousands(x: f64) -> String {
+pub(crate) fn thousands(x: f64) -> String {
     let n = x.round() as u64;
     let s = n.to_string();
     let mut out = String::new();
