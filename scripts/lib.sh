@@ -25,8 +25,9 @@ RUDDER_BIN="$CARGO_TARGET_DIR/release/rudder"
 RUDDER_BUILD_APT=(protobuf-compiler)
 # To run `rudder server` on this machine (nothing yet; containerd, CNI plugins, nftables later).
 RUDDER_RUNTIME_APT=()
-# To run the test suite: a real etcd for the etcd backend's contract tests.
-RUDDER_TEST_APT=(etcd-server etcd-client)
+# To run the test suite: a real etcd for the etcd backend's contract tests; curl for the raw
+# requests kubectl never sends (YAML and broken bodies).
+RUDDER_TEST_APT=(etcd-server etcd-client curl)
 # To run the test suite: the official Kubernetes Python client, for crates/rudder/tests/python.rs
 # (pip requirement specifiers; ensure_pip installs the missing ones).
 RUDDER_TEST_PIP=(kubernetes==37.0.2)

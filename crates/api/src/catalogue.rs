@@ -353,6 +353,7 @@ const ALL_VERBS: &[Verb] = &[
 /// Namespaces: no deletecollection.
 const NO_DELETECOLLECTION: &[Verb] = &[Create, Delete, Get, List, Patch, Update, Watch];
 const CREATE_ONLY: &[Verb] = &[Create];
+const UPDATE_ONLY: &[Verb] = &[Update];
 const GET_PATCH_UPDATE: &[Verb] = &[Get, Patch, Update];
 /// Streaming (connect) subresources: GET and POST upgrade.
 const CREATE_GET: &[Verb] = &[Create, Get];
@@ -527,7 +528,11 @@ pub static RESOURCES: &[ResourceType] = &[
         "Q3oi5N2YM8M=",
     )
     .short(&["ns"])
-    .with_verbs(NO_DELETECOLLECTION),
+    .with_verbs(NO_DELETECOLLECTION)
+    .subs(&[
+        sub("finalize", "Namespace", UPDATE_ONLY),
+        status("Namespace"),
+    ]),
     row("", "v1", "Node", "nodes", "node", CLUSTER, "XwShjMxG9Fs=")
         .short(&["no"])
         .subs(&[status("Node")]),

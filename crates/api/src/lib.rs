@@ -9,6 +9,7 @@
 //! JSON objects, so every rule in it is unit-testable.
 
 pub mod catalogue;
+pub mod conversion;
 pub mod discovery;
 pub mod openapi;
 pub mod patch;

@@ -2095,7 +2095,7 @@ pub fn format_label_selector(selector: &Value) -> String {
 /// The selector string of a `metav1.LabelSelector` (`LabelSelectorAsSelector(...).String()`):
 /// requirements sorted by key, `a=b`, `a in (x,y)`, `a notin (x)`, `a`, `!a`; empty for a
 /// missing or empty selector; `None` when the selector is invalid.
-fn label_selector(selector: &Value) -> Option<String> {
+pub fn label_selector(selector: &Value) -> Option<String> {
     if selector.is_null() {
         return Some(String::new());
     }

@@ -209,6 +209,38 @@ impl Selectors {
     }
 }
 
+/// Whether `labels` (a label map) satisfy a `metav1.LabelSelector`. A missing selector matches
+/// nothing; an empty one (`{}`) everything.
+pub fn label_selector_matches(sel: Option<&Value>, labels: Option<&Value>) -> bool {
+    let Some(sel) = sel.filter(|s| !s.is_null()) else {
+        return false;
+    };
+    let label = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
+    if let Some(m) = sel.get("matchLabels").and_then(Value::as_object) {
+        if m.iter().any(|(k, v)| label(k) != v.as_str()) {
+            return false;
+        }
+    }
+    let exprs = sel.get("matchExpressions").and_then(Value::as_array);
+    exprs.into_iter().flatten().all(|e| {
+        let key = e.get("key").and_then(Value::as_str).unwrap_or("");
+        let values: Vec<&str> = e
+            .get("values")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        match e.get("operator").and_then(Value::as_str).unwrap_or("") {
+            "In" => label(key).is_some_and(|v| values.contains(&v)),
+            "NotIn" => label(key).is_none_or(|v| !values.contains(&v)),
+            "Exists" => label(key).is_some(),
+            "DoesNotExist" => label(key).is_none(),
+            _ => false,
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -34,7 +34,7 @@ pub struct AppState {
     pub server_address: String,
 }
 
-type Query = Vec<(String, String)>;
+pub(crate) type Query = Vec<(String, String)>;
 
 fn query(req: &Request) -> Query {
     req.uri().query().map(url_decode_pairs).unwrap_or_default()
@@ -72,7 +72,7 @@ fn url_decode_pairs(q: &str) -> Query {
         .collect()
 }
 
-fn param<'a>(q: &'a Query, name: &str) -> Option<&'a str> {
+pub(crate) fn param<'a>(q: &'a Query, name: &str) -> Option<&'a str> {
     q.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
@@ -81,7 +81,7 @@ fn flag(q: &Query, name: &str) -> bool {
         && q.iter().any(|(k, _)| k == name)
 }
 
-fn json_response(code: StatusCode, v: &Value) -> Response {
+pub(crate) fn json_response(code: StatusCode, v: &Value) -> Response {
     let body = serde_json::to_vec(v).unwrap_or_default();
     (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
@@ -237,10 +237,20 @@ fn wants_table(headers: &HeaderMap) -> bool {
 }
 
 async fn read_body(req: Request) -> Result<(HeaderMap, Bytes), ApiError> {
+    let too_large =
+        || ApiError::too_large(format!("the request body is larger than {MAX_BODY} bytes"));
+    // Refused before reading when the length is announced: the client (waiting for
+    // `100 Continue`, or reading while it sends) gets the Status rather than a broken pipe.
+    let announced = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > MAX_BODY as u64) {
+        return Err(too_large());
+    }
     let (parts, body) = req.into_parts();
-    let bytes = to_bytes(body, MAX_BODY).await.map_err(|_| {
-        ApiError::too_large(format!("the request body is larger than {MAX_BODY} bytes"))
-    })?;
+    let bytes = to_bytes(body, MAX_BODY).await.map_err(|_| too_large())?;
     Ok((parts.headers, bytes))
 }
 
@@ -256,12 +266,15 @@ fn content_type(headers: &HeaderMap) -> String {
         .to_ascii_lowercase()
 }
 
-/// Decodes an object body: JSON, or protobuf (the `k8s\0` envelope kubectl 1.32+ sends).
-fn decode_object(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
+/// Decodes an object body: JSON, YAML, or protobuf (the `k8s\0` envelope kubectl 1.32+ sends).
+pub(crate) fn decode_object(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
     let ct = content_type(headers);
     match ct.as_str() {
         "application/json" | "" | "*/*" => serde_json::from_slice(body).map_err(|e| {
             ApiError::bad_request(format!("error decoding the request body as JSON: {e}"))
+        }),
+        "application/yaml" => serde_yaml::from_slice(body).map_err(|e| {
+            ApiError::bad_request(format!("error decoding the request body as YAML: {e}"))
         }),
         rudder_api::protobuf::CONTENT_TYPE => rudder_api::protobuf::decode(body).map_err(|e| {
             if e.is_unsupported_media_type() {
@@ -390,6 +403,22 @@ async fn route(st: &Arc<AppState>, user: &User, req: Request) -> Result<Response
             let part = match sub {
                 None => Part::Main,
                 Some("status") if res.has_status => Part::Status,
+                Some(sub) if served.rt.subresource(sub).is_some() => {
+                    let dry_run = dry_run(&q)?;
+                    let (headers, body) = read_body(req).await?;
+                    let request = crate::subresources::SubRequest {
+                        served: &served,
+                        ns,
+                        name,
+                        sub,
+                        method,
+                        query: &q,
+                        content_type: content_type(&headers),
+                        body: &body,
+                        dry_run,
+                    };
+                    return crate::subresources::serve(st, request).await;
+                }
                 Some(_) => return Err(ApiError::no_route()),
             };
             match method {
@@ -494,29 +523,33 @@ fn delete_options(q: &Query, headers: &HeaderMap, body: &[u8]) -> Result<DeleteO
         );
     }
     if !body.is_empty() {
-        let b = decode_object(headers, body)?;
-        if let Some(p) = b.get("propagationPolicy").and_then(Value::as_str) {
-            opts.propagation_policy = Some(p.to_string());
-        }
-        if let Some(g) = b.get("gracePeriodSeconds").and_then(Value::as_i64) {
-            opts.grace_period_seconds = Some(g);
-        }
-        if b.get("orphanDependents").and_then(Value::as_bool) == Some(true) {
-            opts.propagation_policy
-                .get_or_insert_with(|| "Orphan".into());
-        }
-        if let Some(pre) = b.get("preconditions") {
-            opts.precondition_uid = pre.get("uid").and_then(Value::as_str).map(str::to_string);
-            opts.precondition_resource_version = pre
-                .get("resourceVersion")
-                .and_then(Value::as_str)
-                .map(str::to_string);
-        }
-        if let Some(d) = b.get("dryRun").and_then(Value::as_array) {
-            opts.dry_run |= d.iter().any(|x| x == "All");
-        }
+        apply_delete_body(&decode_object(headers, body)?, &mut opts);
     }
     Ok(opts)
+}
+
+/// Adds what a `DeleteOptions` object says to `opts`.
+pub(crate) fn apply_delete_body(b: &Value, opts: &mut DeleteOptions) {
+    if let Some(p) = b.get("propagationPolicy").and_then(Value::as_str) {
+        opts.propagation_policy = Some(p.to_string());
+    }
+    if let Some(g) = b.get("gracePeriodSeconds").and_then(Value::as_i64) {
+        opts.grace_period_seconds = Some(g);
+    }
+    if b.get("orphanDependents").and_then(Value::as_bool) == Some(true) {
+        opts.propagation_policy
+            .get_or_insert_with(|| "Orphan".into());
+    }
+    if let Some(pre) = b.get("preconditions") {
+        opts.precondition_uid = pre.get("uid").and_then(Value::as_str).map(str::to_string);
+        opts.precondition_resource_version = pre
+            .get("resourceVersion")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+    }
+    if let Some(d) = b.get("dryRun").and_then(Value::as_array) {
+        opts.dry_run |= d.iter().any(|x| x == "All");
+    }
 }
 
 fn event_json(

@@ -17,4 +17,5 @@ pub mod registry;
 pub mod resources;
 pub mod server;
 pub mod services;
+pub mod subresources;
 pub mod table;

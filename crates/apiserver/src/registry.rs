@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
+use rudder_api::conversion::Conversion;
 use rudder_api::strategy;
 use rudder_api::validation::{self, FieldError, NameRule};
 use rudder_store::{
@@ -38,9 +39,31 @@ pub struct Res {
     /// The kind carries `metadata.generation`, bumped when anything but metadata and status
     /// changes.
     pub has_generation: bool,
+    /// Group and kind of the stored form: the strategy (defaults, validation) works on it.
+    pub storage_group: &'static str,
+    pub storage_kind: &'static str,
+    /// How the served form differs from the stored form, if it does.
+    pub conversion: Option<Conversion>,
 }
 
 impl Res {
+    /// The served form of a stored object.
+    fn present(&self, mut obj: Value) -> Value {
+        if let Some(c) = self.conversion {
+            obj = c.from_storage(obj);
+        }
+        set_type(self, &mut obj);
+        obj
+    }
+
+    /// The stored form of an object sent in the served form.
+    fn to_storage(&self, obj: Value) -> Value {
+        match self.conversion {
+            Some(c) => c.to_storage(obj),
+            None => obj,
+        }
+    }
+
     pub fn api_version(&self) -> String {
         if self.group.is_empty() {
             self.version.to_string()
@@ -77,6 +100,9 @@ impl Res {
 pub enum Part {
     Main,
     Status,
+    /// Both at once, written by the server itself (a pod's binding): the kind's rules for
+    /// client updates are not checked.
+    All,
 }
 
 /// Query options of a list or watch.
@@ -148,11 +174,49 @@ fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
         .expect("metadata was just made an object")
 }
 
-pub fn now_rfc3339() -> String {
-    let secs = std::time::SystemTime::now()
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    rfc3339(secs)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+pub fn now_rfc3339() -> String {
+    rfc3339(now_unix())
+}
+
+fn is_pods(res: &Res) -> bool {
+    res.group.is_empty() && res.plural == "pods"
+}
+
+/// The grace period of a delete: pods get theirs (the request's, else
+/// `spec.terminationGracePeriodSeconds`), unless they never ran on a node or have finished,
+/// as upstream; everything else goes at once.
+fn grace_period(res: &Res, obj: &Value, opts: &DeleteOptions) -> i64 {
+    if !is_pods(res) {
+        return 0;
+    }
+    let spec = &obj["spec"];
+    let unscheduled = spec["nodeName"].as_str().is_none_or(str::is_empty);
+    let finished = matches!(
+        obj["status"]["phase"].as_str(),
+        Some("Succeeded" | "Failed")
+    );
+    if unscheduled || finished {
+        return 0;
+    }
+    opts.grace_period_seconds
+        .or_else(|| spec["terminationGracePeriodSeconds"].as_i64())
+        .unwrap_or(30)
+        .max(0)
+}
+
+/// The object's deletion is waiting for nothing but its finalizers.
+fn grace_over(obj: &Value) -> bool {
+    meta(obj)
+        .get("deletionGracePeriodSeconds")
+        .and_then(Value::as_i64)
+        .unwrap_or(0)
+        == 0
 }
 
 /// Seconds since the epoch as `YYYY-MM-DDThh:mm:ssZ` (civil-from-days, proleptic Gregorian).
@@ -200,16 +264,19 @@ fn random_suffix() -> String {
         .collect()
 }
 
-/// Decodes a stored value and sets the fields that are not stored: kind, apiVersion,
-/// resourceVersion.
+/// Decodes a stored value in its served form.
 fn decode(res: &Res, kv: &KeyValue) -> Result<Value, ApiError> {
+    decode_stored(kv).map(|o| res.present(o))
+}
+
+/// Decodes a stored value, in its stored form, with its resourceVersion.
+fn decode_stored(kv: &KeyValue) -> Result<Value, ApiError> {
     let mut obj: Value = serde_json::from_slice(&kv.value).map_err(|e| {
         ApiError::internal(format!(
             "stored object {} is not valid JSON: {e}",
             String::from_utf8_lossy(&kv.key)
         ))
     })?;
-    set_type(res, &mut obj);
     meta_mut(&mut obj).insert(
         "resourceVersion".into(),
         Value::String(kv.mod_revision.to_string()),
@@ -294,7 +361,7 @@ fn check_meta(res: &Res, obj: &Value) -> Result<(), ApiError> {
 
 /// The kind's own validation (after defaults), as a 422.
 fn check_kind(res: &Res, obj: &Value, old: Option<&Value>) -> Result<(), ApiError> {
-    let errs = strategy::validate(res.group, res.kind, obj, old);
+    let errs = strategy::validate(res.storage_group, res.storage_kind, obj, old);
     if errs.is_empty() {
         Ok(())
     } else {
@@ -327,13 +394,13 @@ impl Registry {
         name: &str,
     ) -> Result<(Value, Revision), ApiError> {
         match self.store.get(res.key(ns, name), 0).await? {
-            Some(kv) => Ok((decode(res, &kv)?, kv.mod_revision)),
+            Some(kv) => Ok((decode_stored(&kv)?, kv.mod_revision)),
             None => Err(ApiError::not_found(res.target(name))),
         }
     }
 
     pub async fn get(&self, res: &Res, ns: Option<&str>, name: &str) -> Result<Value, ApiError> {
-        self.read(res, ns, name).await.map(|(o, _)| o)
+        self.read(res, ns, name).await.map(|(o, _)| res.present(o))
     }
 
     /// Checks and completes the envelope of a body: kind, apiVersion, namespace.
@@ -438,7 +505,8 @@ impl Registry {
         } else {
             m.remove("generation");
         }
-        strategy::prepare(res.group, res.kind, &mut obj, None);
+        let mut obj = res.to_storage(obj);
+        strategy::prepare(res.storage_group, res.storage_kind, &mut obj, None);
         check_meta(res, &obj)?;
         let name = meta_str(&obj, "name").unwrap_or_default().to_string();
         self.check_namespace(res, ns).await?;
@@ -455,7 +523,7 @@ impl Registry {
             return Err(e);
         }
         if dry_run {
-            return Ok(obj);
+            return Ok(res.present(obj));
         }
         let result = self.store.create(res.key(ns, &name), encode(&obj)?).await;
         if result.is_err() {
@@ -467,7 +535,7 @@ impl Registry {
                     "resourceVersion".into(),
                     Value::String(kv.mod_revision.to_string()),
                 );
-                Ok(obj)
+                Ok(res.present(obj))
             }
             Err(StoreError::AlreadyExists { .. }) => {
                 Err(ApiError::already_exists(res.target(&name)))
@@ -497,7 +565,7 @@ impl Registry {
                     new.as_object_mut().map(|m| m.remove("status"));
                 }
             },
-            Part::Main => {}
+            Part::Main | Part::All => {}
         }
         let om = meta(old).clone();
         let m = meta_mut(new);
@@ -513,8 +581,8 @@ impl Registry {
                 None => m.remove(f),
             };
         }
-        strategy::prepare(res.group, res.kind, new, Some(old));
-        if res.has_generation && part == Part::Main && spec_like(old) != spec_like(new) {
+        strategy::prepare(res.storage_group, res.storage_kind, new, Some(old));
+        if res.has_generation && part != Part::Status && spec_like(old) != spec_like(new) {
             let g = meta(old)
                 .get("generation")
                 .and_then(Value::as_i64)
@@ -550,7 +618,8 @@ impl Registry {
             .filter(|s| !s.is_empty())
             .map(parse_rv)
             .transpose()?;
-        self.write_loop(res, ns, name, expected, dry_run, |old| {
+        let obj = res.to_storage(obj);
+        self.write_loop(res, ns, name, expected, part, dry_run, |old| {
             let mut new = obj.clone();
             if let Some(uid) = meta_str(&new, "uid").filter(|u| !u.is_empty()) {
                 if Some(uid) != meta_str(old, "uid") {
@@ -567,6 +636,7 @@ impl Registry {
             Ok(new)
         })
         .await
+        .map(|o| res.present(o))
     }
 
     /// Applies `change` to the current object (PATCH), retrying on concurrent writes unless
@@ -580,8 +650,8 @@ impl Registry {
         dry_run: bool,
         change: impl Fn(&Value) -> Result<Value, ApiError>,
     ) -> Result<Value, ApiError> {
-        self.write_loop(res, ns, name, None, dry_run, |old| {
-            let mut new = change(old)?;
+        self.write_loop(res, ns, name, None, part, dry_run, |old| {
+            let mut new = change(&res.present(old.clone()))?;
             if !new.is_object() {
                 return Err(ApiError::bad_request(
                     "the patched object is not a JSON object",
@@ -601,19 +671,23 @@ impl Registry {
                 _ => {}
             }
             self.check_envelope(res, ns, &mut new)?;
+            let mut new = res.to_storage(new);
             Self::merge_for_update(res, part, old, &mut new);
             Ok(new)
         })
         .await
+        .map(|o| res.present(o))
     }
 
     /// Read, change, compare-and-swap; again on a concurrent write when `expected` is `None`.
+    #[allow(clippy::too_many_arguments)]
     async fn write_loop(
         &self,
         res: &Res,
         ns: Option<&str>,
         name: &str,
         expected: Option<Revision>,
+        part: Part,
         dry_run: bool,
         change: impl Fn(&Value) -> Result<Value, ApiError>,
     ) -> Result<Value, ApiError> {
@@ -630,7 +704,8 @@ impl Registry {
                 .get("finalizers")
                 .and_then(Value::as_array)
                 .is_some_and(|f| !f.is_empty());
-            if meta(&new).get("deletionTimestamp").is_some() && !finalizers_left {
+            if meta(&new).get("deletionTimestamp").is_some() && !finalizers_left && grace_over(&new)
+            {
                 if dry_run {
                     return Ok(new);
                 }
@@ -655,7 +730,11 @@ impl Registry {
             } else {
                 Held::default()
             };
-            if let Err(e) = check_kind(res, &new, Some(&old)) {
+            let checked = match part {
+                Part::All => Ok(()),
+                _ => check_kind(res, &new, Some(&old)),
+            };
+            if let Err(e) = checked {
                 self.services.release(&taken).await;
                 return Err(e);
             }
@@ -707,6 +786,19 @@ impl Registry {
     }
 
     pub async fn delete(
+        &self,
+        res: &Res,
+        ns: Option<&str>,
+        name: &str,
+        opts: &DeleteOptions,
+    ) -> Result<Deleted, ApiError> {
+        Ok(match self.delete_stored(res, ns, name, opts).await? {
+            Deleted::Now(o) => Deleted::Now(res.present(o)),
+            Deleted::Pending(o) => Deleted::Pending(res.present(o)),
+        })
+    }
+
+    async fn delete_stored(
         &self,
         res: &Res,
         ns: Option<&str>,
@@ -768,7 +860,8 @@ impl Registry {
                     finalizers.push(Value::String(f.into()));
                 }
             }
-            if finalizers.is_empty() {
+            let grace = grace_period(res, &obj, opts);
+            if finalizers.is_empty() && grace == 0 {
                 if opts.dry_run {
                     return Ok(Deleted::Now(obj));
                 }
@@ -787,18 +880,30 @@ impl Registry {
                     Err(e) => return Err(e.into()),
                 }
             }
-            // Finalizers: mark, and let whoever owns them finish.
-            if meta(&obj).get("deletionTimestamp").is_some() && add.is_none() {
+            // Finalizers or a grace period: mark, and let whoever owns them finish. A second
+            // delete may only shorten the grace period.
+            let pending = meta(&obj).get("deletionTimestamp").is_some();
+            let shorten = pending
+                && meta(&obj)
+                    .get("deletionGracePeriodSeconds")
+                    .and_then(Value::as_i64)
+                    .is_some_and(|current| grace < current);
+            if pending && add.is_none() && !shorten {
                 return Ok(Deleted::Pending(obj));
             }
             let m = meta_mut(&mut obj);
-            m.entry("deletionTimestamp")
-                .or_insert_with(|| Value::String(now_rfc3339()));
-            m.insert(
-                "deletionGracePeriodSeconds".into(),
-                json!(opts.grace_period_seconds.unwrap_or(0)),
-            );
-            m.insert("finalizers".into(), Value::Array(finalizers));
+            if !pending || shorten {
+                m.insert(
+                    "deletionTimestamp".into(),
+                    Value::String(rfc3339(now_unix() + grace)),
+                );
+                m.insert("deletionGracePeriodSeconds".into(), json!(grace));
+            }
+            if finalizers.is_empty() {
+                m.remove("finalizers");
+            } else {
+                m.insert("finalizers".into(), Value::Array(finalizers));
+            }
             if opts.dry_run {
                 return Ok(Deleted::Pending(obj));
             }

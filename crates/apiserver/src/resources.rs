@@ -6,6 +6,7 @@ use axum::body::Body;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 use rudder_api::catalogue::{self, ResourceType};
+use rudder_api::conversion::Conversion;
 use rudder_api::discovery::{self, DiscoveryFormat};
 
 use crate::error::ApiError;
@@ -109,6 +110,9 @@ pub fn resolve(group: &str, version: &str, plural: &str) -> Option<Served> {
             name_rule: name_rule(rt.group, rt.plural),
             has_status: rt.subresource("status").is_some(),
             has_generation: has_generation(rt.kind),
+            storage_group: storage.group,
+            storage_kind: storage.kind,
+            conversion: Conversion::for_served(rt.group, rt.version, rt.kind),
         },
         field_selectors: field_selectors(rt.group, rt.plural),
         return_deleted: rt.group.is_empty() && rt.plural == "pods",

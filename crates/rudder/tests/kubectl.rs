@@ -713,3 +713,327 @@ fn unknown_fields_follow_field_validation() {
         .ok();
     assert!(!spec.contains("replicaz"), "{spec}");
 }
+
+#[test]
+fn scale_subresource() {
+    let s = server();
+    s.kubectl_stdin(&["apply", "-f", "-"], DEPLOY).ok();
+    let out = s.kubectl(&["scale", "deploy", "web", "--replicas=3"]).ok();
+    assert_eq!(out.trim(), "deployment.apps/web scaled");
+    let deploy = s
+        .kubectl(&[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.spec.replicas} {.metadata.generation}",
+        ])
+        .ok();
+    assert_eq!(deploy, "3 2");
+    let scale: serde_json::Value = serde_json::from_str(
+        &s.kubectl(&[
+            "get",
+            "--raw",
+            "/apis/apps/v1/namespaces/default/deployments/web/scale",
+        ])
+        .ok(),
+    )
+    .unwrap();
+    assert_eq!(scale["kind"], "Scale");
+    assert_eq!(scale["apiVersion"], "autoscaling/v1");
+    assert_eq!(scale["spec"]["replicas"], 3);
+    assert_eq!(scale["status"]["selector"], "app=web");
+    // The three patch types through the subresource, and its validation.
+    s.kubectl(&[
+        "patch",
+        "deploy",
+        "web",
+        "--subresource=scale",
+        "--type=json",
+        "-p",
+        r#"[{"op":"replace","path":"/spec/replicas","value":4}]"#,
+    ])
+    .ok();
+    let err = s
+        .kubectl(&[
+            "patch",
+            "deploy",
+            "web",
+            "--subresource=scale",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"replicas":-1}}"#,
+        ])
+        .fails();
+    assert!(
+        err.contains("spec.replicas: Invalid value: -1: must be greater than or equal to 0"),
+        "{err}"
+    );
+    let replicas = s
+        .kubectl(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"])
+        .ok();
+    assert_eq!(replicas, "4");
+    // A stale resourceVersion in the Scale is a conflict.
+    let dir = tempfile::tempdir().unwrap();
+    let stale = dir.path().join("scale.json");
+    let mut body = scale.clone();
+    body["spec"]["replicas"] = 1.into();
+    std::fs::write(&stale, body.to_string()).unwrap();
+    let err = s
+        .kubectl(&[
+            "replace",
+            "--raw",
+            "/apis/apps/v1/namespaces/default/deployments/web/scale",
+            "-f",
+            stale.to_str().unwrap(),
+        ])
+        .fails();
+    assert!(err.contains("the object has been modified"), "{err}");
+    let err = s.kubectl(&["scale", "cm", "x", "--replicas=1"]).fails();
+    assert!(err.contains("configmaps"), "{err}");
+}
+
+#[test]
+fn hpa_and_events_share_storage_across_versions() {
+    let s = server();
+    let hpa_v1 = "apiVersion: autoscaling/v1
+kind: HorizontalPodAutoscaler
+metadata:
+  name: web
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}
+  minReplicas: 2
+  maxReplicas: 5
+  targetCPUUtilizationPercentage: 60
+";
+    s.kubectl_stdin(&["create", "-f", "-"], hpa_v1).ok();
+    let v2: serde_json::Value = serde_json::from_str(
+        &s.kubectl(&["get", "hpa.v2.autoscaling", "web", "-o", "json"])
+            .ok(),
+    )
+    .unwrap();
+    assert_eq!(v2["apiVersion"], "autoscaling/v2");
+    assert_eq!(
+        v2["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"],
+        60
+    );
+    // A v2-only metric survives a round trip through v1.
+    s.kubectl(&[
+        "patch",
+        "hpa.v2.autoscaling",
+        "web",
+        "--type=json",
+        "-p",
+        r#"[{"op":"add","path":"/spec/metrics/-","value":{"type":"Resource","resource":{"name":"memory","target":{"type":"AverageValue","averageValue":"100Mi"}}}}]"#,
+    ])
+    .ok();
+    let v1 = s
+        .kubectl(&["get", "hpa.v1.autoscaling", "web", "-o", "json"])
+        .ok();
+    s.kubectl_stdin(&["replace", "-f", "-"], &v1).ok();
+    let metrics = s
+        .kubectl(&[
+            "get",
+            "hpa.v2.autoscaling",
+            "web",
+            "-o",
+            "jsonpath={.spec.metrics[*].resource.name}",
+        ])
+        .ok();
+    assert_eq!(metrics, "cpu memory");
+    let table = s.kubectl(&["get", "hpa"]).ok();
+    assert!(table.contains("Deployment/web"), "{table}");
+
+    let event = "apiVersion: events.k8s.io/v1
+kind: Event
+metadata:
+  name: e1
+eventTime: 2024-05-01T10:00:00.000000Z
+reportingController: example.com/ctl
+reportingInstance: ctl-1
+action: Check
+reason: Checked
+type: Normal
+note: all good
+regarding: {kind: Pod, name: p, namespace: default}
+";
+    s.kubectl_stdin(&["create", "-f", "-"], event).ok();
+    let core = s
+        .kubectl(&[
+            "get",
+            "events",
+            "e1",
+            "-o",
+            "jsonpath={.message}|{.involvedObject.name}|{.reportingComponent}",
+        ])
+        .ok();
+    assert_eq!(core, "all good|p|example.com/ctl");
+    let listed = s
+        .kubectl(&[
+            "get",
+            "events.v1.events.k8s.io",
+            "--field-selector=regarding.name=p",
+            "-o",
+            "name",
+        ])
+        .ok();
+    assert_eq!(listed.trim(), "event.events.k8s.io/e1");
+}
+
+const POD: &str = "apiVersion: v1
+kind: Pod
+metadata:
+  name: p
+  labels: {app: p}
+spec:
+  containers:
+  - name: main
+    image: busybox:1.36
+";
+
+#[test]
+fn pods_binding_eviction_streams_and_graceful_deletion() {
+    let s = server();
+    s.kubectl_stdin(&["create", "-f", "-"], POD).ok();
+    let err = s.kubectl(&["logs", "p"]).fails();
+    assert!(err.contains("pod p does not have a host assigned"), "{err}");
+    let err = s.kubectl(&["logs", "p", "-c", "nope"]).fails();
+    assert!(
+        err.contains("container nope is not valid for pod p"),
+        "{err}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let binding = dir.path().join("binding.json");
+    std::fs::write(
+        &binding,
+        r#"{"apiVersion":"v1","kind":"Binding","metadata":{"name":"p"},"target":{"apiVersion":"v1","kind":"Node","name":"node1"}}"#,
+    )
+    .unwrap();
+    let bind = |s: &RudderServer| {
+        s.kubectl(&[
+            "create",
+            "--raw",
+            "/api/v1/namespaces/default/pods/p/binding",
+            "-f",
+            binding.to_str().unwrap(),
+        ])
+    };
+    bind(&s).ok();
+    let pod = s
+        .kubectl(&[
+            "get",
+            "pod",
+            "p",
+            "-o",
+            "jsonpath={.spec.nodeName} {.status.conditions[?(@.type==\"PodScheduled\")].status}",
+        ])
+        .ok();
+    assert_eq!(pod, "node1 True");
+    let err = bind(&s).fails();
+    assert!(
+        err.contains("pod p is already assigned to node \"node1\""),
+        "{err}"
+    );
+    let err = s.kubectl(&["logs", "p"]).fails();
+    assert!(
+        err.contains("node agent on node1 is not reachable"),
+        "{err}"
+    );
+
+    // Running, and covered by a budget the disruption controller has not looked at yet.
+    s.kubectl(&[
+        "patch",
+        "pod",
+        "p",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"phase":"Running"}}"#,
+    ])
+    .ok();
+    s.kubectl(&[
+        "create",
+        "poddisruptionbudget",
+        "pdb",
+        "--selector=app=p",
+        "--min-available=1",
+    ])
+    .ok();
+    let eviction = dir.path().join("eviction.json");
+    std::fs::write(
+        &eviction,
+        r#"{"apiVersion":"policy/v1","kind":"Eviction","metadata":{"name":"p"}}"#,
+    )
+    .unwrap();
+    let evict = |s: &RudderServer| {
+        s.kubectl(&[
+            "create",
+            "--raw",
+            "/api/v1/namespaces/default/pods/p/eviction",
+            "-f",
+            eviction.to_str().unwrap(),
+        ])
+    };
+    let err = evict(&s).fails();
+    assert!(
+        err.contains("Cannot evict pod as it would violate the pod's disruption budget"),
+        "{err}"
+    );
+    s.kubectl(&[
+        "patch",
+        "pdb",
+        "pdb",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"observedGeneration":1,"disruptionsAllowed":1,"currentHealthy":1,"desiredHealthy":1,"expectedPods":1}}"#,
+    ])
+    .ok();
+    evict(&s).ok();
+    // Spent, and the pod is terminating with its grace period (it ran on a node).
+    let allowed = s
+        .kubectl(&[
+            "get",
+            "pdb",
+            "pdb",
+            "-o",
+            "jsonpath={.status.disruptionsAllowed}",
+        ])
+        .ok();
+    assert_eq!(allowed, "0");
+    let pod = s
+        .kubectl(&[
+            "get",
+            "pod",
+            "p",
+            "-o",
+            "jsonpath={.metadata.deletionGracePeriodSeconds}",
+        ])
+        .ok();
+    assert_eq!(pod, "30");
+    let table = s.kubectl(&["get", "pod", "p", "--no-headers"]).ok();
+    assert!(table.contains("Terminating"), "{table}");
+    // A shorter grace period replaces it; zero with --force removes the pod.
+    s.kubectl(&["delete", "pod", "p", "--grace-period=5", "--wait=false"])
+        .ok();
+    let grace = s
+        .kubectl(&[
+            "get",
+            "pod",
+            "p",
+            "-o",
+            "jsonpath={.metadata.deletionGracePeriodSeconds}",
+        ])
+        .ok();
+    assert_eq!(grace, "5");
+    s.kubectl(&["delete", "pod", "p", "--grace-period=0", "--force"])
+        .ok();
+    let err = s.kubectl(&["get", "pod", "p"]).fails();
+    assert!(err.contains("pods \"p\" not found"), "{err}");
+    // An unscheduled pod goes at once.
+    s.kubectl_stdin(&["create", "-f", "-"], POD).ok();
+    s.kubectl(&["delete", "pod", "p", "--wait=false"]).ok();
+    let err = s.kubectl(&["get", "pod", "p"]).fails();
+    assert!(err.contains("not found"), "{err}");
+}

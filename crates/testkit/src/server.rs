@@ -230,3 +230,61 @@ impl Kubectl {
         self.stderr()
     }
 }
+
+/// The HTTP status and body of a raw request (see [`RudderServer::request`]).
+#[derive(Debug)]
+pub struct Answer {
+    pub code: u16,
+    pub body: String,
+}
+
+impl Answer {
+    /// The body as JSON (panics with the body when it is not).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("answer is not JSON ({e}): {}", self.body))
+    }
+}
+
+impl RudderServer {
+    /// A raw HTTPS request with the admin client certificate, through curl: what kubectl would
+    /// never send (YAML bodies, broken bodies, oversized bodies).
+    pub fn request(&self, method: &str, path: &str, content_type: &str, body: &[u8]) -> Answer {
+        use std::io::Write as _;
+        let tls = self.dir.path().join("server/tls");
+        let mut child = Command::new("curl")
+            // HTTP/1.1: kubectl covers HTTP/2, and curl's HTTP/2 reports an upload the server
+            // refused early (413) as a framing error rather than the answer.
+            .args(["-sS", "--http1.1", "-X", method, "--data-binary", "@-"])
+            .args(["-w", "\n%{http_code}"])
+            .arg("--cacert")
+            .arg(tls.join("ca.crt"))
+            .arg("--cert")
+            .arg(tls.join("client-admin.crt"))
+            .arg("--key")
+            .arg(tls.join("client-admin.key"))
+            .args(["-H", &format!("Content-Type: {content_type}")])
+            .arg(format!("{}{path}", self.url))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run curl");
+        let mut stdin = child.stdin.take().expect("stdin");
+        // The server may answer (413) before reading everything.
+        let _ = stdin.write_all(body);
+        drop(stdin);
+        let out = child.wait_with_output().expect("curl output");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+        Answer {
+            code: code.trim().parse().unwrap_or_else(|_| {
+                panic!(
+                    "curl {method} {path}: no status ({})",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            }),
+            body: body.to_string(),
+        }
+    }
+}

@@ -548,33 +548,7 @@ pub(crate) fn selection(sel: Option<&Value>) -> Selection {
     }
 }
 
-/// Whether `labels` satisfy the selector (a missing selector matches nothing).
-pub(crate) fn selector_matches(sel: Option<&Value>, labels: Option<&Value>) -> bool {
-    let Some(sel) = sel.filter(|s| !s.is_null()) else {
-        return false;
-    };
-    let label = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
-    for (k, v) in sorted_entries(omap(sel, "matchLabels")) {
-        if label(k) != v.as_str() {
-            return false;
-        }
-    }
-    for e in arr(sel, "matchExpressions") {
-        let key = sz(e, "key");
-        let values: Vec<&str> = arr(e, "values").iter().filter_map(Value::as_str).collect();
-        let ok = match sz(e, "operator") {
-            "In" => label(key).is_some_and(|v| values.contains(&v)),
-            "NotIn" => label(key).is_none_or(|v| !values.contains(&v)),
-            "Exists" => label(key).is_some(),
-            "DoesNotExist" => label(key).is_none(),
-            _ => false,
-        };
-        if !ok {
-            return false;
-        }
-    }
-    true
-}
+pub(crate) use crate::selector::label_selector_matches as selector_matches;
 
 // ---- comparing -----------------------------------------------------------------------------
 

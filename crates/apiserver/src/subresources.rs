@@ -1,0 +1,417 @@
+//! Subresources other than `status`: `scale` (autoscaling/v1 Scale over a workload's
+//! replicas), namespaces' `finalize`, pods' `binding` and `eviction`, and the streaming ones
+//! (`log`, `exec`, `attach`, `portforward`) that need a node agent to answer.
+
+use axum::http::{Method, StatusCode};
+use axum::response::Response;
+use rudder_api::printers::label_selector;
+use rudder_api::validation::FieldError;
+use serde_json::{json, Value};
+
+use crate::error::{ApiError, Target};
+use crate::handlers::{decode_object, json_response, AppState, Query};
+use crate::patch::Patch;
+use crate::registry::{DeleteOptions, ListOptions, Part, Registry, Res};
+use crate::resources::{self, Served};
+
+/// A request to `<object>/<sub>`; the handlers have checked the catalogue lists `sub` for the
+/// resource.
+pub struct SubRequest<'a> {
+    pub served: &'a Served,
+    pub ns: Option<&'a str>,
+    pub name: &'a str,
+    pub sub: &'a str,
+    pub method: Method,
+    pub query: &'a Query,
+    pub content_type: String,
+    pub body: &'a [u8],
+    pub dry_run: bool,
+}
+
+pub async fn serve(st: &AppState, r: SubRequest<'_>) -> Result<Response, ApiError> {
+    let reg = &st.registry;
+    let res = &r.served.res;
+    match (r.sub, &r.method) {
+        ("scale", &Method::GET) => {
+            let obj = reg.get(res, r.ns, r.name).await?;
+            Ok(json_response(StatusCode::OK, &scale_of(res, &obj)))
+        }
+        ("scale", &Method::PUT) => {
+            let scale = decode_object_ct(&r.content_type, r.body)?;
+            let updated =
+                set_scale(reg, res, r.ns, r.name, r.dry_run, |_| Ok(scale.clone())).await?;
+            Ok(json_response(StatusCode::OK, &updated))
+        }
+        ("scale", &Method::PATCH) => {
+            let patch = Patch::parse(&r.content_type, r.body)?;
+            let updated =
+                set_scale(reg, res, r.ns, r.name, r.dry_run, |s| patch.apply_to(s)).await?;
+            Ok(json_response(StatusCode::OK, &updated))
+        }
+        ("finalize", &Method::PUT) => {
+            // spec.finalizers (and metadata) from the body; the status stays.
+            let ns = decode_object_ct(&r.content_type, r.body)?;
+            let updated = reg
+                .update(res, None, r.name, ns, Part::Main, r.dry_run)
+                .await?;
+            Ok(json_response(StatusCode::OK, &updated))
+        }
+        ("binding", &Method::POST) => {
+            let binding = decode_object_ct(&r.content_type, r.body)?;
+            bind(reg, res, r.ns, r.name, &binding, r.dry_run).await?;
+            Ok(created())
+        }
+        ("eviction", &Method::POST) => {
+            let eviction = decode_object_ct(&r.content_type, r.body)?;
+            evict(reg, res, r.ns, r.name, &eviction, r.dry_run).await?;
+            Ok(created())
+        }
+        ("log" | "exec" | "attach" | "portforward", _) => {
+            let pod = reg.get(res, r.ns, r.name).await?;
+            if let Some(c) = crate::handlers::param(r.query, "container") {
+                let known = ["containers", "initContainers", "ephemeralContainers"]
+                    .iter()
+                    .flat_map(|k| pod["spec"][k].as_array().into_iter().flatten())
+                    .any(|x| x["name"] == c);
+                if !known {
+                    return Err(ApiError::bad_request(format!(
+                        "container {c} is not valid for pod {}",
+                        r.name
+                    )));
+                }
+            }
+            match pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
+                None => Err(ApiError::bad_request(format!(
+                    "pod {} does not have a host assigned",
+                    r.name
+                ))),
+                Some(node) => Err(ApiError::unavailable(format!(
+                    "the node agent on {node} is not reachable: {} needs the agent, which this server does not run yet",
+                    r.sub
+                ))),
+            }
+        }
+        (_, m) => Err(ApiError::method_not_allowed(m.as_str())),
+    }
+}
+
+fn decode_object_ct(content_type: &str, body: &[u8]) -> Result<Value, ApiError> {
+    let mut headers = axum::http::HeaderMap::new();
+    if let Ok(v) = content_type.parse() {
+        headers.insert(axum::http::header::CONTENT_TYPE, v);
+    }
+    decode_object(&headers, body)
+}
+
+/// `201 Created` with a success Status, as upstream answers bindings and evictions.
+fn created() -> Response {
+    json_response(
+        StatusCode::CREATED,
+        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+    )
+}
+
+/// The autoscaling/v1 Scale of a workload.
+fn scale_of(res: &Res, obj: &Value) -> Value {
+    let m = &obj["metadata"];
+    let selector = &obj["spec"]["selector"];
+    // ReplicationControllers select with a plain label map.
+    let selector = if res.kind == "ReplicationController" {
+        json!({"matchLabels": selector})
+    } else {
+        selector.clone()
+    };
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": m["name"],
+            "namespace": m["namespace"],
+            "uid": m["uid"],
+            "resourceVersion": m["resourceVersion"],
+            "creationTimestamp": m["creationTimestamp"],
+        },
+        "spec": {"replicas": obj["spec"]["replicas"].as_i64().unwrap_or(0)},
+        "status": {
+            "replicas": obj["status"]["replicas"].as_i64().unwrap_or(0),
+            "selector": label_selector(&selector).unwrap_or_default(),
+        },
+    })
+}
+
+/// Writes the replicas of the Scale that `change` makes of the current one; a resourceVersion
+/// in that Scale is a precondition, as upstream.
+async fn set_scale(
+    reg: &Registry,
+    res: &Res,
+    ns: Option<&str>,
+    name: &str,
+    dry_run: bool,
+    change: impl Fn(&Value) -> Result<Value, ApiError>,
+) -> Result<Value, ApiError> {
+    let updated = reg
+        .patch(res, ns, name, Part::Main, dry_run, |old| {
+            let current = scale_of(res, old);
+            let scale = change(&current)?;
+            check_scale(res, name, &scale)?;
+            let mut new = old.clone();
+            new["spec"]["replicas"] = scale["spec"]["replicas"].clone();
+            if let Some(rv) = scale["metadata"]["resourceVersion"]
+                .as_str()
+                .filter(|rv| !rv.is_empty())
+            {
+                new["metadata"]["resourceVersion"] = json!(rv);
+            }
+            Ok(new)
+        })
+        .await?;
+    Ok(scale_of(res, &updated))
+}
+
+fn check_scale(res: &Res, name: &str, scale: &Value) -> Result<(), ApiError> {
+    if !scale.is_object() {
+        return Err(ApiError::bad_request("the body must be a Scale object"));
+    }
+    if let Some(k) = scale["kind"].as_str().filter(|k| *k != "Scale") {
+        return Err(ApiError::bad_request(format!(
+            "the kind in the data ({k}) does not match the expected kind (Scale)"
+        )));
+    }
+    if let Some(n) = scale["metadata"]["name"].as_str().filter(|n| *n != name) {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({n}) does not match the name on the request ({name})"
+        )));
+    }
+    let invalid = |value: String, message: &str| {
+        ApiError::invalid(
+            "Scale",
+            "autoscaling",
+            name,
+            vec![FieldError {
+                field: "spec.replicas".into(),
+                reason: "FieldValueInvalid",
+                message: format!("Invalid value: {value}: {message}"),
+            }],
+        )
+    };
+    match &scale["spec"]["replicas"] {
+        Value::Null => Ok(()),
+        Value::Number(n) => match n.as_i64() {
+            Some(r) if r < 0 => Err(invalid(r.to_string(), "must be greater than or equal to 0")),
+            Some(r) if r > i32::MAX as i64 => Err(invalid(r.to_string(), "must be a 32-bit integer")),
+            Some(_) => Ok(()),
+            None => Err(invalid(n.to_string(), "must be an integer")),
+        },
+        other => Err(ApiError::bad_request(format!(
+            "{} in version \"v1\" cannot be handled as a Scale: spec.replicas must be an integer, not {other}",
+            res.kind
+        ))),
+    }
+}
+
+fn pod_target(name: &str) -> Target<'_> {
+    Target {
+        group: "",
+        name_of_type: "pods",
+        name,
+    }
+}
+
+/// Assigns a pod to a node (what the scheduler does).
+async fn bind(
+    reg: &Registry,
+    res: &Res,
+    ns: Option<&str>,
+    name: &str,
+    binding: &Value,
+    dry_run: bool,
+) -> Result<(), ApiError> {
+    if let Some(n) = binding["metadata"]["name"].as_str().filter(|n| *n != name) {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({n}) does not match the name on the request ({name})"
+        )));
+    }
+    let node = binding["target"]["name"].as_str().unwrap_or("");
+    let kind = binding["target"]["kind"].as_str().unwrap_or("");
+    if node.is_empty() || !(kind.is_empty() || kind == "Node") {
+        let (field, message) = if node.is_empty() {
+            ("target.name", "Required value".to_string())
+        } else {
+            (
+                "target.kind",
+                format!(
+                    "Unsupported value: {}: supported values: \"Node\"",
+                    json!(kind)
+                ),
+            )
+        };
+        return Err(ApiError::invalid(
+            "Binding",
+            "",
+            name,
+            vec![FieldError {
+                field: field.into(),
+                reason: if node.is_empty() {
+                    "FieldValueRequired"
+                } else {
+                    "FieldValueNotSupported"
+                },
+                message,
+            }],
+        ));
+    }
+    reg.patch(res, ns, name, Part::All, dry_run, |old| {
+        if old["metadata"].get("deletionTimestamp").is_some() {
+            return Err(ApiError::conflict(
+                pod_target(name),
+                &format!("pod {name} is being deleted, cannot be assigned to a host"),
+            ));
+        }
+        if let Some(current) = old["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
+            return Err(ApiError::conflict(
+                pod_target(name),
+                &format!("pod {name} is already assigned to node {current:?}"),
+            ));
+        }
+        let mut new = old.clone();
+        new["spec"]["nodeName"] = json!(node);
+        if let Some(extra) = binding["metadata"]["annotations"].as_object() {
+            for (k, v) in extra {
+                new["metadata"]["annotations"][k] = v.clone();
+            }
+        }
+        set_condition(&mut new, "PodScheduled", "True");
+        Ok(new)
+    })
+    .await
+    .map(|_| ())
+}
+
+fn set_condition(pod: &mut Value, kind: &str, status: &str) {
+    let now = crate::registry::now_rfc3339();
+    let conditions = &mut pod["status"]["conditions"];
+    if !conditions.is_array() {
+        *conditions = json!([]);
+    }
+    let list = conditions.as_array_mut().expect("an array");
+    match list.iter_mut().find(|c| c["type"] == kind) {
+        Some(c) if c["status"] == status => {}
+        Some(c) => {
+            c["status"] = json!(status);
+            c["lastTransitionTime"] = json!(now);
+        }
+        None => list.push(json!({
+            "type": kind,
+            "status": status,
+            "lastProbeTime": null,
+            "lastTransitionTime": now,
+        })),
+    }
+}
+
+/// Deletes a pod unless that would break its PodDisruptionBudget (`kubectl drain`).
+async fn evict(
+    reg: &Registry,
+    res: &Res,
+    ns: Option<&str>,
+    name: &str,
+    eviction: &Value,
+    dry_run: bool,
+) -> Result<(), ApiError> {
+    if let Some(n) = eviction["metadata"]["name"].as_str().filter(|n| *n != name) {
+        return Err(ApiError::bad_request(format!(
+            "name in URL does not match name in Eviction object: {n}"
+        )));
+    }
+    let mut opts = DeleteOptions::default();
+    crate::handlers::apply_delete_body(&eviction["deleteOptions"], &mut opts);
+    opts.dry_run |= dry_run;
+    let pod = reg.get(res, ns, name).await?;
+    let phase = pod["status"]["phase"].as_str().unwrap_or("");
+    let unprotected = matches!(phase, "Succeeded" | "Failed" | "Pending" | "")
+        || pod["metadata"].get("deletionTimestamp").is_some();
+    if !unprotected {
+        check_budget(reg, ns, name, &pod, opts.dry_run).await?;
+    }
+    reg.delete(res, ns, name, &opts).await.map(|_| ())
+}
+
+fn too_many_requests(cause: String) -> ApiError {
+    ApiError {
+        details: Some(json!({"causes": [{"reason": "DisruptionBudget", "message": cause}]})),
+        ..ApiError::new(
+            429,
+            "TooManyRequests",
+            "Cannot evict pod as it would violate the pod's disruption budget.",
+        )
+    }
+}
+
+/// The one PodDisruptionBudget selecting the pod must allow a disruption; it is spent here.
+async fn check_budget(
+    reg: &Registry,
+    ns: Option<&str>,
+    pod_name: &str,
+    pod: &Value,
+    dry_run: bool,
+) -> Result<(), ApiError> {
+    let pdbs = resources::resolve("policy", "v1", "poddisruptionbudgets")
+        .ok_or_else(|| ApiError::internal("poddisruptionbudgets are not served"))?;
+    let list = reg.list(&pdbs.res, ns, &ListOptions::default()).await?;
+    let labels = &pod["metadata"]["labels"];
+    let matching: Vec<&Value> = list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| {
+            let sel = &p["spec"]["selector"];
+            // policy/v1: a missing selector selects nothing, `{}` every pod.
+            rudder_api::selector::label_selector_matches(Some(sel), Some(labels))
+        })
+        .collect();
+    let pdb = match matching.as_slice() {
+        [] => return Ok(()),
+        [one] => *one,
+        _ => {
+            return Err(ApiError::internal(
+                "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.",
+            ))
+        }
+    };
+    let pdb_name = pdb["metadata"]["name"].as_str().unwrap_or("").to_string();
+    let generation = pdb["metadata"]["generation"].as_i64().unwrap_or(0);
+    let observed = pdb["status"]["observedGeneration"].as_i64().unwrap_or(0);
+    if observed < generation {
+        return Err(too_many_requests(format!(
+            "The disruption budget {pdb_name} is still being processed by the server."
+        )));
+    }
+    let allowed = pdb["status"]["disruptionsAllowed"].as_i64().unwrap_or(0);
+    if allowed <= 0 {
+        return Err(too_many_requests(format!(
+            "The disruption budget {pdb_name} needs {} healthy pods and has {} currently",
+            pdb["status"]["desiredHealthy"].as_i64().unwrap_or(0),
+            pdb["status"]["currentHealthy"].as_i64().unwrap_or(0),
+        )));
+    }
+    // Spend one disruption, with a compare-and-swap on the budget read above.
+    let rv = pdb["metadata"]["resourceVersion"].clone();
+    reg.patch(&pdbs.res, ns, &pdb_name, Part::Status, dry_run, |old| {
+        let mut new = old.clone();
+        new["metadata"]["resourceVersion"] = rv.clone();
+        new["status"]["disruptionsAllowed"] = json!(allowed - 1);
+        new["status"]["disruptedPods"][pod_name] = json!(crate::registry::now_rfc3339());
+        Ok(new)
+    })
+    .await
+    .map_err(|e| {
+        if e.code == 409 {
+            too_many_requests(format!(
+                "The disruption budget {pdb_name} changed while the eviction was checked; retry"
+            ))
+        } else {
+            e
+        }
+    })?;
+    Ok(())
+}
