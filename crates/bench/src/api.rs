@@ -1293,6 +1293,19 @@ pub fn run(opts: &Options) -> Result<Report> {
             opts.rudder.display()
         );
     }
+    // Run a private copy: another build into the same target dir during the run must not swap
+    // the binary between two of its starts.
+    let bin_dir = tempfile::Builder::new()
+        .prefix("rudder-bench-bin-")
+        .tempdir_in(&opts.parent)?;
+    let copy = bin_dir.path().join("rudder");
+    std::fs::copy(&opts.rudder, &copy)
+        .with_context(|| format!("copying {} to {}", opts.rudder.display(), copy.display()))?;
+    let original = opts.rudder.clone();
+    let opts = &Options {
+        rudder: copy,
+        ..opts.clone()
+    };
     raise_nofile();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -1305,9 +1318,9 @@ pub fn run(opts: &Options) -> Result<Report> {
         fs_of(&opts.parent)
     );
     println!(
-        "rudder: {} ({})",
+        "rudder: {} ({}; a private copy of it is run)",
         rudder_version(&opts.rudder),
-        opts.rudder.display()
+        original.display()
     );
     println!(
         "sizes: {} clients × {} ConfigMap creates ({} B payload); {} pods listed {} times per format; \
