@@ -11,6 +11,7 @@
 pub mod catalogue;
 pub mod conversion;
 pub mod discovery;
+pub mod fields;
 pub mod openapi;
 pub mod patch;
 pub mod printers;

@@ -5,6 +5,8 @@
 
 use serde_json::Value;
 
+use crate::fields::{Field, FieldSet};
+
 #[derive(Clone, Debug, PartialEq)]
 enum LabelReq {
     Eq(String, String),
@@ -17,10 +19,13 @@ enum LabelReq {
     Lt(String, i64),
 }
 
+/// One field requirement: the selected field (its label resolved through the resource's
+/// table), the value, and whether it is `!=`.
 #[derive(Clone, Debug, PartialEq)]
-enum FieldReq {
-    Eq(String, String),
-    NotEq(String, String),
+struct FieldReq {
+    field: Field,
+    value: String,
+    negated: bool,
 }
 
 /// Both selectors of a request. The empty selector matches everything.
@@ -115,30 +120,105 @@ fn parse_label_req(term: &str) -> Result<LabelReq, String> {
     Ok(LabelReq::Exists(check_key(t)?))
 }
 
-/// Walks a dotted field path (`spec.nodeName`, `metadata.name`) to a string form of the value.
-fn field_value(obj: &Value, path: &str) -> String {
-    let mut cur = obj;
-    for part in path.split('.') {
-        match cur.get(part) {
-            Some(v) => cur = v,
-            None => return String::new(),
+/// Splits a field selector at commas that are not backslash-escaped (the backslash stays).
+fn split_terms(selector: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut start, mut escaped) = (0, false);
+    for (i, c) in selector.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            ',' => {
+                out.push(&selector[start..i]);
+                start = i + 1;
+            }
+            _ => {}
         }
     }
-    match cur {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
+    out.push(&selector[start..]);
+    out
+}
+
+/// Splits a term at the first operator (`!=`, `==`, `=`, tried in that order at each position):
+/// the field label, whether it negates, and the still-escaped value.
+fn split_term(term: &str) -> Option<(&str, bool, &str)> {
+    term.char_indices().find_map(|(i, _)| {
+        let rest = &term[i..];
+        [("!=", true), ("==", false), ("=", false)]
+            .into_iter()
+            .find(|(op, _)| rest.starts_with(op))
+            .map(|(op, neg)| (&term[..i], neg, &rest[op.len()..]))
+    })
+}
+
+/// Undoes `\\`, `\,` and `\=` in a value; any other escape, or a bare `,` or `=`, is an
+/// error worded as upstream's (which prints the rune as its number).
+fn unescape_value(v: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(v.len());
+    let mut escaped = false;
+    for c in v.chars() {
+        if escaped {
+            if !matches!(c, '\\' | ',' | '=') {
+                return Err(format!(
+                    "invalid field selector: invalid escape sequence: \\{c}"
+                ));
+            }
+            out.push(c);
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' => escaped = true,
+            ',' | '=' => {
+                return Err(format!(
+                    "invalid field selector: unescaped character in value: {}",
+                    c as u32
+                ))
+            }
+            c => out.push(c),
+        }
     }
+    if escaped {
+        return Err("invalid field selector: invalid escape sequence: \\".into());
+    }
+    Ok(out)
+}
+
+/// Parses a field selector as upstream's `fields.ParseSelector` and then converts each label
+/// through the resource's table: terms sorted, empty ones skipped, no whitespace trimmed; every
+/// term must parse before any label is checked.
+fn parse_fields(selector: &str, fields: &FieldSet) -> Result<Vec<FieldReq>, String> {
+    let mut terms = split_terms(selector);
+    terms.sort_unstable();
+    let mut parsed = Vec::new();
+    for term in terms.into_iter().filter(|t| !t.is_empty()) {
+        let (label, negated, value) = split_term(term)
+            .ok_or_else(|| format!("invalid selector: '{selector}'; can't understand '{term}'"))?;
+        parsed.push((label, negated, unescape_value(value)?));
+    }
+    parsed
+        .into_iter()
+        .map(|(label, negated, value)| {
+            let field = fields
+                .get(label)
+                .ok_or_else(|| fields.unsupported_message(label))?;
+            Ok(FieldReq {
+                field,
+                value,
+                negated,
+            })
+        })
+        .collect()
 }
 
 impl Selectors {
-    /// Parses both parameters. `allowed_fields` are the field paths the kind supports besides
-    /// `metadata.name` and `metadata.namespace`; anything else is an error, as upstream's
-    /// `field label not supported`.
+    /// Parses both parameters. `fields` is the resource's table of selectable fields
+    /// ([`crate::fields::for_resource`]); a label outside it is an error worded as upstream's
+    /// for that resource.
     pub fn parse(
         label_selector: Option<&str>,
         field_selector: Option<&str>,
-        allowed_fields: &[&str],
+        fields: &FieldSet,
     ) -> Result<Selectors, String> {
         let mut s = Selectors::default();
         if let Some(ls) = label_selector.map(str::trim).filter(|l| !l.is_empty()) {
@@ -149,33 +229,8 @@ impl Selectors {
                 );
             }
         }
-        if let Some(fs) = field_selector.map(str::trim).filter(|f| !f.is_empty()) {
-            for term in fs.split(',') {
-                let term = term.trim();
-                let (path, value, neg) = if let Some((p, v)) = term.split_once("!=") {
-                    (p, v, true)
-                } else if let Some((p, v)) = term.split_once("==").or_else(|| term.split_once('='))
-                {
-                    (p, v, false)
-                } else {
-                    return Err(format!(
-                        "invalid selector: '{term}'; can't understand '{term}'"
-                    ));
-                };
-                let path = path.trim();
-                if !(path == "metadata.name"
-                    || path == "metadata.namespace"
-                    || allowed_fields.contains(&path))
-                {
-                    return Err(format!("field label not supported: {path}"));
-                }
-                let (p, v) = (path.to_string(), value.trim().to_string());
-                s.fields.push(if neg {
-                    FieldReq::NotEq(p, v)
-                } else {
-                    FieldReq::Eq(p, v)
-                });
-            }
+        if let Some(fs) = field_selector {
+            s.fields = parse_fields(fs, fields)?;
         }
         Ok(s)
     }
@@ -202,10 +257,10 @@ impl Selectors {
                 .is_some_and(|x| x < *n),
         });
         labels_ok
-            && self.fields.iter().all(|r| match r {
-                FieldReq::Eq(p, v) => field_value(obj, p) == *v,
-                FieldReq::NotEq(p, v) => field_value(obj, p) != *v,
-            })
+            && self
+                .fields
+                .iter()
+                .all(|r| (r.field.source.value(obj) == r.value) != r.negated)
     }
 }
 
@@ -244,6 +299,7 @@ pub fn label_selector_matches(sel: Option<&Value>, labels: Option<&Value>) -> bo
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fields::{for_resource, DEFAULT, PODS};
     use serde_json::json;
 
     fn obj() -> Value {
@@ -254,7 +310,7 @@ mod tests {
     #[test]
     fn labels() {
         let m = |s: &str| {
-            Selectors::parse(Some(s), None, &[])
+            Selectors::parse(Some(s), None, &DEFAULT)
                 .unwrap()
                 .matches(&obj())
         };
@@ -267,23 +323,105 @@ mod tests {
         assert!(!m("missing"));
         assert!(m("tier>0"));
         assert!(!m("tier<1"));
-        assert!(Selectors::parse(Some("a=b c"), None, &[]).is_err());
-        assert!(Selectors::parse(Some("x in y"), None, &[]).is_err());
+        assert!(Selectors::parse(Some("a=b c"), None, &DEFAULT).is_err());
+        assert!(Selectors::parse(Some("x in y"), None, &DEFAULT).is_err());
     }
 
     #[test]
     fn fields() {
-        let allowed = ["spec.nodeName", "status.phase"];
         let m = |s: &str| {
-            Selectors::parse(None, Some(s), &allowed)
+            Selectors::parse(None, Some(s), &PODS)
                 .unwrap()
                 .matches(&obj())
         };
         assert!(m("metadata.name=a"));
+        assert!(m("metadata.name==a"));
         assert!(m("spec.nodeName=n1,status.phase!=Pending"));
         assert!(!m("metadata.namespace=other"));
         assert!(m("spec.nodeName!="));
-        let err = Selectors::parse(None, Some("spec.bogus=1"), &allowed).unwrap_err();
-        assert_eq!(err, "field label not supported: spec.bogus");
+        assert!(m("spec.host=n1"), "the old v1 name of spec.nodeName");
+        assert!(m("spec.hostNetwork=false"), "absent bool is false");
+        assert!(m("status.podIPs="), "accepted, never set");
+        assert!(!m("status.podIPs=10.0.0.1"));
+        assert!(m(""), "the empty selector");
+        assert!(m("metadata.name=a,,"), "empty terms are skipped");
+        let err = |s: &str| Selectors::parse(None, Some(s), &PODS).unwrap_err();
+        assert_eq!(err("spec.bogus=1"), "field label not supported: spec.bogus");
+        // Whitespace is part of the label, as upstream.
+        assert_eq!(
+            err("spec.nodeName = n1"),
+            "field label not supported: spec.nodeName "
+        );
+        // Terms are sorted before conversion: the first unsupported label in order is named.
+        assert_eq!(err("zeta=1,alpha=2"), "field label not supported: alpha");
+        assert_eq!(
+            err("metadata.name=a,bogus"),
+            "invalid selector: 'metadata.name=a,bogus'; can't understand 'bogus'"
+        );
+        // Every term parses before any label is converted.
+        assert_eq!(
+            err("aaa=1,zzz"),
+            "invalid selector: 'aaa=1,zzz'; can't understand 'zzz'"
+        );
+    }
+
+    #[test]
+    fn field_values_are_escaped() {
+        let obj = json!({"metadata": {"name": "a,b=c\\d", "namespace": "ns"}});
+        let m = |s: &str| {
+            Selectors::parse(None, Some(s), &DEFAULT)
+                .unwrap()
+                .matches(&obj)
+        };
+        assert!(m(r"metadata.name=a\,b\=c\\d"));
+        assert!(m(r"metadata.name!=a\,b,metadata.namespace=ns"));
+        let err = |s: &str| Selectors::parse(None, Some(s), &DEFAULT).unwrap_err();
+        assert_eq!(
+            err("metadata.name=a=b"),
+            "invalid field selector: unescaped character in value: 61"
+        );
+        assert_eq!(
+            err(r"metadata.name=a\x"),
+            r"invalid field selector: invalid escape sequence: \x"
+        );
+        assert_eq!(
+            err(r"metadata.name=a\"),
+            r"invalid field selector: invalid escape sequence: \"
+        );
+        // The first operator wins: `a=b!=c` is `a` = `b!=c`.
+        assert_eq!(
+            err("metadata.name=b!=c"),
+            "invalid field selector: unescaped character in value: 61"
+        );
+    }
+
+    #[test]
+    fn per_resource_errors() {
+        let err = |g: &str, r: &str, s: &str| {
+            Selectors::parse(None, Some(s), for_resource(g, r)).unwrap_err()
+        };
+        assert_eq!(
+            err("", "configmaps", "data.i=3"),
+            r#""data.i" is not a known field selector: only "metadata.name", "metadata.namespace""#
+        );
+        assert_eq!(
+            err("apps", "replicasets", "status.replicas=1"),
+            r#""status.replicas" is not a known field selector: only "metadata.name", "metadata.namespace""#
+        );
+        assert_eq!(
+            err("batch", "jobs", "status.active=1"),
+            r#"field label "status.active" not supported for Job"#
+        );
+        assert_eq!(
+            err("", "nodes", "metadata.namespace="),
+            "field label not supported: metadata.namespace"
+        );
+        let job = json!({"metadata": {"name": "j"}, "status": {}});
+        let sel = Selectors::parse(
+            None,
+            Some("status.successful=0"),
+            for_resource("batch", "jobs"),
+        );
+        assert!(sel.unwrap().matches(&job));
     }
 }

@@ -8,6 +8,7 @@ use axum::response::Response;
 use rudder_api::catalogue::{self, ResourceType};
 use rudder_api::conversion::Conversion;
 use rudder_api::discovery::{self, DiscoveryFormat};
+use rudder_api::fields::FieldSet;
 
 use crate::error::ApiError;
 use rudder_api::validation::NameRule;
@@ -19,7 +20,8 @@ use crate::registry::Res;
 pub struct Served {
     pub rt: &'static ResourceType,
     pub res: Res,
-    pub field_selectors: &'static [&'static str],
+    /// The selectable fields: labels, how each is computed, the error for any other.
+    pub field_selectors: &'static FieldSet,
     /// DELETE answers with the deleted object rather than a Status.
     pub return_deleted: bool,
 }
@@ -50,48 +52,10 @@ fn has_generation(kind: &str) -> bool {
     )
 }
 
-/// The field selectors upstream supports per resource, beyond metadata.name/namespace.
-fn field_selectors(group: &str, plural: &str) -> &'static [&'static str] {
-    match (group, plural) {
-        ("", "pods") => &[
-            "spec.nodeName",
-            "spec.restartPolicy",
-            "spec.schedulerName",
-            "spec.serviceAccountName",
-            "spec.hostNetwork",
-            "status.phase",
-            "status.podIP",
-            "status.podIPs",
-            "status.nominatedNodeName",
-        ],
-        ("", "events") => &[
-            "involvedObject.kind",
-            "involvedObject.namespace",
-            "involvedObject.name",
-            "involvedObject.uid",
-            "involvedObject.apiVersion",
-            "involvedObject.resourceVersion",
-            "involvedObject.fieldPath",
-            "reason",
-            "reportingComponent",
-            "source",
-            "type",
-        ],
-        ("events.k8s.io", "events") => &[
-            "regarding.kind",
-            "regarding.namespace",
-            "regarding.name",
-            "regarding.uid",
-            "reason",
-            "type",
-        ],
-        ("", "secrets") => &["type"],
-        ("", "nodes") => &["spec.unschedulable"],
-        ("", "namespaces") => &["status.phase"],
-        ("", "replicationcontrollers") | ("apps", "replicasets") => &["status.replicas"],
-        ("batch", "jobs") => &["status.successful"],
-        _ => &[],
-    }
+/// The field selectors upstream supports for a resource, from the one table in
+/// `rudder_api::fields`.
+fn field_selectors(group: &str, plural: &str) -> &'static FieldSet {
+    rudder_api::fields::for_resource(group, plural)
 }
 
 /// The served resource at `/api[s]/<group>/<version>/<plural>`, if it is stored.
