@@ -1,0 +1,389 @@
+//! Field selectors through the real kubectl, per resource as upstream 1.33 defines them: which
+//! labels each resource accepts, how their values are computed (Go zero values for absent
+//! fields, `status.successful` from `status.succeeded`, an event's `source` falling back to its
+//! reporting controller), and the error for any other label.
+
+use std::path::Path;
+
+use rudder_testkit::RudderServer;
+
+fn server() -> RudderServer {
+    RudderServer::start(Path::new(env!("CARGO_BIN_EXE_rudder")), &[]).expect("start rudder server")
+}
+
+/// `kubectl get <what> --field-selector <sel> -o name`, one name a line, sorted.
+fn names(s: &RudderServer, what: &str, sel: &str) -> Vec<String> {
+    let out = s
+        .kubectl(&["get", what, "--field-selector", sel, "-o", "name"])
+        .ok();
+    let mut names: Vec<String> = out.lines().map(str::to_string).collect();
+    names.sort();
+    names
+}
+
+/// What kubectl prints when the server refuses the selector.
+fn refused(s: &RudderServer, what: &str, sel: &str) -> String {
+    s.kubectl(&["get", what, "--field-selector", sel])
+        .fails()
+        .trim()
+        .to_string()
+}
+
+fn create(s: &RudderServer, doc: &str) {
+    s.kubectl_stdin(&["create", "-f", "-"], doc).ok();
+}
+
+#[test]
+fn events_by_source_and_reporting_controller() {
+    let s = server();
+    // The kubelet's way: core/v1 with a source.
+    create(
+        &s,
+        "apiVersion: v1
+kind: Event
+metadata: {name: p.1}
+involvedObject: {kind: Pod, name: p, namespace: default}
+reason: Pulled
+message: pulled
+type: Normal
+source: {component: kubelet, host: node-1}
+",
+    );
+    // The events.k8s.io way: no source, only a reporting controller.
+    create(
+        &s,
+        "apiVersion: events.k8s.io/v1
+kind: Event
+metadata: {name: p.2}
+eventTime: 2024-05-01T10:00:00.000000Z
+reportingController: example.com/ctl
+reportingInstance: ctl-1
+action: Check
+reason: Checked
+type: Warning
+note: all good
+regarding: {kind: Pod, name: p, namespace: default}
+",
+    );
+    assert_eq!(names(&s, "events", "source=kubelet"), ["event/p.1"]);
+    assert_eq!(
+        names(&s, "events", "source=example.com/ctl"),
+        ["event/p.2"],
+        "source falls back to the reporting controller"
+    );
+    assert_eq!(
+        names(&s, "events", "reportingComponent=example.com/ctl"),
+        ["event/p.2"]
+    );
+    assert_eq!(
+        names(&s, "events", "involvedObject.name=p,type=Warning"),
+        ["event/p.2"]
+    );
+    assert_eq!(
+        names(&s, "events", "involvedObject.kind=Pod,source!=kubelet"),
+        ["event/p.2"]
+    );
+
+    // events.k8s.io names the same fields its own way.
+    let ev = "events.v1.events.k8s.io";
+    assert_eq!(
+        names(&s, ev, "reportingController=example.com/ctl"),
+        ["event.events.k8s.io/p.2"]
+    );
+    assert_eq!(names(&s, ev, "source=kubelet"), ["event.events.k8s.io/p.1"]);
+    assert_eq!(
+        names(&s, ev, "regarding.name=p,regarding.kind=Pod"),
+        ["event.events.k8s.io/p.1", "event.events.k8s.io/p.2"]
+    );
+    let err = refused(&s, ev, "involvedObject.name=p");
+    assert!(
+        err.ends_with(": field label not supported: involvedObject.name"),
+        "{err}"
+    );
+    let err = refused(&s, "events", "regarding.name=p");
+    assert!(
+        err.ends_with(": field label not supported: regarding.name"),
+        "{err}"
+    );
+}
+
+const NODES: &str = "apiVersion: v1
+kind: Node
+metadata: {name: n1}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: n2}
+spec: {unschedulable: true}
+";
+
+#[test]
+fn nodes_by_unschedulable() {
+    let s = server();
+    create(&s, NODES);
+    assert_eq!(
+        names(&s, "nodes", "spec.unschedulable=false"),
+        ["node/n1"],
+        "an absent spec.unschedulable is false"
+    );
+    assert_eq!(names(&s, "nodes", "spec.unschedulable=true"), ["node/n2"]);
+    assert_eq!(
+        names(&s, "nodes", "spec.unschedulable!=true,metadata.name=n1"),
+        ["node/n1"]
+    );
+    // Nodes have no namespace to select on.
+    let err = refused(&s, "nodes", "metadata.namespace=");
+    assert_eq!(
+        err,
+        r#"Error from server (BadRequest): Unable to find "/v1, Resource=nodes" that match label selector "", field selector "metadata.namespace=": field label not supported: metadata.namespace"#
+    );
+}
+
+#[test]
+fn pods_by_node_ip_and_defaults() {
+    let s = server();
+    create(
+        &s,
+        "apiVersion: v1
+kind: Pod
+metadata: {name: pending}
+spec:
+  containers: [{name: main, image: nginx}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: placed}
+spec:
+  nodeName: n1
+  restartPolicy: Never
+  containers: [{name: main, image: nginx}]
+",
+    );
+    s.kubectl(&[
+        "patch",
+        "pod",
+        "placed",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"phase":"Running","podIP":"10.1.0.7","podIPs":[{"ip":"10.1.0.7"}]}}"#,
+    ])
+    .ok();
+    // kubectl's own selector for unscheduled pods.
+    assert_eq!(names(&s, "pods", "spec.nodeName="), ["pod/pending"]);
+    assert_eq!(names(&s, "pods", "spec.nodeName=n1"), ["pod/placed"]);
+    assert_eq!(
+        names(&s, "pods", "spec.host=n1"),
+        ["pod/placed"],
+        "the old v1 name"
+    );
+    assert_eq!(names(&s, "pods", "status.podIP=10.1.0.7"), ["pod/placed"]);
+    assert_eq!(names(&s, "pods", "status.podIP="), ["pod/pending"]);
+    assert_eq!(
+        names(&s, "pods", "spec.hostNetwork=false"),
+        ["pod/pending", "pod/placed"],
+        "an absent hostNetwork is false"
+    );
+    assert_eq!(names(&s, "pods", "status.phase=Pending"), ["pod/pending"]);
+    assert_eq!(
+        names(&s, "pods", "spec.restartPolicy=Always"),
+        ["pod/pending"]
+    );
+    assert_eq!(
+        names(
+            &s,
+            "pods",
+            "spec.schedulerName=default-scheduler,spec.serviceAccountName=default"
+        ),
+        ["pod/pending", "pod/placed"]
+    );
+    assert_eq!(
+        names(&s, "pods", "status.nominatedNodeName="),
+        ["pod/pending", "pod/placed"]
+    );
+    // status.podIPs is accepted but never part of a pod's fields: it is always "".
+    assert!(names(&s, "pods", "status.podIPs=10.1.0.7").is_empty());
+    assert_eq!(
+        names(&s, "pods", "status.podIPs="),
+        ["pod/pending", "pod/placed"]
+    );
+
+    let err = refused(&s, "pods", "spec.containers=x");
+    assert_eq!(
+        err,
+        r#"Error from server (BadRequest): Unable to find "/v1, Resource=pods" that match label selector "", field selector "spec.containers=x": field label not supported: spec.containers"#
+    );
+    let err = refused(&s, "pods", "spec.nodeName");
+    assert!(
+        err.ends_with(": invalid selector: 'spec.nodeName'; can't understand 'spec.nodeName'"),
+        "{err}"
+    );
+}
+
+#[test]
+fn jobs_by_successful() {
+    let s = server();
+    create(
+        &s,
+        "apiVersion: batch/v1
+kind: Job
+metadata: {name: j}
+spec:
+  suspend: true
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: main, image: busybox}]
+",
+    );
+    assert_eq!(
+        names(&s, "jobs", "status.successful=0"),
+        ["job.batch/j"],
+        "no status.succeeded is 0"
+    );
+    assert!(names(&s, "jobs", "status.successful=1").is_empty());
+    s.kubectl(&[
+        "patch",
+        "job",
+        "j",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"succeeded":1}}"#,
+    ])
+    .ok();
+    assert_eq!(names(&s, "jobs", "status.successful=1"), ["job.batch/j"]);
+    assert!(names(&s, "jobs", "status.successful=0").is_empty());
+    let err = refused(&s, "jobs", "status.succeeded=1");
+    assert!(
+        err.ends_with(r#": field label "status.succeeded" not supported for Job"#),
+        "{err}"
+    );
+}
+
+#[test]
+fn services_by_type_and_cluster_ip() {
+    let s = server();
+    create(
+        &s,
+        "apiVersion: v1
+kind: Service
+metadata: {name: plain}
+spec:
+  ports: [{port: 80}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: np}
+spec:
+  type: NodePort
+  ports: [{port: 80}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: headless}
+spec:
+  clusterIP: None
+  ports: [{port: 80}]
+",
+    );
+    assert_eq!(names(&s, "svc", "spec.type=NodePort"), ["service/np"]);
+    assert_eq!(
+        names(&s, "svc", "spec.type=ClusterIP,metadata.namespace=default"),
+        ["service/headless", "service/kubernetes", "service/plain"]
+    );
+    assert_eq!(
+        names(&s, "svc", "spec.clusterIP=None"),
+        ["service/headless"]
+    );
+    let ip = s
+        .kubectl(&["get", "svc", "plain", "-o", "jsonpath={.spec.clusterIP}"])
+        .ok();
+    assert_eq!(
+        names(&s, "svc", &format!("spec.clusterIP={ip}")),
+        ["service/plain"]
+    );
+    let err = refused(&s, "svc", "spec.ports=80");
+    assert!(
+        err.ends_with(": field label not supported: spec.ports"),
+        "{err}"
+    );
+}
+
+#[test]
+fn other_core_kinds_and_kinds_without_field_labels() {
+    let s = server();
+    create(
+        &s,
+        "apiVersion: v1
+kind: Secret
+metadata: {name: plain}
+stringData: {a: b}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: tls}
+type: kubernetes.io/tls
+stringData: {tls.crt: x, tls.key: y}
+---
+apiVersion: v1
+kind: ReplicationController
+metadata: {name: rc}
+spec:
+  replicas: 0
+  selector: {app: rc}
+  template:
+    metadata: {labels: {app: rc}}
+    spec:
+      containers: [{name: main, image: nginx}]
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: cm}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: reader}
+rules: []
+",
+    );
+    assert_eq!(names(&s, "secrets", "type=Opaque"), ["secret/plain"]);
+    assert_eq!(
+        names(&s, "secrets", "type=kubernetes.io/tls"),
+        ["secret/tls"]
+    );
+    assert_eq!(
+        names(&s, "rc", "status.replicas=0"),
+        ["replicationcontroller/rc"],
+        "no status.replicas is 0"
+    );
+    assert_eq!(
+        names(&s, "ns", "status.phase=Active,metadata.name=default"),
+        ["namespace/default"]
+    );
+    let err = refused(&s, "ns", "metadata.namespace=");
+    assert!(
+        err.ends_with(": field label not supported: metadata.namespace"),
+        "{err}"
+    );
+    assert_eq!(names(&s, "cm", "metadata.name=cm"), ["configmap/cm"]);
+
+    // Kinds with no field label conversion take only metadata.name and metadata.namespace,
+    // with the generic message: apps/v1 ReplicaSets included.
+    let err = refused(&s, "rs", "status.replicas=0");
+    assert_eq!(
+        err,
+        r#"Error from server (BadRequest): Unable to find "apps/v1, Resource=replicasets" that match label selector "", field selector "status.replicas=0": "status.replicas" is not a known field selector: only "metadata.name", "metadata.namespace""#
+    );
+    let err = refused(&s, "cm", "data.a=b");
+    assert!(
+        err.ends_with(
+            r#": "data.a" is not a known field selector: only "metadata.name", "metadata.namespace""#
+        ),
+        "{err}"
+    );
+    // A cluster-scoped kind has an empty namespace.
+    assert!(names(&s, "clusterroles", "metadata.namespace=")
+        .contains(&"clusterrole.rbac.authorization.k8s.io/reader".to_string()));
+    assert!(names(&s, "clusterroles", "metadata.namespace=default").is_empty());
+}
