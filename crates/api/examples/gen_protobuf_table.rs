@@ -3,10 +3,11 @@
 //!
 //! ```text
 //! cargo fetch   # makes sure k8s-pb (a dev-dependency) and k8s-openapi are unpacked
-//! cargo run --release -p rudder-api --example gen_protobuf_table [-- K8S_PB_DIR K8S_OPENAPI_DIR]
+//! cargo run --release -p rudder-api --example gen_protobuf_table \
+//!     [-- [--go-src GO_SRC_DIR] [K8S_PB_DIR K8S_OPENAPI_DIR]]
 //! ```
 //!
-//! Sources, both read as text from the cargo registry (no build of either crate is needed):
+//! Sources, all read as text (no build of any of them is needed):
 //! - **k8s-pb** (prost structs generated from upstream `generated.proto`): message names,
 //!   field numbers, wire kinds (`string`, `int32`, `message`, `btree_map = "string, …"`, …),
 //!   repeated or not, and message types of fields.
@@ -15,8 +16,21 @@
 //!   the kinds with their `apiVersion`. A protobuf field with no JSON counterpart in k8s-openapi
 //!   whose message's fields all appear in the parent's JSON is an inline (`json:",inline"`)
 //!   embedded struct; the generator prints every inline and every name it had to guess.
+//! - **`src/protobuf/go_fields.txt`**: for every field of every message, what upstream's Go
+//!   struct field is: pointer, slice, map or value, `omitempty` or not, inline or not, and its
+//!   JSON name (which wins over the names above; the generator prints each it changes). The
+//!   decoder needs these to turn the zero values Go writes into the JSON upstream stores.
+//!   `--go-src GO_SRC_DIR` rewrites the file first from the Go sources of the Kubernetes
+//!   release k8s-pb was generated from (its `justfile` names it): a directory holding the trees
+//!   of kubernetes/api, apimachinery, apiextensions-apiserver, kube-aggregator and metrics at
+//!   tag `kubernetes-1.X.Y` (e.g. `git archive kubernetes-1.35.0 | tar -x -C DIR/api`). Every
+//!   package with a `generated.proto` is read: its `package` line names the messages, the
+//!   `protobuf:"…,N,…"` struct tags give the field numbers, the `json:"…"` tags and Go types
+//!   the rest.
 //!
-//! The table is plain data: no dependency of the normal build on either crate.
+//! The generator fails if the sources disagree (a field without Go facts, a Go field whose
+//! shape does not fit its protobuf field, an inline one side only). The table is plain data:
+//! no dependency of the normal build on any of these crates or sources.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
@@ -58,20 +72,39 @@ struct OaStruct {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let go_src = match args.iter().position(|a| a == "--go-src") {
+        Some(i) if i + 1 < args.len() => {
+            let dir = PathBuf::from(args.remove(i + 1));
+            args.remove(i);
+            Some(dir)
+        }
+        Some(_) => fail("--go-src needs a directory"),
+        None => None,
+    };
     let (pb_dir, oa_dir) = match args.as_slice() {
         [a, b] => (PathBuf::from(a), PathBuf::from(b)),
         [] => (
             find_crate_src("k8s-pb-0.9."),
             find_crate_src("k8s-openapi-0.29."),
         ),
-        _ => fail("usage: gen_protobuf_table [K8S_PB_DIR K8S_OPENAPI_DIR]"),
+        _ => fail("usage: gen_protobuf_table [--go-src GO_SRC_DIR] [K8S_PB_DIR K8S_OPENAPI_DIR]"),
     };
-    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/protobuf/table.rs");
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = manifest.join("src/protobuf/table.rs");
+    let facts_path = manifest.join("src/protobuf/go_fields.txt");
 
     let pb = parse_k8s_pb(&pb_dir.join("src"));
     let oa = parse_k8s_openapi(&oa_dir.join("src"));
-    let source = generate(&pb, &oa);
+    if let Some(dir) = go_src {
+        let text = go_facts_file(&parse_go_sources(&dir), &pb, &dir);
+        if let Err(e) = fs::write(&facts_path, text.as_bytes()) {
+            fail(&format!("writing {}: {e}", facts_path.display()));
+        }
+        eprintln!("wrote {}", facts_path.display());
+    }
+    let facts = read_go_facts(&facts_path);
+    let source = generate(&pb, &oa, &facts);
     if let Err(e) = fs::write(&out, source.as_bytes()) {
         fail(&format!("writing {}: {e}", out.display()));
     }
@@ -474,6 +507,427 @@ fn normalize(name: &str) -> String {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Go sources: pointer or value, omitempty, inline (`--go-src`)
+
+/// JSON name of a Go field, from its `json:"…"` struct tag.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum GoJson {
+    Name(String),
+    /// `json:",inline"`, or an embedded struct without a JSON name.
+    Inline,
+    /// `json:"-"`: not in JSON at all.
+    Ignored,
+    /// No `json` tag (only in hand-converted messages such as IntOrString).
+    Untagged,
+}
+
+/// Shape of a Go field's type, which decides what Go's protobuf and JSON code make of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum GoShape {
+    /// A non-pointer scalar or struct.
+    Value,
+    /// `*T`: nil unless on the wire.
+    Ptr,
+    /// `[]T` (also `[]byte` and named slice types): nil unless on the wire.
+    Slice,
+    /// `map[K]V` (also named map types): nil unless on the wire.
+    Map,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct GoField {
+    json: GoJson,
+    shape: GoShape,
+    omitempty: bool,
+}
+
+/// Proto package (`k8s.io.api.apps.v1`) → lower-cased Go type name → field number → field.
+type GoFacts = HashMap<String, HashMap<String, BTreeMap<u32, GoField>>>;
+
+/// One Go package with a `generated.proto`: its proto package and the protobuf-tagged fields of
+/// its structs, with their Go type text still unresolved.
+struct GoPackage {
+    proto_package: String,
+    /// (Go struct, field number, JSON name, omitempty, Go type).
+    fields: Vec<(String, u32, GoJson, bool, String)>,
+    /// Named non-struct types declared here: name → underlying type text.
+    named: HashMap<String, String>,
+    /// Types defined as another package's struct (`type List metav1.List`): name → (directory
+    /// of that package relative to the source root, struct name).
+    defined_as: Vec<(String, PathBuf, String)>,
+    /// Directory relative to the source root.
+    dir: PathBuf,
+}
+
+/// Every Go package under `dir` (the source trees of kubernetes/api, apimachinery,
+/// apiextensions-apiserver, kube-aggregator and metrics at one release tag) that has a
+/// `generated.proto`, with the protobuf-tagged fields of its structs resolved to shapes:
+/// (proto package, Go struct, field number, field).
+fn parse_go_sources(dir: &Path) -> Vec<(String, String, u32, GoField)> {
+    let mut packages = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let entries = read_dir(&d);
+        for p in &entries {
+            if p.is_dir() {
+                stack.push(p.clone());
+            }
+        }
+        let Some(proto) = entries
+            .iter()
+            .find(|p| p.file_name().is_some_and(|n| n == "generated.proto"))
+        else {
+            continue;
+        };
+        let proto_package = read(proto)
+            .lines()
+            .find_map(|l| l.strip_prefix("package "))
+            .map(|l| l.trim().trim_end_matches(';').to_string())
+            .unwrap_or_else(|| fail(&format!("no package line in {}", proto.display())));
+        let mut pkg = GoPackage {
+            proto_package,
+            fields: Vec::new(),
+            named: HashMap::new(),
+            defined_as: Vec::new(),
+            dir: d.strip_prefix(dir).unwrap_or(&d).to_path_buf(),
+        };
+        for p in &entries {
+            let Some(name) = p.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+                continue;
+            };
+            let generated = name.starts_with("zz_generated") || name.starts_with("generated.");
+            if name.ends_with(".go") && !name.ends_with("_test.go") && !generated {
+                parse_go_file(&read(p), p, &mut pkg);
+            }
+        }
+        packages.push(pkg);
+    }
+    if packages.is_empty() {
+        fail(&format!(
+            "no Go package with a generated.proto under {}",
+            dir.display()
+        ));
+    }
+
+    // Named slice and map types (`Verbs`, `ResourceList`, `ExtraValue`, …): a field of such a
+    // type is nil unless on the wire, like `[]T` or `map[K]V`.
+    let mut global: HashMap<String, BTreeSet<GoShape>> = HashMap::new();
+    for pkg in &packages {
+        for (name, under) in &pkg.named {
+            global
+                .entry(name.clone())
+                .or_default()
+                .insert(type_shape(under));
+        }
+    }
+    let mut out = Vec::new();
+    for pkg in &packages {
+        for (st, tag, json, omitempty, ty) in &pkg.fields {
+            let mut shape = type_shape(ty);
+            if shape == GoShape::Value {
+                let (qualified, bare) = match ty.rsplit_once('.') {
+                    Some((_, b)) => (true, b),
+                    None => (false, ty.as_str()),
+                };
+                let local = (!qualified)
+                    .then(|| pkg.named.get(bare).map(|u| type_shape(u)))
+                    .flatten();
+                shape = match local {
+                    Some(s) => s,
+                    None => match global.get(bare) {
+                        Some(set) if set.len() == 1 => set.iter().next().copied().unwrap_or(shape),
+                        Some(set) => fail(&format!(
+                            "{}.{st}: type {ty} is ambiguous ({set:?})",
+                            pkg.proto_package
+                        )),
+                        None => GoShape::Value,
+                    },
+                };
+            }
+            out.push((
+                pkg.proto_package.clone(),
+                st.clone(),
+                *tag,
+                GoField {
+                    json: json.clone(),
+                    shape,
+                    omitempty: *omitempty,
+                },
+            ));
+        }
+    }
+    // `type X otherpkg.Y`: X has Y's fields.
+    for pkg in &packages {
+        for (name, target_dir, target) in &pkg.defined_as {
+            let Some(tp) = packages.iter().find(|p| &p.dir == target_dir) else {
+                continue;
+            };
+            let copied: Vec<_> = out
+                .iter()
+                .filter(|(pp, st, _, _)| *pp == tp.proto_package && st == target)
+                .map(|(_, _, n, f)| (pkg.proto_package.clone(), name.clone(), *n, f.clone()))
+                .collect();
+            out.extend(copied);
+        }
+    }
+    out.sort_by(|a, b| (&a.0, &a.1, a.2).cmp(&(&b.0, &b.1, b.2)));
+    out
+}
+
+fn type_shape(ty: &str) -> GoShape {
+    if ty.starts_with('*') {
+        GoShape::Ptr
+    } else if ty.starts_with("[]") {
+        GoShape::Slice
+    } else if ty.starts_with("map[") {
+        GoShape::Map
+    } else {
+        GoShape::Value
+    }
+}
+
+fn parse_go_file(text: &str, path: &Path, pkg: &mut GoPackage) {
+    let imports = go_imports(text);
+    let mut current: Option<String> = None;
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("type ") {
+            let mut words = rest.split_whitespace();
+            let name = words.next().unwrap_or("").to_string();
+            let under = words.next().unwrap_or("");
+            if under == "struct" {
+                current = rest.trim_end().ends_with('{').then_some(name);
+            } else if !under.is_empty() && under != "interface" {
+                // Another package's type: its import path below k8s.io/ is its directory.
+                if let Some((q, target)) = under.split_once('.') {
+                    if let Some(dir) = imports.get(q).and_then(|imp| imp.strip_prefix("k8s.io/")) {
+                        pkg.defined_as
+                            .push((name.clone(), PathBuf::from(dir), target.to_string()));
+                    }
+                }
+                pkg.named.insert(name, under.to_string());
+            }
+            continue;
+        }
+        let Some(st) = current.as_ref() else { continue };
+        if line == "}" {
+            current = None;
+            continue;
+        }
+        let t = line.trim();
+        if t.starts_with("//") {
+            continue;
+        }
+        let Some((decl, rest)) = t.split_once('`') else {
+            continue;
+        };
+        let Some((tag_text, _)) = rest.split_once('`') else {
+            continue;
+        };
+        let tags = struct_tags(tag_text);
+        let Some(pb) = tags.get("protobuf") else {
+            continue;
+        };
+        if pb == "-" {
+            continue;
+        }
+        let where_ = || format!("{}: {st}: {t}", path.display());
+        let number: u32 = pb
+            .split(',')
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| fail(&format!("bad protobuf tag in {}", where_())));
+        let words: Vec<&str> = decl.split_whitespace().collect();
+        let (embedded, ty) = match words.as_slice() {
+            [ty] => (true, *ty),
+            [_, ty] => (false, *ty),
+            _ => fail(&format!("cannot read field {}", where_())),
+        };
+        let (json, omitempty) = match tags.get("json") {
+            None => (GoJson::Untagged, false),
+            Some(j) => {
+                let mut parts = j.split(',');
+                let name = parts.next().unwrap_or("");
+                let opts: Vec<&str> = parts.collect();
+                let json = if name == "-" && opts.is_empty() {
+                    GoJson::Ignored
+                } else if opts.contains(&"inline") || (name.is_empty() && embedded) {
+                    GoJson::Inline
+                } else if name.is_empty() {
+                    fail(&format!("field without a JSON name: {}", where_()))
+                } else {
+                    GoJson::Name(name.to_string())
+                };
+                (json, opts.contains(&"omitempty"))
+            }
+        };
+        pkg.fields
+            .push((st.clone(), number, json, omitempty, ty.to_string()));
+    }
+}
+
+/// A Go file's imports: package name (alias, else the path's last element) → import path.
+fn go_imports(text: &str) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    let mut in_block = false;
+    for line in text.lines() {
+        let t = line.trim();
+        let spec = if in_block {
+            if t == ")" {
+                in_block = false;
+                continue;
+            }
+            t
+        } else if t == "import (" {
+            in_block = true;
+            continue;
+        } else if let Some(rest) = t.strip_prefix("import ") {
+            rest
+        } else {
+            continue;
+        };
+        let Some((alias, rest)) = spec.split_once('"') else {
+            continue;
+        };
+        let Some((path, _)) = rest.split_once('"') else {
+            continue;
+        };
+        let alias = alias.trim();
+        let name = if alias.is_empty() {
+            path.rsplit('/').next().unwrap_or(path)
+        } else {
+            alias
+        };
+        out.insert(name.to_string(), path.to_string());
+    }
+    out
+}
+
+/// `json:"a,omitempty" protobuf:"bytes,1,opt,name=a"` → {json: "a,omitempty", protobuf: …}.
+fn struct_tags(text: &str) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    let mut rest = text.trim();
+    while let Some((key, after)) = rest.split_once(":\"") {
+        let Some((value, tail)) = after.split_once('"') else {
+            break;
+        };
+        out.insert(key.trim().to_string(), value.to_string());
+        rest = tail.trim_start();
+    }
+    out
+}
+
+const GO_FACTS_HEADER: &str = "\
+# Go struct fields behind the protobuf messages of k8s-pb, one line per field:
+#   message  number  json  shape  omitempty
+# message: proto package and Go type name; number: protobuf field number; json: the field's
+# JSON name, `,inline` for an inline embedded struct, `-` for json:\"-\", `?` for no json tag;
+# shape: value (scalar or struct), ptr, slice or map (named slice/map types resolved);
+# omitempty: whether the json tag says omitempty.
+#
+# Written by `cargo run --release -p rudder-api --example gen_protobuf_table -- --go-src DIR`
+# from the Go sources of the Kubernetes release k8s-pb was built from; read by the same
+# generator to write table.rs. Do not edit.
+";
+
+fn go_facts_file(fields: &[(String, String, u32, GoField)], pb: &[PbStruct], dir: &Path) -> String {
+    let wanted: BTreeSet<(String, String)> = pb
+        .iter()
+        .map(|s| (proto_package(&s.module), s.name.to_lowercase()))
+        .collect();
+    let mut out = String::from(GO_FACTS_HEADER);
+    let _ = writeln!(
+        out,
+        "# Go sources: {} (the --go-src directory)\n",
+        dir.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    );
+    let mut lines = 0;
+    for (package, st, number, f) in fields {
+        if !wanted.contains(&(package.clone(), st.to_lowercase())) {
+            continue;
+        }
+        let json = match &f.json {
+            GoJson::Name(n) => n.as_str(),
+            GoJson::Inline => ",inline",
+            GoJson::Ignored => "-",
+            GoJson::Untagged => "?",
+        };
+        let shape = match f.shape {
+            GoShape::Value => "value",
+            GoShape::Ptr => "ptr",
+            GoShape::Slice => "slice",
+            GoShape::Map => "map",
+        };
+        let omit = if f.omitempty { "omitempty" } else { "-" };
+        let _ = writeln!(out, "{package}.{st} {number} {json} {shape} {omit}");
+        lines += 1;
+    }
+    eprintln!("{lines} Go fields");
+    out
+}
+
+fn read_go_facts(path: &Path) -> GoFacts {
+    let mut facts: GoFacts = HashMap::new();
+    for (n, line) in read(path).lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let bad = || -> ! {
+            fail(&format!(
+                "{}:{}: cannot read {line:?}",
+                path.display(),
+                n + 1
+            ))
+        };
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        let [message, number, json, shape, omit] = cols.as_slice() else {
+            bad()
+        };
+        let Some((package, st)) = message.rsplit_once('.') else {
+            bad()
+        };
+        let number: u32 = number.parse().unwrap_or_else(|_| bad());
+        let json = match *json {
+            ",inline" => GoJson::Inline,
+            "-" => GoJson::Ignored,
+            "?" => GoJson::Untagged,
+            name => GoJson::Name(name.to_string()),
+        };
+        let shape = match *shape {
+            "value" => GoShape::Value,
+            "ptr" => GoShape::Ptr,
+            "slice" => GoShape::Slice,
+            "map" => GoShape::Map,
+            _ => bad(),
+        };
+        let omitempty = match *omit {
+            "omitempty" => true,
+            "-" => false,
+            _ => bad(),
+        };
+        let prev = facts
+            .entry(package.to_string())
+            .or_default()
+            .entry(st.to_lowercase())
+            .or_default()
+            .insert(
+                number,
+                GoField {
+                    json,
+                    shape,
+                    omitempty,
+                },
+            );
+        if prev.is_some() {
+            bad();
+        }
+    }
+    facts
+}
+
+// ---------------------------------------------------------------------------------------------
 // Group names
 
 /// API group of a k8s-pb module (`api::apps::v1` → `apps`), `None` for modules without kinds.
@@ -590,6 +1044,9 @@ const SPECIAL_TAGS: &[(&str, &[(&str, u32)])] = &[
     ),
 ];
 
+/// Plain messages the decoder reads by hand, never through the table's JSON names.
+const HAND_DECODED: &[(&str, &str)] = &[("apimachinery::pkg::runtime", "Unknown")];
+
 /// Kinds of `meta.k8s.io/v1` that upstream registers in every group version (a client may send
 /// them with any `apiVersion`); they carry no ObjectMeta, so they are listed by name.
 const META_KINDS: &[&str] = &[
@@ -647,7 +1104,50 @@ fn lower_camel(snake: &str) -> String {
     out
 }
 
-fn generate(pb: &[PbStruct], oa: &OaIndex) -> String {
+/// The decoder's `Go` variant for a field (see `schema::Go` in `protobuf.rs`), and what is
+/// wrong if the Go field does not fit the protobuf field.
+fn go_kind(f: &PbField, label: &str, g: &GoField, message: bool) -> (&'static str, Option<String>) {
+    let wire = if f.map {
+        "map"
+    } else if f.repeated {
+        "repeated"
+    } else {
+        "singular"
+    };
+    let mut problem = None;
+    if (label == "i") != (g.json == GoJson::Inline) {
+        problem = Some(format!(
+            "inline in table: {}, in Go: {:?}",
+            label == "i",
+            g.json
+        ));
+    }
+    if matches!(g.json, GoJson::Ignored | GoJson::Untagged) {
+        problem = Some(format!("Go field has no JSON name ({:?})", g.json));
+    }
+    let fits = match g.shape {
+        GoShape::Value | GoShape::Ptr => wire == "singular",
+        // `[]byte`, or a message that is a named slice in Go (`Verbs`).
+        GoShape::Slice => {
+            wire == "repeated" || (wire == "singular" && (f.scalar == "bytes" || message))
+        }
+        GoShape::Map => wire == "map",
+    };
+    if !fits {
+        problem = Some(format!("protobuf {wire} {} vs Go {:?}", f.scalar, g.shape));
+    }
+    let kind = match (g.shape, g.omitempty) {
+        (GoShape::Value, _) if message => "Struct",
+        (GoShape::Value, true) => "Omit",
+        (GoShape::Value, false) => "Val",
+        (GoShape::Ptr, true) => "Ptr",
+        (GoShape::Slice | GoShape::Map, true) => "Omit",
+        (GoShape::Ptr | GoShape::Slice | GoShape::Map, false) => "Nil",
+    };
+    (kind, problem)
+}
+
+fn generate(pb: &[PbStruct], oa: &OaIndex, go: &GoFacts) -> String {
     let index: HashMap<String, usize> = pb
         .iter()
         .enumerate()
@@ -789,6 +1289,9 @@ fn generate(pb: &[PbStruct], oa: &OaIndex) -> String {
     let mut guessed = BTreeSet::new();
     let mut body = String::new();
     let mut field_count = 0;
+    let mut go_used = 0;
+    let mut go_missing = BTreeSet::new();
+    let mut renamed = BTreeSet::new();
     for (idx, s) in pb.iter().enumerate() {
         let module = s.module.join("::");
         let sp = special(&module, &s.name);
@@ -800,6 +1303,12 @@ fn generate(pb: &[PbStruct], oa: &OaIndex) -> String {
             if w[0].tag == w[1].tag {
                 fail(&format!("{full}: duplicate tag {}", w[0].tag));
             }
+        }
+        let go_fields = go
+            .get(&proto_package(&s.module))
+            .and_then(|m| m.get(&s.name.to_lowercase()));
+        if sp == "Plain" && go_fields.is_none() && !s.fields.is_empty() {
+            go_missing.insert(format!("{full} (whole message)"));
         }
         let _ = writeln!(body, "    // {idx}\n    msg(\"{full}\", {sp}, &[");
         for f in &fields {
@@ -873,7 +1382,43 @@ fn generate(pb: &[PbStruct], oa: &OaIndex) -> String {
                 }
                 g
             };
-            let _ = writeln!(body, "        {label}({}, \"{json}\", {ty}),", f.tag);
+            let go_field = go_fields.and_then(|g| g.get(&f.tag));
+            // Go's JSON name is the authority; the ones found above only fill in.
+            let mut json = json;
+            if let Some(GoJson::Name(n)) = go_field.map(|g| &g.json) {
+                let found = format!("{full}.{json}");
+                from_global.remove(&found);
+                guessed.remove(&found);
+                if *n != json {
+                    renamed.insert(format!("{found} -> {n}"));
+                    json = n.clone();
+                }
+            }
+            let go_kind =
+                if sp != "Plain" || HAND_DECODED.contains(&(module.as_str(), s.name.as_str())) {
+                    // Converted by hand: the fields never reach JSON one by one.
+                    "Any"
+                } else {
+                    match go_field {
+                        Some(g) => {
+                            go_used += 1;
+                            let (kind, problem) = go_kind(f, label, g, child_of(f).is_some());
+                            if let Some(p) = problem {
+                                mismatches.insert(format!("{full}.{json}: {p}"));
+                            }
+                            kind
+                        }
+                        None => {
+                            go_missing.insert(format!("{full}.{json} ({})", f.tag));
+                            "Any"
+                        }
+                    }
+                };
+            let _ = writeln!(
+                body,
+                "        {label}({}, \"{json}\", {ty}, {go_kind}),",
+                f.tag
+            );
         }
         body.push_str("    ]),\n");
     }
@@ -928,19 +1473,33 @@ fn generate(pb: &[PbStruct], oa: &OaIndex) -> String {
     for g in &guessed {
         eprintln!("guessed JSON name: {g}");
     }
+    for r in &renamed {
+        eprintln!("JSON name from Go: {r}");
+    }
+    for m in &go_missing {
+        eprintln!("NO GO FIELD: {m}");
+    }
     for m in &mismatches {
         eprintln!("MISMATCH: {m}");
     }
     eprintln!(
-        "{} messages, {field_count} fields, {} kinds, {} inline, {} named from other types, {} guessed, {} mismatches",
+        "{} messages, {field_count} fields, {} kinds, {} inline, {} JSON names from Go, {} named from other types, {} guessed, {} mismatches",
         pb.len(),
         kinds.len(),
         inlines.len(),
+        renamed.len(),
         from_global.len(),
         guessed.len(),
         mismatches.len()
     );
 
+    eprintln!(
+        "{go_used} fields with Go facts, {} without",
+        go_missing.len()
+    );
+    if !go_missing.is_empty() {
+        fail("protobuf fields without Go facts (see NO GO FIELD lines); rerun with --go-src");
+    }
     if !mismatches.is_empty() {
         fail("k8s-pb and k8s-openapi disagree (see MISMATCH lines); fix the generator");
     }
@@ -948,12 +1507,14 @@ fn generate(pb: &[PbStruct], oa: &OaIndex) -> String {
     let mut src = String::new();
     src.push_str(
         "// @generated by `cargo run --release -p rudder-api --example gen_protobuf_table` from\n\
-         // k8s-pb (field numbers and wire kinds) and k8s-openapi (JSON names, kinds). Do not edit.\n\
+         // k8s-pb (field numbers and wire kinds), k8s-openapi (JSON names, kinds) and go_fields.txt\n\
+         // (the Go fields: pointer or not, omitempty). Do not edit.\n\
          //\n\
          // One entry per protobuf message: proto name, special conversion, fields sorted by tag.\n\
          // Field constructors: o = singular, r = repeated, m = map<string, _>, i = inline embedded.\n\
-         // Types: S string, B bytes, Z bool, I int32, L int64, D double, M(n) message n.\n\n\
-         use super::schema::{i, m, msg, o, r, Message, Special::*, Ty::*};\n\n",
+         // Types: S string, B bytes, Z bool, I int32, L int64, D double, M(n) message n.\n\
+         // Go fields (zero values, see `schema::Go`): Ptr, Nil, Omit, Val, Struct, Any.\n\n\
+         use super::schema::{i, m, msg, o, r, Go::*, Message, Special::*, Ty::*};\n\n",
     );
     let _ = writeln!(
         src,
