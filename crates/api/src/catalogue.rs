@@ -728,9 +728,43 @@ pub static RESOURCES: &[ResourceType] = &[
     row(
         "authorization.k8s.io",
         "v1",
+        "LocalSubjectAccessReview",
+        "localsubjectaccessreviews",
+        "localsubjectaccessreview",
+        NS,
+        "",
+    )
+    .with_verbs(CREATE_ONLY)
+    .store(None),
+    row(
+        "authorization.k8s.io",
+        "v1",
         "SelfSubjectAccessReview",
         "selfsubjectaccessreviews",
         "selfsubjectaccessreview",
+        CLUSTER,
+        "",
+    )
+    .with_verbs(CREATE_ONLY)
+    .store(None),
+    // `kubectl auth can-i --list`.
+    row(
+        "authorization.k8s.io",
+        "v1",
+        "SelfSubjectRulesReview",
+        "selfsubjectrulesreviews",
+        "selfsubjectrulesreview",
+        CLUSTER,
+        "",
+    )
+    .with_verbs(CREATE_ONLY)
+    .store(None),
+    row(
+        "authorization.k8s.io",
+        "v1",
+        "SubjectAccessReview",
+        "subjectaccessreviews",
+        "subjectaccessreview",
         CLUSTER,
         "",
     )
@@ -1107,13 +1141,36 @@ mod tests {
 
     #[test]
     fn review_resources_are_create_only_and_unstored() {
-        for (group, plural) in [
-            ("authorization.k8s.io", "selfsubjectaccessreviews"),
-            ("authentication.k8s.io", "selfsubjectreviews"),
+        for (group, plural, scope) in [
+            (
+                "authorization.k8s.io",
+                "localsubjectaccessreviews",
+                Scope::Namespaced,
+            ),
+            (
+                "authorization.k8s.io",
+                "selfsubjectaccessreviews",
+                Scope::Cluster,
+            ),
+            (
+                "authorization.k8s.io",
+                "selfsubjectrulesreviews",
+                Scope::Cluster,
+            ),
+            (
+                "authorization.k8s.io",
+                "subjectaccessreviews",
+                Scope::Cluster,
+            ),
+            (
+                "authentication.k8s.io",
+                "selfsubjectreviews",
+                Scope::Cluster,
+            ),
         ] {
             let r = lookup(group, "v1", plural).unwrap();
             assert_eq!(r.verbs, &[Verb::Create]);
-            assert_eq!(r.scope, Scope::Cluster);
+            assert_eq!(r.scope, scope);
             assert!(r.storage.is_none());
         }
     }
@@ -1262,6 +1319,10 @@ mod tests {
             "policy/v1/poddisruptionbudgets",
             "scheduling.k8s.io/v1/priorityclasses",
             "authorization.k8s.io/v1/selfsubjectaccessreviews",
+            // `kubectl auth can-i --list` and `--as`; the others for controllers and webhooks.
+            "authorization.k8s.io/v1/selfsubjectrulesreviews",
+            "authorization.k8s.io/v1/subjectaccessreviews",
+            "authorization.k8s.io/v1/localsubjectaccessreviews",
             "authentication.k8s.io/v1/selfsubjectreviews",
             "authentication.k8s.io/v1beta1/selfsubjectreviews",
         ]

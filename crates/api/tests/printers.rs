@@ -328,6 +328,9 @@ fn printers_cover_the_catalogue() {
         "ClusterRole",
         "SelfSubjectReview",
         "SelfSubjectAccessReview",
+        "SelfSubjectRulesReview",
+        "SubjectAccessReview",
+        "LocalSubjectAccessReview",
     ];
     for r in RESOURCES {
         let cols = columns(r.group, r.kind);

@@ -10,7 +10,7 @@ use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::StreamExt;
-use rudder_api::catalogue::{self, ResourceType};
+use rudder_api::catalogue::{self, ResourceType, Verb};
 use rudder_api::selector::Selectors;
 use serde_json::{json, Value};
 
@@ -195,8 +195,11 @@ fn parse_target(path: &str) -> Result<Option<Target<'_>>, ApiError> {
                 _ => return Err(ApiError::no_route()),
             }
         }
-        [plural] if find(plural).is_none() => {
+        [plural] | ["namespaces", _, plural] if find(plural).is_none() => {
             let rt = catalogue::lookup(group, version, plural).ok_or_else(ApiError::no_route)?;
+            if rt.namespaced() != (rest.len() == 3) {
+                return Err(ApiError::no_route());
+            }
             Target::Review { rt }
         }
         [plural, tail @ ..] => {
@@ -389,7 +392,22 @@ async fn route(st: &Arc<AppState>, user: &User, req: Request) -> Result<Response
                         &warnings,
                     ))
                 }
-                Method::DELETE => Err(ApiError::method_not_allowed("DELETE")),
+                Method::DELETE if served.rt.verbs.contains(&Verb::DeleteCollection) => {
+                    let opts = list_options(&served, &q)?;
+                    let (headers, body) = read_body(req).await?;
+                    let delete = delete_options(&q, &headers, &body)?;
+                    let list = st.registry.list(res, ns, &opts).await?;
+                    for item in list["items"].as_array().into_iter().flatten() {
+                        let name = item["metadata"]["name"].as_str().unwrap_or_default();
+                        let item_ns = item["metadata"]["namespace"].as_str();
+                        match st.registry.delete(res, item_ns, name, &delete).await {
+                            Ok(_) => {}
+                            Err(e) if e.code == 404 => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    Ok(json_response(StatusCode::OK, &list))
+                }
                 m => Err(ApiError::method_not_allowed(m.as_str())),
             }
         }
@@ -586,6 +604,7 @@ fn event_json(
             },
         }),
         WatchEvent::Error(e) => json!({"type": "ERROR", "object": e.status()}),
+        WatchEvent::Encoded(_) => unreachable!("encoded lines are written as they are"),
     }
 }
 
@@ -597,7 +616,10 @@ async fn watch(
     table_wanted: bool,
     include: IncludeObject,
 ) -> Result<Response, ApiError> {
-    let events = st.registry.watch(&served.res, ns, &opts).await?;
+    let events = st
+        .registry
+        .watch(&served.res, ns, &opts, !table_wanted)
+        .await?;
     let served = served.clone();
     let bookmarks = opts.allow_bookmarks;
     let mut first = true;
@@ -607,6 +629,10 @@ async fn watch(
             async move { keep }
         })
         .map(move |e| {
+            if let WatchEvent::Encoded(line) = e {
+                first = false;
+                return Ok::<_, std::convert::Infallible>(line);
+            }
             let mut line =
                 serde_json::to_vec(&event_json(&e, &served, table_wanted, include, first))
                     .unwrap_or_default();
@@ -632,6 +658,8 @@ async fn watch(
 
 /// Answers an access or identity review about the caller. Until RBAC lands every authenticated
 /// user may do anything, so access reviews are allowed.
+const ALLOWED_REASON: &str = "authenticated users may do anything until RBAC is enabled";
+
 fn review(rt: &ResourceType, user: &User, mut obj: Value) -> Result<Value, ApiError> {
     if !obj.is_object() {
         return Err(ApiError::bad_request(
@@ -660,7 +688,44 @@ fn review(rt: &ResourceType, user: &User, mut obj: Value) -> Result<Value, ApiEr
                     )],
                 ));
             }
-            obj["status"] = json!({"allowed": true, "reason": "authenticated users may do anything until RBAC is enabled"});
+            obj["status"] = json!({"allowed": true, "reason": ALLOWED_REASON});
+        }
+        "SubjectAccessReview" | "LocalSubjectAccessReview" => {
+            let spec = obj.get("spec").cloned().unwrap_or(Value::Null);
+            let attributes = spec.get("resourceAttributes").is_some()
+                || spec.get("nonResourceAttributes").is_some();
+            let subject = ["user", "groups", "uid"]
+                .iter()
+                .any(|k| spec.get(*k).is_some_and(|v| !v.is_null()));
+            if !attributes || !subject {
+                let (field, why) = if attributes {
+                    (
+                        "spec.user",
+                        "at least one of user or group must be specified",
+                    )
+                } else {
+                    (
+                        "spec.resourceAttributes",
+                        "exactly one of nonResourceAttributes or resourceAttributes must be specified",
+                    )
+                };
+                return Err(ApiError::invalid(
+                    rt.kind,
+                    rt.group,
+                    "",
+                    vec![rudder_api::validation::FieldError::required(field, why)],
+                ));
+            }
+            // Anyone the server authenticated may do anything until RBAC is enabled; the
+            // subject is someone who could authenticate.
+            obj["status"] = json!({"allowed": true, "reason": ALLOWED_REASON});
+        }
+        "SelfSubjectRulesReview" => {
+            obj["status"] = json!({
+                "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
+                "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
+                "incomplete": false,
+            });
         }
         "SelfSubjectReview" => {
             let mut info = json!({"username": user.name, "groups": user.groups});

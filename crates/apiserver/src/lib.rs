@@ -19,3 +19,4 @@ pub mod server;
 pub mod services;
 pub mod subresources;
 pub mod table;
+pub mod watchcache;

@@ -28,6 +28,9 @@ fn namespaced_storages() -> Vec<Served> {
         .collect()
 }
 
+/// How long after a namespace is marked for deletion its content starts going.
+const EMPTYING_DELAY: Duration = Duration::from_secs(1);
+
 /// DELETE of a namespace: mark it Terminating and start emptying it.
 pub async fn delete(
     registry: &Arc<Registry>,
@@ -40,23 +43,16 @@ pub async fn delete(
         return Ok(current);
     }
     let marked = registry
-        .patch(&ns.res, None, name, Part::Main, false, |old| {
+        .patch(&ns.res, None, name, Part::All, false, |old| {
             let mut new = old.clone();
             if new["metadata"].get("deletionTimestamp").is_none() {
                 new["metadata"]["deletionTimestamp"] = json!(crate::registry::now_rfc3339());
                 new["metadata"]["deletionGracePeriodSeconds"] = json!(0);
             }
+            new["status"]["phase"] = json!("Terminating");
             Ok(new)
         })
         .await?;
-    let marked = registry
-        .patch(&ns.res, None, name, Part::Status, false, |old| {
-            let mut new = old.clone();
-            new["status"] = json!({"phase": "Terminating"});
-            Ok(new)
-        })
-        .await
-        .unwrap_or(marked);
     let registry = registry.clone();
     let name = name.to_string();
     tokio::spawn(async move {
@@ -68,6 +64,10 @@ pub async fn delete(
 }
 
 async fn empty_and_remove(registry: &Registry, name: &str) -> Result<(), ApiError> {
+    // Upstream's namespace controller starts a moment later; clients rely on that when they
+    // delete a namespace and then, one by one, what was in it (`kubectl delete -f` of a
+    // manifest that begins with its Namespace).
+    tokio::time::sleep(EMPTYING_DELAY).await;
     let storages = namespaced_storages();
     loop {
         let mut left = 0;

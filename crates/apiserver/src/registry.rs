@@ -20,6 +20,7 @@ use serde_json::{json, Map, Value};
 
 use crate::error::{ApiError, Target};
 use crate::services::{self, Allocator, Held};
+use crate::watchcache::{FeedItem, WatchCache};
 use rudder_api::selector::Selectors;
 
 /// What the registry needs to know about a resource.
@@ -100,8 +101,8 @@ impl Res {
 pub enum Part {
     Main,
     Status,
-    /// Both at once, written by the server itself (a pod's binding): the kind's rules for
-    /// client updates are not checked.
+    /// Both at once, written by the server itself (a pod's binding, a namespace marked for
+    /// deletion): the kind's rules for client updates are not checked.
     All,
 }
 
@@ -143,6 +144,9 @@ pub enum WatchEvent {
     Deleted(Value),
     Bookmark(Revision),
     Error(ApiError),
+    /// A whole watch line (`{"object":…,"type":…}` and a newline), for watchers of the stored
+    /// version without selectors, made once for all of them by the watch cache.
+    Encoded(Bytes),
 }
 
 /// Where namespaces are stored (their existence gates namespaced writes).
@@ -151,6 +155,7 @@ pub const NAMESPACES_PREFIX: &str = "/registry/namespaces/";
 pub struct Registry {
     store: Arc<dyn Store>,
     services: Allocator,
+    cache: WatchCache,
 }
 
 fn is_services(res: &Res) -> bool {
@@ -172,6 +177,23 @@ fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
     obj["metadata"]
         .as_object_mut()
         .expect("metadata was just made an object")
+}
+
+/// Empty label, annotation, finalizer and owner lists are not kept (upstream's `omitempty`):
+/// `kubectl label x a-` of the last label leaves no `labels: {}` behind.
+fn drop_empty_meta(obj: &mut Value) {
+    if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.retain(|k, v| {
+            let listy = matches!(
+                k.as_str(),
+                "labels" | "annotations" | "finalizers" | "ownerReferences" | "managedFields"
+            );
+            !(listy
+                && (v.is_null()
+                    || v.as_object().is_some_and(|o| o.is_empty())
+                    || v.as_array().is_some_and(|a| a.is_empty())))
+        });
+    }
 }
 
 fn now_unix() -> i64 {
@@ -210,13 +232,21 @@ fn grace_period(res: &Res, obj: &Value, opts: &DeleteOptions) -> i64 {
         .max(0)
 }
 
-/// The object's deletion is waiting for nothing but its finalizers.
-fn grace_over(obj: &Value) -> bool {
-    meta(obj)
-        .get("deletionGracePeriodSeconds")
-        .and_then(Value::as_i64)
-        .unwrap_or(0)
-        == 0
+/// An update that leaves an object being deleted with nothing to wait for (its last finalizer
+/// removed, its grace period over) deletes it. A namespace also waits for its
+/// `spec.finalizers` (the `finalize` subresource).
+fn done_deleting(res: &Res, old: &Value, new: &Value) -> bool {
+    let empty = |v: &Value| v.as_array().is_none_or(|a| a.is_empty());
+    let namespace_finalized =
+        !(res.group.is_empty() && res.plural == "namespaces") || empty(&new["spec"]["finalizers"]);
+    meta(old).get("deletionTimestamp").is_some()
+        && meta(new).get("deletionTimestamp").is_some()
+        && empty(&meta(new)["finalizers"])
+        && meta(new)["deletionGracePeriodSeconds"]
+            .as_i64()
+            .unwrap_or(0)
+            == 0
+        && namespace_finalized
 }
 
 /// Seconds since the epoch as `YYYY-MM-DDThh:mm:ssZ` (civil-from-days, proleptic Gregorian).
@@ -344,9 +374,18 @@ fn spec_like(obj: &Value) -> Value {
     o
 }
 
-fn check_meta(res: &Res, obj: &Value) -> Result<(), ApiError> {
+/// Metadata validation, first (the name decides the key). When it fails, the kind's own
+/// causes are reported with it, as upstream does in one Status.
+fn check_meta(res: &Res, obj: &Value, old: Option<&Value>) -> Result<(), ApiError> {
     let mut errs: Vec<FieldError> = Vec::new();
     validation::object_meta(meta(obj), res.name_rule, &mut errs);
+    if !errs.is_empty() {
+        errs.extend(
+            strategy::validate(res.storage_group, res.storage_kind, obj, old)
+                .into_iter()
+                .filter(|e| !e.field.starts_with("metadata.")),
+        );
+    }
     if errs.is_empty() {
         Ok(())
     } else {
@@ -376,7 +415,12 @@ fn check_kind(res: &Res, obj: &Value, old: Option<&Value>) -> Result<(), ApiErro
 
 impl Registry {
     pub fn new(store: Arc<dyn Store>, services: Allocator) -> Registry {
-        Registry { store, services }
+        let cache = WatchCache::new(store.clone());
+        Registry {
+            store,
+            services,
+            cache,
+        }
     }
 
     pub fn services(&self) -> &Allocator {
@@ -507,7 +551,8 @@ impl Registry {
         }
         let mut obj = res.to_storage(obj);
         strategy::prepare(res.storage_group, res.storage_kind, &mut obj, None);
-        check_meta(res, &obj)?;
+        drop_empty_meta(&mut obj);
+        check_meta(res, &obj, None)?;
         let name = meta_str(&obj, "name").unwrap_or_default().to_string();
         self.check_namespace(res, ns).await?;
         if dry_run && self.store.get(res.key(ns, &name), 0).await?.is_some() {
@@ -569,19 +614,25 @@ impl Registry {
         }
         let om = meta(old).clone();
         let m = meta_mut(new);
-        for f in [
-            "uid",
-            "creationTimestamp",
-            "deletionTimestamp",
-            "deletionGracePeriodSeconds",
-            "generation",
-        ] {
+        let protected: &[&str] = match part {
+            // The server itself marks objects for deletion (namespaces).
+            Part::All => &["uid", "creationTimestamp", "generation"],
+            _ => &[
+                "uid",
+                "creationTimestamp",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "generation",
+            ],
+        };
+        for &f in protected {
             match om.get(f) {
                 Some(v) => m.insert(f.into(), v.clone()),
                 None => m.remove(f),
             };
         }
         strategy::prepare(res.storage_group, res.storage_kind, new, Some(old));
+        drop_empty_meta(new);
         if res.has_generation && part != Part::Status && spec_like(old) != spec_like(new) {
             let g = meta(old)
                 .get("generation")
@@ -698,14 +749,8 @@ impl Registry {
                 return Err(ApiError::modified(res.target(name)));
             }
             let mut new = change(&old)?;
-            check_meta(res, &new)?;
-            // Removing the last finalizer of an object being deleted deletes it.
-            let finalizers_left = meta(&new)
-                .get("finalizers")
-                .and_then(Value::as_array)
-                .is_some_and(|f| !f.is_empty());
-            if meta(&new).get("deletionTimestamp").is_some() && !finalizers_left && grace_over(&new)
-            {
+            check_meta(res, &new, Some(&old))?;
+            if done_deleting(res, &old, &new) {
                 if dry_run {
                     return Ok(new);
                 }
@@ -964,6 +1009,9 @@ impl Registry {
                     StoreError::Compacted { .. } if opts.continue_token.is_some() => ApiError::expired(
                         "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
                     ),
+                    StoreError::Compacted { .. } => ApiError::expired(
+                        "The resourceVersion for the provided list is too old.",
+                    ),
                     other => other.into(),
                 })?;
             rev = resp.revision;
@@ -1016,8 +1064,11 @@ impl Registry {
         res: &Res,
         ns: Option<&str>,
         opts: &ListOptions,
+        plain_json: bool,
     ) -> Result<impl Stream<Item = WatchEvent> + Send + 'static, ApiError> {
         let range = res.range(ns);
+        // The feed starts before the initial list, so it reaches back to the list's revision.
+        let feed = self.cache.feed(&Bytes::from(res.prefix.clone())).await?;
         let rv = opts.resource_version.as_deref().unwrap_or("");
         let (initial, from) = if rv.is_empty() || rv == "0" {
             let list = self
@@ -1037,6 +1088,37 @@ impl Registry {
         } else {
             (Vec::new(), parse_rv(rv)?)
         };
+        let head = futures::stream::iter(initial.into_iter().map(WatchEvent::Added));
+        if let Some(sub) = feed.subscribe(from) {
+            let res = res.clone();
+            let selectors = opts.selectors.clone();
+            let fast = plain_json && selectors.is_empty() && res.conversion.is_none();
+            let replay = futures::stream::iter(sub.replay.into_iter().map(FeedItem::Event));
+            let live = futures::stream::unfold(sub.live, |mut rx| async move {
+                // A watcher that fell too far behind, or a feed that ended, ends the watch.
+                rx.recv().await.ok().map(|item| (item, rx))
+            });
+            let tail = replay.chain(live).flat_map(move |item| {
+                let out: Vec<WatchEvent> = match item {
+                    FeedItem::Event(e) if !e.event.kv.key.starts_with(&range.start) => Vec::new(),
+                    FeedItem::Event(e) if fast => {
+                        let line = e.line(|ev| plain_line(&res, ev));
+                        if line.is_empty() {
+                            Vec::new()
+                        } else {
+                            vec![WatchEvent::Encoded(line)]
+                        }
+                    }
+                    FeedItem::Event(e) => convert_event(&res, &selectors, &e.event)
+                        .into_iter()
+                        .collect(),
+                    FeedItem::Progress(r) if r >= from => vec![WatchEvent::Bookmark(r)],
+                    FeedItem::Progress(_) => Vec::new(),
+                };
+                futures::stream::iter(out)
+            });
+            return Ok(head.chain(tail).boxed());
+        }
         let mut req = WatchRequest::new(range, from + 1);
         req.progress_notify = opts.allow_bookmarks;
         let watch = match self.store.watch(req).await {
@@ -1046,7 +1128,6 @@ impl Registry {
         };
         let res = res.clone();
         let selectors = opts.selectors.clone();
-        let head = futures::stream::iter(initial.into_iter().map(WatchEvent::Added));
         let Some(watch) = watch else {
             let err = ApiError::expired(format!("too old resource version: {from}"));
             return Ok(head
@@ -1060,12 +1141,11 @@ impl Registry {
                     .filter_map(|e| convert_event(&res, &selectors, e))
                     .collect(),
                 Ok(WatchMessage::Progress { revision }) => vec![WatchEvent::Bookmark(revision)],
-                Err(StoreError::Compacted {
-                    requested,
-                    compacted,
-                }) => vec![WatchEvent::Error(ApiError::expired(format!(
-                    "too old resource version: {requested} ({compacted})"
-                )))],
+                Err(StoreError::Compacted { compacted, .. }) => {
+                    vec![WatchEvent::Error(ApiError::expired(format!(
+                        "too old resource version: {from} ({compacted})"
+                    )))]
+                }
                 Err(e) => vec![WatchEvent::Error(ApiError::internal(e.to_string()))],
             };
             futures::stream::iter(out)
@@ -1074,31 +1154,58 @@ impl Registry {
     }
 }
 
+/// The watch line of a store event for a watcher without selectors (empty when there is
+/// nothing to send).
+fn plain_line(res: &Res, e: &rudder_store::Event) -> Bytes {
+    let Some(ev) = convert_event(res, &Selectors::default(), e) else {
+        return Bytes::new();
+    };
+    let (kind, obj) = match ev {
+        WatchEvent::Added(o) => ("ADDED", o),
+        WatchEvent::Modified(o) => ("MODIFIED", o),
+        WatchEvent::Deleted(o) => ("DELETED", o),
+        _ => return Bytes::new(),
+    };
+    let mut line = serde_json::to_vec(&json!({"type": kind, "object": obj})).unwrap_or_default();
+    line.push(b'\n');
+    Bytes::from(line)
+}
+
+/// A store event as this watcher sees it. A put that creates the key is ADDED; an object
+/// entering the selection is ADDED and one leaving it DELETED, carrying its last state that
+/// matched with the event's resourceVersion, as upstream.
 fn convert_event(res: &Res, sel: &Selectors, e: &rudder_store::Event) -> Option<WatchEvent> {
     use rudder_store::EventKind;
+    let at_event = |mut obj: Value| {
+        meta_mut(&mut obj).insert(
+            "resourceVersion".into(),
+            Value::String(e.kv.mod_revision.to_string()),
+        );
+        obj
+    };
     let prev = e.prev.as_ref().and_then(|p| decode(res, p).ok());
     let was = prev.as_ref().is_some_and(|p| sel.matches(p));
     match e.kind {
         EventKind::Put => {
             let obj = decode(res, &e.kv).ok()?;
             let is = sel.matches(&obj);
+            let created = e.kv.create_revision == e.kv.mod_revision;
             match (was, is) {
-                (_, true) if prev.is_none() || !was => Some(WatchEvent::Added(obj)),
+                (_, true) if created => Some(WatchEvent::Added(obj)),
                 (true, true) => Some(WatchEvent::Modified(obj)),
-                (true, false) => Some(WatchEvent::Deleted(obj)),
-                _ => None,
+                // Without the previous state (compacted), an update is still a modification
+                // to a watcher that may have seen the object.
+                (false, true) if prev.is_none() && sel.is_empty() => {
+                    Some(WatchEvent::Modified(obj))
+                }
+                (false, true) => Some(WatchEvent::Added(obj)),
+                (true, false) => prev.map(|p| WatchEvent::Deleted(at_event(p))),
+                (false, false) => None,
             }
         }
         EventKind::Delete => {
-            let mut obj = prev?;
-            if !was {
-                return None;
-            }
-            meta_mut(&mut obj).insert(
-                "resourceVersion".into(),
-                Value::String(e.kv.mod_revision.to_string()),
-            );
-            Some(WatchEvent::Deleted(obj))
+            let obj = prev.filter(|_| was)?;
+            Some(WatchEvent::Deleted(at_event(obj)))
         }
     }
 }

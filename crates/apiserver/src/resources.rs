@@ -58,6 +58,25 @@ fn field_selectors(group: &str, plural: &str) -> &'static FieldSet {
     rudder_api::fields::for_resource(group, plural)
 }
 
+/// Whether DELETE answers with the deleted object rather than a Status (upstream's
+/// `ReturnDeletedObject`).
+fn returns_deleted(group: &str, plural: &str) -> bool {
+    matches!(
+        (group, plural),
+        (
+            "",
+            "pods"
+                | "services"
+                | "serviceaccounts"
+                | "persistentvolumes"
+                | "persistentvolumeclaims"
+                | "podtemplates"
+                | "resourcequotas"
+                | "namespaces"
+        ) | ("storage.k8s.io", "storageclasses")
+    )
+}
+
 /// The served resource at `/api[s]/<group>/<version>/<plural>`, if it is stored.
 pub fn resolve(group: &str, version: &str, plural: &str) -> Option<Served> {
     let rt = catalogue::lookup(group, version, plural)?;
@@ -79,7 +98,7 @@ pub fn resolve(group: &str, version: &str, plural: &str) -> Option<Served> {
             conversion: Conversion::for_served(rt.group, rt.version, rt.kind),
         },
         field_selectors: field_selectors(rt.group, rt.plural),
-        return_deleted: rt.group.is_empty() && rt.plural == "pods",
+        return_deleted: returns_deleted(rt.group, rt.plural),
     })
 }
 

@@ -1037,3 +1037,110 @@ fn pods_binding_eviction_streams_and_graceful_deletion() {
     let err = s.kubectl(&["get", "pod", "p"]).fails();
     assert!(err.contains("not found"), "{err}");
 }
+
+#[test]
+fn deletes_answer_as_upstream() {
+    let s = server();
+    // Services (among others) answer a DELETE with the deleted object.
+    s.kubectl_stdin(&["create", "-f", "-"], SVC).ok();
+    let a = s.request(
+        "DELETE",
+        "/api/v1/namespaces/default/services/web",
+        "application/json",
+        b"",
+    );
+    assert_eq!(a.code, 200, "{}", a.body);
+    assert_eq!(a.json()["kind"], "Service", "{}", a.body);
+    // ConfigMaps with a Status.
+    s.kubectl(&["create", "configmap", "c", "--from-literal=a=b"])
+        .ok();
+    let a = s.request(
+        "DELETE",
+        "/api/v1/namespaces/default/configmaps/c",
+        "application/json",
+        b"",
+    );
+    assert_eq!(a.json()["kind"], "Status", "{}", a.body);
+    // A collection DELETE answers with the list of what it deleted.
+    for (name, group) in [("g1", "x"), ("g2", "x"), ("g3", "y")] {
+        s.kubectl(&["create", "configmap", name]).ok();
+        s.kubectl(&["label", "cm", name, &format!("g={group}")])
+            .ok();
+    }
+    let a = s.request(
+        "DELETE",
+        "/api/v1/namespaces/default/configmaps?labelSelector=g%3Dx",
+        "application/json",
+        b"",
+    );
+    assert_eq!(a.code, 200, "{}", a.body);
+    let list = a.json();
+    assert_eq!(list["kind"], "ConfigMapList");
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["g1", "g2"]);
+    let left = s.kubectl(&["get", "cm", "-l", "g", "-o", "name"]).ok();
+    assert_eq!(left.trim(), "configmap/g3");
+    let a = s.request("DELETE", "/api/v1/namespaces", "application/json", b"");
+    assert_eq!(a.code, 405, "{}", a.body);
+    // The last label removed leaves no empty map behind.
+    s.kubectl(&["label", "cm", "g3", "g-"]).ok();
+    let meta = s
+        .kubectl(&["get", "cm", "g3", "-o", "jsonpath={.metadata}"])
+        .ok();
+    assert!(!meta.contains("labels"), "{meta}");
+    // A namespace being deleted carries its deletionTimestamp and phase, and its content
+    // stays a moment for clients deleting it one by one.
+    s.kubectl(&["create", "namespace", "gone"]).ok();
+    s.kubectl(&["create", "configmap", "-n", "gone", "inside"])
+        .ok();
+    s.kubectl(&["delete", "namespace", "gone", "--wait=false"])
+        .ok();
+    let ns = s
+        .kubectl(&[
+            "get",
+            "ns",
+            "gone",
+            "-o",
+            "jsonpath={.status.phase} {.metadata.deletionTimestamp}",
+        ])
+        .ok();
+    assert!(ns.starts_with("Terminating 20"), "{ns}");
+    s.kubectl(&["delete", "configmap", "-n", "gone", "inside"])
+        .ok();
+}
+
+#[test]
+fn rules_and_subject_access_reviews() {
+    let s = server();
+    let list = s.kubectl(&["auth", "can-i", "--list"]).ok();
+    let first = list.lines().nth(1).unwrap_or_default();
+    assert_eq!(
+        first.split_whitespace().collect::<Vec<_>>(),
+        ["*.*", "[]", "[]", "[*]"],
+        "{list}"
+    );
+    let out = s
+        .kubectl(&["auth", "can-i", "delete", "pods", "--as=someone"])
+        .ok();
+    assert_eq!(out.trim(), "yes");
+    let a = s.request(
+        "POST",
+        "/apis/authorization.k8s.io/v1/namespaces/default/localsubjectaccessreviews",
+        "application/json",
+        br#"{"apiVersion":"authorization.k8s.io/v1","kind":"LocalSubjectAccessReview","spec":{"user":"u","resourceAttributes":{"namespace":"default","verb":"get","resource":"pods"}}}"#,
+    );
+    assert_eq!(a.code, 201, "{}", a.body);
+    assert_eq!(a.json()["status"]["allowed"], true);
+    let a = s.request(
+        "POST",
+        "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+        "application/json",
+        br#"{"apiVersion":"authorization.k8s.io/v1","kind":"SubjectAccessReview","spec":{"resourceAttributes":{"verb":"get","resource":"pods"}}}"#,
+    );
+    assert_eq!(a.code, 422, "{}", a.body);
+}

@@ -82,6 +82,8 @@ def main(api):
     check_eq(summary(evs), [("ADDED", "sel"), ("MODIFIED", "sel"), ("DELETED", "sel"),
                             ("ADDED", "sel"), ("DELETED", "sel")], "events of the selection")
     check_eq(evs[1][3].data, {"k": "v"}, "MODIFIED inside the selection")
+    check_eq(evs[2][3].metadata.labels, {"track": "yes"},
+             "leaving the selection: DELETED carries the last state that matched")
     rvs = [rv for _, _, rv, _ in evs]
     check_eq(rvs, sorted(set(rvs)), "resourceVersions increase")
 
