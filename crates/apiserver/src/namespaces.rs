@@ -53,6 +53,7 @@ pub async fn delete(
             Ok(new)
         })
         .await?;
+    registry.forget_namespace(name);
     let registry = registry.clone();
     let name = name.to_string();
     tokio::spawn(async move {

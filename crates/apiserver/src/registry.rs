@@ -6,6 +6,7 @@
 //! module owns only what every kind shares (metadata, optimistic concurrency, deletion,
 //! paging, watch).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -156,6 +157,11 @@ pub struct Registry {
     store: Arc<dyn Store>,
     services: Allocator,
     cache: WatchCache,
+    /// Namespaces known to exist and not be terminating, kept by a watch once the first
+    /// namespaced write asks (`None` until then, or after that watch ended): a create then
+    /// costs one store request, not two. A namespace missing here is looked up in the store.
+    active_namespaces: Arc<std::sync::RwLock<Option<HashSet<String>>>>,
+    indexing: tokio::sync::Mutex<()>,
 }
 
 fn is_services(res: &Res) -> bool {
@@ -420,6 +426,8 @@ impl Registry {
             store,
             services,
             cache,
+            active_namespaces: Arc::default(),
+            indexing: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -490,11 +498,101 @@ impl Registry {
         Ok(())
     }
 
+    /// Whether the namespace index knows `ns` as active; starts the index on first use.
+    async fn namespace_is_active(&self, ns: &str) -> bool {
+        let known = |set: &Option<HashSet<String>>| set.as_ref().map(|s| s.contains(ns));
+        if let Some(found) = self.active_namespaces.read().ok().and_then(|s| known(&s)) {
+            return found;
+        }
+        let _one_at_a_time = self.indexing.lock().await;
+        if self.active_namespaces.read().is_ok_and(|s| s.is_some()) {
+            return self.active_namespaces.read().ok().and_then(|s| known(&s)) == Some(true);
+        }
+        if let Err(e) = self.start_namespace_index().await {
+            tracing::warn!(error = %e, "namespace index not started; namespaces are read from the store");
+            return false;
+        }
+        self.active_namespaces.read().ok().and_then(|s| known(&s)) == Some(true)
+    }
+
+    async fn start_namespace_index(&self) -> Result<(), ApiError> {
+        let prefix = Bytes::from_static(NAMESPACES_PREFIX.as_bytes());
+        let feed = self.cache.feed(&prefix).await?;
+        let listed = self
+            .store
+            .range(RangeRequest {
+                range: KeyRange::prefix(prefix.clone()),
+                revision: 0,
+                limit: 0,
+                count_only: false,
+            })
+            .await?;
+        let Some(mut sub) = feed.subscribe(listed.revision) else {
+            return Err(ApiError::internal(
+                "the namespace watch does not reach back to the list",
+            ));
+        };
+        let name_of = move |key: &[u8]| String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+        let active = |kv: &KeyValue| {
+            serde_json::from_slice::<Value>(&kv.value)
+                .is_ok_and(|o| meta(&o).get("deletionTimestamp").is_none())
+        };
+        let mut set: HashSet<String> = listed
+            .kvs
+            .iter()
+            .filter(|kv| active(kv))
+            .map(|kv| name_of(&kv.key))
+            .collect();
+        let apply = move |set: &mut HashSet<String>, e: &rudder_store::Event| {
+            let name = name_of(&e.kv.key);
+            match e.kind {
+                rudder_store::EventKind::Put if active(&e.kv) => set.insert(name),
+                _ => set.remove(&name),
+            };
+        };
+        for e in &sub.replay {
+            apply(&mut set, &e.event);
+        }
+        if let Ok(mut slot) = self.active_namespaces.write() {
+            *slot = Some(set);
+        }
+        let index = self.active_namespaces.clone();
+        tokio::spawn(async move {
+            while let Ok(item) = sub.live.recv().await {
+                if let FeedItem::Event(e) = item {
+                    if let Ok(mut slot) = index.write() {
+                        if let Some(set) = slot.as_mut() {
+                            apply(set, &e.event);
+                        }
+                    }
+                }
+            }
+            // Behind or ended: forget, and start again on the next namespaced write.
+            if let Ok(mut slot) = index.write() {
+                *slot = None;
+            }
+        });
+        Ok(())
+    }
+
+    /// Takes a namespace out of the index at once (it is terminating), not when its watch
+    /// event arrives.
+    pub fn forget_namespace(&self, ns: &str) {
+        if let Ok(mut slot) = self.active_namespaces.write() {
+            if let Some(set) = slot.as_mut() {
+                set.remove(ns);
+            }
+        }
+    }
+
     /// Namespaced writes need a live namespace.
     async fn check_namespace(&self, res: &Res, ns: Option<&str>) -> Result<(), ApiError> {
         let (true, Some(ns)) = (res.namespaced, ns) else {
             return Ok(());
         };
+        if self.namespace_is_active(ns).await {
+            return Ok(());
+        }
         let key = Bytes::from(format!("{NAMESPACES_PREFIX}{ns}"));
         match self.store.get(key, 0).await? {
             None => Err(ApiError::not_found(Target {

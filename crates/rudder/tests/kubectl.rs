@@ -1110,6 +1110,15 @@ fn deletes_answer_as_upstream() {
         ])
         .ok();
     assert!(ns.starts_with("Terminating 20"), "{ns}");
+    let err = s
+        .kubectl(&["create", "configmap", "-n", "gone", "late"])
+        .fails();
+    assert!(
+        err.contains(
+            "unable to create new content in namespace gone because it is being terminated"
+        ),
+        "{err}"
+    );
     s.kubectl(&["delete", "configmap", "-n", "gone", "inside"])
         .ok();
 }
