@@ -697,44 +697,23 @@ struct Row {
 }
 
 fn print_table(rows: &[Row]) {
-    let head = Row {
-        metric: "metric".into(),
-        embedded: "embedded".into(),
-        etcd: "etcd".into(),
-        ratio: "ratio embedded/etcd".into(),
-        target: "target".into(),
-    };
-    let w = |f: fn(&Row) -> &String| {
-        rows.iter()
-            .chain(std::iter::once(&head))
-            .map(|r| f(r).chars().count())
-            .max()
-            .unwrap_or(0)
-    };
-    let (w0, w1, w2, w3) = (
-        w(|r| &r.metric),
-        w(|r| &r.embedded),
-        w(|r| &r.etcd),
-        w(|r| &r.ratio),
-    );
-    let line = |r: &Row| {
-        println!(
-            "{:<w0$} | {:>w1$} | {:>w2$} | {:<w3$} | {}",
-            r.metric, r.embedded, r.etcd, r.ratio, r.target
-        )
-    };
-    line(&head);
-    println!(
-        "{}-|-{}-|-{}-|-{}-|-{}",
-        "-".repeat(w0),
-        "-".repeat(w1),
-        "-".repeat(w2),
-        "-".repeat(w3),
-        "-".repeat(30)
-    );
-    for r in rows {
-        line(r);
-    }
+    let mut table = vec![[
+        "metric",
+        "embedded",
+        "etcd",
+        "ratio embedded/etcd",
+        "target",
+    ]];
+    table.extend(rows.iter().map(|r| {
+        [
+            r.metric.as_str(),
+            r.embedded.as_str(),
+            r.etcd.as_str(),
+            r.ratio.as_str(),
+            r.target.as_str(),
+        ]
+    }));
+    crate::print_table(&table);
 }
 
 /// Runs the whole benchmark and prints the table. `exe` is this binary (for the RSS child).

@@ -312,42 +312,15 @@ pub(super) fn table_rows(r: &Report, s: &Sizes) -> Vec<Row> {
 }
 
 pub(super) fn print_table(rows: &[Row]) {
-    let head = Row {
-        metric: "measurement".into(),
-        rudder: "rudder".into(),
-        peer: "peer".into(),
-        ratio: "rudder/peer".into(),
-        target: "target".into(),
-    };
-    let w = |f: fn(&Row) -> &String| {
-        rows.iter()
-            .chain(std::iter::once(&head))
-            .map(|r| f(r).chars().count())
-            .max()
-            .unwrap_or(0)
-    };
-    let (w0, w1, w2, w3) = (
-        w(|r| &r.metric),
-        w(|r| &r.rudder),
-        w(|r| &r.peer),
-        w(|r| &r.ratio),
-    );
-    let line = |r: &Row| {
-        println!(
-            "{:<w0$} | {:>w1$} | {:>w2$} | {:>w3$} | {}",
-            r.metric, r.rudder, r.peer, r.ratio, r.target
-        )
-    };
-    line(&head);
-    println!(
-        "{}-|-{}-|-{}-|-{}-|-{}",
-        "-".repeat(w0),
-        "-".repeat(w1),
-        "-".repeat(w2),
-        "-".repeat(w3),
-        "-".repeat(16)
-    );
-    for r in rows {
-        line(r);
-    }
+    let mut table = vec![["measurement", "rudder", "peer", "rudder/peer", "target"]];
+    table.extend(rows.iter().map(|r| {
+        [
+            r.metric.as_str(),
+            r.rudder.as_str(),
+            r.peer.as_str(),
+            r.ratio.as_str(),
+            r.target.as_str(),
+        ]
+    }));
+    crate::print_table(&table);
 }
