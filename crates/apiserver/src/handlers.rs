@@ -363,9 +363,22 @@ async fn route(st: &Arc<AppState>, user: &User, req: Request) -> Result<Response
                     if flag(&q, "watch") {
                         return watch(st, &served, ns, opts, table_wanted, include).await;
                     }
-                    let list = st.registry.list(res, ns, &opts).await?;
+                    if !table_wanted {
+                        if let Some(body) = st.registry.list_json(res, ns, &opts).await? {
+                            return Ok((
+                                StatusCode::OK,
+                                [(header::CONTENT_TYPE, "application/json")],
+                                body,
+                            )
+                                .into_response());
+                        }
+                    }
+                    let mut list = st.registry.list(res, ns, &opts).await?;
                     if table_wanted {
-                        let items = list["items"].as_array().cloned().unwrap_or_default();
+                        let items = match list["items"].take() {
+                            Value::Array(items) => items,
+                            _ => Vec::new(),
+                        };
                         return Ok(json_response(
                             StatusCode::OK,
                             &table::table(
