@@ -18,6 +18,9 @@ use tokio::sync::broadcast;
 
 /// Events kept per feed for watchers that start a little behind.
 const HISTORY: usize = 1024;
+/// How often a feed asks the store for a progress notification (bookmarks for watchers that
+/// asked for them).
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 /// Events buffered per watcher; a watcher further behind is ended (its client re-watches from
 /// the last resourceVersion it saw, as after any closed watch).
 const BUFFER: usize = 4096;
@@ -160,14 +163,25 @@ impl WatchCache {
         let name = String::from_utf8_lossy(prefix).into_owned();
         tokio::spawn(async move {
             use futures::StreamExt;
-            while let Some(msg) = watch.stream.next().await {
+            // Asked for, not left to the backend's idle interval (etcd's is minutes): the
+            // answers become watchers' bookmarks.
+            let mut tick = tokio::time::interval(PROGRESS_EVERY);
+            loop {
+                let msg = tokio::select! {
+                    msg = watch.stream.next() => msg,
+                    _ = tick.tick() => {
+                        watch.request_progress();
+                        continue;
+                    }
+                };
                 match msg {
-                    Ok(WatchMessage::Events { events, .. }) => f.publish(events),
-                    Ok(WatchMessage::Progress { revision }) => f.progress(revision),
-                    Err(e) => {
+                    Some(Ok(WatchMessage::Events { events, .. })) => f.publish(events),
+                    Some(Ok(WatchMessage::Progress { revision })) => f.progress(revision),
+                    Some(Err(e)) => {
                         tracing::warn!(prefix = %name, error = %e, "watch cache feed ended");
                         break;
                     }
+                    None => break,
                 }
             }
             // Dropping the sender ends every live watcher; they re-watch.

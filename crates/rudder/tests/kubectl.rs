@@ -1153,3 +1153,46 @@ fn rules_and_subject_access_reviews() {
     );
     assert_eq!(a.code, 422, "{}", a.body);
 }
+
+#[test]
+fn watches_get_bookmarks_when_they_ask() {
+    let s = server();
+    s.kubectl(&["create", "configmap", "a"]).ok();
+    let rv = s
+        .kubectl(&[
+            "get",
+            "cm",
+            "a",
+            "-o",
+            "jsonpath={.metadata.resourceVersion}",
+        ])
+        .ok();
+    // The server ends each watch after timeoutSeconds; a feed asks for progress every 5 s.
+    let path = format!(
+        "/api/v1/namespaces/default/configmaps?watch=1&allowWatchBookmarks=true&resourceVersion={rv}&timeoutSeconds=8"
+    );
+    let (with, without) = std::thread::scope(|t| {
+        let with = t.spawn(|| s.request("GET", &path, "application/json", b""));
+        let plain = path.replace("allowWatchBookmarks=true", "allowWatchBookmarks=false");
+        let without = s.request("GET", &plain, "application/json", b"");
+        (with.join().unwrap(), without)
+    });
+    assert_eq!(with.code, 200, "{}", with.body);
+    let events: Vec<serde_json::Value> = with
+        .body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(!events.is_empty(), "no bookmark in 8 s");
+    for e in &events {
+        assert_eq!(e["type"], "BOOKMARK", "{e}");
+        assert_eq!(e["object"]["kind"], "ConfigMap");
+        let at: i64 = e["object"]["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(at >= rv.parse::<i64>().unwrap(), "{e}");
+    }
+    assert_eq!(without.body.trim(), "", "bookmarks only when asked for");
+}
