@@ -12,6 +12,8 @@ pub struct ApiError {
     pub reason: &'static str,
     pub message: String,
     pub details: Option<Value>,
+    /// The Status's list metadata (an expired continue token's replacement).
+    pub list_meta: Option<Value>,
 }
 
 /// Which object an error is about: the group and resource (`deployments.apps`) or kind.
@@ -47,6 +49,7 @@ impl ApiError {
             reason,
             message: message.into(),
             details: None,
+            list_meta: None,
         }
     }
 
@@ -192,6 +195,9 @@ impl ApiError {
         });
         if let Some(d) = &self.details {
             s["details"] = d.clone();
+        }
+        if let Some(m) = &self.list_meta {
+            s["metadata"] = m.clone();
         }
         s
     }

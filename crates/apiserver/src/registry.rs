@@ -397,6 +397,10 @@ fn parse_rv(rv: &str) -> Result<Revision, ApiError> {
 
 /// The continue token: base64 of `{"v":"meta.k8s.io/v1","rv":N,"start":"<key suffix>"}`, as
 /// upstream's, so a client can carry it across servers.
+const EXPIRED_CONTINUE: &str = "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.";
+
+/// A continue token: the revision of the list's snapshot (0: the latest, for an inconsistent
+/// continuation) and the key (below the resource's prefix) to go on from.
 fn encode_continue(rev: Revision, start: &str) -> String {
     use base64::Engine as _;
     let t = json!({"v": "meta.k8s.io/v1", "rv": rev, "start": start});
@@ -1211,12 +1215,20 @@ impl Registry {
                 })
                 .await
                 .map_err(|e| match e {
-                    StoreError::Compacted { .. } if opts.continue_token.is_some() => ApiError::expired(
-                        "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
-                    ),
-                    StoreError::Compacted { .. } => ApiError::expired(
-                        "The resourceVersion for the provided list is too old.",
-                    ),
+                    // Upstream offers a token that goes on from the same key at the latest
+                    // revision: the rest of the list, no longer one snapshot.
+                    StoreError::Compacted { .. } if opts.continue_token.is_some() => ApiError {
+                        list_meta: Some(json!({
+                            "continue": encode_continue(
+                                0,
+                                &String::from_utf8_lossy(&start[prefix.len()..]),
+                            ),
+                        })),
+                        ..ApiError::expired(EXPIRED_CONTINUE)
+                    },
+                    StoreError::Compacted { .. } => {
+                        ApiError::expired("The resourceVersion for the provided list is too old.")
+                    }
                     other => other.into(),
                 })?;
             rev = resp.revision;

@@ -58,6 +58,10 @@ def main(api):
     st = expect_status(410, "Expired", v1.list_namespaced_config_map, NS, limit=1,
                        _continue=token)
     check("continue" in st["message"], f"message about the continue token: {st['message']}")
+    fresh = (st.get("metadata") or {}).get("continue")
+    check(fresh, f"the 410 offers a token for the rest of the list: {st}")
+    rest = v1.list_namespaced_config_map(NS, limit=10, _continue=fresh)
+    check_eq(len(rest.items), 2, "the inconsistent continuation lists what the first page did not")
 
     step("Watch().stream from a compacted resourceVersion: ApiException 410")
     try:
