@@ -384,8 +384,8 @@ async fn route(st: &Arc<AppState>, user: &User, req: Request) -> Result<Response
                             &table::table(
                                 served.res.group,
                                 served.res.kind,
-                                &items,
-                                list["metadata"].clone(),
+                                items,
+                                list["metadata"].take(),
                                 include,
                                 true,
                             ),
@@ -461,7 +461,7 @@ async fn route(st: &Arc<AppState>, user: &User, req: Request) -> Result<Response
                             &table::table(
                                 served.res.group,
                                 served.res.kind,
-                                &[obj],
+                                vec![obj],
                                 json!({}),
                                 include,
                                 true,
@@ -595,7 +595,7 @@ fn event_json(
             table::table(
                 served.res.group,
                 served.res.kind,
-                std::slice::from_ref(obj),
+                vec![obj.clone()],
                 json!({"resourceVersion": obj["metadata"]["resourceVersion"]}),
                 include,
                 first,

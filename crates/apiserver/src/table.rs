@@ -28,21 +28,22 @@ fn now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-fn row(group: &str, kind: &str, obj: &Value, include: IncludeObject, now: i64) -> Value {
-    let mut r = json!({ "cells": printers::cells(group, kind, obj, now) });
-    if let Some(c) = printers::row_conditions(group, kind, obj) {
+fn row(group: &str, kind: &str, mut obj: Value, include: IncludeObject, now: i64) -> Value {
+    let mut r = json!({ "cells": printers::cells(group, kind, &obj, now) });
+    if let Some(c) = printers::row_conditions(group, kind, &obj) {
         r["conditions"] = c;
     }
+    // The object is moved into the row, not copied: a large list is thousands of them.
     match include {
         IncludeObject::None => {}
         IncludeObject::Metadata => {
             r["object"] = json!({
                 "kind": "PartialObjectMetadata",
                 "apiVersion": "meta.k8s.io/v1",
-                "metadata": obj["metadata"],
+                "metadata": obj["metadata"].take(),
             });
         }
-        IncludeObject::Object => r["object"] = obj.clone(),
+        IncludeObject::Object => r["object"] = obj,
     }
     r
 }
@@ -53,7 +54,7 @@ fn row(group: &str, kind: &str, obj: &Value, include: IncludeObject, now: i64) -
 pub fn table(
     group: &str,
     kind: &str,
-    objects: &[Value],
+    objects: Vec<Value>,
     list_meta: Value,
     include: IncludeObject,
     with_definitions: bool,
@@ -80,6 +81,9 @@ pub fn table(
         "apiVersion": "meta.k8s.io/v1",
         "metadata": list_meta,
         "columnDefinitions": defs,
-        "rows": objects.iter().map(|o| row(group, kind, o, include, now)).collect::<Vec<_>>(),
+        "rows": objects
+            .into_iter()
+            .map(|o| row(group, kind, o, include, now))
+            .collect::<Vec<_>>(),
     })
 }
