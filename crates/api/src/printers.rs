@@ -2161,6 +2161,32 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// `YYYY-MM-DDTHH:MM:SSZ` (or with `.ffffff` microseconds) for Unix seconds in UTC; `None`
+/// outside years 0–9999.
+pub fn format_timestamp(secs: i64, micros: Option<i64>) -> Option<String> {
+    // 0000-01-01T00:00:00Z and 9999-12-31T23:59:59Z.
+    if !(-62_167_219_200..=253_402_300_799).contains(&secs) {
+        return None;
+    }
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Days since 1970-01-01 → civil date (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    Some(match micros {
+        None => format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}Z"),
+        Some(us) => format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{us:06}Z"),
+    })
+}
+
 /// Microseconds since the Unix epoch of an RFC 3339 timestamp (`2024-05-01T10:00:00Z`,
 /// `2024-05-01T10:00:00.123456+02:00`); `None` if it does not parse.
 pub fn parse_timestamp(text: &str) -> Option<i64> {

@@ -919,7 +919,7 @@ fn decode_special(
                 .ok_or_else(|| invalid(msg, "seconds", "out of range"))?;
             let nanos = nanos.rem_euclid(1_000_000_000);
             let micros = (msg.special == Special::MicroTime).then_some(nanos / 1000);
-            rfc3339(secs, micros)
+            crate::printers::format_timestamp(secs, micros)
                 .map(Value::String)
                 .ok_or_else(|| invalid(msg, "seconds", format!("{secs} is outside years 0-9999")))
         }
@@ -1005,32 +1005,6 @@ fn base64(data: &[u8]) -> String {
     out
 }
 
-/// `YYYY-MM-DDTHH:MM:SSZ` (or with `.ffffff` microseconds) for Unix seconds in UTC; `None`
-/// outside years 0–9999.
-fn rfc3339(secs: i64, micros: Option<i64>) -> Option<String> {
-    // 0000-01-01T00:00:00Z and 9999-12-31T23:59:59Z.
-    if !(-62_167_219_200..=253_402_300_799).contains(&secs) {
-        return None;
-    }
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Days since 1970-01-01 → civil date (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
-    Some(match micros {
-        None => format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}Z"),
-        Some(us) => format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{us:06}Z"),
-    })
-}
-
 /// Go's `time.Duration.String()`: `"1h2m3.5s"`, `"1.5µs"`, `"0s"`.
 fn go_duration(d: i64) -> String {
     if d == 0 {
@@ -1087,26 +1061,33 @@ mod tests {
 
     #[test]
     fn times_format_like_go() {
-        assert_eq!(rfc3339(0, None).as_deref(), Some("1970-01-01T00:00:00Z"));
+        use crate::printers::format_timestamp;
         assert_eq!(
-            rfc3339(1_735_689_600, None).as_deref(),
+            format_timestamp(0, None).as_deref(),
+            Some("1970-01-01T00:00:00Z")
+        );
+        assert_eq!(
+            format_timestamp(1_735_689_600, None).as_deref(),
             Some("2025-01-01T00:00:00Z")
         );
         assert_eq!(
-            rfc3339(951_782_400, Some(5)).as_deref(),
+            format_timestamp(951_782_400, Some(5)).as_deref(),
             Some("2000-02-29T00:00:00.000005Z")
         );
-        assert_eq!(rfc3339(-1, None).as_deref(), Some("1969-12-31T23:59:59Z"));
         assert_eq!(
-            rfc3339(-62_167_219_200, None).as_deref(),
+            format_timestamp(-1, None).as_deref(),
+            Some("1969-12-31T23:59:59Z")
+        );
+        assert_eq!(
+            format_timestamp(-62_167_219_200, None).as_deref(),
             Some("0000-01-01T00:00:00Z")
         );
         assert_eq!(
-            rfc3339(253_402_300_799, None).as_deref(),
+            format_timestamp(253_402_300_799, None).as_deref(),
             Some("9999-12-31T23:59:59Z")
         );
-        assert_eq!(rfc3339(253_402_300_800, None), None);
-        assert_eq!(rfc3339(i64::MIN, None), None);
+        assert_eq!(format_timestamp(253_402_300_800, None), None);
+        assert_eq!(format_timestamp(i64::MIN, None), None);
     }
 
     #[test]

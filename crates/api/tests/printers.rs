@@ -14,24 +14,7 @@ const NOW: i64 = 1_714_564_800;
 
 /// RFC 3339 text of the moment `secs` seconds before [`NOW`].
 fn ago(secs: i64) -> String {
-    let t = NOW - secs;
-    let (days, rem) = (t.div_euclid(86_400), t.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (proleptic Gregorian).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3_600,
-        rem / 60 % 60,
-        rem % 60
-    )
+    rudder_api::printers::format_timestamp(NOW - secs, None).unwrap()
 }
 
 fn row(group: &str, kind: &str, obj: &Value) -> Vec<Value> {

@@ -1543,3 +1543,52 @@ fn strategy_more_validation_corners() {
         ["spec.finalizers: Invalid value: \"custom\": name is neither a standard finalizer name nor is it fully qualified"]
     );
 }
+
+/// Set-based requirements in label selectors and node affinity share their value rules;
+/// node affinity also has `Gt`/`Lt` with exactly one value.
+#[test]
+fn strategy_selector_requirements_need_the_values_their_operator_does() {
+    let pdb = json!({
+        "metadata": meta("pdb"),
+        "spec": {"minAvailable": 1, "selector": {"matchExpressions": [
+            {"key": "a", "operator": "In"},
+            {"key": "b", "operator": "Exists", "values": ["x"]},
+            {"key": "c", "operator": "Gt", "values": ["1"]},
+        ]}},
+    });
+    assert_eq!(
+        create_errors("policy", "PodDisruptionBudget", pdb),
+        [
+            "spec.selector.matchExpressions[0].values: Required value: must be specified when `operator` is 'In' or 'NotIn'",
+            "spec.selector.matchExpressions[1].values: Forbidden: may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
+            "spec.selector.matchExpressions[2].operator: Invalid value: \"Gt\": not a valid selector operator",
+        ]
+    );
+    let term = |rq: Value| {
+        json!({
+            "metadata": meta("p"),
+            "spec": {
+                "containers": [{"name": "c", "image": "i"}],
+                "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [{"matchExpressions": [rq]}],
+                }}},
+            },
+        })
+    };
+    let path = "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0]";
+    let cases = [
+        (json!({"key": "k", "operator": "NotIn"}), format!("{path}.values: Required value: must be specified when `operator` is 'In' or 'NotIn'")),
+        (json!({"key": "k", "operator": "DoesNotExist", "values": ["v"]}), format!("{path}.values: Forbidden: may not be specified when `operator` is 'Exists' or 'DoesNotExist'")),
+        (json!({"key": "k", "operator": "Lt", "values": ["1", "2"]}), format!("{path}.values: Required value: must be specified single value when `operator` is 'Lt' or 'Gt'")),
+        (json!({"key": "k", "operator": "Near"}), format!("{path}.operator: Invalid value: \"Near\": not a valid selector operator")),
+    ];
+    for (rq, want) in cases {
+        assert_eq!(create_errors("", "Pod", term(rq)), [want]);
+    }
+    assert!(create_errors(
+        "",
+        "Pod",
+        term(json!({"key": "k", "operator": "Gt", "values": ["1"]}))
+    )
+    .is_empty());
+}

@@ -15,6 +15,7 @@ use rudder_api::selector::Selectors;
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
+use crate::patch::Patch;
 use crate::pki::{NodeToken, User};
 use crate::registry::{DeleteOptions, Deleted, ListOptions, Part, Registry, Res, WatchEvent};
 use crate::resources::{self, Served};
@@ -270,9 +271,13 @@ fn content_type(headers: &HeaderMap) -> String {
 }
 
 /// Decodes an object body: JSON, YAML, or protobuf (the `k8s\0` envelope kubectl 1.32+ sends).
-pub(crate) fn decode_object(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
-    let ct = content_type(headers);
-    match ct.as_str() {
+fn decode_object(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
+    decode_body(&content_type(headers), body)
+}
+
+/// Decodes an object body of the given (lower-case, parameter-free) content type.
+pub(crate) fn decode_body(content_type: &str, body: &[u8]) -> Result<Value, ApiError> {
+    match content_type {
         "application/json" | "" | "*/*" => serde_json::from_slice(body).map_err(|e| {
             ApiError::bad_request(format!("error decoding the request body as JSON: {e}"))
         }),
@@ -485,22 +490,18 @@ async fn route(st: &Arc<AppState>, user: &User, req: Request) -> Result<Response
                 Method::PATCH => {
                     let dry = dry_run(&q)?;
                     let fv = field_validation(&q)?;
-                    let (headers, mut body) = read_body(req).await?;
-                    let ct = content_type(&headers);
+                    let (headers, body) = read_body(req).await?;
+                    let mut patch = Patch::parse(&content_type(&headers), &body)?;
                     // Merge and strategic merge patches are partial objects: their unknown
                     // fields are checked (and dropped) like a full object's.
-                    let mut warnings = Vec::new();
-                    if ct == "application/merge-patch+json"
-                        || ct == "application/strategic-merge-patch+json"
-                    {
-                        if let Ok(mut p) = serde_json::from_slice::<Value>(&body) {
-                            warnings = check_fields(res, &mut p, fv)?;
-                            body = Bytes::from(serde_json::to_vec(&p).unwrap_or_default());
-                        }
-                    }
-                    let patched =
-                        crate::patch::apply(&st.registry, res, ns, name, part, dry, &ct, &body)
-                            .await?;
+                    let warnings = match &mut patch {
+                        Patch::Merge(p) | Patch::Strategic(p) => check_fields(res, p, fv)?,
+                        Patch::Json(_) => Vec::new(),
+                    };
+                    let patched = st
+                        .registry
+                        .patch(res, ns, name, part, dry, |old| patch.apply_to(old))
+                        .await?;
                     Ok(with_warnings(
                         json_response(StatusCode::OK, &patched),
                         &warnings,

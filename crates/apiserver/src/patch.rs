@@ -1,11 +1,10 @@
-//! PATCH: JSON patch (RFC 6902), JSON merge patch (RFC 7386) and strategic merge patch, applied
-//! through the registry's read-change-CAS loop.
+//! PATCH bodies: JSON patch (RFC 6902), JSON merge patch (RFC 7386) and strategic merge
+//! patch, parsed once and applied in the registry's read-change-CAS loop.
 
 use rudder_api::patch::strategic_merge;
 use serde_json::Value;
 
 use crate::error::ApiError;
-use crate::registry::{Part, Registry, Res};
 
 /// A parsed patch body.
 pub enum Patch {
@@ -61,21 +60,4 @@ impl Patch {
             Patch::Strategic(p) => strategic_merge(doc, p).map_err(ApiError::bad_request),
         }
     }
-}
-
-#[allow(clippy::too_many_arguments)]
-pub async fn apply(
-    registry: &Registry,
-    res: &Res,
-    ns: Option<&str>,
-    name: &str,
-    part: Part,
-    dry_run: bool,
-    content_type: &str,
-    body: &[u8],
-) -> Result<Value, ApiError> {
-    let patch = Patch::parse(content_type, body)?;
-    registry
-        .patch(res, ns, name, part, dry_run, |old| patch.apply_to(old))
-        .await
 }

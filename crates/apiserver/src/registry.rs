@@ -176,6 +176,14 @@ fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
     meta(obj).get(field).and_then(Value::as_str)
 }
 
+/// `metadata.resourceVersion`: not stored, the revision of the write that made this version.
+fn set_resource_version(obj: &mut Value, revision: Revision) {
+    meta_mut(obj).insert(
+        "resourceVersion".into(),
+        Value::String(revision.to_string()),
+    );
+}
+
 fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
     if !obj.get("metadata").is_some_and(Value::is_object) {
         obj["metadata"] = json!({});
@@ -255,25 +263,9 @@ fn done_deleting(res: &Res, old: &Value, new: &Value) -> bool {
         && namespace_finalized
 }
 
-/// Seconds since the epoch as `YYYY-MM-DDThh:mm:ssZ` (civil-from-days, proleptic Gregorian).
+/// Seconds since the epoch as `YYYY-MM-DDThh:mm:ssZ`.
 pub fn rfc3339(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    rudder_api::printers::format_timestamp(secs, None).unwrap_or_default()
 }
 
 /// A random RFC 4122 version-4 UUID.
@@ -313,10 +305,7 @@ fn decode_stored(kv: &KeyValue) -> Result<Value, ApiError> {
             String::from_utf8_lossy(&kv.key)
         ))
     })?;
-    meta_mut(&mut obj).insert(
-        "resourceVersion".into(),
-        Value::String(kv.mod_revision.to_string()),
-    );
+    set_resource_version(&mut obj, kv.mod_revision);
     Ok(obj)
 }
 
@@ -728,10 +717,7 @@ impl Registry {
         }
         match result {
             Ok(kv) => {
-                meta_mut(&mut obj).insert(
-                    "resourceVersion".into(),
-                    Value::String(kv.mod_revision.to_string()),
-                );
+                set_resource_version(&mut obj, kv.mod_revision);
                 Ok(res.present(obj))
             }
             Err(StoreError::AlreadyExists { .. }) => {
@@ -964,10 +950,7 @@ impl Registry {
             }
             match result {
                 Ok(kv) => {
-                    meta_mut(&mut new).insert(
-                        "resourceVersion".into(),
-                        Value::String(kv.mod_revision.to_string()),
-                    );
+                    set_resource_version(&mut new, kv.mod_revision);
                     return Ok(new);
                 }
                 Err(StoreError::Conflict { current: None, .. }) => {
@@ -1106,10 +1089,7 @@ impl Registry {
             }
             match self.store.update(key.clone(), encode(&obj)?, rev).await {
                 Ok(kv) => {
-                    meta_mut(&mut obj).insert(
-                        "resourceVersion".into(),
-                        Value::String(kv.mod_revision.to_string()),
-                    );
+                    set_resource_version(&mut obj, kv.mod_revision);
                     return Ok(Deleted::Pending(obj));
                 }
                 Err(StoreError::Conflict { .. }) => continue,
@@ -1388,10 +1368,7 @@ fn plain_line(res: &Res, e: &rudder_store::Event) -> Bytes {
 fn convert_event(res: &Res, sel: &Selectors, e: &rudder_store::Event) -> Option<WatchEvent> {
     use rudder_store::EventKind;
     let at_event = |mut obj: Value| {
-        meta_mut(&mut obj).insert(
-            "resourceVersion".into(),
-            Value::String(e.kv.mod_revision.to_string()),
-        );
+        set_resource_version(&mut obj, e.kv.mod_revision);
         obj
     };
     let prev = e.prev.as_ref().and_then(|p| decode(res, p).ok());

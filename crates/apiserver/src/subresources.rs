@@ -9,7 +9,7 @@ use rudder_api::validation::FieldError;
 use serde_json::{json, Value};
 
 use crate::error::{ApiError, Target};
-use crate::handlers::{decode_object, json_response, AppState, Query};
+use crate::handlers::{decode_body, json_response, AppState, Query};
 use crate::patch::Patch;
 use crate::registry::{DeleteOptions, ListOptions, Part, Registry, Res};
 use crate::resources::{self, Served};
@@ -37,7 +37,7 @@ pub async fn serve(st: &AppState, r: SubRequest<'_>) -> Result<Response, ApiErro
             Ok(json_response(StatusCode::OK, &scale_of(res, &obj)))
         }
         ("scale", &Method::PUT) => {
-            let scale = decode_object_ct(&r.content_type, r.body)?;
+            let scale = decode_body(&r.content_type, r.body)?;
             let updated =
                 set_scale(reg, res, r.ns, r.name, r.dry_run, |_| Ok(scale.clone())).await?;
             Ok(json_response(StatusCode::OK, &updated))
@@ -50,19 +50,19 @@ pub async fn serve(st: &AppState, r: SubRequest<'_>) -> Result<Response, ApiErro
         }
         ("finalize", &Method::PUT) => {
             // spec.finalizers (and metadata) from the body; the status stays.
-            let ns = decode_object_ct(&r.content_type, r.body)?;
+            let ns = decode_body(&r.content_type, r.body)?;
             let updated = reg
                 .update(res, None, r.name, ns, Part::Main, r.dry_run)
                 .await?;
             Ok(json_response(StatusCode::OK, &updated))
         }
         ("binding", &Method::POST) => {
-            let binding = decode_object_ct(&r.content_type, r.body)?;
+            let binding = decode_body(&r.content_type, r.body)?;
             bind(reg, res, r.ns, r.name, &binding, r.dry_run).await?;
             Ok(created())
         }
         ("eviction", &Method::POST) => {
-            let eviction = decode_object_ct(&r.content_type, r.body)?;
+            let eviction = decode_body(&r.content_type, r.body)?;
             evict(reg, res, r.ns, r.name, &eviction, r.dry_run).await?;
             Ok(created())
         }
@@ -93,14 +93,6 @@ pub async fn serve(st: &AppState, r: SubRequest<'_>) -> Result<Response, ApiErro
         }
         (_, m) => Err(ApiError::method_not_allowed(m.as_str())),
     }
-}
-
-fn decode_object_ct(content_type: &str, body: &[u8]) -> Result<Value, ApiError> {
-    let mut headers = axum::http::HeaderMap::new();
-    if let Ok(v) = content_type.parse() {
-        headers.insert(axum::http::header::CONTENT_TYPE, v);
-    }
-    decode_object(&headers, body)
 }
 
 /// `201 Created` with a success Status, as upstream answers bindings and evictions.

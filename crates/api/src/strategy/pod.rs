@@ -1993,36 +1993,20 @@ pub(crate) fn validate_tolerations(errs: &mut Vec<FieldError>, tolerations: &[Va
 
 fn node_selector_requirement(errs: &mut Vec<FieldError>, rq: &Value, p: &str) {
     let values = arr(rq, "values");
-    match sz(rq, "operator") {
-        "In" | "NotIn" => {
-            if values.is_empty() {
-                errs.push(required(
-                    format!("{p}.values"),
-                    "must be specified when `operator` is 'In' or 'NotIn'",
-                ));
-            }
+    let operator = sz(rq, "operator");
+    if !set_operator_values(errs, operator, values, p) {
+        match operator {
+            "Gt" | "Lt" if values.len() != 1 => errs.push(required(
+                format!("{p}.values"),
+                "must be specified single value when `operator` is 'Lt' or 'Gt'",
+            )),
+            "Gt" | "Lt" => {}
+            other => errs.push(invalid_str(
+                format!("{p}.operator"),
+                other,
+                "not a valid selector operator",
+            )),
         }
-        "Exists" | "DoesNotExist" => {
-            if !values.is_empty() {
-                errs.push(forbidden(
-                    format!("{p}.values"),
-                    "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
-                ));
-            }
-        }
-        "Gt" | "Lt" => {
-            if values.len() != 1 {
-                errs.push(required(
-                    format!("{p}.values"),
-                    "must be specified single value when `operator` is 'Lt' or 'Gt'",
-                ));
-            }
-        }
-        other => errs.push(invalid_str(
-            format!("{p}.operator"),
-            other,
-            "not a valid selector operator",
-        )),
     }
     label_name(errs, sz(rq, "key"), &format!("{p}.key"));
 }

@@ -449,6 +449,29 @@ pub(crate) fn qualified_name(errs: &mut Vec<FieldError>, value: &str, path: &str
 
 const OPERATORS: [&str; 4] = ["In", "NotIn", "Exists", "DoesNotExist"];
 
+/// The values a set-based operator (`In`, `NotIn`, `Exists`, `DoesNotExist`) of the
+/// requirement at `p` needs; false for any other operator (the caller's to judge).
+pub(crate) fn set_operator_values(
+    errs: &mut Vec<FieldError>,
+    operator: &str,
+    values: &[Value],
+    p: &str,
+) -> bool {
+    match operator {
+        "In" | "NotIn" if values.is_empty() => errs.push(required(
+            format!("{p}.values"),
+            "must be specified when `operator` is 'In' or 'NotIn'",
+        )),
+        "Exists" | "DoesNotExist" if !values.is_empty() => errs.push(forbidden(
+            format!("{p}.values"),
+            "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
+        )),
+        "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
+        _ => return false,
+    }
+    true
+}
+
 /// `ValidateLabelSelector`.
 pub(crate) fn validate_selector(errs: &mut Vec<FieldError>, sel: Option<&Value>, path: &str) {
     let Some(sel) = sel.filter(|s| !s.is_null()) else {
@@ -460,28 +483,12 @@ pub(crate) fn validate_selector(errs: &mut Vec<FieldError>, sel: Option<&Value>,
     for (i, e) in arr(sel, "matchExpressions").iter().enumerate() {
         let p = format!("{path}.matchExpressions[{i}]");
         let values = arr(e, "values");
-        match sz(e, "operator") {
-            "In" | "NotIn" => {
-                if values.is_empty() {
-                    errs.push(required(
-                        format!("{p}.values"),
-                        "must be specified when `operator` is 'In' or 'NotIn'",
-                    ));
-                }
-            }
-            "Exists" | "DoesNotExist" => {
-                if !values.is_empty() {
-                    errs.push(forbidden(
-                        format!("{p}.values"),
-                        "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
-                    ));
-                }
-            }
-            op => errs.push(invalid_str(
+        if !set_operator_values(errs, sz(e, "operator"), values, &p) {
+            errs.push(invalid_str(
                 format!("{p}.operator"),
-                op,
+                sz(e, "operator"),
                 "not a valid selector operator",
-            )),
+            ));
         }
         label_name(errs, sz(e, "key"), &format!("{p}.key"));
         for (j, v) in values.iter().enumerate() {
