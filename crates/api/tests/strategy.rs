@@ -1,7 +1,9 @@
 //! Strategies: every kind gets upstream's defaults, and invalid objects get upstream's field
 //! paths and messages (the text kubectl prints after "is invalid:").
 
-use rudder_api::strategy::{parse_schedule, prepare, validate};
+use rudder_api::strategy::{
+    grace_period, may_go_when_finalized, parse_schedule, prepare, validate,
+};
 use rudder_api::validation::{parse_quantity, FieldError, Quantity};
 use serde_json::{json, Value};
 
@@ -1591,4 +1593,29 @@ fn strategy_selector_requirements_need_the_values_their_operator_does() {
         term(json!({"key": "k", "operator": "Gt", "values": ["1"]}))
     )
     .is_empty());
+}
+
+/// Graceful deletion is the pods' (unless they never ran or have finished); namespaces wait
+/// for their spec finalizers.
+#[test]
+fn strategy_deletion_rules() {
+    let pod = |node: &str, phase: &str| json!({"spec": {"nodeName": node, "terminationGracePeriodSeconds": 45}, "status": {"phase": phase}});
+    assert_eq!(grace_period("", "Pod", &pod("n1", "Running"), None), 45);
+    assert_eq!(grace_period("", "Pod", &pod("n1", "Running"), Some(5)), 5);
+    assert_eq!(grace_period("", "Pod", &pod("n1", "Running"), Some(-3)), 0);
+    assert_eq!(grace_period("", "Pod", &pod("", "Pending"), Some(5)), 0);
+    assert_eq!(grace_period("", "Pod", &pod("n1", "Succeeded"), None), 0);
+    assert_eq!(
+        grace_period("", "Pod", &json!({"spec": {"nodeName": "n1"}}), None),
+        30
+    );
+    assert_eq!(grace_period("apps", "Deployment", &json!({}), Some(30)), 0);
+    let ns = |f: Value| json!({"spec": {"finalizers": f}});
+    assert!(!may_go_when_finalized(
+        "",
+        "Namespace",
+        &ns(json!(["kubernetes"]))
+    ));
+    assert!(may_go_when_finalized("", "Namespace", &ns(json!([]))));
+    assert!(may_go_when_finalized("", "ConfigMap", &ns(json!(["x"]))));
 }

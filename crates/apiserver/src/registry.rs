@@ -220,47 +220,19 @@ pub fn now_rfc3339() -> String {
     rfc3339(now_unix())
 }
 
-fn is_pods(res: &Res) -> bool {
-    res.group.is_empty() && res.plural == "pods"
-}
-
-/// The grace period of a delete: pods get theirs (the request's, else
-/// `spec.terminationGracePeriodSeconds`), unless they never ran on a node or have finished,
-/// as upstream; everything else goes at once.
-fn grace_period(res: &Res, obj: &Value, opts: &DeleteOptions) -> i64 {
-    if !is_pods(res) {
-        return 0;
-    }
-    let spec = &obj["spec"];
-    let unscheduled = spec["nodeName"].as_str().is_none_or(str::is_empty);
-    let finished = matches!(
-        obj["status"]["phase"].as_str(),
-        Some("Succeeded" | "Failed")
-    );
-    if unscheduled || finished {
-        return 0;
-    }
-    opts.grace_period_seconds
-        .or_else(|| spec["terminationGracePeriodSeconds"].as_i64())
-        .unwrap_or(30)
-        .max(0)
-}
-
 /// An update that leaves an object being deleted with nothing to wait for (its last finalizer
-/// removed, its grace period over) deletes it. A namespace also waits for its
-/// `spec.finalizers` (the `finalize` subresource).
+/// removed, its grace period over) deletes it, if its kind agrees.
 fn done_deleting(res: &Res, old: &Value, new: &Value) -> bool {
-    let empty = |v: &Value| v.as_array().is_none_or(|a| a.is_empty());
-    let namespace_finalized =
-        !(res.group.is_empty() && res.plural == "namespaces") || empty(&new["spec"]["finalizers"]);
     meta(old).get("deletionTimestamp").is_some()
         && meta(new).get("deletionTimestamp").is_some()
-        && empty(&meta(new)["finalizers"])
+        && meta(new)["finalizers"]
+            .as_array()
+            .is_none_or(|f| f.is_empty())
         && meta(new)["deletionGracePeriodSeconds"]
             .as_i64()
             .unwrap_or(0)
             == 0
-        && namespace_finalized
+        && strategy::may_go_when_finalized(res.storage_group, res.storage_kind, new)
 }
 
 /// Seconds since the epoch as `YYYY-MM-DDThh:mm:ssZ`.
@@ -1040,7 +1012,12 @@ impl Registry {
                     finalizers.push(Value::String(f.into()));
                 }
             }
-            let grace = grace_period(res, &obj, opts);
+            let grace = strategy::grace_period(
+                res.storage_group,
+                res.storage_kind,
+                &obj,
+                opts.grace_period_seconds,
+            );
             if finalizers.is_empty() && grace == 0 {
                 if opts.dry_run {
                     return Ok(Deleted::Now(obj));

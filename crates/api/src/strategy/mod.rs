@@ -126,3 +126,25 @@ pub fn validate(group: &str, kind: &str, obj: &Value, old: Option<&Value>) -> Ve
         _ => Vec::new(),
     }
 }
+
+/// Seconds a delete of this (stored) object waits before it is gone, upstream's
+/// `CheckGracefulDelete`: a pod gets the requested period, else its
+/// `spec.terminationGracePeriodSeconds`, unless it never ran on a node or has finished;
+/// everything else goes at once.
+pub fn grace_period(group: &str, kind: &str, obj: &Value, requested: Option<i64>) -> i64 {
+    match (group, kind) {
+        ("", "Pod") => pod::grace_period(obj, requested),
+        _ => 0,
+    }
+}
+
+/// Whether an object being deleted, with no finalizers and no grace period left, may go
+/// (upstream's `ShouldDeleteDuringUpdate`): a namespace also waits for its `spec.finalizers`.
+pub fn may_go_when_finalized(group: &str, kind: &str, obj: &Value) -> bool {
+    match (group, kind) {
+        ("", "Namespace") => obj["spec"]["finalizers"]
+            .as_array()
+            .is_none_or(|f| f.is_empty()),
+        _ => true,
+    }
+}

@@ -2683,6 +2683,23 @@ fn validate_volumes(
     valid
 }
 
+/// See [`super::grace_period`].
+pub(crate) fn grace_period(pod: &Value, requested: Option<i64>) -> i64 {
+    let spec = &pod["spec"];
+    let unscheduled = spec["nodeName"].as_str().is_none_or(str::is_empty);
+    let finished = matches!(
+        pod["status"]["phase"].as_str(),
+        Some("Succeeded" | "Failed")
+    );
+    if unscheduled || finished {
+        return 0;
+    }
+    requested
+        .or_else(|| spec["terminationGracePeriodSeconds"].as_i64())
+        .unwrap_or(30)
+        .max(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
