@@ -16,6 +16,7 @@ pub mod openapi;
 pub mod patch;
 pub mod printers;
 pub mod protobuf;
+pub mod schema;
 pub mod selector;
 pub mod strategy;
 pub mod validation;

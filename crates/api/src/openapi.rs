@@ -276,23 +276,81 @@ fn register<T: JsonSchema + k8s_openapi::Resource>(
     );
 }
 
-macro_rules! register_kinds {
-    ($gen:expr, $kinds:expr; $($ty:path),* $(,)?) => {
-        $( register::<$ty>($gen, $kinds); )*
-    };
+/// Calls `$m!(types…)` with the k8s-openapi type of every kind in the served group-versions
+/// (more than the catalogue serves, so a new catalogue row finds its schema and type here):
+/// one list for the schemas and the typed decoders.
+macro_rules! served_types {
+    ($m:ident) => {{
+        use k8s_openapi::api::{
+            apps::v1 as apps, authentication::v1 as authn, authorization::v1 as authz,
+            autoscaling::v1 as as1, autoscaling::v2 as as2, batch::v1 as batch,
+            coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery,
+            events::v1 as events, networking::v1 as networking, policy::v1 as policy,
+            rbac::v1 as rbac, scheduling::v1 as scheduling, storage::v1 as storage,
+        };
+        $m!(
+            core::Binding,
+            core::ComponentStatus,
+            core::ConfigMap,
+            core::Endpoints,
+            core::Event,
+            core::LimitRange,
+            core::Namespace,
+            core::Node,
+            core::PersistentVolume,
+            core::PersistentVolumeClaim,
+            core::Pod,
+            core::PodTemplate,
+            core::ReplicationController,
+            core::ResourceQuota,
+            core::Secret,
+            core::Service,
+            core::ServiceAccount,
+            apps::ControllerRevision,
+            apps::DaemonSet,
+            apps::Deployment,
+            apps::ReplicaSet,
+            apps::StatefulSet,
+            events::Event,
+            authn::SelfSubjectReview,
+            authn::TokenRequest,
+            authn::TokenReview,
+            authz::LocalSubjectAccessReview,
+            authz::SelfSubjectAccessReview,
+            authz::SelfSubjectRulesReview,
+            authz::SubjectAccessReview,
+            as1::HorizontalPodAutoscaler,
+            as1::Scale,
+            as2::HorizontalPodAutoscaler,
+            batch::CronJob,
+            batch::Job,
+            networking::IPAddress,
+            networking::Ingress,
+            networking::IngressClass,
+            networking::NetworkPolicy,
+            networking::ServiceCIDR,
+            policy::Eviction,
+            policy::PodDisruptionBudget,
+            rbac::ClusterRole,
+            rbac::ClusterRoleBinding,
+            rbac::Role,
+            rbac::RoleBinding,
+            storage::CSIDriver,
+            storage::CSINode,
+            storage::CSIStorageCapacity,
+            storage::StorageClass,
+            storage::VolumeAttachment,
+            scheduling::PriorityClass,
+            coordination::Lease,
+            discovery::EndpointSlice,
+        )
+    }};
 }
 
-/// The schemas of every kind k8s-openapi knows in the served group-versions (more than the
-/// catalogue serves, so a new catalogue row finds its schema here), the meta types the
-/// operations use, and what they reference.
+/// The schemas of every served type ([`served_types`]), the meta types the operations use,
+/// and what they reference.
 fn generate() -> (Map<String, Value>, BTreeMap<Gvk, String>) {
-    use k8s_openapi::api::{
-        apps::v1 as apps, authentication::v1 as authn, authorization::v1 as authz,
-        autoscaling::v1 as as1, autoscaling::v2 as as2, batch::v1 as batch,
-        coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery,
-        events::v1 as events, networking::v1 as networking, policy::v1 as policy, rbac::v1 as rbac,
-        scheduling::v1 as scheduling, storage::v1 as storage,
-    };
+    use k8s_openapi::api::core::v1 as core;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
 
     let mut gen = SchemaSettings::draft07()
@@ -303,31 +361,12 @@ fn generate() -> (Map<String, Value>, BTreeMap<Gvk, String>) {
         })
         .into_generator();
     let mut kinds = BTreeMap::new();
-    let g = &mut gen;
-    let k = &mut kinds;
-    register_kinds!(g, k;
-        core::Binding, core::ComponentStatus, core::ConfigMap, core::Endpoints, core::Event,
-        core::LimitRange, core::Namespace, core::Node, core::PersistentVolume,
-        core::PersistentVolumeClaim, core::Pod, core::PodTemplate, core::ReplicationController,
-        core::ResourceQuota, core::Secret, core::Service, core::ServiceAccount,
-        apps::ControllerRevision, apps::DaemonSet, apps::Deployment, apps::ReplicaSet,
-        apps::StatefulSet,
-        events::Event,
-        authn::SelfSubjectReview, authn::TokenRequest, authn::TokenReview,
-        authz::LocalSubjectAccessReview, authz::SelfSubjectAccessReview,
-        authz::SelfSubjectRulesReview, authz::SubjectAccessReview,
-        as1::HorizontalPodAutoscaler, as1::Scale, as2::HorizontalPodAutoscaler,
-        batch::CronJob, batch::Job,
-        networking::IPAddress, networking::Ingress, networking::IngressClass,
-        networking::NetworkPolicy, networking::ServiceCIDR,
-        policy::Eviction, policy::PodDisruptionBudget,
-        rbac::ClusterRole, rbac::ClusterRoleBinding, rbac::Role, rbac::RoleBinding,
-        storage::CSIDriver, storage::CSINode, storage::CSIStorageCapacity, storage::StorageClass,
-        storage::VolumeAttachment,
-        scheduling::PriorityClass,
-        coordination::Lease,
-        discovery::EndpointSlice,
-    );
+    macro_rules! register_all {
+        ($($ty:ty),* $(,)?) => {{
+            $( register::<$ty>(&mut gen, &mut kinds); )*
+        }};
+    }
+    served_types!(register_all);
     gen.subschema_for::<meta::APIResourceList>();
     gen.subschema_for::<meta::DeleteOptions>();
     gen.subschema_for::<meta::ListMeta>();
@@ -2599,105 +2638,60 @@ mod gnostic {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Unknown fields (`fieldValidation`), checked against the same schemas the documents publish.
+// The schemas, for [`crate::schema`]'s typed-object checks.
 
-/// The v3 component schemas and which schema each kind uses, parsed once.
+/// The component schemas and which schema each kind uses, generated once.
 fn schema_index() -> &'static (Map<String, Value>, BTreeMap<Gvk, String>) {
     static INDEX: OnceLock<(Map<String, Value>, BTreeMap<Gvk, String>)> = OnceLock::new();
     INDEX.get_or_init(generate)
 }
 
-fn resolve<'a>(schemas: &'a Map<String, Value>, mut schema: &'a Value) -> &'a Value {
-    for _ in 0..8 {
-        let r = schema.get("$ref").or_else(|| {
-            schema
-                .get("allOf")
-                .and_then(|a| a.get(0))
-                .and_then(|a| a.get("$ref"))
-        });
-        match r
-            .and_then(Value::as_str)
-            .and_then(|r| r.strip_prefix(SCHEMA_PREFIX_V3))
-        {
-            Some(name) => match schemas.get(name) {
-                Some(s) => schema = s,
-                None => return schema,
-            },
-            None => return schema,
-        }
-    }
-    schema
+/// Every component schema by name (`io.k8s.api.apps.v1.Deployment`), references as
+/// `#/components/schemas/<name>`.
+pub(crate) fn component_schemas() -> &'static Map<String, Value> {
+    &schema_index().0
 }
 
-fn prune(
-    schemas: &Map<String, Value>,
-    schema: &Value,
-    obj: &mut Value,
-    path: &str,
-    out: &mut Vec<String>,
-) {
-    let schema = resolve(schemas, schema);
-    if schema.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true)) {
-        return;
-    }
-    match obj {
-        Value::Object(map) => {
-            let props = schema.get("properties").and_then(Value::as_object);
-            let extra = schema.get("additionalProperties").filter(|a| a.is_object());
-            if props.is_none() && extra.is_none() {
-                return; // free-form (RawExtension, FieldsV1, …)
-            }
-            let keys: Vec<String> = map.keys().cloned().collect();
-            for k in keys {
-                if k.starts_with('$') {
-                    continue; // strategic merge patch directives
-                }
-                let child = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                };
-                let sub = props.and_then(|p| p.get(&k)).or(extra);
-                match sub {
-                    Some(sub) => {
-                        if let Some(v) = map.get_mut(&k) {
-                            prune(schemas, sub, v, &child, out);
-                        }
-                    }
-                    None => {
-                        map.remove(&k);
-                        out.push(child);
-                    }
-                }
-            }
-        }
-        Value::Array(items) => {
-            if let Some(item) = schema.get("items") {
-                for (i, v) in items.iter_mut().enumerate() {
-                    prune(schemas, item, v, &format!("{path}[{i}]"), out);
-                }
-            }
-        }
-        _ => {}
-    }
+/// Each kind's (group, version, kind) and the name of its schema.
+pub(crate) fn kind_schemas(
+) -> impl Iterator<Item = ((&'static str, &'static str, &'static str), &'static str)> {
+    schema_index()
+        .1
+        .iter()
+        .map(|(gvk, name)| ((gvk.group, gvk.version, gvk.kind.as_str()), name.as_str()))
 }
 
-/// Removes the fields `obj` (an object of `group/version` `kind`, or a patch of one) has that
-/// its schema does not, and returns their paths (`spec.template.spec.containers[0].foo`), as
-/// upstream's strict decoding reports them. Unknown kinds are left alone.
-pub fn prune_unknown_fields(
-    group: &'static str,
-    version: &'static str,
-    kind: &str,
-    obj: &mut Value,
-) -> Vec<String> {
-    let (schemas, kinds) = schema_index();
-    let gvk = Gvk::new(group, version, kind);
-    let mut out = Vec::new();
-    if let Some(schema) = kinds.get(&gvk).and_then(|name| schemas.get(name)) {
-        prune(schemas, schema, obj, "", &mut out);
-    }
-    out
+/// Deserialises a JSON object into a k8s-openapi type and drops it: `Err` is serde's message
+/// with the path where it stopped.
+pub(crate) type TypeDecoder = fn(&Value) -> Result<(), String>;
+
+fn decode_as<T: serde::de::DeserializeOwned>(v: &Value) -> Result<(), String> {
+    <T as serde::Deserialize>::deserialize(v)
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+/// The decoder of the k8s-openapi type of `group/version` `kind`.
+pub(crate) fn type_decoder(group: &str, version: &str, kind: &str) -> Option<TypeDecoder> {
+    static DECODERS: OnceLock<BTreeMap<(&'static str, &'static str, &'static str), TypeDecoder>> =
+        OnceLock::new();
+    DECODERS
+        .get_or_init(|| {
+            let mut m: BTreeMap<(&'static str, &'static str, &'static str), TypeDecoder> =
+                BTreeMap::new();
+            macro_rules! decoders {
+                ($($ty:ty),* $(,)?) => {{
+                    $( m.insert(
+                        (<$ty as k8s_openapi::Resource>::GROUP, <$ty as k8s_openapi::Resource>::VERSION, <$ty as k8s_openapi::Resource>::KIND),
+                        decode_as::<$ty>,
+                    ); )*
+                }};
+            }
+            served_types!(decoders);
+            m
+        })
+        .get(&(group, version, kind))
+        .copied()
 }
 
 #[cfg(test)]
@@ -2806,32 +2800,5 @@ mod tests {
                 walk(model, t, field, seen, mismatches);
             }
         }
-    }
-
-    #[test]
-    fn unknown_fields_are_pruned_with_their_paths() {
-        let mut obj = json!({
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "x", "labels": {"any": "thing"}, "bogus": 1},
-            "spec": {"replicaz": 2, "template": {"spec": {"containers": [
-                {"name": "a", "image": "i", "foo": true, "resources": {"limits": {"cpu": "1"}}}
-            ], "$setElementOrder/containers": [{"name": "a"}]}}}
-        });
-        let unknown = prune_unknown_fields("apps", "v1", "Deployment", &mut obj);
-        assert_eq!(
-            unknown,
-            [
-                "metadata.bogus",
-                "spec.replicaz",
-                "spec.template.spec.containers[0].foo"
-            ]
-        );
-        assert_eq!(obj["metadata"]["labels"]["any"], "thing");
-        assert_eq!(
-            obj["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["cpu"],
-            "1"
-        );
-        assert!(obj["spec"].get("replicaz").is_none());
-        assert!(prune_unknown_fields("apps", "v1", "NoSuchKind", &mut json!({"a": 1})).is_empty());
     }
 }

@@ -57,6 +57,14 @@ impl ApiError {
         ApiError::new(400, "BadRequest", message)
     }
 
+    /// A body upstream's decoder refuses: `Deployment in version "v1" cannot be handled as a
+    /// Deployment: json: cannot unmarshal …`.
+    pub fn cannot_handle(kind: &str, version: &str, why: &str) -> ApiError {
+        ApiError::bad_request(format!(
+            "{kind} in version \"{version}\" cannot be handled as a {kind}: {why}"
+        ))
+    }
+
     pub fn unauthorized() -> ApiError {
         ApiError::new(401, "Unauthorized", "Unauthorized")
     }

@@ -775,7 +775,7 @@ fn field_validation(q: &Query) -> Result<FieldValidation, ApiError> {
 /// Drops the fields the kind's schema does not have; Strict refuses them, Warn returns the
 /// warnings to send.
 fn check_fields(res: &Res, obj: &mut Value, fv: FieldValidation) -> Result<Vec<String>, ApiError> {
-    let unknown = rudder_api::openapi::prune_unknown_fields(res.group, res.version, res.kind, obj);
+    let unknown = rudder_api::schema::prune_unknown_fields(res.group, res.version, res.kind, obj);
     if unknown.is_empty() || fv == FieldValidation::Ignore {
         return Ok(Vec::new());
     }
@@ -784,12 +784,11 @@ fn check_fields(res: &Res, obj: &mut Value, fv: FieldValidation) -> Result<Vec<S
         .map(|u| format!("unknown field \"{u}\""))
         .collect();
     match fv {
-        FieldValidation::Strict => Err(ApiError::bad_request(format!(
-            "{kind} in version \"{version}\" cannot be handled as a {kind}: strict decoding error: {}",
-            list.join(", "),
-            kind = res.kind,
-            version = res.version,
-        ))),
+        FieldValidation::Strict => Err(ApiError::cannot_handle(
+            res.kind,
+            res.version,
+            &format!("strict decoding error: {}", list.join(", ")),
+        )),
         _ => Ok(list),
     }
 }

@@ -43,6 +43,7 @@ pub struct Res {
     pub has_generation: bool,
     /// Group and kind of the stored form: the strategy (defaults, validation) works on it.
     pub storage_group: &'static str,
+    pub storage_version: &'static str,
     pub storage_kind: &'static str,
     /// How the served form differs from the stored form, if it does.
     pub conversion: Option<Conversion>,
@@ -338,7 +339,25 @@ fn set_type(res: &Res, obj: &mut Value) {
     }
 }
 
-fn encode(obj: &Value) -> Result<Bytes, ApiError> {
+/// The JSON types of a body (or a patch's result) in the served form, checked before the
+/// strategy sees it: 400 with upstream's decoder message.
+fn check_types(res: &Res, obj: &mut Value) -> Result<(), ApiError> {
+    rudder_api::schema::check_types(res.group, res.version, res.kind, obj)
+        .map_err(|e| ApiError::cannot_handle(res.kind, res.version, &e))
+}
+
+/// What goes to the store: the object without its resourceVersion, which must decode as its
+/// k8s-openapi type, so every typed client can read whatever the server stored.
+fn encode(res: &Res, obj: &Value) -> Result<Bytes, ApiError> {
+    let typed = rudder_api::schema::decodes_as_type(
+        res.storage_group,
+        res.storage_version,
+        res.storage_kind,
+        obj,
+    );
+    if let Some(Err(e)) = typed {
+        return Err(ApiError::cannot_handle(res.kind, res.version, &e));
+    }
     let mut stored = obj.clone();
     if let Some(m) = stored.get_mut("metadata").and_then(Value::as_object_mut) {
         m.remove("resourceVersion");
@@ -635,6 +654,7 @@ impl Registry {
         dry_run: bool,
     ) -> Result<Value, ApiError> {
         self.check_envelope(res, ns, &mut obj)?;
+        check_types(res, &mut obj)?;
         let m = meta_mut(&mut obj);
         let has_name = m
             .get("name")
@@ -676,14 +696,18 @@ impl Registry {
         } else {
             Held::default()
         };
-        if let Err(e) = check_kind(res, &obj, None) {
-            self.services.release(&taken).await;
-            return Err(e);
-        }
+        let encoded = check_kind(res, &obj, None).and_then(|()| encode(res, &obj));
+        let encoded = match encoded {
+            Ok(e) => e,
+            Err(e) => {
+                self.services.release(&taken).await;
+                return Err(e);
+            }
+        };
         if dry_run {
             return Ok(res.present(obj));
         }
-        let result = self.store.create(res.key(ns, &name), encode(&obj)?).await;
+        let result = self.store.create(res.key(ns, &name), encoded).await;
         if result.is_err() {
             self.services.release(&taken).await;
         }
@@ -764,6 +788,7 @@ impl Registry {
         dry_run: bool,
     ) -> Result<Value, ApiError> {
         self.check_envelope(res, ns, &mut obj)?;
+        check_types(res, &mut obj)?;
         match meta_str(&obj, "name") {
             Some(n) if n != name => {
                 return Err(ApiError::bad_request(format!(
@@ -832,6 +857,7 @@ impl Registry {
                 _ => {}
             }
             self.check_envelope(res, ns, &mut new)?;
+            check_types(res, &mut new)?;
             let mut new = res.to_storage(new);
             Self::merge_for_update(res, part, old, &mut new);
             Ok(new)
@@ -889,10 +915,13 @@ impl Registry {
                 Part::All => Ok(()),
                 _ => check_kind(res, &new, Some(&old)),
             };
-            if let Err(e) = checked {
-                self.services.release(&taken).await;
-                return Err(e);
-            }
+            let encoded = match checked.and_then(|()| encode(res, &new)) {
+                Ok(e) => e,
+                Err(e) => {
+                    self.services.release(&taken).await;
+                    return Err(e);
+                }
+            };
             if dry_run {
                 return Ok(new);
             }
@@ -900,7 +929,7 @@ impl Registry {
                 // A no-op write does not bump the resourceVersion (as upstream).
                 return Ok(old);
             }
-            let result = self.store.update(key.clone(), encode(&new)?, rev).await;
+            let result = self.store.update(key.clone(), encoded, rev).await;
             if result.is_err() {
                 self.services.release(&taken).await;
             } else if is_services(res) {
@@ -1061,10 +1090,11 @@ impl Registry {
             } else {
                 m.insert("finalizers".into(), Value::Array(finalizers));
             }
+            let encoded = encode(res, &obj)?;
             if opts.dry_run {
                 return Ok(Deleted::Pending(obj));
             }
-            match self.store.update(key.clone(), encode(&obj)?, rev).await {
+            match self.store.update(key.clone(), encoded, rev).await {
                 Ok(kv) => {
                     set_resource_version(&mut obj, kv.mod_revision);
                     return Ok(Deleted::Pending(obj));
@@ -1404,7 +1434,7 @@ mod tests {
             // What the store holds is what `encode` wrote: keys sorted at every level.
             let kv = KeyValue {
                 key: Bytes::from_static(b"/registry/pods/d/p"),
-                value: encode(&serde_json::from_str(stored).unwrap()).unwrap(),
+                value: encode(&res, &serde_json::from_str(stored).unwrap()).unwrap(),
                 create_revision: 3,
                 mod_revision: 7,
                 version: 2,

@@ -94,6 +94,7 @@ pub fn resolve(group: &str, version: &str, plural: &str) -> Option<Served> {
             has_status: rt.subresource("status").is_some(),
             has_generation: has_generation(rt.kind),
             storage_group: storage.group,
+            storage_version: storage.version,
             storage_kind: storage.kind,
             conversion: Conversion::for_served(rt.group, rt.version, rt.kind),
         },

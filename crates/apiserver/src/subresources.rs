@@ -57,12 +57,12 @@ pub async fn serve(st: &AppState, r: SubRequest<'_>) -> Result<Response, ApiErro
             Ok(json_response(StatusCode::OK, &updated))
         }
         ("binding", &Method::POST) => {
-            let binding = decode_body(&r.content_type, r.body)?;
+            let binding = typed_body(&r, "", "v1", "Binding")?;
             bind(reg, res, r.ns, r.name, &binding, r.dry_run).await?;
             Ok(created())
         }
         ("eviction", &Method::POST) => {
-            let eviction = decode_body(&r.content_type, r.body)?;
+            let eviction = typed_body(&r, "policy", "v1", "Eviction")?;
             evict(reg, res, r.ns, r.name, &eviction, r.dry_run).await?;
             Ok(created())
         }
@@ -93,6 +93,24 @@ pub async fn serve(st: &AppState, r: SubRequest<'_>) -> Result<Response, ApiErro
         }
         (_, m) => Err(ApiError::method_not_allowed(m.as_str())),
     }
+}
+
+/// A subresource's own object (a Binding, an Eviction) from the body, its JSON types checked.
+fn typed_body(
+    r: &SubRequest<'_>,
+    group: &str,
+    version: &str,
+    kind: &str,
+) -> Result<Value, ApiError> {
+    let mut obj = decode_body(&r.content_type, r.body)?;
+    if !obj.is_object() {
+        return Err(ApiError::bad_request(format!(
+            "the body must be a {kind} object"
+        )));
+    }
+    rudder_api::schema::check_types(group, version, kind, &mut obj)
+        .map_err(|e| ApiError::cannot_handle(kind, version, &e))?;
+    Ok(obj)
 }
 
 /// `201 Created` with a success Status, as upstream answers bindings and evictions.
@@ -144,8 +162,8 @@ async fn set_scale(
     let updated = reg
         .patch(res, ns, name, Part::Main, dry_run, |old| {
             let current = scale_of(res, old);
-            let scale = change(&current)?;
-            check_scale(res, name, &scale)?;
+            let mut scale = change(&current)?;
+            check_scale(name, &mut scale)?;
             let mut new = old.clone();
             new["spec"]["replicas"] = scale["spec"]["replicas"].clone();
             if let Some(rv) = scale["metadata"]["resourceVersion"]
@@ -160,10 +178,12 @@ async fn set_scale(
     Ok(scale_of(res, &updated))
 }
 
-fn check_scale(res: &Res, name: &str, scale: &Value) -> Result<(), ApiError> {
+fn check_scale(name: &str, scale: &mut Value) -> Result<(), ApiError> {
     if !scale.is_object() {
         return Err(ApiError::bad_request("the body must be a Scale object"));
     }
+    rudder_api::schema::check_types("autoscaling", "v1", "Scale", scale)
+        .map_err(|e| ApiError::cannot_handle("Scale", "v1", &e))?;
     if let Some(k) = scale["kind"].as_str().filter(|k| *k != "Scale") {
         return Err(ApiError::bad_request(format!(
             "the kind in the data ({k}) does not match the expected kind (Scale)"
@@ -174,30 +194,19 @@ fn check_scale(res: &Res, name: &str, scale: &Value) -> Result<(), ApiError> {
             "the name of the object ({n}) does not match the name on the request ({name})"
         )));
     }
-    let invalid = |value: String, message: &str| {
-        ApiError::invalid(
+    // The types are checked: replicas is absent or an int32.
+    match scale["spec"]["replicas"].as_i64() {
+        Some(r) if r < 0 => Err(ApiError::invalid(
             "Scale",
             "autoscaling",
             name,
             vec![FieldError {
                 field: "spec.replicas".into(),
                 reason: "FieldValueInvalid",
-                message: format!("Invalid value: {value}: {message}"),
+                message: format!("Invalid value: {r}: must be greater than or equal to 0"),
             }],
-        )
-    };
-    match &scale["spec"]["replicas"] {
-        Value::Null => Ok(()),
-        Value::Number(n) => match n.as_i64() {
-            Some(r) if r < 0 => Err(invalid(r.to_string(), "must be greater than or equal to 0")),
-            Some(r) if r > i32::MAX as i64 => Err(invalid(r.to_string(), "must be a 32-bit integer")),
-            Some(_) => Ok(()),
-            None => Err(invalid(n.to_string(), "must be an integer")),
-        },
-        other => Err(ApiError::bad_request(format!(
-            "{} in version \"v1\" cannot be handled as a Scale: spec.replicas must be an integer, not {other}",
-            res.kind
-        ))),
+        )),
+        _ => Ok(()),
     }
 }
 

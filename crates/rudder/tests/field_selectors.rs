@@ -324,7 +324,7 @@ apiVersion: v1
 kind: Secret
 metadata: {name: tls}
 type: kubernetes.io/tls
-stringData: {tls.crt: x, tls.key: y}
+stringData: {tls.crt: x, tls.key: z}
 ---
 apiVersion: v1
 kind: ReplicationController

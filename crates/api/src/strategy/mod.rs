@@ -30,6 +30,7 @@ mod pod;
 mod util;
 
 pub use batch::parse_schedule;
+pub(crate) use util::{base64_decode, base64_encode};
 
 use serde_json::Value;
 
