@@ -12,8 +12,14 @@
 //! Files (see [`format`]): `wal-<seq>.seg` preallocated segments, `checkpoint-<seq>.ckpt` holding
 //! every retained version as of a revision (written by [`Embedded::checkpoint`] after compaction
 //! so that old segments can be deleted and disk space given back), `LOCK` (one process at a
-//! time). Recovery replays the newest checkpoint and the segments after it; a torn final write
-//! (never acknowledged) is discarded, any other damage refuses to open with the file named.
+//! time), `clean-shutdown` (present only after a clean close: where the log ended). Recovery
+//! replays the newest checkpoint and the segments after it; after a crash a torn final write
+//! (never acknowledged) is discarded, and any other damage, or any damage at all after a clean
+//! close, refuses to open with the file and offset named (rules in [`wal`]). A directory whose
+//! log is gone while other files remain, or that holds no store when the caller requires one,
+//! is refused as [`StoreError::Missing`] rather than opened empty. Everything the store
+//! creates is private (directories 0700, files 0600; looser modes are tightened at open), as
+//! the log holds Secrets.
 //!
 //! Concurrency: readers share a `RwLock` over the index; only the writer thread mutates it,
 //! after the batch is durable, and fans the batch out to watchers in the same critical section,
