@@ -420,6 +420,29 @@ async fn torn_last_frame_without_the_clean_marker_is_dropped() {
     assert_eq!(s.get(key(9), 0).await.unwrap().unwrap().value, value(99));
 }
 
+#[tokio::test]
+async fn unwritten_sector_in_the_middle_of_the_last_frame_is_a_torn_write() {
+    let d = tempfile::tempdir().unwrap();
+    populated(d.path(), 5).await;
+    {
+        let s = Embedded::open(opts(d.path())).unwrap();
+        s.create(key(5), Bytes::from(vec![0x5au8; 3000]))
+            .await
+            .unwrap();
+    }
+    as_if_crashed(d.path());
+    // The disk wrote the frame's sectors out of order and lost power before one in the
+    // middle: its tail is there, a whole sector of it is not.
+    let (seg, mut data, at, end) = last_frame(d.path());
+    let sector = (at / 512 + 2) * 512;
+    assert!(sector + 512 < end, "the frame spans several sectors");
+    data[sector..sector + 512].fill(0);
+    std::fs::write(&seg, &data).unwrap();
+    let s = Embedded::open(opts(d.path())).expect("a torn write, not damage");
+    assert_eq!(s.current_revision().await.unwrap(), 5);
+    assert!(s.get(key(5), 0).await.unwrap().is_none());
+}
+
 /// The child of `real_crash_leaves_no_marker`: writes and dies without closing the store.
 #[tokio::test]
 #[ignore = "run by real_crash_leaves_no_marker"]
