@@ -1,6 +1,7 @@
 //! The `rudder` binary: the command line, and wiring the components together. Nothing else —
 //! every behaviour lives in the component crates.
 
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -126,6 +127,11 @@ struct ServerArgs {
     /// Cluster DNS service IP.
     #[arg(long, default_value = "10.43.0.10")]
     cluster_dns: std::net::IpAddr,
+    /// Start with an empty embedded store although this server's other state (certificates,
+    /// node token) exists, i.e. deliberately start the cluster over. Without it such a start
+    /// is refused, since the store's files are missing.
+    #[arg(long)]
+    cluster_reset: bool,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -159,7 +165,13 @@ impl DatastoreArgs {
         self.data_dir().join("server").join("db")
     }
 
-    async fn open(&self) -> Result<Arc<dyn Store>> {
+    /// Opens the datastore; the embedded store is also returned as itself, so that it can be
+    /// closed cleanly however many handles remain. With `require_existing`, a missing embedded
+    /// store is an error ([`rudder_store::StoreError::Missing`]) instead of a new empty one.
+    async fn open(
+        &self,
+        require_existing: bool,
+    ) -> Result<(Arc<dyn Store>, Option<Arc<Embedded>>)> {
         match &self.datastore_endpoint {
             Some(ep) => {
                 let endpoints = parse_endpoints(ep);
@@ -169,16 +181,19 @@ impl DatastoreArgs {
                 let store = EtcdStore::connect(&endpoints)
                     .await
                     .with_context(|| format!("connect to etcd at {ep}"))?;
-                Ok(Arc::new(store))
+                Ok((Arc::new(store), None))
             }
             None => {
                 let dir = self.store_dir();
                 let store = tokio::task::spawn_blocking(move || {
-                    Embedded::open(EmbeddedOptions::new(&dir))
+                    let mut opts = EmbeddedOptions::new(&dir);
+                    opts.require_existing = require_existing;
+                    Embedded::open(opts)
                         .with_context(|| format!("open the embedded store in {}", dir.display()))
                 })
                 .await??;
-                Ok(Arc::new(store))
+                let store = Arc::new(store);
+                Ok((store.clone(), Some(store)))
             }
         }
     }
@@ -216,9 +231,15 @@ async fn server(args: ServerArgs) -> Result<()> {
     // Before anything is announced: a SIGTERM right after "ready" must shut down cleanly.
     let shutdown = shutdown_signal()?;
     let data_dir = args.datastore.data_dir();
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("create data dir {}", data_dir.display()))?;
-    let store = args.datastore.open().await?;
+    let server_dir = data_dir.join("server");
+    // Private: it holds the store (Secrets), the cluster's keys and the node token.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&server_dir)
+        .with_context(|| format!("create data dir {}", server_dir.display()))?;
+    tighten_dir(&server_dir)?;
+    let (store, embedded) = open_server_store(&args, &server_dir).await?;
     let revision = store.current_revision().await?;
     tracing::info!(
         backend = store.backend(),
@@ -275,7 +296,80 @@ async fn server(args: ServerArgs) -> Result<()> {
         c.abort();
     }
     drop(store);
+    if let Some(e) = embedded {
+        // However many handles the stopped components still hold: every write is durable now,
+        // and the store records a clean shutdown.
+        tokio::task::spawn_blocking(move || e.close()).await?;
+    }
     Ok(())
+}
+
+/// Takes group and other access away from a directory of the server's.
+fn tighten_dir(dir: &Path) -> Result<()> {
+    let mode = std::fs::metadata(dir)
+        .with_context(|| format!("stat {}", dir.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        tracing::warn!(dir = %dir.display(), mode = format!("{:o}", mode & 0o777), "directory was open to other users; setting mode 700");
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("set the mode of {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Opens the server's store. When the server's other state exists (certificates, node token),
+/// the embedded store must exist too: starting empty would silently lose the cluster, so that
+/// takes `--cluster-reset`.
+async fn open_server_store(
+    args: &ServerArgs,
+    server_dir: &Path,
+) -> Result<(Arc<dyn Store>, Option<Arc<Embedded>>)> {
+    let state: Vec<PathBuf> = ["tls", "node-token"]
+        .iter()
+        .map(|n| server_dir.join(n))
+        .filter(|p| p.exists())
+        .collect();
+    let require = args.datastore.datastore_endpoint.is_none() && !state.is_empty();
+    match args.datastore.open(require && !args.cluster_reset).await {
+        Err(e) => {
+            let missing = e
+                .downcast_ref::<rudder_store::StoreError>()
+                .is_some_and(|e| matches!(e, rudder_store::StoreError::Missing { .. }));
+            if !missing {
+                return Err(e);
+            }
+            let also = if state.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ", although this server's other state is there ({})",
+                    state
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
+            Err(e.context(format!(
+                "refusing to start: the store in {} is missing{also}. Starting with an empty \
+                 store would lose every object of this cluster. Restore the store's files (or a \
+                 snapshot with `rudder store snapshot restore`), or start with --cluster-reset \
+                 to start deliberately with an empty store (if files of the old store remain in \
+                 that directory, move them aside first)",
+                args.datastore.store_dir().display()
+            )))
+        }
+        Ok(opened) => {
+            if require && args.cluster_reset {
+                tracing::warn!(
+                    "--cluster-reset: the store was allowed to start empty although this server's \
+                     other state exists"
+                );
+            }
+            Ok(opened)
+        }
+    }
 }
 
 /// Installs the SIGTERM/SIGINT handlers now; the returned future completes on either signal.
@@ -298,7 +392,7 @@ async fn snapshot_save(file: &Path, datastore: &DatastoreArgs) -> Result<()> {
             datastore.store_dir().display()
         );
     }
-    let store = datastore.open().await?;
+    let (store, _) = datastore.open(true).await?;
     let info = snapshot::save(store.as_ref(), file)
         .await
         .with_context(|| format!("save snapshot to {}", file.display()))?;
@@ -314,7 +408,7 @@ async fn snapshot_save(file: &Path, datastore: &DatastoreArgs) -> Result<()> {
 
 async fn snapshot_restore(file: &Path, datastore: &DatastoreArgs) -> Result<()> {
     if datastore.datastore_endpoint.is_some() {
-        let store = datastore.open().await?;
+        let (store, _) = datastore.open(false).await?;
         let info = snapshot::restore_into(store.as_ref(), file)
             .await
             .with_context(|| format!("restore {} into etcd", file.display()))?;

@@ -1,6 +1,7 @@
 //! The built `rudder` binary, end to end: version, the server's start and clean stop on SIGTERM
-//! with its data kept, and `rudder store snapshot save|restore` on the embedded store (refused
-//! while a server holds it) and on a real etcd.
+//! with its data kept, its refusal to start on a missing store once the cluster exists (unless
+//! `--cluster-reset`), its private data dir, and `rudder store snapshot save|restore` on the
+//! embedded store (refused while a server holds it) and on a real etcd.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -48,16 +49,26 @@ async fn fill(store: &dyn Store, n: usize) {
 
 /// Starts `rudder server` and waits for "store ready" on its log.
 fn start_server(data_dir: &Path) -> (Child, std::thread::JoinHandle<String>) {
-    let mut child = rudder()
-        .args([
-            "server",
-            "--https-listen-port",
-            "0",
-            "--bind-address",
-            "127.0.0.1",
-        ])
-        .arg("--data-dir")
-        .arg(data_dir)
+    start_server_with(data_dir, &[])
+}
+
+fn server_cmd(data_dir: &Path, extra: &[&str]) -> Command {
+    let mut c = rudder();
+    c.args([
+        "server",
+        "--https-listen-port",
+        "0",
+        "--bind-address",
+        "127.0.0.1",
+    ])
+    .arg("--data-dir")
+    .arg(data_dir)
+    .args(extra);
+    c
+}
+
+fn start_server_with(data_dir: &Path, extra: &[&str]) -> (Child, std::thread::JoinHandle<String>) {
+    let mut child = server_cmd(data_dir, extra)
         .stderr(Stdio::piped())
         .spawn()
         .expect("start rudder server");
@@ -220,6 +231,103 @@ async fn server_keeps_data_and_snapshots_round_trip() {
     drop(s);
     let (server, _log) = start_server(&other);
     assert!(stop(server).success());
+}
+
+/// Runs a `rudder server` that is expected to refuse to start; returns its stderr.
+fn refused_start(data_dir: &Path) -> String {
+    let mut child = server_cmd(data_dir, &[])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start rudder server");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the server started on a missing store");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success(), "refused with an error status");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn missing_store_is_refused_unless_cluster_reset() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    // A first start creates the cluster: certificates, token, store, all private.
+    let (server, _log) = start_server(&data);
+    assert!(stop(server).success());
+    let db = store_dir(&data);
+    assert!(data.join("server").join("tls").exists());
+    assert!(data.join("server").join("node-token").exists());
+    assert!(
+        db.join("clean-shutdown").exists(),
+        "a clean stop closes the store cleanly"
+    );
+    for dir in [data.clone(), data.join("server"), db.clone()] {
+        assert_eq!(mode(&dir), 0o700, "{}", dir.display());
+    }
+    for f in std::fs::read_dir(&db).unwrap() {
+        let f = f.unwrap().path();
+        assert_eq!(mode(&f), 0o600, "{}", f.display());
+    }
+
+    // The store is gone, the rest of the server's state is not: refused, saying why and how.
+    std::fs::remove_dir_all(&db).unwrap();
+    let err = refused_start(&data);
+    assert!(err.contains("store") && err.contains("missing"), "{err}");
+    assert!(
+        err.contains(&*db.to_string_lossy()),
+        "names the directory: {err}"
+    );
+    assert!(
+        err.contains("--cluster-reset"),
+        "says how to start empty: {err}"
+    );
+    assert!(!db.exists(), "a refused start creates no store");
+
+    // An empty db directory is no better.
+    std::fs::create_dir_all(&db).unwrap();
+    let err = refused_start(&data);
+    assert!(err.contains("no WAL segment or checkpoint"), "{err}");
+
+    // Deliberately: --cluster-reset starts with an empty store.
+    let (server, log) = start_server_with(&data, &["--cluster-reset"]);
+    assert!(stop(server).success());
+    let log = log.join().unwrap();
+    assert!(
+        log.contains("--cluster-reset"),
+        "the reset is logged: {log}"
+    );
+    assert!(std::fs::read_dir(&db).unwrap().any(|e| e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .ends_with(".seg")));
+    // From then on the store exists and the server starts without the flag.
+    let (server, _log) = start_server(&data);
+    assert!(stop(server).success());
+
+    // The log deleted but other files of the store left: refused too.
+    for e in std::fs::read_dir(&db).unwrap() {
+        let p = e.unwrap().path();
+        if p.to_string_lossy().ends_with(".seg") {
+            std::fs::remove_file(p).unwrap();
+        }
+    }
+    let err = refused_start(&data);
+    assert!(err.contains("the log was deleted"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -291,6 +291,11 @@ pub enum StoreError {
     /// The data on disk is damaged; the store refuses to open rather than lose data silently.
     #[error("store file {} is corrupt: {detail}", path.display())]
     Corrupt { path: PathBuf, detail: String },
+    /// The store's files are not there although they should be (the caller said the store
+    /// must exist, or some of its files remain without the log): opening would start an empty
+    /// store and lose every object, so it is refused.
+    #[error("store in {} is missing: {detail}", dir.display())]
+    Missing { dir: PathBuf, detail: String },
     /// An I/O error; for a write, nothing was acknowledged.
     #[error("{context}: {source}")]
     Io {

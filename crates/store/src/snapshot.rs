@@ -128,8 +128,7 @@ pub fn restore_embedded(snapshot: &Path, dir: &Path) -> Result<(SnapshotInfo, Op
         })?;
         moved = Some(aside);
     }
-    std::fs::create_dir_all(dir)
-        .map_err(|e| StoreError::io(format!("create {}", dir.display()), e))?;
+    crate::embedded::create_private_dir(dir)?;
     let target = dir.join(format!("checkpoint-{:016x}.ckpt", 0));
     let mut tmp = target.as_os_str().to_owned();
     tmp.push(".tmp");

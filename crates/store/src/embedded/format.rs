@@ -22,12 +22,16 @@
 
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 
 use bytes::{BufMut, Bytes};
 
 use crate::{Revision, StoreError};
+
+/// Modes of everything the store creates: it holds Secrets, so only its owner may read it.
+pub const DIR_MODE: u32 = 0o700;
+pub const FILE_MODE: u32 = 0o600;
 
 pub const FRAME_HEADER: usize = 12;
 pub const SEGMENT_MAGIC: &[u8; 8] = b"RDRWAL01";
@@ -254,8 +258,14 @@ pub fn segment_header(seq: u64, capacity: u64) -> [u8; SEGMENT_HEADER] {
 
 /// Parses a segment header: `(seq, capacity)`.
 pub fn parse_segment_header(h: &[u8]) -> Result<(u64, u64), String> {
-    if h.len() < SEGMENT_HEADER || &h[0..8] != SEGMENT_MAGIC {
+    if h.len() < 8 || &h[0..8] != SEGMENT_MAGIC {
         return Err("not a Rudder WAL segment (bad magic)".into());
+    }
+    if h.len() < SEGMENT_HEADER {
+        return Err(format!(
+            "truncated: {} bytes, shorter than the {SEGMENT_HEADER}-byte segment header",
+            h.len()
+        ));
     }
     let c = u32::from_le_bytes([h[24], h[25], h[26], h[27]]);
     if crc32c::crc32c(&h[0..24]) != c {
@@ -263,6 +273,16 @@ pub fn parse_segment_header(h: &[u8]) -> Result<(u64, u64), String> {
     }
     let seq = u64::from_le_bytes(h[8..16].try_into().unwrap_or_default());
     let cap = u64::from_le_bytes(h[16..24].try_into().unwrap_or_default());
+    // A header with a valid checksum can still be crafted: nothing is sized or indexed by
+    // these numbers before they are checked here and against the file's length.
+    if seq >= MAX_SEQ {
+        return Err(format!("header names impossible sequence number {seq}"));
+    }
+    if cap < SEGMENT_HEADER as u64 {
+        return Err(format!(
+            "header names capacity {cap}, smaller than the segment header"
+        ));
+    }
     Ok((seq, cap))
 }
 
@@ -284,19 +304,93 @@ pub fn checkpoint_header(h: &CheckpointHeader) -> [u8; CHECKPOINT_HEADER] {
     b
 }
 
+/// The largest revision a file may name: far beyond any real store, and far enough from
+/// `i64::MAX` that adding to it cannot overflow.
+pub const MAX_REVISION: Revision = 1 << 62;
+/// Sequence numbers of segments and checkpoints stay below this (a checkpoint's file id sets
+/// the top bit, and `seq + 1` must not overflow).
+pub const MAX_SEQ: u64 = 1 << 62;
+
 pub fn parse_checkpoint_header(b: &[u8]) -> Result<CheckpointHeader, String> {
-    if b.len() < CHECKPOINT_HEADER || &b[0..8] != CHECKPOINT_MAGIC {
+    if b.len() < 8 || &b[0..8] != CHECKPOINT_MAGIC {
         return Err("not a Rudder checkpoint or snapshot (bad magic)".into());
+    }
+    if b.len() < CHECKPOINT_HEADER {
+        return Err(format!(
+            "truncated: {} bytes, shorter than the {CHECKPOINT_HEADER}-byte header",
+            b.len()
+        ));
     }
     let c = u32::from_le_bytes([b[32], b[33], b[34], b[35]]);
     if crc32c::crc32c(&b[0..32]) != c {
         return Err("checkpoint header checksum mismatch".into());
     }
     let u = |r: std::ops::Range<usize>| u64::from_le_bytes(b[r].try_into().unwrap_or_default());
-    Ok(CheckpointHeader {
+    let h = CheckpointHeader {
         seq: u(8..16),
         revision: u(16..24) as i64,
         compacted: u(24..32) as i64,
+    };
+    // A header with a valid checksum can still be crafted: its numbers are checked before
+    // anything is sized by them.
+    if !(0..=MAX_REVISION).contains(&h.revision) {
+        return Err(format!("header names impossible revision {}", h.revision));
+    }
+    if !(0..=h.revision).contains(&h.compacted) {
+        return Err(format!(
+            "header names compacted revision {} outside 0..={}",
+            h.compacted, h.revision
+        ));
+    }
+    if h.seq >= MAX_SEQ {
+        return Err(format!("header names impossible sequence number {}", h.seq));
+    }
+    Ok(h)
+}
+
+/// Name of the clean-shutdown marker in a store directory.
+pub const CLEAN_MARKER_NAME: &str = "clean-shutdown";
+pub const CLEAN_MAGIC: &[u8; 8] = b"RDRCLN01";
+/// Clean-shutdown marker: magic, newest segment seq u64, end of its last frame u64, revision
+/// i64, crc32c of the preceding 32 bytes.
+pub const CLEAN_MARKER: usize = 36;
+
+/// What the clean-shutdown marker vouches for: the log ended exactly here when the store was
+/// closed, every frame durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CleanMarker {
+    pub seq: u64,
+    pub end: u64,
+    pub revision: Revision,
+}
+
+pub fn clean_marker(m: &CleanMarker) -> [u8; CLEAN_MARKER] {
+    let mut b = [0u8; CLEAN_MARKER];
+    b[0..8].copy_from_slice(CLEAN_MAGIC);
+    b[8..16].copy_from_slice(&m.seq.to_le_bytes());
+    b[16..24].copy_from_slice(&m.end.to_le_bytes());
+    b[24..32].copy_from_slice(&m.revision.to_le_bytes());
+    let c = crc32c::crc32c(&b[0..32]);
+    b[32..36].copy_from_slice(&c.to_le_bytes());
+    b
+}
+
+pub fn parse_clean_marker(b: &[u8]) -> Result<CleanMarker, String> {
+    if b.len() != CLEAN_MARKER || &b[0..8] != CLEAN_MAGIC {
+        return Err(format!(
+            "not a clean-shutdown marker ({} bytes, or bad magic)",
+            b.len()
+        ));
+    }
+    let c = u32::from_le_bytes([b[32], b[33], b[34], b[35]]);
+    if crc32c::crc32c(&b[0..32]) != c {
+        return Err("clean-shutdown marker checksum mismatch".into());
+    }
+    let u = |r: std::ops::Range<usize>| u64::from_le_bytes(b[r].try_into().unwrap_or_default());
+    Ok(CleanMarker {
+        seq: u(8..16),
+        end: u(16..24),
+        revision: u(24..32) as i64,
     })
 }
 
@@ -353,6 +447,15 @@ pub fn read_checkpoint(
             decode_payload(payload).map_err(|e| corrupt(format!("frame at byte {pos}: {e}")))?;
         pos = start + len;
         for record in records {
+            if let Record::Put { rev, .. } | Record::Delete { rev, .. } = &record {
+                if !(1..=header.revision).contains(rev) {
+                    return Err(corrupt(format!(
+                        "frame at byte {}: record at revision {rev}, outside 1..={}",
+                        start - FRAME_HEADER,
+                        header.revision
+                    )));
+                }
+            }
             if let Record::End { count } = record {
                 if count != out.len() as u64 {
                     return Err(corrupt(format!(
@@ -399,7 +502,12 @@ impl CheckpointWriter {
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(".tmp");
         let tmp = std::path::PathBuf::from(tmp);
-        let f = File::create(&tmp)
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(FILE_MODE)
+            .open(&tmp)
             .map_err(|e| StoreError::io(format!("create {}", tmp.display()), e))?;
         let mut w = CheckpointWriter {
             file: Some(std::io::BufWriter::with_capacity(1 << 20, f)),

@@ -12,8 +12,14 @@
 //! Files (see [`format`]): `wal-<seq>.seg` preallocated segments, `checkpoint-<seq>.ckpt` holding
 //! every retained version as of a revision (written by [`Embedded::checkpoint`] after compaction
 //! so that old segments can be deleted and disk space given back), `LOCK` (one process at a
-//! time). Recovery replays the newest checkpoint and the segments after it; a torn final write
-//! (never acknowledged) is discarded, any other damage refuses to open with the file named.
+//! time), `clean-shutdown` (present only after a clean close: where the log ended). Recovery
+//! replays the newest checkpoint and the segments after it; after a crash a torn final write
+//! (never acknowledged) is discarded, and any other damage, or any damage at all after a clean
+//! close, refuses to open with the file and offset named (rules in [`wal`]). A directory whose
+//! log is gone while other files remain, or that holds no store when the caller requires one,
+//! is refused as [`StoreError::Missing`] rather than opened empty. Everything the store
+//! creates is private (directories 0700, files 0600; looser modes are tightened at open), as
+//! the log holds Secrets.
 //!
 //! Concurrency: readers share a `RwLock` over the index; only the writer thread mutates it,
 //! after the batch is durable, and fans the batch out to watchers in the same critical section,
@@ -25,6 +31,7 @@ mod wal;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -57,6 +64,10 @@ pub struct EmbeddedOptions {
     pub segment_size: u64,
     /// How often an idle watch with `progress_notify` reports progress.
     pub progress_interval: Duration,
+    /// Refuse to open ([`StoreError::Missing`]) unless the directory already holds a store
+    /// (a WAL segment or a checkpoint), instead of starting an empty one. For callers that know
+    /// a store existed, e.g. a server whose other state is there.
+    pub require_existing: bool,
 }
 
 impl EmbeddedOptions {
@@ -65,6 +76,7 @@ impl EmbeddedOptions {
             dir: dir.into(),
             segment_size: 64 << 20,
             progress_interval: DEFAULT_PROGRESS_INTERVAL,
+            require_existing: false,
         }
     }
 }
@@ -194,8 +206,10 @@ fn lock_dir(dir: &Path) -> Result<File> {
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(format::FILE_MODE)
         .open(&path)
         .map_err(io_err("open", &path))?;
+    wal::tighten(&path, format::FILE_MODE)?;
     // SAFETY: flock on a descriptor owned by `f`.
     let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
     if r != 0 {
@@ -215,9 +229,13 @@ impl Embedded {
     /// Opens (or creates) the store in `opts.dir`, recovering from the files there.
     pub fn open(opts: EmbeddedOptions) -> Result<Embedded> {
         let dir = opts.dir.clone();
-        std::fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
+        check_not_missing(&dir, &opts)?;
+        wal::private_dir(&dir)?;
         let lock = lock_dir(&dir)?;
         let (inner, active) = recover(&dir, &opts)?;
+        // From here on a write may be in flight: until the next clean close, the files must be
+        // read by the crash rules.
+        wal::remove_clean_marker(&dir)?;
         let shared = Arc::new(Shared {
             dir,
             opts,
@@ -393,6 +411,51 @@ fn write_checkpoint(
     Ok((path, size, locs))
 }
 
+/// Refuses ([`StoreError::Missing`]) a directory without a WAL segment or checkpoint that
+/// should have them: other files of a store remain (its log was deleted), or the caller
+/// requires an existing store. Creates nothing.
+fn check_not_missing(dir: &Path, opts: &EmbeddedOptions) -> Result<()> {
+    let missing = |detail: String| StoreError::Missing {
+        dir: dir.to_path_buf(),
+        detail,
+    };
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return if opts.require_existing {
+                Err(missing("the directory does not exist".into()))
+            } else {
+                Ok(())
+            };
+        }
+        Err(e) => return Err(StoreError::io(format!("list {}", dir.display()), e)),
+    };
+    let mut others = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(io_err("list", dir))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if parse_name(&name).is_some() {
+            return Ok(());
+        }
+        // The lock, and unfinished files (removed at open), are no sign of a store.
+        if name != "LOCK" && !name.ends_with(".tmp") {
+            others.push(name);
+        }
+    }
+    if !others.is_empty() {
+        others.sort();
+        return Err(missing(format!(
+            "no WAL segment or checkpoint, yet {} remain: the log was deleted. Restore it (or \
+             a snapshot), or move the directory aside to start an empty store",
+            others.join(", ")
+        )));
+    }
+    if opts.require_existing {
+        return Err(missing("no WAL segment or checkpoint in it".into()));
+    }
+    Ok(())
+}
+
 /// Rebuilds the index from the files in `dir` and opens the segment to append to.
 fn recover(dir: &Path, opts: &EmbeddedOptions) -> Result<(Inner, ActiveSegment)> {
     let mut segments = BTreeMap::new();
@@ -415,7 +478,17 @@ fn recover(dir: &Path, opts: &EmbeddedOptions) -> Result<(Inner, ActiveSegment)>
             }
             None => {}
         }
+        if parse_name(&name).is_some() || name == format::CLEAN_MARKER_NAME {
+            wal::tighten(&entry.path(), format::FILE_MODE)?;
+        }
     }
+    if segments.is_empty() && checkpoints.is_empty() {
+        // Checked before the lock was taken; files may have gone since.
+        check_not_missing(dir, opts)?;
+    }
+    // Present only after a clean close: then nothing can be torn, and the log must end where
+    // it says.
+    let clean = wal::read_clean_marker(dir)?;
 
     let mut inner = Inner {
         index: Index::new(),
@@ -460,7 +533,7 @@ fn recover(dir: &Path, opts: &EmbeddedOptions) -> Result<(Inner, ActiveSegment)>
     let mut prev_unsealed: Option<(PathBuf, wal::ScannedSegment)> = None;
     for (i, (seq, path)) in segments.iter().enumerate() {
         let last = i + 1 == segments.len();
-        let scanned = wal::scan_segment(path, last)?;
+        let scanned = wal::scan_segment(path, last, clean.is_some())?;
         if scanned.seq != *seq {
             return Err(StoreError::Corrupt {
                 path: path.clone(),
@@ -473,6 +546,15 @@ fn recover(dir: &Path, opts: &EmbeddedOptions) -> Result<(Inner, ActiveSegment)>
         // The writer creates a segment before sealing the one before it, so an unsealed
         // segment may only be followed by the newest one, still empty (a crash in between).
         if let Some((unsealed, meta)) = prev_unsealed.take() {
+            if clean.is_some() {
+                return Err(StoreError::Corrupt {
+                    path: unsealed,
+                    detail: format!(
+                        "not sealed, yet {} follows it and the store was shut down cleanly",
+                        segment_name(*seq)
+                    ),
+                });
+            }
             if !(last && scanned.frames.is_empty()) {
                 return Err(StoreError::Corrupt {
                     path: unsealed,
@@ -510,6 +592,9 @@ fn recover(dir: &Path, opts: &EmbeddedOptions) -> Result<(Inner, ActiveSegment)>
         }
         inner.segments.insert(*seq, scanned.capacity);
         if last {
+            if let Some(m) = &clean {
+                check_clean_end(dir, path, m, &scanned, inner.index.rev)?;
+            }
             let seg = wal::reopen_active(path, &scanned)?;
             inner.files.insert(*seq, seg.file.clone());
             active = Some(seg);
@@ -524,6 +609,16 @@ fn recover(dir: &Path, opts: &EmbeddedOptions) -> Result<(Inner, ActiveSegment)>
                 prev_unsealed = Some((path.clone(), meta));
             }
         }
+    }
+    if let (Some(m), None) = (&clean, &active) {
+        return Err(StoreError::Corrupt {
+            path: dir.join(segment_name(m.seq)),
+            detail: format!(
+                "missing: the store was shut down cleanly with it as the newest segment \
+                 (revision {})",
+                m.revision
+            ),
+        });
     }
     let active = match active {
         Some(a) => a,
@@ -544,6 +639,47 @@ fn recover(dir: &Path, opts: &EmbeddedOptions) -> Result<(Inner, ActiveSegment)>
     Ok((inner, active))
 }
 
+/// After a clean close the newest segment must end exactly where the marker says.
+fn check_clean_end(
+    dir: &Path,
+    path: &Path,
+    m: &format::CleanMarker,
+    newest: &wal::ScannedSegment,
+    rev: Revision,
+) -> Result<()> {
+    let marker = dir.join(format::CLEAN_MARKER_NAME);
+    if newest.seq != m.seq {
+        return Err(StoreError::Corrupt {
+            path: dir.join(segment_name(m.seq)),
+            detail: format!(
+                "the store was shut down cleanly with it as the newest segment, but the newest \
+                 is {} ({})",
+                segment_name(newest.seq),
+                marker.display()
+            ),
+        });
+    }
+    if newest.end != m.end || rev != m.revision {
+        return Err(StoreError::Corrupt {
+            path: path.to_path_buf(),
+            detail: format!(
+                "the log ends at byte {} (revision {rev}), but the store was shut down cleanly \
+                 with it ending at byte {} (revision {}): {} ({})",
+                newest.end,
+                m.end,
+                m.revision,
+                if newest.end < m.end {
+                    "acknowledged writes are missing"
+                } else {
+                    "frames appeared after the shutdown"
+                },
+                marker.display()
+            ),
+        });
+    }
+    Ok(())
+}
+
 fn load_checkpoint(inner: &mut Inner, seq: u64, path: &Path) -> Result<()> {
     let (header, records) = read_checkpoint(path)?;
     if header.seq != seq {
@@ -557,6 +693,24 @@ fn load_checkpoint(inner: &mut Inner, seq: u64, path: &Path) -> Result<()> {
     }
     let file_id = CHECKPOINT_BIT | seq;
     let ix = &mut inner.index;
+    // Every revision in compacted..=revision changed a version the checkpoint keeps (one
+    // revision per put or delete), so the log of revisions to rebuild is about as long as the
+    // records; a header claiming far more is damage, and must not size an allocation.
+    let span = header.revision - header.compacted.max(1) + 1;
+    let most = (records.len() as i64)
+        .saturating_mul(2)
+        .saturating_add(1024);
+    if span > most {
+        return Err(StoreError::Corrupt {
+            path: path.to_path_buf(),
+            detail: format!(
+                "header says revisions {}..={} are retained, but the file holds only {} records",
+                header.compacted,
+                header.revision,
+                records.len()
+            ),
+        });
+    }
     let mut revs: Vec<(Revision, Bytes)> = Vec::with_capacity(records.len());
     for r in records {
         match r.record {
@@ -673,6 +827,12 @@ fn replay(
             next(ix, *rev)?;
             ix.apply_delete(key.clone(), *rev);
         }
+        Record::Compact { rev } if *rev > ix.rev => {
+            return Err(format!(
+                "compaction to revision {rev}, beyond the current revision {}",
+                ix.rev
+            ))
+        }
         Record::Compact { rev } => ix.compact(*rev),
         Record::Seal { .. } => {}
         Record::End { .. } => return Err("END record in a WAL segment".into()),
@@ -711,6 +871,18 @@ fn writer_loop(shared: Arc<Shared>, rx: std_mpsc::Receiver<Request>, mut seg: Ac
     let mut st = shared.state.write();
     st.closed = true;
     shared.watchers.lock().clear();
+    // Every frame is durable and none will follow: vouch for where the log ends, unless a
+    // write failed (then the end of the file is unknown and the crash rules must apply).
+    if st.failed.is_none() {
+        let marker = format::CleanMarker {
+            seq: seg.seq,
+            end: seg.offset,
+            revision: st.index.rev,
+        };
+        if let Err(e) = wal::write_clean_marker(&shared.dir, &marker) {
+            tracing::warn!("no clean-shutdown marker (the next open uses the crash rules): {e}");
+        }
+    }
 }
 
 /// A validated write waiting for its batch to become durable.
@@ -1009,6 +1181,11 @@ fn roll_over(shared: &Shared, seg: &mut ActiveSegment, frame_len: usize) -> Resu
     st.segments.insert(next.seq, next.capacity);
     *seg = next;
     Ok(())
+}
+
+/// Creates a store directory (and missing parents) with mode 0700.
+pub(crate) fn create_private_dir(dir: &Path) -> Result<()> {
+    wal::private_dir(dir)
 }
 
 /// Starts the log of a store whose only file is a checkpoint (after a snapshot restore).
