@@ -190,6 +190,28 @@ impl ApiError {
         ApiError::new(503, "ServiceUnavailable", message)
     }
 
+    /// 429: an in-flight limit is reached; the client should retry after a second.
+    pub fn too_many_requests() -> ApiError {
+        ApiError {
+            details: Some(json!({"retryAfterSeconds": 1})),
+            ..ApiError::new(
+                429,
+                "TooManyRequests",
+                "Too many requests, please try again later.",
+            )
+        }
+    }
+
+    /// 504: the request did not complete in the time it was allowed (upstream's
+    /// request-timeout filter).
+    pub fn timeout() -> ApiError {
+        ApiError::new(
+            504,
+            "Timeout",
+            "Timeout: request did not complete within requested timeout - context deadline exceeded",
+        )
+    }
+
     /// The `Status` object.
     pub fn status(&self) -> Value {
         let mut s = json!({
@@ -244,10 +266,19 @@ impl From<rudder_store::StoreError> for ApiError {
 impl axum::response::IntoResponse for ApiError {
     fn into_response(self) -> axum::response::Response {
         let body = serde_json::to_vec(&self.status()).unwrap_or_default();
-        Response::builder()
+        let mut r = Response::builder()
             .status(StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(body))
-            .unwrap_or_default()
+            .header(header::CONTENT_TYPE, "application/json");
+        // As upstream: a Status that says when to retry says it in the header too.
+        let retry = self
+            .details
+            .as_ref()
+            .and_then(|d| d.get("retryAfterSeconds"))
+            .and_then(Value::as_u64)
+            .filter(|s| *s > 0);
+        if let Some(s) = retry {
+            r = r.header(header::RETRY_AFTER, s.to_string());
+        }
+        r.body(Body::from(body)).unwrap_or_default()
     }
 }

@@ -15,6 +15,7 @@ use rudder_api::selector::Selectors;
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
+use crate::limits::{self, ConnSlot, Inflight};
 use crate::patch::Patch;
 use crate::pki::{NodeToken, User};
 use crate::registry::{DeleteOptions, Deleted, ListOptions, Part, Registry, Res, WatchEvent};
@@ -33,6 +34,9 @@ pub struct AppState {
     pub token: NodeToken,
     pub version: Value,
     pub server_address: String,
+    /// Time a client has to send a request body.
+    pub body_timeout: Duration,
+    pub inflight: Inflight,
 }
 
 pub(crate) type Query = Vec<(String, String)>;
@@ -126,9 +130,24 @@ pub async fn handle(State(st): State<Arc<AppState>>, req: Request) -> Response {
     let Some(user) = authenticate(&st, &conn, req.headers()) else {
         return ApiError::unauthorized().into_response();
     };
-    match route(&st, &user, req).await {
+    // An authenticated connection is no longer one a flood of sockets may push out.
+    if let Some(slot) = req.extensions().get::<ConnSlot>() {
+        slot.authenticated();
+    }
+    let kind = limits::classify(req.method(), &path, flag(&query(&req), "watch"));
+    let permit = match st.inflight.admit(kind, &user.groups) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let response = match route(&st, &user, req).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
+    };
+    match permit {
+        // In flight until the response is handed to the connection, as upstream's handler
+        // holds its place while it writes.
+        Some(p) => limits::guard_response(response, p),
+        None => response,
     }
 }
 
@@ -240,7 +259,7 @@ fn wants_table(headers: &HeaderMap) -> bool {
         .unwrap_or(false)
 }
 
-async fn read_body(req: Request) -> Result<(HeaderMap, Bytes), ApiError> {
+async fn read_body(st: &AppState, req: Request) -> Result<(HeaderMap, Bytes), ApiError> {
     let too_large =
         || ApiError::too_large(format!("the request body is larger than {MAX_BODY} bytes"));
     // Refused before reading when the length is announced: the client (waiting for
@@ -254,7 +273,11 @@ async fn read_body(req: Request) -> Result<(HeaderMap, Bytes), ApiError> {
         return Err(too_large());
     }
     let (parts, body) = req.into_parts();
-    let bytes = to_bytes(body, MAX_BODY).await.map_err(|_| too_large())?;
+    // A client that stops sending gets upstream's request timeout, not a handler waiting forever.
+    let bytes = tokio::time::timeout(st.body_timeout, to_bytes(body, MAX_BODY))
+        .await
+        .map_err(|_| ApiError::timeout())?
+        .map_err(|_| too_large())?;
     Ok((parts.headers, bytes))
 }
 
@@ -356,7 +379,7 @@ async fn route(st: &Arc<AppState>, user: &User, req: Request) -> Result<Response
             if method != Method::POST {
                 return Err(ApiError::method_not_allowed(method.as_str()));
             }
-            let (headers, body) = read_body(req).await?;
+            let (headers, body) = read_body(st, req).await?;
             let obj = decode_object(&headers, &body)?;
             Ok(json_response(StatusCode::CREATED, &review(rt, user, obj)?))
         }
@@ -401,7 +424,7 @@ async fn route(st: &Arc<AppState>, user: &User, req: Request) -> Result<Response
                 Method::POST => {
                     let dry = dry_run(&q)?;
                     let fv = field_validation(&q)?;
-                    let (headers, body) = read_body(req).await?;
+                    let (headers, body) = read_body(st, req).await?;
                     let mut obj = decode_object(&headers, &body)?;
                     let warnings = check_fields(res, &mut obj, fv)?;
                     let created = st.registry.create(res, ns, obj, dry).await?;
@@ -412,7 +435,7 @@ async fn route(st: &Arc<AppState>, user: &User, req: Request) -> Result<Response
                 }
                 Method::DELETE if served.rt.verbs.contains(&Verb::DeleteCollection) => {
                     let opts = list_options(&served, &q)?;
-                    let (headers, body) = read_body(req).await?;
+                    let (headers, body) = read_body(st, req).await?;
                     let delete = delete_options(&q, &headers, &body)?;
                     let list = st.registry.list(res, ns, &opts).await?;
                     for item in list["items"].as_array().into_iter().flatten() {
@@ -441,7 +464,7 @@ async fn route(st: &Arc<AppState>, user: &User, req: Request) -> Result<Response
                 Some("status") if res.has_status => Part::Status,
                 Some(sub) if served.rt.subresource(sub).is_some() => {
                     let dry_run = dry_run(&q)?;
-                    let (headers, body) = read_body(req).await?;
+                    let (headers, body) = read_body(st, req).await?;
                     let request = crate::subresources::SubRequest {
                         served: &served,
                         ns,
@@ -478,7 +501,7 @@ async fn route(st: &Arc<AppState>, user: &User, req: Request) -> Result<Response
                 Method::PUT => {
                     let dry = dry_run(&q)?;
                     let fv = field_validation(&q)?;
-                    let (headers, body) = read_body(req).await?;
+                    let (headers, body) = read_body(st, req).await?;
                     let mut obj = decode_object(&headers, &body)?;
                     let warnings = check_fields(res, &mut obj, fv)?;
                     let updated = st.registry.update(res, ns, name, obj, part, dry).await?;
@@ -490,7 +513,7 @@ async fn route(st: &Arc<AppState>, user: &User, req: Request) -> Result<Response
                 Method::PATCH => {
                     let dry = dry_run(&q)?;
                     let fv = field_validation(&q)?;
-                    let (headers, body) = read_body(req).await?;
+                    let (headers, body) = read_body(st, req).await?;
                     let mut patch = Patch::parse(&content_type(&headers), &body)?;
                     // Merge and strategic merge patches are partial objects: their unknown
                     // fields are checked (and dropped) like a full object's.
@@ -508,7 +531,7 @@ async fn route(st: &Arc<AppState>, user: &User, req: Request) -> Result<Response
                     ))
                 }
                 Method::DELETE => {
-                    let (headers, body) = read_body(req).await?;
+                    let (headers, body) = read_body(st, req).await?;
                     let opts = delete_options(&q, &headers, &body)?;
                     if res.group.is_empty() && res.plural == "namespaces" {
                         let obj = crate::namespaces::delete(&st.registry, name, &opts).await?;

@@ -9,6 +9,7 @@
 
 pub mod error;
 pub mod handlers;
+pub mod limits;
 pub mod namespaces;
 pub mod openapi_routes;
 pub mod patch;

@@ -4,20 +4,22 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::Request;
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use rudder_store::Store;
 use serde_json::{json, Value};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
 
 use crate::error::ApiError;
 use crate::handlers::{self, AppState, ConnUser};
+use crate::limits::{self, Activity, Gate, Inflight, Limits, Slot};
 use crate::pki::{self, Pki};
 use crate::registry::{Registry, Res};
 
@@ -36,6 +38,8 @@ pub struct Config {
     pub kubeconfig_mode: u32,
     /// ClusterIPs come from here; its first address is the `kubernetes` service's.
     pub service_cidr: String,
+    /// Timeouts, connection caps and in-flight request limits.
+    pub limits: Limits,
 }
 
 /// A running API server.
@@ -119,6 +123,7 @@ fn res_for_namespaces() -> Option<Res> {
 /// built-in objects exist, so the server is ready when this returns.
 pub async fn start(cfg: Config, store: Arc<dyn Store>) -> anyhow::Result<ApiServer> {
     use anyhow::Context as _;
+    cfg.limits.check()?;
     let server_dir = cfg.data_dir.join("server");
     let pki = Pki::load_or_create(&server_dir.join("tls"), &cfg.tls_sans)
         .context("cluster certificates")?;
@@ -164,17 +169,37 @@ pub async fn start(cfg: Config, store: Arc<dyn Store>) -> anyhow::Result<ApiServ
     )
     .context("write the kubeconfig")?;
 
+    // Idle sockets cost a file each: use all the process may have, and keep clear of it.
+    let fds = limits::raise_fd_limit();
+    let (max_connections, max_pending) = limits::connection_caps(&cfg.limits, fds);
+    tracing::info!(
+        open_files = fds,
+        max_connections,
+        max_pending,
+        max_requests_inflight = cfg.limits.max_requests_inflight,
+        max_mutating_requests_inflight = cfg.limits.max_mutating_requests_inflight,
+        "connection limits"
+    );
     let state = Arc::new(AppState {
         registry,
         token,
         version: version_doc(),
         server_address: format!("{host}:{}", addr.port()),
+        body_timeout: cfg.limits.request_body_timeout,
+        inflight: Inflight::new(&cfg.limits),
     });
     // The OpenAPI documents take ~0.1 s of CPU each to build: off the request path and off
     // the way to ready.
     tokio::task::spawn_blocking(rudder_api::openapi::prebuild);
     let app = Router::new().fallback(handlers::handle).with_state(state);
-    let accept = tokio::spawn(accept_loop(listener, tls, app));
+    let serving = Arc::new(Serving {
+        tls,
+        app,
+        http: http_builder(&cfg.limits),
+        gate: Gate::new(max_connections, max_pending),
+        limits: cfg.limits.clone(),
+    });
+    let accept = tokio::spawn(accept_loop(listener, serving));
     Ok(ApiServer {
         addr,
         kubeconfig,
@@ -182,44 +207,120 @@ pub async fn start(cfg: Config, store: Arc<dyn Store>) -> anyhow::Result<ApiServ
     })
 }
 
-async fn accept_loop(listener: TcpListener, tls: TlsAcceptor, app: Router) {
+/// What every connection is served with.
+struct Serving {
+    tls: TlsAcceptor,
+    app: Router,
+    http: auto::Builder<TokioExecutor>,
+    gate: Arc<Gate>,
+    limits: Limits,
+}
+
+fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.request_header_timeout);
+    // Pings find peers that vanished without closing (a watch would otherwise wait forever).
+    b.http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(20))
+        .max_concurrent_streams(limits::HTTP2_MAX_STREAMS)
+        .max_header_list_size(limits::MAX_HEADER_BYTES);
+    b
+}
+
+async fn accept_loop(listener: TcpListener, serving: Arc<Serving>) {
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
+        // Waits only while every connection is an authenticated one.
+        let slot = serving.gate.admit().await;
         let _ = tcp.set_nodelay(true);
-        let tls = tls.clone();
-        let app = app.clone();
+        let serving = serving.clone();
         tokio::spawn(async move {
-            let stream = match tls.accept(tcp).await {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
+            tokio::select! {
+                // Not authenticated yet, and the oldest such: closed to make room.
+                _ = slot.evicted() => {
+                    tracing::debug!(%peer, "closed an unauthenticated connection to make room");
                 }
-            };
-            let user = stream
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|c| c.first())
-                .and_then(|c| pki::user_from_client_cert(c));
-            let conn = ConnUser(user);
-            let svc = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(conn.clone());
-                app.clone().oneshot(req.map(axum::body::Body::new))
-            });
-            if let Err(e) = auto::Builder::new(TokioExecutor::new())
-                .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                .await
-            {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+                _ = serve_connection(&serving, tcp, peer, &slot) => {}
             }
         });
     }
 }
+
+async fn serve_connection(serving: &Serving, tcp: TcpStream, peer: SocketAddr, slot: &Slot) {
+    let limits = &serving.limits;
+    let stream =
+        match tokio::time::timeout(limits.tls_handshake_timeout, serving.tls.accept(tcp)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "TLS handshake timed out");
+                return;
+            }
+        };
+    let user = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .and_then(|c| pki::user_from_client_cert(c));
+    if user.is_some() {
+        // A certificate the cluster CA signed: authenticated from the start.
+        slot.authenticated();
+    }
+    let conn = ConnUser(user);
+    let conn_slot = slot.handle();
+    let activity = Activity::new();
+    let app = serving.app.clone();
+    let requests = activity.clone();
+    let svc = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+        let in_flight = requests.request();
+        req.extensions_mut().insert(conn.clone());
+        req.extensions_mut().insert(conn_slot.clone());
+        let answer = app.clone().oneshot(req.map(axum::body::Body::new));
+        async move {
+            let response = answer.await?;
+            // The connection is busy until the response is handed to it.
+            Ok::<_, std::convert::Infallible>(limits::guard_response(response, in_flight))
+        }
+    });
+    let conn = serving
+        .http
+        .serve_connection_with_upgrades(TokioIo::new(stream), svc);
+    tokio::pin!(conn);
+    let idle = activity.idle_expired(
+        limits.request_header_timeout,
+        limits.idle_connection_timeout,
+    );
+    tokio::pin!(idle);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = &mut idle => {
+            // Nothing in flight: HTTP/1 closes at once, HTTP/2 says GOAWAY first.
+            conn.as_mut().graceful_shutdown();
+            match tokio::time::timeout(CLOSE_GRACE, conn.as_mut()).await {
+                Ok(r) => r,
+                Err(_) => Ok(()),
+            }
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// How long an idle connection told to close may take to do it.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);

@@ -132,6 +132,31 @@ struct ServerArgs {
     /// is refused, since the store's files are missing.
     #[arg(long)]
     cluster_reset: bool,
+    /// Non-mutating requests (get, list) in flight at most; beyond it 429 (0: no limit).
+    #[arg(long, default_value_t = 400)]
+    max_requests_inflight: usize,
+    /// Mutating requests in flight at most; beyond it 429 (0: no limit).
+    #[arg(long, default_value_t = 200)]
+    max_mutating_requests_inflight: usize,
+    /// Time a client has to finish the TLS handshake.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    tls_handshake_timeout: Duration,
+    /// Time a client has to send a request header (and a new connection its first request).
+    #[arg(long, default_value = "32s", value_parser = humantime::parse_duration)]
+    request_header_timeout: Duration,
+    /// Close connections with no request in flight for this long.
+    #[arg(long, default_value = "90s", value_parser = humantime::parse_duration)]
+    idle_connection_timeout: Duration,
+    /// Time a client has to send a request body (then 504 Timeout).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    request_body_timeout: Duration,
+    /// Open connections at most (0: 4096, less if the open-file limit is lower).
+    #[arg(long, default_value_t = 0)]
+    max_connections: usize,
+    /// Connections not yet authenticated at most; the oldest is closed to make room (0: 1024,
+    /// at most half of --max-connections).
+    #[arg(long, default_value_t = 0)]
+    max_pending_connections: usize,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -270,6 +295,16 @@ async fn server(args: ServerArgs) -> Result<()> {
             kubeconfig: args.write_kubeconfig.clone(),
             kubeconfig_mode: mode,
             service_cidr: args.service_cidr.clone(),
+            limits: rudder_apiserver::limits::Limits {
+                tls_handshake_timeout: args.tls_handshake_timeout,
+                request_header_timeout: args.request_header_timeout,
+                idle_connection_timeout: args.idle_connection_timeout,
+                request_body_timeout: args.request_body_timeout,
+                max_connections: args.max_connections,
+                max_pending_connections: args.max_pending_connections,
+                max_requests_inflight: args.max_requests_inflight,
+                max_mutating_requests_inflight: args.max_mutating_requests_inflight,
+            },
         },
         store.clone(),
     )

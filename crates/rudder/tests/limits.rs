@@ -1,0 +1,517 @@
+//! What a client may hold of the server: idle sockets cannot lock out authenticated clients,
+//! stalled handshakes, headers, bodies and idle connections are closed while watches are not,
+//! and requests beyond the in-flight limits get 429 with `Retry-After`.
+//!
+//! Every wait here ends on an event (a socket closing, an answer); [`GUARD`] only bounds a
+//! test that would otherwise hang.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rudder_testkit::RudderServer;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+
+/// How long a wait that should end much sooner may last before the test fails.
+const GUARD: Duration = Duration::from_secs(30);
+
+const CMS: &str = "/api/v1/namespaces/default/configmaps";
+
+fn rudder() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_rudder"))
+}
+
+fn addr(s: &RudderServer) -> SocketAddr {
+    s.url
+        .trim_start_matches("https://")
+        .parse()
+        .unwrap_or_else(|e| panic!("server address in {}: {e}", s.url))
+}
+
+/// Lets this process open as many files as its hard limit allows.
+fn raise_nofile() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: both calls get a pointer to a struct that lives for the call.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
+        lim.rlim_cur = lim.rlim_max;
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
+    }
+}
+
+/// Who a request comes from.
+#[derive(Clone, Copy)]
+enum Who<'a> {
+    Anonymous,
+    /// The admin client certificate (system:masters).
+    Admin,
+    /// The node token as a bearer token (system:nodes, not privileged).
+    Bearer(&'a str),
+}
+
+type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+fn tls_config(s: &RudderServer, admin: bool) -> Arc<rustls::ClientConfig> {
+    let tls = s.data_dir().join("server/tls");
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(tls.join("ca.crt")).expect("CA certificate"))
+        .expect("add the CA");
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("TLS versions")
+    .with_root_certificates(roots);
+    let mut config = if admin {
+        let cert = CertificateDer::from_pem_file(tls.join("client-admin.crt")).expect("admin cert");
+        let key = PrivateKeyDer::from_pem_file(tls.join("client-admin.key")).expect("admin key");
+        builder
+            .with_client_auth_cert(vec![cert], key)
+            .expect("client certificate")
+    } else {
+        builder.with_no_client_auth()
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
+}
+
+/// An HTTP/1.1-over-TLS connection, handshake done.
+fn connect(s: &RudderServer, who: Who) -> Tls {
+    let tcp = TcpStream::connect(addr(s)).expect("connect");
+    tcp.set_read_timeout(Some(GUARD)).expect("read timeout");
+    let conn = rustls::ClientConnection::new(
+        tls_config(s, matches!(who, Who::Admin)),
+        ServerName::try_from("127.0.0.1").expect("server name"),
+    )
+    .expect("TLS client");
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    while tls.conn.is_handshaking() {
+        tls.conn.complete_io(&mut tls.sock).expect("TLS handshake");
+    }
+    tls
+}
+
+fn head(method: &str, path: &str, who: Who, extra: &str) -> String {
+    let auth = match who {
+        Who::Bearer(t) => format!("Authorization: Bearer {t}\r\n"),
+        _ => String::new(),
+    };
+    format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}{extra}\r\n")
+}
+
+/// A parsed response.
+#[derive(Debug)]
+struct Answer {
+    code: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "{} answer is not JSON ({e}): {}",
+                self.code,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+}
+
+/// Reads one response's status line and headers, and the body if `with_body`.
+fn read_answer(tls: &mut Tls, with_body: bool) -> Answer {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        match tls.read(&mut byte) {
+            Ok(1) => buf.push(byte[0]),
+            other => panic!(
+                "connection ended in a response head ({other:?}): {}",
+                String::from_utf8_lossy(&buf)
+            ),
+        }
+    }
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let mut lines = text.split("\r\n");
+    let code = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text}"));
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let mut a = Answer {
+        code,
+        headers,
+        body: Vec::new(),
+    };
+    if !with_body {
+        return a;
+    }
+    if let Some(n) = a
+        .header("content-length")
+        .and_then(|n| n.parse::<usize>().ok())
+    {
+        a.body = vec![0; n];
+        tls.read_exact(&mut a.body).expect("response body");
+    } else if a
+        .header("transfer-encoding")
+        .is_some_and(|t| t.contains("chunked"))
+    {
+        while let Some(chunk) = read_chunk(tls) {
+            a.body.extend_from_slice(&chunk);
+        }
+    }
+    a
+}
+
+/// The next chunk of a chunked body; None at its end.
+fn read_chunk(tls: &mut Tls) -> Option<Vec<u8>> {
+    let size = read_line(tls);
+    let size = usize::from_str_radix(size.trim(), 16).expect("chunk size");
+    let mut chunk = vec![0; size + 2];
+    tls.read_exact(&mut chunk).expect("chunk");
+    chunk.truncate(size);
+    (size > 0).then_some(chunk)
+}
+
+fn read_line(tls: &mut Tls) -> String {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while !line.ends_with(b"\n") {
+        match tls.read(&mut byte) {
+            Ok(1) => line.push(byte[0]),
+            other => panic!("connection ended in a line ({other:?})"),
+        }
+    }
+    String::from_utf8_lossy(&line).into_owned()
+}
+
+/// One request on a new connection.
+fn request(s: &RudderServer, who: Who, method: &str, path: &str, body: &[u8]) -> Answer {
+    let mut tls = connect(s, who);
+    let extra = format!(
+        "Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    tls.write_all(head(method, path, who, &extra).as_bytes())
+        .expect("send head");
+    tls.write_all(body).expect("send body");
+    tls.flush().expect("flush");
+    read_answer(&mut tls, true)
+}
+
+/// Asserts the server closed the connection: a read ends (EOF or reset) rather than waiting.
+#[track_caller]
+fn assert_closed<R: Read>(conn: &mut R, what: &str) {
+    let mut buf = [0u8; 4096];
+    loop {
+        match conn.read(&mut buf) {
+            Ok(0) => return,
+            // Whatever the server said before closing (nothing is expected, but a TLS alert
+            // or an error page would be fine).
+            Ok(_) => continue,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                panic!("{what}: the server kept the connection open")
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+/// Calls `f` until it returns Some.
+#[track_caller]
+fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + GUARD;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[track_caller]
+fn assert_too_many_requests(a: &Answer) {
+    assert_eq!(a.code, 429, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.header("retry-after"), Some("1"), "{:?}", a.headers);
+    let st = a.json();
+    assert_eq!(st["kind"], "Status", "{st}");
+    assert_eq!(st["status"], "Failure", "{st}");
+    assert_eq!(st["reason"], "TooManyRequests", "{st}");
+    assert_eq!(st["code"], 429, "{st}");
+    assert_eq!(
+        st["message"], "Too many requests, please try again later.",
+        "{st}"
+    );
+    assert_eq!(st["details"]["retryAfterSeconds"], 1, "{st}");
+}
+
+#[test]
+fn idle_sockets_do_not_lock_out_authenticated_clients() {
+    raise_nofile();
+    // The server gets the usual 1,024 open files (it cannot raise them): 1,100 idle sockets
+    // would take every one of them if it let them.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let wrapper = dir.path().join("rudder-with-1024-files");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nulimit -n 1024 || exit 1\nexec '{}' \"$@\"\n",
+            rudder().display()
+        ),
+    )
+    .expect("write wrapper");
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755))
+            .expect("chmod wrapper");
+    }
+    let s = RudderServer::start(&wrapper, &[]).expect("start rudder server");
+    let mut idle: Vec<TcpStream> = (0..1100)
+        .map(|i| TcpStream::connect(addr(&s)).unwrap_or_else(|e| panic!("idle socket {i}: {e}")))
+        .collect();
+    // The admin, through the real kubectl, is served while they are open.
+    let out = s
+        .kubectl(&["get", "namespaces", "-o", "name", "--request-timeout=60s"])
+        .ok();
+    assert!(out.contains("namespace/default"), "{out}");
+    let a = request(&s, Who::Admin, "GET", "/api/v1/namespaces", b"");
+    assert_eq!(a.code, 200, "{}", String::from_utf8_lossy(&a.body));
+    // The oldest idle sockets were closed to make room.
+    idle[0].set_read_timeout(Some(GUARD)).expect("read timeout");
+    assert_closed(&mut idle[0], "the oldest idle socket");
+}
+
+#[test]
+fn stalled_clients_are_disconnected() {
+    let s = RudderServer::start(
+        rudder(),
+        &[
+            "--tls-handshake-timeout=1s",
+            "--request-header-timeout=1s",
+            "--idle-connection-timeout=1s",
+            "--request-body-timeout=1s",
+        ],
+    )
+    .expect("start rudder server");
+    // A socket that never starts TLS.
+    let mut tcp = TcpStream::connect(addr(&s)).expect("connect");
+    tcp.set_read_timeout(Some(GUARD)).expect("read timeout");
+    assert_closed(&mut tcp, "a socket without a TLS handshake");
+    // TLS, then no request.
+    let mut tls = connect(&s, Who::Anonymous);
+    assert_closed(&mut tls, "a connection that sends no request");
+    // Half a request header.
+    let mut tls = connect(&s, Who::Admin);
+    tls.write_all(b"GET /api/v1/namespaces HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: appl")
+        .expect("send half a header");
+    tls.flush().expect("flush");
+    assert_closed(&mut tls, "a connection that stalls in a header");
+    // A keep-alive connection after its request.
+    let mut tls = connect(&s, Who::Admin);
+    tls.write_all(head("GET", "/api/v1/namespaces", Who::Admin, "").as_bytes())
+        .expect("send request");
+    tls.flush().expect("flush");
+    let a = read_answer(&mut tls, true);
+    assert_eq!(a.code, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_closed(&mut tls, "an idle keep-alive connection");
+    // A body that stops coming: upstream's request timeout, and nothing written.
+    let mut tls = connect(&s, Who::Admin);
+    let extra = "Content-Type: application/json\r\nContent-Length: 200\r\n";
+    tls.write_all(head("POST", CMS, Who::Admin, extra).as_bytes())
+        .expect("send head");
+    tls.write_all(br#"{"apiVersion":"v1","kind":"ConfigMap","#)
+        .expect("send part of the body");
+    tls.flush().expect("flush");
+    let a = read_answer(&mut tls, true);
+    assert_eq!(a.code, 504, "{}", String::from_utf8_lossy(&a.body));
+    let st = a.json();
+    assert_eq!(st["reason"], "Timeout", "{st}");
+    assert_eq!(st["code"], 504, "{st}");
+    let names = s.kubectl(&["get", "cm", "-o", "name"]).ok();
+    assert_eq!(names, "", "nothing is written");
+    // And the server serves on.
+    let a = request(&s, Who::Admin, "GET", "/api/v1/namespaces", b"");
+    assert_eq!(a.code, 200);
+}
+
+#[test]
+fn watches_outlive_the_connection_timeouts() {
+    let s = RudderServer::start(
+        rudder(),
+        &[
+            "--request-header-timeout=1s",
+            "--idle-connection-timeout=1s",
+            "--request-body-timeout=1s",
+        ],
+    )
+    .expect("start rudder server");
+    s.kubectl(&["create", "configmap", "early"]).ok();
+    // A raw HTTP/1.1 watch …
+    let mut raw = connect(&s, Who::Admin);
+    raw.write_all(head("GET", &format!("{CMS}?watch=true"), Who::Admin, "").as_bytes())
+        .expect("send watch");
+    raw.flush().expect("flush");
+    let a = read_answer(&mut raw, false);
+    assert_eq!(a.code, 200);
+    // … and kubectl's (HTTP/2), once it is watching.
+    let mut kubectl = s
+        .kubectl_cmd(rudder_testkit::KUBECTL_DEFAULT_MINOR)
+        .args(["get", "configmaps", "--watch", "-o", "name"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run kubectl get --watch");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = kubectl.stdout.take().expect("kubectl stdout");
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let first = rx.recv_timeout(GUARD).expect("kubectl lists");
+    assert_eq!(first, "configmap/early");
+    // Longer than every timeout the server was given, with nothing to send.
+    std::thread::sleep(Duration::from_secs(3));
+    s.kubectl(&["create", "configmap", "late"]).ok();
+    let line = rx.recv_timeout(GUARD);
+    let _ = kubectl.kill();
+    let _ = kubectl.wait();
+    assert_eq!(line.as_deref(), Ok("configmap/late"));
+    let mut seen = String::new();
+    while !seen.contains("\"name\":\"late\"") {
+        match read_chunk(&mut raw) {
+            Some(c) => seen.push_str(&String::from_utf8_lossy(&c)),
+            None => panic!("the watch ended: {seen}"),
+        }
+    }
+}
+
+#[test]
+fn requests_beyond_the_inflight_limits_get_429() {
+    let s = RudderServer::start(
+        rudder(),
+        &[
+            "--max-requests-inflight=1",
+            "--max-mutating-requests-inflight=1",
+        ],
+    )
+    .expect("start rudder server");
+    let token = std::fs::read_to_string(s.data_dir().join("server/node-token")).expect("token");
+    let node = Who::Bearer(token.trim());
+
+    // A mutating request held in flight by a body that stops coming.
+    let mut held_write = connect(&s, node);
+    let extra = "Content-Type: application/json\r\nContent-Length: 100\r\n";
+    held_write
+        .write_all(head("POST", CMS, node, extra).as_bytes())
+        .expect("send head");
+    held_write
+        .write_all(br#"{"apiVersion":"v1","#)
+        .expect("send part of the body");
+    held_write.flush().expect("flush");
+    let refused = eventually("a second write is refused", || {
+        let a = request(&s, node, "POST", CMS, b"{}");
+        (a.code == 429).then_some(a)
+    });
+    assert_too_many_requests(&refused);
+    // Reads have their own pool; health checks and system:masters are never refused.
+    assert_eq!(
+        request(&s, node, "GET", "/api/v1/namespaces", b"").code,
+        200
+    );
+    assert_eq!(
+        request(&s, Who::Anonymous, "GET", "/healthz", b"").code,
+        200
+    );
+    s.kubectl(&["create", "configmap", "by-admin"]).ok();
+
+    // A read held in flight by a client that does not read its 9 MB answer.
+    for i in 0..9 {
+        let cm = format!(
+            r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"big-{i}"}},"data":{{"k":"{}"}}}}"#,
+            "x".repeat(1_000_000)
+        );
+        let a = request(&s, Who::Admin, "POST", CMS, cm.as_bytes());
+        assert_eq!(a.code, 201, "{}", String::from_utf8_lossy(&a.body));
+    }
+    let mut held_read = connect(&s, node);
+    let small: libc::c_int = 4096;
+    // SAFETY: setsockopt reads an int that lives for the call, on a socket this test owns.
+    let set = unsafe {
+        libc::setsockopt(
+            held_read.sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&small as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(set, 0, "SO_RCVBUF");
+    held_read
+        .write_all(head("GET", CMS, node, "Connection: close\r\n").as_bytes())
+        .expect("send list");
+    held_read.flush().expect("flush");
+    let refused = eventually("a second read is refused", || {
+        let a = request(&s, node, "GET", "/api/v1/namespaces", b"");
+        (a.code == 429).then_some(a)
+    });
+    assert_too_many_requests(&refused);
+    // Long-running requests are not counted: a watch and a log request are answered.
+    let mut watch = connect(&s, node);
+    watch
+        .write_all(head("GET", &format!("{CMS}?watch=true"), node, "").as_bytes())
+        .expect("send watch");
+    watch.flush().expect("flush");
+    assert_eq!(read_answer(&mut watch, false).code, 200);
+    let log = request(
+        &s,
+        node,
+        "GET",
+        "/api/v1/namespaces/default/pods/nothing/log",
+        b"",
+    );
+    assert_eq!(log.code, 404, "{}", String::from_utf8_lossy(&log.body));
+    assert_eq!(
+        request(&s, Who::Admin, "GET", "/api/v1/namespaces", b"").code,
+        200
+    );
+    assert_eq!(request(&s, Who::Anonymous, "GET", "/readyz", b"").code, 200);
+
+    // Clients that go away give their places back.
+    drop(held_read);
+    eventually("reads are served again", || {
+        (request(&s, node, "GET", "/api/v1/namespaces", b"").code == 200).then_some(())
+    });
+    drop(held_write);
+    let cm = br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"after"}}"#;
+    eventually("writes are served again", || {
+        (request(&s, node, "POST", CMS, cm).code == 201).then_some(())
+    });
+}
