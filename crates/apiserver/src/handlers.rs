@@ -14,6 +14,7 @@ use rudder_api::catalogue::{self, ResourceType, Verb};
 use rudder_api::selector::Selectors;
 use serde_json::{json, Value};
 
+use crate::authz::RequestInfo;
 use crate::error::ApiError;
 use crate::limits::{self, ConnSlot, Inflight};
 use crate::patch::Patch;
@@ -31,6 +32,7 @@ pub struct ConnUser(pub Option<User>);
 
 pub struct AppState {
     pub registry: Arc<Registry>,
+    pub authorizer: crate::authz::Union,
     pub token: NodeToken,
     pub version: Value,
     pub server_address: String,
@@ -99,21 +101,89 @@ fn is_public(path: &str) -> bool {
         || path.starts_with("/readyz/")
 }
 
+/// Who the request is from: the connection's client certificate, or a node token. The node
+/// token as a bearer token is a bootstrap identity (it may discover and review itself only);
+/// as the password of HTTP basic authentication with a node's name as the user, it is that
+/// node (`system:node:NAME`), held to what the Node authorizer allows.
 fn authenticate(st: &AppState, conn: &ConnUser, headers: &HeaderMap) -> Option<User> {
-    if let Some(u) = &conn.0 {
+    let authenticated = |mut u: User| {
         // Every authenticated user is also in system:authenticated, as upstream.
-        let mut u = u.clone();
         if !u.groups.iter().any(|g| g == "system:authenticated") {
             u.groups.push("system:authenticated".into());
         }
-        return Some(u);
+        u
+    };
+    if let Some(u) = &conn.0 {
+        return Some(authenticated(u.clone()));
     }
     let auth = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let token = auth.strip_prefix("Bearer ")?.trim();
-    st.token.matches_bearer(token).then(|| User {
-        name: "node".into(),
-        groups: vec!["system:nodes".into(), "system:authenticated".into()],
-        uid: None,
+    if let Some(token) = auth.strip_prefix("Bearer ") {
+        return st.token.matches_bearer(token.trim()).then(|| User {
+            name: "system:bootstrap:node-token".into(),
+            groups: vec!["system:bootstrappers".into(), "system:authenticated".into()],
+            uid: None,
+        });
+    }
+    let basic = auth.strip_prefix("Basic ")?;
+    use base64::Engine as _;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(basic.trim())
+        .ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (name, password) = decoded.split_once(':')?;
+    let node = Some(name)
+        .filter(|n| !n.is_empty() && rudder_api::validation::dns1123_subdomain(n).is_empty())?;
+    st.token.matches_bearer(password).then(|| {
+        authenticated(User {
+            name: format!("system:node:{node}"),
+            groups: vec![crate::authz::NODES.into()],
+            uid: None,
+        })
+    })
+}
+
+/// `kubectl --as`: the `Impersonate-*` headers make the request act as another user; only
+/// `system:masters` may, as nothing else grants the `impersonate` verb yet.
+fn impersonate(user: User, headers: &HeaderMap) -> Result<User, ApiError> {
+    let values = |name: &str| -> Vec<String> {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::to_string)
+            .collect()
+    };
+    let as_user = values("impersonate-user");
+    let groups = values("impersonate-group");
+    let uid = values("impersonate-uid");
+    if as_user.is_empty() {
+        if !groups.is_empty() || !uid.is_empty() {
+            return Err(ApiError::bad_request(
+                "requested impersonation of groups or a uid without impersonating a user",
+            ));
+        }
+        return Ok(user);
+    }
+    if !user.groups.iter().any(|g| g == crate::authz::MASTERS) {
+        let name = as_user.first().cloned().unwrap_or_default();
+        let info = crate::authz::RequestInfo {
+            is_resource: true,
+            verb: "impersonate".into(),
+            resource: "users".into(),
+            name,
+            ..Default::default()
+        };
+        return Err(info.forbidden(&user.name, ""));
+    }
+    let name = as_user.into_iter().next().unwrap_or_default();
+    let mut groups = groups;
+    if name != "system:anonymous" && !groups.iter().any(|g| g == "system:authenticated") {
+        groups.push("system:authenticated".into());
+    }
+    Ok(User {
+        name,
+        groups,
+        uid: uid.into_iter().next(),
     })
 }
 
@@ -130,6 +200,10 @@ pub async fn handle(State(st): State<Arc<AppState>>, req: Request) -> Response {
     let Some(user) = authenticate(&st, &conn, req.headers()) else {
         return ApiError::unauthorized().into_response();
     };
+    let user = match impersonate(user, req.headers()) {
+        Ok(u) => u,
+        Err(e) => return e.into_response(),
+    };
     // An authenticated connection is no longer one a flood of sockets may push out.
     if let Some(slot) = req.extensions().get::<ConnSlot>() {
         slot.authenticated();
@@ -139,6 +213,10 @@ pub async fn handle(State(st): State<Arc<AppState>>, req: Request) -> Response {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
+    let info = RequestInfo::parse(req.method().as_str(), &path, &query(&req));
+    if let Err(e) = st.authorizer.check(&user, &info).await {
+        return e.into_response();
+    }
     let response = match route(&st, &user, req).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
@@ -381,7 +459,10 @@ async fn route(st: &Arc<AppState>, user: &User, req: Request) -> Result<Response
             }
             let (headers, body) = read_body(st, req).await?;
             let obj = decode_object(&headers, &body)?;
-            Ok(json_response(StatusCode::CREATED, &review(rt, user, obj)?))
+            Ok(json_response(
+                StatusCode::CREATED,
+                &review(st, rt, user, obj).await?,
+            ))
         }
         Target::Collection { served, ns } => {
             let res = &served.res;
@@ -693,86 +774,148 @@ async fn watch(
         .unwrap_or_default())
 }
 
-/// Answers an access or identity review about the caller. Until RBAC lands every authenticated
-/// user may do anything, so access reviews are allowed.
-const ALLOWED_REASON: &str = "authenticated users may do anything until RBAC is enabled";
+/// The request an access review asks about (`spec.resourceAttributes` or
+/// `spec.nonResourceAttributes`), as the authorizer sees requests.
+fn review_attributes(spec: &Value) -> RequestInfo {
+    let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    match spec.get("resourceAttributes").filter(|v| v.is_object()) {
+        Some(r) => RequestInfo {
+            is_resource: true,
+            verb: s(r, "verb"),
+            api_group: s(r, "group"),
+            api_version: s(r, "version"),
+            resource: s(r, "resource"),
+            subresource: s(r, "subresource"),
+            namespace: s(r, "namespace"),
+            name: s(r, "name"),
+            ..RequestInfo::default()
+        },
+        None => {
+            let n = spec.get("nonResourceAttributes").unwrap_or(&Value::Null);
+            RequestInfo {
+                verb: s(n, "verb"),
+                path: s(n, "path"),
+                ..RequestInfo::default()
+            }
+        }
+    }
+}
 
-fn review(rt: &ResourceType, user: &User, mut obj: Value) -> Result<Value, ApiError> {
-    if !obj.is_object() {
+/// The review's status: whether the authorizers allow the subject the request.
+async fn access_status(st: &AppState, subject: &User, info: &RequestInfo) -> Value {
+    match st.authorizer.check(subject, info).await {
+        Ok(()) => json!({"allowed": true}),
+        Err(_) => json!({"allowed": false}),
+    }
+}
+
+/// Answers an access or identity review: access reviews ask the same authorizers a request
+/// would meet.
+async fn review(
+    st: &AppState,
+    rt: &ResourceType,
+    user: &User,
+    mut obj: Value,
+) -> Result<Value, ApiError> {
+    let Some(m) = obj.as_object_mut() else {
         return Err(ApiError::bad_request(
             "the request body must be a JSON object",
         ));
+    };
+    m.insert("kind".into(), json!(rt.kind));
+    m.insert("apiVersion".into(), json!(rt.api_version()));
+    if !m.get("metadata").is_some_and(Value::is_object) {
+        m.insert("metadata".into(), json!({}));
     }
-    obj["kind"] = json!(rt.kind);
-    obj["apiVersion"] = json!(rt.api_version());
-    if !obj.get("metadata").is_some_and(Value::is_object) {
-        obj["metadata"] = json!({});
+    if let Some(meta) = m.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.insert(
+            "creationTimestamp".into(),
+            json!(crate::registry::now_rfc3339()),
+        );
     }
-    obj["metadata"]["creationTimestamp"] = json!(crate::registry::now_rfc3339());
-    match rt.kind {
+    let spec = m.get("spec").cloned().unwrap_or(Value::Null);
+    let attributes =
+        spec.get("resourceAttributes").is_some() || spec.get("nonResourceAttributes").is_some();
+    let required = |field: &str, why: &str| {
+        ApiError::invalid(
+            rt.kind,
+            rt.group,
+            "",
+            vec![rudder_api::validation::FieldError::required(field, why)],
+        )
+    };
+    let one_of = "exactly one of nonResourceAttributes or resourceAttributes must be specified";
+    let status = match rt.kind {
         "SelfSubjectAccessReview" => {
-            let spec = obj.get("spec").cloned().unwrap_or(Value::Null);
-            if spec.get("resourceAttributes").is_none()
-                && spec.get("nonResourceAttributes").is_none()
-            {
-                return Err(ApiError::invalid(
-                    rt.kind,
-                    rt.group,
-                    "",
-                    vec![rudder_api::validation::FieldError::required(
-                        "spec.resourceAttributes",
-                        "exactly one of nonResourceAttributes or resourceAttributes must be specified",
-                    )],
-                ));
+            if !attributes {
+                return Err(required("spec.resourceAttributes", one_of));
             }
-            obj["status"] = json!({"allowed": true, "reason": ALLOWED_REASON});
+            access_status(st, user, &review_attributes(&spec)).await
         }
         "SubjectAccessReview" | "LocalSubjectAccessReview" => {
-            let spec = obj.get("spec").cloned().unwrap_or(Value::Null);
-            let attributes = spec.get("resourceAttributes").is_some()
-                || spec.get("nonResourceAttributes").is_some();
-            let subject = ["user", "groups", "uid"]
+            let subject_given = ["user", "groups", "uid"]
                 .iter()
                 .any(|k| spec.get(*k).is_some_and(|v| !v.is_null()));
-            if !attributes || !subject {
-                let (field, why) = if attributes {
-                    (
-                        "spec.user",
-                        "at least one of user or group must be specified",
-                    )
-                } else {
-                    (
-                        "spec.resourceAttributes",
-                        "exactly one of nonResourceAttributes or resourceAttributes must be specified",
-                    )
-                };
-                return Err(ApiError::invalid(
-                    rt.kind,
-                    rt.group,
-                    "",
-                    vec![rudder_api::validation::FieldError::required(field, why)],
+            if !attributes {
+                return Err(required("spec.resourceAttributes", one_of));
+            }
+            if !subject_given {
+                return Err(required(
+                    "spec.user",
+                    "at least one of user or group must be specified",
                 ));
             }
-            // Anyone the server authenticated may do anything until RBAC is enabled; the
-            // subject is someone who could authenticate.
-            obj["status"] = json!({"allowed": true, "reason": ALLOWED_REASON});
+            let subject = User {
+                name: spec["user"].as_str().unwrap_or("").to_string(),
+                groups: spec["groups"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|g| g.as_str().map(str::to_string))
+                    .collect(),
+                uid: spec["uid"].as_str().map(str::to_string),
+            };
+            access_status(st, &subject, &review_attributes(&spec)).await
         }
         "SelfSubjectRulesReview" => {
-            obj["status"] = json!({
-                "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
-                "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
-                "incomplete": false,
-            });
+            if user.groups.iter().any(|g| g == crate::authz::MASTERS) {
+                json!({
+                    "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
+                    "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
+                    "incomplete": false,
+                })
+            } else {
+                let mut status = json!({
+                    "resourceRules": [
+                        {"verbs": ["create"], "apiGroups": ["authorization.k8s.io"],
+                         "resources": ["selfsubjectaccessreviews", "selfsubjectrulesreviews"]},
+                        {"verbs": ["create"], "apiGroups": ["authentication.k8s.io"],
+                         "resources": ["selfsubjectreviews"]},
+                    ],
+                    "nonResourceRules": [{"verbs": ["get"], "nonResourceURLs": [
+                        "/api", "/api/*", "/apis", "/apis/*", "/healthz", "/livez", "/openapi",
+                        "/openapi/*", "/readyz", "/version", "/version/",
+                    ]}],
+                    "incomplete": false,
+                });
+                if crate::authz::node_name(user).is_some() {
+                    status["incomplete"] = json!(true);
+                    status["evaluationError"] =
+                        json!("node authorizer does not support user rule resolution");
+                }
+                status
+            }
         }
         "SelfSubjectReview" => {
             let mut info = json!({"username": user.name, "groups": user.groups});
             if let Some(uid) = &user.uid {
                 info["uid"] = json!(uid);
             }
-            obj["status"] = json!({"userInfo": info});
+            json!({"userInfo": info})
         }
         other => return Err(ApiError::internal(format!("no review handler for {other}"))),
-    }
+    };
+    m.insert("status".into(), status);
     Ok(obj)
 }
 

@@ -1126,6 +1126,34 @@ impl Registry {
         }))
     }
 
+    /// The pods bound to `node` (the Node authorizer's view of what a node runs).
+    pub async fn pods_on_node(&self, node: &str) -> Result<Vec<Value>, ApiError> {
+        let served = crate::resources::resolve("", "v1", "pods")
+            .ok_or_else(|| ApiError::internal("pods are not in the catalogue"))?;
+        let selectors = Selectors::parse(
+            None,
+            Some(&format!("spec.nodeName={node}")),
+            served.field_selectors,
+        )
+        .map_err(ApiError::internal)?;
+        let opts = ListOptions {
+            selectors,
+            ..ListOptions::default()
+        };
+        let list = self.list(&served.res, None, &opts).await?;
+        Ok(match list.get("items") {
+            Some(Value::Array(items)) => items.clone(),
+            _ => Vec::new(),
+        })
+    }
+
+    /// The volume a claim is bound to, if the claim exists and is bound.
+    pub async fn claim_volume(&self, ns: &str, claim: &str) -> Option<String> {
+        let served = crate::resources::resolve("", "v1", "persistentvolumeclaims")?;
+        let pvc = self.get(&served.res, Some(ns), claim).await.ok()?;
+        pvc["spec"]["volumeName"].as_str().map(str::to_string)
+    }
+
     /// The same list as [`Registry::list`], serialised, for a resource served in its stored
     /// version and a list without selectors: each item's spec and status are copied as
     /// stored, not parsed and written again (the bulk of a large list's cost).

@@ -79,7 +79,7 @@ fn version_doc() -> Value {
 async fn bootstrap(registry: &Registry, port: u16) -> Result<(), ApiError> {
     let ns = crate::resources::resolve("", "v1", "namespaces")
         .ok_or_else(|| ApiError::internal("namespaces are not in the catalogue"))?;
-    for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+    for name in crate::namespaces::SYSTEM_NAMESPACES {
         let obj = json!({"metadata": {"name": name}, "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}});
         match registry.create(&ns.res, None, obj, false).await {
             Ok(_) => {}
@@ -181,6 +181,7 @@ pub async fn start(cfg: Config, store: Arc<dyn Store>) -> anyhow::Result<ApiServ
         "connection limits"
     );
     let state = Arc::new(AppState {
+        authorizer: crate::authz::Union::standard(registry.clone()),
         registry,
         token,
         version: version_doc(),

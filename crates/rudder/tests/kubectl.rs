@@ -1133,8 +1133,18 @@ fn rules_and_subject_access_reviews() {
         ["*.*", "[]", "[]", "[*]"],
         "{list}"
     );
+    // Only system:masters may do anything until RBAC exists.
+    let out = s.kubectl(&["auth", "can-i", "delete", "pods", "--as=someone"]);
+    assert_eq!(out.stdout().trim(), "no");
     let out = s
-        .kubectl(&["auth", "can-i", "delete", "pods", "--as=someone"])
+        .kubectl(&[
+            "auth",
+            "can-i",
+            "delete",
+            "pods",
+            "--as=someone",
+            "--as-group=system:masters",
+        ])
         .ok();
     assert_eq!(out.trim(), "yes");
     let a = s.request(
@@ -1142,6 +1152,14 @@ fn rules_and_subject_access_reviews() {
         "/apis/authorization.k8s.io/v1/namespaces/default/localsubjectaccessreviews",
         "application/json",
         br#"{"apiVersion":"authorization.k8s.io/v1","kind":"LocalSubjectAccessReview","spec":{"user":"u","resourceAttributes":{"namespace":"default","verb":"get","resource":"pods"}}}"#,
+    );
+    assert_eq!(a.code, 201, "{}", a.body);
+    assert_eq!(a.json()["status"]["allowed"], false);
+    let a = s.request(
+        "POST",
+        "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+        "application/json",
+        br#"{"apiVersion":"authorization.k8s.io/v1","kind":"SubjectAccessReview","spec":{"user":"system:node:n1","groups":["system:nodes"],"resourceAttributes":{"verb":"get","resource":"nodes","name":"n1"}}}"#,
     );
     assert_eq!(a.code, 201, "{}", a.body);
     assert_eq!(a.json()["status"]["allowed"], true);
