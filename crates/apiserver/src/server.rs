@@ -20,7 +20,7 @@ use tower::ServiceExt as _;
 use crate::error::ApiError;
 use crate::handlers::{self, AppState, ConnUser};
 use crate::limits::{self, Activity, Gate, Inflight, Limits, Slot};
-use crate::pki::{self, Pki};
+use crate::pki::{self, Pki, User};
 use crate::registry::{Registry, Res};
 
 /// The Kubernetes version Rudder's API reports (the API it serves).
@@ -47,12 +47,28 @@ pub struct ApiServer {
     pub addr: SocketAddr,
     pub kubeconfig: PathBuf,
     accept: JoinHandle<()>,
+    app: Router,
 }
 
 impl ApiServer {
     /// Stops accepting connections.
     pub fn stop(&self) {
         self.accept.abort();
+    }
+
+    /// A kube-rs client that calls this server in process, as `user`: the same request path
+    /// (authorization, admission, registry, watch cache) as over HTTPS, without a socket, TLS
+    /// or serialisation to a connection. The scheduler, controllers and the server's own agent
+    /// use it.
+    pub fn client(&self, user: User, default_namespace: &str) -> kube::Client {
+        let app = self.app.clone();
+        let conn = ConnUser(Some(user));
+        let svc = tower::service_fn(move |req: Request<kube::client::Body>| {
+            let mut req = req.map(axum::body::Body::new);
+            req.extensions_mut().insert(conn.clone());
+            app.clone().oneshot(req)
+        });
+        kube::Client::new(svc, default_namespace)
     }
 }
 
@@ -195,7 +211,7 @@ pub async fn start(cfg: Config, store: Arc<dyn Store>) -> anyhow::Result<ApiServ
     let app = Router::new().fallback(handlers::handle).with_state(state);
     let serving = Arc::new(Serving {
         tls,
-        app,
+        app: app.clone(),
         http: http_builder(&cfg.limits),
         gate: Gate::new(max_connections, max_pending),
         limits: cfg.limits.clone(),
@@ -205,6 +221,7 @@ pub async fn start(cfg: Config, store: Arc<dyn Store>) -> anyhow::Result<ApiServ
         addr,
         kubeconfig,
         accept,
+        app,
     })
 }
 
