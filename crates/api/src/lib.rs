@@ -20,3 +20,4 @@ pub mod schema;
 pub mod selector;
 pub mod strategy;
 pub mod validation;
+pub mod value;

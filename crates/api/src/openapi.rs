@@ -659,8 +659,10 @@ fn list_schema(definitions: &Map<String, Value>, item: &str, row: &ResourceType)
             .unwrap_or_else(|| json!({"type": "string"}))
     };
     let mut metadata = schema_ref(&format!("{META}ListMeta"));
-    metadata["description"] = json!(
-        "Standard list metadata. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds"
+    crate::value::set(
+        &mut metadata,
+        &["description"],
+        json!("Standard list metadata. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds"),
     );
     json!({
         "description": format!("{}List is a list of {} objects.", row.kind, row.kind),
@@ -1537,7 +1539,7 @@ impl PathItem {
                 Body::Object { schema, required } => {
                     let mut b = json!({"content": {"*/*": {"schema": schema_ref(schema)}}});
                     if *required {
-                        b["required"] = json!(true);
+                        crate::value::set(&mut b, &["required"], json!(true));
                     }
                     o.insert("requestBody".into(), b);
                 }
@@ -1628,7 +1630,7 @@ impl PathItem {
                     let mut b = json!({"name": "body", "in": "body",
                         "schema": {"$ref": format!("{SCHEMA_PREFIX_V2}{schema}")}});
                     if *required {
-                        b["required"] = json!(true);
+                        crate::value::set(&mut b, &["required"], json!(true));
                     }
                     params.push(b);
                 }
@@ -1681,7 +1683,7 @@ fn v3_param(p: &Param) -> Value {
         "schema": {"type": p.ty, "uniqueItems": true},
     });
     if p.location == In::Path {
-        v["required"] = json!(true);
+        crate::value::set(&mut v, &["required"], json!(true));
     }
     v
 }
@@ -1695,7 +1697,7 @@ fn v2_param(p: &Param) -> Value {
         "uniqueItems": true,
     });
     if p.location == In::Path {
-        v["required"] = json!(true);
+        crate::value::set(&mut v, &["required"], json!(true));
     }
     v
 }

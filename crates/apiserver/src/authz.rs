@@ -179,7 +179,11 @@ impl RequestInfo {
         let mut e = ApiError::forbidden(message);
         let mut details = serde_json::json!({"name": self.name, "kind": self.resource});
         if !self.api_group.is_empty() {
-            details["group"] = Value::String(self.api_group.clone());
+            rudder_api::value::set(
+                &mut details,
+                &["group"],
+                Value::String(self.api_group.clone()),
+            );
         }
         if self.is_resource {
             e.details = Some(details);

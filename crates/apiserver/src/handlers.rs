@@ -899,9 +899,12 @@ async fn review(
                     "incomplete": false,
                 });
                 if crate::authz::node_name(user).is_some() {
-                    status["incomplete"] = json!(true);
-                    status["evaluationError"] =
-                        json!("node authorizer does not support user rule resolution");
+                    rudder_api::value::set(&mut status, &["incomplete"], json!(true));
+                    rudder_api::value::set(
+                        &mut status,
+                        &["evaluationError"],
+                        json!("node authorizer does not support user rule resolution"),
+                    );
                 }
                 status
             }
@@ -909,7 +912,7 @@ async fn review(
         "SelfSubjectReview" => {
             let mut info = json!({"username": user.name, "groups": user.groups});
             if let Some(uid) = &user.uid {
-                info["uid"] = json!(uid);
+                rudder_api::value::set(&mut info, &["uid"], json!(uid));
             }
             json!({"userInfo": info})
         }

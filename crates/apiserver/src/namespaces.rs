@@ -58,10 +58,18 @@ pub async fn delete(
         .patch(&ns.res, None, name, Part::All, false, |old| {
             let mut new = old.clone();
             if new["metadata"].get("deletionTimestamp").is_none() {
-                new["metadata"]["deletionTimestamp"] = json!(crate::registry::now_rfc3339());
-                new["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+                rudder_api::value::set(
+                    &mut new,
+                    &["metadata", "deletionTimestamp"],
+                    json!(crate::registry::now_rfc3339()),
+                );
+                rudder_api::value::set(
+                    &mut new,
+                    &["metadata", "deletionGracePeriodSeconds"],
+                    json!(0),
+                );
             }
-            new["status"]["phase"] = json!("Terminating");
+            rudder_api::value::set(&mut new, &["status", "phase"], json!("Terminating"));
             Ok(new)
         })
         .await?;

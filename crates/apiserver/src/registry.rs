@@ -185,13 +185,21 @@ fn set_resource_version(obj: &mut Value, revision: Revision) {
     );
 }
 
+/// The object's metadata, made an object if it is not one (callers have checked that `obj`
+/// is an object; anything else is made one).
 fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
-    if !obj.get("metadata").is_some_and(Value::is_object) {
-        obj["metadata"] = json!({});
+    if !obj.is_object() {
+        *obj = json!({});
     }
-    obj["metadata"]
+    let meta = obj
         .as_object_mut()
-        .expect("metadata was just made an object")
+        .expect("just made an object")
+        .entry("metadata")
+        .or_insert_with(|| json!({}));
+    if !meta.is_object() {
+        *meta = json!({});
+    }
+    meta.as_object_mut().expect("just made an object")
 }
 
 /// Empty label, annotation, finalizer and owner lists are not kept (upstream's `omitempty`):
@@ -732,14 +740,14 @@ impl Registry {
                 let status = new.get("status").cloned();
                 *new = old.clone();
                 match status {
-                    Some(s) => new["status"] = s,
+                    Some(s) => rudder_api::value::set(new, &["status"], s),
                     None => {
                         new.as_object_mut().map(|m| m.remove("status"));
                     }
                 }
             }
             Part::Main if res.has_status => match old.get("status") {
-                Some(s) => new["status"] = s.clone(),
+                Some(s) => rudder_api::value::set(new, &["status"], s.clone()),
                 None => {
                     new.as_object_mut().map(|m| m.remove("status"));
                 }
@@ -1274,10 +1282,10 @@ impl Registry {
         }
         let mut list_meta = json!({ "resourceVersion": rev.to_string() });
         if let Some(c) = next {
-            list_meta["continue"] = Value::String(c);
+            rudder_api::value::set(&mut list_meta, &["continue"], Value::String(c));
         }
         if let Some(r) = remaining.filter(|r| *r > 0) {
-            list_meta["remainingItemCount"] = json!(r);
+            rudder_api::value::set(&mut list_meta, &["remainingItemCount"], json!(r));
         }
         Ok((items, list_meta))
     }

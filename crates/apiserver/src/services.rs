@@ -244,10 +244,10 @@ impl Allocator {
                     }
                     asked
                 };
-                obj["spec"]["clusterIP"] = json!(ip);
-                obj["spec"]["clusterIPs"] = json!([ip]);
+                rudder_api::value::set(obj, &["spec", "clusterIP"], json!(ip));
+                rudder_api::value::set(obj, &["spec", "clusterIPs"], json!([ip]));
             } else {
-                obj["spec"]["clusterIPs"] = json!(["None"]);
+                rudder_api::value::set(obj, &["spec", "clusterIPs"], json!(["None"]));
             }
         }
         // NodePorts.
@@ -284,7 +284,9 @@ impl Allocator {
                     }
                     p
                 };
-                obj["spec"]["ports"][i]["nodePort"] = json!(port);
+                if let Some(p) = obj["spec"]["ports"].get_mut(i) {
+                    rudder_api::value::set(p, &["nodePort"], json!(port));
+                }
             }
         } else if let Some(ports) = obj["spec"]["ports"].as_array_mut() {
             for p in ports {

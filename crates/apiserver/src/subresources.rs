@@ -165,12 +165,16 @@ async fn set_scale(
             let mut scale = change(&current)?;
             check_scale(name, &mut scale)?;
             let mut new = old.clone();
-            new["spec"]["replicas"] = scale["spec"]["replicas"].clone();
+            rudder_api::value::set(
+                &mut new,
+                &["spec", "replicas"],
+                scale["spec"]["replicas"].clone(),
+            );
             if let Some(rv) = scale["metadata"]["resourceVersion"]
                 .as_str()
                 .filter(|rv| !rv.is_empty())
             {
-                new["metadata"]["resourceVersion"] = json!(rv);
+                rudder_api::value::set(&mut new, &["metadata", "resourceVersion"], json!(rv));
             }
             Ok(new)
         })
@@ -275,10 +279,10 @@ async fn bind(
             ));
         }
         let mut new = old.clone();
-        new["spec"]["nodeName"] = json!(node);
+        rudder_api::value::set(&mut new, &["spec", "nodeName"], json!(node));
         if let Some(extra) = binding["metadata"]["annotations"].as_object() {
             for (k, v) in extra {
-                new["metadata"]["annotations"][k] = v.clone();
+                rudder_api::value::set(&mut new, &["metadata", "annotations", k], v.clone());
             }
         }
         set_condition(&mut new, "PodScheduled", "True");
@@ -298,8 +302,8 @@ fn set_condition(pod: &mut Value, kind: &str, status: &str) {
     match list.iter_mut().find(|c| c["type"] == kind) {
         Some(c) if c["status"] == status => {}
         Some(c) => {
-            c["status"] = json!(status);
-            c["lastTransitionTime"] = json!(now);
+            rudder_api::value::set(c, &["status"], json!(status));
+            rudder_api::value::set(c, &["lastTransitionTime"], json!(now));
         }
         None => list.push(json!({
             "type": kind,
@@ -399,9 +403,17 @@ async fn check_budget(
     let rv = pdb["metadata"]["resourceVersion"].clone();
     reg.patch(&pdbs.res, ns, &pdb_name, Part::Status, dry_run, |old| {
         let mut new = old.clone();
-        new["metadata"]["resourceVersion"] = rv.clone();
-        new["status"]["disruptionsAllowed"] = json!(allowed - 1);
-        new["status"]["disruptedPods"][pod_name] = json!(crate::registry::now_rfc3339());
+        rudder_api::value::set(&mut new, &["metadata", "resourceVersion"], rv.clone());
+        rudder_api::value::set(
+            &mut new,
+            &["status", "disruptionsAllowed"],
+            json!(allowed - 1),
+        );
+        rudder_api::value::set(
+            &mut new,
+            &["status", "disruptedPods", pod_name],
+            json!(crate::registry::now_rfc3339()),
+        );
         Ok(new)
     })
     .await

@@ -573,7 +573,7 @@ fn scaling_rules(rules: Option<&Value>, up: bool) -> Value {
             "tolerance",
         ] {
             if let Some(v) = r.get(key).filter(|v| !v.is_null()) {
-                out[key] = v.clone();
+                crate::value::set(&mut out, &[key], v.clone());
             }
         }
     }
@@ -603,8 +603,8 @@ pub(crate) fn prepare_hpa(obj: &mut Value, old: Option<&Value>) {
         if let Some(behavior) = child_if(spec, "behavior") {
             let up = scaling_rules(behavior.get("scaleUp"), true);
             let down = scaling_rules(behavior.get("scaleDown"), false);
-            behavior["scaleUp"] = up;
-            behavior["scaleDown"] = down;
+            crate::value::set(behavior, &["scaleUp"], up);
+            crate::value::set(behavior, &["scaleDown"], down);
         }
     }
     if old.is_none() {

@@ -316,14 +316,18 @@ pub(crate) fn prepare_pod(obj: &mut Value, old: Option<&Value>) {
     let spec = obj.get("spec").cloned().unwrap_or(Value::Null);
     let mut status = json!({"phase": "Pending", "qosClass": qos_class(&spec)});
     if !arr(&spec, "schedulingGates").is_empty() {
-        status["conditions"] = json!([{
-            "type": "PodScheduled",
-            "status": "False",
-            "lastProbeTime": null,
-            "lastTransitionTime": null,
-            "reason": "SchedulingGated",
-            "message": "Scheduling is blocked due to non-empty scheduling gates",
-        }]);
+        crate::value::set(
+            &mut status,
+            &["conditions"],
+            json!([{
+                "type": "PodScheduled",
+                "status": "False",
+                "lastProbeTime": null,
+                "lastTransitionTime": null,
+                "reason": "SchedulingGated",
+                "message": "Scheduling is blocked due to non-empty scheduling gates",
+            }]),
+        );
     }
     reset_status(obj, status);
 }
