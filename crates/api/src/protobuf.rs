@@ -46,7 +46,10 @@
 //! 1.31) sends for the same object.
 //!
 //! Never panics on any input: every length is bounds-checked and nesting is limited to
-//! [`MAX_DEPTH`].
+//! [`MAX_DEPTH`]. What a body may decode to is bounded too: an empty message is a byte or two on
+//! the wire but a JSON object of every zero-valued field Go writes, so a 2 MB body of a million
+//! empty containers would be tens of millions of JSON values. Every decoded value is charged
+//! against [`MAX_NODES`] and decoding stops at the first that does not fit.
 
 use serde_json::{Map, Number, Value};
 
@@ -60,6 +63,33 @@ pub const MAGIC: &[u8; 4] = b"k8s\0";
 
 /// Deepest nesting of messages (and nested `k8s\0` bodies) accepted.
 pub const MAX_DEPTH: usize = 100;
+
+/// Most JSON values (objects, fields, list items) one body may decode to.
+pub const MAX_NODES: usize = 1_000_000;
+
+thread_local! {
+    /// What the body being decoded on this thread may still decode to.
+    static NODES_LEFT: std::cell::Cell<usize> = const { std::cell::Cell::new(MAX_NODES) };
+}
+
+/// Charges `n` decoded values to the body being decoded.
+fn charge(n: usize) -> Result<(), ProtobufError> {
+    NODES_LEFT.with(|c| match c.get().checked_sub(n) {
+        Some(left) => {
+            c.set(left);
+            Ok(())
+        }
+        None => Err(ProtobufError::TooLarge),
+    })
+}
+
+/// Runs a whole decoding with a fresh budget.
+fn with_budget<T>(f: impl FnOnce() -> Result<T, ProtobufError>) -> Result<T, ProtobufError> {
+    NODES_LEFT.with(|c| c.set(MAX_NODES));
+    let r = f();
+    NODES_LEFT.with(|c| c.set(MAX_NODES));
+    r
+}
 
 /// Why a protobuf body could not be turned into JSON.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -89,6 +119,8 @@ pub enum ProtobufError {
     Unsupported(String),
     #[error("protobuf messages nested deeper than {MAX_DEPTH}")]
     TooDeep,
+    #[error("the body decodes to more than {MAX_NODES} values")]
+    TooLarge,
 }
 
 impl ProtobufError {
@@ -96,6 +128,11 @@ impl ProtobufError {
     /// `contentEncoding`, or a `contentType` other than protobuf): HTTP 415 rather than 400.
     pub fn is_unsupported_media_type(&self) -> bool {
         matches!(self, ProtobufError::Unsupported(_))
+    }
+
+    /// Whether the body decodes to more than [`MAX_NODES`] values (HTTP 413).
+    pub fn is_too_large(&self) -> bool {
+        matches!(self, ProtobufError::TooLarge)
     }
 }
 
@@ -168,7 +205,7 @@ pub fn envelope(body: &[u8]) -> Result<Envelope<'_>, ProtobufError> {
 /// Decodes a whole `k8s\0` protobuf body into the Kubernetes JSON object, with `apiVersion`
 /// and `kind` taken from the envelope.
 pub fn decode(body: &[u8]) -> Result<Value, ProtobufError> {
-    decode_depth(body, 0)
+    with_budget(|| decode_depth(body, 0))
 }
 
 /// Decodes `raw`, the protobuf message of an object of `kind` in `api_version` (the contents
@@ -177,7 +214,7 @@ pub fn decode(body: &[u8]) -> Result<Value, ProtobufError> {
 /// `meta.k8s.io/v1` kinds that upstream registers in every group version (`DeleteOptions`,
 /// `CreateOptions`, `Status`, …) are accepted under any `apiVersion`.
 pub fn decode_as(api_version: &str, kind: &str, raw: &[u8]) -> Result<Value, ProtobufError> {
-    decode_as_depth(api_version, kind, raw, 0)
+    with_budget(|| decode_as_depth(api_version, kind, raw, 0))
 }
 
 /// Whether [`decode_as`] knows `kind` of `api_version`.
@@ -556,11 +593,14 @@ fn decode_message(idx: u16, bytes: &[u8], depth: usize) -> Result<Value, Protobu
     }
     let msg = message(idx)?;
     if msg.special != Special::Plain {
+        charge(1)?;
         return decode_special(msg, bytes, depth);
     }
     let mut obj = Map::new();
     decode_fields_into(msg, bytes, depth, &mut obj)?;
     go_zero_values(msg, depth, &mut obj)?;
+    // The object and its fields (values that are messages were charged as they were decoded).
+    charge(1 + obj.len())?;
     Ok(Value::Object(obj))
 }
 
@@ -604,9 +644,11 @@ fn decode_fields_into(
                 if packable && wt == WT_LEN {
                     let mut p = Reader::new(r.len_delimited()?, msg.name);
                     while p.pos < p.buf.len() {
+                        charge(1)?;
                         items.push(scalar(msg, f, &mut p, wire_type_of(f.ty))?);
                     }
                 } else {
+                    charge(1)?;
                     items.push(scalar_or_message(msg, f, &mut r, wt, depth)?);
                 }
                 match obj.get_mut(f.json) {
@@ -620,6 +662,7 @@ fn decode_fields_into(
                 if wt != WT_LEN {
                     return Err(wrong_wire_type(msg.name, f.json, tag, wt));
                 }
+                charge(1)?;
                 let (k, v) = map_entry(msg, f, r.len_delimited()?, depth)?;
                 match obj.get_mut(f.json) {
                     Some(Value::Object(m)) => {

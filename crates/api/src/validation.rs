@@ -3,6 +3,11 @@
 
 use serde_json::Value;
 
+/// Most field errors worth collecting for one object: past this, validation of long lists
+/// (containers) stops early, so an object of 300k empty containers costs thousands of errors,
+/// not a million (the Status lists only the first hundred anyway).
+pub const MAX_ERRORS: usize = 1_000;
+
 /// One field error: (field path, reason, message). `reason` is the `details.causes[].reason`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FieldError {

@@ -5,6 +5,9 @@ use axum::http::{header, Response, StatusCode};
 use rudder_api::validation::FieldError;
 use serde_json::{json, Value};
 
+/// Most field causes one Invalid `Status` lists.
+pub const MAX_CAUSES: usize = 100;
+
 /// An error answered as a `Status`.
 #[derive(Clone, Debug)]
 pub struct ApiError {
@@ -157,11 +160,20 @@ impl ApiError {
     }
 
     /// 422: `Kind "name" is invalid: field: message, field: message`.
-    pub fn invalid(kind: &str, group: &str, name: &str, causes: Vec<FieldError>) -> ApiError {
-        let text: Vec<String> = causes
+    ///
+    /// At most [`MAX_CAUSES`] causes are listed (in the message and in `details.causes`), and
+    /// the message says how many more there were: upstream lists every one, but an object of
+    /// a million empty containers would make that a response of hundreds of megabytes.
+    pub fn invalid(kind: &str, group: &str, name: &str, mut causes: Vec<FieldError>) -> ApiError {
+        let more = causes.len().saturating_sub(MAX_CAUSES);
+        causes.truncate(MAX_CAUSES);
+        let mut text: Vec<String> = causes
             .iter()
             .map(|c| format!("{}: {}", c.field, c.message))
             .collect();
+        if more > 0 {
+            text.push(format!("and {more} more errors"));
+        }
         let message = match text.len() {
             1 => format!("{kind} {} is invalid: {}", json!(name), text[0]),
             _ => format!("{kind} {} is invalid: [{}]", json!(name), text.join(", ")),

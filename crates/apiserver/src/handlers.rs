@@ -376,18 +376,50 @@ fn decode_object(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
     decode_body(&content_type(headers), body)
 }
 
+/// Decodes the body of a create or update of `res`. A protobuf body whose envelope names
+/// another kind or apiVersion is refused from the envelope, before its object is decoded (a
+/// list of 200k items sent to `deployments` costs nothing), with the message the registry
+/// gives JSON bodies.
+fn decode_object_of(res: &Res, headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
+    let ct = content_type(headers);
+    if ct == rudder_api::protobuf::CONTENT_TYPE {
+        if let Ok(env) = rudder_api::protobuf::envelope(body) {
+            if !env.api_version.is_empty() && env.api_version != res.api_version() {
+                return Err(ApiError::bad_request(format!(
+                    "the API version in the data ({}) does not match the expected API version ({})",
+                    env.api_version,
+                    res.api_version()
+                )));
+            }
+            if !env.kind.is_empty() && env.kind != res.kind {
+                return Err(ApiError::bad_request(format!(
+                    "the kind in the data ({}) does not match the expected kind ({})",
+                    env.kind, res.kind
+                )));
+            }
+        }
+    }
+    decode_body(&ct, body)
+}
+
 /// Decodes an object body of the given (lower-case, parameter-free) content type.
 pub(crate) fn decode_body(content_type: &str, body: &[u8]) -> Result<Value, ApiError> {
     match content_type {
-        "application/json" | "" | "*/*" => serde_json::from_slice(body).map_err(|e| {
-            ApiError::bad_request(format!("error decoding the request body as JSON: {e}"))
-        }),
-        "application/yaml" => serde_yaml::from_slice(body).map_err(|e| {
-            ApiError::bad_request(format!("error decoding the request body as YAML: {e}"))
-        }),
+        "application/json" | "" | "*/*" => {
+            crate::decode::json(body).map_err(|e| crate::decode::refusal("JSON", e))
+        }
+        "application/yaml" => {
+            // Every YAML refusal, aliases and nesting included, is a decoding error (400), as
+            // upstream's YAML decoder reports excessive aliasing.
+            crate::decode::yaml(body).map_err(|e| {
+                ApiError::bad_request(format!("error decoding the request body as YAML: {e}"))
+            })
+        }
         rudder_api::protobuf::CONTENT_TYPE => rudder_api::protobuf::decode(body).map_err(|e| {
             if e.is_unsupported_media_type() {
                 ApiError::new(415, "UnsupportedMediaType", e.to_string())
+            } else if e.is_too_large() {
+                ApiError::too_large(format!("error decoding the request body as protobuf: {e}"))
             } else {
                 ApiError::bad_request(format!("error decoding the request body as protobuf: {e}"))
             }
@@ -506,7 +538,7 @@ async fn route(st: &Arc<AppState>, user: &User, req: Request) -> Result<Response
                     let dry = dry_run(&q)?;
                     let fv = field_validation(&q)?;
                     let (headers, body) = read_body(st, req).await?;
-                    let mut obj = decode_object(&headers, &body)?;
+                    let mut obj = decode_object_of(res, &headers, &body)?;
                     let warnings = check_fields(res, &mut obj, fv)?;
                     let created = st.registry.create(res, ns, obj, dry).await?;
                     Ok(with_warnings(
@@ -583,7 +615,7 @@ async fn route(st: &Arc<AppState>, user: &User, req: Request) -> Result<Response
                     let dry = dry_run(&q)?;
                     let fv = field_validation(&q)?;
                     let (headers, body) = read_body(st, req).await?;
-                    let mut obj = decode_object(&headers, &body)?;
+                    let mut obj = decode_object_of(res, &headers, &body)?;
                     let warnings = check_fields(res, &mut obj, fv)?;
                     let updated = st.registry.update(res, ns, name, obj, part, dry).await?;
                     Ok(with_warnings(

@@ -8,6 +8,7 @@
 //! strategies in `rudder-api`).
 
 pub mod authz;
+pub mod decode;
 pub mod error;
 pub mod handlers;
 pub mod limits;

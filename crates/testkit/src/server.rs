@@ -114,6 +114,22 @@ impl RudderServer {
         self.dir.path()
     }
 
+    /// The server process's id (to read its `/proc/PID/status`, e.g. peak memory).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The server process's peak resident memory so far (`VmHWM`), in bytes.
+    pub fn peak_rss(&self) -> anyhow::Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
+        let kb = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .context("VmHWM in /proc/PID/status")?;
+        Ok(kb * 1024)
+    }
+
     /// Everything the server logged so far.
     pub fn log(&self) -> String {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()

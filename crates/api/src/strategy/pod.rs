@@ -811,6 +811,9 @@ fn validate_containers(
     }
     let mut names = BTreeSet::new();
     for (i, c) in containers.iter().enumerate() {
+        if errs.len() >= crate::validation::MAX_ERRORS {
+            break;
+        }
         let p = format!("{base}[{i}]");
         validate_container_common(errs, c, &p, volumes);
         let name = sz(c, "name");
@@ -844,6 +847,9 @@ fn validate_init_containers(
         .collect();
     let base = format!("{path}.initContainers");
     for (i, c) in arr(spec, "initContainers").iter().enumerate() {
+        if errs.len() >= crate::validation::MAX_ERRORS {
+            break;
+        }
         let p = format!("{base}[{i}]");
         validate_container_common(errs, c, &p, volumes);
         let mut always = false;
@@ -902,6 +908,9 @@ fn validate_ephemeral_containers(
         .collect();
     let mut all = others.clone();
     for (i, c) in arr(spec, "ephemeralContainers").iter().enumerate() {
+        if errs.len() >= crate::validation::MAX_ERRORS {
+            break;
+        }
         let p = format!("{path}.ephemeralContainers[{i}]");
         validate_container_common(errs, c, &p, volumes);
         let image = sz(c, "image");

@@ -1,0 +1,309 @@
+//! Request bodies (JSON and YAML) → `serde_json::Value`, with what decoding may cost bounded
+//! before it is paid.
+//!
+//! A 3 MiB body is small, but what it decodes to need not be: YAML aliases repeat a node as
+//! often as they are written (5,000 aliases of one 100 KB string are 500 MB), deep flow
+//! collections cost the parser per level, and tiny JSON values (`{}`, `1`) turn into large
+//! in-memory trees that every later stage walks once per element. So every body is decoded
+//! through [`Bounded`], a `DeserializeSeed` that builds the `Value` while it charges each node
+//! and each string byte against a [`Budget`] and stops at the first that does not fit.
+//! serde_json keeps its own depth limit (128); YAML gets [`MAX_DEPTH`] and alias limits from
+//! the parser (serde-saphyr, chosen because it enforces such budgets while it parses, in time
+//! linear in the input; serde_yaml is unmaintained and expands aliases without a byte bound).
+
+use serde::de::{DeserializeSeed, Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value};
+
+use crate::error::ApiError;
+use crate::handlers::MAX_BODY;
+
+/// Most values (objects, arrays, strings, numbers, …) one decoded body may hold. A 3 MiB JSON
+/// body holds at most ~1.5M (`[1,1,…]`); real objects hold a few thousand.
+pub const MAX_NODES: usize = 1_000_000;
+
+/// Most string bytes (values and keys) one decoded body may hold: twice the body limit, so
+/// that YAML aliases can repeat small things but not turn kilobytes into gigabytes.
+pub const MAX_STRING_BYTES: usize = 2 * MAX_BODY;
+
+/// Deepest YAML nesting accepted: below serde_json's 128, so every accepted body can be
+/// stored and read back as JSON.
+pub const MAX_DEPTH: usize = 100;
+
+/// What a decoded body may still hold.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    pub nodes: usize,
+    pub bytes: usize,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Budget {
+            nodes: MAX_NODES,
+            bytes: MAX_STRING_BYTES,
+        }
+    }
+}
+
+/// The message of a refusal for size, which callers turn into 413.
+pub const TOO_LARGE: &str = "the request body decodes to more than";
+
+impl Budget {
+    fn node<E: serde::de::Error>(&mut self) -> Result<(), E> {
+        match self.nodes.checked_sub(1) {
+            Some(n) => {
+                self.nodes = n;
+                Ok(())
+            }
+            None => Err(E::custom(format!("{TOO_LARGE} {MAX_NODES} values"))),
+        }
+    }
+
+    fn bytes<E: serde::de::Error>(&mut self, n: usize) -> Result<(), E> {
+        match self.bytes.checked_sub(n) {
+            Some(left) => {
+                self.bytes = left;
+                Ok(())
+            }
+            None => Err(E::custom(format!(
+                "{TOO_LARGE} {MAX_STRING_BYTES} bytes of strings"
+            ))),
+        }
+    }
+}
+
+/// Deserializes one `Value`, charging it to the budget.
+pub struct Bounded<'a>(pub &'a mut Budget);
+
+impl<'de> DeserializeSeed<'de> for Bounded<'_> {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Bounded<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Value, E> {
+        self.0.node()?;
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Value, E> {
+        self.0.node()?;
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Value, E> {
+        self.0.node()?;
+        Ok(Value::from(v))
+    }
+
+    fn visit_i128<E: serde::de::Error>(self, v: i128) -> Result<Value, E> {
+        self.0.node()?;
+        i64::try_from(v)
+            .map(Value::from)
+            .or_else(|_| u64::try_from(v).map(Value::from))
+            .map_err(|_| E::custom(format!("number {v} out of range")))
+    }
+
+    fn visit_u128<E: serde::de::Error>(self, v: u128) -> Result<Value, E> {
+        self.0.node()?;
+        u64::try_from(v)
+            .map(Value::from)
+            .map_err(|_| E::custom(format!("number {v} out of range")))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Value, E> {
+        self.0.node()?;
+        // JSON has no NaN or infinities; YAML's .nan/.inf are refused like Go's encoder does.
+        Number::from_f64(v)
+            .map(Value::Number)
+            .ok_or_else(|| E::custom(format!("{v} is not a JSON number")))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Value, E> {
+        self.0.node()?;
+        self.0.bytes(v.len())?;
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Value, E> {
+        self.0.node()?;
+        self.0.bytes(v.len())?;
+        Ok(Value::String(v))
+    }
+
+    fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Value, E> {
+        match std::str::from_utf8(v) {
+            Ok(s) => self.visit_str(s),
+            Err(_) => Err(E::custom("binary data where text was expected")),
+        }
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<Value, E> {
+        self.0.node()?;
+        Ok(Value::Null)
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Value, E> {
+        self.0.node()?;
+        Ok(Value::Null)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+
+    fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        self.0.node()?;
+        let mut items = Vec::new();
+        while let Some(v) = seq.next_element_seed(Bounded(&mut *self.0))? {
+            items.push(v);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        self.0.node()?;
+        let mut out = Map::new();
+        while let Some(key) = map.next_key_seed(Bounded(&mut *self.0))? {
+            let key = match key {
+                Value::String(s) => s,
+                // YAML keys may be numbers or booleans; JSON's are their text, as
+                // sigs.k8s.io/yaml converts them.
+                Value::Number(n) => n.to_string(),
+                Value::Bool(b) => b.to_string(),
+                Value::Null => "null".to_string(),
+                _ => return Err(A::Error::custom("a map key must be a scalar")),
+            };
+            let value = map.next_value_seed(Bounded(&mut *self.0))?;
+            out.insert(key, value);
+        }
+        Ok(Value::Object(out))
+    }
+}
+
+/// Decodes a JSON body within the default budget.
+pub fn json(body: &[u8]) -> Result<Value, serde_json::Error> {
+    let mut budget = Budget::default();
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let v = Bounded(&mut budget).deserialize(&mut de)?;
+    de.end()?;
+    Ok(v)
+}
+
+/// Decodes a YAML body (one document) within the default budget and the parser's limits.
+pub fn yaml(body: &[u8]) -> Result<Value, serde_saphyr::Error> {
+    let options = serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_depth: MAX_DEPTH,
+            flow_nesting_limit: MAX_DEPTH,
+            max_nodes: MAX_NODES,
+            max_events: 4 * MAX_NODES,
+            max_documents: 1,
+            max_aliases: 10_000,
+            max_anchors: 10_000,
+        },
+        alias_limits: serde_saphyr::alias_limits! {
+            max_total_replayed_events: MAX_NODES,
+        },
+        // What serde_yaml did: YAML 1.2 booleans only, `0755` and `1_000` stay strings.
+        strict_booleans: true,
+        leading_zero_numbers_as_strings: true,
+        underscored_numbers_as_strings: true,
+    };
+    let mut budget = Budget::default();
+    serde_saphyr::with_deserializer_from_slice_with_options(body, options, |de| {
+        Bounded(&mut budget).deserialize(de)
+    })
+}
+
+/// The error for a body that `what` (JSON, YAML) could not decode: 413 when it is too large
+/// once decoded, 400 otherwise.
+pub fn refusal(what: &str, e: impl std::fmt::Display) -> ApiError {
+    let text = e.to_string();
+    if text.contains(TOO_LARGE) {
+        ApiError::too_large(format!("error decoding the request body as {what}: {text}"))
+    } else {
+        ApiError::bad_request(format!("error decoding the request body as {what}: {text}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn json_and_yaml_decode_as_before() {
+        assert_eq!(
+            json(br#"{"a":[1,"x",null,true,1.5]}"#).unwrap(),
+            json!({"a": [1, "x", null, true, 1.5]})
+        );
+        let y = yaml(
+            b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\ndata:\n  a: yes\n  b: 0755\n  c: \"1\"\n  d: 1_000\nn: 3\nt: true\nf: 2.5\nz: ~\n",
+        )
+        .unwrap();
+        assert_eq!(
+            y,
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"},
+                   "data": {"a": "yes", "b": "0755", "c": "1", "d": "1_000"},
+                   "n": 3, "t": true, "f": 2.5, "z": null})
+        );
+        let anchors = yaml(b"a: &x {k: v}\nb: *x\n").unwrap();
+        assert_eq!(anchors, json!({"a": {"k": "v"}, "b": {"k": "v"}}));
+    }
+
+    #[test]
+    fn yaml_alias_bombs_are_refused() {
+        let big = "x".repeat(100_000);
+        let mut body = format!("a: &s {big}\nb: [");
+        for _ in 0..5_000 {
+            body.push_str("*s, ");
+        }
+        body.push_str("*s]\n");
+        let e = yaml(body.as_bytes()).unwrap_err().to_string();
+        assert!(e.contains(TOO_LARGE), "{e}");
+        // The classic billion laughs.
+        let mut lol = String::from("a: &a [\"lol\"]\n");
+        let mut prev = 'a';
+        for c in 'b'..='j' {
+            lol.push_str(&format!("{c}: &{c} [*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev}]\n"));
+            prev = c;
+        }
+        assert!(yaml(lol.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn deep_yaml_is_refused() {
+        let n = 30_000;
+        let body = format!("{}1{}", "{a: ".repeat(n), "}".repeat(n));
+        assert!(yaml(body.as_bytes()).is_err());
+        let body = format!("{}1{}", "[".repeat(n), "]".repeat(n));
+        assert!(yaml(body.as_bytes()).is_err());
+        let ok = format!("{}1{}", "{a: ".repeat(50), "}".repeat(50));
+        assert!(yaml(ok.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn too_many_nodes_are_refused() {
+        let mut body = String::from("[");
+        for _ in 0..MAX_NODES {
+            body.push_str("{},");
+        }
+        body.push_str("{}]");
+        let e = json(body.as_bytes()).unwrap_err().to_string();
+        assert!(e.contains(TOO_LARGE), "{e}");
+    }
+}
