@@ -343,6 +343,7 @@ macro_rules! served_types {
             scheduling::PriorityClass,
             coordination::Lease,
             discovery::EndpointSlice,
+            crate::apiregistration::APIService,
         )
     }};
 }
