@@ -109,8 +109,8 @@ pub fn output(headers: &HeaderMap) -> Result<Output, ApiError> {
     }
     for clause in parse(&accept) {
         for served in SERVED {
-            let matches = (clause.kind == served.0 && clause.sub == served.1)
-                || (clause.kind == served.0 && clause.sub == "*")
+            let matches = (clause.kind == served.0
+                && (clause.sub == served.1 || clause.sub == "*"))
                 || (clause.kind == "*" && clause.sub == "*");
             if let Some(out) = matches.then(|| options(&clause, served)).flatten() {
                 return Ok(out);
