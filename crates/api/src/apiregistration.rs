@@ -3,8 +3,8 @@
 //! schema (`io.k8s.kube-aggregator.pkg.apis.apiregistration.v1.*`) as upstream's OpenAPI
 //! document, so APIServices are typed like every other built-in kind: wrong JSON types are
 //! refused at decoding, unknown fields pruned, and the schema published in `/openapi`. List and
-//! patch extensions are added where every kind gets them (`openapi::FIELD_EXTENSIONS`); until
-//! APIService conditions are listed there, strategic merge replaces them whole on both sides.
+//! patch extensions (conditions merged by `type`) are added where every kind gets them
+//! (`openapi::FIELD_EXTENSIONS`).
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
@@ -19,7 +19,8 @@ pub struct APIService {
     #[serde(rename = "apiVersion")]
     pub api_version: Option<String>,
     pub kind: Option<String>,
-    #[serde(default)]
+    /// Absent or null is an empty ObjectMeta, as k8s-openapi's types decode it.
+    #[serde(default, deserialize_with = "null_as_default")]
     pub metadata: ObjectMeta,
     pub spec: Option<APIServiceSpec>,
     pub status: Option<APIServiceStatus>,
@@ -61,6 +62,14 @@ pub struct APIServiceCondition {
     pub status: Option<String>,
     #[serde(rename = "type")]
     pub type_: Option<String>,
+}
+
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 impl k8s_openapi::Resource for APIService {
