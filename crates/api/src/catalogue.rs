@@ -221,10 +221,14 @@ pub const CORE_GROUP: ApiGroup = ApiGroup {
 };
 
 /// Groups served under `/apis`, in upstream's `/apis` order (descending group priority:
-/// apps 17800, events.k8s.io 17750, authentication 17700, authorization 17600, autoscaling
+/// apiregistration.k8s.io first (the aggregator gives itself 20001), apps 17800, events.k8s.io 17750, authentication 17700, authorization 17600, autoscaling
 /// 17500, batch 17400, networking 17200, policy 17100, rbac 17000, storage 16800, scheduling
 /// 16600, coordination 16500, discovery 16200). Versions are preferred first.
 pub static API_GROUPS: &[ApiGroup] = &[
+    ApiGroup {
+        name: "apiregistration.k8s.io",
+        versions: &["v1"],
+    },
     ApiGroup {
         name: "apps",
         versions: &["v1"],
@@ -278,6 +282,32 @@ pub static API_GROUPS: &[ApiGroup] = &[
         versions: &["v1"],
     },
 ];
+
+/// The `groupPriorityMinimum` and `versionPriority` of the APIService upstream's aggregator
+/// registers for a built-in group/version (kube-apiserver's `apiVersionPriorities` merged over
+/// the generic API server's defaults).
+pub fn api_service_priority(group: &str, version: &str) -> Option<(i32, i32)> {
+    Some(match (group, version) {
+        ("", "v1") => (18000, 1),
+        ("apiregistration.k8s.io", "v1") => (18000, 15),
+        ("apps", "v1") => (17800, 15),
+        ("events.k8s.io", "v1") => (17750, 15),
+        ("authentication.k8s.io", "v1") => (17700, 15),
+        ("authentication.k8s.io", "v1beta1") => (17700, 9),
+        ("authorization.k8s.io", "v1") => (17600, 15),
+        ("autoscaling", "v2") => (17500, 30),
+        ("autoscaling", "v1") => (17500, 15),
+        ("batch", "v1") => (17400, 15),
+        ("networking.k8s.io", "v1") => (17200, 15),
+        ("policy", "v1") => (17100, 15),
+        ("rbac.authorization.k8s.io", "v1") => (17000, 15),
+        ("storage.k8s.io", "v1") => (16800, 15),
+        ("scheduling.k8s.io", "v1") => (16600, 15),
+        ("coordination.k8s.io", "v1") => (16500, 15),
+        ("discovery.k8s.io", "v1") => (16200, 15),
+        _ => return None,
+    })
+}
 
 /// The group named `name`: [`CORE_GROUP`] for `""`, else one of [`API_GROUPS`].
 pub fn api_group(name: &str) -> Option<&'static ApiGroup> {
@@ -630,6 +660,19 @@ pub static RESOURCES: &[ResourceType] = &[
     .short(&["svc"])
     .cats(ALL)
     .subs(&[status("Service")]),
+    // ---- apiregistration.k8s.io/v1 ----------------------------------------------------------
+    // APIServices: one per served group/version (`v1.apps`, ...), created at start; clients
+    // (the Python client's e2e tests, `kubectl get apiservices`, metrics-server installs) list them.
+    row(
+        "apiregistration.k8s.io",
+        "v1",
+        "APIService",
+        "apiservices",
+        "apiservice",
+        CLUSTER,
+        "InPBPD7+PqM=",
+    )
+    .subs(&[status("APIService")]),
     // ---- apps/v1 ----------------------------------------------------------------------------
     row(
         "apps",
@@ -1272,6 +1315,12 @@ mod tests {
         assert!(!serves_group_version("autoscaling", "v2beta2"));
         assert!(api_group("").is_some());
         assert!(api_group("extensions").is_none());
+        // Every served group/version has its APIService priorities.
+        for g in std::iter::once(&CORE_GROUP).chain(API_GROUPS) {
+            for v in g.versions {
+                assert!(api_service_priority(g.name, v).is_some(), "{}/{v}", g.name);
+            }
+        }
     }
 
     #[test]
@@ -1325,6 +1374,7 @@ mod tests {
             "authorization.k8s.io/v1/localsubjectaccessreviews",
             "authentication.k8s.io/v1/selfsubjectreviews",
             "authentication.k8s.io/v1beta1/selfsubjectreviews",
+            "apiregistration.k8s.io/v1/apiservices",
         ]
         .into_iter()
         .map(String::from)

@@ -611,8 +611,10 @@ mod tests {
         let v = round_trip(&api_group_list());
         assert_eq!(v["kind"], "APIGroupList");
         let groups = v["groups"].as_array().unwrap();
-        assert_eq!(groups[0]["name"], "apps");
-        assert_eq!(groups[1]["name"], "events.k8s.io");
+        // As upstream: the aggregator's own group first (priority 20001), then by priority.
+        assert_eq!(groups[0]["name"], "apiregistration.k8s.io");
+        assert_eq!(groups[1]["name"], "apps");
+        assert_eq!(groups[2]["name"], "events.k8s.io");
         let autoscaling = find(&v["groups"], "name", "autoscaling");
         assert_eq!(
             autoscaling["versions"],
@@ -691,7 +693,8 @@ mod tests {
         let expect: Vec<&str> = API_GROUPS.iter().map(|g| g.name).collect();
         assert_eq!(names, expect);
         assert!(!names.contains(&""));
-        assert_eq!(names[0], "apps");
+        assert_eq!(names[0], "apiregistration.k8s.io");
+        assert_eq!(names[1], "apps");
         assert!(names.contains(&"autoscaling"));
         // The same order as the legacy /apis document.
         let legacy: Vec<String> = api_group_list()

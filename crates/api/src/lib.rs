@@ -8,6 +8,7 @@
 //! Must not touch: HTTP, the store, authentication. This crate is pure data and functions over
 //! JSON objects, so every rule in it is unit-testable.
 
+pub mod apiregistration;
 pub mod catalogue;
 pub mod conversion;
 pub mod discovery;

@@ -343,6 +343,7 @@ macro_rules! served_types {
             scheduling::PriorityClass,
             coordination::Lease,
             discovery::EndpointSlice,
+            crate::apiregistration::APIService,
         )
     }};
 }
@@ -1746,6 +1747,9 @@ impl FieldExt {
 
 /// `core.v1.PodSpec` → `io.k8s.api.core.v1.PodSpec`; `meta.v1.X` → the apimachinery name.
 fn full_name(short: &str) -> String {
+    if let Some(rest) = short.strip_prefix("apiregistration.v1.") {
+        return format!("io.k8s.kube-aggregator.pkg.apis.apiregistration.v1.{rest}");
+    }
     match short.strip_prefix("meta.v1.") {
         Some(rest) => format!("{META}{rest}"),
         None => format!("io.k8s.api.{short}"),
@@ -1790,6 +1794,8 @@ const DEFAULTED: &[(&str, &str)] = &[
 /// k8s.io/apimachinery v0.33.0 (embedded structs flattened, as the OpenAPI generator does).
 #[rustfmt::skip]
 static FIELD_EXTENSIONS: &[FieldExt] = &[
+    // k8s.io/kube-aggregator (crate::apiregistration).
+    f("apiregistration.v1.APIServiceStatus", "conditions", "merge", "type", "map", &["type"], ""),
     f("apps.v1.DaemonSetStatus", "conditions", "merge", "type", "map", &["type"], ""),
     f("apps.v1.DeploymentSpec", "strategy", "retainKeys", "", "", &[], ""),
     f("apps.v1.DeploymentStatus", "conditions", "merge", "type", "map", &["type"], ""),

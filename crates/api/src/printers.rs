@@ -514,6 +514,18 @@ static CLUSTER_ROLE_BINDING: &[Column] = &[
     ),
 ];
 
+/// kube-aggregator's APIService table.
+static API_SERVICE: &[Column] = &[
+    NAME,
+    col(
+        "Service",
+        "string",
+        "The reference to the service that hosts this API endpoint.",
+    ),
+    col("Available", "string", "Whether this service is available."),
+    AGE,
+];
+
 static LEASE: &[Column] = &[
     NAME,
     col("Holder", "string", doc::LEASE_SPEC_HOLDER_IDENTITY),
@@ -622,6 +634,7 @@ enum Printer {
     RoleBinding,
     ClusterRoleBinding,
     Lease,
+    ApiService,
     StorageClass,
     ControllerRevision,
     ResourceQuota,
@@ -661,6 +674,7 @@ fn printer(group: &str, kind: &str) -> Printer {
         ("rbac.authorization.k8s.io", "RoleBinding") => P::RoleBinding,
         ("rbac.authorization.k8s.io", "ClusterRoleBinding") => P::ClusterRoleBinding,
         ("coordination.k8s.io", "Lease") => P::Lease,
+        ("apiregistration.k8s.io", "APIService") => P::ApiService,
         ("storage.k8s.io", "StorageClass") => P::StorageClass,
         ("apps", "ControllerRevision") => P::ControllerRevision,
         ("", "ResourceQuota") => P::ResourceQuota,
@@ -708,6 +722,7 @@ pub fn columns(group: &str, kind: &str) -> &'static [Column] {
         P::RoleBinding => ROLE_BINDING,
         P::ClusterRoleBinding => CLUSTER_ROLE_BINDING,
         P::Lease => LEASE,
+        P::ApiService => API_SERVICE,
         P::StorageClass => STORAGE_CLASS,
         P::ControllerRevision => CONTROLLER_REVISION,
         P::ResourceQuota => RESOURCE_QUOTA,
@@ -750,6 +765,7 @@ pub fn cells(group: &str, kind: &str, obj: &Value, now_unix_secs: i64) -> Vec<Va
         P::NetworkPolicy => network_policy_cells(obj, now),
         P::RoleBinding | P::ClusterRoleBinding => role_binding_cells(obj, now),
         P::Lease => lease_cells(obj, now),
+        P::ApiService => api_service_cells(obj, now),
         P::StorageClass => storage_class_cells(obj, now),
         P::ControllerRevision => controller_revision_cells(obj, now),
         P::ResourceQuota => resource_quota_cells(obj, now),
@@ -1655,6 +1671,39 @@ fn event_cells(obj: &Value, now: i64) -> Vec<Value> {
         Value::String(first_seen),
         json!(count),
         name_cell(obj),
+    ]
+}
+
+fn api_service_cells(obj: &Value, now: i64) -> Vec<Value> {
+    // No service: the group/version is served by this server itself.
+    let service = match &obj["spec"]["service"] {
+        Value::Object(svc) => format!(
+            "{}/{}",
+            svc.get("namespace")
+                .and_then(Value::as_str)
+                .unwrap_or_default(),
+            svc.get("name").and_then(Value::as_str).unwrap_or_default()
+        ),
+        _ => "Local".to_string(),
+    };
+    let available = obj["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "Available")
+        .map(|c| {
+            let status = s(&c["status"]);
+            match s(&c["reason"]) {
+                r if status != "True" && !r.is_empty() => format!("{status} ({r})"),
+                _ => status.to_string(),
+            }
+        })
+        .unwrap_or_else(|| "Unknown".to_string());
+    vec![
+        name_cell(obj),
+        str_cell(&service),
+        str_cell(&available),
+        age_cell(obj, now),
     ]
 }
 

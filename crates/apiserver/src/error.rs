@@ -226,23 +226,225 @@ impl ApiError {
 
     /// The `Status` object.
     pub fn status(&self) -> Value {
-        let mut s = json!({
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Failure",
-            "message": self.message,
-            "reason": self.reason,
-            "code": self.code,
-        });
-        if let Some(d) = &self.details {
-            s["details"] = d.clone();
-        }
-        if let Some(m) = &self.list_meta {
-            s["metadata"] = m.clone();
-        }
-        s
+        serde_json::to_value(self.status_struct()).unwrap_or(Value::Null)
     }
+
+    /// The `Status` in Go's field order (see [`GoStatus`]).
+    fn status_struct(&self) -> GoStatus {
+        GoStatus {
+            metadata: self
+                .list_meta
+                .as_ref()
+                .map(go_list_meta)
+                .unwrap_or_default(),
+            details: self.details.as_ref().map(go_details),
+            ..GoStatus::new("Failure", self.message.clone(), self.reason, self.code)
+        }
+    }
+
+    /// The response body: the `Status` as upstream's JSON serializer writes it, byte for byte.
+    pub fn status_bytes(&self) -> Vec<u8> {
+        go_json(&self.status_struct())
+    }
+}
+
+/// `metav1.Status` with its fields in the Go struct's order and Go's `omitempty` rules, so the
+/// bytes are upstream's (serde_json's `Value` sorts keys; clients and tests compare bodies).
+#[derive(serde::Serialize, Default)]
+pub struct GoStatus {
+    kind: &'static str,
+    #[serde(rename = "apiVersion")]
+    api_version: &'static str,
+    /// ListMeta is a struct, so Go writes `{}` even when it is empty.
+    metadata: GoListMeta,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    status: &'static str,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    message: String,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    reason: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    details: Option<GoDetails>,
+    #[serde(skip_serializing_if = "is_zero")]
+    code: u16,
+}
+
+impl GoStatus {
+    fn new(status: &'static str, message: String, reason: &'static str, code: u16) -> GoStatus {
+        GoStatus {
+            kind: "Status",
+            api_version: "v1",
+            status,
+            message,
+            reason,
+            code,
+            ..GoStatus::default()
+        }
+    }
+
+    /// The `Status` a delete answers with when the object is gone (`status: Success` with the
+    /// object's name, group, resource and uid).
+    pub fn deleted(name: &str, group: &str, resource: &str, uid: &str) -> GoStatus {
+        GoStatus {
+            details: Some(GoDetails {
+                name: name.to_string(),
+                group: group.to_string(),
+                kind: resource.to_string(),
+                uid: uid.to_string(),
+                ..GoDetails::default()
+            }),
+            ..GoStatus::new("Success", String::new(), "", 0)
+        }
+    }
+
+    /// A success Status answered with `code` (binding and eviction: 201).
+    pub fn success(code: u16) -> GoStatus {
+        GoStatus::new("Success", String::new(), "", code)
+    }
+
+    /// The response carrying this Status as upstream writes it, with its code (200 if none).
+    pub fn into_response(self) -> axum::response::Response {
+        let code = match self.code {
+            0 => StatusCode::OK,
+            c => StatusCode::from_u16(c).unwrap_or(StatusCode::OK),
+        };
+        Response::builder()
+            .status(code)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(go_json(&self)))
+            .unwrap_or_default()
+    }
+}
+
+fn is_zero(n: &u16) -> bool {
+    *n == 0
+}
+
+fn is_zero_i64(n: &i64) -> bool {
+    *n == 0
+}
+
+/// `metav1.ListMeta` (field order and omitempty as Go's).
+#[derive(serde::Serialize, Default)]
+struct GoListMeta {
+    #[serde(rename = "selfLink", skip_serializing_if = "String::is_empty")]
+    self_link: String,
+    #[serde(rename = "resourceVersion", skip_serializing_if = "String::is_empty")]
+    resource_version: String,
+    #[serde(rename = "continue", skip_serializing_if = "String::is_empty")]
+    continue_: String,
+    #[serde(rename = "remainingItemCount", skip_serializing_if = "Option::is_none")]
+    remaining_item_count: Option<i64>,
+}
+
+/// `metav1.StatusDetails`.
+#[derive(serde::Serialize, Default)]
+struct GoDetails {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    name: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    group: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    kind: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    uid: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    causes: Vec<GoCause>,
+    #[serde(rename = "retryAfterSeconds", skip_serializing_if = "is_zero_i64")]
+    retry_after_seconds: i64,
+}
+
+/// `metav1.StatusCause` (its `Type` is written as `reason`).
+#[derive(serde::Serialize, Default)]
+struct GoCause {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    reason: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    message: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    field: String,
+}
+
+fn text(v: &Value, key: &str) -> String {
+    v.get(key)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn go_list_meta(v: &Value) -> GoListMeta {
+    GoListMeta {
+        self_link: text(v, "selfLink"),
+        resource_version: text(v, "resourceVersion"),
+        continue_: text(v, "continue"),
+        remaining_item_count: v.get("remainingItemCount").and_then(Value::as_i64),
+    }
+}
+
+fn go_details(v: &Value) -> GoDetails {
+    GoDetails {
+        name: text(v, "name"),
+        group: text(v, "group"),
+        kind: text(v, "kind"),
+        uid: text(v, "uid"),
+        causes: v
+            .get("causes")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|c| GoCause {
+                reason: text(c, "reason"),
+                message: text(c, "message"),
+                field: text(c, "field"),
+            })
+            .collect(),
+        retry_after_seconds: v
+            .get("retryAfterSeconds")
+            .and_then(Value::as_i64)
+            .unwrap_or(0),
+    }
+}
+
+/// JSON as Go's `json.Encoder` writes it: `<`, `>`, `&`, U+2028 and U+2029 escaped (Go's
+/// default HTML-safe escaping) and a trailing newline. Outside strings JSON never contains
+/// those characters, so escaping them in the whole text only touches strings.
+pub fn go_json<T: serde::Serialize + ?Sized>(v: &T) -> Vec<u8> {
+    let raw = serde_json::to_vec(v).unwrap_or_default();
+    go_escape(raw)
+}
+
+/// Go's HTML-safe escaping of serialized JSON, plus the encoder's trailing newline.
+pub fn go_escape(raw: Vec<u8>) -> Vec<u8> {
+    let needs =
+        raw.windows(3).any(is_line_sep) || raw.iter().any(|b| matches!(b, b'<' | b'>' | b'&'));
+    let mut out = if needs {
+        let mut out = Vec::with_capacity(raw.len() + 16);
+        let mut i = 0;
+        while i < raw.len() {
+            match raw[i] {
+                b'<' => out.extend_from_slice(b"\\u003c"),
+                b'>' => out.extend_from_slice(b"\\u003e"),
+                b'&' => out.extend_from_slice(b"\\u0026"),
+                0xE2 if raw.get(i..i + 3).is_some_and(is_line_sep) => {
+                    let last = raw[i + 2];
+                    out.extend_from_slice(if last == 0xA8 { b"\\u2028" } else { b"\\u2029" });
+                    i += 2;
+                }
+                b => out.push(b),
+            }
+            i += 1;
+        }
+        out
+    } else {
+        raw
+    };
+    out.push(b'\n');
+    out
+}
+
+/// U+2028 or U+2029 in UTF-8.
+fn is_line_sep(w: &[u8]) -> bool {
+    matches!(w, [0xE2, 0x80, 0xA8] | [0xE2, 0x80, 0xA9])
 }
 
 impl std::fmt::Display for ApiError {
@@ -277,7 +479,7 @@ impl From<rudder_store::StoreError> for ApiError {
 
 impl axum::response::IntoResponse for ApiError {
     fn into_response(self) -> axum::response::Response {
-        let body = serde_json::to_vec(&self.status()).unwrap_or_default();
+        let body = self.status_bytes();
         let mut r = Response::builder()
             .status(StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
             .header(header::CONTENT_TYPE, "application/json");
@@ -293,4 +495,16 @@ impl axum::response::IntoResponse for ApiError {
         }
         r.body(Body::from(body)).unwrap_or_default()
     }
+}
+
+/// One watch event line as upstream writes it: `{"type":…,"object":…}` in `metav1.WatchEvent`'s
+/// field order, Go's escaping, and the newline that frames it.
+pub fn watch_line(kind: &str, object: &Value) -> Vec<u8> {
+    #[derive(serde::Serialize)]
+    struct GoWatchEvent<'a> {
+        #[serde(rename = "type")]
+        kind: &'a str,
+        object: &'a Value,
+    }
+    go_json(&GoWatchEvent { kind, object })
 }

@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 use crate::authz::RequestInfo;
 use crate::error::ApiError;
 use crate::limits::{self, ConnSlot, Inflight};
+use crate::negotiate::Output;
 use crate::patch::Patch;
 use crate::pki::{NodeToken, User};
 use crate::registry::{DeleteOptions, Deleted, ListOptions, Part, Registry, Res, WatchEvent};
@@ -83,13 +84,19 @@ pub(crate) fn param<'a>(q: &'a Query, name: &str) -> Option<&'a str> {
     q.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
-fn flag(q: &Query, name: &str) -> bool {
-    matches!(param(q, name), Some("true") | Some("1") | Some(""))
-        && q.iter().any(|(k, _)| k == name)
+/// A boolean query parameter as upstream decodes it (apimachinery's
+/// `Convert_Slice_string_To_bool`): absent, `false` (any case) and `0` are false; every other
+/// value, the empty one included, is true — so `watch=True` (Python's spelling) watches.
+pub(crate) fn flag(q: &Query, name: &str) -> bool {
+    match param(q, name) {
+        None => false,
+        Some(v) => !(v.eq_ignore_ascii_case("false") || v == "0"),
+    }
 }
 
+/// A JSON body as upstream's serializer writes it (Go's escaping, trailing newline).
 pub(crate) fn json_response(code: StatusCode, v: &Value) -> Response {
-    let body = serde_json::to_vec(v).unwrap_or_default();
+    let body = crate::error::go_json(v);
     (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
@@ -324,19 +331,6 @@ fn parse_target(path: &str) -> Result<Option<Target<'_>>, ApiError> {
     Ok(Some(t))
 }
 
-/// The Accept header asks for a Table.
-fn wants_table(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::ACCEPT)
-        .and_then(|a| a.to_str().ok())
-        .map(|a| {
-            a.split(',')
-                .next()
-                .is_some_and(|first| first.contains("as=Table"))
-        })
-        .unwrap_or(false)
-}
-
 async fn read_body(st: &AppState, req: Request) -> Result<(HeaderMap, Bytes), ApiError> {
     let too_large =
         || ApiError::too_large(format!("the request body is larger than {MAX_BODY} bytes"));
@@ -482,7 +476,9 @@ async fn route(st: &Arc<AppState>, user: &User, req: Request) -> Result<Response
     }
     let q = query(&req);
     let target = parse_target(&path)?.ok_or_else(ApiError::no_route)?;
-    let table_wanted = wants_table(req.headers());
+    // Refused (406) only where it is used: reads of a collection or an object.
+    let output = crate::negotiate::output(req.headers());
+    let table_wanted = matches!(output, Ok(Output::Table));
     let include = IncludeObject::parse(param(&q, "includeObject"));
     match target {
         Target::Review { rt } => {
@@ -500,9 +496,19 @@ async fn route(st: &Arc<AppState>, user: &User, req: Request) -> Result<Response
             let res = &served.res;
             match method {
                 Method::GET => {
+                    let output = output?;
                     let opts = list_options(&served, &q)?;
                     if flag(&q, "watch") {
-                        return watch(st, &served, ns, opts, table_wanted, include).await;
+                        return watch(st, &served, ns, opts, output, include).await;
+                    }
+                    match output {
+                        Output::Partial(_) => return Err(crate::negotiate::is_a_list(res)),
+                        Output::PartialList(v) => {
+                            let list = st.registry.list(res, ns, &opts).await?;
+                            let partial = crate::negotiate::partial_list(list, v);
+                            return Ok(json_response(StatusCode::OK, &partial));
+                        }
+                        Output::Object | Output::Table => {}
                     }
                     if !table_wanted {
                         if let Some(body) = st.registry.list_json(res, ns, &opts).await? {
@@ -595,7 +601,15 @@ async fn route(st: &Arc<AppState>, user: &User, req: Request) -> Result<Response
             };
             match method {
                 Method::GET => {
+                    let output = output?;
+                    if let Output::PartialList(_) = output {
+                        return Err(crate::negotiate::not_a_list(res));
+                    }
                     let obj = st.registry.get(res, ns, name).await?;
+                    if let Output::Partial(v) = output {
+                        let partial = crate::negotiate::partial(&obj, v);
+                        return Ok(json_response(StatusCode::OK, &partial));
+                    }
                     if table_wanted {
                         return Ok(json_response(
                             StatusCode::OK,
@@ -654,21 +668,13 @@ async fn route(st: &Arc<AppState>, user: &User, req: Request) -> Result<Response
                         Deleted::Now(obj) if served.return_deleted => {
                             Ok(json_response(StatusCode::OK, &obj))
                         }
-                        Deleted::Now(obj) => Ok(json_response(
-                            StatusCode::OK,
-                            &json!({
-                                "kind": "Status",
-                                "apiVersion": "v1",
-                                "metadata": {},
-                                "status": "Success",
-                                "details": {
-                                    "name": name,
-                                    "group": res.group,
-                                    "kind": res.plural,
-                                    "uid": obj["metadata"]["uid"],
-                                },
-                            }),
-                        )),
+                        Deleted::Now(obj) => Ok(crate::error::GoStatus::deleted(
+                            name,
+                            res.group,
+                            res.plural,
+                            obj["metadata"]["uid"].as_str().unwrap_or_default(),
+                        )
+                        .into_response()),
                         Deleted::Pending(obj) => Ok(json_response(StatusCode::OK, &obj)),
                     }
                 }
@@ -723,12 +729,16 @@ pub(crate) fn apply_delete_body(b: &Value, opts: &mut DeleteOptions) {
 fn event_json(
     ev: &WatchEvent,
     served: &Served,
-    table_wanted: bool,
+    output: Output,
     include: IncludeObject,
     first: bool,
 ) -> Value {
     let wrap = |obj: &Value| {
-        if table_wanted {
+        if let Output::Partial(v) = output {
+            // Upstream converts each event's object; a list kind cannot convert a single
+            // object, so `as=PartialObjectMetadataList` events carry the objects unchanged.
+            crate::negotiate::partial(obj, v)
+        } else if output == Output::Table {
             table::table(
                 served.res.group,
                 served.res.kind,
@@ -745,14 +755,18 @@ fn event_json(
         WatchEvent::Added(o) => json!({"type": "ADDED", "object": wrap(o)}),
         WatchEvent::Modified(o) => json!({"type": "MODIFIED", "object": wrap(o)}),
         WatchEvent::Deleted(o) => json!({"type": "DELETED", "object": wrap(o)}),
-        WatchEvent::Bookmark(rev) => json!({
-            "type": "BOOKMARK",
-            "object": {
+        WatchEvent::Bookmark(rev) => {
+            let object = json!({
                 "kind": served.res.kind,
                 "apiVersion": served.res.api_version(),
                 "metadata": {"resourceVersion": rev.to_string()},
-            },
-        }),
+            });
+            let object = match output {
+                Output::Partial(v) => crate::negotiate::partial(&object, v),
+                _ => object,
+            };
+            json!({"type": "BOOKMARK", "object": object})
+        }
         WatchEvent::Error(e) => json!({"type": "ERROR", "object": e.status()}),
         WatchEvent::Encoded(_) => unreachable!("encoded lines are written as they are"),
     }
@@ -763,12 +777,13 @@ async fn watch(
     served: &Served,
     ns: Option<&str>,
     opts: ListOptions,
-    table_wanted: bool,
+    output: Output,
     include: IncludeObject,
 ) -> Result<Response, ApiError> {
+    let table_wanted = output == Output::Table;
     let events = st
         .registry
-        .watch(&served.res, ns, &opts, !table_wanted)
+        .watch(&served.res, ns, &opts, output == Output::Object)
         .await?;
     let served = served.clone();
     let bookmarks = opts.allow_bookmarks;
@@ -783,13 +798,12 @@ async fn watch(
                 first = false;
                 return Ok::<_, std::convert::Infallible>(line);
             }
-            let mut line =
-                serde_json::to_vec(&event_json(&e, &served, table_wanted, include, first))
-                    .unwrap_or_default();
+            let ev = event_json(&e, &served, output, include, first);
+            let line =
+                crate::error::watch_line(ev["type"].as_str().unwrap_or_default(), &ev["object"]);
             if !matches!(e, WatchEvent::Bookmark(_)) {
                 first = false;
             }
-            line.push(b'\n');
             Ok::<_, std::convert::Infallible>(Bytes::from(line))
         });
     let timeout = opts.timeout.unwrap_or(Duration::from_secs(1800));

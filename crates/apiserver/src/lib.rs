@@ -13,6 +13,7 @@ pub mod error;
 pub mod handlers;
 pub mod limits;
 pub mod namespaces;
+pub mod negotiate;
 pub mod openapi_routes;
 pub mod patch;
 pub mod pki;

@@ -1400,9 +1400,7 @@ fn plain_line(res: &Res, e: &rudder_store::Event) -> Bytes {
         WatchEvent::Deleted(o) => ("DELETED", o),
         _ => return Bytes::new(),
     };
-    let mut line = serde_json::to_vec(&json!({"type": kind, "object": obj})).unwrap_or_default();
-    line.push(b'\n');
-    Bytes::from(line)
+    Bytes::from(crate::error::watch_line(kind, &obj))
 }
 
 /// A store event as this watcher sees it. A put that creates the key is ADDED; an object

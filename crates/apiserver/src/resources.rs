@@ -31,6 +31,8 @@ fn name_rule(group: &str, plural: &str) -> NameRule {
         ("", "namespaces") => NameRule::Label,
         ("", "services") => NameRule::Dns1035,
         ("rbac.authorization.k8s.io", _) => NameRule::PathSegment,
+        // `v1.` (core) is an APIService name: upstream checks only that it is a path segment.
+        ("apiregistration.k8s.io", _) => NameRule::PathSegment,
         _ => NameRule::Subdomain,
     }
 }

@@ -21,7 +21,8 @@ use crate::error::ApiError;
 use crate::handlers::{self, AppState, ConnUser};
 use crate::limits::{self, Activity, Gate, Inflight, Limits, Slot};
 use crate::pki::{self, Pki, User};
-use crate::registry::{Registry, Res};
+use crate::registry::{Part, Registry, Res};
+use rudder_api::catalogue;
 
 /// The Kubernetes version Rudder's API reports (the API it serves).
 pub const KUBERNETES_VERSION: (u32, u32, u32) = (1, 33, 0);
@@ -121,12 +122,65 @@ async fn bootstrap(registry: &Registry, port: u16) -> Result<(), ApiError> {
         Err(e) if e.reason == "AlreadyExists" => {}
         Err(e) => return Err(e),
     }
+    api_services(registry).await?;
     // Give back what a crash between allocating and writing may have left taken.
     let all = registry.list(&svc.res, None, &Default::default()).await?;
     let items = all["items"].as_array().cloned().unwrap_or_default();
     let freed = registry.services().repair(&items).await?;
     if freed > 0 {
         tracing::info!(freed, "released service addresses no service holds");
+    }
+    Ok(())
+}
+
+/// The APIService of every group/version this server serves itself, as upstream's aggregator
+/// registers them at start: `v1.` for core, `v1.apps`, ...; no service (served locally) and
+/// Available with reason Local.
+async fn api_services(registry: &Registry) -> Result<(), ApiError> {
+    let Some(served) = crate::resources::resolve("apiregistration.k8s.io", "v1", "apiservices")
+    else {
+        return Ok(());
+    };
+    let res = &served.res;
+    let groups = std::iter::once(&catalogue::CORE_GROUP).chain(catalogue::API_GROUPS);
+    for group in groups {
+        for version in group.versions {
+            let Some((group_priority, version_priority)) =
+                catalogue::api_service_priority(group.name, version)
+            else {
+                continue;
+            };
+            let name = format!("{version}.{}", group.name);
+            let mut spec = json!({
+                "service": null,
+                "version": version,
+                "groupPriorityMinimum": group_priority,
+                "versionPriority": version_priority,
+            });
+            if !group.name.is_empty() {
+                spec["group"] = json!(group.name);
+            }
+            let obj = json!({
+                "metadata": {"name": name,
+                             "labels": {"kube-aggregator.kubernetes.io/automanaged": "onstart"}},
+                "spec": spec,
+            });
+            let mut created = match registry.create(res, None, obj, false).await {
+                Ok(o) => o,
+                Err(e) if e.reason == "AlreadyExists" => continue,
+                Err(e) => return Err(e),
+            };
+            created["status"] = json!({"conditions": [{
+                "type": "Available",
+                "status": "True",
+                "lastTransitionTime": crate::registry::now_rfc3339(),
+                "reason": "Local",
+                "message": "Local APIServices are always available",
+            }]});
+            registry
+                .update(res, None, &name, created, Part::Status, false)
+                .await?;
+        }
     }
     Ok(())
 }

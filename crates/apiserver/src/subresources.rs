@@ -115,10 +115,7 @@ fn typed_body(
 
 /// `201 Created` with a success Status, as upstream answers bindings and evictions.
 fn created() -> Response {
-    json_response(
-        StatusCode::CREATED,
-        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
-    )
+    crate::error::GoStatus::success(201).into_response()
 }
 
 /// The autoscaling/v1 Scale of a workload.

@@ -83,3 +83,11 @@ fn python_compacted_resource_version_is_gone() {
 fn python_dynamic_client() {
     run("dynamic_client.py", &[]);
 }
+
+/// What the official client's own e2e suites rely on: `watch=True`, PartialObjectMetadata
+/// (dynamic client, single objects, watch events, 406 for unserved conversions), the built-in
+/// APIServices, and Status bodies byte for byte as upstream writes them.
+#[test]
+fn python_client_e2e_behaviours() {
+    run("client_e2e.py", &[]);
+}
