@@ -39,7 +39,7 @@ impl Target<'_> {
     fn details(&self) -> Value {
         let mut d = json!({ "name": self.name, "kind": self.name_of_type });
         if !self.group.is_empty() {
-            d["group"] = json!(self.group);
+            rudder_api::value::set(&mut d, &["group"], json!(self.group));
         }
         d
     }
@@ -184,10 +184,11 @@ impl ApiError {
             name,
         }
         .details();
-        details["causes"] = causes
+        let causes: Value = causes
             .iter()
             .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
             .collect();
+        rudder_api::value::set(&mut details, &["causes"], causes);
         ApiError {
             details: Some(details),
             ..ApiError::new(422, "Invalid", message)

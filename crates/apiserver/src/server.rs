@@ -158,7 +158,7 @@ async fn api_services(registry: &Registry) -> Result<(), ApiError> {
                 "versionPriority": version_priority,
             });
             if !group.name.is_empty() {
-                spec["group"] = json!(group.name);
+                rudder_api::value::set(&mut spec, &["group"], json!(group.name));
             }
             let obj = json!({
                 "metadata": {"name": name,
@@ -170,13 +170,14 @@ async fn api_services(registry: &Registry) -> Result<(), ApiError> {
                 Err(e) if e.reason == "AlreadyExists" => continue,
                 Err(e) => return Err(e),
             };
-            created["status"] = json!({"conditions": [{
+            let available = json!({"conditions": [{
                 "type": "Available",
                 "status": "True",
                 "lastTransitionTime": crate::registry::now_rfc3339(),
                 "reason": "Local",
                 "message": "Local APIServices are always available",
             }]});
+            rudder_api::value::set(&mut created, &["status"], available);
             registry
                 .update(res, None, &name, created, Part::Status, false)
                 .await?;

@@ -31,19 +31,20 @@ fn now() -> i64 {
 fn row(group: &str, kind: &str, mut obj: Value, include: IncludeObject, now: i64) -> Value {
     let mut r = json!({ "cells": printers::cells(group, kind, &obj, now) });
     if let Some(c) = printers::row_conditions(group, kind, &obj) {
-        r["conditions"] = c;
+        rudder_api::value::set(&mut r, &["conditions"], c);
     }
     // The object is moved into the row, not copied: a large list is thousands of them.
     match include {
         IncludeObject::None => {}
         IncludeObject::Metadata => {
-            r["object"] = json!({
+            let partial = json!({
                 "kind": "PartialObjectMetadata",
                 "apiVersion": "meta.k8s.io/v1",
                 "metadata": obj["metadata"].take(),
             });
+            rudder_api::value::set(&mut r, &["object"], partial);
         }
-        IncludeObject::Object => r["object"] = obj,
+        IncludeObject::Object => rudder_api::value::set(&mut r, &["object"], obj),
     }
     r
 }
