@@ -1,5 +1,6 @@
-//! Writing into JSON objects without panicking: `v["a"]["b"] = x` panics when `v["a"]` is a
-//! string or a number (serde_json's `IndexMut`), which posted or stored data could make it.
+//! Writing into JSON objects without panicking: assigning through serde_json's `IndexMut`
+//! panics when a value on the way is a string or a number, which posted or stored data could
+//! make it.
 //! [`set`] writes only where the path is made of objects (or nothing yet), and a test over
 //! the sources (`tests/no_index_assignment.rs`) keeps index assignment out of the API crates.
 

@@ -42,6 +42,13 @@ fn deployment(name: &str) -> Value {
     })
 }
 
+/// `v` with the value at JSON pointer `at` (which must exist) replaced.
+fn with(mut v: Value, at: &str, x: Value) -> Value {
+    *v.pointer_mut(at)
+        .expect("the path exists in the test's object") = x;
+    v
+}
+
 fn pod(name: &str) -> Value {
     json!({
         "apiVersion": "v1", "kind": "Pod",
@@ -86,8 +93,7 @@ fn wrong_json_types_are_refused_on_every_write_path() {
         (json!(1.5), "number 1.5"),
         (json!(1u64 << 40), "number 1099511627776"),
     ] {
-        let mut d = deployment("web");
-        d["spec"]["replicas"] = replicas;
+        let d = with(deployment("web"), "/spec/replicas", replicas);
         assert_refused(
             &send(&s, "POST", DEPLOYS, "application/json", &d),
             &dep_handled(&format!(
@@ -95,14 +101,20 @@ fn wrong_json_types_are_refused_on_every_write_path() {
             )),
         );
     }
-    let mut d = deployment("web");
-    d["spec"]["template"]["spec"]["containers"][0]["command"] = json!("ls");
+    let d = with(
+        deployment("web"),
+        "/spec/template/spec/containers/0",
+        json!({"name": "c", "image": "busybox", "command": "ls"}),
+    );
     assert_refused(
         &send(&s, "POST", DEPLOYS, "application/json", &d),
         &dep_handled("json: cannot unmarshal string into Go struct field Container.spec.template.spec.containers.command of type []string"),
     );
-    let mut d = deployment("web");
-    d["spec"]["template"]["spec"]["containers"][0]["ports"] = json!("x");
+    let d = with(
+        deployment("web"),
+        "/spec/template/spec/containers/0",
+        json!({"name": "c", "image": "busybox", "ports": "x"}),
+    );
     assert_refused(
         &send(&s, "POST", DEPLOYS, "application/json", &d),
         &dep_handled("json: cannot unmarshal string into Go struct field Container.spec.template.spec.containers.ports of type []v1.ContainerPort"),
@@ -116,8 +128,7 @@ fn wrong_json_types_are_refused_on_every_write_path() {
     let replicas_string = dep_handled(
         "json: cannot unmarshal string into Go struct field DeploymentSpec.spec.replicas of type int32",
     );
-    let mut put = deployment("web");
-    put["spec"]["replicas"] = json!("three");
+    let put = with(deployment("web"), "/spec/replicas", json!("three"));
     assert_refused(
         &send(&s, "PUT", &web, "application/json", &put),
         &replicas_string,
@@ -157,8 +168,7 @@ fn wrong_json_types_are_refused_on_every_write_path() {
     // A pod's status through the status subresource, and a binding of that pod.
     let a = send(&s, "POST", PODS, "application/json", &pod("p"));
     assert_eq!(a.code, 201, "{}", a.body);
-    let mut bad_status = a.json();
-    bad_status["status"] = json!("x");
+    let bad_status = with(a.json(), "/status", json!("x"));
     assert_refused(
         &send(&s, "PUT", &format!("{PODS}/p/status"), "application/json", &bad_status),
         "Pod in version \"v1\" cannot be handled as a Pod: json: cannot unmarshal string into Go struct field Pod.status of type v1.PodStatus",
