@@ -20,7 +20,9 @@ use crate::limits::{self, ConnSlot, Inflight};
 use crate::negotiate::Output;
 use crate::patch::Patch;
 use crate::pki::{NodeToken, User};
-use crate::registry::{DeleteOptions, Deleted, ListOptions, Part, Registry, Res, WatchEvent};
+use crate::registry::{
+    DeleteOptions, Deleted, ListOptions, Part, Registry, Res, WatchEvent, Write,
+};
 use crate::resources::{self, Served};
 use crate::table::{self, IncludeObject};
 
@@ -463,6 +465,16 @@ fn dry_run(q: &Query) -> Result<bool, ApiError> {
     }
 }
 
+/// What a write request says about itself besides its body.
+fn write(q: &Query, user: &User) -> Result<Write, ApiError> {
+    Ok(Write {
+        dry_run: dry_run(q)?,
+        user: Some(user.clone()),
+        field_manager: param(q, "fieldManager").map(str::to_string),
+        force: flag(q, "force"),
+    })
+}
+
 async fn route(st: &Arc<AppState>, user: &User, req: Request) -> Result<Response, ApiError> {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
@@ -541,12 +553,12 @@ async fn route(st: &Arc<AppState>, user: &User, req: Request) -> Result<Response
                     Ok(json_response(StatusCode::OK, &list))
                 }
                 Method::POST => {
-                    let dry = dry_run(&q)?;
+                    let w = write(&q, user)?;
                     let fv = field_validation(&q)?;
                     let (headers, body) = read_body(st, req).await?;
                     let mut obj = decode_object_of(res, &headers, &body)?;
                     let warnings = check_fields(res, &mut obj, fv)?;
-                    let created = st.registry.create(res, ns, obj, dry).await?;
+                    let created = st.registry.create(res, ns, obj, &w).await?;
                     Ok(with_warnings(
                         json_response(StatusCode::CREATED, &created),
                         &warnings,
@@ -582,7 +594,7 @@ async fn route(st: &Arc<AppState>, user: &User, req: Request) -> Result<Response
                 None => Part::Main,
                 Some("status") if res.has_status => Part::Status,
                 Some(sub) if served.rt.subresource(sub).is_some() => {
-                    let dry_run = dry_run(&q)?;
+                    let write = write(&q, user)?;
                     let (headers, body) = read_body(st, req).await?;
                     let request = crate::subresources::SubRequest {
                         served: &served,
@@ -593,7 +605,7 @@ async fn route(st: &Arc<AppState>, user: &User, req: Request) -> Result<Response
                         query: &q,
                         content_type: content_type(&headers),
                         body: &body,
-                        dry_run,
+                        write,
                     };
                     return crate::subresources::serve(st, request).await;
                 }
@@ -626,19 +638,19 @@ async fn route(st: &Arc<AppState>, user: &User, req: Request) -> Result<Response
                     Ok(json_response(StatusCode::OK, &obj))
                 }
                 Method::PUT => {
-                    let dry = dry_run(&q)?;
+                    let w = write(&q, user)?;
                     let fv = field_validation(&q)?;
                     let (headers, body) = read_body(st, req).await?;
                     let mut obj = decode_object_of(res, &headers, &body)?;
                     let warnings = check_fields(res, &mut obj, fv)?;
-                    let updated = st.registry.update(res, ns, name, obj, part, dry).await?;
+                    let updated = st.registry.update(res, ns, name, obj, part, &w).await?;
                     Ok(with_warnings(
                         json_response(StatusCode::OK, &updated),
                         &warnings,
                     ))
                 }
                 Method::PATCH => {
-                    let dry = dry_run(&q)?;
+                    let w = write(&q, user)?;
                     let fv = field_validation(&q)?;
                     let (headers, body) = read_body(st, req).await?;
                     let mut patch = Patch::parse(&content_type(&headers), &body)?;
@@ -650,7 +662,7 @@ async fn route(st: &Arc<AppState>, user: &User, req: Request) -> Result<Response
                     };
                     let patched = st
                         .registry
-                        .patch(res, ns, name, part, dry, |old| patch.apply_to(old))
+                        .patch(res, ns, name, part, &w, |old| patch.apply_to(old))
                         .await?;
                     Ok(with_warnings(
                         json_response(StatusCode::OK, &patched),

@@ -10,7 +10,7 @@ use rudder_api::catalogue::RESOURCES;
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
-use crate::registry::{DeleteOptions, Deleted, ListOptions, Part, Registry};
+use crate::registry::{DeleteOptions, Deleted, ListOptions, Part, Registry, Write};
 use crate::resources::{self, Served};
 
 fn namespaces() -> Result<Served, ApiError> {
@@ -55,7 +55,7 @@ pub async fn delete(
         return Ok(current);
     }
     let marked = registry
-        .patch(&ns.res, None, name, Part::All, false, |old| {
+        .patch(&ns.res, None, name, Part::All, &Write::server(), |old| {
             let mut new = old.clone();
             if new["metadata"].get("deletionTimestamp").is_none() {
                 rudder_api::value::set(

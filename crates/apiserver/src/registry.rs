@@ -20,9 +20,32 @@ use rudder_store::{
 use serde_json::{json, Map, Value};
 
 use crate::error::{ApiError, Target};
+use crate::pki::User;
 use crate::services::{self, Allocator, Held};
 use crate::watchcache::{FeedItem, WatchCache};
 use rudder_api::selector::Selectors;
+
+/// How a write is asked for, besides the object: what dry run, admission and managed fields
+/// need to know about the request.
+#[derive(Clone, Debug, Default)]
+pub struct Write {
+    /// `dryRun=All`: everything but the store write.
+    pub dry_run: bool,
+    /// Who asks; `None` for the server's own writes (objects made at start, namespace
+    /// finalisation).
+    pub user: Option<User>,
+    /// The request's `fieldManager`.
+    pub field_manager: Option<String>,
+    /// The request's `force` (server-side apply).
+    pub force: bool,
+}
+
+impl Write {
+    /// A write the server makes on its own behalf.
+    pub fn server() -> Write {
+        Write::default()
+    }
+}
 
 /// What the registry needs to know about a resource.
 #[derive(Clone, Debug)]
@@ -659,8 +682,9 @@ impl Registry {
         res: &Res,
         ns: Option<&str>,
         mut obj: Value,
-        dry_run: bool,
+        w: &Write,
     ) -> Result<Value, ApiError> {
+        let dry_run = w.dry_run;
         self.check_envelope(res, ns, &mut obj)?;
         check_types(res, &mut obj)?;
         let m = meta_mut(&mut obj);
@@ -793,7 +817,7 @@ impl Registry {
         name: &str,
         mut obj: Value,
         part: Part,
-        dry_run: bool,
+        w: &Write,
     ) -> Result<Value, ApiError> {
         self.check_envelope(res, ns, &mut obj)?;
         check_types(res, &mut obj)?;
@@ -813,7 +837,7 @@ impl Registry {
             .map(parse_rv)
             .transpose()?;
         let obj = res.to_storage(obj);
-        self.write_loop(res, ns, name, expected, part, dry_run, |old| {
+        self.write_loop(res, ns, name, expected, part, w, |old| {
             let mut new = obj.clone();
             if let Some(uid) = meta_str(&new, "uid").filter(|u| !u.is_empty()) {
                 if Some(uid) != meta_str(old, "uid") {
@@ -841,10 +865,10 @@ impl Registry {
         ns: Option<&str>,
         name: &str,
         part: Part,
-        dry_run: bool,
+        w: &Write,
         change: impl Fn(&Value) -> Result<Value, ApiError>,
     ) -> Result<Value, ApiError> {
-        self.write_loop(res, ns, name, None, part, dry_run, |old| {
+        self.write_loop(res, ns, name, None, part, w, |old| {
             let mut new = change(&res.present(old.clone()))?;
             if !new.is_object() {
                 return Err(ApiError::bad_request(
@@ -883,9 +907,10 @@ impl Registry {
         name: &str,
         expected: Option<Revision>,
         part: Part,
-        dry_run: bool,
+        w: &Write,
         change: impl Fn(&Value) -> Result<Value, ApiError>,
     ) -> Result<Value, ApiError> {
+        let dry_run = w.dry_run;
         let key = res.key(ns, name);
         loop {
             let (old, rev) = self.read(res, ns, name).await?;

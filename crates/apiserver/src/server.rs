@@ -21,7 +21,7 @@ use crate::error::ApiError;
 use crate::handlers::{self, AppState, ConnUser};
 use crate::limits::{self, Activity, Gate, Inflight, Limits, Slot};
 use crate::pki::{self, Pki, User};
-use crate::registry::{Part, Registry, Res};
+use crate::registry::{Part, Registry, Res, Write};
 use rudder_api::catalogue;
 
 /// The Kubernetes version Rudder's API reports (the API it serves).
@@ -98,7 +98,7 @@ async fn bootstrap(registry: &Registry, port: u16) -> Result<(), ApiError> {
         .ok_or_else(|| ApiError::internal("namespaces are not in the catalogue"))?;
     for name in crate::namespaces::SYSTEM_NAMESPACES {
         let obj = json!({"metadata": {"name": name}, "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}});
-        match registry.create(&ns.res, None, obj, false).await {
+        match registry.create(&ns.res, None, obj, &Write::server()).await {
             Ok(_) => {}
             Err(e) if e.reason == "AlreadyExists" => {}
             Err(e) => return Err(e),
@@ -115,7 +115,7 @@ async fn bootstrap(registry: &Registry, port: u16) -> Result<(), ApiError> {
                  "sessionAffinity": "None"},
     });
     match registry
-        .create(&svc.res, Some("default"), kubernetes, false)
+        .create(&svc.res, Some("default"), kubernetes, &Write::server())
         .await
     {
         Ok(_) => {}
@@ -165,7 +165,7 @@ async fn api_services(registry: &Registry) -> Result<(), ApiError> {
                              "labels": {"kube-aggregator.kubernetes.io/automanaged": "onstart"}},
                 "spec": spec,
             });
-            let mut created = match registry.create(res, None, obj, false).await {
+            let mut created = match registry.create(res, None, obj, &Write::server()).await {
                 Ok(o) => o,
                 Err(e) if e.reason == "AlreadyExists" => continue,
                 Err(e) => return Err(e),
@@ -179,7 +179,7 @@ async fn api_services(registry: &Registry) -> Result<(), ApiError> {
             }]});
             rudder_api::value::set(&mut created, &["status"], available);
             registry
-                .update(res, None, &name, created, Part::Status, false)
+                .update(res, None, &name, created, Part::Status, &Write::server())
                 .await?;
         }
     }

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use crate::error::{ApiError, Target};
 use crate::handlers::{decode_body, json_response, AppState, Query};
 use crate::patch::Patch;
-use crate::registry::{DeleteOptions, ListOptions, Part, Registry, Res};
+use crate::registry::{DeleteOptions, ListOptions, Part, Registry, Res, Write};
 use crate::resources::{self, Served};
 
 /// A request to `<object>/<sub>`; the handlers have checked the catalogue lists `sub` for the
@@ -25,7 +25,7 @@ pub struct SubRequest<'a> {
     pub query: &'a Query,
     pub content_type: String,
     pub body: &'a [u8],
-    pub dry_run: bool,
+    pub write: Write,
 }
 
 pub async fn serve(st: &AppState, r: SubRequest<'_>) -> Result<Response, ApiError> {
@@ -39,31 +39,31 @@ pub async fn serve(st: &AppState, r: SubRequest<'_>) -> Result<Response, ApiErro
         ("scale", &Method::PUT) => {
             let scale = decode_body(&r.content_type, r.body)?;
             let updated =
-                set_scale(reg, res, r.ns, r.name, r.dry_run, |_| Ok(scale.clone())).await?;
+                set_scale(reg, res, r.ns, r.name, &r.write, |_| Ok(scale.clone())).await?;
             Ok(json_response(StatusCode::OK, &updated))
         }
         ("scale", &Method::PATCH) => {
             let patch = Patch::parse(&r.content_type, r.body)?;
             let updated =
-                set_scale(reg, res, r.ns, r.name, r.dry_run, |s| patch.apply_to(s)).await?;
+                set_scale(reg, res, r.ns, r.name, &r.write, |s| patch.apply_to(s)).await?;
             Ok(json_response(StatusCode::OK, &updated))
         }
         ("finalize", &Method::PUT) => {
             // spec.finalizers (and metadata) from the body; the status stays.
             let ns = decode_body(&r.content_type, r.body)?;
             let updated = reg
-                .update(res, None, r.name, ns, Part::Main, r.dry_run)
+                .update(res, None, r.name, ns, Part::Main, &r.write)
                 .await?;
             Ok(json_response(StatusCode::OK, &updated))
         }
         ("binding", &Method::POST) => {
             let binding = typed_body(&r, "", "v1", "Binding")?;
-            bind(reg, res, r.ns, r.name, &binding, r.dry_run).await?;
+            bind(reg, res, r.ns, r.name, &binding, &r.write).await?;
             Ok(created())
         }
         ("eviction", &Method::POST) => {
             let eviction = typed_body(&r, "policy", "v1", "Eviction")?;
-            evict(reg, res, r.ns, r.name, &eviction, r.dry_run).await?;
+            evict(reg, res, r.ns, r.name, &eviction, &r.write).await?;
             Ok(created())
         }
         ("log" | "exec" | "attach" | "portforward", _) => {
@@ -153,11 +153,11 @@ async fn set_scale(
     res: &Res,
     ns: Option<&str>,
     name: &str,
-    dry_run: bool,
+    w: &Write,
     change: impl Fn(&Value) -> Result<Value, ApiError>,
 ) -> Result<Value, ApiError> {
     let updated = reg
-        .patch(res, ns, name, Part::Main, dry_run, |old| {
+        .patch(res, ns, name, Part::Main, w, |old| {
             let current = scale_of(res, old);
             let mut scale = change(&current)?;
             check_scale(name, &mut scale)?;
@@ -226,7 +226,7 @@ async fn bind(
     ns: Option<&str>,
     name: &str,
     binding: &Value,
-    dry_run: bool,
+    w: &Write,
 ) -> Result<(), ApiError> {
     if let Some(n) = binding["metadata"]["name"].as_str().filter(|n| *n != name) {
         return Err(ApiError::bad_request(format!(
@@ -262,7 +262,7 @@ async fn bind(
             }],
         ));
     }
-    reg.patch(res, ns, name, Part::All, dry_run, |old| {
+    reg.patch(res, ns, name, Part::All, w, |old| {
         if old["metadata"].get("deletionTimestamp").is_some() {
             return Err(ApiError::conflict(
                 pod_target(name),
@@ -318,7 +318,7 @@ async fn evict(
     ns: Option<&str>,
     name: &str,
     eviction: &Value,
-    dry_run: bool,
+    w: &Write,
 ) -> Result<(), ApiError> {
     if let Some(n) = eviction["metadata"]["name"].as_str().filter(|n| *n != name) {
         return Err(ApiError::bad_request(format!(
@@ -327,13 +327,23 @@ async fn evict(
     }
     let mut opts = DeleteOptions::default();
     crate::handlers::apply_delete_body(&eviction["deleteOptions"], &mut opts);
-    opts.dry_run |= dry_run;
+    opts.dry_run |= w.dry_run;
     let pod = reg.get(res, ns, name).await?;
     let phase = pod["status"]["phase"].as_str().unwrap_or("");
     let unprotected = matches!(phase, "Succeeded" | "Failed" | "Pending" | "")
         || pod["metadata"].get("deletionTimestamp").is_some();
     if !unprotected {
-        check_budget(reg, ns, name, &pod, opts.dry_run).await?;
+        check_budget(
+            reg,
+            ns,
+            name,
+            &pod,
+            &Write {
+                dry_run: opts.dry_run,
+                ..w.clone()
+            },
+        )
+        .await?;
     }
     reg.delete(res, ns, name, &opts).await.map(|_| ())
 }
@@ -355,7 +365,7 @@ async fn check_budget(
     ns: Option<&str>,
     pod_name: &str,
     pod: &Value,
-    dry_run: bool,
+    w: &Write,
 ) -> Result<(), ApiError> {
     let pdbs = resources::resolve("policy", "v1", "poddisruptionbudgets")
         .ok_or_else(|| ApiError::internal("poddisruptionbudgets are not served"))?;
@@ -398,7 +408,7 @@ async fn check_budget(
     }
     // Spend one disruption, with a compare-and-swap on the budget read above.
     let rv = pdb["metadata"]["resourceVersion"].clone();
-    reg.patch(&pdbs.res, ns, &pdb_name, Part::Status, dry_run, |old| {
+    reg.patch(&pdbs.res, ns, &pdb_name, Part::Status, w, |old| {
         let mut new = old.clone();
         rudder_api::value::set(&mut new, &["metadata", "resourceVersion"], rv.clone());
         rudder_api::value::set(
