@@ -428,7 +428,7 @@ fn list_options(served: &Served, q: &Query) -> Result<ListOptions, ApiError> {
     let selectors = Selectors::parse(
         param(q, "labelSelector"),
         param(q, "fieldSelector"),
-        served.field_selectors,
+        served.res.strategy.field_selectors(),
     )
     .map_err(ApiError::bad_request)?;
     let limit = match param(q, "limit").filter(|l| !l.is_empty()) {
@@ -677,7 +677,7 @@ async fn route(st: &Arc<AppState>, user: &User, req: Request) -> Result<Response
                         return Ok(json_response(StatusCode::OK, &obj));
                     }
                     match st.registry.delete(res, ns, name, &opts).await? {
-                        Deleted::Now(obj) if served.return_deleted => {
+                        Deleted::Now(obj) if res.strategy.returns_deleted() => {
                             Ok(json_response(StatusCode::OK, &obj))
                         }
                         Deleted::Now(obj) => Ok(crate::error::GoStatus::deleted(

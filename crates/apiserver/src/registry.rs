@@ -12,8 +12,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use rudder_api::conversion::Conversion;
-use rudder_api::strategy;
-use rudder_api::validation::{self, FieldError, NameRule};
+use rudder_api::strategy::Strategy;
+use rudder_api::validation::{self, FieldError};
 use rudder_store::{
     KeyRange, KeyValue, RangeRequest, Revision, Store, StoreError, WatchMessage, WatchRequest,
 };
@@ -57,14 +57,12 @@ pub struct Res {
     pub namespaced: bool,
     /// Key prefix of the stored objects, ending in `/` (shared by every version served).
     pub prefix: String,
-    pub name_rule: NameRule,
     /// The kind has a status subresource: the main resource ignores status changes and the
     /// status subresource ignores everything else.
     pub has_status: bool,
-    /// The kind carries `metadata.generation`, bumped when anything but metadata and status
-    /// changes.
-    pub has_generation: bool,
-    /// Group and kind of the stored form: the strategy (defaults, validation) works on it.
+    /// The kind's rules (defaults, validation, names, deletion); they work on the stored form.
+    pub strategy: Arc<dyn Strategy>,
+    /// Group, version and kind of the stored form.
     pub storage_group: &'static str,
     pub storage_version: &'static str,
     pub storage_kind: &'static str,
@@ -264,7 +262,7 @@ fn done_deleting(res: &Res, old: &Value, new: &Value) -> bool {
             .as_i64()
             .unwrap_or(0)
             == 0
-        && strategy::may_go_when_finalized(res.storage_group, res.storage_kind, new)
+        && res.strategy.may_go_when_finalized(new)
 }
 
 /// Seconds since the epoch as `YYYY-MM-DDThh:mm:ssZ`.
@@ -449,10 +447,11 @@ fn spec_like(obj: &Value) -> Value {
 /// causes are reported with it, as upstream does in one Status.
 fn check_meta(res: &Res, obj: &Value, old: Option<&Value>) -> Result<(), ApiError> {
     let mut errs: Vec<FieldError> = Vec::new();
-    validation::object_meta(meta(obj), res.name_rule, &mut errs);
+    validation::object_meta(meta(obj), res.strategy.name_rule(), &mut errs);
     if !errs.is_empty() {
         errs.extend(
-            strategy::validate(res.storage_group, res.storage_kind, obj, old)
+            res.strategy
+                .validate(obj, old)
                 .into_iter()
                 .filter(|e| !e.field.starts_with("metadata.")),
         );
@@ -471,7 +470,7 @@ fn check_meta(res: &Res, obj: &Value, old: Option<&Value>) -> Result<(), ApiErro
 
 /// The kind's own validation (after defaults), as a 422.
 fn check_kind(res: &Res, obj: &Value, old: Option<&Value>) -> Result<(), ApiError> {
-    let errs = strategy::validate(res.storage_group, res.storage_kind, obj, old);
+    let errs = res.strategy.validate(obj, old);
     if errs.is_empty() {
         Ok(())
     } else {
@@ -709,13 +708,13 @@ impl Registry {
         }
         m.insert("uid".into(), Value::String(new_uid()));
         m.insert("creationTimestamp".into(), Value::String(now_rfc3339()));
-        if res.has_generation {
+        if res.strategy.has_generation() {
             m.insert("generation".into(), json!(1));
         } else {
             m.remove("generation");
         }
         let mut obj = res.to_storage(obj);
-        strategy::prepare(res.storage_group, res.storage_kind, &mut obj, None);
+        res.strategy.prepare(&mut obj, None);
         drop_empty_meta(&mut obj);
         check_meta(res, &obj, None)?;
         let name = meta_str(&obj, "name").unwrap_or_default().to_string();
@@ -797,9 +796,10 @@ impl Registry {
                 None => m.remove(f),
             };
         }
-        strategy::prepare(res.storage_group, res.storage_kind, new, Some(old));
+        res.strategy.prepare(new, Some(old));
         drop_empty_meta(new);
-        if res.has_generation && part != Part::Status && spec_like(old) != spec_like(new) {
+        if res.strategy.has_generation() && part != Part::Status && spec_like(old) != spec_like(new)
+        {
             let g = meta(old)
                 .get("generation")
                 .and_then(Value::as_i64)
@@ -1074,12 +1074,7 @@ impl Registry {
                     finalizers.push(Value::String(f.into()));
                 }
             }
-            let grace = strategy::grace_period(
-                res.storage_group,
-                res.storage_kind,
-                &obj,
-                opts.grace_period_seconds,
-            );
+            let grace = res.strategy.grace_period(&obj, opts.grace_period_seconds);
             if finalizers.is_empty() && grace == 0 {
                 if opts.dry_run {
                     return Ok(Deleted::Now(obj));
@@ -1166,7 +1161,7 @@ impl Registry {
         let selectors = Selectors::parse(
             None,
             Some(&format!("spec.nodeName={node}")),
-            served.field_selectors,
+            served.res.strategy.field_selectors(),
         )
         .map_err(ApiError::internal)?;
         let opts = ListOptions {

@@ -8,10 +8,10 @@ use axum::response::Response;
 use rudder_api::catalogue::{self, ResourceType};
 use rudder_api::conversion::Conversion;
 use rudder_api::discovery::{self, DiscoveryFormat};
-use rudder_api::fields::FieldSet;
+use rudder_api::strategy;
+use std::sync::Arc;
 
 use crate::error::ApiError;
-use rudder_api::validation::NameRule;
 
 use crate::registry::Res;
 
@@ -20,69 +20,13 @@ use crate::registry::Res;
 pub struct Served {
     pub rt: &'static ResourceType,
     pub res: Res,
-    /// The selectable fields: labels, how each is computed, the error for any other.
-    pub field_selectors: &'static FieldSet,
-    /// DELETE answers with the deleted object rather than a Status.
-    pub return_deleted: bool,
-}
-
-fn name_rule(group: &str, plural: &str) -> NameRule {
-    match (group, plural) {
-        ("", "namespaces") => NameRule::Label,
-        ("", "services") => NameRule::Dns1035,
-        ("rbac.authorization.k8s.io", _) => NameRule::PathSegment,
-        // `v1.` (core) is an APIService name: upstream checks only that it is a path segment.
-        ("apiregistration.k8s.io", _) => NameRule::PathSegment,
-        _ => NameRule::Subdomain,
-    }
-}
-
-fn has_generation(kind: &str) -> bool {
-    matches!(
-        kind,
-        "Deployment"
-            | "ReplicaSet"
-            | "StatefulSet"
-            | "DaemonSet"
-            | "ReplicationController"
-            | "Job"
-            | "CronJob"
-            | "HorizontalPodAutoscaler"
-            | "Ingress"
-            | "NetworkPolicy"
-            | "PodDisruptionBudget"
-    )
-}
-
-/// The field selectors upstream supports for a resource, from the one table in
-/// `rudder_api::fields`.
-fn field_selectors(group: &str, plural: &str) -> &'static FieldSet {
-    rudder_api::fields::for_resource(group, plural)
-}
-
-/// Whether DELETE answers with the deleted object rather than a Status (upstream's
-/// `ReturnDeletedObject`).
-fn returns_deleted(group: &str, plural: &str) -> bool {
-    matches!(
-        (group, plural),
-        (
-            "",
-            "pods"
-                | "services"
-                | "serviceaccounts"
-                | "persistentvolumes"
-                | "persistentvolumeclaims"
-                | "podtemplates"
-                | "resourcequotas"
-                | "namespaces"
-        ) | ("storage.k8s.io", "storageclasses")
-    )
 }
 
 /// The served resource at `/api[s]/<group>/<version>/<plural>`, if it is stored.
 pub fn resolve(group: &str, version: &str, plural: &str) -> Option<Served> {
     let rt = catalogue::lookup(group, version, plural)?;
     let storage = rt.storage?;
+    let strategy = Arc::new(strategy::built_in(rt.group, rt.kind)?);
     Some(Served {
         rt,
         res: Res {
@@ -92,16 +36,13 @@ pub fn resolve(group: &str, version: &str, plural: &str) -> Option<Served> {
             plural: rt.plural,
             namespaced: rt.namespaced(),
             prefix: format!("{}/", storage.key_prefix()),
-            name_rule: name_rule(rt.group, rt.plural),
             has_status: rt.subresource("status").is_some(),
-            has_generation: has_generation(rt.kind),
             storage_group: storage.group,
             storage_version: storage.version,
             storage_kind: storage.kind,
             conversion: Conversion::for_served(rt.group, rt.version, rt.kind),
+            strategy,
         },
-        field_selectors: field_selectors(rt.group, rt.plural),
-        return_deleted: returns_deleted(rt.group, rt.plural),
     })
 }
 
