@@ -20,8 +20,10 @@ use rudder_store::{
 use serde_json::{json, Map, Value};
 
 use crate::error::{ApiError, Target};
+use crate::hooks::Hooks;
 use crate::pki::User;
-use crate::services::{self, Allocator, Held};
+use crate::resources::{Resources, Served};
+use crate::services::Allocator;
 use crate::watchcache::{FeedItem, WatchCache};
 use rudder_api::selector::Selectors;
 
@@ -62,6 +64,8 @@ pub struct Res {
     pub has_status: bool,
     /// The kind's rules (defaults, validation, names, deletion); they work on the stored form.
     pub strategy: Arc<dyn Strategy>,
+    /// What the kind does around writes that needs the server's state, if anything.
+    pub hooks: Option<Arc<dyn Hooks>>,
     /// Group, version and kind of the stored form.
     pub storage_group: &'static str,
     pub storage_version: &'static str,
@@ -177,17 +181,14 @@ pub const NAMESPACES_PREFIX: &str = "/registry/namespaces/";
 
 pub struct Registry {
     store: Arc<dyn Store>,
-    services: Allocator,
+    services: Arc<Allocator>,
+    resources: Resources,
     cache: WatchCache,
     /// Namespaces known to exist and not be terminating, kept by a watch once the first
     /// namespaced write asks (`None` until then, or after that watch ended): a create then
     /// costs one store request, not two. A namespace missing here is looked up in the store.
     active_namespaces: Arc<std::sync::RwLock<Option<HashSet<String>>>>,
     indexing: tokio::sync::Mutex<()>,
-}
-
-fn is_services(res: &Res) -> bool {
-    res.group.is_empty() && res.plural == "services"
 }
 
 fn meta(obj: &Value) -> &Value {
@@ -263,6 +264,13 @@ fn done_deleting(res: &Res, old: &Value, new: &Value) -> bool {
             .unwrap_or(0)
             == 0
         && res.strategy.may_go_when_finalized(new)
+}
+
+/// Tells the kind's hooks how a write they prepared ended (nothing was kept under dry run).
+async fn after_write(res: &Res, old: Option<&Value>, new: &Value, written: bool, dry_run: bool) {
+    if let (Some(h), false) = (&res.hooks, dry_run) {
+        h.after_write(old, new, written).await;
+    }
 }
 
 /// Seconds since the epoch as `YYYY-MM-DDThh:mm:ssZ`.
@@ -486,9 +494,18 @@ fn check_kind(res: &Res, obj: &Value, old: Option<&Value>) -> Result<(), ApiErro
 impl Registry {
     pub fn new(store: Arc<dyn Store>, services: Allocator) -> Registry {
         let cache = WatchCache::new(store.clone());
+        let services = Arc::new(services);
+        let service_hooks: Arc<dyn Hooks> = services.clone();
+        let namespace_hooks: Arc<dyn Hooks> = Arc::new(crate::namespaces::Finalizer);
+        let resources = Resources::built_in(|rt| match (rt.group, rt.plural) {
+            ("", "services") => Some(service_hooks.clone()),
+            ("", "namespaces") => Some(namespace_hooks.clone()),
+            _ => None,
+        });
         Registry {
             store,
             services,
+            resources,
             cache,
             active_namespaces: Arc::default(),
             indexing: tokio::sync::Mutex::new(()),
@@ -497,6 +514,16 @@ impl Registry {
 
     pub fn services(&self) -> &Allocator {
         &self.services
+    }
+
+    /// What this server serves; kinds may be added while serving.
+    pub fn resources(&self) -> &Resources {
+        &self.resources
+    }
+
+    /// The served resource at `/api[s]/<group>/<version>/<plural>`, if it is stored.
+    pub fn resolve(&self, group: &str, version: &str, plural: &str) -> Option<Served> {
+        self.resources.resolve(group, version, plural)
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -722,16 +749,14 @@ impl Registry {
         if dry_run && self.store.get(res.key(ns, &name), 0).await?.is_some() {
             return Err(ApiError::already_exists(res.target(&name)));
         }
-        let taken = if is_services(res) {
-            self.services.allocate(&mut obj, None, dry_run).await?
-        } else {
-            Held::default()
-        };
+        if let Some(h) = &res.hooks {
+            h.before_write(&mut obj, None, dry_run).await?;
+        }
         let encoded = check_kind(res, &obj, None).and_then(|()| encode(res, &obj));
         let encoded = match encoded {
             Ok(e) => e,
             Err(e) => {
-                self.services.release(&taken).await;
+                after_write(res, None, &obj, false, dry_run).await;
                 return Err(e);
             }
         };
@@ -739,9 +764,7 @@ impl Registry {
             return Ok(res.present(obj));
         }
         let result = self.store.create(res.key(ns, &name), encoded).await;
-        if result.is_err() {
-            self.services.release(&taken).await;
-        }
+        after_write(res, None, &obj, result.is_ok(), dry_run).await;
         match result {
             Ok(kv) => {
                 set_resource_version(&mut obj, kv.mod_revision);
@@ -925,8 +948,8 @@ impl Registry {
                 }
                 match self.store.delete(key.clone(), Some(rev)).await {
                     Ok(_) => {
-                        if is_services(res) {
-                            self.services.release(&services::held(&old)).await;
+                        if let Some(h) = &res.hooks {
+                            h.after_delete(&old).await;
                         }
                         return Ok(new);
                     }
@@ -937,13 +960,9 @@ impl Registry {
                     Err(e) => return Err(e.into()),
                 }
             }
-            let taken = if is_services(res) {
-                self.services
-                    .allocate(&mut new, Some(&old), dry_run)
-                    .await?
-            } else {
-                Held::default()
-            };
+            if let Some(h) = &res.hooks {
+                h.before_write(&mut new, Some(&old), dry_run).await?;
+            }
             let checked = match part {
                 Part::All => Ok(()),
                 _ => check_kind(res, &new, Some(&old)),
@@ -951,7 +970,7 @@ impl Registry {
             let encoded = match checked.and_then(|()| encode(res, &new)) {
                 Ok(e) => e,
                 Err(e) => {
-                    self.services.release(&taken).await;
+                    after_write(res, Some(&old), &new, false, dry_run).await;
                     return Err(e);
                 }
             };
@@ -963,25 +982,7 @@ impl Registry {
                 return Ok(old);
             }
             let result = self.store.update(key.clone(), encoded, rev).await;
-            if result.is_err() {
-                self.services.release(&taken).await;
-            } else if is_services(res) {
-                // What the old object held and the new one does not is free again.
-                let (before, after) = (services::held(&old), services::held(&new));
-                let gone = Held {
-                    ips: before
-                        .ips
-                        .into_iter()
-                        .filter(|i| !after.ips.contains(i))
-                        .collect(),
-                    ports: before
-                        .ports
-                        .into_iter()
-                        .filter(|p| !after.ports.contains(p))
-                        .collect(),
-                };
-                self.services.release(&gone).await;
-            }
+            after_write(res, Some(&old), &new, result.is_ok(), dry_run).await;
             match result {
                 Ok(kv) => {
                     set_resource_version(&mut new, kv.mod_revision);
@@ -1081,8 +1082,8 @@ impl Registry {
                 }
                 match self.store.delete(key.clone(), Some(rev)).await {
                     Ok(_) => {
-                        if is_services(res) {
-                            self.services.release(&services::held(&obj)).await;
+                        if let Some(h) = &res.hooks {
+                            h.after_delete(&obj).await;
                         }
                         return Ok(Deleted::Now(obj));
                     }
@@ -1156,7 +1157,8 @@ impl Registry {
 
     /// The pods bound to `node` (the Node authorizer's view of what a node runs).
     pub async fn pods_on_node(&self, node: &str) -> Result<Vec<Value>, ApiError> {
-        let served = crate::resources::resolve("", "v1", "pods")
+        let served = self
+            .resolve("", "v1", "pods")
             .ok_or_else(|| ApiError::internal("pods are not in the catalogue"))?;
         let selectors = Selectors::parse(
             None,
@@ -1177,7 +1179,7 @@ impl Registry {
 
     /// The volume a claim is bound to, if the claim exists and is bound.
     pub async fn claim_volume(&self, ns: &str, claim: &str) -> Option<String> {
-        let served = crate::resources::resolve("", "v1", "persistentvolumeclaims")?;
+        let served = self.resolve("", "v1", "persistentvolumeclaims")?;
         let pvc = self.get(&served.res, Some(ns), claim).await.ok()?;
         pvc["spec"]["volumeName"].as_str().map(str::to_string)
     }
@@ -1479,7 +1481,10 @@ mod tests {
 
     #[test]
     fn encoded_items_are_the_decoded_objects_written_out() {
-        let res = crate::resources::resolve("", "v1", "pods").unwrap().res;
+        let res = Resources::built_in(|_| None)
+            .resolve("", "v1", "pods")
+            .unwrap()
+            .res;
         for stored in [
             r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","namespace":"d","labels":{"a":"\u00e9"}},"spec":{"containers":[{"name":"c","image":"i"}]},"status":{"phase":"Pending"}}"#,
             r#"{"spec":{},"metadata":{"name":"q"},"kind":"Pod","apiVersion":"v1"}"#,

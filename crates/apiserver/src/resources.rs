@@ -1,18 +1,18 @@
-//! The bridge from the catalogue (`rudder_api::catalogue`) to what the registry and handlers
-//! need per resource: storage prefix, name rule, status and generation rules,
-//! supported field selectors.
+//! The runtime catalogue: every resource a server serves, as a catalogue row
+//! (`rudder_api::catalogue`) with its kind's strategy and hooks, and the discovery documents.
+
+use std::sync::{Arc, RwLock};
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 use rudder_api::catalogue::{self, ResourceType};
 use rudder_api::conversion::Conversion;
-use rudder_api::discovery::{self, DiscoveryFormat};
-use rudder_api::strategy;
-use std::sync::Arc;
+use rudder_api::discovery::{self, Discovery, DiscoveryFormat};
+use rudder_api::strategy::{self, Strategy};
 
 use crate::error::ApiError;
-
+use crate::hooks::Hooks;
 use crate::registry::Res;
 
 /// A served resource with everything the handlers need.
@@ -22,11 +22,13 @@ pub struct Served {
     pub res: Res,
 }
 
-/// The served resource at `/api[s]/<group>/<version>/<plural>`, if it is stored.
-pub fn resolve(group: &str, version: &str, plural: &str) -> Option<Served> {
-    let rt = catalogue::lookup(group, version, plural)?;
+/// The row's served resource with the given strategy and hooks; `None` if it is not stored.
+fn served(
+    rt: &'static ResourceType,
+    strategy: Arc<dyn Strategy>,
+    hooks: Option<Arc<dyn Hooks>>,
+) -> Option<Served> {
     let storage = rt.storage?;
-    let strategy = Arc::new(strategy::built_in(rt.group, rt.kind)?);
     Some(Served {
         rt,
         res: Res {
@@ -42,8 +44,111 @@ pub fn resolve(group: &str, version: &str, plural: &str) -> Option<Served> {
             storage_kind: storage.kind,
             conversion: Conversion::for_served(rt.group, rt.version, rt.kind),
             strategy,
+            hooks,
         },
     })
+}
+
+/// Every resource one server serves, each with its kind's strategy and hooks. The built-in
+/// kinds are there from the start; a kind may join (or leave) while serving, and is served
+/// from the next request on: requests take a snapshot, writers swap in a new one.
+pub struct Resources {
+    now: RwLock<Arc<Snapshot>>,
+}
+
+/// What is served at one moment, and its discovery documents.
+pub struct Snapshot {
+    pub served: Vec<Served>,
+    pub discovery: Discovery,
+}
+
+impl Snapshot {
+    fn new(served: Vec<Served>) -> Snapshot {
+        // Review rows are answered, never stored: they are served by every server.
+        let rows = catalogue::RESOURCES
+            .iter()
+            .filter(|rt| rt.storage.is_none())
+            .chain(served.iter().map(|s| s.rt))
+            .collect();
+        Snapshot {
+            discovery: Discovery::new(rows),
+            served,
+        }
+    }
+}
+
+impl Resources {
+    /// The built-in catalogue, every stored row with its strategy; `hooks` gives a row's hooks.
+    pub fn built_in(hooks: impl Fn(&ResourceType) -> Option<Arc<dyn Hooks>>) -> Resources {
+        let served = catalogue::RESOURCES
+            .iter()
+            .filter_map(|rt| {
+                let strategy = strategy::built_in(rt.group, rt.kind)?;
+                served(rt, Arc::new(strategy), hooks(rt))
+            })
+            .collect();
+        Resources {
+            now: RwLock::new(Arc::new(Snapshot::new(served))),
+        }
+    }
+
+    /// What is served now.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.now
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// The served resource at `/api[s]/<group>/<version>/<plural>`, if it is stored.
+    pub fn resolve(&self, group: &str, version: &str, plural: &str) -> Option<Served> {
+        self.snapshot()
+            .served
+            .iter()
+            .find(|s| s.rt.group == group && s.rt.version == version && s.rt.plural == plural)
+            .cloned()
+    }
+
+    /// Serves `rt` from now on (in place of a row with the same group, version and resource).
+    pub fn add(
+        &self,
+        rt: &'static ResourceType,
+        strategy: Arc<dyn Strategy>,
+        hooks: Option<Arc<dyn Hooks>>,
+    ) -> Result<(), String> {
+        let new = served(rt, strategy, hooks)
+            .ok_or_else(|| format!("{}/{} has no storage", rt.api_version(), rt.plural))?;
+        self.swap(|rows| {
+            rows.retain(|s| !same_row(s.rt, rt.group, rt.version, rt.plural));
+            rows.push(new);
+        });
+        Ok(())
+    }
+
+    /// Stops serving `/apis/<group>/<version>/<plural>`; whether it was served.
+    pub fn remove(&self, group: &str, version: &str, plural: &str) -> bool {
+        let mut found = false;
+        self.swap(|rows| {
+            let before = rows.len();
+            rows.retain(|s| !same_row(s.rt, group, version, plural));
+            found = rows.len() != before;
+        });
+        found
+    }
+
+    fn swap(&self, change: impl FnOnce(&mut Vec<Served>)) {
+        let mut guard = self
+            .now
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut rows = guard.served.clone();
+        change(&mut rows);
+        *guard = Arc::new(Snapshot::new(rows));
+    }
+}
+
+fn same_row(rt: &ResourceType, group: &str, version: &str, plural: &str) -> bool {
+    rt.group == group && rt.version == version && rt.plural == plural
 }
 
 fn discovery_response<T: serde::Serialize>(
@@ -63,6 +168,7 @@ fn discovery_response<T: serde::Serialize>(
 
 /// Discovery documents (`/api`, `/apis`, group and group-version lists), if `path` is one.
 pub fn discovery(
+    docs: &Discovery,
     path: &str,
     headers: &HeaderMap,
     server_address: &str,
@@ -84,33 +190,28 @@ pub fn discovery(
     };
     let legacy = DiscoveryFormat::Legacy;
     Some(match (segs.as_slice(), format) {
-        (["api"], DiscoveryFormat::Aggregated(v)) => Ok(discovery_response(
-            format,
-            &discovery::aggregated_api(v),
-            true,
-        )),
-        (["apis"], DiscoveryFormat::Aggregated(v)) => Ok(discovery_response(
-            format,
-            &discovery::aggregated_apis(v),
-            true,
-        )),
+        (["api"], DiscoveryFormat::Aggregated(v)) => {
+            Ok(discovery_response(format, &docs.aggregated_api(v), true))
+        }
+        (["apis"], DiscoveryFormat::Aggregated(v)) => {
+            Ok(discovery_response(format, &docs.aggregated_apis(v), true))
+        }
         (["api"], _) => Ok(discovery_response(
             legacy,
-            &discovery::api_versions(server_address),
+            &docs.api_versions(server_address),
             true,
         )),
-        (["apis"], _) => Ok(discovery_response(
-            legacy,
-            &discovery::api_group_list(),
-            true,
-        )),
-        (["api", v], _) => discovery::api_resource_list("", v)
+        (["apis"], _) => Ok(discovery_response(legacy, &docs.api_group_list(), true)),
+        (["api", v], _) => docs
+            .api_resource_list("", v)
             .map(|d| discovery_response(legacy, &d, false))
             .ok_or_else(ApiError::no_route),
-        (["apis", g], _) => discovery::api_group(g)
+        (["apis", g], _) => docs
+            .api_group(g)
             .map(|d| discovery_response(legacy, &d, false))
             .ok_or_else(ApiError::no_route),
-        (["apis", g, v], _) => discovery::api_resource_list(g, v)
+        (["apis", g, v], _) => docs
+            .api_resource_list(g, v)
             .map(|d| discovery_response(legacy, &d, false))
             .ok_or_else(ApiError::no_route),
         _ => Err(ApiError::no_route()),
