@@ -2,6 +2,7 @@
 //! constructors, Go-style printing of bad values, label selectors, semantic equality and a
 //! small diff for "may not change" messages.
 
+use base64::{DecodeError, Engine as _};
 use serde_json::{Map, Value};
 
 use crate::validation::{self, FieldError, Quantity};
@@ -620,78 +621,36 @@ fn diff_into(old: &Value, new: &Value, path: &str, out: &mut Vec<String>) {
 
 // ---- base64 (Secret data) ------------------------------------------------------------------
 
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+/// Go's `base64.StdEncoding`: padded, standard alphabet, trailing bits not checked.
+const GO_STD: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_allow_trailing_bits(true)
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::RequireCanonical),
+);
 
 pub(crate) fn base64_encode(data: &[u8]) -> String {
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        out.push(B64[(n >> 18) as usize & 63] as char);
-        out.push(B64[(n >> 12) as usize & 63] as char);
-        out.push(if chunk.len() > 1 {
-            B64[(n >> 6) as usize & 63] as char
-        } else {
-            '='
-        });
-        out.push(if chunk.len() > 2 {
-            B64[n as usize & 63] as char
-        } else {
-            '='
-        });
-    }
-    out
+    GO_STD.encode(data)
 }
 
 /// Decodes standard padded base64 as Go's `encoding/json` does for `[]byte` (line breaks are
-/// ignored); the error is Go's message.
+/// ignored); the error is Go's message, with the offset in `s`.
 pub(crate) fn base64_decode(s: &str) -> Result<Vec<u8>, String> {
-    let bad = |i: usize| format!("illegal base64 data at input byte {i}");
-    let chars: Vec<(usize, u8)> = s
+    // Offsets in `s` of the bytes left once line breaks are dropped.
+    let kept: Vec<usize> = s
         .bytes()
         .enumerate()
         .filter(|(_, c)| *c != b'\n' && *c != b'\r')
+        .map(|(i, _)| i)
         .collect();
-    let mut out = Vec::with_capacity(chars.len() / 4 * 3);
-    let mut ended = false;
-    for group in chars.chunks(4) {
-        if ended {
-            return Err(bad(group[0].0));
-        }
-        let mut vals = [0u32; 4];
-        let mut pad = 0;
-        for (j, (pos, c)) in group.iter().enumerate() {
-            if *c == b'=' {
-                if j < 2 {
-                    return Err(bad(*pos));
-                }
-                pad += 1;
-                continue;
-            }
-            if pad > 0 {
-                return Err(bad(*pos));
-            }
-            vals[j] = match B64.iter().position(|b| b == c) {
-                Some(v) => v as u32,
-                None => return Err(bad(*pos)),
-            };
-        }
-        if group.len() < 4 {
-            return Err(bad(group.last().map_or(0, |(p, _)| p + 1)));
-        }
-        ended = pad > 0;
-        let n = (vals[0] << 18) | (vals[1] << 12) | (vals[2] << 6) | vals[3];
-        out.push((n >> 16) as u8);
-        if pad < 2 {
-            out.push((n >> 8) as u8);
-        }
-        if pad < 1 {
-            out.push(n as u8);
-        }
-    }
-    Ok(out)
+    let text: Vec<u8> = kept.iter().map(|&i| s.as_bytes()[i]).collect();
+    let at = |i: usize| kept.get(i).copied().unwrap_or(s.len());
+    GO_STD.decode(&text).map_err(|e| {
+        let offset = match e {
+            DecodeError::InvalidByte(i, _) | DecodeError::InvalidLastSymbol(i, _) => at(i),
+            DecodeError::InvalidLength(_) => kept.last().map_or(0, |p| p + 1),
+            DecodeError::InvalidPadding => at(text.iter().position(|c| *c == b'=').unwrap_or(0)),
+        };
+        format!("illegal base64 data at input byte {offset}")
+    })
 }
