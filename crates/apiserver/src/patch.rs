@@ -106,7 +106,13 @@ pub enum Patch {
     Json(json_patch::Patch),
     Merge(Value),
     Strategic(Value),
+    /// Server-side apply: the applied configuration (`application/apply-patch+yaml`, YAML or
+    /// JSON), merged by the registry ([`crate::registry::Registry::apply`]).
+    Apply(Value),
 }
+
+/// The content type of server-side apply.
+pub const APPLY_PATCH: &str = "application/apply-patch+yaml";
 
 impl Patch {
     /// Parses a body of the given content type.
@@ -143,6 +149,17 @@ impl Patch {
             "application/strategic-merge-patch+json" => {
                 Ok(Patch::Strategic(parse("strategic merge")?))
             }
+            APPLY_PATCH => {
+                let v = crate::decode::yaml(body).map_err(|e| {
+                    let text = format!("error decoding YAML: {e}");
+                    if text.contains(crate::decode::TOO_LARGE) {
+                        ApiError::too_large(text)
+                    } else {
+                        ApiError::bad_request(text)
+                    }
+                })?;
+                Ok(Patch::Apply(v))
+            }
             other => Err(ApiError::unsupported_media_type(other)),
         }
     }
@@ -157,6 +174,8 @@ impl Patch {
                 doc
             }
             Patch::Strategic(p) => strategic_merge(doc, p).map_err(ApiError::bad_request)?,
+            // Applied by the registry where apply is served; elsewhere not a patch type.
+            Patch::Apply(_) => return Err(ApiError::unsupported_media_type(APPLY_PATCH)),
         };
         check_patched(&patched)?;
         Ok(patched)
