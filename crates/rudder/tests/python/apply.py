@@ -3,6 +3,8 @@ apply, managedFields (manager, operation, fieldsV1), a conflict (409 naming the 
 manager), force_conflicts, fields removed when their only applier stops applying them, dry run,
 and fieldManager required for apply."""
 
+import json
+
 from kubernetes import dynamic
 from kubernetes.client.rest import ApiException
 
@@ -41,7 +43,6 @@ def main(api):
         raise AssertionError("the apply should conflict")
     except ApiException as ex:
         check_eq(ex.status, 409, "conflict status")
-        import json
         st = json.loads(ex.body)
         check_eq(st["reason"], "Conflict", "reason")
         check_eq(st["message"],
@@ -64,7 +65,10 @@ def main(api):
     check_eq(cms.get(name="ssa", namespace=NS).to_dict()["data"], {"a": "1"}, "not stored")
 
     step("fieldManager is required")
-    st = expect_status(422, "Invalid", cms.server_side_apply, body=cm({"a": "1"}), namespace=NS)
+    def apply_without_manager():
+        return cms.server_side_apply(body=cm({"a": "1"}), namespace=NS)
+
+    st = expect_status(422, "Invalid", apply_without_manager)
     check_eq(st["message"],
              'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: '
              'is required for apply patch', "message")
