@@ -443,13 +443,7 @@ fn compare_into(
             let nm = new.and_then(Value::as_object).unwrap_or(&empty);
             for k in om.keys().chain(nm.keys().filter(|k| !om.contains_key(*k))) {
                 path.push(format!("f:{k}"));
-                compare_into(
-                    entry_type(*t, *is_struct, k),
-                    om.get(k),
-                    nm.get(k),
-                    path,
-                    c,
-                );
+                compare_into(entry_type(*t, *is_struct, k), om.get(k), nm.get(k), path, c);
                 path.pop();
             }
         }
@@ -544,8 +538,10 @@ pub fn merge(ty: Option<Type>, live: Option<&Value>, config: &Value) -> Result<V
                 ));
             }
             if rpe.iter().any(Option::is_none) && keys.is_some() {
-                return Err("associative list with keys has an element that omits all key fields"
-                    .to_string());
+                return Err(
+                    "associative list with keys has an element that omits all key fields"
+                        .to_string(),
+                );
             }
             let (lpe, lidx) = index_items(keys, l);
             merge_list(l, r, &lpe, &rpe, &lidx, &ridx, |a, b| match keys {
@@ -785,13 +781,20 @@ fn seconds(t: &Option<String>) -> String {
 pub fn encode(entries: &[Entry]) -> Value {
     let mut sorted: Vec<&Entry> = entries.iter().filter(|e| !e.set.is_empty()).collect();
     sorted.sort_by(|a, b| {
-        (&a.operation, seconds(&a.time), &a.manager, &a.api_version, &a.subresource).cmp(&(
-            &b.operation,
-            seconds(&b.time),
-            &b.manager,
-            &b.api_version,
-            &b.subresource,
-        ))
+        (
+            &a.operation,
+            seconds(&a.time),
+            &a.manager,
+            &a.api_version,
+            &a.subresource,
+        )
+            .cmp(&(
+                &b.operation,
+                seconds(&b.time),
+                &b.manager,
+                &b.api_version,
+                &b.subresource,
+            ))
     });
     Value::Array(
         sorted
@@ -924,7 +927,9 @@ pub fn update(ty: Option<Type>, old: Option<&Value>, new: &mut Value, w: &Writer
         set_managed_fields(new, &[]);
         return;
     }
-    let before = old.map(without_managed_fields).unwrap_or(Value::Object(Map::new()));
+    let before = old
+        .map(without_managed_fields)
+        .unwrap_or(Value::Object(Map::new()));
     let after = without_managed_fields(new);
     let c = compare(ty, &before, &after);
     let mut taken = c.added.clone();
@@ -1107,8 +1112,7 @@ fn apply_once(
         .map(|l| decode(l.get("metadata").and_then(|m| m.get("managedFields"))).unwrap_or_default())
         .unwrap_or_default();
     let live_plain = live.map(without_managed_fields);
-    let mut merged =
-        merge(ty, live_plain.as_ref(), config).map_err(ApplyError::Invalid)?;
+    let mut merged = merge(ty, live_plain.as_ref(), config).map_err(ApplyError::Invalid)?;
     let mut applied = field_set(ty, config);
     strip(&mut applied, w.reset);
     let me = Entry {
@@ -1304,11 +1308,25 @@ mod tests {
         );
         let mut scaled = created.clone();
         crate::value::set(&mut scaled, &["spec", "replicas"], json!(3));
-        update(deployment(), Some(&created), &mut scaled, &writer("kubectl-edit"));
+        update(
+            deployment(),
+            Some(&created),
+            &mut scaled,
+            &writer("kubectl-edit"),
+        );
         let entries = decode(scaled["metadata"].get("managedFields")).unwrap();
-        let edit = entries.iter().find(|e| e.manager == "kubectl-edit").unwrap();
-        assert_eq!(edit.set.to_fields_v1(), json!({"f:spec": {"f:replicas": {}}}));
-        let create = entries.iter().find(|e| e.manager == "kubectl-create").unwrap();
+        let edit = entries
+            .iter()
+            .find(|e| e.manager == "kubectl-edit")
+            .unwrap();
+        assert_eq!(
+            edit.set.to_fields_v1(),
+            json!({"f:spec": {"f:replicas": {}}})
+        );
+        let create = entries
+            .iter()
+            .find(|e| e.manager == "kubectl-create")
+            .unwrap();
         assert!(!create.set.has(&["f:spec".into(), "f:replicas".into()]));
         // Clearing managed fields: they stay cleared on later updates.
         let mut cleared = scaled.clone();
@@ -1322,8 +1340,14 @@ mod tests {
         let mut created = dep(1, "nginx");
         update(deployment(), None, &mut created, &writer("kubectl-create"));
         // Changing a field another manager owns conflicts.
-        let err = apply(deployment(), Some(&created), &dep(3, "nginx"), &writer("mgr"), false)
-            .unwrap_err();
+        let err = apply(
+            deployment(),
+            Some(&created),
+            &dep(3, "nginx"),
+            &writer("mgr"),
+            false,
+        )
+        .unwrap_err();
         let ApplyError::Conflicts(c) = err else {
             panic!("{err:?}")
         };
@@ -1332,12 +1356,27 @@ mod tests {
             "Apply failed with 1 conflict: conflict with \"kubectl-create\" using apps/v1: .spec.replicas"
         );
         // The same values are shared, without conflict.
-        let same = apply(deployment(), Some(&created), &dep(1, "nginx"), &writer("mgr"), false)
-            .unwrap();
-        assert_eq!(without_managed_fields(&same), without_managed_fields(&created));
+        let same = apply(
+            deployment(),
+            Some(&created),
+            &dep(1, "nginx"),
+            &writer("mgr"),
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            without_managed_fields(&same),
+            without_managed_fields(&created)
+        );
         // Forced: the field changes hands.
-        let forced =
-            apply(deployment(), Some(&created), &dep(3, "nginx"), &writer("mgr"), true).unwrap();
+        let forced = apply(
+            deployment(),
+            Some(&created),
+            &dep(3, "nginx"),
+            &writer("mgr"),
+            true,
+        )
+        .unwrap();
         assert_eq!(forced["spec"]["replicas"], 3);
         let entries = decode(forced["metadata"].get("managedFields")).unwrap();
         assert_eq!(entries[0].operation, "Apply");
@@ -1372,7 +1411,14 @@ mod tests {
             false,
         )
         .unwrap();
-        let fourth = apply(cm, Some(&third), &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}), &w, false).unwrap();
+        let fourth = apply(
+            cm,
+            Some(&third),
+            &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}),
+            &w,
+            false,
+        )
+        .unwrap();
         assert_eq!(fourth["data"], json!({"z": "3"}));
     }
 

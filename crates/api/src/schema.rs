@@ -234,7 +234,9 @@ impl Compiled {
             Node::Array(_) => match ext {
                 Some(("atomic", ..)) => Shape::Atomic,
                 Some(("set", ..)) => Shape::Set,
-                Some(("map", keys, ..)) => Shape::Keyed(keys.iter().map(|k| k.to_string()).collect()),
+                Some(("map", keys, ..)) => {
+                    Shape::Keyed(keys.iter().map(|k| k.to_string()).collect())
+                }
                 Some((_, _, _, strategy, key)) if strategy.contains("merge") && !key.is_empty() => {
                     Shape::Keyed(vec![key.to_string()])
                 }

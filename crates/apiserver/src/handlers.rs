@@ -512,7 +512,9 @@ fn write(
     }
     if !errs.is_empty() {
         let mut e = ApiError::invalid(options, "meta.k8s.io", "", errs);
-        e.message = e.message.replacen(options, &format!("{options}.meta.k8s.io"), 1);
+        e.message = e
+            .message
+            .replacen(options, &format!("{options}.meta.k8s.io"), 1);
         return Err(e);
     }
     Ok(Write {

@@ -82,10 +82,20 @@ fn stored_type(res: &Res) -> Option<SchemaType> {
 }
 
 /// Who writes, for the managed fields.
-fn writer<'a>(res: &Res, part: Part, w: &'a Write, manager: &'a str, api_version: &'a str, now: &'a str) -> managed::Writer<'a> {
+fn writer<'a>(
+    res: &Res,
+    part: Part,
+    w: &'a Write,
+    manager: &'a str,
+    api_version: &'a str,
+    now: &'a str,
+) -> managed::Writer<'a> {
     let (subresource, reset) = match part {
         Part::Status => ("status", managed::Reset::AllButStatus),
-        _ if res.has_status => (w.subresource.as_deref().unwrap_or(""), managed::Reset::Status),
+        _ if res.has_status => (
+            w.subresource.as_deref().unwrap_or(""),
+            managed::Reset::Status,
+        ),
         _ => (w.subresource.as_deref().unwrap_or(""), managed::Reset::None),
     };
     managed::Writer {
@@ -988,7 +998,13 @@ impl Registry {
                 "the request body must be a JSON object",
             ));
         }
-        let field = |k: &str| config.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        let field = |k: &str| {
+            config
+                .get(k)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
         let (api_version, kind) = (field("apiVersion"), field("kind"));
         if kind.is_empty() {
             return Err(ApiError::bad_request(format!(
@@ -1001,7 +1017,10 @@ impl Registry {
                 res.api_version()
             )));
         }
-        if meta(&config).get("managedFields").is_some_and(|m| !m.is_null()) {
+        if meta(&config)
+            .get("managedFields")
+            .is_some_and(|m| !m.is_null())
+        {
             return Err(ApiError::bad_request("metadata.managedFields must be nil"));
         }
         let given = meta_str(&config, "name").unwrap_or("");
@@ -1051,7 +1070,7 @@ impl Registry {
         };
         loop {
             match self.read(res, ns, name).await {
-                Err(e) if e.code == 404 && part == Part::Main => {
+                Err(e) if e.code == 404 && part == Part::Main && w.subresource.is_none() => {
                     let obj = managed::apply(ty, None, &config, &who, w.force).map_err(failed)?;
                     match self.create(res, ns, obj, &wa).await {
                         Ok(created) => return Ok((created, true)),
@@ -1066,7 +1085,8 @@ impl Registry {
         }
         self.write_loop(res, ns, name, None, part, &wa, |old| {
             let live = res.present(old.clone());
-            let mut new = managed::apply(ty, Some(&live), &config, &who, w.force).map_err(failed)?;
+            let mut new =
+                managed::apply(ty, Some(&live), &config, &who, w.force).map_err(failed)?;
             self.check_envelope(res, ns, &mut new)?;
             check_types(res, &mut new)?;
             let mut new = res.to_storage(new);

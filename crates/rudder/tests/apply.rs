@@ -12,8 +12,11 @@ use rudder_testkit::{RudderServer, KUBECTL_DEFAULT_MINOR};
 use serde_json::{json, Value};
 
 fn server() -> RudderServer {
-    RudderServer::start(Path::new(env!("CARGO_BIN_EXE_rudder")), &["--disable-agent"])
-        .expect("start rudder server")
+    RudderServer::start(
+        Path::new(env!("CARGO_BIN_EXE_rudder")),
+        &["--disable-agent"],
+    )
+    .expect("start rudder server")
 }
 
 fn deployment(replicas: u32, image: &str) -> String {
@@ -92,14 +95,13 @@ fn kubectl_server_side_apply_conflicts_and_managers() {
         "{fields:#}"
     );
     assert_eq!(
-        fields["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"nginx\"}"]["f:image"],
+        fields["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"nginx\"}"]
+            ["f:image"],
         json!({}),
         "{fields:#}"
     );
     // The default of `get -o yaml` hides them; `--show-managed-fields` shows them.
-    let plain = s
-        .kubectl(&["get", "deployment", "web", "-o", "yaml"])
-        .ok();
+    let plain = s.kubectl(&["get", "deployment", "web", "-o", "yaml"]).ok();
     assert!(!plain.contains("managedFields"), "{plain}");
     let shown = s
         .kubectl(&[
@@ -152,7 +154,10 @@ fn kubectl_server_side_apply_conflicts_and_managers() {
         )
         .ok();
     assert!(again.contains("serverside-applied"), "{again}");
-    assert_eq!(get(&s, &["deployment", "web"])["metadata"]["resourceVersion"], rv);
+    assert_eq!(
+        get(&s, &["deployment", "web"])["metadata"]["resourceVersion"],
+        rv
+    );
 
     // kubectl edit records kubectl-edit.
     let out = s
@@ -161,7 +166,11 @@ fn kubectl_server_side_apply_conflicts_and_managers() {
         .args(["edit", "deployment", "web"])
         .output()
         .expect("kubectl edit");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let d = get(&s, &["deployment", "web"]);
     assert_eq!(d["spec"]["replicas"], 4);
     assert_eq!(
@@ -169,7 +178,8 @@ fn kubectl_server_side_apply_conflicts_and_managers() {
         json!({"f:spec": {"f:replicas": {}}})
     );
     // And kubectl label, kubectl-label.
-    s.kubectl(&["label", "deployment", "web", "tier=front"]).ok();
+    s.kubectl(&["label", "deployment", "web", "tier=front"])
+        .ok();
     let d = get(&s, &["deployment", "web"]);
     assert_eq!(
         entry(&d, "kubectl-label", "Update")["fieldsV1"],
@@ -180,7 +190,9 @@ fn kubectl_server_side_apply_conflicts_and_managers() {
 #[test]
 fn applied_fields_dropped_by_their_only_manager_are_removed() {
     let s = server();
-    let cm = |data: &str| format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n  labels:\n    a: x\ndata:\n{data}");
+    let cm = |data: &str| {
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n  labels:\n    a: x\ndata:\n{data}")
+    };
     let out = s
         .kubectl_stdin(
             &["apply", "--server-side", "-f", "-"],
@@ -214,7 +226,15 @@ fn applied_fields_dropped_by_their_only_manager_are_removed() {
     // Server-side dry run: answered, not stored.
     let dry = s
         .kubectl_stdin(
-            &["apply", "--server-side", "--dry-run=server", "-o", "json", "-f", "-"],
+            &[
+                "apply",
+                "--server-side",
+                "--dry-run=server",
+                "-o",
+                "json",
+                "-f",
+                "-",
+            ],
             &cm("  one: 'dry'\n"),
         )
         .ok();
@@ -313,7 +333,10 @@ fn kubectl_diff_on_every_version() {
                 &deployment_named("ssa", 1, "nginx"),
             )
             .ok();
-        assert!(out.contains("deployment.apps/ssa serverside-applied"), "1.{minor}: {out}");
+        assert!(
+            out.contains("deployment.apps/ssa serverside-applied"),
+            "1.{minor}: {out}"
+        );
     }
     for name in ["csa", "ssa"] {
         assert_eq!(get(&s, &["deployment", name])["spec"]["replicas"], 1);
@@ -399,14 +422,23 @@ fn apply_on_the_wire() {
         .as_array()
         .expect("managedFields")
         .iter()
-        .map(|e| format!("{}/{}", e["manager"].as_str().unwrap_or(""), e["operation"].as_str().unwrap_or("")))
+        .map(|e| {
+            format!(
+                "{}/{}",
+                e["manager"].as_str().unwrap_or(""),
+                e["operation"].as_str().unwrap_or("")
+            )
+        })
         .collect();
     assert_eq!(managers, ["m/Apply", "curl/Update"]);
 
     // Apply to the status subresource: an entry with `subresource: status`; a missing object
     // is not created through it.
-    s.kubectl_stdin(&["apply", "--server-side", "-f", "-"], &deployment(1, "nginx"))
-        .ok();
+    s.kubectl_stdin(
+        &["apply", "--server-side", "-f", "-"],
+        &deployment(1, "nginx"),
+    )
+    .ok();
     let status_path = "/apis/apps/v1/namespaces/default/deployments/web/status?fieldManager=st";
     let a = s.request(
         "PATCH",
@@ -417,7 +449,10 @@ fn apply_on_the_wire() {
     assert_eq!(a.code, 200, "{}", a.body);
     let d = a.json();
     assert_eq!(d["status"]["replicas"], 1);
-    assert_eq!(d["spec"]["replicas"], 1, "spec is not written through status");
+    assert_eq!(
+        d["spec"]["replicas"], 1,
+        "spec is not written through status"
+    );
     let st = entry(&d, "st", "Apply");
     assert_eq!(st["subresource"], "status");
     assert_eq!(
@@ -431,4 +466,23 @@ fn apply_on_the_wire() {
         br#"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"nope"}}"#,
     );
     assert_eq!(a.code, 404, "{}", a.body);
+
+    // Apply to the scale subresource: the parent's replicas, which kubectl applied.
+    let scale = br#"{"apiVersion":"autoscaling/v1","kind":"Scale","metadata":{"name":"web"},"spec":{"replicas":2}}"#;
+    let scale_path = "/apis/apps/v1/namespaces/default/deployments/web/scale?fieldManager=sc";
+    let a = s.request("PATCH", scale_path, apply, scale);
+    assert_eq!(a.code, 409, "{}", a.body);
+    assert_eq!(
+        a.json()["message"],
+        "Apply failed with 1 conflict: conflict with \"kubectl\": .spec.replicas"
+    );
+    let a = s.request("PATCH", &format!("{scale_path}&force=true"), apply, scale);
+    assert_eq!(a.code, 200, "{}", a.body);
+    assert_eq!(a.json()["kind"], "Scale");
+    assert_eq!(a.json()["spec"]["replicas"], 2);
+    let d = get(&s, &["deployment", "web"]);
+    assert_eq!(d["spec"]["replicas"], 2);
+    let sc = entry(&d, "sc", "Apply");
+    assert_eq!(sc["subresource"], "scale");
+    assert_eq!(sc["fieldsV1"], json!({"f:spec": {"f:replicas": {}}}));
 }
