@@ -79,6 +79,9 @@ struct Compiled {
     nodes: Vec<Node>,
     /// Each node's merge shape (parallel to `nodes`).
     shapes: Vec<Shape>,
+    /// Each list node's strategic merge patch strategy and merge key, if upstream declares
+    /// one (parallel to `nodes`).
+    patch_meta: Vec<Option<(&'static str, &'static str)>>,
     /// Schema name → node.
     by_name: HashMap<String, usize>,
     /// (group, version, kind) → node.
@@ -108,6 +111,7 @@ impl Compiled {
         let mut c = Compiled {
             nodes: Vec::new(),
             shapes: Vec::new(),
+            patch_meta: Vec::new(),
             by_name: HashMap::new(),
             kinds: HashMap::new(),
             type_meta: openapi::kind_schemas()
@@ -127,6 +131,7 @@ impl Compiled {
     fn push(&mut self, n: Node) -> usize {
         self.nodes.push(n);
         self.shapes.push(Shape::default());
+        self.patch_meta.push(None);
         self.nodes.len() - 1
     }
 
@@ -230,6 +235,11 @@ impl Compiled {
     /// (with a key: keyed; without: a set), else atomic for lists.
     fn set_shape(&mut self, schema: &str, prop: &str, id: usize) {
         let ext = openapi::merge_meta(schema, prop);
+        if let (Node::Array(_), Some((_, _, _, strategy, key))) = (&self.nodes[id], ext) {
+            if !strategy.is_empty() || !key.is_empty() {
+                self.patch_meta[id] = Some((strategy, key));
+            }
+        }
         let shape = match &self.nodes[id] {
             Node::Array(_) => match ext {
                 Some(("atomic", ..)) => Shape::Atomic,
@@ -542,6 +552,27 @@ impl Type {
             Node::Struct { .. } => TypeKind::Struct(shape),
             _ => TypeKind::Scalar,
         }
+    }
+
+    /// The type of entry `name` of an object: a struct's field, a map's values.
+    pub fn entry(self, name: &str) -> Option<Type> {
+        match &Compiled::get().nodes[self.0] {
+            Node::Map(i) => Some(Type(*i)),
+            _ => self.field(name),
+        }
+    }
+
+    /// The type of a list's items.
+    pub fn item(self) -> Option<Type> {
+        match &Compiled::get().nodes[self.0] {
+            Node::Array(i) => Some(Type(*i)),
+            _ => None,
+        }
+    }
+
+    /// A list's `x-kubernetes-patch-strategy` and `x-kubernetes-patch-merge-key`, if any.
+    pub fn patch_meta(self) -> Option<(&'static str, &'static str)> {
+        Compiled::get().patch_meta[self.0]
     }
 
     /// The type of field `name` of a struct (`None` for other types and unknown fields).

@@ -737,7 +737,11 @@ async fn route(st: &Arc<AppState>, user: &User, req: Request) -> Result<Response
                     };
                     let patched = st
                         .registry
-                        .patch(res, ns, name, part, &w, |old| patch.apply_to(old))
+                        .patch(res, ns, name, part, &w, |old| {
+                            let ty =
+                                rudder_api::schema::Type::of_kind(res.group, res.version, res.kind);
+                            patch.apply_to_typed(ty, old)
+                        })
                         .await?;
                     Ok(with_warnings(
                         json_response(StatusCode::OK, &patched),
