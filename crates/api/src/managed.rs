@@ -525,12 +525,12 @@ pub fn merge(ty: Option<Type>, live: Option<&Value>, config: &Value) -> Result<V
             let r = config.as_array().unwrap_or(&none);
             let (rpe, ridx) = index_items(keys, r);
             if ridx.len() != rpe.iter().flatten().count() {
+                let mut seen = HashSet::new();
                 let dup = rpe
                     .iter()
                     .flatten()
-                    .enumerate()
-                    .find(|(i, pe)| rpe.iter().flatten().take(*i).any(|p| p == *pe))
-                    .map(|(_, pe)| pe.clone())
+                    .find(|pe| !seen.insert(*pe))
+                    .cloned()
                     .unwrap_or_default();
                 return Err(format!(
                     "duplicate entries for key {}",
