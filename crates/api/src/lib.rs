@@ -13,6 +13,7 @@ pub mod catalogue;
 pub mod conversion;
 pub mod discovery;
 pub mod fields;
+pub mod managed;
 pub mod openapi;
 pub mod patch;
 pub mod printers;

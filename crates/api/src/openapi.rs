@@ -180,6 +180,38 @@ pub fn patch_meta(schema: &str, property: &str) -> Option<(&'static str, &'stati
         .map(|e| (e.strategy, e.merge_key))
 }
 
+/// How upstream merges property `property` of schema `schema` (full upstream name) in
+/// server-side apply: `(x-kubernetes-list-type, x-kubernetes-list-map-keys,
+/// x-kubernetes-map-type, x-kubernetes-patch-strategy, x-kubernetes-patch-merge-key)`, each
+/// possibly empty; `None` when upstream declares none of them.
+pub(crate) fn merge_meta(
+    schema: &str,
+    property: &str,
+) -> Option<(
+    &'static str,
+    &'static [&'static str],
+    &'static str,
+    &'static str,
+    &'static str,
+)> {
+    type Index = std::collections::HashMap<(String, &'static str), &'static FieldExt>;
+    static INDEX: OnceLock<Index> = OnceLock::new();
+    let index = INDEX.get_or_init(|| {
+        FIELD_EXTENSIONS
+            .iter()
+            .map(|e| ((full_name(e.schema), e.property), e))
+            .collect()
+    });
+    index
+        .get(&(schema.to_string(), property))
+        .map(|e| (e.list_type, e.map_keys, e.map_type, e.strategy, e.merge_key))
+}
+
+/// Whether upstream marks the struct of schema `schema` (full name) `+structType=atomic`.
+pub(crate) fn is_atomic_struct(schema: &str) -> bool {
+    ATOMIC_STRUCTS.iter().any(|s| full_name(s) == schema)
+}
+
 /// An API group, version and kind as `x-kubernetes-group-version-kind` spells it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 struct Gvk {

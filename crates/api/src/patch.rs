@@ -16,6 +16,8 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value};
 
+use crate::schema::Type;
+
 /// What identifies a list element for set semantics and merge keys: the JSON text of the value
 /// (scalars compare equal exactly when their texts do; for objects, whose key order may differ,
 /// callers fall back to `==`).
@@ -116,18 +118,43 @@ pub(crate) fn list_rule(parent: &str, field: &str) -> ListRule {
     }
 }
 
+/// The rule of a list of type `list` (from the schema's patch strategy and merge key), or
+/// when the schema does not reach it, of list `field` under `parent` by name.
+fn rule_of(list: Option<Type>, parent: &str, field: &str) -> ListRule {
+    match list.filter(|t| t.item().is_some()) {
+        Some(t) => match t.patch_meta() {
+            Some((strategy, key)) if strategy.contains("merge") && !key.is_empty() => {
+                ListRule::Key(key)
+            }
+            Some((strategy, _)) if strategy.contains("merge") => ListRule::Union,
+            _ => ListRule::Replace,
+        },
+        None => list_rule(parent, field),
+    }
+}
+
 fn directive_key(k: &str) -> bool {
     k.starts_with('$')
 }
 
 /// Applies `patch` to `original`; errors name what was malformed.
 pub fn strategic_merge(original: &Value, patch: &Value) -> Result<Value, String> {
+    strategic_merge_typed(None, original, patch)
+}
+
+/// Applies `patch` to `original`, an object of type `ty`: list rules come from the schema's
+/// `x-kubernetes-patch-strategy`/`-merge-key` where the schema reaches, by field name elsewhere.
+pub fn strategic_merge_typed(
+    ty: Option<Type>,
+    original: &Value,
+    patch: &Value,
+) -> Result<Value, String> {
     match (original, patch) {
         (Value::Object(o), Value::Object(p)) => {
-            merge_map(o, p, "").map(|m| m.map_or(Value::Null, Value::Object))
+            merge_map(o, p, "", ty).map(|m| m.map_or(Value::Null, Value::Object))
         }
         (_, Value::Object(p)) => {
-            merge_map(&Map::new(), p, "").map(|m| m.map_or(Value::Null, Value::Object))
+            merge_map(&Map::new(), p, "", ty).map(|m| m.map_or(Value::Null, Value::Object))
         }
         _ => Err("a strategic merge patch must be a JSON object".into()),
     }
@@ -138,6 +165,7 @@ fn merge_map(
     orig: &Map<String, Value>,
     patch: &Map<String, Value>,
     parent: &str,
+    ty: Option<Type>,
 ) -> Result<Option<Map<String, Value>>, String> {
     match patch.get("$patch").map(|v| v.as_str()) {
         Some(Some("delete")) => return Ok(None),
@@ -158,20 +186,23 @@ fn merge_map(
             out.remove(k);
             continue;
         }
+        let child = ty.and_then(|t| t.entry(k));
         let merged = match (out.get(k), pv) {
-            (Some(Value::Object(o)), Value::Object(p)) => match merge_map(o, p, k)? {
+            (Some(Value::Object(o)), Value::Object(p)) => match merge_map(o, p, k, child)? {
                 Some(m) => Value::Object(m),
                 None => {
                     out.remove(k);
                     continue;
                 }
             },
-            (None, Value::Object(p)) => match merge_map(&Map::new(), p, k)? {
+            (None, Value::Object(p)) => match merge_map(&Map::new(), p, k, child)? {
                 Some(m) => Value::Object(m),
                 None => continue,
             },
-            (Some(Value::Array(o)), Value::Array(p)) => Value::Array(merge_list(o, p, parent, k)?),
-            (None, Value::Array(p)) => Value::Array(merge_list(&[], p, parent, k)?),
+            (Some(Value::Array(o)), Value::Array(p)) => {
+                Value::Array(merge_list(o, p, parent, k, child)?)
+            }
+            (None, Value::Array(p)) => Value::Array(merge_list(&[], p, parent, k, child)?),
             _ => pv.clone(),
         };
         out.insert(k.clone(), merged);
@@ -191,7 +222,11 @@ fn merge_map(
         if let Some(field) = k.strip_prefix("$setElementOrder/") {
             let order = v.as_array().ok_or_else(|| format!("{k} must be a list"))?;
             if let Some(Value::Array(list)) = out.get_mut(field) {
-                reorder(list, order, list_rule(parent, field));
+                reorder(
+                    list,
+                    order,
+                    rule_of(ty.and_then(|t| t.entry(field)), parent, field),
+                );
             }
         }
     }
@@ -216,7 +251,9 @@ fn merge_list(
     patch: &[Value],
     parent: &str,
     field: &str,
+    ty: Option<Type>,
 ) -> Result<Vec<Value>, String> {
+    let item = ty.and_then(Type::item);
     // `[{"$patch": "replace"}, …]`: replace the whole list with the rest.
     if patch
         .iter()
@@ -228,7 +265,7 @@ fn merge_list(
             .cloned()
             .collect());
     }
-    match list_rule(parent, field) {
+    match rule_of(ty, parent, field) {
         ListRule::Replace => Ok(patch.to_vec()),
         ListRule::Union => {
             let mut seen = ValueSet::of(orig);
@@ -276,7 +313,7 @@ fn merge_list(
                             Some(Some(Value::Object(om))) => om.clone(),
                             _ => Map::new(),
                         };
-                        match merge_map(&om, pm, field)? {
+                        match merge_map(&om, pm, field, item)? {
                             Some(m) => {
                                 if let Some(slot) = out.get_mut(i) {
                                     *slot = Some(Value::Object(m));
@@ -291,7 +328,7 @@ fn merge_list(
                         }
                     }
                     (None, false) => {
-                        if let Some(m) = merge_map(&Map::new(), pm, field)? {
+                        if let Some(m) = merge_map(&Map::new(), pm, field, item)? {
                             index.insert(k, out.len());
                             out.push(Some(Value::Object(m)));
                         }
@@ -455,5 +492,47 @@ mod tests {
             strategic_merge(&o, &p).unwrap(),
             json!({"spec": {"args": ["c"]}})
         );
+    }
+
+    #[test]
+    fn typed_rules_come_from_the_schema_and_agree_with_the_names() {
+        let deploy = Type::of_kind("apps", "v1", "Deployment").expect("Deployment");
+        let pod_spec = deploy
+            .field("spec")
+            .and_then(|t| t.field("template"))
+            .and_then(|t| t.field("spec"))
+            .expect("PodSpec");
+        let containers = pod_spec.field("containers");
+        assert_eq!(rule_of(containers, "", "x"), ListRule::Key("name"));
+        let ports = containers
+            .and_then(Type::item)
+            .and_then(|c| c.field("ports"));
+        assert_eq!(rule_of(ports, "", "x"), ListRule::Key("containerPort"));
+        assert_eq!(
+            rule_of(pod_spec.field("tolerations"), "", "x"),
+            ListRule::Replace
+        );
+        let original = json!({"spec": {"template": {"spec": {
+            "containers": [{"name": "a", "image": "1", "ports": [{"containerPort": 80}],
+                            "env": [{"name": "X", "value": "1"}]}],
+            "volumes": [{"name": "v", "emptyDir": {}}],
+            "tolerations": [{"key": "k"}]
+        }}}, "metadata": {"finalizers": ["f1"]}});
+        let patch = json!({"spec": {"template": {"spec": {
+            "containers": [{"name": "a", "ports": [{"containerPort": 81}],
+                            "env": [{"name": "Y", "value": "2"}]},
+                           {"name": "b", "image": "2"}],
+            "volumes": [{"name": "w", "emptyDir": {}}],
+            "tolerations": [{"key": "j"}]
+        }}}, "metadata": {"finalizers": ["f2"]}});
+        let typed = strategic_merge_typed(Some(deploy), &original, &patch).unwrap();
+        assert_eq!(typed, strategic_merge(&original, &patch).unwrap());
+        let spec = &typed["spec"]["template"]["spec"];
+        assert_eq!(spec["containers"].as_array().unwrap().len(), 2);
+        assert_eq!(spec["containers"][0]["ports"].as_array().unwrap().len(), 2);
+        assert_eq!(spec["containers"][0]["env"].as_array().unwrap().len(), 2);
+        assert_eq!(spec["volumes"].as_array().unwrap().len(), 2);
+        assert_eq!(spec["tolerations"], json!([{"key": "j"}]));
+        assert_eq!(typed["metadata"]["finalizers"], json!(["f1", "f2"]));
     }
 }

@@ -58,9 +58,30 @@ enum Node {
     },
 }
 
+/// How a list, map or struct merges in server-side apply and what its managed fields are
+/// (structured-merge-diff's element relationship, from upstream's `x-kubernetes-list-type`,
+/// `-list-map-keys`, `-map-type` and patch strategy).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Shape {
+    /// Maps and structs by default: each field or key on its own.
+    #[default]
+    Granular,
+    /// One value, replaced whole (lists without list type or merge strategy).
+    Atomic,
+    /// A list of scalars, each element on its own.
+    Set,
+    /// A list of objects identified by these keys.
+    Keyed(Vec<String>),
+}
+
 /// Every schema the catalogue's kinds use, compiled.
 struct Compiled {
     nodes: Vec<Node>,
+    /// Each node's merge shape (parallel to `nodes`).
+    shapes: Vec<Shape>,
+    /// Each list node's strategic merge patch strategy and merge key, if upstream declares
+    /// one (parallel to `nodes`).
+    patch_meta: Vec<Option<(&'static str, &'static str)>>,
     /// Schema name → node.
     by_name: HashMap<String, usize>,
     /// (group, version, kind) → node.
@@ -89,6 +110,8 @@ impl Compiled {
         let schemas = openapi::component_schemas();
         let mut c = Compiled {
             nodes: Vec::new(),
+            shapes: Vec::new(),
+            patch_meta: Vec::new(),
             by_name: HashMap::new(),
             kinds: HashMap::new(),
             type_meta: openapi::kind_schemas()
@@ -107,6 +130,8 @@ impl Compiled {
 
     fn push(&mut self, n: Node) -> usize {
         self.nodes.push(n);
+        self.shapes.push(Shape::default());
+        self.patch_meta.push(None);
         self.nodes.len() - 1
     }
 
@@ -126,7 +151,10 @@ impl Compiled {
             ("v1", "Time" | "MicroTime") => Node::Time,
             _ => match schemas.get(name) {
                 Some(s) => {
-                    let mut node = self.node(schemas, s, &format!("{package}.{short}"));
+                    if openapi::is_atomic_struct(name) {
+                        self.shapes[id] = Shape::Atomic;
+                    }
+                    let mut node = self.node(schemas, s, &format!("{package}.{short}"), name);
                     if let Node::Struct { type_meta, .. } = &mut node {
                         *type_meta = self.type_meta.get(name).cloned();
                     }
@@ -144,13 +172,19 @@ impl Compiled {
         match reference(s) {
             Some(target) => self.named(schemas, target),
             None => {
-                let n = self.node(schemas, s, "");
+                let n = self.node(schemas, s, "", "");
                 self.push(n)
             }
         }
     }
 
-    fn node(&mut self, schemas: &Map<String, Value>, s: &Value, go_name: &str) -> Node {
+    fn node(
+        &mut self,
+        schemas: &Map<String, Value>,
+        s: &Value,
+        go_name: &str,
+        full_name: &str,
+    ) -> Node {
         if s.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true)) {
             return Node::Any;
         }
@@ -174,7 +208,11 @@ impl Compiled {
                 if let Some(props) = s.get("properties").and_then(Value::as_object) {
                     let fields = props
                         .iter()
-                        .map(|(k, v)| (k.clone(), self.compile(schemas, v)))
+                        .map(|(k, v)| {
+                            let id = self.compile(schemas, v);
+                            self.set_shape(full_name, k, id);
+                            (k.clone(), id)
+                        })
                         .collect();
                     Node::Struct {
                         go_name: go_name.to_string(),
@@ -190,6 +228,38 @@ impl Compiled {
                 }
             }
         }
+    }
+
+    /// The shape of property `prop` (node `id`) of schema `schema`, as upstream's schema
+    /// converter derives it: the list type and map type markers, else a merge patch strategy
+    /// (with a key: keyed; without: a set), else atomic for lists.
+    fn set_shape(&mut self, schema: &str, prop: &str, id: usize) {
+        let ext = openapi::merge_meta(schema, prop);
+        if let (Node::Array(_), Some((_, _, _, strategy, key))) = (&self.nodes[id], ext) {
+            if !strategy.is_empty() || !key.is_empty() {
+                self.patch_meta[id] = Some((strategy, key));
+            }
+        }
+        let shape = match &self.nodes[id] {
+            Node::Array(_) => match ext {
+                Some(("atomic", ..)) => Shape::Atomic,
+                Some(("set", ..)) => Shape::Set,
+                Some(("map", keys, ..)) => {
+                    Shape::Keyed(keys.iter().map(|k| k.to_string()).collect())
+                }
+                Some((_, _, _, strategy, key)) if strategy.contains("merge") && !key.is_empty() => {
+                    Shape::Keyed(vec![key.to_string()])
+                }
+                Some((_, _, _, strategy, _)) if strategy.contains("merge") => Shape::Set,
+                _ => Shape::Atomic,
+            },
+            Node::Map(_) => match ext {
+                Some((_, _, "atomic", ..)) => Shape::Atomic,
+                _ => Shape::Granular,
+            },
+            _ => return,
+        };
+        self.shapes[id] = shape;
     }
 
     /// Go's spelling of node `id`'s type (`int32`, `[]v1.Container`, `map[string]string`).
@@ -444,6 +514,73 @@ fn check_type_meta(
             owner: None,
             path: vec![field.to_string()],
         })),
+    }
+}
+
+/// A type of the compiled graph, for the walks of server-side apply ([`crate::managed`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Type(usize);
+
+/// What a [`Type`] is, as far as merging goes.
+pub enum TypeKind {
+    /// A scalar, or anything whose structure the schema does not give.
+    Scalar,
+    /// Free-form (`x-kubernetes-preserve-unknown-fields`, RawExtension): structure deduced from
+    /// the value (objects granular, lists atomic).
+    Any,
+    List(Type, &'static Shape),
+    Map(Type, &'static Shape),
+    Struct(&'static Shape),
+}
+
+impl Type {
+    /// The type of objects of `group/version` `kind`, if the kind has a schema.
+    pub fn of_kind(group: &str, version: &str, kind: &str) -> Option<Type> {
+        Compiled::get()
+            .kinds
+            .get(&(group.to_string(), version.to_string(), kind.to_string()))
+            .map(|&id| Type(id))
+    }
+
+    pub fn kind(self) -> TypeKind {
+        let c = Compiled::get();
+        let shape = &c.shapes[self.0];
+        match &c.nodes[self.0] {
+            Node::Any => TypeKind::Any,
+            Node::Array(i) => TypeKind::List(Type(*i), shape),
+            Node::Map(i) => TypeKind::Map(Type(*i), shape),
+            Node::Struct { .. } => TypeKind::Struct(shape),
+            _ => TypeKind::Scalar,
+        }
+    }
+
+    /// The type of entry `name` of an object: a struct's field, a map's values.
+    pub fn entry(self, name: &str) -> Option<Type> {
+        match &Compiled::get().nodes[self.0] {
+            Node::Map(i) => Some(Type(*i)),
+            _ => self.field(name),
+        }
+    }
+
+    /// The type of a list's items.
+    pub fn item(self) -> Option<Type> {
+        match &Compiled::get().nodes[self.0] {
+            Node::Array(i) => Some(Type(*i)),
+            _ => None,
+        }
+    }
+
+    /// A list's `x-kubernetes-patch-strategy` and `x-kubernetes-patch-merge-key`, if any.
+    pub fn patch_meta(self) -> Option<(&'static str, &'static str)> {
+        Compiled::get().patch_meta[self.0]
+    }
+
+    /// The type of field `name` of a struct (`None` for other types and unknown fields).
+    pub fn field(self, name: &str) -> Option<Type> {
+        match &Compiled::get().nodes[self.0] {
+            Node::Struct { fields, .. } => fields.get(name).map(|&id| Type(id)),
+            _ => None,
+        }
     }
 }
 

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use rudder_api::catalogue::{self, ResourceType, Verb};
 use rudder_api::selector::Selectors;
+use rudder_api::validation::FieldError;
 use serde_json::{json, Value};
 
 use crate::authz::RequestInfo;
@@ -436,13 +437,67 @@ fn dry_run(q: &Query) -> Result<bool, ApiError> {
     }
 }
 
-/// What a write request says about itself besides its body.
-fn write(q: &Query, user: &User) -> Result<Write, ApiError> {
+/// What a write request says about itself besides its body. `options` names the request's
+/// options kind in errors (`CreateOptions`, `UpdateOptions`, `PatchOptions`); `apply` says the
+/// request is a server-side apply, which needs a `fieldManager` (and alone may `force`).
+fn write(
+    q: &Query,
+    user: &User,
+    headers: &HeaderMap,
+    options: &str,
+    apply: bool,
+) -> Result<Write, ApiError> {
+    let field_manager = param(q, "fieldManager").map(str::to_string);
+    let force = param(q, "force");
+    let mut errs = Vec::new();
+    let fm = field_manager.as_deref().unwrap_or("");
+    if options == "PatchOptions" {
+        if !apply && force.is_some() {
+            errs.push(FieldError {
+                field: "force".into(),
+                reason: "FieldValueForbidden",
+                message: "Forbidden: may not be specified for non-apply patch".into(),
+            });
+        }
+        if apply && fm.is_empty() {
+            errs.push(FieldError {
+                field: "fieldManager".into(),
+                reason: "FieldValueRequired",
+                message: "Required value: is required for apply patch".into(),
+            });
+        }
+    }
+    if fm.len() > 128 {
+        errs.push(FieldError {
+            field: "fieldManager".into(),
+            reason: "FieldValueTooLong",
+            message: "Too long: may not be more than 128 bytes".into(),
+        });
+    }
+    if let Some((i, c)) = fm.char_indices().find(|(_, c)| c.is_control()) {
+        errs.push(FieldError::invalid(
+            "fieldManager",
+            fm,
+            format!("invalid character U+{:04X} (at position {i})", c as u32),
+        ));
+    }
+    if !errs.is_empty() {
+        let mut e = ApiError::invalid(options, "meta.k8s.io", "", errs);
+        e.message = e
+            .message
+            .replacen(options, &format!("{options}.meta.k8s.io"), 1);
+        return Err(e);
+    }
     Ok(Write {
         dry_run: dry_run(q)?,
         user: Some(user.clone()),
-        field_manager: param(q, "fieldManager").map(str::to_string),
+        field_manager,
         force: flag(q, "force"),
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        ..Write::default()
     })
 }
 
@@ -527,7 +582,7 @@ async fn route(st: &Arc<AppState>, user: &User, req: Request) -> Result<Response
                     Ok(json_response(StatusCode::OK, &list))
                 }
                 Method::POST => {
-                    let w = write(&q, user)?;
+                    let w = write(&q, user, req.headers(), "CreateOptions", false)?;
                     let fv = field_validation(&q)?;
                     let (headers, body) = read_body(st, req).await?;
                     let mut obj = decode_object_of(res, &headers, &body)?;
@@ -568,7 +623,14 @@ async fn route(st: &Arc<AppState>, user: &User, req: Request) -> Result<Response
                 None => Part::Main,
                 Some("status") if res.has_status => Part::Status,
                 Some(sub) if served.rt.subresource(sub).is_some() => {
-                    let write = write(&q, user)?;
+                    let options = match method {
+                        Method::PUT => "UpdateOptions",
+                        Method::PATCH => "PatchOptions",
+                        _ => "CreateOptions",
+                    };
+                    let apply = content_type(req.headers()) == crate::patch::APPLY_PATCH;
+                    let mut write = write(&q, user, req.headers(), options, apply)?;
+                    write.subresource = Some(sub.to_string());
                     let (headers, body) = read_body(st, req).await?;
                     let request = crate::subresources::SubRequest {
                         served: &served,
@@ -612,7 +674,7 @@ async fn route(st: &Arc<AppState>, user: &User, req: Request) -> Result<Response
                     Ok(json_response(StatusCode::OK, &obj))
                 }
                 Method::PUT => {
-                    let w = write(&q, user)?;
+                    let w = write(&q, user, req.headers(), "UpdateOptions", false)?;
                     let fv = field_validation(&q)?;
                     let (headers, body) = read_body(st, req).await?;
                     let mut obj = decode_object_of(res, &headers, &body)?;
@@ -624,19 +686,36 @@ async fn route(st: &Arc<AppState>, user: &User, req: Request) -> Result<Response
                     ))
                 }
                 Method::PATCH => {
-                    let w = write(&q, user)?;
+                    let apply = content_type(req.headers()) == crate::patch::APPLY_PATCH;
+                    let w = write(&q, user, req.headers(), "PatchOptions", apply)?;
                     let fv = field_validation(&q)?;
                     let (headers, body) = read_body(st, req).await?;
                     let mut patch = Patch::parse(&content_type(&headers), &body)?;
+                    if let Patch::Apply(config) = &mut patch {
+                        let warnings = check_fields(res, config, fv)?;
+                        let config = std::mem::take(config);
+                        let (obj, created) =
+                            st.registry.apply(res, ns, name, part, &w, config).await?;
+                        let code = if created {
+                            StatusCode::CREATED
+                        } else {
+                            StatusCode::OK
+                        };
+                        return Ok(with_warnings(json_response(code, &obj), &warnings));
+                    }
                     // Merge and strategic merge patches are partial objects: their unknown
                     // fields are checked (and dropped) like a full object's.
                     let warnings = match &mut patch {
                         Patch::Merge(p) | Patch::Strategic(p) => check_fields(res, p, fv)?,
-                        Patch::Json(_) => Vec::new(),
+                        Patch::Json(_) | Patch::Apply(_) => Vec::new(),
                     };
                     let patched = st
                         .registry
-                        .patch(res, ns, name, part, &w, |old| patch.apply_to(old))
+                        .patch(res, ns, name, part, &w, |old| {
+                            let ty =
+                                rudder_api::schema::Type::of_kind(res.group, res.version, res.kind);
+                            patch.apply_to_typed(ty, old)
+                        })
                         .await?;
                     Ok(with_warnings(
                         json_response(StatusCode::OK, &patched),

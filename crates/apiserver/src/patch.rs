@@ -7,7 +7,7 @@
 //! into itself stop at a few MiB instead of a gigabyte. Every patched document, whatever the
 //! patch type, must stay under [`MAX_PATCHED_BYTES`] (413).
 
-use rudder_api::patch::strategic_merge;
+use rudder_api::patch::strategic_merge_typed;
 use serde_json::Value;
 
 use crate::error::ApiError;
@@ -106,7 +106,13 @@ pub enum Patch {
     Json(json_patch::Patch),
     Merge(Value),
     Strategic(Value),
+    /// Server-side apply: the applied configuration (`application/apply-patch+yaml`, YAML or
+    /// JSON), merged by the registry ([`crate::registry::Registry::apply`]).
+    Apply(Value),
 }
+
+/// The content type of server-side apply.
+pub const APPLY_PATCH: &str = "application/apply-patch+yaml";
 
 impl Patch {
     /// Parses a body of the given content type.
@@ -143,12 +149,33 @@ impl Patch {
             "application/strategic-merge-patch+json" => {
                 Ok(Patch::Strategic(parse("strategic merge")?))
             }
+            APPLY_PATCH => {
+                let v = crate::decode::yaml(body).map_err(|e| {
+                    let text = format!("error decoding YAML: {e}");
+                    if text.contains(crate::decode::TOO_LARGE) {
+                        ApiError::too_large(text)
+                    } else {
+                        ApiError::bad_request(text)
+                    }
+                })?;
+                Ok(Patch::Apply(v))
+            }
             other => Err(ApiError::unsupported_media_type(other)),
         }
     }
 
     /// The patched copy of `doc`.
     pub fn apply_to(&self, doc: &Value) -> Result<Value, ApiError> {
+        self.apply_to_typed(None, doc)
+    }
+
+    /// The patched copy of `doc`, an object of type `ty` (strategic merge patches then take
+    /// their list rules from the schema).
+    pub fn apply_to_typed(
+        &self,
+        ty: Option<rudder_api::schema::Type>,
+        doc: &Value,
+    ) -> Result<Value, ApiError> {
         let patched = match self {
             Patch::Json(ops) => apply_json_patch(doc, ops)?,
             Patch::Merge(p) => {
@@ -156,7 +183,11 @@ impl Patch {
                 json_patch::merge(&mut doc, p);
                 doc
             }
-            Patch::Strategic(p) => strategic_merge(doc, p).map_err(ApiError::bad_request)?,
+            Patch::Strategic(p) => {
+                strategic_merge_typed(ty, doc, p).map_err(ApiError::bad_request)?
+            }
+            // Applied by the registry where apply is served; elsewhere not a patch type.
+            Patch::Apply(_) => return Err(ApiError::unsupported_media_type(APPLY_PATCH)),
         };
         check_patched(&patched)?;
         Ok(patched)

@@ -12,6 +12,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use rudder_api::conversion::Conversion;
+use rudder_api::managed;
+use rudder_api::schema::Type as SchemaType;
 use rudder_api::strategy::Strategy;
 use rudder_api::validation::{self, FieldError};
 use rudder_store::{
@@ -40,12 +42,91 @@ pub struct Write {
     pub field_manager: Option<String>,
     /// The request's `force` (server-side apply).
     pub force: bool,
+    /// The request's `User-Agent`: names the manager of an update without `fieldManager`.
+    pub user_agent: Option<String>,
+    /// The subresource written through, other than `status` (`scale`): named in managed fields.
+    pub subresource: Option<String>,
+    /// Set by [`Registry::apply`]: the object's managed fields are already the apply's.
+    pub(crate) applying: bool,
 }
 
 impl Write {
     /// A write the server makes on its own behalf.
     pub fn server() -> Write {
         Write::default()
+    }
+
+    /// Who the managed fields name for this write: `fieldManager`, else the User-Agent up to
+    /// its first `/` (printable characters, at most 128 bytes), as upstream; `None` for the
+    /// server's own writes.
+    fn manager(&self) -> Option<String> {
+        if let Some(m) = self.field_manager.as_deref().filter(|m| !m.is_empty()) {
+            return Some(m.to_string());
+        }
+        let ua = self.user_agent.as_deref()?;
+        let mut out = String::new();
+        for c in ua.split('/').next().unwrap_or("").chars() {
+            if c.is_control() {
+                continue;
+            }
+            if out.len() + c.len_utf8() > 128 {
+                break;
+            }
+            out.push(c);
+        }
+        Some(out)
+    }
+}
+
+/// The schema type walked for managed fields of a stored object.
+fn stored_type(res: &Res) -> Option<SchemaType> {
+    SchemaType::of_kind(res.storage_group, res.storage_version, res.storage_kind)
+}
+
+/// Who writes, for the managed fields.
+fn writer<'a>(
+    res: &Res,
+    part: Part,
+    w: &'a Write,
+    manager: &'a str,
+    api_version: &'a str,
+    now: &'a str,
+) -> managed::Writer<'a> {
+    let (subresource, reset) = match part {
+        Part::Status => ("status", managed::Reset::AllButStatus),
+        _ if res.has_status => (
+            w.subresource.as_deref().unwrap_or(""),
+            managed::Reset::Status,
+        ),
+        _ => (w.subresource.as_deref().unwrap_or(""), managed::Reset::None),
+    };
+    managed::Writer {
+        manager,
+        api_version,
+        subresource,
+        now,
+        reset,
+    }
+}
+
+/// Records a create, update or patch in `new`'s managed fields (an apply has recorded itself;
+/// the server's own writes are not recorded).
+/// (`managedFields: []` asks to clear them, so empty lists are dropped here, not before.)
+fn track(res: &Res, part: Part, w: &Write, old: Option<&Value>, new: &mut Value) {
+    match w.manager() {
+        Some(manager) if !w.applying && part != Part::All => {
+            let (api_version, now) = (res.api_version(), now_rfc3339());
+            let who = writer(res, part, w, &manager, &api_version, &now);
+            managed::update(stored_type(res), old, new, &who);
+        }
+        _ => {}
+    }
+    if let Some(m) = new.get_mut("metadata").and_then(Value::as_object_mut) {
+        if m.get("managedFields")
+            .is_some_and(|f| f.is_null() || f.as_array().is_some_and(|a| a.is_empty()))
+        {
+            m.remove("managedFields");
+        }
     }
 }
 
@@ -231,7 +312,7 @@ fn drop_empty_meta(obj: &mut Value) {
         m.retain(|k, v| {
             let listy = matches!(
                 k.as_str(),
-                "labels" | "annotations" | "finalizers" | "ownerReferences" | "managedFields"
+                "labels" | "annotations" | "finalizers" | "ownerReferences"
             );
             !(listy
                 && (v.is_null()
@@ -718,7 +799,6 @@ impl Registry {
             "deletionTimestamp",
             "deletionGracePeriodSeconds",
             "selfLink",
-            "managedFields",
         ] {
             m.remove(f);
         }
@@ -731,6 +811,7 @@ impl Registry {
         }
         let mut obj = res.to_storage(obj);
         res.strategy.prepare(&mut obj, None);
+        track(res, Part::Main, w, None, &mut obj);
         drop_empty_meta(&mut obj);
         check_meta(res, &obj, None)?;
         let name = meta_str(&obj, "name").unwrap_or_default().to_string();
@@ -910,6 +991,133 @@ impl Registry {
         .map(|o| res.present(o))
     }
 
+    /// Server-side apply (PATCH `application/apply-patch+yaml`) of `config` by
+    /// `w.field_manager`: merged into the live object by the schema, or creating the object
+    /// when it does not exist (not through a subresource). Returns the object and whether it
+    /// was created.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn apply(
+        &self,
+        res: &Res,
+        ns: Option<&str>,
+        name: &str,
+        part: Part,
+        w: &Write,
+        mut config: Value,
+    ) -> Result<(Value, bool), ApiError> {
+        if !config.is_object() {
+            return Err(ApiError::bad_request(
+                "the request body must be a JSON object",
+            ));
+        }
+        let field = |k: &str| {
+            config
+                .get(k)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
+        let (api_version, kind) = (field("apiVersion"), field("kind"));
+        if kind.is_empty() {
+            return Err(ApiError::bad_request(format!(
+                "Object 'Kind' is missing in '{config}'"
+            )));
+        }
+        if api_version != res.api_version() {
+            return Err(ApiError::bad_request(format!(
+                "Incorrect version specified in apply patch. Specified patch version: {api_version}, expected: {}",
+                res.api_version()
+            )));
+        }
+        if meta(&config)
+            .get("managedFields")
+            .is_some_and(|m| !m.is_null())
+        {
+            return Err(ApiError::bad_request("metadata.managedFields must be nil"));
+        }
+        let given = meta_str(&config, "name").unwrap_or("");
+        if given != name {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({given}) does not match the name on the URL ({name})"
+            )));
+        }
+        self.check_envelope(res, ns, &mut config)?;
+        check_types(res, &mut config)?;
+        let manager = w.field_manager.clone().unwrap_or_default();
+        let (version, now) = (res.api_version(), now_rfc3339());
+        let who = writer(res, part, w, &manager, &version, &now);
+        let ty = SchemaType::of_kind(res.group, res.version, res.kind);
+        let failed = |e: managed::ApplyError| match e {
+            managed::ApplyError::Conflicts(c) => {
+                let causes: Vec<Value> = c
+                    .iter()
+                    .map(|c| {
+                        json!({
+                            "reason": "FieldManagerConflict",
+                            "message": format!("conflict with {}", c.manager),
+                            "field": c.field,
+                        })
+                    })
+                    .collect();
+                ApiError {
+                    details: Some(json!({ "causes": causes })),
+                    ..ApiError::new(409, "Conflict", managed::conflict_message(&c))
+                }
+            }
+            managed::ApplyError::Invalid(why) => ApiError::new(
+                500,
+                "InternalError",
+                format!(
+                    "failed to create typed patch object ({}/{}; {}, Kind={}): {why}",
+                    ns.unwrap_or(""),
+                    name,
+                    res.api_version(),
+                    res.kind
+                ),
+            ),
+        };
+        let wa = Write {
+            applying: true,
+            ..w.clone()
+        };
+        loop {
+            match self.read(res, ns, name).await {
+                Err(e) if e.code == 404 && part == Part::Main && w.subresource.is_none() => {
+                    let obj = managed::apply(ty, None, &config, &who, w.force).map_err(failed)?;
+                    match self.create(res, ns, obj, &wa).await {
+                        Ok(created) => return Ok((created, true)),
+                        // Created meanwhile: apply to it.
+                        Err(e) if e.code == 409 && e.reason == "AlreadyExists" => continue,
+                        Err(e) => return Err(e),
+                    }
+                }
+                Err(e) => return Err(e),
+                Ok(_) => break,
+            }
+        }
+        self.write_loop(res, ns, name, None, part, &wa, |old| {
+            let live = res.present(old.clone());
+            let mut new =
+                managed::apply(ty, Some(&live), &config, &who, w.force).map_err(failed)?;
+            self.check_envelope(res, ns, &mut new)?;
+            check_types(res, &mut new)?;
+            let mut new = res.to_storage(new);
+            let fields = meta(&new).get("managedFields").cloned();
+            Self::merge_for_update(res, part, old, &mut new);
+            match fields {
+                Some(f) => {
+                    meta_mut(&mut new).insert("managedFields".into(), f);
+                }
+                None => {
+                    meta_mut(&mut new).remove("managedFields");
+                }
+            }
+            Ok(new)
+        })
+        .await
+        .map(|o| (res.present(o), false))
+    }
+
     /// Read, change, compare-and-swap; again on a concurrent write when `expected` is `None`.
     #[allow(clippy::too_many_arguments)]
     async fn write_loop(
@@ -930,6 +1138,7 @@ impl Registry {
                 return Err(ApiError::modified(res.target(name)));
             }
             let mut new = change(&old)?;
+            track(res, part, w, Some(&old), &mut new);
             check_meta(res, &new, Some(&old))?;
             if done_deleting(res, &old, &new) {
                 if dry_run {

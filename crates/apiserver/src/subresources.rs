@@ -44,6 +44,30 @@ pub async fn serve(st: &AppState, r: SubRequest<'_>) -> Result<Response, ApiErro
         }
         ("scale", &Method::PATCH) => {
             let patch = Patch::parse(&r.content_type, r.body)?;
+            if let Patch::Apply(config) = &patch {
+                // Applied to the parent's replicas, recorded with `subresource: scale`.
+                let mut config = config.clone();
+                check_scale(r.name, &mut config)?;
+                let given = config["metadata"]["name"].as_str().unwrap_or("");
+                if given != r.name {
+                    return Err(ApiError::bad_request(format!(
+                        "the name of the object ({given}) does not match the name on the URL ({})",
+                        r.name
+                    )));
+                }
+                let mut parent = json!({
+                    "apiVersion": res.api_version(),
+                    "kind": res.kind,
+                    "metadata": {"name": r.name},
+                });
+                if let Some(n) = config["spec"].get("replicas") {
+                    rudder_api::value::set(&mut parent, &["spec", "replicas"], n.clone());
+                }
+                let (updated, _) = reg
+                    .apply(res, r.ns, r.name, Part::Main, &r.write, parent)
+                    .await?;
+                return Ok(json_response(StatusCode::OK, &scale_of(res, &updated)));
+            }
             let updated =
                 set_scale(reg, res, r.ns, r.name, &r.write, |s| patch.apply_to(s)).await?;
             Ok(json_response(StatusCode::OK, &updated))

@@ -315,3 +315,82 @@ async fn kinds_join_and_leave_the_catalogue_while_serving() {
         "{groups:?}"
     );
 }
+
+/// Server-side apply as a controller does it with kube-rs: `Patch::Apply` with a field manager
+/// creates, re-applies, conflicts with another manager (409 naming the field), and wins with
+/// `force`; managedFields name the appliers.
+async fn applies(client: kube::Client) {
+    use k8s_openapi::api::apps::v1::Deployment;
+    let deploys: Api<Deployment> = Api::namespaced(client, "default");
+    let config = |replicas: i32, image: &str| {
+        json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "applied"},
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": {"app": "a"}},
+                "template": {"metadata": {"labels": {"app": "a"}},
+                    "spec": {"containers": [{"name": "c", "image": image}]}}
+            }
+        })
+    };
+    let ctl = PatchParams::apply("controller");
+    let created = deploys
+        .patch("applied", &ctl, &Patch::Apply(config(2, "app:1")))
+        .await
+        .expect("create by apply");
+    assert_eq!(created.spec.as_ref().and_then(|s| s.replicas), Some(2));
+    let fields = created.metadata.managed_fields.expect("managedFields");
+    assert_eq!(fields.len(), 1);
+    assert_eq!(fields[0].manager.as_deref(), Some("controller"));
+    assert_eq!(fields[0].operation.as_deref(), Some("Apply"));
+    assert_eq!(fields[0].fields_type.as_deref(), Some("FieldsV1"));
+    let other = PatchParams::apply("other");
+    match deploys
+        .patch("applied", &other, &Patch::Apply(config(3, "app:1")))
+        .await
+    {
+        Err(kube::Error::Api(e)) => {
+            assert_eq!((e.code, e.reason.as_str()), (409, "Conflict"));
+            assert_eq!(
+                e.message,
+                "Apply failed with 1 conflict: conflict with \"controller\": .spec.replicas"
+            );
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    let forced = deploys
+        .patch("applied", &other.force(), &Patch::Apply(config(3, "app:1")))
+        .await
+        .expect("forced apply");
+    assert_eq!(forced.spec.as_ref().and_then(|s| s.replicas), Some(3));
+    let managers: Vec<_> = forced
+        .metadata
+        .managed_fields
+        .expect("managedFields")
+        .into_iter()
+        .filter_map(|f| f.manager)
+        .collect();
+    assert_eq!(managers, ["controller", "other"]);
+    // The container image stays shared; the controller re-applying its config now conflicts
+    // with `other` on the replicas it lost.
+    match deploys
+        .patch("applied", &ctl, &Patch::Apply(config(2, "app:1")))
+        .await
+    {
+        Err(kube::Error::Api(e)) => assert_eq!(e.code, 409),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    deploys
+        .delete("applied", &DeleteParams::default())
+        .await
+        .expect("delete");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_side_apply_in_process_and_over_https() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let api = start(dir.path()).await;
+    applies(api.client(admin(), "default")).await;
+    applies(https_client(&api).await).await;
+}

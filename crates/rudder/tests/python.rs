@@ -91,3 +91,10 @@ fn python_dynamic_client() {
 fn python_client_e2e_behaviours() {
     run("client_e2e.py", &[]);
 }
+
+/// Server-side apply through `DynamicClient.server_side_apply`: create, managedFields,
+/// conflicts, force, removal of dropped fields, dry run, fieldManager required.
+#[test]
+fn python_server_side_apply() {
+    run("apply.py", &[]);
+}
