@@ -12,6 +12,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use rudder_api::catalogue::{self, ResourceType, Verb};
 use rudder_api::selector::Selectors;
+use rudder_api::validation::FieldError;
 use serde_json::{json, Value};
 
 use crate::authz::RequestInfo;
@@ -452,7 +453,117 @@ fn list_options(served: &Served, q: &Query) -> Result<ListOptions, ApiError> {
         resource_version_match: param(q, "resourceVersionMatch").map(str::to_string),
         allow_bookmarks: flag(q, "allowWatchBookmarks"),
         timeout,
+        // A pointer in upstream's ListOptions: absent is unset, any value decodes as `watch`.
+        send_initial_events: param(q, "sendInitialEvents").map(|_| flag(q, "sendInitialEvents")),
     })
+}
+
+/// Upstream's `SetListOptionsDefaults` and `ValidateListOptions` with the WatchList feature on
+/// (on by default in 1.32; served by Rudder always): a watch from no or `0` resourceVersion
+/// without `sendInitialEvents` or `resourceVersionMatch` is a streaming list; a wrong
+/// combination is 422 `ListOptions.meta.k8s.io "" is invalid`.
+fn check_list_options(opts: &mut ListOptions, watch: bool) -> Result<(), ApiError> {
+    let rv = opts.resource_version.clone().unwrap_or_default();
+    let rvm = opts
+        .resource_version_match
+        .clone()
+        .filter(|m| !m.is_empty());
+    if watch && opts.send_initial_events.is_none() && rvm.is_none() && (rv.is_empty() || rv == "0")
+    {
+        opts.send_initial_events = Some(true);
+        opts.resource_version_match = Some(NOT_OLDER_THAN.into());
+        return Ok(());
+    }
+    let has_continue = opts
+        .continue_token
+        .as_deref()
+        .is_some_and(|c| !c.is_empty());
+    let forbidden = |field: &str, detail: &str| FieldError::forbidden(field, detail);
+    let mut errs = Vec::new();
+    if watch {
+        if opts.send_initial_events.is_some() && rvm.as_deref() != Some(NOT_OLDER_THAN) {
+            errs.push(forbidden(
+                "resourceVersionMatch",
+                "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+            ));
+        }
+        if let Some(m) = rvm.as_deref() {
+            if opts.send_initial_events.is_none() {
+                errs.push(forbidden(
+                    "resourceVersionMatch",
+                    "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+                ));
+            }
+            if m != NOT_OLDER_THAN {
+                errs.push(not_supported("resourceVersionMatch", m, &[NOT_OLDER_THAN]));
+            }
+            if has_continue {
+                errs.push(forbidden(
+                    "resourceVersionMatch",
+                    "resourceVersionMatch is forbidden when continue is provided",
+                ));
+            }
+        }
+    } else {
+        if let Some(m) = rvm.as_deref() {
+            if rv.is_empty() {
+                errs.push(forbidden(
+                    "resourceVersionMatch",
+                    "resourceVersionMatch is forbidden unless resourceVersion is provided",
+                ));
+            }
+            if has_continue {
+                errs.push(forbidden(
+                    "resourceVersionMatch",
+                    "resourceVersionMatch is forbidden when continue is provided",
+                ));
+            }
+            if m != "Exact" && m != NOT_OLDER_THAN {
+                errs.push(not_supported(
+                    "resourceVersionMatch",
+                    m,
+                    &["Exact", NOT_OLDER_THAN, ""],
+                ));
+            }
+            if m == "Exact" && rv == "0" {
+                errs.push(forbidden(
+                    "resourceVersionMatch",
+                    "resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"",
+                ));
+            }
+        }
+        if opts.send_initial_events.is_some() {
+            errs.push(forbidden(
+                "sendInitialEvents",
+                "sendInitialEvents is forbidden for list",
+            ));
+        }
+    }
+    if errs.is_empty() {
+        return Ok(());
+    }
+    // Upstream names the kind with its group (`ListOptions.meta.k8s.io`).
+    let mut err = ApiError::invalid("ListOptions", "meta.k8s.io", "", errs);
+    err.message = err
+        .message
+        .replacen("ListOptions", "ListOptions.meta.k8s.io", 1);
+    Err(err)
+}
+
+const NOT_OLDER_THAN: &str = "NotOlderThan";
+
+/// field.NotSupported: `Unsupported value: "X": supported values: "A", "B"`.
+fn not_supported(field: &str, value: &str, supported: &[&str]) -> FieldError {
+    let quoted: Vec<String> = supported.iter().map(|v| json!(v).to_string()).collect();
+    FieldError {
+        field: field.into(),
+        reason: "FieldValueNotSupported",
+        message: format!(
+            "Unsupported value: {}: supported values: {}",
+            json!(value),
+            quoted.join(", ")
+        ),
+    }
 }
 
 fn dry_run(q: &Query) -> Result<bool, ApiError> {
@@ -508,11 +619,19 @@ async fn route(st: &Arc<AppState>, user: &User, req: Request) -> Result<Response
             let res = &served.res;
             match method {
                 Method::GET => {
-                    let output = output?;
-                    let opts = list_options(&served, &q)?;
-                    if flag(&q, "watch") {
+                    let mut opts = list_options(&served, &q)?;
+                    let watching = flag(&q, "watch");
+                    check_list_options(&mut opts, watching)?;
+                    if watching {
+                        let output =
+                            if opts.send_initial_events == Some(true) && opts.allow_bookmarks {
+                                crate::negotiate::output_streaming_list(req.headers())?
+                            } else {
+                                output?
+                            };
                         return watch(st, &served, ns, opts, output, include).await;
                     }
+                    let output = output?;
                     match output {
                         Output::Partial(_) => return Err(crate::negotiate::is_a_list(res)),
                         Output::PartialList(v) => {
@@ -565,7 +684,8 @@ async fn route(st: &Arc<AppState>, user: &User, req: Request) -> Result<Response
                     ))
                 }
                 Method::DELETE if served.rt.verbs.contains(&Verb::DeleteCollection) => {
-                    let opts = list_options(&served, &q)?;
+                    let mut opts = list_options(&served, &q)?;
+                    check_list_options(&mut opts, false)?;
                     let (headers, body) = read_body(st, req).await?;
                     let delete = delete_options(&q, &headers, &body)?;
                     let list = st.registry.list(res, ns, &opts).await?;
@@ -779,6 +899,40 @@ fn event_json(
             };
             json!({"type": "BOOKMARK", "object": object})
         }
+        WatchEvent::InitialEventsEnd(rev) => {
+            // As 1.33 writes it: the end marker, and the empty list the initial events fill,
+            // encoded as the response is, in base64.
+            let (list_kind, list_version) = match output {
+                Output::Partial(v) | Output::PartialList(v) => (
+                    "PartialObjectMetadataList".to_string(),
+                    format!("meta.k8s.io/{v}"),
+                ),
+                _ => (format!("{}List", served.res.kind), served.res.api_version()),
+            };
+            let blueprint = format!(
+                "{{\"kind\":{},\"apiVersion\":{},\"metadata\":{{}},\"items\":null}}\n",
+                json!(list_kind),
+                json!(list_version)
+            );
+            use base64::Engine as _;
+            let object = json!({
+                "kind": served.res.kind,
+                "apiVersion": served.res.api_version(),
+                "metadata": {
+                    "resourceVersion": rev.to_string(),
+                    "annotations": {
+                        "k8s.io/initial-events-end": "true",
+                        "k8s.io/initial-events-list-blueprint":
+                            base64::engine::general_purpose::STANDARD.encode(blueprint),
+                    },
+                },
+            });
+            let object = match output {
+                Output::Partial(v) => crate::negotiate::partial(&object, v),
+                _ => object,
+            };
+            json!({"type": "BOOKMARK", "object": object})
+        }
         WatchEvent::Error(e) => json!({"type": "ERROR", "object": e.status()}),
         WatchEvent::Encoded(_) => unreachable!("encoded lines are written as they are"),
     }
@@ -813,7 +967,7 @@ async fn watch(
             let ev = event_json(&e, &served, output, include, first);
             let line =
                 crate::error::watch_line(ev["type"].as_str().unwrap_or_default(), &ev["object"]);
-            if !matches!(e, WatchEvent::Bookmark(_)) {
+            if !matches!(e, WatchEvent::Bookmark(_) | WatchEvent::InitialEventsEnd(_)) {
                 first = false;
             }
             Ok::<_, std::convert::Infallible>(Bytes::from(line))

@@ -141,6 +141,8 @@ pub struct ListOptions {
     pub resource_version_match: Option<String>,
     pub allow_bookmarks: bool,
     pub timeout: Option<std::time::Duration>,
+    /// `sendInitialEvents` of a watch (a streaming list when true), `None` when absent.
+    pub send_initial_events: Option<bool>,
 }
 
 /// Delete options (query or body).
@@ -168,6 +170,9 @@ pub enum WatchEvent {
     Modified(Value),
     Deleted(Value),
     Bookmark(Revision),
+    /// The bookmark that ends a streaming list's initial events (annotated
+    /// `k8s.io/initial-events-end`): every object that existed at this revision was sent.
+    InitialEventsEnd(Revision),
     Error(ApiError),
     /// A whole watch line (`{"object":…,"type":…}` and a newline), for watchers of the stored
     /// version without selectors, made once for all of them by the watch cache.
@@ -1315,9 +1320,16 @@ impl Registry {
         Ok((items, list_meta))
     }
 
-    /// A watch: the initial state (for no or `0` resourceVersion) as ADDED events, then every
-    /// change, filtered by the selectors (an object leaving the selection is DELETED for this
-    /// watcher, entering it ADDED).
+    /// A watch: the initial state as ADDED events when asked for (`sendInitialEvents=true`, or
+    /// without it a watch from no or `0` resourceVersion), followed for a streaming list with
+    /// bookmarks by the bookmark that ends the initial events; then every change, filtered by
+    /// the selectors (an object leaving the selection is DELETED for this watcher, entering it
+    /// ADDED).
+    ///
+    /// As upstream's watch cache serves it: with initial events, the state is read at the
+    /// latest revision, which must not be older than a given resourceVersion (a newer one is
+    /// `504 Timeout` "Too large resource version" as the watch's only event); without them a
+    /// watch from no or `0` resourceVersion starts at the latest revision.
     pub async fn watch(
         &self,
         res: &Res,
@@ -1329,25 +1341,43 @@ impl Registry {
         // The feed starts before the initial list, so it reaches back to the list's revision.
         let feed = self.cache.feed(&Bytes::from(res.prefix.clone())).await?;
         let rv = opts.resource_version.as_deref().unwrap_or("");
-        let (initial, from) = if rv.is_empty() || rv == "0" {
-            let list = self
-                .list(
-                    res,
-                    ns,
-                    &ListOptions {
-                        limit: None,
-                        continue_token: None,
-                        ..opts.clone()
-                    },
-                )
-                .await?;
-            let rev = parse_rv(list["metadata"]["resourceVersion"].as_str().unwrap_or("0"))?;
-            let items = list["items"].as_array().cloned().unwrap_or_default();
-            (items, rev)
-        } else {
-            (Vec::new(), parse_rv(rv)?)
+        let no_rv = rv.is_empty() || rv == "0";
+        let not_older_than = if no_rv { 0 } else { parse_rv(rv)? };
+        let (initial, from) = match opts.send_initial_events.unwrap_or(no_rv) {
+            true => {
+                let list = self
+                    .list(
+                        res,
+                        ns,
+                        &ListOptions {
+                            limit: None,
+                            continue_token: None,
+                            resource_version: None,
+                            resource_version_match: None,
+                            ..opts.clone()
+                        },
+                    )
+                    .await?;
+                let rev = parse_rv(list["metadata"]["resourceVersion"].as_str().unwrap_or("0"))?;
+                if not_older_than > rev {
+                    let err = too_large_resource_version(not_older_than, rev);
+                    return Ok(futures::stream::iter([WatchEvent::Error(err)]).boxed());
+                }
+                let mut items: Vec<WatchEvent> = match list.get("items") {
+                    Some(Value::Array(items)) => {
+                        items.iter().cloned().map(WatchEvent::Added).collect()
+                    }
+                    _ => Vec::new(),
+                };
+                if opts.send_initial_events == Some(true) && opts.allow_bookmarks {
+                    items.push(WatchEvent::InitialEventsEnd(rev));
+                }
+                (items, rev)
+            }
+            false if no_rv => (Vec::new(), self.store.current_revision().await?),
+            false => (Vec::new(), not_older_than),
         };
-        let head = futures::stream::iter(initial.into_iter().map(WatchEvent::Added));
+        let head = futures::stream::iter(initial);
         if let Some(sub) = feed.subscribe(from) {
             let res = res.clone();
             let selectors = opts.selectors.clone();
@@ -1410,6 +1440,22 @@ impl Registry {
             futures::stream::iter(out)
         });
         Ok(head.chain(tail).boxed())
+    }
+}
+
+/// Upstream's answer to a streaming list from a resourceVersion the store has not reached:
+/// `504 Timeout`, cause `ResourceVersionTooLarge`, retry after a second.
+fn too_large_resource_version(wanted: Revision, current: Revision) -> ApiError {
+    ApiError {
+        details: Some(json!({
+            "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+            "retryAfterSeconds": 1,
+        })),
+        ..ApiError::new(
+            504,
+            "Timeout",
+            format!("Timeout: Too large resource version: {wanted}, current: {current}"),
+        )
     }
 }
 
