@@ -43,6 +43,7 @@ pub struct AppState {
     /// Time a client has to send a request body.
     pub body_timeout: Duration,
     pub inflight: Inflight,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 pub(crate) type Query = Vec<(String, String)>;
@@ -218,24 +219,47 @@ pub async fn handle(State(st): State<Arc<AppState>>, req: Request) -> Response {
     if let Some(slot) = req.extensions().get::<ConnSlot>() {
         slot.authenticated();
     }
-    let kind = limits::classify(req.method(), &path, flag(&query(&req), "watch"));
+    let started = std::time::Instant::now();
+    let q = query(&req);
+    let kind = limits::classify(req.method(), &path, flag(&q, "watch"));
+    let info = RequestInfo::parse(req.method().as_str(), &path, &q);
+    let labels = crate::metrics::request_labels(&info, req.method(), req.headers(), &q);
     let permit = match st.inflight.admit(kind, &user.groups) {
         Ok(p) => p,
-        Err(e) => return e.into_response(),
+        Err(e) => {
+            // Upstream counts the requests it drops.
+            if let Some(l) = &labels {
+                st.metrics.observe(l, e.code, started.elapsed());
+            }
+            return e.into_response();
+        }
     };
-    let info = RequestInfo::parse(req.method().as_str(), &path, &query(&req));
+    let inflight = st.metrics.inflight(kind);
     if let Err(e) = st.authorizer.check(&user, &info).await {
         return e.into_response();
+    }
+    if path == "/metrics" && matches!(*req.method(), Method::GET | Method::HEAD) {
+        return st.metrics.response();
     }
     let response = match route(&st, &user, req).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
-    match permit {
+    let code = response.status().as_u16();
+    match labels {
+        // A watch or stream is counted when it ends, and open until then.
+        Some(l) if kind == limits::RequestKind::LongRunning => {
+            let open = st.metrics.long_running(l, code, started);
+            return limits::guard_response(response, open);
+        }
+        Some(l) => st.metrics.observe(&l, code, started.elapsed()),
+        None => {}
+    }
+    match (permit, inflight) {
         // In flight until the response is handed to the connection, as upstream's handler
         // holds its place while it writes.
-        Some(p) => limits::guard_response(response, p),
-        None => response,
+        (None, None) => response,
+        held => limits::guard_response(response, held),
     }
 }
 

@@ -12,6 +12,7 @@ pub mod decode;
 pub mod error;
 pub mod handlers;
 pub mod limits;
+pub mod metrics;
 pub mod namespaces;
 pub mod negotiate;
 pub mod openapi_routes;

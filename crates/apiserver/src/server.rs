@@ -211,6 +211,9 @@ pub async fn start(cfg: Config, store: Arc<dyn Store>) -> anyhow::Result<ApiServ
     let addr = listener.local_addr()?;
     let cidr = crate::services::Cidr::parse(&cfg.service_cidr)
         .map_err(|e| anyhow::anyhow!("--service-cidr: {e}"))?;
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let store: Arc<dyn Store> =
+        Arc::new(crate::metrics::MeasuredStore::new(store, metrics.clone()));
     let registry = Arc::new(Registry::new(
         store.clone(),
         crate::services::Allocator::new(store, cidr),
@@ -259,6 +262,7 @@ pub async fn start(cfg: Config, store: Arc<dyn Store>) -> anyhow::Result<ApiServ
         server_address: format!("{host}:{}", addr.port()),
         body_timeout: cfg.limits.request_body_timeout,
         inflight: Inflight::new(&cfg.limits),
+        metrics,
     });
     // The OpenAPI documents take ~0.1 s of CPU each to build: off the request path and off
     // the way to ready.
