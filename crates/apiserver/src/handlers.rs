@@ -665,15 +665,20 @@ async fn route(st: &Arc<AppState>, user: &User, req: Request) -> Result<Response
                         }
                         Output::Object | Output::Table => {}
                     }
-                    if !table_wanted {
-                        if let Some(body) = st.registry.list_json(res, ns, &opts).await? {
-                            return Ok((
-                                StatusCode::OK,
-                                [(header::CONTENT_TYPE, "application/json")],
-                                body,
-                            )
-                                .into_response());
-                        }
+                    // Written straight from the stored objects when the resource is served
+                    // in its stored version and nothing is selected.
+                    let fast = if table_wanted {
+                        st.registry.list_table(res, ns, &opts, include).await?
+                    } else {
+                        st.registry.list_json(res, ns, &opts).await?
+                    };
+                    if let Some(body) = fast {
+                        return Ok((
+                            StatusCode::OK,
+                            [(header::CONTENT_TYPE, "application/json")],
+                            body,
+                        )
+                            .into_response());
                     }
                     let mut list = st.registry.list(res, ns, &opts).await?;
                     if table_wanted {
