@@ -18,6 +18,7 @@ pub mod openapi;
 pub mod patch;
 pub mod printers;
 pub mod protobuf;
+pub mod pruned;
 pub mod schema;
 pub mod selector;
 pub mod strategy;

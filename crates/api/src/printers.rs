@@ -28,6 +28,8 @@ use std::collections::BTreeSet;
 
 use serde_json::{json, Value};
 
+use crate::pruned::Keep;
+
 /// One column of a kind's Table, as `columnDefinitions` reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Column {
@@ -773,6 +775,45 @@ pub fn cells(group: &str, kind: &str, obj: &Value, now_unix_secs: i64) -> Vec<Va
         P::EndpointSlice => endpoint_slice_cells(obj, now),
         P::Scale => scale_cells(obj, now),
         P::Default => default_cells(obj),
+    }
+}
+
+/// What of an object [`cells`] and [`row_conditions`] read, so that a list printed as a Table
+/// decodes only that ([`crate::pruned`]): for pods a dozen fields of the spec and metadata and
+/// the status; for every other kind all but the managed fields.
+pub fn row_fields(group: &str, kind: &str) -> Keep {
+    const ALL: Keep = Keep::All;
+    const POD: Keep = Keep::Only(&[
+        (
+            "metadata",
+            Keep::Only(&[
+                ("name", ALL),
+                ("creationTimestamp", ALL),
+                ("deletionTimestamp", ALL),
+            ]),
+        ),
+        (
+            "spec",
+            Keep::Only(&[
+                // Counted only.
+                ("containers", Keep::Only(&[])),
+                (
+                    "initContainers",
+                    Keep::Only(&[("name", ALL), ("restartPolicy", ALL)]),
+                ),
+                ("readinessGates", ALL),
+                ("nodeName", ALL),
+            ]),
+        ),
+        ("status", ALL),
+    ]);
+    const OTHER: Keep = Keep::Each(&[(
+        "metadata",
+        Keep::Each(&[("managedFields", Keep::Only(&[]))]),
+    )]);
+    match printer(group, kind) {
+        Printer::Pod => POD,
+        _ => OTHER,
     }
 }
 

@@ -4,8 +4,8 @@
 
 use rudder_api::catalogue::RESOURCES;
 use rudder_api::printers::{
-    age, cells, columns, has_printer, human_duration, parse_timestamp, row_conditions, Column,
-    DEFAULT_COLUMNS,
+    age, cells, columns, has_printer, human_duration, parse_timestamp, row_conditions, row_fields,
+    Column, DEFAULT_COLUMNS,
 };
 use serde_json::{json, Value};
 
@@ -19,6 +19,18 @@ fn ago(secs: i64) -> String {
 
 fn row(group: &str, kind: &str, obj: &Value) -> Vec<Value> {
     let cells = cells(group, kind, obj, NOW);
+    // A Table list decodes only what the row reads: the row must not change.
+    let bytes = serde_json::to_vec(obj).unwrap();
+    let pruned = rudder_api::pruned::from_slice(&bytes, row_fields(group, kind)).unwrap();
+    assert_eq!(
+        rudder_api::printers::cells(group, kind, &pruned, NOW),
+        cells,
+        "{group}/{kind}: the row of the pruned object"
+    );
+    assert_eq!(
+        row_conditions(group, kind, &pruned),
+        row_conditions(group, kind, obj)
+    );
     assert_eq!(
         cells.len(),
         columns(group, kind).len(),

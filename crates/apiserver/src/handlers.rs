@@ -43,6 +43,7 @@ pub struct AppState {
     /// Time a client has to send a request body.
     pub body_timeout: Duration,
     pub inflight: Inflight,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 pub(crate) type Query = Vec<(String, String)>;
@@ -189,24 +190,47 @@ pub async fn handle(State(st): State<Arc<AppState>>, req: Request) -> Response {
     if let Some(slot) = req.extensions().get::<ConnSlot>() {
         slot.authenticated();
     }
-    let kind = limits::classify(req.method(), &path, flag(&query(&req), "watch"));
+    let started = std::time::Instant::now();
+    let q = query(&req);
+    let kind = limits::classify(req.method(), &path, flag(&q, "watch"));
+    let info = RequestInfo::parse(req.method().as_str(), &path, &q);
+    let labels = crate::metrics::request_labels(&info, req.method(), req.headers(), &q);
     let permit = match st.inflight.admit(kind, &user.groups) {
         Ok(p) => p,
-        Err(e) => return e.into_response(),
+        Err(e) => {
+            // Upstream counts the requests it drops.
+            if let Some(l) = &labels {
+                st.metrics.observe(l, e.code, started.elapsed());
+            }
+            return e.into_response();
+        }
     };
-    let info = RequestInfo::parse(req.method().as_str(), &path, &query(&req));
+    let inflight = st.metrics.inflight(kind);
     if let Err(e) = st.authorizer.check(&user, &info).await {
         return e.into_response();
+    }
+    if path == "/metrics" && matches!(*req.method(), Method::GET | Method::HEAD) {
+        return st.metrics.response();
     }
     let response = match route(&st, &user, req).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
-    match permit {
+    let code = response.status().as_u16();
+    match labels {
+        // A watch or stream is counted when it ends, and open until then.
+        Some(l) if kind == limits::RequestKind::LongRunning => {
+            let open = st.metrics.long_running(l, code, started);
+            return limits::guard_response(response, open);
+        }
+        Some(l) => st.metrics.observe(&l, code, started.elapsed()),
+        None => {}
+    }
+    match (permit, inflight) {
         // In flight until the response is handed to the connection, as upstream's handler
         // holds its place while it writes.
-        Some(p) => limits::guard_response(response, p),
-        None => response,
+        (None, None) => response,
+        held => limits::guard_response(response, held),
     }
 }
 
@@ -424,7 +448,117 @@ fn list_options(served: &Served, q: &Query) -> Result<ListOptions, ApiError> {
         resource_version_match: param(q, "resourceVersionMatch").map(str::to_string),
         allow_bookmarks: flag(q, "allowWatchBookmarks"),
         timeout,
+        // A pointer in upstream's ListOptions: absent is unset, any value decodes as `watch`.
+        send_initial_events: param(q, "sendInitialEvents").map(|_| flag(q, "sendInitialEvents")),
     })
+}
+
+/// Upstream's `SetListOptionsDefaults` and `ValidateListOptions` with the WatchList feature on
+/// (on by default in 1.32; served by Rudder always): a watch from no or `0` resourceVersion
+/// without `sendInitialEvents` or `resourceVersionMatch` is a streaming list; a wrong
+/// combination is 422 `ListOptions.meta.k8s.io "" is invalid`.
+fn check_list_options(opts: &mut ListOptions, watch: bool) -> Result<(), ApiError> {
+    let rv = opts.resource_version.clone().unwrap_or_default();
+    let rvm = opts
+        .resource_version_match
+        .clone()
+        .filter(|m| !m.is_empty());
+    if watch && opts.send_initial_events.is_none() && rvm.is_none() && (rv.is_empty() || rv == "0")
+    {
+        opts.send_initial_events = Some(true);
+        opts.resource_version_match = Some(NOT_OLDER_THAN.into());
+        return Ok(());
+    }
+    let has_continue = opts
+        .continue_token
+        .as_deref()
+        .is_some_and(|c| !c.is_empty());
+    let forbidden = |field: &str, detail: &str| FieldError::forbidden(field, detail);
+    let mut errs = Vec::new();
+    if watch {
+        if opts.send_initial_events.is_some() && rvm.as_deref() != Some(NOT_OLDER_THAN) {
+            errs.push(forbidden(
+                "resourceVersionMatch",
+                "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+            ));
+        }
+        if let Some(m) = rvm.as_deref() {
+            if opts.send_initial_events.is_none() {
+                errs.push(forbidden(
+                    "resourceVersionMatch",
+                    "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+                ));
+            }
+            if m != NOT_OLDER_THAN {
+                errs.push(not_supported("resourceVersionMatch", m, &[NOT_OLDER_THAN]));
+            }
+            if has_continue {
+                errs.push(forbidden(
+                    "resourceVersionMatch",
+                    "resourceVersionMatch is forbidden when continue is provided",
+                ));
+            }
+        }
+    } else {
+        if let Some(m) = rvm.as_deref() {
+            if rv.is_empty() {
+                errs.push(forbidden(
+                    "resourceVersionMatch",
+                    "resourceVersionMatch is forbidden unless resourceVersion is provided",
+                ));
+            }
+            if has_continue {
+                errs.push(forbidden(
+                    "resourceVersionMatch",
+                    "resourceVersionMatch is forbidden when continue is provided",
+                ));
+            }
+            if m != "Exact" && m != NOT_OLDER_THAN {
+                errs.push(not_supported(
+                    "resourceVersionMatch",
+                    m,
+                    &["Exact", NOT_OLDER_THAN, ""],
+                ));
+            }
+            if m == "Exact" && rv == "0" {
+                errs.push(forbidden(
+                    "resourceVersionMatch",
+                    "resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"",
+                ));
+            }
+        }
+        if opts.send_initial_events.is_some() {
+            errs.push(forbidden(
+                "sendInitialEvents",
+                "sendInitialEvents is forbidden for list",
+            ));
+        }
+    }
+    if errs.is_empty() {
+        return Ok(());
+    }
+    // Upstream names the kind with its group (`ListOptions.meta.k8s.io`).
+    let mut err = ApiError::invalid("ListOptions", "meta.k8s.io", "", errs);
+    err.message = err
+        .message
+        .replacen("ListOptions", "ListOptions.meta.k8s.io", 1);
+    Err(err)
+}
+
+const NOT_OLDER_THAN: &str = "NotOlderThan";
+
+/// field.NotSupported: `Unsupported value: "X": supported values: "A", "B"`.
+fn not_supported(field: &str, value: &str, supported: &[&str]) -> FieldError {
+    let quoted: Vec<String> = supported.iter().map(|v| json!(v).to_string()).collect();
+    FieldError {
+        field: field.into(),
+        reason: "FieldValueNotSupported",
+        message: format!(
+            "Unsupported value: {}: supported values: {}",
+            json!(value),
+            quoted.join(", ")
+        ),
+    }
 }
 
 fn dry_run(q: &Query) -> Result<bool, ApiError> {
@@ -537,11 +671,19 @@ async fn route(st: &Arc<AppState>, user: &User, req: Request) -> Result<Response
             let res = &served.res;
             match method {
                 Method::GET => {
-                    let output = output?;
-                    let opts = list_options(&served, &q)?;
-                    if flag(&q, "watch") {
+                    let mut opts = list_options(&served, &q)?;
+                    let watching = flag(&q, "watch");
+                    check_list_options(&mut opts, watching)?;
+                    if watching {
+                        let output =
+                            if opts.send_initial_events == Some(true) && opts.allow_bookmarks {
+                                crate::negotiate::output_streaming_list(req.headers())?
+                            } else {
+                                output?
+                            };
                         return watch(st, &served, ns, opts, output, include).await;
                     }
+                    let output = output?;
                     match output {
                         Output::Partial(_) => return Err(crate::negotiate::is_a_list(res)),
                         Output::PartialList(v) => {
@@ -551,15 +693,20 @@ async fn route(st: &Arc<AppState>, user: &User, req: Request) -> Result<Response
                         }
                         Output::Object | Output::Table => {}
                     }
-                    if !table_wanted {
-                        if let Some(body) = st.registry.list_json(res, ns, &opts).await? {
-                            return Ok((
-                                StatusCode::OK,
-                                [(header::CONTENT_TYPE, "application/json")],
-                                body,
-                            )
-                                .into_response());
-                        }
+                    // Written straight from the stored objects when the resource is served
+                    // in its stored version and nothing is selected.
+                    let fast = if table_wanted {
+                        st.registry.list_table(res, ns, &opts, include).await?
+                    } else {
+                        st.registry.list_json(res, ns, &opts).await?
+                    };
+                    if let Some(body) = fast {
+                        return Ok((
+                            StatusCode::OK,
+                            [(header::CONTENT_TYPE, "application/json")],
+                            body,
+                        )
+                            .into_response());
                     }
                     let mut list = st.registry.list(res, ns, &opts).await?;
                     if table_wanted {
@@ -594,7 +741,8 @@ async fn route(st: &Arc<AppState>, user: &User, req: Request) -> Result<Response
                     ))
                 }
                 Method::DELETE if served.rt.verbs.contains(&Verb::DeleteCollection) => {
-                    let opts = list_options(&served, &q)?;
+                    let mut opts = list_options(&served, &q)?;
+                    check_list_options(&mut opts, false)?;
                     let (headers, body) = read_body(st, req).await?;
                     let delete = delete_options(&q, &headers, &body)?;
                     let list = st.registry.list(res, ns, &opts).await?;
@@ -833,6 +981,40 @@ fn event_json(
             };
             json!({"type": "BOOKMARK", "object": object})
         }
+        WatchEvent::InitialEventsEnd(rev) => {
+            // As 1.33 writes it: the end marker, and the empty list the initial events fill,
+            // encoded as the response is, in base64.
+            let (list_kind, list_version) = match output {
+                Output::Partial(v) | Output::PartialList(v) => (
+                    "PartialObjectMetadataList".to_string(),
+                    format!("meta.k8s.io/{v}"),
+                ),
+                _ => (format!("{}List", served.res.kind), served.res.api_version()),
+            };
+            let blueprint = format!(
+                "{{\"kind\":{},\"apiVersion\":{},\"metadata\":{{}},\"items\":null}}\n",
+                json!(list_kind),
+                json!(list_version)
+            );
+            use base64::Engine as _;
+            let object = json!({
+                "kind": served.res.kind,
+                "apiVersion": served.res.api_version(),
+                "metadata": {
+                    "resourceVersion": rev.to_string(),
+                    "annotations": {
+                        "k8s.io/initial-events-end": "true",
+                        "k8s.io/initial-events-list-blueprint":
+                            base64::engine::general_purpose::STANDARD.encode(blueprint),
+                    },
+                },
+            });
+            let object = match output {
+                Output::Partial(v) => crate::negotiate::partial(&object, v),
+                _ => object,
+            };
+            json!({"type": "BOOKMARK", "object": object})
+        }
         WatchEvent::Error(e) => json!({"type": "ERROR", "object": e.status()}),
         WatchEvent::Encoded(_) => unreachable!("encoded lines are written as they are"),
     }
@@ -867,7 +1049,7 @@ async fn watch(
             let ev = event_json(&e, &served, output, include, first);
             let line =
                 crate::error::watch_line(ev["type"].as_str().unwrap_or_default(), &ev["object"]);
-            if !matches!(e, WatchEvent::Bookmark(_)) {
+            if !matches!(e, WatchEvent::Bookmark(_) | WatchEvent::InitialEventsEnd(_)) {
                 first = false;
             }
             Ok::<_, std::convert::Infallible>(Bytes::from(line))

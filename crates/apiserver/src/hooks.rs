@@ -2,6 +2,7 @@
 //! the server's state (a Service's addresses, a Namespace's contents). A catalogue row carries
 //! its kind's hooks beside its strategy; the registry calls them and knows no kind by name.
 
+use std::any::Any;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -10,22 +11,26 @@ use serde_json::Value;
 use crate::error::ApiError;
 use crate::registry::{DeleteOptions, Registry};
 
+/// What `before_write` took for one write, handed back to `after_write`.
+pub type Taken = Option<Box<dyn Any + Send + Sync>>;
+
 #[async_trait]
 pub trait Hooks: Send + Sync {
     /// Before `new` is written (`old`: the stored object on update): completes it with what
-    /// the kind allocates. Under dry run nothing may be kept.
+    /// the kind allocates, and says what this write took. Under dry run nothing may be kept.
     async fn before_write(
         &self,
         _new: &mut Value,
         _old: Option<&Value>,
         _dry_run: bool,
-    ) -> Result<(), ApiError> {
-        Ok(())
+    ) -> Result<Taken, ApiError> {
+        Ok(None)
     }
 
     /// After a write that `before_write` prepared was tried (never under dry run); `written`
     /// says whether the store took it.
-    async fn after_write(&self, _old: Option<&Value>, _new: &Value, _written: bool) {}
+    async fn after_write(&self, _old: Option<&Value>, _new: &Value, _taken: Taken, _written: bool) {
+    }
 
     /// After `old` left the store.
     async fn after_delete(&self, _old: &Value) {}

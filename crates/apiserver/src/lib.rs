@@ -13,6 +13,7 @@ pub mod error;
 pub mod handlers;
 pub mod hooks;
 pub mod limits;
+pub mod metrics;
 pub mod namespaces;
 pub mod negotiate;
 pub mod openapi_routes;

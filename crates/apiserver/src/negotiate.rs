@@ -68,7 +68,7 @@ fn parse(accept: &str) -> Vec<Clause<'_>> {
 
 /// The conversion a clause asks for on one served media type, or `None` if the endpoint does
 /// not allow it (upstream's `acceptMediaTypeOptions` with a resource endpoint's restrictions).
-fn options(clause: &Clause, served: (&str, &str)) -> Option<Output> {
+fn options(clause: &Clause, served: (&str, &str), table: bool) -> Option<Output> {
     let (mut kind, mut group, mut version, mut convert) = ("", "", "", false);
     for (k, v) in &clause.params {
         match *k {
@@ -89,7 +89,7 @@ fn options(clause: &Clause, served: (&str, &str)) -> Option<Output> {
         _ => return None,
     };
     match kind {
-        "Table" if matches!(served.1, "json" | "yaml") => Some(Output::Table),
+        "Table" if table && matches!(served.1, "json" | "yaml") => Some(Output::Table),
         "PartialObjectMetadata" => Some(Output::Partial(version)),
         "PartialObjectMetadataList" => Some(Output::PartialList(version)),
         _ => None,
@@ -98,6 +98,16 @@ fn options(clause: &Clause, served: (&str, &str)) -> Option<Output> {
 
 /// What the request's Accept header asks a resource read to answer with.
 pub fn output(headers: &HeaderMap) -> Result<Output, ApiError> {
+    output_for(headers, true)
+}
+
+/// The same for a streaming list (a watch with `sendInitialEvents` and bookmarks), which
+/// upstream does not convert to a Table: such a clause is skipped, as one not served.
+pub fn output_streaming_list(headers: &HeaderMap) -> Result<Output, ApiError> {
+    output_for(headers, false)
+}
+
+fn output_for(headers: &HeaderMap, table: bool) -> Result<Output, ApiError> {
     let accept = headers
         .get_all(header::ACCEPT)
         .iter()
@@ -112,7 +122,7 @@ pub fn output(headers: &HeaderMap) -> Result<Output, ApiError> {
             let matches = (clause.kind == served.0
                 && (clause.sub == served.1 || clause.sub == "*"))
                 || (clause.kind == "*" && clause.sub == "*");
-            if let Some(out) = matches.then(|| options(&clause, served)).flatten() {
+            if let Some(out) = matches.then(|| options(&clause, served, table)).flatten() {
                 return Ok(out);
             }
         }

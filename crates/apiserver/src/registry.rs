@@ -22,7 +22,7 @@ use rudder_store::{
 use serde_json::{json, Map, Value};
 
 use crate::error::{ApiError, Target};
-use crate::hooks::Hooks;
+use crate::hooks::{Hooks, Taken};
 use crate::pki::User;
 use crate::resources::{Resources, Served};
 use crate::services::Allocator;
@@ -224,6 +224,8 @@ pub struct ListOptions {
     pub resource_version_match: Option<String>,
     pub allow_bookmarks: bool,
     pub timeout: Option<std::time::Duration>,
+    /// `sendInitialEvents` of a watch (a streaming list when true), `None` when absent.
+    pub send_initial_events: Option<bool>,
 }
 
 /// Delete options (query or body).
@@ -251,6 +253,9 @@ pub enum WatchEvent {
     Modified(Value),
     Deleted(Value),
     Bookmark(Revision),
+    /// The bookmark that ends a streaming list's initial events (annotated
+    /// `k8s.io/initial-events-end`): every object that existed at this revision was sent.
+    InitialEventsEnd(Revision),
     Error(ApiError),
     /// A whole watch line (`{"object":…,"type":…}` and a newline), for watchers of the stored
     /// version without selectors, made once for all of them by the watch cache.
@@ -348,9 +353,29 @@ fn done_deleting(res: &Res, old: &Value, new: &Value) -> bool {
 }
 
 /// Tells the kind's hooks how a write they prepared ended (nothing was kept under dry run).
-async fn after_write(res: &Res, old: Option<&Value>, new: &Value, written: bool, dry_run: bool) {
+async fn after_write(
+    res: &Res,
+    old: Option<&Value>,
+    new: &Value,
+    taken: Taken,
+    written: bool,
+    dry_run: bool,
+) {
     if let (Some(h), false) = (&res.hooks, dry_run) {
-        h.after_write(old, new, written).await;
+        h.after_write(old, new, taken, written).await;
+    }
+}
+
+/// Asks the kind's hooks to complete `new` before it is written.
+async fn before_write(
+    res: &Res,
+    new: &mut Value,
+    old: Option<&Value>,
+    dry_run: bool,
+) -> Result<Taken, ApiError> {
+    match &res.hooks {
+        Some(h) => h.before_write(new, old, dry_run).await,
+        None => Ok(None),
     }
 }
 
@@ -392,7 +417,7 @@ fn decode_stored(kv: &KeyValue) -> Result<Value, ApiError> {
 /// A stored object of a resource served in its stored version, as JSON with its kind,
 /// apiVersion and resourceVersion: only the top level and the metadata are parsed, the rest
 /// is copied as stored. The keys come out sorted, as a `Value` writes them.
-fn encode_item(res: &Res, kv: &KeyValue) -> Result<Vec<u8>, ApiError> {
+pub(crate) fn encode_item(res: &Res, kv: &KeyValue) -> Result<Vec<u8>, ApiError> {
     use serde_json::value::RawValue;
     let bad = |e: serde_json::Error| {
         ApiError::internal(format!(
@@ -819,14 +844,12 @@ impl Registry {
         if dry_run && self.store.get(res.key(ns, &name), 0).await?.is_some() {
             return Err(ApiError::already_exists(res.target(&name)));
         }
-        if let Some(h) = &res.hooks {
-            h.before_write(&mut obj, None, dry_run).await?;
-        }
+        let taken = before_write(res, &mut obj, None, dry_run).await?;
         let encoded = check_kind(res, &obj, None).and_then(|()| encode(res, &obj));
         let encoded = match encoded {
             Ok(e) => e,
             Err(e) => {
-                after_write(res, None, &obj, false, dry_run).await;
+                after_write(res, None, &obj, taken, false, dry_run).await;
                 return Err(e);
             }
         };
@@ -834,7 +857,7 @@ impl Registry {
             return Ok(res.present(obj));
         }
         let result = self.store.create(res.key(ns, &name), encoded).await;
-        after_write(res, None, &obj, result.is_ok(), dry_run).await;
+        after_write(res, None, &obj, taken, result.is_ok(), dry_run).await;
         match result {
             Ok(kv) => {
                 set_resource_version(&mut obj, kv.mod_revision);
@@ -1158,9 +1181,7 @@ impl Registry {
                     Err(e) => return Err(e.into()),
                 }
             }
-            if let Some(h) = &res.hooks {
-                h.before_write(&mut new, Some(&old), dry_run).await?;
-            }
+            let taken = before_write(res, &mut new, Some(&old), dry_run).await?;
             let checked = match part {
                 Part::All => Ok(()),
                 _ => check_kind(res, &new, Some(&old)),
@@ -1168,7 +1189,7 @@ impl Registry {
             let encoded = match checked.and_then(|()| encode(res, &new)) {
                 Ok(e) => e,
                 Err(e) => {
-                    after_write(res, Some(&old), &new, false, dry_run).await;
+                    after_write(res, Some(&old), &new, taken, false, dry_run).await;
                     return Err(e);
                 }
             };
@@ -1180,7 +1201,7 @@ impl Registry {
                 return Ok(old);
             }
             let result = self.store.update(key.clone(), encoded, rev).await;
-            after_write(res, Some(&old), &new, result.is_ok(), dry_run).await;
+            after_write(res, Some(&old), &new, taken, result.is_ok(), dry_run).await;
             match result {
                 Ok(kv) => {
                     set_resource_version(&mut new, kv.mod_revision);
@@ -1416,6 +1437,32 @@ impl Registry {
         Ok(Some(out))
     }
 
+    /// The same list as a meta.k8s.io Table, serialised, for a resource served in its stored
+    /// version and a list without selectors: each stored object is decoded only as far as its
+    /// row's cells read it (a pod's row reads a dozen fields of it) and the row's object is
+    /// copied from the stored bytes, so a Table costs about what the JSON list costs.
+    pub async fn list_table(
+        &self,
+        res: &Res,
+        ns: Option<&str>,
+        opts: &ListOptions,
+        include: crate::table::IncludeObject,
+    ) -> Result<Option<Vec<u8>>, ApiError> {
+        if res.conversion.is_some() || !opts.selectors.is_empty() {
+            return Ok(None);
+        }
+        let now = crate::table::now();
+        let keep = rudder_api::printers::row_fields(res.group, res.kind);
+        let (rows, list_meta) = self
+            .list_items(res, ns, opts, |kv| {
+                crate::table::encode_row(res, kv, keep, include, now).map(Some)
+            })
+            .await?;
+        Ok(Some(crate::table::assemble(
+            res.group, res.kind, rows, &list_meta,
+        )))
+    }
+
     /// The items of a list (what `keep` makes of each stored object it keeps) and the list's
     /// metadata: one consistent snapshot, paged with `limit`/`continue`.
     async fn list_items<T>(
@@ -1510,9 +1557,16 @@ impl Registry {
         Ok((items, list_meta))
     }
 
-    /// A watch: the initial state (for no or `0` resourceVersion) as ADDED events, then every
-    /// change, filtered by the selectors (an object leaving the selection is DELETED for this
-    /// watcher, entering it ADDED).
+    /// A watch: the initial state as ADDED events when asked for (`sendInitialEvents=true`, or
+    /// without it a watch from no or `0` resourceVersion), followed for a streaming list with
+    /// bookmarks by the bookmark that ends the initial events; then every change, filtered by
+    /// the selectors (an object leaving the selection is DELETED for this watcher, entering it
+    /// ADDED).
+    ///
+    /// As upstream's watch cache serves it: with initial events, the state is read at the
+    /// latest revision, which must not be older than a given resourceVersion (a newer one is
+    /// `504 Timeout` "Too large resource version" as the watch's only event); without them a
+    /// watch from no or `0` resourceVersion starts at the latest revision.
     pub async fn watch(
         &self,
         res: &Res,
@@ -1524,25 +1578,43 @@ impl Registry {
         // The feed starts before the initial list, so it reaches back to the list's revision.
         let feed = self.cache.feed(&Bytes::from(res.prefix.clone())).await?;
         let rv = opts.resource_version.as_deref().unwrap_or("");
-        let (initial, from) = if rv.is_empty() || rv == "0" {
-            let list = self
-                .list(
-                    res,
-                    ns,
-                    &ListOptions {
-                        limit: None,
-                        continue_token: None,
-                        ..opts.clone()
-                    },
-                )
-                .await?;
-            let rev = parse_rv(list["metadata"]["resourceVersion"].as_str().unwrap_or("0"))?;
-            let items = list["items"].as_array().cloned().unwrap_or_default();
-            (items, rev)
-        } else {
-            (Vec::new(), parse_rv(rv)?)
+        let no_rv = rv.is_empty() || rv == "0";
+        let not_older_than = if no_rv { 0 } else { parse_rv(rv)? };
+        let (initial, from) = match opts.send_initial_events.unwrap_or(no_rv) {
+            true => {
+                let list = self
+                    .list(
+                        res,
+                        ns,
+                        &ListOptions {
+                            limit: None,
+                            continue_token: None,
+                            resource_version: None,
+                            resource_version_match: None,
+                            ..opts.clone()
+                        },
+                    )
+                    .await?;
+                let rev = parse_rv(list["metadata"]["resourceVersion"].as_str().unwrap_or("0"))?;
+                if not_older_than > rev {
+                    let err = too_large_resource_version(not_older_than, rev);
+                    return Ok(futures::stream::iter([WatchEvent::Error(err)]).boxed());
+                }
+                let mut items: Vec<WatchEvent> = match list.get("items") {
+                    Some(Value::Array(items)) => {
+                        items.iter().cloned().map(WatchEvent::Added).collect()
+                    }
+                    _ => Vec::new(),
+                };
+                if opts.send_initial_events == Some(true) && opts.allow_bookmarks {
+                    items.push(WatchEvent::InitialEventsEnd(rev));
+                }
+                (items, rev)
+            }
+            false if no_rv => (Vec::new(), self.store.current_revision().await?),
+            false => (Vec::new(), not_older_than),
         };
-        let head = futures::stream::iter(initial.into_iter().map(WatchEvent::Added));
+        let head = futures::stream::iter(initial);
         if let Some(sub) = feed.subscribe(from) {
             let res = res.clone();
             let selectors = opts.selectors.clone();
@@ -1605,6 +1677,22 @@ impl Registry {
             futures::stream::iter(out)
         });
         Ok(head.chain(tail).boxed())
+    }
+}
+
+/// Upstream's answer to a streaming list from a resourceVersion the store has not reached:
+/// `504 Timeout`, cause `ResourceVersionTooLarge`, retry after a second.
+fn too_large_resource_version(wanted: Revision, current: Revision) -> ApiError {
+    ApiError {
+        details: Some(json!({
+            "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+            "retryAfterSeconds": 1,
+        })),
+        ..ApiError::new(
+            504,
+            "Timeout",
+            format!("Timeout: Too large resource version: {wanted}, current: {current}"),
+        )
     }
 }
 

@@ -131,14 +131,18 @@ async fn bootstrap(registry: &Registry, port: u16) -> Result<(), ApiError> {
         Err(e) => return Err(e),
     }
     api_services(registry).await?;
-    // Give back what a crash between allocating and writing may have left taken.
-    let all = registry.list(&svc.res, None, &Default::default()).await?;
-    let items = all["items"].as_array().cloned().unwrap_or_default();
-    let freed = registry.services().repair(&items).await?;
-    if freed > 0 {
-        tracing::info!(freed, "released service addresses no service holds");
-    }
+    // Give back what a crash between allocating and writing left taken: counted now, given
+    // back when it has stayed so for a few runs (another server may be mid-create).
+    repair_services(registry).await;
     Ok(())
+}
+
+async fn repair_services(registry: &Registry) {
+    match registry.services().repair().await {
+        Ok(0) => {}
+        Ok(freed) => tracing::info!(freed, "released service addresses no service holds"),
+        Err(e) => tracing::warn!(error = %e, "service address repair"),
+    }
 }
 
 /// The APIService of every group/version this server serves itself, as upstream's aggregator
@@ -214,6 +218,9 @@ pub async fn start(cfg: Config, store: Arc<dyn Store>) -> anyhow::Result<ApiServ
     let addr = listener.local_addr()?;
     let cidr = crate::services::Cidr::parse(&cfg.service_cidr)
         .map_err(|e| anyhow::anyhow!("--service-cidr: {e}"))?;
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let store: Arc<dyn Store> =
+        Arc::new(crate::metrics::MeasuredStore::new(store, metrics.clone()));
     let registry = Arc::new(Registry::new(
         store.clone(),
         crate::services::Allocator::new(store, cidr),
@@ -221,6 +228,20 @@ pub async fn start(cfg: Config, store: Arc<dyn Store>) -> anyhow::Result<ApiServ
     bootstrap(&registry, addr.port())
         .await
         .map_err(|e| anyhow::anyhow!("create the built-in objects: {e}"))?;
+    // Every server repairs on its own schedule; the leak counts make that safe to share.
+    let repairing = Arc::downgrade(&registry);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(crate::services::REPAIR_EVERY);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            // The server is gone once nothing else holds its registry.
+            let Some(registry) = repairing.upgrade() else {
+                break;
+            };
+            repair_services(&registry).await;
+        }
+    });
 
     let host = match cfg.bind_address {
         a if a.is_unspecified() => "127.0.0.1".to_string(),
@@ -261,6 +282,7 @@ pub async fn start(cfg: Config, store: Arc<dyn Store>) -> anyhow::Result<ApiServ
         server_address: format!("{host}:{}", addr.port()),
         body_timeout: cfg.limits.request_body_timeout,
         inflight: Inflight::new(&cfg.limits),
+        metrics,
     });
     // The OpenAPI documents take ~0.1 s of CPU each to build: off the request path and off
     // the way to ready.

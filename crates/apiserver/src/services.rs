@@ -2,21 +2,37 @@
 //! 30000–32767, each held by a key in the store (`/registry/ranges/serviceips/<ip>`,
 //! `/registry/ranges/servicenodeports/<port>`) taken with create-if-absent, so two servers
 //! can never hand out the same one, and released when the service gives it up.
+//!
+//! Repair (at start and every few minutes, on every server) gives back what no service holds,
+//! left by a crash between taking an address and writing the service. Several servers may
+//! share one store, so an address another server has just taken for a service it is about to
+//! write looks leaked for a moment: as upstream's repair controller, an address is given back
+//! only when it has been seen unheld, unchanged (same store revision), in
+//! [`LEAK_RUNS`] consecutive runs, and the release is conditional on that revision.
 
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use rudder_api::validation::FieldError;
-use rudder_store::{KeyRange, RangeRequest, Store, StoreError};
+use rudder_store::{KeyRange, RangeRequest, Revision, Store, StoreError};
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
-use crate::hooks::Hooks;
+use crate::hooks::{Hooks, Taken};
 
 const IPS: &str = "/registry/ranges/serviceips/";
 const PORTS: &str = "/registry/ranges/servicenodeports/";
 pub const NODE_PORTS: (u16, u16) = (30000, 32767);
+/// Where services are stored.
+const SERVICES: &str = "/registry/services/";
+/// Consecutive repair runs an address must be seen leaked in before it is given back
+/// (upstream's `numRepairsBeforeLeakCleanup`).
+pub const LEAK_RUNS: u32 = 3;
+/// How often each server repairs (upstream's repair interval).
+pub const REPAIR_EVERY: Duration = Duration::from_secs(180);
 
 /// An IPv4 network.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,6 +85,9 @@ impl std::fmt::Display for Cidr {
 pub struct Allocator {
     store: Arc<dyn Store>,
     cidr: Cidr,
+    /// Allocation keys no service held in the last repair runs: the key's revision then and
+    /// in how many consecutive runs it was so.
+    leaks: Mutex<HashMap<Bytes, (Revision, u32)>>,
 }
 
 /// What one service holds, to give back if its write fails or it goes away.
@@ -157,16 +176,21 @@ impl Hooks for Allocator {
         new: &mut Value,
         old: Option<&Value>,
         dry_run: bool,
-    ) -> Result<(), ApiError> {
-        self.allocate(new, old, dry_run).await.map(|_| ())
+    ) -> Result<Taken, ApiError> {
+        let taken = self.allocate(new, old, dry_run).await?;
+        Ok(Some(Box::new(taken)))
     }
 
-    async fn after_write(&self, old: Option<&Value>, new: &Value, written: bool) {
-        let (before, after) = (old.map(held).unwrap_or_default(), held(new));
+    async fn after_write(&self, old: Option<&Value>, new: &Value, taken: Taken, written: bool) {
         let free = if written {
-            minus(before, &after)
+            // What the old object held and the new one does not is free again.
+            minus(old.map(held).unwrap_or_default(), &held(new))
         } else {
-            minus(after, &before)
+            // Only what this write took: a service written again keeps what it holds.
+            taken
+                .and_then(|t| t.downcast::<Held>().ok())
+                .map(|t| *t)
+                .unwrap_or_default()
         };
         self.release(&free).await;
     }
@@ -178,17 +202,27 @@ impl Hooks for Allocator {
 
 impl Allocator {
     pub fn new(store: Arc<dyn Store>, cidr: Cidr) -> Allocator {
-        Allocator { store, cidr }
+        Allocator {
+            store,
+            cidr,
+            leaks: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn cidr(&self) -> Cidr {
         self.cidr
     }
 
-    async fn take(&self, key: String, who: &Bytes) -> Result<bool, ApiError> {
+    /// Takes an allocation key for `who`: `Some(true)` when this call took it, `Some(false)`
+    /// when `who` already holds it (a service written again: the `kubernetes` service at every
+    /// start, or the same service created through two servers at once), `None` when another
+    /// service does. Only what a call took is its to give back if its write fails.
+    async fn take(&self, key: String, who: &Bytes) -> Result<Option<bool>, ApiError> {
         match self.store.create(Bytes::from(key), who.clone()).await {
-            Ok(_) => Ok(true),
-            Err(StoreError::AlreadyExists { current }) => Ok(current.value == *who),
+            Ok(_) => Ok(Some(true)),
+            Err(StoreError::AlreadyExists { current }) => {
+                Ok((current.value == *who).then_some(false))
+            }
             Err(e) => Err(e.into()),
         }
     }
@@ -272,15 +306,18 @@ impl Allocator {
                                 ),
                             }]));
                         }
-                        if !dry_run && !self.take(format!("{IPS}{asked}"), who).await? {
-                            return Err(invalid(obj, vec![FieldError {
+                        let took = match dry_run {
+                            true => Some(false),
+                            false => self.take(format!("{IPS}{asked}"), who).await?,
+                        };
+                        match took {
+                            None => return Err(invalid(obj, vec![FieldError {
                                 field: "spec.clusterIPs".into(),
                                 reason: "FieldValueInvalid",
                                 message: format!("Invalid value: []string{{\"{asked}\"}}: failed to allocate IP {asked}: provided IP is already allocated"),
-                            }]));
-                        }
-                        if !dry_run {
-                            taken.ips.push(asked.clone());
+                            }])),
+                            Some(true) => taken.ips.push(asked.clone()),
+                            Some(false) => {}
                         }
                     }
                     asked
@@ -309,18 +346,23 @@ impl Allocator {
                         ))]));
                     };
                     if !before.ports.contains(&p) {
-                        if !dry_run && !self.take(format!("{PORTS}{p}"), who).await? {
-                            return Err(invalid(
-                                obj,
-                                vec![port_error(
-                                    i,
-                                    u64::from(p),
-                                    "provided port is already allocated",
-                                )],
-                            ));
-                        }
-                        if !dry_run {
-                            taken.ports.push(p);
+                        let took = match dry_run {
+                            true => Some(false),
+                            false => self.take(format!("{PORTS}{p}"), who).await?,
+                        };
+                        match took {
+                            None => {
+                                return Err(invalid(
+                                    obj,
+                                    vec![port_error(
+                                        i,
+                                        u64::from(p),
+                                        "provided port is already allocated",
+                                    )],
+                                ))
+                            }
+                            Some(true) => taken.ports.push(p),
+                            Some(false) => {}
                         }
                     }
                     p
@@ -367,8 +409,10 @@ impl Allocator {
                 {
                     return Ok(ip);
                 }
-            } else if self.take(format!("{IPS}{ip}"), who).await? {
-                taken.ips.push(ip.clone());
+            } else if let Some(took) = self.take(format!("{IPS}{ip}"), who).await? {
+                if took {
+                    taken.ips.push(ip.clone());
+                }
                 return Ok(ip);
             }
         }
@@ -404,8 +448,10 @@ impl Allocator {
                 {
                     return Ok(p);
                 }
-            } else if self.take(format!("{PORTS}{p}"), who).await? {
-                taken.ports.push(p);
+            } else if let Some(took) = self.take(format!("{PORTS}{p}"), who).await? {
+                if took {
+                    taken.ports.push(p);
+                }
                 return Ok(p);
             }
         }
@@ -419,34 +465,72 @@ impl Allocator {
             .map(|_| ())
     }
 
-    /// Releases allocations no service holds (left by a crash between allocating and writing).
-    pub async fn repair(&self, services: &[Value]) -> Result<usize, ApiError> {
+    /// One repair run: reads the services and the allocations at one store revision, and
+    /// releases the allocations no service has held, unchanged, in [`LEAK_RUNS`] consecutive
+    /// runs (each release conditional on the allocation's revision, so one taken again in the
+    /// meantime stays). Returns how many were released.
+    pub async fn repair(&self) -> Result<usize, ApiError> {
+        let range = |prefix: &str, revision: Revision| RangeRequest {
+            range: KeyRange::prefix(Bytes::from(prefix.to_string())),
+            revision,
+            limit: 0,
+            count_only: false,
+        };
+        let services = self.store.range(range(SERVICES, 0)).await?;
+        let at = services.revision;
         let mut in_use = std::collections::HashSet::new();
-        for s in services {
-            let h = held(s);
+        for kv in &services.kvs {
+            let Ok(s) = serde_json::from_slice::<Value>(&kv.value) else {
+                continue;
+            };
+            let h = held(&s);
             in_use.extend(h.ips.into_iter().map(|ip| format!("{IPS}{ip}")));
             in_use.extend(h.ports.into_iter().map(|p| format!("{PORTS}{p}")));
         }
-        let mut freed = 0;
+        let mut unheld = HashMap::new();
         for prefix in [IPS, PORTS] {
-            let resp = self
-                .store
-                .range(RangeRequest {
-                    range: KeyRange::prefix(Bytes::from(prefix)),
-                    revision: 0,
-                    limit: 0,
-                    count_only: false,
-                })
-                .await?;
-            for kv in resp.kvs {
-                let key = String::from_utf8_lossy(&kv.key).into_owned();
-                if !in_use.contains(&key) {
-                    self.give_back(key).await;
-                    freed += 1;
+            for kv in self.store.range(range(prefix, at)).await?.kvs {
+                if !in_use.contains(String::from_utf8_lossy(&kv.key).as_ref()) {
+                    unheld.insert(kv.key, kv.mod_revision);
                 }
             }
         }
+        // Count this run; forget what is held again (or gone).
+        let due: Vec<(Bytes, Revision)> = {
+            let Ok(mut leaks) = self.leaks.lock() else {
+                return Ok(0);
+            };
+            let before = std::mem::take(&mut *leaks);
+            for (key, revision) in unheld {
+                let runs = match before.get(&key) {
+                    Some((r, n)) if *r == revision => n + 1,
+                    _ => 1,
+                };
+                leaks.insert(key, (revision, runs));
+            }
+            leaks
+                .iter()
+                .filter(|(_, (_, n))| *n >= LEAK_RUNS)
+                .map(|(k, (r, _))| (k.clone(), *r))
+                .collect()
+        };
+        let mut freed = 0;
+        for (key, revision) in due {
+            match self.store.delete(key.clone(), Some(revision)).await {
+                Ok(_) => freed += 1,
+                Err(StoreError::NotFound { .. } | StoreError::Conflict { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+            if let Ok(mut leaks) = self.leaks.lock() {
+                leaks.remove(&key);
+            }
+        }
         Ok(freed)
+    }
+
+    /// Allocations seen unheld in the last run, with their counts (for tests and logs).
+    pub fn suspected_leaks(&self) -> usize {
+        self.leaks.lock().map(|l| l.len()).unwrap_or(0)
     }
 }
 

@@ -2,7 +2,13 @@
 //! form `kubectl get` prints from, with upstream's printer columns (`rudder_api::printers`).
 
 use rudder_api::printers;
+use rudder_api::pruned::{self, Keep};
+use rudder_store::KeyValue;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
+
+use crate::error::ApiError;
+use crate::registry::Res;
 
 /// What `includeObject` asked for in each row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,7 +28,7 @@ impl IncludeObject {
     }
 }
 
-fn now() -> i64 {
+pub fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
@@ -49,6 +55,98 @@ fn row(group: &str, kind: &str, mut obj: Value, include: IncludeObject, now: i64
     r
 }
 
+/// One row of a Table straight from a stored object (a resource served in its stored
+/// version): only what the printer reads is decoded (`keep`, from
+/// [`printers::row_fields`]), the row object is copied from the stored bytes. The bytes are
+/// those [`table`] writes for the same object: keys sorted, as a `Value` writes them.
+pub fn encode_row(
+    res: &Res,
+    kv: &KeyValue,
+    keep: Keep,
+    include: IncludeObject,
+    now: i64,
+) -> Result<Vec<u8>, ApiError> {
+    let bad = |e: serde_json::Error| {
+        ApiError::internal(format!(
+            "stored object {} is not valid JSON: {e}",
+            String::from_utf8_lossy(&kv.key)
+        ))
+    };
+    let obj = pruned::from_slice(&kv.value, keep).map_err(bad)?;
+    let mut out = Vec::with_capacity(512);
+    out.extend_from_slice(b"{\"cells\":");
+    let cells = printers::cells(res.group, res.kind, &obj, now);
+    serde_json::to_writer(&mut out, &cells).map_err(bad)?;
+    if let Some(c) = printers::row_conditions(res.group, res.kind, &obj) {
+        out.extend_from_slice(b",\"conditions\":");
+        serde_json::to_writer(&mut out, &c).map_err(bad)?;
+    }
+    match include {
+        IncludeObject::None => {}
+        IncludeObject::Object => {
+            out.extend_from_slice(b",\"object\":");
+            out.extend_from_slice(&crate::registry::encode_item(res, kv)?);
+        }
+        IncludeObject::Metadata => {
+            out.extend_from_slice(
+                b",\"object\":{\"apiVersion\":\"meta.k8s.io/v1\",\"kind\":\"PartialObjectMetadata\",\"metadata\":",
+            );
+            // The stored metadata, field by field as stored, with the resourceVersion.
+            #[derive(serde::Deserialize)]
+            struct Top<'a> {
+                #[serde(borrow)]
+                metadata: Option<&'a RawValue>,
+            }
+            let top: Top = serde_json::from_slice(&kv.value).map_err(bad)?;
+            let mut meta: std::collections::BTreeMap<String, &RawValue> = match top.metadata {
+                Some(m) => serde_json::from_str(m.get()).map_err(bad)?,
+                None => Default::default(),
+            };
+            let rv = RawValue::from_string(format!("\"{}\"", kv.mod_revision)).map_err(bad)?;
+            meta.insert("resourceVersion".into(), &rv);
+            serde_json::to_writer(&mut out, &meta).map_err(bad)?;
+            out.push(b'}');
+        }
+    }
+    out.push(b'}');
+    Ok(out)
+}
+
+/// A Table of rows made by [`encode_row`], as [`table`] writes it (with column definitions).
+pub fn assemble(group: &str, kind: &str, rows: Vec<Vec<u8>>, list_meta: &Value) -> Vec<u8> {
+    let defs = column_definitions(group, kind);
+    let mut out = Vec::with_capacity(rows.iter().map(|r| r.len() + 1).sum::<usize>() + 4096);
+    out.extend_from_slice(b"{\"apiVersion\":\"meta.k8s.io/v1\",\"columnDefinitions\":");
+    // Writing JSON values to a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut out, &defs);
+    out.extend_from_slice(b",\"kind\":\"Table\",\"metadata\":");
+    let _ = serde_json::to_writer(&mut out, list_meta);
+    out.extend_from_slice(b",\"rows\":[");
+    for (i, r) in rows.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(r);
+    }
+    out.extend_from_slice(b"]}");
+    crate::error::go_escape(out)
+}
+
+fn column_definitions(group: &str, kind: &str) -> Vec<Value> {
+    printers::columns(group, kind)
+        .iter()
+        .map(|c| {
+            json!({
+                "name": c.name,
+                "type": c.type_,
+                "format": c.format,
+                "description": c.description,
+                "priority": c.priority,
+            })
+        })
+        .collect()
+}
+
 /// A Table of `objects` of `group`/`kind`; `list_meta` is the list's metadata
 /// (resourceVersion, continue). `with_definitions` is false for watch events after the first,
 /// as upstream.
@@ -61,18 +159,7 @@ pub fn table(
     with_definitions: bool,
 ) -> Value {
     let defs: Vec<Value> = if with_definitions {
-        printers::columns(group, kind)
-            .iter()
-            .map(|c| {
-                json!({
-                    "name": c.name,
-                    "type": c.type_,
-                    "format": c.format,
-                    "description": c.description,
-                    "priority": c.priority,
-                })
-            })
-            .collect()
+        column_definitions(group, kind)
     } else {
         Vec::new()
     };

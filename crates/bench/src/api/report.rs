@@ -25,6 +25,9 @@ fn max_of(xs: &[Duration]) -> Duration {
     xs.iter().copied().max().unwrap_or_default()
 }
 
+/// A Table list may take at most this many times the JSON list of the same objects.
+const TABLE_JSON_TARGET: f64 = 2.0;
+
 fn verdict(ok: bool) -> &'static str {
     if ok {
         "PASS"
@@ -114,6 +117,13 @@ pub(super) fn print_details(r: &Report, s: &Sizes) {
         rate(&format!("{name} pod creates (list set-up)"), &b.pods);
         list(&format!("{name} list JSON"), &b.list_json);
         list(&format!("{name} list Table"), &b.list_table);
+        if let (Some(j), Some(t)) = (&b.list_json, &b.list_table) {
+            println!(
+                "  {name}: Table / JSON, median {:.2}×, p99 {:.2}×",
+                t.latency.p50.as_secs_f64() / j.latency.p50.as_secs_f64().max(1e-9),
+                t.latency.p99.as_secs_f64() / j.latency.p99.as_secs_f64().max(1e-9)
+            );
+        }
         watch(&b.watch_h2);
         watch(&b.watch_h1);
         if let Some(n) = b.configmap_bytes {
@@ -224,6 +234,24 @@ pub(super) fn table_rows(r: &Report, s: &Sizes) -> Vec<Row> {
                 });
             }
         }
+    }
+    // kubectl get's Table beside the plain list of the same pods, same server, same run.
+    for (name, b) in [("embedded", &r.embedded), ("etcd backend", &r.etcd_backend)] {
+        let (Some(json), Some(table)) = (&b.list_json, &b.list_table) else {
+            continue;
+        };
+        let (t, j) = (table.latency.p50, json.latency.p50);
+        let ok = t.as_secs_f64() <= TABLE_JSON_TARGET * j.as_secs_f64();
+        rows.push(Row {
+            metric: format!(
+                "list {} pods as Table vs as JSON, median, {name} (peer: the JSON list)",
+                thousands(table.items as f64)
+            ),
+            rudder: ms(t),
+            peer: ms(j),
+            ratio: ratio(t.as_secs_f64(), j.as_secs_f64()),
+            target: format!("≤ {TABLE_JSON_TARGET}×: {}", verdict(ok)),
+        });
     }
     let raw_watch = r.raw_watch.as_ref();
     for (name, b) in [("embedded", &r.embedded), ("etcd backend", &r.etcd_backend)] {
