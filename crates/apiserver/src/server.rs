@@ -41,6 +41,8 @@ pub struct Config {
     pub service_cidr: String,
     /// Timeouts, connection caps and in-flight request limits.
     pub limits: Limits,
+    /// Admission plugin settings (the cluster CA is filled in at start).
+    pub admission: crate::admission::Config,
 }
 
 /// A running API server.
@@ -93,10 +95,14 @@ fn version_doc() -> Value {
 }
 
 /// Creates what a fresh cluster has: the four namespaces and the `kubernetes` service.
-async fn bootstrap(registry: &Registry, port: u16) -> Result<(), ApiError> {
+async fn bootstrap(
+    registry: &Registry,
+    port: u16,
+    root_ca_pem: Option<&str>,
+) -> Result<(), ApiError> {
     let ns = crate::resources::resolve("", "v1", "namespaces")
         .ok_or_else(|| ApiError::internal("namespaces are not in the catalogue"))?;
-    for name in crate::namespaces::SYSTEM_NAMESPACES {
+    for name in crate::admission::SYSTEM_NAMESPACES {
         let obj = json!({"metadata": {"name": name}, "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}});
         match registry.create(&ns.res, None, obj, &Write::server()).await {
             Ok(_) => {}
@@ -123,6 +129,27 @@ async fn bootstrap(registry: &Registry, port: u16) -> Result<(), ApiError> {
         Err(e) => return Err(e),
     }
     api_services(registry).await?;
+    let pcs = crate::resources::resolve("scheduling.k8s.io", "v1", "priorityclasses")
+        .ok_or_else(|| ApiError::internal("priorityclasses are not in the catalogue"))?;
+    for (name, value, description) in crate::admission::SYSTEM_PRIORITY_CLASSES {
+        let pc = json!({"metadata": {"name": name}, "value": value, "description": description});
+        match registry.create(&pcs.res, None, pc, &Write::server()).await {
+            Ok(_) => {}
+            Err(e) if e.reason == "AlreadyExists" => {}
+            Err(e) => return Err(e),
+        }
+    }
+    // Every namespace has its default ServiceAccount and the CA ConfigMap (namespaces made
+    // from now on get them when they are created).
+    for item in registry.list(&ns.res, None, &Default::default()).await?["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        if let Some(name) = item["metadata"]["name"].as_str() {
+            crate::admission::namespace_defaults(registry, name, root_ca_pem).await?;
+        }
+    }
     // Give back what a crash between allocating and writing may have left taken.
     let all = registry.list(&svc.res, None, &Default::default()).await?;
     let items = all["items"].as_array().cloned().unwrap_or_default();
@@ -211,12 +238,17 @@ pub async fn start(cfg: Config, store: Arc<dyn Store>) -> anyhow::Result<ApiServ
     let addr = listener.local_addr()?;
     let cidr = crate::services::Cidr::parse(&cfg.service_cidr)
         .map_err(|e| anyhow::anyhow!("--service-cidr: {e}"))?;
-    let registry = Arc::new(Registry::new(
-        store.clone(),
-        crate::services::Allocator::new(store, cidr),
-    ));
+    let admission = crate::admission::Config {
+        root_ca_pem: Some(pki.ca_pem().to_string()),
+        ..cfg.admission.clone()
+    };
+    let root_ca_pem = admission.root_ca_pem.clone();
+    let registry = Arc::new(
+        Registry::new(store.clone(), crate::services::Allocator::new(store, cidr))
+            .with_admission(admission),
+    );
     res_for_namespaces().context("catalogue")?;
-    bootstrap(&registry, addr.port())
+    bootstrap(&registry, addr.port(), root_ca_pem.as_deref())
         .await
         .map_err(|e| anyhow::anyhow!("create the built-in objects: {e}"))?;
 
