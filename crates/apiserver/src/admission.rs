@@ -8,10 +8,11 @@
 //! The plugins, in upstream's order: NamespaceLifecycle, LimitRanger, ServiceAccount,
 //! TaintNodesByCondition, Priority, DefaultTolerationSeconds, ResourceQuota.
 //!
-//! Upstream's quota controller (which recomputes `status.used`) and serviceaccount /
-//! root-CA publisher controllers (a `default` ServiceAccount and the `kube-root-ca.crt`
-//! ConfigMap in every namespace) do not exist yet: the chain's [`Admission::written`] step,
-//! after a write is stored, does their part.
+//! Upstream's quota controller (which recomputes `status.used`) and serviceaccount controller
+//! (a `default` ServiceAccount in every namespace) do not exist yet: the chain's
+//! [`Admission::written`] step, after a write is stored, does their part. (The root-CA
+//! publisher's `kube-root-ca.crt` ConfigMap, which the token volume projects, comes with the
+//! controllers.)
 //!
 //! Owns: the plugins' rules and messages. Must not touch: kind rules that need no other
 //! object (strategies in `rudder-api`), the store.
@@ -178,9 +179,6 @@ pub struct Config {
     pub not_ready_toleration_seconds: i64,
     /// `--default-unreachable-toleration-seconds`.
     pub unreachable_toleration_seconds: i64,
-    /// The cluster CA (PEM), published as the `kube-root-ca.crt` ConfigMap in every
-    /// namespace.
-    pub root_ca_pem: Option<String>,
 }
 
 impl Default for Config {
@@ -188,7 +186,6 @@ impl Default for Config {
         Config {
             not_ready_toleration_seconds: 300,
             unreachable_toleration_seconds: 300,
-            root_ca_pem: None,
         }
     }
 }
@@ -206,7 +203,6 @@ impl Admission {
             plugins: vec![
                 Box::new(NamespaceLifecycle {
                     index: namespaces.clone(),
-                    root_ca_pem: cfg.root_ca_pem.clone(),
                 }),
                 Box::new(LimitRanger),
                 Box::new(ServiceAccount),
@@ -421,10 +417,9 @@ impl NamespaceIndex {
 
 /// No content in a namespace that does not exist, no new content in one being deleted, and
 /// the system namespaces are never deleted. After a namespace is created: its `default`
-/// ServiceAccount and `kube-root-ca.crt` ConfigMap (upstream's controllers make them).
+/// ServiceAccount (upstream's serviceaccount controller makes it).
 struct NamespaceLifecycle {
     index: Arc<NamespaceIndex>,
-    root_ca_pem: Option<String>,
 }
 
 impl NamespaceLifecycle {
@@ -502,7 +497,7 @@ impl Plugin for NamespaceLifecycle {
     ) -> Done<'a> {
         async move {
             if a.operation == Operation::Create && a.is("", "namespaces") && obj.is_some() {
-                namespace_defaults(reg, a.name, self.root_ca_pem.as_deref()).await?;
+                namespace_defaults(reg, a.name).await?;
             }
             Ok(())
         }
@@ -510,37 +505,19 @@ impl Plugin for NamespaceLifecycle {
     }
 }
 
-const ROOT_CA_DESCRIPTION: &str = "Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions of Kubernetes clusters.";
-
 /// What every namespace holds: the `default` ServiceAccount (upstream's serviceaccount
-/// controller) and, when the CA is known, the `kube-root-ca.crt` ConfigMap (upstream's
-/// root-CA publisher). Existing ones are left alone.
-pub async fn namespace_defaults(
-    reg: &Registry,
-    ns: &str,
-    root_ca_pem: Option<&str>,
-) -> Result<(), ApiError> {
+/// controller). An existing one is left alone.
+pub async fn namespace_defaults(reg: &Registry, ns: &str) -> Result<(), ApiError> {
     let sa = served("", "v1", "serviceaccounts")?;
     let default = json!({"metadata": {"name": "default", "namespace": ns}});
     match reg.create(&sa, Some(ns), default, &Write::server()).await {
-        Ok(_) => {}
-        Err(e) if e.reason == "AlreadyExists" => {}
-        Err(e) => return Err(e),
+        Ok(_)
+        | Err(ApiError {
+            reason: "AlreadyExists",
+            ..
+        }) => Ok(()),
+        Err(e) => Err(e),
     }
-    if let Some(pem) = root_ca_pem {
-        let cm = served("", "v1", "configmaps")?;
-        let obj = json!({
-            "metadata": {"name": "kube-root-ca.crt", "namespace": ns,
-                         "annotations": {"kubernetes.io/description": ROOT_CA_DESCRIPTION}},
-            "data": {"ca.crt": pem},
-        });
-        match reg.create(&cm, Some(ns), obj, &Write::server()).await {
-            Ok(_) => {}
-            Err(e) if e.reason == "AlreadyExists" => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 // ---- ServiceAccount -------------------------------------------------------------------------
@@ -573,9 +550,11 @@ impl ServiceAccount {
         let sa_res = served("", "v1", "serviceaccounts")?;
         let sa = match reg.get(&sa_res, Some(ns), &name).await {
             Ok(sa) => sa,
-            Err(e) if e.code == 404 => return Err(a.forbidden(format!(
+            Err(e) if e.code == 404 => {
+                return Err(a.forbidden(format!(
                 "error looking up service account {ns}/{name}: serviceaccount {name:?} not found"
-            ))),
+            )))
+            }
             Err(e) => {
                 return Err(a.forbidden(format!(
                     "error looking up service account {ns}/{name}: {}",
@@ -648,7 +627,9 @@ fn mount_token(pod: &mut Value, suffix: &str) {
             else {
                 continue;
             };
-            if !c.is_object() {
+            // A container without a name makes the pod invalid whatever is mounted: the
+            // mount is not worth its memory on a body of many empty containers.
+            if s(c, &["name"]).is_empty() {
                 continue;
             }
             let mounted = items(c, &["volumeMounts"])

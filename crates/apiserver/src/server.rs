@@ -41,7 +41,7 @@ pub struct Config {
     pub service_cidr: String,
     /// Timeouts, connection caps and in-flight request limits.
     pub limits: Limits,
-    /// Admission plugin settings (the cluster CA is filled in at start).
+    /// Admission plugin settings.
     pub admission: crate::admission::Config,
 }
 
@@ -95,11 +95,7 @@ fn version_doc() -> Value {
 }
 
 /// Creates what a fresh cluster has: the four namespaces and the `kubernetes` service.
-async fn bootstrap(
-    registry: &Registry,
-    port: u16,
-    root_ca_pem: Option<&str>,
-) -> Result<(), ApiError> {
+async fn bootstrap(registry: &Registry, port: u16) -> Result<(), ApiError> {
     let ns = crate::resources::resolve("", "v1", "namespaces")
         .ok_or_else(|| ApiError::internal("namespaces are not in the catalogue"))?;
     for name in crate::admission::SYSTEM_NAMESPACES {
@@ -139,15 +135,15 @@ async fn bootstrap(
             Err(e) => return Err(e),
         }
     }
-    // Every namespace has its default ServiceAccount and the CA ConfigMap (namespaces made
-    // from now on get them when they are created).
+    // Every namespace has its default ServiceAccount (namespaces made from now on get it when
+    // they are created).
     for item in registry.list(&ns.res, None, &Default::default()).await?["items"]
         .as_array()
         .into_iter()
         .flatten()
     {
         if let Some(name) = item["metadata"]["name"].as_str() {
-            crate::admission::namespace_defaults(registry, name, root_ca_pem).await?;
+            crate::admission::namespace_defaults(registry, name).await?;
         }
     }
     // Give back what a crash between allocating and writing may have left taken.
@@ -238,17 +234,12 @@ pub async fn start(cfg: Config, store: Arc<dyn Store>) -> anyhow::Result<ApiServ
     let addr = listener.local_addr()?;
     let cidr = crate::services::Cidr::parse(&cfg.service_cidr)
         .map_err(|e| anyhow::anyhow!("--service-cidr: {e}"))?;
-    let admission = crate::admission::Config {
-        root_ca_pem: Some(pki.ca_pem().to_string()),
-        ..cfg.admission.clone()
-    };
-    let root_ca_pem = admission.root_ca_pem.clone();
     let registry = Arc::new(
         Registry::new(store.clone(), crate::services::Allocator::new(store, cidr))
-            .with_admission(admission),
+            .with_admission(cfg.admission.clone()),
     );
     res_for_namespaces().context("catalogue")?;
-    bootstrap(&registry, addr.port(), root_ca_pem.as_deref())
+    bootstrap(&registry, addr.port())
         .await
         .map_err(|e| anyhow::anyhow!("create the built-in objects: {e}"))?;
 

@@ -315,7 +315,6 @@ async fn server(args: ServerArgs) -> Result<()> {
             admission: rudder_apiserver::admission::Config {
                 not_ready_toleration_seconds: args.default_not_ready_toleration_seconds,
                 unreachable_toleration_seconds: args.default_unreachable_toleration_seconds,
-                root_ca_pem: None,
             },
         },
         store.clone(),

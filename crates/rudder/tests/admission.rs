@@ -59,24 +59,14 @@ fn namespace_lifecycle_and_what_every_namespace_holds() {
             )),
             "{err}"
         );
-        // Made at start: the default ServiceAccount and the CA bundle.
-        s.kubectl(&["get", "serviceaccount", "default", "-n", ns])
-            .ok();
-        let ca = get(&s, &["configmap", "kube-root-ca.crt", "-n", ns]);
-        assert!(
-            ca["data"]["ca.crt"]
-                .as_str()
-                .unwrap_or("")
-                .starts_with("-----BEGIN CERTIFICATE-----"),
-            "{ca}"
-        );
+        // Made at start: the default ServiceAccount.
+        let sa = get(&s, &["serviceaccount", "default", "-n", ns]);
+        assert_eq!(sa["metadata"]["namespace"], ns);
     }
-    // A new namespace gets them at once.
+    // A new namespace gets one at once.
     s.kubectl(&["create", "namespace", "team"]).ok();
     let sa = get(&s, &["serviceaccount", "default", "-n", "team"]);
     assert_eq!(sa["metadata"]["name"], "default");
-    s.kubectl(&["get", "configmap", "kube-root-ca.crt", "-n", "team"])
-        .ok();
     // Nothing new in a namespace being deleted (the Status names the object and the cause).
     s.kubectl(&["create", "configmap", "keep", "-n", "team"])
         .ok();
@@ -411,6 +401,8 @@ fn new_nodes_are_tainted_not_ready_and_limits_and_quotas_hold() {
 
     // ResourceQuota: usage recorded, 403 beyond it, usage given back on delete.
     s.kubectl(&["create", "namespace", "q"]).ok();
+    s.kubectl(&["create", "configmap", "before", "-n", "q"])
+        .ok();
     create(
         &s,
         &json!({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "small", "namespace": "q"},
@@ -421,7 +413,7 @@ fn new_nodes_are_tainted_not_ready_and_limits_and_quotas_hold() {
         quota["status"]["hard"],
         json!({"pods": "2", "configmaps": "3", "services.nodeports": "1"})
     );
-    // The namespace's kube-root-ca.crt counts, as upstream's.
+    // What the namespace held before the quota counts.
     assert_eq!(
         quota["status"]["used"],
         json!({"pods": "0", "configmaps": "1", "services.nodeports": "0"})
