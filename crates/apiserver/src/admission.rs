@@ -17,7 +17,7 @@
 //! Owns: the plugins' rules and messages. Must not touch: kind rules that need no other
 //! object (strategies in `rudder-api`), the store.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -193,18 +193,20 @@ impl Default for Config {
 /// The chain.
 pub struct Admission {
     plugins: Vec<Box<dyn Plugin>>,
-    namespaces: Arc<NamespaceIndex>,
+    namespaces: Arc<KeyIndex>,
 }
 
 impl Admission {
     pub fn new(cfg: Config) -> Admission {
-        let namespaces = Arc::new(NamespaceIndex::default());
+        let namespaces = Arc::new(KeyIndex::new(NAMESPACES_PREFIX, active_namespace));
         Admission {
             plugins: vec![
                 Box::new(NamespaceLifecycle {
                     index: namespaces.clone(),
                 }),
-                Box::new(LimitRanger),
+                Box::new(LimitRanger {
+                    index: KeyIndex::new("/registry/limitranges/", anything),
+                }),
                 Box::new(ServiceAccount),
                 Box::new(TaintNodesByCondition),
                 Box::new(Priority),
@@ -212,7 +214,9 @@ impl Admission {
                     not_ready: cfg.not_ready_toleration_seconds,
                     unreachable: cfg.unreachable_toleration_seconds,
                 }),
-                Box::new(ResourceQuota),
+                Box::new(ResourceQuota {
+                    index: KeyIndex::new("/registry/resourcequotas/", anything),
+                }),
             ],
             namespaces,
         }
@@ -259,7 +263,7 @@ impl Admission {
 
     /// Takes a namespace out of the active index at once (it is terminating).
     pub fn forget_namespace(&self, ns: &str) {
-        self.namespaces.forget(ns);
+        self.namespaces.note(ns, false);
     }
 }
 
@@ -313,41 +317,64 @@ fn array_mut<'v>(v: &'v mut Value, path: &[&str]) -> Option<&'v mut Vec<Value>> 
 pub const SYSTEM_NAMESPACES: [&str; 4] =
     ["default", "kube-system", "kube-public", "kube-node-lease"];
 
-/// Namespaces known to exist and not be terminating, kept by a watch once the first
-/// namespaced write asks (`None` until then, or after that watch ended): a create then costs
-/// one store request, not two. A namespace missing here is looked up in the store.
-#[derive(Default)]
-struct NamespaceIndex {
-    active: Arc<std::sync::RwLock<Option<HashSet<String>>>>,
+/// The keys under a store prefix (below it: `name` or `namespace/name`) whose objects pass
+/// `keep`, kept by a watch once the first request asks (`None` until then, or after that
+/// watch ended), so admission need not read the store on every write: the active namespaces
+/// (a create costs one store request, not two), the namespaces with ResourceQuotas or
+/// LimitRanges (a write to any other namespace costs no look-up at all).
+struct KeyIndex {
+    prefix: &'static str,
+    keep: fn(&Value) -> bool,
+    keys: Arc<std::sync::RwLock<Option<BTreeSet<String>>>>,
     starting: tokio::sync::Mutex<()>,
 }
 
-impl NamespaceIndex {
-    fn known(&self, ns: &str) -> Option<bool> {
-        self.active
-            .read()
-            .ok()
-            .and_then(|s| s.as_ref().map(|s| s.contains(ns)))
+impl KeyIndex {
+    fn new(prefix: &'static str, keep: fn(&Value) -> bool) -> KeyIndex {
+        KeyIndex {
+            prefix,
+            keep,
+            keys: Arc::default(),
+            starting: tokio::sync::Mutex::new(()),
+        }
     }
 
-    /// Whether the index knows `ns` as active; starts the index on first use.
-    async fn is_active(&self, reg: &Registry, ns: &str) -> bool {
-        if let Some(found) = self.known(ns) {
-            return found;
+    /// What `f` says of the keys, starting the index first if need be; `None` when it cannot
+    /// be started (callers then read the store).
+    async fn with<T>(&self, reg: &Registry, f: impl Fn(&BTreeSet<String>) -> T) -> Option<T> {
+        let look = || self.keys.read().ok().and_then(|k| k.as_ref().map(&f));
+        if let Some(found) = look() {
+            return Some(found);
         }
         let _one_at_a_time = self.starting.lock().await;
-        if let Some(found) = self.known(ns) {
-            return found;
+        if let Some(found) = look() {
+            return Some(found);
         }
         if let Err(e) = self.start(reg).await {
-            tracing::warn!(error = %e, "namespace index not started; namespaces are read from the store");
-            return false;
+            tracing::warn!(prefix = self.prefix, error = %e, "admission index not started; the store is read instead");
+            return None;
         }
-        self.known(ns) == Some(true)
+        look()
+    }
+
+    /// Whether `key` is known.
+    async fn contains(&self, reg: &Registry, key: &str) -> Option<bool> {
+        self.with(reg, |k| k.contains(key)).await
+    }
+
+    /// Whether anything is known in namespace `ns`.
+    async fn any_in(&self, reg: &Registry, ns: &str) -> Option<bool> {
+        let from = format!("{ns}/");
+        self.with(reg, |k| {
+            k.range(from.clone()..)
+                .next()
+                .is_some_and(|x| x.starts_with(&from))
+        })
+        .await
     }
 
     async fn start(&self, reg: &Registry) -> Result<(), ApiError> {
-        let prefix = Bytes::from_static(NAMESPACES_PREFIX.as_bytes());
+        let prefix = Bytes::from_static(self.prefix.as_bytes());
         let feed = reg.watch_cache().feed(&prefix).await?;
         let listed = reg
             .store()
@@ -360,34 +387,33 @@ impl NamespaceIndex {
             .await?;
         let Some(mut sub) = feed.subscribe(listed.revision) else {
             return Err(ApiError::internal(
-                "the namespace watch does not reach back to the list",
+                "the index's watch does not reach back to its list",
             ));
         };
         let name_of = move |key: &[u8]| String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
-        let active = |kv: &KeyValue| {
-            serde_json::from_slice::<Value>(&kv.value)
-                .is_ok_and(|o| at(&o, &["metadata", "deletionTimestamp"]).is_none())
-        };
-        let mut set: HashSet<String> = listed
+        let keep = self.keep;
+        let kept =
+            move |kv: &KeyValue| serde_json::from_slice::<Value>(&kv.value).is_ok_and(|o| keep(&o));
+        let mut set: BTreeSet<String> = listed
             .kvs
             .iter()
-            .filter(|kv| active(kv))
+            .filter(|kv| kept(kv))
             .map(|kv| name_of(&kv.key))
             .collect();
-        let apply = move |set: &mut HashSet<String>, e: &rudder_store::Event| {
+        let apply = move |set: &mut BTreeSet<String>, e: &rudder_store::Event| {
             let name = name_of(&e.kv.key);
             match e.kind {
-                rudder_store::EventKind::Put if active(&e.kv) => set.insert(name),
+                rudder_store::EventKind::Put if kept(&e.kv) => set.insert(name),
                 _ => set.remove(&name),
             };
         };
         for e in &sub.replay {
             apply(&mut set, &e.event);
         }
-        if let Ok(mut slot) = self.active.write() {
+        if let Ok(mut slot) = self.keys.write() {
             *slot = Some(set);
         }
-        let index = self.active.clone();
+        let index = self.keys.clone();
         tokio::spawn(async move {
             while let Ok(item) = sub.live.recv().await {
                 if let FeedItem::Event(e) = item {
@@ -398,7 +424,7 @@ impl NamespaceIndex {
                     }
                 }
             }
-            // Behind or ended: forget, and start again on the next namespaced write.
+            // Behind or ended: forget, and start again on the next request that asks.
             if let Ok(mut slot) = index.write() {
                 *slot = None;
             }
@@ -406,20 +432,34 @@ impl NamespaceIndex {
         Ok(())
     }
 
-    fn forget(&self, ns: &str) {
-        if let Ok(mut slot) = self.active.write() {
+    /// Records at once what this server just wrote (`present`) or marked, not when its watch
+    /// event arrives.
+    fn note(&self, key: &str, present: bool) {
+        if let Ok(mut slot) = self.keys.write() {
             if let Some(set) = slot.as_mut() {
-                set.remove(ns);
+                if present {
+                    set.insert(key.to_string());
+                } else {
+                    set.remove(key);
+                }
             }
         }
     }
+}
+
+fn active_namespace(ns: &Value) -> bool {
+    at(ns, &["metadata", "deletionTimestamp"]).is_none()
+}
+
+fn anything(_: &Value) -> bool {
+    true
 }
 
 /// No content in a namespace that does not exist, no new content in one being deleted, and
 /// the system namespaces are never deleted. After a namespace is created: its `default`
 /// ServiceAccount (upstream's serviceaccount controller makes it).
 struct NamespaceLifecycle {
-    index: Arc<NamespaceIndex>,
+    index: Arc<KeyIndex>,
 }
 
 impl NamespaceLifecycle {
@@ -432,7 +472,7 @@ impl NamespaceLifecycle {
         {
             return Ok(());
         }
-        if self.index.is_active(reg, ns).await {
+        if self.index.contains(reg, ns).await == Some(true) {
             return Ok(());
         }
         let key = Bytes::from(format!("{NAMESPACES_PREFIX}{ns}"));
@@ -973,7 +1013,10 @@ fn pod_resources(pod: &Value, which: &str) -> Resources {
 /// LimitRanges of the namespace: default requests and limits for containers of new pods, and
 /// min / max / maxLimitRequestRatio for containers, pods and claims (403 with upstream's
 /// messages).
-struct LimitRanger;
+struct LimitRanger {
+    /// `namespace/name` of every LimitRange.
+    index: KeyIndex,
+}
 
 const LIMIT_RANGER_ANNOTATION: &str = "kubernetes.io/limit-ranger";
 
@@ -1234,7 +1277,11 @@ impl LimitRanger {
                 .is_none_or(|o| at(o, &["metadata", "deletionTimestamp"]).is_none())
     }
 
-    async fn ranges(reg: &Registry, a: &Attributes<'_>) -> Result<Vec<Value>, ApiError> {
+    async fn ranges(&self, reg: &Registry, a: &Attributes<'_>) -> Result<Vec<Value>, ApiError> {
+        let ns = a.namespace.unwrap_or_default();
+        if self.index.any_in(reg, ns).await == Some(false) {
+            return Ok(Vec::new());
+        }
         let res = served("", "v1", "limitranges")?;
         list_items(reg, &res, a.namespace).await
     }
@@ -1251,7 +1298,7 @@ impl Plugin for LimitRanger {
             if !(Self::applies(a) && a.res.plural == "pods") {
                 return Ok(());
             }
-            for range in Self::ranges(reg, a).await? {
+            for range in self.ranges(reg, a).await? {
                 merge_defaults(obj, &range);
             }
             Ok(())
@@ -1269,7 +1316,7 @@ impl Plugin for LimitRanger {
             if !Self::applies(a) {
                 return Ok(());
             }
-            for range in Self::ranges(reg, a).await? {
+            for range in self.ranges(reg, a).await? {
                 let errs = limit_violations(&range, obj, a.res.plural == "pods");
                 if !errs.is_empty() {
                     return Err(a.forbidden(aggregate(&errs)));
@@ -1278,6 +1325,18 @@ impl Plugin for LimitRanger {
             Ok(())
         }
         .boxed()
+    }
+
+    fn written<'a>(
+        &'a self,
+        _: &'a Registry,
+        a: &'a Attributes<'a>,
+        obj: Option<&'a Value>,
+    ) -> Done<'a> {
+        if let (true, Some(ns)) = (a.is("", "limitranges"), a.namespace) {
+            self.index.note(&format!("{ns}/{}", a.name), obj.is_some());
+        }
+        ok()
     }
 }
 
@@ -1288,7 +1347,10 @@ impl Plugin for LimitRanger {
 /// quota's `status.used` records the new usage. Usage of the kind written is counted afresh
 /// from the namespace's objects each time, and again after a delete, so `status.used` stays
 /// right without upstream's quota controller.
-struct ResourceQuota;
+struct ResourceQuota {
+    /// `namespace/name` of every ResourceQuota.
+    index: KeyIndex,
+}
 
 /// The legacy quota name of a core resource counted by object (`pods`, `services`, …).
 fn legacy_count_name(res: &Res) -> Option<&'static str> {
@@ -1538,7 +1600,7 @@ impl ResourceQuota {
             .map(|_| ())
     }
 
-    async fn check(reg: &Registry, a: &Attributes<'_>, obj: &Value) -> Result<(), ApiError> {
+    async fn check(&self, reg: &Registry, a: &Attributes<'_>, obj: &Value) -> Result<(), ApiError> {
         let (Some(ns), true) = (a.namespace, a.subresource.is_empty()) else {
             return Ok(());
         };
@@ -1553,22 +1615,23 @@ impl ResourceQuota {
             // Counting quotas by quotas would recurse; upstream charges them, rarely useful.
             return Ok(());
         }
+        let mut delta = usage(a.res, obj);
+        if let Some(old) = a.old {
+            let before = usage(a.res, old);
+            for (k, q) in delta.iter_mut() {
+                let was = before.get(k).map_or(0, Quantity::nanos);
+                *q = q.with_nanos((q.nanos() - was).max(0));
+            }
+        }
+        if delta.values().all(Quantity::is_zero) || self.index.any_in(reg, ns).await == Some(false)
+        {
+            return Ok(());
+        }
         let quota_res = served("", "v1", "resourcequotas")?;
         // Compare-and-swap on each quota's status: another write in between means counting
         // again.
         for _ in 0..5 {
             let quotas = list_items(reg, &quota_res, Some(ns)).await?;
-            let mut delta = usage(a.res, obj);
-            if let Some(old) = a.old {
-                let before = usage(a.res, old);
-                for (k, q) in delta.iter_mut() {
-                    let was = before.get(k).map_or(0, Quantity::nanos);
-                    *q = q.with_nanos((q.nanos() - was).max(0));
-                }
-            }
-            if delta.values().all(Quantity::is_zero) {
-                return Ok(());
-            }
             let mut counted: Option<Resources> = None;
             let mut updates = Vec::new();
             for quota in &quotas {
@@ -1653,6 +1716,7 @@ impl ResourceQuota {
     /// After a quota is written (its limits may have changed) or a charged object deleted:
     /// the quotas' usage counted afresh.
     async fn recompute(
+        &self,
         reg: &Registry,
         a: &Attributes<'_>,
         obj: Option<&Value>,
@@ -1666,6 +1730,7 @@ impl ResourceQuota {
         let quota_res = served("", "v1", "resourcequotas")?;
         let is_quota = a.res.group.is_empty() && a.res.plural == "resourcequotas";
         if is_quota {
+            self.index.note(&format!("{ns}/{}", a.name), obj.is_some());
             let Some(quota) = obj else {
                 return Ok(());
             };
@@ -1687,7 +1752,7 @@ impl ResourceQuota {
                 other => other,
             };
         }
-        if a.operation != Operation::Delete {
+        if a.operation != Operation::Delete || self.index.any_in(reg, ns).await == Some(false) {
             return Ok(());
         }
         let quotas = list_items(reg, &quota_res, Some(ns)).await?;
@@ -1745,7 +1810,7 @@ impl Plugin for ResourceQuota {
         a: &'a Attributes<'a>,
         obj: &'a Value,
     ) -> Done<'a> {
-        Self::check(reg, a, obj).boxed()
+        self.check(reg, a, obj).boxed()
     }
 
     fn written<'a>(
@@ -1754,7 +1819,7 @@ impl Plugin for ResourceQuota {
         a: &'a Attributes<'a>,
         obj: Option<&'a Value>,
     ) -> Done<'a> {
-        Self::recompute(reg, a, obj).boxed()
+        self.recompute(reg, a, obj).boxed()
     }
 }
 
@@ -1944,6 +2009,13 @@ mod tests {
             "maximum storage usage per PersistentVolumeClaim is 1Gi, but request is 2Gi"
         );
         assert_eq!(aggregate(&["a".into(), "b".into()]), "[a, b]");
+    }
+
+    #[test]
+    fn indexes_watch_where_the_objects_are() {
+        assert_eq!(res("limitranges").prefix, "/registry/limitranges/");
+        assert_eq!(res("resourcequotas").prefix, "/registry/resourcequotas/");
+        assert_eq!(res("namespaces").prefix, NAMESPACES_PREFIX);
     }
 
     #[test]
