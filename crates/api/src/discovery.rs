@@ -80,7 +80,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::catalogue::{self, ApiGroup, ResourceType, Scope, Subresource, API_GROUPS, CORE_GROUP};
+use std::cmp::Reverse;
+
+use crate::catalogue::{self, ResourceType, Scope, Subresource, API_GROUPS};
 
 /// Content-Type of every legacy discovery document (exact spelling; see module docs).
 pub const CONTENT_TYPE_JSON: &str = "application/json";
@@ -225,65 +227,206 @@ fn clause_format(clause: &str, aggregated_allowed: bool) -> Option<(f32, Discove
 // ---------------------------------------------------------------------------------------------
 // Legacy (unaggregated) documents.
 
-/// `GET /api`: the core versions and the address clients should use
-/// (`clientCIDR` `0.0.0.0/0` → `server_address`, e.g. `"10.0.0.5:6443"`).
-pub fn api_versions(server_address: &str) -> APIVersions {
-    APIVersions {
-        server_address_by_client_cidrs: vec![ServerAddressByClientCIDR {
-            client_cidr: "0.0.0.0/0".to_string(),
-            server_address: server_address.to_string(),
-        }],
-        versions: CORE_GROUP.versions.iter().map(|v| v.to_string()).collect(),
+/// A served group and its versions, preferred first.
+#[derive(Clone, Debug)]
+struct Group {
+    name: &'static str,
+    versions: Vec<&'static str>,
+}
+
+/// What discovery describes: the served rows (built-in ones and kinds added while serving) and
+/// their groups: the built-in groups in upstream's `/apis` order, then any other by name, as
+/// upstream orders groups of equal priority.
+#[derive(Clone, Debug)]
+pub struct Discovery {
+    rows: Vec<&'static ResourceType>,
+    core: Group,
+    groups: Vec<Group>,
+}
+
+/// Sort key of Kubernetes' version order (`k8s.io/apimachinery/pkg/version`): GA before beta
+/// before alpha, higher numbers first; anything else after them, by name.
+fn version_order(v: &str) -> (u8, Reverse<u64>, Reverse<u64>, String) {
+    let parse = |v: &str| -> Option<(u8, u64, u64)> {
+        let rest = v.strip_prefix('v')?;
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let major: u64 = rest[..digits].parse().ok()?;
+        match &rest[digits..] {
+            "" => Some((0, major, 0)),
+            tail => {
+                let (level, n) = match tail.strip_prefix("beta") {
+                    Some(n) => (1, n),
+                    None => (2, tail.strip_prefix("alpha")?),
+                };
+                Some((level, major, n.parse().ok()?))
+            }
+        }
+    };
+    match parse(v) {
+        Some((level, major, minor)) => (level, Reverse(major), Reverse(minor), String::new()),
+        None => (3, Reverse(0), Reverse(0), v.to_string()),
     }
 }
 
-/// `GET /apis`: every group in `/apis` order, versions preferred first.
-pub fn api_group_list() -> APIGroupList {
-    APIGroupList {
-        groups: API_GROUPS.iter().map(group_document).collect(),
+impl Discovery {
+    /// Discovery of the built-in catalogue.
+    pub fn built_in() -> Discovery {
+        Discovery::new(catalogue::RESOURCES.iter().collect())
+    }
+
+    /// Discovery of `rows`.
+    pub fn new(rows: Vec<&'static ResourceType>) -> Discovery {
+        let group = |name: &'static str| {
+            let mut versions: Vec<&'static str> = Vec::new();
+            for r in rows.iter().filter(|r| r.group == name) {
+                if !versions.contains(&r.version) {
+                    versions.push(r.version);
+                }
+            }
+            match catalogue::api_group(name) {
+                // Built-in groups keep upstream's order; versions added to them go last.
+                Some(g) => versions
+                    .sort_by_key(|v| g.versions.iter().position(|x| x == v).unwrap_or(usize::MAX)),
+                None => versions.sort_by_key(|v| version_order(v)),
+            }
+            Group { name, versions }
+        };
+        let mut others: Vec<&'static str> = rows
+            .iter()
+            .map(|r| r.group)
+            .filter(|g| !g.is_empty() && catalogue::api_group(g).is_none())
+            .collect();
+        others.sort_unstable();
+        others.dedup();
+        let groups = API_GROUPS
+            .iter()
+            .map(|g| g.name)
+            .chain(others)
+            .map(group)
+            .filter(|g| !g.versions.is_empty())
+            .collect();
+        Discovery {
+            core: group(""),
+            groups,
+            rows,
+        }
+    }
+
+    /// Rows served in `group`/`version`.
+    fn resources_in<'a>(
+        &'a self,
+        group: &'a str,
+        version: &'a str,
+    ) -> impl Iterator<Item = &'static ResourceType> + 'a {
+        self.rows
+            .iter()
+            .copied()
+            .filter(move |r| r.group == group && r.version == version)
+    }
+
+    /// `GET /api`: the core versions and the address clients should use
+    /// (`clientCIDR` `0.0.0.0/0` → `server_address`, e.g. `"10.0.0.5:6443"`).
+    pub fn api_versions(&self, server_address: &str) -> APIVersions {
+        APIVersions {
+            server_address_by_client_cidrs: vec![ServerAddressByClientCIDR {
+                client_cidr: "0.0.0.0/0".to_string(),
+                server_address: server_address.to_string(),
+            }],
+            versions: self.core.versions.iter().map(|v| v.to_string()).collect(),
+        }
+    }
+
+    /// `GET /apis`: every group in `/apis` order, versions preferred first.
+    pub fn api_group_list(&self) -> APIGroupList {
+        APIGroupList {
+            groups: self.groups.iter().map(group_document).collect(),
+        }
+    }
+
+    /// `GET /apis/<group>`; `None` for groups not served (answer 404). The core group has no
+    /// such document.
+    pub fn api_group(&self, name: &str) -> Option<APIGroup> {
+        self.groups
+            .iter()
+            .find(|g| g.name == name)
+            .map(group_document)
+    }
+
+    /// `GET /api/v1` (group `""`) or `GET /apis/<group>/<version>`; `None` if not served.
+    pub fn api_resource_list(&self, group: &str, version: &str) -> Option<APIResourceList> {
+        let mut resources = Vec::new();
+        for row in self.resources_in(group, version) {
+            resources.push(legacy_resource(row));
+            for sub in row.subresources {
+                resources.push(legacy_subresource(row, sub));
+            }
+        }
+        if resources.is_empty() {
+            return None;
+        }
+        // Upstream lists "pods", "pods/attach", …, "podtemplates" in plain string order.
+        resources.sort_by(|a, b| a.name.cmp(&b.name));
+        Some(APIResourceList {
+            group_version: catalogue::api_version(group, version),
+            resources,
+        })
+    }
+
+    /// Aggregated `GET /api`: one item for the core group (no name).
+    pub fn aggregated_api(&self, version: AggregatedVersion) -> APIGroupDiscoveryList {
+        self.aggregated_list(version, std::slice::from_ref(&self.core))
+    }
+
+    /// Aggregated `GET /apis`: every group in `/apis` order.
+    pub fn aggregated_apis(&self, version: AggregatedVersion) -> APIGroupDiscoveryList {
+        self.aggregated_list(version, &self.groups)
+    }
+
+    fn aggregated_list(
+        &self,
+        version: AggregatedVersion,
+        groups: &[Group],
+    ) -> APIGroupDiscoveryList {
+        APIGroupDiscoveryList {
+            api_version: version.api_version().to_string(),
+            kind: AGGREGATED_LIST_KIND.to_string(),
+            metadata: ListMeta::default(),
+            items: groups.iter().map(|g| self.aggregated_group(g)).collect(),
+        }
+    }
+
+    fn aggregated_group(&self, group: &Group) -> APIGroupDiscovery {
+        APIGroupDiscovery {
+            metadata: ObjectMeta {
+                name: (!group.name.is_empty()).then(|| group.name.to_string()),
+                ..ObjectMeta::default()
+            },
+            versions: group
+                .versions
+                .iter()
+                .map(|v| APIVersionDiscovery {
+                    version: v.to_string(),
+                    resources: aggregated_resources(self.resources_in(group.name, v)),
+                    freshness: Some(Freshness::Current),
+                })
+                .collect(),
+        }
     }
 }
 
-/// `GET /apis/<group>`; `None` for groups not served (answer 404). The core group has no such
-/// document.
-pub fn api_group(name: &str) -> Option<APIGroup> {
-    API_GROUPS
-        .iter()
-        .find(|g| g.name == name)
-        .map(group_document)
-}
-
-fn group_document(group: &ApiGroup) -> APIGroup {
+fn group_document(group: &Group) -> APIGroup {
     let version_entry = |v: &str| GroupVersionForDiscovery {
         group_version: catalogue::api_version(group.name, v),
         version: v.to_string(),
     };
     APIGroup {
         name: group.name.to_string(),
-        preferred_version: Some(version_entry(group.preferred_version())),
+        preferred_version: group.versions.first().map(|v| version_entry(v)),
         server_address_by_client_cidrs: None,
         versions: group.versions.iter().map(|v| version_entry(v)).collect(),
     }
-}
-
-/// `GET /api/v1` (group `""`) or `GET /apis/<group>/<version>`; `None` if not served.
-pub fn api_resource_list(group: &str, version: &str) -> Option<APIResourceList> {
-    if !catalogue::serves_group_version(group, version) {
-        return None;
-    }
-    let mut resources = Vec::new();
-    for row in catalogue::resources_in(group, version) {
-        resources.push(legacy_resource(row));
-        for sub in row.subresources {
-            resources.push(legacy_subresource(row, sub));
-        }
-    }
-    // Upstream lists "pods", "pods/attach", …, "podtemplates" in plain string order.
-    resources.sort_by(|a, b| a.name.cmp(&b.name));
-    Some(APIResourceList {
-        group_version: catalogue::api_version(group, version),
-        resources,
-    })
 }
 
 fn strings(items: &[&str]) -> Vec<String> {
@@ -420,45 +563,10 @@ pub struct APISubresourceDiscovery {
     pub verbs: Vec<String>,
 }
 
-/// Aggregated `GET /api`: one item for the core group (no name).
-pub fn aggregated_api(version: AggregatedVersion) -> APIGroupDiscoveryList {
-    aggregated_list(version, std::slice::from_ref(&CORE_GROUP))
-}
-
-/// Aggregated `GET /apis`: every group in `/apis` order.
-pub fn aggregated_apis(version: AggregatedVersion) -> APIGroupDiscoveryList {
-    aggregated_list(version, API_GROUPS)
-}
-
-fn aggregated_list(version: AggregatedVersion, groups: &[ApiGroup]) -> APIGroupDiscoveryList {
-    APIGroupDiscoveryList {
-        api_version: version.api_version().to_string(),
-        kind: AGGREGATED_LIST_KIND.to_string(),
-        metadata: ListMeta::default(),
-        items: groups.iter().map(aggregated_group).collect(),
-    }
-}
-
-fn aggregated_group(group: &ApiGroup) -> APIGroupDiscovery {
-    APIGroupDiscovery {
-        metadata: ObjectMeta {
-            name: (!group.name.is_empty()).then(|| group.name.to_string()),
-            ..ObjectMeta::default()
-        },
-        versions: group
-            .versions
-            .iter()
-            .map(|v| APIVersionDiscovery {
-                version: v.to_string(),
-                resources: aggregated_resources(group.name, v),
-                freshness: Some(Freshness::Current),
-            })
-            .collect(),
-    }
-}
-
-fn aggregated_resources(group: &str, version: &str) -> Vec<APIResourceDiscovery> {
-    let mut resources: Vec<_> = catalogue::resources_in(group, version)
+fn aggregated_resources(
+    rows: impl Iterator<Item = &'static ResourceType>,
+) -> Vec<APIResourceDiscovery> {
+    let mut resources: Vec<_> = rows
         .map(|row| APIResourceDiscovery {
             resource: row.plural.to_string(),
             response_kind: Some(GroupVersionKind {
@@ -521,7 +629,7 @@ mod tests {
 
     #[test]
     fn api_versions_document() {
-        let doc = api_versions("10.0.0.5:6443");
+        let doc = Discovery::built_in().api_versions("10.0.0.5:6443");
         let v = round_trip(&doc);
         assert_eq!(v["kind"], "APIVersions");
         assert_eq!(v["versions"], json!(["v1"]));
@@ -533,7 +641,9 @@ mod tests {
 
     #[test]
     fn core_v1_resource_list() {
-        let doc = api_resource_list("", "v1").expect("core v1");
+        let doc = Discovery::built_in()
+            .api_resource_list("", "v1")
+            .expect("core v1");
         let v = round_trip(&doc);
         assert_eq!(v["kind"], "APIResourceList");
         assert_eq!(v["groupVersion"], "v1");
@@ -587,7 +697,9 @@ mod tests {
 
     #[test]
     fn group_resource_lists() {
-        let apps = api_resource_list("apps", "v1").expect("apps/v1");
+        let apps = Discovery::built_in()
+            .api_resource_list("apps", "v1")
+            .expect("apps/v1");
         let v = round_trip(&apps);
         assert_eq!(v["groupVersion"], "apps/v1");
         assert_eq!(v["apiVersion"], "v1");
@@ -595,11 +707,21 @@ mod tests {
         assert_eq!(scale["group"], "autoscaling");
         assert_eq!(scale["version"], "v1");
         assert_eq!(scale["kind"], "Scale");
-        assert!(api_resource_list("autoscaling", "v1").is_some());
-        assert!(api_resource_list("autoscaling", "v2").is_some());
-        assert!(api_resource_list("apps", "v1beta1").is_none());
-        assert!(api_resource_list("extensions", "v1beta1").is_none());
-        let ssar = api_resource_list("authorization.k8s.io", "v1").unwrap();
+        assert!(Discovery::built_in()
+            .api_resource_list("autoscaling", "v1")
+            .is_some());
+        assert!(Discovery::built_in()
+            .api_resource_list("autoscaling", "v2")
+            .is_some());
+        assert!(Discovery::built_in()
+            .api_resource_list("apps", "v1beta1")
+            .is_none());
+        assert!(Discovery::built_in()
+            .api_resource_list("extensions", "v1beta1")
+            .is_none());
+        let ssar = Discovery::built_in()
+            .api_resource_list("authorization.k8s.io", "v1")
+            .unwrap();
         let v = round_trip(&ssar);
         let r = find(&v["resources"], "name", "selfsubjectaccessreviews");
         assert_eq!(r["verbs"], json!(["create"]));
@@ -608,7 +730,7 @@ mod tests {
 
     #[test]
     fn group_list_and_groups() {
-        let v = round_trip(&api_group_list());
+        let v = round_trip(&Discovery::built_in().api_group_list());
         assert_eq!(v["kind"], "APIGroupList");
         let groups = v["groups"].as_array().unwrap();
         // As upstream: the aggregator's own group first (priority 20001), then by priority.
@@ -628,18 +750,18 @@ mod tests {
             json!({"groupVersion": "autoscaling/v2", "version": "v2"})
         );
         assert!(autoscaling.get("serverAddressByClientCIDRs").is_none());
-        let g = api_group("batch").expect("batch");
+        let g = Discovery::built_in().api_group("batch").expect("batch");
         let v = round_trip(&g);
         assert_eq!(v["kind"], "APIGroup");
         assert_eq!(v["preferredVersion"]["groupVersion"], "batch/v1");
-        assert!(api_group("").is_none());
-        assert!(api_group("extensions").is_none());
+        assert!(Discovery::built_in().api_group("").is_none());
+        assert!(Discovery::built_in().api_group("extensions").is_none());
     }
 
     #[test]
     fn aggregated_core() {
         for version in [AggregatedVersion::V2, AggregatedVersion::V2Beta1] {
-            let doc = aggregated_api(version);
+            let doc = Discovery::built_in().aggregated_api(version);
             let v = round_trip(&doc);
             assert_eq!(v["apiVersion"], version.api_version());
             assert_eq!(v["kind"], "APIGroupDiscoveryList");
@@ -683,7 +805,7 @@ mod tests {
 
     #[test]
     fn aggregated_groups() {
-        let v = round_trip(&aggregated_apis(AggregatedVersion::V2));
+        let v = round_trip(&Discovery::built_in().aggregated_apis(AggregatedVersion::V2));
         assert_eq!(v["apiVersion"], "apidiscovery.k8s.io/v2");
         let items = v["items"].as_array().unwrap();
         let names: Vec<&str> = items
@@ -697,7 +819,8 @@ mod tests {
         assert_eq!(names[1], "apps");
         assert!(names.contains(&"autoscaling"));
         // The same order as the legacy /apis document.
-        let legacy: Vec<String> = api_group_list()
+        let legacy: Vec<String> = Discovery::built_in()
+            .api_group_list()
             .groups
             .into_iter()
             .map(|g| g.name)
@@ -712,7 +835,7 @@ mod tests {
 
     #[test]
     fn aggregated_versions_preferred_first() {
-        let v = round_trip(&aggregated_apis(AggregatedVersion::V2Beta1));
+        let v = round_trip(&Discovery::built_in().aggregated_apis(AggregatedVersion::V2Beta1));
         assert_eq!(v["apiVersion"], "apidiscovery.k8s.io/v2beta1");
         let items = v["items"].as_array().unwrap();
         let group = |name: &str| {
@@ -769,12 +892,14 @@ mod tests {
     #[test]
     fn aggregated_and_legacy_agree() {
         // Every legacy entry appears in the aggregated documents with the same facts.
-        let core = aggregated_api(AggregatedVersion::V2);
-        let apis = aggregated_apis(AggregatedVersion::V2);
+        let core = Discovery::built_in().aggregated_api(AggregatedVersion::V2);
+        let apis = Discovery::built_in().aggregated_apis(AggregatedVersion::V2);
         for group in core.items.iter().chain(&apis.items) {
             let name = group.metadata.name.clone().unwrap_or_default();
             for ver in &group.versions {
-                let legacy = api_resource_list(&name, &ver.version).expect("served");
+                let legacy = Discovery::built_in()
+                    .api_resource_list(&name, &ver.version)
+                    .expect("served");
                 let mut count = 0;
                 for r in &ver.resources {
                     let l = legacy

@@ -1,13 +1,55 @@
 //! Strategies: every kind gets upstream's defaults, and invalid objects get upstream's field
 //! paths and messages (the text kubectl prints after "is invalid:").
 
-use rudder_api::strategy::{
-    grace_period, may_go_when_finalized, parse_schedule, prepare, validate,
-};
+use rudder_api::strategy::{built_in, parse_schedule, Strategy};
 use rudder_api::validation::{parse_quantity, FieldError, Quantity};
 use serde_json::{json, Value};
 
 const UID: &str = "6f1c3c8e-3a51-4c5e-9d0c-2f3b7d1e9a10";
+
+fn strategy(group: &str, kind: &str) -> impl Strategy {
+    built_in(group, kind).unwrap_or_else(|| panic!("a strategy for {group}/{kind}"))
+}
+
+#[test]
+fn every_stored_row_of_the_catalogue_has_a_strategy() {
+    let missing: Vec<String> = rudder_api::catalogue::RESOURCES
+        .iter()
+        .filter(|r| r.storage.is_some() && built_in(r.group, r.kind).is_none())
+        .map(|r| format!("{}/{}", r.group, r.kind))
+        .collect();
+    assert!(missing.is_empty(), "no strategy for {missing:?}");
+    let unused: Vec<String> = rudder_api::strategy::BUILT_IN
+        .iter()
+        .map(|b| b.group_kind())
+        .filter(|(g, k)| {
+            !rudder_api::catalogue::RESOURCES
+                .iter()
+                .any(|r| r.group == *g && r.kind == *k)
+        })
+        .map(|(g, k)| format!("{g}/{k}"))
+        .collect();
+    assert!(
+        unused.is_empty(),
+        "strategies for kinds not served: {unused:?}"
+    );
+}
+
+fn prepare(group: &str, kind: &str, obj: &mut Value, old: Option<&Value>) {
+    strategy(group, kind).prepare(obj, old)
+}
+
+fn validate(group: &str, kind: &str, obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
+    strategy(group, kind).validate(obj, old)
+}
+
+fn grace_period(group: &str, kind: &str, obj: &Value, requested: Option<i64>) -> i64 {
+    strategy(group, kind).grace_period(obj, requested)
+}
+
+fn may_go_when_finalized(group: &str, kind: &str, obj: &Value) -> bool {
+    strategy(group, kind).may_go_when_finalized(obj)
+}
 
 /// Runs prepare as the registry does on create.
 fn create(group: &str, kind: &str, mut obj: Value) -> Value {
@@ -1361,10 +1403,8 @@ fn strategy_quantities_parse_and_print_like_upstream() {
 }
 
 #[test]
-fn strategy_unknown_kinds_are_left_alone() {
-    let obj = json!({"metadata": {"name": "x"}, "spec": {"anything": true}});
-    assert_eq!(create("example.com", "Widget", obj.clone()), obj);
-    assert!(errors("example.com", "Widget", &obj, None).is_empty());
+fn strategy_unknown_kinds_have_none() {
+    assert!(built_in("example.com", "Widget").is_none());
 }
 
 // ---- more corners --------------------------------------------------------------------------

@@ -31,6 +31,7 @@ use serde_json::{json, Value};
 use crate::error::ApiError;
 use crate::pki::User;
 use crate::registry::{ListOptions, Part, Registry, Res, Write, NAMESPACES_PREFIX};
+use crate::resources::Resources as Catalogue;
 use crate::watchcache::FeedItem;
 
 /// What the request does, as upstream names it.
@@ -267,8 +268,8 @@ impl Admission {
     }
 }
 
-fn served(group: &str, version: &str, plural: &str) -> Result<Res, ApiError> {
-    crate::resources::resolve(group, version, plural)
+fn served(reg: &Registry, group: &str, version: &str, plural: &str) -> Result<Res, ApiError> {
+    reg.resolve(group, version, plural)
         .map(|s| s.res)
         .ok_or_else(|| ApiError::internal(format!("{plural} are not in the catalogue")))
 }
@@ -548,7 +549,7 @@ impl Plugin for NamespaceLifecycle {
 /// What every namespace holds: the `default` ServiceAccount (upstream's serviceaccount
 /// controller). An existing one is left alone.
 pub async fn namespace_defaults(reg: &Registry, ns: &str) -> Result<(), ApiError> {
-    let sa = served("", "v1", "serviceaccounts")?;
+    let sa = served(reg, "", "v1", "serviceaccounts")?;
     let default = json!({"metadata": {"name": "default", "namespace": ns}});
     match reg.create(&sa, Some(ns), default, &Write::server()).await {
         Ok(_)
@@ -587,7 +588,7 @@ impl ServiceAccount {
             name = "default".into();
         }
         set(pod, &["spec", "serviceAccountName"], json!(name));
-        let sa_res = served("", "v1", "serviceaccounts")?;
+        let sa_res = served(reg, "", "v1", "serviceaccounts")?;
         let sa = match reg.get(&sa_res, Some(ns), &name).await {
             Ok(sa) => sa,
             Err(e) if e.code == 404 => {
@@ -768,7 +769,7 @@ struct Priority;
 
 impl Priority {
     async fn default_class(reg: &Registry) -> Result<Option<Value>, ApiError> {
-        let res = served("scheduling.k8s.io", "v1", "priorityclasses")?;
+        let res = served(reg, "scheduling.k8s.io", "v1", "priorityclasses")?;
         Ok(list_items(reg, &res, None)
             .await?
             .into_iter()
@@ -804,7 +805,7 @@ impl Priority {
                 None => (String::new(), 0, Some("PreemptLowerPriority".to_string())),
             }
         } else {
-            let res = served("scheduling.k8s.io", "v1", "priorityclasses")?;
+            let res = served(reg, "scheduling.k8s.io", "v1", "priorityclasses")?;
             match reg.get(&res, None, &class).await {
                 Ok(pc) => (
                     class.clone(),
@@ -1282,7 +1283,7 @@ impl LimitRanger {
         if self.index.any_in(reg, ns).await == Some(false) {
             return Ok(Vec::new());
         }
-        let res = served("", "v1", "limitranges")?;
+        let res = served(reg, "", "v1", "limitranges")?;
         list_items(reg, &res, a.namespace).await
     }
 }
@@ -1590,7 +1591,7 @@ impl ResourceQuota {
         if quota.get("status") == Some(&status) {
             return Ok(());
         }
-        let res = served("", "v1", "resourcequotas")?;
+        let res = served(reg, "", "v1", "resourcequotas")?;
         let ns = s(quota, &["metadata", "namespace"]);
         let name = s(quota, &["metadata", "name"]);
         let mut obj = quota.clone();
@@ -1627,7 +1628,7 @@ impl ResourceQuota {
         {
             return Ok(());
         }
-        let quota_res = served("", "v1", "resourcequotas")?;
+        let quota_res = served(reg, "", "v1", "resourcequotas")?;
         // Compare-and-swap on each quota's status: another write in between means counting
         // again.
         for _ in 0..5 {
@@ -1727,7 +1728,7 @@ impl ResourceQuota {
         if !a.subresource.is_empty() {
             return Ok(());
         }
-        let quota_res = served("", "v1", "resourcequotas")?;
+        let quota_res = served(reg, "", "v1", "resourcequotas")?;
         let is_quota = a.res.group.is_empty() && a.res.plural == "resourcequotas";
         if is_quota {
             self.index.note(&format!("{ns}/{}", a.name), obj.is_some());
@@ -1740,7 +1741,7 @@ impl ResourceQuota {
                 if counted.iter().any(|(r, _)| owns(r, key)) {
                     continue;
                 }
-                if let Some(res) = owner_of(key) {
+                if let Some(res) = owner_of(reg.resources(), key) {
                     let u = Self::recount(reg, &res, ns).await?;
                     counted.push((res, u));
                 }
@@ -1780,14 +1781,14 @@ impl ResourceQuota {
 }
 
 /// The resource whose objects a quota name counts.
-fn owner_of(key: &str) -> Option<Res> {
-    let core = |plural: &str| served("", "v1", plural).ok();
+fn owner_of(resources: &Catalogue, key: &str) -> Option<Res> {
+    let core = |plural: &str| resources.resolve("", "v1", plural).map(|s| s.res);
     if let Some(counted) = key.strip_prefix("count/") {
         let (plural, group) = counted.split_once('.').unwrap_or((counted, ""));
         return rudder_api::catalogue::RESOURCES
             .iter()
             .find(|rt| rt.group == group && rt.plural == plural)
-            .and_then(|rt| crate::resources::resolve(rt.group, rt.version, rt.plural))
+            .and_then(|rt| resources.resolve(rt.group, rt.version, rt.plural))
             .map(|s| s.res);
     }
     [
@@ -1831,8 +1832,12 @@ mod tests {
         Quantity::parse(s).unwrap()
     }
 
+    fn catalogue() -> Catalogue {
+        Catalogue::built_in(|_| None)
+    }
+
     fn res(plural: &str) -> Res {
-        crate::resources::resolve("", "v1", plural).unwrap().res
+        catalogue().resolve("", "v1", plural).unwrap().res
     }
 
     #[test]
@@ -1939,14 +1944,16 @@ mod tests {
         assert!(owns(&res("pods"), "count/pods"));
         assert!(!owns(&res("pods"), "services"));
         assert_eq!(
-            owner_of("requests.storage").unwrap().plural,
+            owner_of(&catalogue(), "requests.storage").unwrap().plural,
             "persistentvolumeclaims"
         );
         assert_eq!(
-            owner_of("count/deployments.apps").unwrap().plural,
+            owner_of(&catalogue(), "count/deployments.apps")
+                .unwrap()
+                .plural,
             "deployments"
         );
-        assert_eq!(owner_of("secrets").unwrap().plural, "secrets");
+        assert_eq!(owner_of(&catalogue(), "secrets").unwrap().plural, "secrets");
     }
 
     #[test]

@@ -268,14 +268,14 @@ enum Target<'a> {
     },
 }
 
-fn parse_target(path: &str) -> Result<Option<Target<'_>>, ApiError> {
+fn parse_target<'a>(registry: &Registry, path: &'a str) -> Result<Option<Target<'a>>, ApiError> {
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     let (group, version, rest) = match segs.as_slice() {
         ["api", v, rest @ ..] if !rest.is_empty() => ("", *v, rest),
         ["apis", g, v, rest @ ..] if !rest.is_empty() => (*g, *v, rest),
         _ => return Ok(None),
     };
-    let find = |plural: &str| resources::resolve(group, version, plural);
+    let find = |plural: &str| registry.resolve(group, version, plural);
     let t = match rest {
         ["namespaces", ns, plural, tail @ ..] if find(plural).is_some() => {
             let served = find(plural).ok_or_else(ApiError::no_route)?;
@@ -428,7 +428,7 @@ fn list_options(served: &Served, q: &Query) -> Result<ListOptions, ApiError> {
     let selectors = Selectors::parse(
         param(q, "labelSelector"),
         param(q, "fieldSelector"),
-        served.field_selectors,
+        served.res.strategy.field_selectors(),
     )
     .map_err(ApiError::bad_request)?;
     let limit = match param(q, "limit").filter(|l| !l.is_empty()) {
@@ -478,7 +478,10 @@ fn write(q: &Query, user: &User) -> Result<Write, ApiError> {
 async fn route(st: &Arc<AppState>, user: &User, req: Request) -> Result<Response, ApiError> {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
-    if let Some(doc) = resources::discovery(&path, req.headers(), &st.server_address) {
+    let served = st.registry.resources().snapshot();
+    if let Some(doc) =
+        resources::discovery(&served.discovery, &path, req.headers(), &st.server_address)
+    {
         return doc;
     }
     if method == Method::GET || method == Method::HEAD {
@@ -487,7 +490,7 @@ async fn route(st: &Arc<AppState>, user: &User, req: Request) -> Result<Response
         }
     }
     let q = query(&req);
-    let target = parse_target(&path)?.ok_or_else(ApiError::no_route)?;
+    let target = parse_target(&st.registry, &path)?.ok_or_else(ApiError::no_route)?;
     // Refused (406) only where it is used: reads of a collection or an object.
     let output = crate::negotiate::output(req.headers());
     let table_wanted = matches!(output, Ok(Output::Table));
@@ -672,12 +675,13 @@ async fn route(st: &Arc<AppState>, user: &User, req: Request) -> Result<Response
                 Method::DELETE => {
                     let (headers, body) = read_body(st, req).await?;
                     let opts = delete_options(&q, &headers, &body)?;
-                    if res.group.is_empty() && res.plural == "namespaces" {
-                        let obj = crate::namespaces::delete(&st.registry, name, &opts).await?;
-                        return Ok(json_response(StatusCode::OK, &obj));
+                    if let Some(h) = &res.hooks {
+                        if let Some(obj) = h.delete(&st.registry, name, &opts).await {
+                            return Ok(json_response(StatusCode::OK, &obj?));
+                        }
                     }
                     match st.registry.delete(res, ns, name, &opts).await? {
-                        Deleted::Now(obj) if served.return_deleted => {
+                        Deleted::Now(obj) if res.strategy.returns_deleted() => {
                             Ok(json_response(StatusCode::OK, &obj))
                         }
                         Deleted::Now(obj) => Ok(crate::error::GoStatus::deleted(

@@ -12,6 +12,7 @@ pub mod authz;
 pub mod decode;
 pub mod error;
 pub mod handlers;
+pub mod hooks;
 pub mod limits;
 pub mod namespaces;
 pub mod negotiate;

@@ -6,26 +6,45 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rudder_api::catalogue::RESOURCES;
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
+use crate::hooks::Hooks;
 use crate::registry::{DeleteOptions, Deleted, ListOptions, Part, Registry, Write};
-use crate::resources::{self, Served};
+use crate::resources::Served;
 
-fn namespaces() -> Result<Served, ApiError> {
-    resources::resolve("", "v1", "namespaces")
+fn namespaces(registry: &Registry) -> Result<Served, ApiError> {
+    registry
+        .resolve("", "v1", "namespaces")
         .ok_or_else(|| ApiError::internal("namespaces are not in the catalogue"))
 }
 
-/// Every stored namespaced resource, once per storage.
-fn namespaced_storages() -> Vec<Served> {
+/// Every stored namespaced resource served now, once per storage.
+fn namespaced_storages(registry: &Registry) -> Vec<Served> {
     let mut seen = HashSet::new();
-    RESOURCES
+    registry
+        .resources()
+        .snapshot()
+        .served
         .iter()
-        .filter_map(|rt| resources::resolve(rt.group, rt.version, rt.plural))
         .filter(|s| s.res.namespaced && seen.insert(s.res.prefix.clone()))
+        .cloned()
         .collect()
+}
+
+/// A namespace's DELETE marks it Terminating and empties it before it goes.
+pub struct Finalizer;
+
+#[async_trait::async_trait]
+impl Hooks for Finalizer {
+    async fn delete(
+        &self,
+        registry: &Arc<Registry>,
+        name: &str,
+        opts: &DeleteOptions,
+    ) -> Option<Result<Value, ApiError>> {
+        Some(delete(registry, name, opts).await)
+    }
 }
 
 /// How long after a namespace is marked for deletion its content starts going.
@@ -33,12 +52,12 @@ const EMPTYING_DELAY: Duration = Duration::from_secs(1);
 
 /// DELETE of a namespace: admission (NamespaceLifecycle keeps the system namespaces), then
 /// mark it Terminating and start emptying it.
-pub async fn delete(
+async fn delete(
     registry: &Arc<Registry>,
     name: &str,
     opts: &DeleteOptions,
 ) -> Result<Value, ApiError> {
-    let ns = namespaces()?;
+    let ns = namespaces(registry)?;
     let current = registry.get(&ns.res, None, name).await?;
     registry
         .admit_delete(&ns.res, None, name, &current, opts.dry_run)
@@ -81,7 +100,7 @@ async fn empty_and_remove(registry: &Registry, name: &str) -> Result<(), ApiErro
     // delete a namespace and then, one by one, what was in it (`kubectl delete -f` of a
     // manifest that begins with its Namespace).
     tokio::time::sleep(EMPTYING_DELAY).await;
-    let storages = namespaced_storages();
+    let storages = namespaced_storages(registry);
     loop {
         let mut left = 0;
         for s in &storages {
@@ -110,7 +129,7 @@ async fn empty_and_remove(registry: &Registry, name: &str) -> Result<(), ApiErro
         // Objects with finalizers go when their owners remove them.
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let ns = namespaces()?;
+    let ns = namespaces(registry)?;
     match registry
         .delete(&ns.res, None, name, &DeleteOptions::default())
         .await

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use rudder_api::conversion::Conversion;
-use rudder_api::strategy;
-use rudder_api::validation::{self, FieldError, NameRule};
+use rudder_api::strategy::Strategy;
+use rudder_api::validation::{self, FieldError};
 use rudder_store::{
     KeyRange, KeyValue, RangeRequest, Revision, Store, StoreError, WatchMessage, WatchRequest,
 };
@@ -20,8 +20,10 @@ use serde_json::{json, Map, Value};
 
 use crate::admission::{self, Admission, Attributes, Operation};
 use crate::error::{ApiError, Target};
+use crate::hooks::Hooks;
 use crate::pki::User;
-use crate::services::{self, Allocator, Held};
+use crate::resources::{Resources, Served};
+use crate::services::Allocator;
 use crate::watchcache::{FeedItem, WatchCache};
 use rudder_api::selector::Selectors;
 
@@ -57,14 +59,14 @@ pub struct Res {
     pub namespaced: bool,
     /// Key prefix of the stored objects, ending in `/` (shared by every version served).
     pub prefix: String,
-    pub name_rule: NameRule,
     /// The kind has a status subresource: the main resource ignores status changes and the
     /// status subresource ignores everything else.
     pub has_status: bool,
-    /// The kind carries `metadata.generation`, bumped when anything but metadata and status
-    /// changes.
-    pub has_generation: bool,
-    /// Group and kind of the stored form: the strategy (defaults, validation) works on it.
+    /// The kind's rules (defaults, validation, names, deletion); they work on the stored form.
+    pub strategy: Arc<dyn Strategy>,
+    /// What the kind does around writes that needs the server's state, if anything.
+    pub hooks: Option<Arc<dyn Hooks>>,
+    /// Group, version and kind of the stored form.
     pub storage_group: &'static str,
     pub storage_version: &'static str,
     pub storage_kind: &'static str,
@@ -179,13 +181,10 @@ pub const NAMESPACES_PREFIX: &str = "/registry/namespaces/";
 
 pub struct Registry {
     store: Arc<dyn Store>,
-    services: Allocator,
+    services: Arc<Allocator>,
+    resources: Resources,
     cache: WatchCache,
     admission: Admission,
-}
-
-fn is_services(res: &Res) -> bool {
-    res.group.is_empty() && res.plural == "services"
 }
 
 fn meta(obj: &Value) -> &Value {
@@ -260,7 +259,14 @@ fn done_deleting(res: &Res, old: &Value, new: &Value) -> bool {
             .as_i64()
             .unwrap_or(0)
             == 0
-        && strategy::may_go_when_finalized(res.storage_group, res.storage_kind, new)
+        && res.strategy.may_go_when_finalized(new)
+}
+
+/// Tells the kind's hooks how a write they prepared ended (nothing was kept under dry run).
+async fn after_write(res: &Res, old: Option<&Value>, new: &Value, written: bool, dry_run: bool) {
+    if let (Some(h), false) = (&res.hooks, dry_run) {
+        h.after_write(old, new, written).await;
+    }
 }
 
 /// Seconds since the epoch as `YYYY-MM-DDThh:mm:ssZ`.
@@ -445,10 +451,11 @@ fn spec_like(obj: &Value) -> Value {
 /// causes are reported with it, as upstream does in one Status.
 fn check_meta(res: &Res, obj: &Value, old: Option<&Value>) -> Result<(), ApiError> {
     let mut errs: Vec<FieldError> = Vec::new();
-    validation::object_meta(meta(obj), res.name_rule, &mut errs);
+    validation::object_meta(meta(obj), res.strategy.name_rule(), &mut errs);
     if !errs.is_empty() {
         errs.extend(
-            strategy::validate(res.storage_group, res.storage_kind, obj, old)
+            res.strategy
+                .validate(obj, old)
                 .into_iter()
                 .filter(|e| !e.field.starts_with("metadata.")),
         );
@@ -467,7 +474,7 @@ fn check_meta(res: &Res, obj: &Value, old: Option<&Value>) -> Result<(), ApiErro
 
 /// The kind's own validation (after defaults), as a 422.
 fn check_kind(res: &Res, obj: &Value, old: Option<&Value>) -> Result<(), ApiError> {
-    let errs = strategy::validate(res.storage_group, res.storage_kind, obj, old);
+    let errs = res.strategy.validate(obj, old);
     if errs.is_empty() {
         Ok(())
     } else {
@@ -483,9 +490,18 @@ fn check_kind(res: &Res, obj: &Value, old: Option<&Value>) -> Result<(), ApiErro
 impl Registry {
     pub fn new(store: Arc<dyn Store>, services: Allocator) -> Registry {
         let cache = WatchCache::new(store.clone());
+        let services = Arc::new(services);
+        let service_hooks: Arc<dyn Hooks> = services.clone();
+        let namespace_hooks: Arc<dyn Hooks> = Arc::new(crate::namespaces::Finalizer);
+        let resources = Resources::built_in(|rt| match (rt.group, rt.plural) {
+            ("", "services") => Some(service_hooks.clone()),
+            ("", "namespaces") => Some(namespace_hooks.clone()),
+            _ => None,
+        });
         Registry {
             store,
             services,
+            resources,
             cache,
             admission: Admission::new(admission::Config::default()),
         }
@@ -507,6 +523,16 @@ impl Registry {
 
     pub fn services(&self) -> &Allocator {
         &self.services
+    }
+
+    /// What this server serves; kinds may be added while serving.
+    pub fn resources(&self) -> &Resources {
+        &self.resources
+    }
+
+    /// The served resource at `/api[s]/<group>/<version>/<plural>`, if it is stored.
+    pub fn resolve(&self, group: &str, version: &str, plural: &str) -> Option<Served> {
+        self.resources.resolve(group, version, plural)
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -635,7 +661,7 @@ impl Registry {
         }
         m.insert("uid".into(), Value::String(new_uid()));
         m.insert("creationTimestamp".into(), Value::String(now_rfc3339()));
-        if res.has_generation {
+        if res.strategy.has_generation() {
             m.insert("generation".into(), json!(1));
         } else {
             m.remove("generation");
@@ -646,17 +672,15 @@ impl Registry {
         self.admission
             .mutate(self, &admit(Operation::Create, None), &mut obj)
             .await?;
-        strategy::prepare(res.storage_group, res.storage_kind, &mut obj, None);
+        res.strategy.prepare(&mut obj, None);
         drop_empty_meta(&mut obj);
         check_meta(res, &obj, None)?;
         if dry_run && self.store.get(res.key(ns, &name), 0).await?.is_some() {
             return Err(ApiError::already_exists(res.target(&name)));
         }
-        let taken = if is_services(res) {
-            self.services.allocate(&mut obj, None, dry_run).await?
-        } else {
-            Held::default()
-        };
+        if let Some(h) = &res.hooks {
+            h.before_write(&mut obj, None, dry_run).await?;
+        }
         let mut encoded = check_kind(res, &obj, None);
         if encoded.is_ok() {
             let a = admit(Operation::Create, None);
@@ -666,7 +690,7 @@ impl Registry {
         let encoded = match encoded {
             Ok(e) => e,
             Err(e) => {
-                self.services.release(&taken).await;
+                after_write(res, None, &obj, false, dry_run).await;
                 return Err(e);
             }
         };
@@ -674,9 +698,7 @@ impl Registry {
             return Ok(res.present(obj));
         }
         let result = self.store.create(res.key(ns, &name), encoded).await;
-        if result.is_err() {
-            self.services.release(&taken).await;
-        }
+        after_write(res, None, &obj, result.is_ok(), dry_run).await;
         match result {
             Ok(kv) => {
                 set_resource_version(&mut obj, kv.mod_revision);
@@ -737,9 +759,10 @@ impl Registry {
 
     /// The kind's defaults for an update (after mutating admission), and the generation.
     fn prepare_update(res: &Res, part: Part, old: &Value, new: &mut Value) {
-        strategy::prepare(res.storage_group, res.storage_kind, new, Some(old));
+        res.strategy.prepare(new, Some(old));
         drop_empty_meta(new);
-        if res.has_generation && part != Part::Status && spec_like(old) != spec_like(new) {
+        if res.strategy.has_generation() && part != Part::Status && spec_like(old) != spec_like(new)
+        {
             let g = meta(old)
                 .get("generation")
                 .and_then(Value::as_i64)
@@ -870,8 +893,8 @@ impl Registry {
                 }
                 match self.store.delete(key.clone(), Some(rev)).await {
                     Ok(_) => {
-                        if is_services(res) {
-                            self.services.release(&services::held(&old)).await;
+                        if let Some(h) = &res.hooks {
+                            h.after_delete(&old).await;
                         }
                         let a = admit(Operation::Delete);
                         self.admission.written(self, &a, None).await;
@@ -884,13 +907,9 @@ impl Registry {
                     Err(e) => return Err(e.into()),
                 }
             }
-            let taken = if is_services(res) {
-                self.services
-                    .allocate(&mut new, Some(&old), dry_run)
-                    .await?
-            } else {
-                Held::default()
-            };
+            if let Some(h) = &res.hooks {
+                h.before_write(&mut new, Some(&old), dry_run).await?;
+            }
             let mut checked = match part {
                 Part::All => Ok(()),
                 _ => check_kind(res, &new, Some(&old)),
@@ -902,7 +921,7 @@ impl Registry {
             let encoded = match checked.and_then(|()| encode(res, &new)) {
                 Ok(e) => e,
                 Err(e) => {
-                    self.services.release(&taken).await;
+                    after_write(res, Some(&old), &new, false, dry_run).await;
                     return Err(e);
                 }
             };
@@ -914,25 +933,7 @@ impl Registry {
                 return Ok(old);
             }
             let result = self.store.update(key.clone(), encoded, rev).await;
-            if result.is_err() {
-                self.services.release(&taken).await;
-            } else if is_services(res) {
-                // What the old object held and the new one does not is free again.
-                let (before, after) = (services::held(&old), services::held(&new));
-                let gone = Held {
-                    ips: before
-                        .ips
-                        .into_iter()
-                        .filter(|i| !after.ips.contains(i))
-                        .collect(),
-                    ports: before
-                        .ports
-                        .into_iter()
-                        .filter(|p| !after.ports.contains(p))
-                        .collect(),
-                };
-                self.services.release(&gone).await;
-            }
+            after_write(res, Some(&old), &new, result.is_ok(), dry_run).await;
             match result {
                 Ok(kv) => {
                     set_resource_version(&mut new, kv.mod_revision);
@@ -1034,20 +1035,15 @@ impl Registry {
                     finalizers.push(Value::String(f.into()));
                 }
             }
-            let grace = strategy::grace_period(
-                res.storage_group,
-                res.storage_kind,
-                &obj,
-                opts.grace_period_seconds,
-            );
+            let grace = res.strategy.grace_period(&obj, opts.grace_period_seconds);
             if finalizers.is_empty() && grace == 0 {
                 if opts.dry_run {
                     return Ok(Deleted::Now(obj));
                 }
                 match self.store.delete(key.clone(), Some(rev)).await {
                     Ok(_) => {
-                        if is_services(res) {
-                            self.services.release(&services::held(&obj)).await;
+                        if let Some(h) = &res.hooks {
+                            h.after_delete(&obj).await;
                         }
                         self.admission.written(self, &a, None).await;
                         return Ok(Deleted::Now(obj));
@@ -1122,12 +1118,13 @@ impl Registry {
 
     /// The pods bound to `node` (the Node authorizer's view of what a node runs).
     pub async fn pods_on_node(&self, node: &str) -> Result<Vec<Value>, ApiError> {
-        let served = crate::resources::resolve("", "v1", "pods")
+        let served = self
+            .resolve("", "v1", "pods")
             .ok_or_else(|| ApiError::internal("pods are not in the catalogue"))?;
         let selectors = Selectors::parse(
             None,
             Some(&format!("spec.nodeName={node}")),
-            served.field_selectors,
+            served.res.strategy.field_selectors(),
         )
         .map_err(ApiError::internal)?;
         let opts = ListOptions {
@@ -1143,7 +1140,7 @@ impl Registry {
 
     /// The volume a claim is bound to, if the claim exists and is bound.
     pub async fn claim_volume(&self, ns: &str, claim: &str) -> Option<String> {
-        let served = crate::resources::resolve("", "v1", "persistentvolumeclaims")?;
+        let served = self.resolve("", "v1", "persistentvolumeclaims")?;
         let pvc = self.get(&served.res, Some(ns), claim).await.ok()?;
         pvc["spec"]["volumeName"].as_str().map(str::to_string)
     }
@@ -1445,7 +1442,10 @@ mod tests {
 
     #[test]
     fn encoded_items_are_the_decoded_objects_written_out() {
-        let res = crate::resources::resolve("", "v1", "pods").unwrap().res;
+        let res = Resources::built_in(|_| None)
+            .resolve("", "v1", "pods")
+            .unwrap()
+            .res;
         for stored in [
             r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","namespace":"d","labels":{"a":"\u00e9"}},"spec":{"containers":[{"name":"c","image":"i"}]},"status":{"phase":"Pending"}}"#,
             r#"{"spec":{},"metadata":{"name":"q"},"kind":"Pod","apiVersion":"v1"}"#,

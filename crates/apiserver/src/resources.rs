@@ -1,18 +1,18 @@
-//! The bridge from the catalogue (`rudder_api::catalogue`) to what the registry and handlers
-//! need per resource: storage prefix, name rule, status and generation rules,
-//! supported field selectors.
+//! The runtime catalogue: every resource a server serves, as a catalogue row
+//! (`rudder_api::catalogue`) with its kind's strategy and hooks, and the discovery documents.
+
+use std::sync::{Arc, RwLock};
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 use rudder_api::catalogue::{self, ResourceType};
 use rudder_api::conversion::Conversion;
-use rudder_api::discovery::{self, DiscoveryFormat};
-use rudder_api::fields::FieldSet;
+use rudder_api::discovery::{self, Discovery, DiscoveryFormat};
+use rudder_api::strategy::{self, Strategy};
 
 use crate::error::ApiError;
-use rudder_api::validation::NameRule;
-
+use crate::hooks::Hooks;
 use crate::registry::Res;
 
 /// A served resource with everything the handlers need.
@@ -20,68 +20,14 @@ use crate::registry::Res;
 pub struct Served {
     pub rt: &'static ResourceType,
     pub res: Res,
-    /// The selectable fields: labels, how each is computed, the error for any other.
-    pub field_selectors: &'static FieldSet,
-    /// DELETE answers with the deleted object rather than a Status.
-    pub return_deleted: bool,
 }
 
-fn name_rule(group: &str, plural: &str) -> NameRule {
-    match (group, plural) {
-        ("", "namespaces") => NameRule::Label,
-        ("", "services") => NameRule::Dns1035,
-        ("rbac.authorization.k8s.io", _) => NameRule::PathSegment,
-        // `v1.` (core) is an APIService name: upstream checks only that it is a path segment.
-        ("apiregistration.k8s.io", _) => NameRule::PathSegment,
-        _ => NameRule::Subdomain,
-    }
-}
-
-fn has_generation(kind: &str) -> bool {
-    matches!(
-        kind,
-        "Deployment"
-            | "ReplicaSet"
-            | "StatefulSet"
-            | "DaemonSet"
-            | "ReplicationController"
-            | "Job"
-            | "CronJob"
-            | "HorizontalPodAutoscaler"
-            | "Ingress"
-            | "NetworkPolicy"
-            | "PodDisruptionBudget"
-    )
-}
-
-/// The field selectors upstream supports for a resource, from the one table in
-/// `rudder_api::fields`.
-fn field_selectors(group: &str, plural: &str) -> &'static FieldSet {
-    rudder_api::fields::for_resource(group, plural)
-}
-
-/// Whether DELETE answers with the deleted object rather than a Status (upstream's
-/// `ReturnDeletedObject`).
-fn returns_deleted(group: &str, plural: &str) -> bool {
-    matches!(
-        (group, plural),
-        (
-            "",
-            "pods"
-                | "services"
-                | "serviceaccounts"
-                | "persistentvolumes"
-                | "persistentvolumeclaims"
-                | "podtemplates"
-                | "resourcequotas"
-                | "namespaces"
-        ) | ("storage.k8s.io", "storageclasses")
-    )
-}
-
-/// The served resource at `/api[s]/<group>/<version>/<plural>`, if it is stored.
-pub fn resolve(group: &str, version: &str, plural: &str) -> Option<Served> {
-    let rt = catalogue::lookup(group, version, plural)?;
+/// The row's served resource with the given strategy and hooks; `None` if it is not stored.
+fn served(
+    rt: &'static ResourceType,
+    strategy: Arc<dyn Strategy>,
+    hooks: Option<Arc<dyn Hooks>>,
+) -> Option<Served> {
     let storage = rt.storage?;
     Some(Served {
         rt,
@@ -92,17 +38,117 @@ pub fn resolve(group: &str, version: &str, plural: &str) -> Option<Served> {
             plural: rt.plural,
             namespaced: rt.namespaced(),
             prefix: format!("{}/", storage.key_prefix()),
-            name_rule: name_rule(rt.group, rt.plural),
             has_status: rt.subresource("status").is_some(),
-            has_generation: has_generation(rt.kind),
             storage_group: storage.group,
             storage_version: storage.version,
             storage_kind: storage.kind,
             conversion: Conversion::for_served(rt.group, rt.version, rt.kind),
+            strategy,
+            hooks,
         },
-        field_selectors: field_selectors(rt.group, rt.plural),
-        return_deleted: returns_deleted(rt.group, rt.plural),
     })
+}
+
+/// Every resource one server serves, each with its kind's strategy and hooks. The built-in
+/// kinds are there from the start; a kind may join (or leave) while serving, and is served
+/// from the next request on: requests take a snapshot, writers swap in a new one.
+pub struct Resources {
+    now: RwLock<Arc<Snapshot>>,
+}
+
+/// What is served at one moment, and its discovery documents.
+pub struct Snapshot {
+    pub served: Vec<Served>,
+    pub discovery: Discovery,
+}
+
+impl Snapshot {
+    fn new(served: Vec<Served>) -> Snapshot {
+        // Review rows are answered, never stored: they are served by every server.
+        let rows = catalogue::RESOURCES
+            .iter()
+            .filter(|rt| rt.storage.is_none())
+            .chain(served.iter().map(|s| s.rt))
+            .collect();
+        Snapshot {
+            discovery: Discovery::new(rows),
+            served,
+        }
+    }
+}
+
+impl Resources {
+    /// The built-in catalogue, every stored row with its strategy; `hooks` gives a row's hooks.
+    pub fn built_in(hooks: impl Fn(&ResourceType) -> Option<Arc<dyn Hooks>>) -> Resources {
+        let served = catalogue::RESOURCES
+            .iter()
+            .filter_map(|rt| {
+                let strategy = strategy::built_in(rt.group, rt.kind)?;
+                served(rt, Arc::new(strategy), hooks(rt))
+            })
+            .collect();
+        Resources {
+            now: RwLock::new(Arc::new(Snapshot::new(served))),
+        }
+    }
+
+    /// What is served now.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.now
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// The served resource at `/api[s]/<group>/<version>/<plural>`, if it is stored.
+    pub fn resolve(&self, group: &str, version: &str, plural: &str) -> Option<Served> {
+        self.snapshot()
+            .served
+            .iter()
+            .find(|s| s.rt.group == group && s.rt.version == version && s.rt.plural == plural)
+            .cloned()
+    }
+
+    /// Serves `rt` from now on (in place of a row with the same group, version and resource).
+    pub fn add(
+        &self,
+        rt: &'static ResourceType,
+        strategy: Arc<dyn Strategy>,
+        hooks: Option<Arc<dyn Hooks>>,
+    ) -> Result<(), String> {
+        let new = served(rt, strategy, hooks)
+            .ok_or_else(|| format!("{}/{} has no storage", rt.api_version(), rt.plural))?;
+        self.swap(|rows| {
+            rows.retain(|s| !same_row(s.rt, rt.group, rt.version, rt.plural));
+            rows.push(new);
+        });
+        Ok(())
+    }
+
+    /// Stops serving `/apis/<group>/<version>/<plural>`; whether it was served.
+    pub fn remove(&self, group: &str, version: &str, plural: &str) -> bool {
+        let mut found = false;
+        self.swap(|rows| {
+            let before = rows.len();
+            rows.retain(|s| !same_row(s.rt, group, version, plural));
+            found = rows.len() != before;
+        });
+        found
+    }
+
+    fn swap(&self, change: impl FnOnce(&mut Vec<Served>)) {
+        let mut guard = self
+            .now
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut rows = guard.served.clone();
+        change(&mut rows);
+        *guard = Arc::new(Snapshot::new(rows));
+    }
+}
+
+fn same_row(rt: &ResourceType, group: &str, version: &str, plural: &str) -> bool {
+    rt.group == group && rt.version == version && rt.plural == plural
 }
 
 fn discovery_response<T: serde::Serialize>(
@@ -122,6 +168,7 @@ fn discovery_response<T: serde::Serialize>(
 
 /// Discovery documents (`/api`, `/apis`, group and group-version lists), if `path` is one.
 pub fn discovery(
+    docs: &Discovery,
     path: &str,
     headers: &HeaderMap,
     server_address: &str,
@@ -143,33 +190,28 @@ pub fn discovery(
     };
     let legacy = DiscoveryFormat::Legacy;
     Some(match (segs.as_slice(), format) {
-        (["api"], DiscoveryFormat::Aggregated(v)) => Ok(discovery_response(
-            format,
-            &discovery::aggregated_api(v),
-            true,
-        )),
-        (["apis"], DiscoveryFormat::Aggregated(v)) => Ok(discovery_response(
-            format,
-            &discovery::aggregated_apis(v),
-            true,
-        )),
+        (["api"], DiscoveryFormat::Aggregated(v)) => {
+            Ok(discovery_response(format, &docs.aggregated_api(v), true))
+        }
+        (["apis"], DiscoveryFormat::Aggregated(v)) => {
+            Ok(discovery_response(format, &docs.aggregated_apis(v), true))
+        }
         (["api"], _) => Ok(discovery_response(
             legacy,
-            &discovery::api_versions(server_address),
+            &docs.api_versions(server_address),
             true,
         )),
-        (["apis"], _) => Ok(discovery_response(
-            legacy,
-            &discovery::api_group_list(),
-            true,
-        )),
-        (["api", v], _) => discovery::api_resource_list("", v)
+        (["apis"], _) => Ok(discovery_response(legacy, &docs.api_group_list(), true)),
+        (["api", v], _) => docs
+            .api_resource_list("", v)
             .map(|d| discovery_response(legacy, &d, false))
             .ok_or_else(ApiError::no_route),
-        (["apis", g], _) => discovery::api_group(g)
+        (["apis", g], _) => docs
+            .api_group(g)
             .map(|d| discovery_response(legacy, &d, false))
             .ok_or_else(ApiError::no_route),
-        (["apis", g, v], _) => discovery::api_resource_list(g, v)
+        (["apis", g, v], _) => docs
+            .api_resource_list(g, v)
             .map(|d| discovery_response(legacy, &d, false))
             .ok_or_else(ApiError::no_route),
         _ => Err(ApiError::no_route()),

@@ -21,7 +21,7 @@ use crate::error::ApiError;
 use crate::handlers::{self, AppState, ConnUser};
 use crate::limits::{self, Activity, Gate, Inflight, Limits, Slot};
 use crate::pki::{self, Pki, User};
-use crate::registry::{Part, Registry, Res, Write};
+use crate::registry::{Part, Registry, Write};
 use rudder_api::catalogue;
 
 /// The Kubernetes version Rudder's API reports (the API it serves).
@@ -51,9 +51,15 @@ pub struct ApiServer {
     pub kubeconfig: PathBuf,
     accept: JoinHandle<()>,
     app: Router,
+    registry: Arc<Registry>,
 }
 
 impl ApiServer {
+    /// What this server serves: kinds may be added (and removed) while it serves.
+    pub fn resources(&self) -> &crate::resources::Resources {
+        self.registry.resources()
+    }
+
     /// Stops accepting connections.
     pub fn stop(&self) {
         self.accept.abort();
@@ -96,7 +102,8 @@ fn version_doc() -> Value {
 
 /// Creates what a fresh cluster has: the four namespaces and the `kubernetes` service.
 async fn bootstrap(registry: &Registry, port: u16) -> Result<(), ApiError> {
-    let ns = crate::resources::resolve("", "v1", "namespaces")
+    let ns = registry
+        .resolve("", "v1", "namespaces")
         .ok_or_else(|| ApiError::internal("namespaces are not in the catalogue"))?;
     for name in crate::admission::SYSTEM_NAMESPACES {
         let obj = json!({"metadata": {"name": name}, "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}});
@@ -106,7 +113,8 @@ async fn bootstrap(registry: &Registry, port: u16) -> Result<(), ApiError> {
             Err(e) => return Err(e),
         }
     }
-    let svc = crate::resources::resolve("", "v1", "services")
+    let svc = registry
+        .resolve("", "v1", "services")
         .ok_or_else(|| ApiError::internal("services are not in the catalogue"))?;
     let ip = registry.services().cidr().first().to_string();
     let kubernetes = json!({
@@ -125,7 +133,8 @@ async fn bootstrap(registry: &Registry, port: u16) -> Result<(), ApiError> {
         Err(e) => return Err(e),
     }
     api_services(registry).await?;
-    let pcs = crate::resources::resolve("scheduling.k8s.io", "v1", "priorityclasses")
+    let pcs = registry
+        .resolve("scheduling.k8s.io", "v1", "priorityclasses")
         .ok_or_else(|| ApiError::internal("priorityclasses are not in the catalogue"))?;
     for (name, value, description) in crate::admission::SYSTEM_PRIORITY_CLASSES {
         let pc = json!({"metadata": {"name": name}, "value": value, "description": description});
@@ -160,8 +169,7 @@ async fn bootstrap(registry: &Registry, port: u16) -> Result<(), ApiError> {
 /// registers them at start: `v1.` for core, `v1.apps`, ...; no service (served locally) and
 /// Available with reason Local.
 async fn api_services(registry: &Registry) -> Result<(), ApiError> {
-    let Some(served) = crate::resources::resolve("apiregistration.k8s.io", "v1", "apiservices")
-    else {
+    let Some(served) = registry.resolve("apiregistration.k8s.io", "v1", "apiservices") else {
         return Ok(());
     };
     let res = &served.res;
@@ -209,10 +217,6 @@ async fn api_services(registry: &Registry) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn res_for_namespaces() -> Option<Res> {
-    crate::resources::resolve("", "v1", "namespaces").map(|s| s.res)
-}
-
 /// Starts serving: returns once the listener is bound, the kubeconfig written and the
 /// built-in objects exist, so the server is ready when this returns.
 pub async fn start(cfg: Config, store: Arc<dyn Store>) -> anyhow::Result<ApiServer> {
@@ -238,7 +242,6 @@ pub async fn start(cfg: Config, store: Arc<dyn Store>) -> anyhow::Result<ApiServ
         Registry::new(store.clone(), crate::services::Allocator::new(store, cidr))
             .with_admission(cfg.admission.clone()),
     );
-    res_for_namespaces().context("catalogue")?;
     bootstrap(&registry, addr.port())
         .await
         .map_err(|e| anyhow::anyhow!("create the built-in objects: {e}"))?;
@@ -276,7 +279,7 @@ pub async fn start(cfg: Config, store: Arc<dyn Store>) -> anyhow::Result<ApiServ
     );
     let state = Arc::new(AppState {
         authorizer: crate::authz::Union::standard(registry.clone()),
-        registry,
+        registry: registry.clone(),
         token,
         version: version_doc(),
         server_address: format!("{host}:{}", addr.port()),
@@ -300,6 +303,7 @@ pub async fn start(cfg: Config, store: Arc<dyn Store>) -> anyhow::Result<ApiServ
         kubeconfig,
         accept,
         app,
+        registry,
     })
 }
 

@@ -12,6 +12,7 @@ use rudder_store::{KeyRange, RangeRequest, Store, StoreError};
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
+use crate::hooks::Hooks;
 
 const IPS: &str = "/registry/ranges/serviceips/";
 const PORTS: &str = "/registry/ranges/servicenodeports/";
@@ -133,6 +134,46 @@ fn wants_node_ports(obj: &Value) -> bool {
         obj["spec"]["type"].as_str(),
         Some("NodePort") | Some("LoadBalancer")
     )
+}
+
+/// What `a` holds and `b` does not.
+fn minus(a: Held, b: &Held) -> Held {
+    Held {
+        ips: a.ips.into_iter().filter(|i| !b.ips.contains(i)).collect(),
+        ports: a
+            .ports
+            .into_iter()
+            .filter(|p| !b.ports.contains(p))
+            .collect(),
+    }
+}
+
+/// A Service's addresses are taken before it is written and given back when a write fails,
+/// when an update drops them, and when the service goes.
+#[async_trait::async_trait]
+impl Hooks for Allocator {
+    async fn before_write(
+        &self,
+        new: &mut Value,
+        old: Option<&Value>,
+        dry_run: bool,
+    ) -> Result<(), ApiError> {
+        self.allocate(new, old, dry_run).await.map(|_| ())
+    }
+
+    async fn after_write(&self, old: Option<&Value>, new: &Value, written: bool) {
+        let (before, after) = (old.map(held).unwrap_or_default(), held(new));
+        let free = if written {
+            minus(before, &after)
+        } else {
+            minus(after, &before)
+        };
+        self.release(&free).await;
+    }
+
+    async fn after_delete(&self, old: &Value) {
+        self.release(&held(old)).await;
+    }
 }
 
 impl Allocator {

@@ -12,7 +12,7 @@ use crate::error::{ApiError, Target};
 use crate::handlers::{decode_body, json_response, AppState, Query};
 use crate::patch::Patch;
 use crate::registry::{DeleteOptions, ListOptions, Part, Registry, Res, Write};
-use crate::resources::{self, Served};
+use crate::resources::Served;
 
 /// A request to `<object>/<sub>`; the handlers have checked the catalogue lists `sub` for the
 /// resource.
@@ -367,7 +367,8 @@ async fn check_budget(
     pod: &Value,
     w: &Write,
 ) -> Result<(), ApiError> {
-    let pdbs = resources::resolve("policy", "v1", "poddisruptionbudgets")
+    let pdbs = reg
+        .resolve("policy", "v1", "poddisruptionbudgets")
         .ok_or_else(|| ApiError::internal("poddisruptionbudgets are not served"))?;
     let list = reg.list(&pdbs.res, ns, &ListOptions::default()).await?;
     let labels = &pod["metadata"]["labels"];

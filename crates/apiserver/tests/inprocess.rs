@@ -166,3 +166,153 @@ async fn in_process_identities_meet_the_authorizer() {
         other => panic!("expected 403, got {other:?}"),
     }
 }
+
+/// A kind that is not built in, with rules of its own: `spec.size` may not be negative.
+#[derive(Debug)]
+struct Widgets;
+
+impl rudder_api::strategy::Strategy for Widgets {
+    fn validate(
+        &self,
+        obj: &serde_json::Value,
+        _old: Option<&serde_json::Value>,
+    ) -> Vec<rudder_api::validation::FieldError> {
+        match obj
+            .pointer("/spec/size")
+            .and_then(serde_json::Value::as_i64)
+        {
+            Some(n) if n < 0 => vec![rudder_api::validation::FieldError::invalid(
+                "spec.size",
+                &n.to_string(),
+                "must be greater than or equal to 0",
+            )],
+            _ => Vec::new(),
+        }
+    }
+
+    fn has_generation(&self) -> bool {
+        true
+    }
+}
+
+static WIDGETS: rudder_api::catalogue::ResourceType = {
+    use rudder_api::catalogue::{ResourceType, Scope, Storage, Verb::*};
+    ResourceType {
+        group: "example.rudder.dev",
+        version: "v1alpha1",
+        kind: "Widget",
+        plural: "widgets",
+        singular: "widget",
+        scope: Scope::Namespaced,
+        verbs: &[
+            Create,
+            Delete,
+            DeleteCollection,
+            Get,
+            List,
+            Patch,
+            Update,
+            Watch,
+        ],
+        short_names: &["wd"],
+        categories: &[],
+        subresources: &[],
+        storage: Some(Storage {
+            group: "example.rudder.dev",
+            resource: "example.rudder.dev/widgets",
+            version: "v1alpha1",
+            kind: "Widget",
+            version_hash: "",
+        }),
+    }
+};
+
+/// A kind joins the catalogue while the server serves: discovery lists it, its objects are
+/// stored with its strategy's rules, and it can leave again — the path custom resources take.
+#[tokio::test]
+async fn kinds_join_and_leave_the_catalogue_while_serving() {
+    use kube::api::{ApiResource, DynamicObject};
+    use kube::discovery::{Discovery, Scope};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let api = start(dir.path()).await;
+    let client = api.client(admin(), "default");
+    let ar = ApiResource {
+        group: "example.rudder.dev".into(),
+        version: "v1alpha1".into(),
+        api_version: "example.rudder.dev/v1alpha1".into(),
+        kind: "Widget".into(),
+        plural: "widgets".into(),
+    };
+    let widgets: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &ar);
+    let err = widgets.list(&ListParams::default()).await.unwrap_err();
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 404),
+        "{err:?}"
+    );
+
+    api.resources()
+        .add(&WIDGETS, Arc::new(Widgets), None)
+        .expect("add");
+    let discovery = Discovery::new(client.clone())
+        .run()
+        .await
+        .expect("discovery");
+    let (found, caps) = discovery
+        .resolve_gvk(&kube::api::GroupVersionKind::gvk(
+            "example.rudder.dev",
+            "v1alpha1",
+            "Widget",
+        ))
+        .expect("Widget in discovery");
+    assert_eq!(found.plural, "widgets");
+    assert_eq!(caps.scope, Scope::Namespaced);
+
+    let widget = |size: i64| -> DynamicObject {
+        serde_json::from_value(json!({
+            "apiVersion": "example.rudder.dev/v1alpha1",
+            "kind": "Widget",
+            "metadata": {"name": "w"},
+            "spec": {"size": size},
+        }))
+        .expect("widget")
+    };
+    let created = widgets
+        .create(&PostParams::default(), &widget(3))
+        .await
+        .expect("create");
+    assert_eq!(created.metadata.generation, Some(1));
+    assert!(created.metadata.uid.is_some());
+    let err = widgets
+        .replace("w", &PostParams::default(), &widget(-1))
+        .await
+        .unwrap_err();
+    match err {
+        kube::Error::Api(s) => {
+            assert_eq!(s.code, 422);
+            assert!(s.message.contains("spec.size"), "{}", s.message);
+        }
+        other => panic!("{other:?}"),
+    }
+    let listed = widgets.list(&ListParams::default()).await.expect("list");
+    assert_eq!(listed.items.len(), 1);
+
+    assert!(api
+        .resources()
+        .remove("example.rudder.dev", "v1alpha1", "widgets"));
+    let err = widgets.get("w").await.unwrap_err();
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 404),
+        "{err:?}"
+    );
+    let groups: Vec<String> = kube::discovery::Discovery::new(client)
+        .run()
+        .await
+        .expect("discovery")
+        .groups()
+        .map(|g| g.name().to_string())
+        .collect();
+    assert!(
+        !groups.contains(&"example.rudder.dev".to_string()),
+        "{groups:?}"
+    );
+}

@@ -995,6 +995,13 @@ fn finalizer_name(errs: &mut Vec<FieldError>, name: &str, path: &str) {
     }
 }
 
+/// A namespace being deleted also waits for its `spec.finalizers`.
+pub(crate) fn namespace_finalized(obj: &Value) -> bool {
+    obj.pointer("/spec/finalizers")
+        .and_then(Value::as_array)
+        .is_none_or(|f| f.is_empty())
+}
+
 pub(crate) fn validate_namespace(obj: &Value) -> Vec<FieldError> {
     let mut errs = Vec::new();
     for f in arr(obj.get("spec").unwrap_or(&Value::Null), "finalizers") {
