@@ -480,6 +480,15 @@ impl Quantity {
         self.format
     }
 
+    /// Another value in this quantity's format (sums and differences of resource lists keep
+    /// the format of their first operand, as upstream's `Quantity.Add`).
+    pub fn with_nanos(&self, nanos: i128) -> Quantity {
+        Quantity {
+            nanos,
+            format: self.format,
+        }
+    }
+
     /// The exact value in units of 10⁻⁹.
     pub fn nanos(&self) -> i128 {
         self.nanos

@@ -7,6 +7,7 @@
 //! Must not touch: the store's files (only the `Store` trait), kind-specific rules (those are
 //! strategies in `rudder-api`).
 
+pub mod admission;
 pub mod authz;
 pub mod decode;
 pub mod error;

@@ -50,26 +50,18 @@ impl Hooks for Finalizer {
 /// How long after a namespace is marked for deletion its content starts going.
 const EMPTYING_DELAY: Duration = Duration::from_secs(1);
 
-/// The namespaces every cluster has, which NamespaceLifecycle keeps from being deleted.
-pub const SYSTEM_NAMESPACES: [&str; 4] =
-    ["default", "kube-system", "kube-public", "kube-node-lease"];
-
-/// DELETE of a namespace: mark it Terminating and start emptying it. The system namespaces
-/// are refused (403) before anything else, as upstream's NamespaceLifecycle admission does.
+/// DELETE of a namespace: admission (NamespaceLifecycle keeps the system namespaces), then
+/// mark it Terminating and start emptying it.
 async fn delete(
     registry: &Arc<Registry>,
     name: &str,
     opts: &DeleteOptions,
 ) -> Result<Value, ApiError> {
-    if SYSTEM_NAMESPACES.contains(&name) {
-        let mut e = ApiError::forbidden(format!(
-            "namespaces {name:?} is forbidden: this namespace may not be deleted"
-        ));
-        e.details = Some(json!({"name": name, "kind": "namespaces"}));
-        return Err(e);
-    }
     let ns = namespaces(registry)?;
     let current = registry.get(&ns.res, None, name).await?;
+    registry
+        .admit_delete(&ns.res, None, name, &current, opts.dry_run)
+        .await?;
     if opts.dry_run {
         return Ok(current);
     }

@@ -6,7 +6,6 @@
 //! module owns only what every kind shares (metadata, optimistic concurrency, deletion,
 //! paging, watch).
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -21,6 +20,7 @@ use rudder_store::{
 };
 use serde_json::{json, Map, Value};
 
+use crate::admission::{self, Admission, Attributes, Operation};
 use crate::error::{ApiError, Target};
 use crate::hooks::{Hooks, Taken};
 use crate::pki::User;
@@ -270,11 +270,7 @@ pub struct Registry {
     services: Arc<Allocator>,
     resources: Resources,
     cache: WatchCache,
-    /// Namespaces known to exist and not be terminating, kept by a watch once the first
-    /// namespaced write asks (`None` until then, or after that watch ended): a create then
-    /// costs one store request, not two. A namespace missing here is looked up in the store.
-    active_namespaces: Arc<std::sync::RwLock<Option<HashSet<String>>>>,
-    indexing: tokio::sync::Mutex<()>,
+    admission: Admission,
 }
 
 fn meta(obj: &Value) -> &Value {
@@ -390,7 +386,7 @@ pub fn new_uid() -> String {
 }
 
 /// The five characters upstream appends to `generateName` (no vowels, no confusables).
-fn random_suffix() -> String {
+pub(crate) fn random_suffix() -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     (0..5)
         .map(|_| ALPHABET[rand::random::<usize>() % ALPHABET.len()] as char)
@@ -602,9 +598,22 @@ impl Registry {
             services,
             resources,
             cache,
-            active_namespaces: Arc::default(),
-            indexing: tokio::sync::Mutex::new(()),
+            admission: Admission::new(admission::Config::default()),
         }
+    }
+
+    /// The registry with admission configured by `cfg`.
+    pub fn with_admission(mut self, cfg: admission::Config) -> Registry {
+        self.admission = Admission::new(cfg);
+        self
+    }
+
+    pub fn admission(&self) -> &Admission {
+        &self.admission
+    }
+
+    pub(crate) fn watch_cache(&self) -> &WatchCache {
+        &self.cache
     }
 
     pub fn services(&self) -> &Allocator {
@@ -684,118 +693,35 @@ impl Registry {
         Ok(())
     }
 
-    /// Whether the namespace index knows `ns` as active; starts the index on first use.
-    async fn namespace_is_active(&self, ns: &str) -> bool {
-        let known = |set: &Option<HashSet<String>>| set.as_ref().map(|s| s.contains(ns));
-        if let Some(found) = self.active_namespaces.read().ok().and_then(|s| known(&s)) {
-            return found;
-        }
-        let _one_at_a_time = self.indexing.lock().await;
-        if self.active_namespaces.read().is_ok_and(|s| s.is_some()) {
-            return self.active_namespaces.read().ok().and_then(|s| known(&s)) == Some(true);
-        }
-        if let Err(e) = self.start_namespace_index().await {
-            tracing::warn!(error = %e, "namespace index not started; namespaces are read from the store");
-            return false;
-        }
-        self.active_namespaces.read().ok().and_then(|s| known(&s)) == Some(true)
-    }
-
-    async fn start_namespace_index(&self) -> Result<(), ApiError> {
-        let prefix = Bytes::from_static(NAMESPACES_PREFIX.as_bytes());
-        let feed = self.cache.feed(&prefix).await?;
-        let listed = self
-            .store
-            .range(RangeRequest {
-                range: KeyRange::prefix(prefix.clone()),
-                revision: 0,
-                limit: 0,
-                count_only: false,
-            })
-            .await?;
-        let Some(mut sub) = feed.subscribe(listed.revision) else {
-            return Err(ApiError::internal(
-                "the namespace watch does not reach back to the list",
-            ));
-        };
-        let name_of = move |key: &[u8]| String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
-        let active = |kv: &KeyValue| {
-            serde_json::from_slice::<Value>(&kv.value)
-                .is_ok_and(|o| meta(&o).get("deletionTimestamp").is_none())
-        };
-        let mut set: HashSet<String> = listed
-            .kvs
-            .iter()
-            .filter(|kv| active(kv))
-            .map(|kv| name_of(&kv.key))
-            .collect();
-        let apply = move |set: &mut HashSet<String>, e: &rudder_store::Event| {
-            let name = name_of(&e.kv.key);
-            match e.kind {
-                rudder_store::EventKind::Put if active(&e.kv) => set.insert(name),
-                _ => set.remove(&name),
-            };
-        };
-        for e in &sub.replay {
-            apply(&mut set, &e.event);
-        }
-        if let Ok(mut slot) = self.active_namespaces.write() {
-            *slot = Some(set);
-        }
-        let index = self.active_namespaces.clone();
-        tokio::spawn(async move {
-            while let Ok(item) = sub.live.recv().await {
-                if let FeedItem::Event(e) = item {
-                    if let Ok(mut slot) = index.write() {
-                        if let Some(set) = slot.as_mut() {
-                            apply(set, &e.event);
-                        }
-                    }
-                }
-            }
-            // Behind or ended: forget, and start again on the next namespaced write.
-            if let Ok(mut slot) = index.write() {
-                *slot = None;
-            }
-        });
-        Ok(())
-    }
-
-    /// Takes a namespace out of the index at once (it is terminating), not when its watch
-    /// event arrives.
+    /// Takes a namespace out of the index of active namespaces at once (it is terminating),
+    /// not when its watch event arrives.
     pub fn forget_namespace(&self, ns: &str) {
-        if let Ok(mut slot) = self.active_namespaces.write() {
-            if let Some(set) = slot.as_mut() {
-                set.remove(ns);
-            }
-        }
+        self.admission.forget_namespace(ns);
     }
 
-    /// Namespaced writes need a live namespace.
-    async fn check_namespace(&self, res: &Res, ns: Option<&str>) -> Result<(), ApiError> {
-        let (true, Some(ns)) = (res.namespaced, ns) else {
-            return Ok(());
+    /// Admission of a delete the registry does not do itself (a namespace's).
+    pub async fn admit_delete(
+        &self,
+        res: &Res,
+        ns: Option<&str>,
+        name: &str,
+        current: &Value,
+        dry_run: bool,
+    ) -> Result<(), ApiError> {
+        let w = Write {
+            dry_run,
+            ..Write::server()
         };
-        if self.namespace_is_active(ns).await {
-            return Ok(());
-        }
-        let key = Bytes::from(format!("{NAMESPACES_PREFIX}{ns}"));
-        match self.store.get(key, 0).await? {
-            None => Err(ApiError::not_found(Target {
-                group: "",
-                name_of_type: "namespaces",
-                name: ns,
-            })),
-            Some(kv) => {
-                let obj: Value = serde_json::from_slice(&kv.value).unwrap_or(Value::Null);
-                if meta(&obj).get("deletionTimestamp").is_some() {
-                    return Err(ApiError::forbidden(format!(
-                        "unable to create new content in namespace {ns} because it is being terminated"
-                    )));
-                }
-                Ok(())
-            }
-        }
+        let a = Attributes::of_write(
+            Operation::Delete,
+            res,
+            Part::Main,
+            ns,
+            name,
+            &w,
+            Some(current),
+        );
+        self.admission.validate(self, &a, current).await
     }
 
     pub async fn create(
@@ -835,17 +761,25 @@ impl Registry {
             m.remove("generation");
         }
         let mut obj = res.to_storage(obj);
+        let name = meta_str(&obj, "name").unwrap_or_default().to_string();
+        let admit = |op, old| Attributes::of_write(op, res, Part::Main, ns, &name, w, old);
+        self.admission
+            .mutate(self, &admit(Operation::Create, None), &mut obj)
+            .await?;
         res.strategy.prepare(&mut obj, None);
         track(res, Part::Main, w, None, &mut obj);
         drop_empty_meta(&mut obj);
         check_meta(res, &obj, None)?;
-        let name = meta_str(&obj, "name").unwrap_or_default().to_string();
-        self.check_namespace(res, ns).await?;
         if dry_run && self.store.get(res.key(ns, &name), 0).await?.is_some() {
             return Err(ApiError::already_exists(res.target(&name)));
         }
         let taken = before_write(res, &mut obj, None, dry_run).await?;
-        let encoded = check_kind(res, &obj, None).and_then(|()| encode(res, &obj));
+        let mut encoded = check_kind(res, &obj, None);
+        if encoded.is_ok() {
+            let a = admit(Operation::Create, None);
+            encoded = self.admission.validate(self, &a, &obj).await;
+        }
+        let encoded = encoded.and_then(|()| encode(res, &obj));
         let encoded = match encoded {
             Ok(e) => e,
             Err(e) => {
@@ -861,6 +795,8 @@ impl Registry {
         match result {
             Ok(kv) => {
                 set_resource_version(&mut obj, kv.mod_revision);
+                let a = admit(Operation::Create, None);
+                self.admission.written(self, &a, Some(&obj)).await;
                 Ok(res.present(obj))
             }
             Err(StoreError::AlreadyExists { .. }) => {
@@ -912,6 +848,10 @@ impl Registry {
                 None => m.remove(f),
             };
         }
+    }
+
+    /// The kind's defaults for an update (after mutating admission), and the generation.
+    fn prepare_update(res: &Res, part: Part, old: &Value, new: &mut Value) {
         res.strategy.prepare(new, Some(old));
         drop_empty_meta(new);
         if res.strategy.has_generation() && part != Part::Status && spec_like(old) != spec_like(new)
@@ -1161,6 +1101,11 @@ impl Registry {
                 return Err(ApiError::modified(res.target(name)));
             }
             let mut new = change(&old)?;
+            let admit = |op| Attributes::of_write(op, res, part, ns, name, w, Some(&old));
+            self.admission
+                .mutate(self, &admit(Operation::Update), &mut new)
+                .await?;
+            Self::prepare_update(res, part, &old, &mut new);
             track(res, part, w, Some(&old), &mut new);
             check_meta(res, &new, Some(&old))?;
             if done_deleting(res, &old, &new) {
@@ -1172,6 +1117,8 @@ impl Registry {
                         if let Some(h) = &res.hooks {
                             h.after_delete(&old).await;
                         }
+                        let a = admit(Operation::Delete);
+                        self.admission.written(self, &a, None).await;
                         return Ok(new);
                     }
                     Err(StoreError::Conflict { .. }) if expected.is_none() => continue,
@@ -1182,10 +1129,14 @@ impl Registry {
                 }
             }
             let taken = before_write(res, &mut new, Some(&old), dry_run).await?;
-            let checked = match part {
+            let mut checked = match part {
                 Part::All => Ok(()),
                 _ => check_kind(res, &new, Some(&old)),
             };
+            if checked.is_ok() {
+                let a = admit(Operation::Update);
+                checked = self.admission.validate(self, &a, &new).await;
+            }
             let encoded = match checked.and_then(|()| encode(res, &new)) {
                 Ok(e) => e,
                 Err(e) => {
@@ -1205,6 +1156,8 @@ impl Registry {
             match result {
                 Ok(kv) => {
                     set_resource_version(&mut new, kv.mod_revision);
+                    let a = admit(Operation::Update);
+                    self.admission.written(self, &a, Some(&new)).await;
                     return Ok(new);
                 }
                 Err(StoreError::Conflict { current: None, .. }) => {
@@ -1263,6 +1216,13 @@ impl Registry {
                     ));
                 }
             }
+            let w = Write {
+                dry_run: opts.dry_run,
+                ..Write::server()
+            };
+            let a =
+                Attributes::of_write(Operation::Delete, res, Part::Main, ns, name, &w, Some(&obj));
+            self.admission.validate(self, &a, &obj).await?;
             let mut finalizers: Vec<Value> = meta(&obj)
                 .get("finalizers")
                 .and_then(Value::as_array)
@@ -1304,6 +1264,7 @@ impl Registry {
                         if let Some(h) = &res.hooks {
                             h.after_delete(&obj).await;
                         }
+                        self.admission.written(self, &a, None).await;
                         return Ok(Deleted::Now(obj));
                     }
                     Err(StoreError::Conflict { current: None, .. })

@@ -41,6 +41,8 @@ pub struct Config {
     pub service_cidr: String,
     /// Timeouts, connection caps and in-flight request limits.
     pub limits: Limits,
+    /// Admission plugin settings.
+    pub admission: crate::admission::Config,
 }
 
 /// A running API server.
@@ -103,7 +105,7 @@ async fn bootstrap(registry: &Registry, port: u16) -> Result<(), ApiError> {
     let ns = registry
         .resolve("", "v1", "namespaces")
         .ok_or_else(|| ApiError::internal("namespaces are not in the catalogue"))?;
-    for name in crate::namespaces::SYSTEM_NAMESPACES {
+    for name in crate::admission::SYSTEM_NAMESPACES {
         let obj = json!({"metadata": {"name": name}, "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}});
         match registry.create(&ns.res, None, obj, &Write::server()).await {
             Ok(_) => {}
@@ -131,6 +133,28 @@ async fn bootstrap(registry: &Registry, port: u16) -> Result<(), ApiError> {
         Err(e) => return Err(e),
     }
     api_services(registry).await?;
+    let pcs = registry
+        .resolve("scheduling.k8s.io", "v1", "priorityclasses")
+        .ok_or_else(|| ApiError::internal("priorityclasses are not in the catalogue"))?;
+    for (name, value, description) in crate::admission::SYSTEM_PRIORITY_CLASSES {
+        let pc = json!({"metadata": {"name": name}, "value": value, "description": description});
+        match registry.create(&pcs.res, None, pc, &Write::server()).await {
+            Ok(_) => {}
+            Err(e) if e.reason == "AlreadyExists" => {}
+            Err(e) => return Err(e),
+        }
+    }
+    // Every namespace has its default ServiceAccount (namespaces made from now on get it when
+    // they are created).
+    for item in registry.list(&ns.res, None, &Default::default()).await?["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        if let Some(name) = item["metadata"]["name"].as_str() {
+            crate::admission::namespace_defaults(registry, name).await?;
+        }
+    }
     // Give back what a crash between allocating and writing left taken: counted now, given
     // back when it has stayed so for a few runs (another server may be mid-create).
     repair_services(registry).await;
@@ -221,10 +245,10 @@ pub async fn start(cfg: Config, store: Arc<dyn Store>) -> anyhow::Result<ApiServ
     let metrics = Arc::new(crate::metrics::Metrics::new());
     let store: Arc<dyn Store> =
         Arc::new(crate::metrics::MeasuredStore::new(store, metrics.clone()));
-    let registry = Arc::new(Registry::new(
-        store.clone(),
-        crate::services::Allocator::new(store, cidr),
-    ));
+    let registry = Arc::new(
+        Registry::new(store.clone(), crate::services::Allocator::new(store, cidr))
+            .with_admission(cfg.admission.clone()),
+    );
     bootstrap(&registry, addr.port())
         .await
         .map_err(|e| anyhow::anyhow!("create the built-in objects: {e}"))?;

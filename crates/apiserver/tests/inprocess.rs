@@ -26,6 +26,7 @@ async fn start(dir: &std::path::Path) -> ApiServer {
         kubeconfig_mode: 0o600,
         service_cidr: "10.43.0.0/16".into(),
         limits: Default::default(),
+        admission: Default::default(),
     };
     server::start(cfg, Arc::new(store))
         .await

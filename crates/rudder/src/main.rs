@@ -132,6 +132,13 @@ struct ServerArgs {
     /// is refused, since the store's files are missing.
     #[arg(long)]
     cluster_reset: bool,
+    /// Seconds a pod tolerates its node being not ready (the `node.kubernetes.io/not-ready`
+    /// NoExecute toleration the DefaultTolerationSeconds admission plugin adds to pods).
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(i64).range(0..))]
+    default_not_ready_toleration_seconds: i64,
+    /// Seconds a pod tolerates its node being unreachable (`node.kubernetes.io/unreachable`).
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(i64).range(0..))]
+    default_unreachable_toleration_seconds: i64,
     /// Non-mutating requests (get, list) in flight at most; beyond it 429 (0: no limit).
     #[arg(long, default_value_t = 400)]
     max_requests_inflight: usize,
@@ -304,6 +311,10 @@ async fn server(args: ServerArgs) -> Result<()> {
                 max_pending_connections: args.max_pending_connections,
                 max_requests_inflight: args.max_requests_inflight,
                 max_mutating_requests_inflight: args.max_mutating_requests_inflight,
+            },
+            admission: rudder_apiserver::admission::Config {
+                not_ready_toleration_seconds: args.default_not_ready_toleration_seconds,
+                unreachable_toleration_seconds: args.default_unreachable_toleration_seconds,
             },
         },
         store.clone(),

@@ -462,7 +462,12 @@ fn describe_prints_upstreams_sections_and_finds_events() {
     // describe node: conditions, addresses, capacity, system info, its pods, lease and events.
     let out = s.kubectl(&["describe", "node", "node-1"]).ok();
     assert_eq!(field(&out, "Roles"), "control-plane");
-    assert_eq!(field(&out, "Taints"), "<none>");
+    // TaintNodesByCondition taints a new node until the node lifecycle controller (not yet
+    // built) sees it ready.
+    assert_eq!(
+        field(&out, "Taints"),
+        "node.kubernetes.io/not-ready:NoSchedule"
+    );
     assert_eq!(field(&out, "Unschedulable"), "false");
     assert_eq!(field(&out, "HolderIdentity"), "node-1");
     let conditions = out

@@ -1,6 +1,6 @@
 //! Pods and pod templates: the defaults of `PodSpec`, containers, probes and volumes, the
 //! pod-only defaults and the mutations of the admission plugins every cluster runs
-//! (service account, priority, default toleration seconds), the QoS class, and the
+//! (service account, priority), the QoS class, and the
 //! validation of pod specs with upstream's paths and messages.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -292,9 +292,6 @@ pub(crate) fn default_template(template: &mut Value) {
 
 // ---- pods ----------------------------------------------------------------------------------
 
-const NOT_READY: &str = "node.kubernetes.io/not-ready";
-const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
-
 /// Pod defaults on create and update; on create also the admission mutations and the initial
 /// status (phase `Pending`, the QoS class).
 pub(crate) fn prepare_pod(obj: &mut Value, old: Option<&Value>) {
@@ -332,8 +329,8 @@ pub(crate) fn prepare_pod(obj: &mut Value, old: Option<&Value>) {
     reset_status(obj, status);
 }
 
-/// What the ServiceAccount, Priority and DefaultTolerationSeconds admission plugins add to a
-/// new pod when they need no other object to decide.
+/// What the ServiceAccount and Priority admission plugins add to a new pod when they need no
+/// other object to decide (the API server's admission chain does it first, and the rest).
 fn admit(spec: &mut Value, mirror: bool) {
     // Mirror pods of static pods get no service account.
     if !mirror {
@@ -349,31 +346,6 @@ fn admit(spec: &mut Value, mirror: bool) {
     if let Some(p) = priority {
         default(spec, "priority", json!(p));
         default(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
-    }
-    let tolerates = |spec: &Value, key: &str| {
-        arr(spec, "tolerations").iter().any(|t| {
-            (sz(t, "key") == key || sz(t, "key").is_empty())
-                && matches!(sz(t, "effect"), "NoExecute" | "")
-        })
-    };
-    for key in [NOT_READY, UNREACHABLE] {
-        if tolerates(spec, key) {
-            continue;
-        }
-        if let Some(m) = spec.as_object_mut() {
-            let list = m.entry("tolerations").or_insert_with(|| json!([]));
-            if list.is_null() {
-                *list = json!([]);
-            }
-            if let Some(a) = list.as_array_mut() {
-                a.push(json!({
-                    "key": key,
-                    "operator": "Exists",
-                    "effect": "NoExecute",
-                    "tolerationSeconds": 300,
-                }));
-            }
-        }
     }
 }
 
