@@ -717,8 +717,7 @@ async fn route(st: &Arc<AppState>, user: &User, req: Request) -> Result<Response
                         return Ok(json_response(
                             StatusCode::OK,
                             &table::table(
-                                served.res.group,
-                                served.res.kind,
+                                served.res.strategy.as_ref(),
                                 items,
                                 list["metadata"].take(),
                                 include,
@@ -810,8 +809,7 @@ async fn route(st: &Arc<AppState>, user: &User, req: Request) -> Result<Response
                         return Ok(json_response(
                             StatusCode::OK,
                             &table::table(
-                                served.res.group,
-                                served.res.kind,
+                                served.res.strategy.as_ref(),
                                 vec![obj],
                                 json!({}),
                                 include,
@@ -954,8 +952,7 @@ fn event_json(
             crate::negotiate::partial(obj, v)
         } else if output == Output::Table {
             table::table(
-                served.res.group,
-                served.res.kind,
+                served.res.strategy.as_ref(),
                 vec![obj.clone()],
                 json!({"resourceVersion": obj["metadata"]["resourceVersion"]}),
                 include,

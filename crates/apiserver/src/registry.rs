@@ -1413,14 +1413,16 @@ impl Registry {
             return Ok(None);
         }
         let now = crate::table::now();
-        let keep = rudder_api::printers::row_fields(res.group, res.kind);
+        let keep = res.strategy.row_fields();
         let (rows, list_meta) = self
             .list_items(res, ns, opts, |kv| {
                 crate::table::encode_row(res, kv, keep, include, now).map(Some)
             })
             .await?;
         Ok(Some(crate::table::assemble(
-            res.group, res.kind, rows, &list_meta,
+            res.strategy.as_ref(),
+            rows,
+            &list_meta,
         )))
     }
 

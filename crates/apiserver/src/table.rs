@@ -1,8 +1,8 @@
 //! `meta.k8s.io/v1` Table output (`Accept: application/json;as=Table;v=v1;g=meta.k8s.io`), the
 //! form `kubectl get` prints from, with upstream's printer columns (`rudder_api::printers`).
 
-use rudder_api::printers;
 use rudder_api::pruned::{self, Keep};
+use rudder_api::strategy::Strategy;
 use rudder_store::KeyValue;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
@@ -34,9 +34,9 @@ pub fn now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-fn row(group: &str, kind: &str, mut obj: Value, include: IncludeObject, now: i64) -> Value {
-    let mut r = json!({ "cells": printers::cells(group, kind, &obj, now) });
-    if let Some(c) = printers::row_conditions(group, kind, &obj) {
+fn row(printer: &dyn Strategy, mut obj: Value, include: IncludeObject, now: i64) -> Value {
+    let mut r = json!({ "cells": printer.cells(&obj, now) });
+    if let Some(c) = printer.row_conditions(&obj) {
         rudder_api::value::set(&mut r, &["conditions"], c);
     }
     // The object is moved into the row, not copied: a large list is thousands of them.
@@ -75,9 +75,9 @@ pub fn encode_row(
     let obj = pruned::from_slice(&kv.value, keep).map_err(bad)?;
     let mut out = Vec::with_capacity(512);
     out.extend_from_slice(b"{\"cells\":");
-    let cells = printers::cells(res.group, res.kind, &obj, now);
+    let cells = res.strategy.cells(&obj, now);
     serde_json::to_writer(&mut out, &cells).map_err(bad)?;
-    if let Some(c) = printers::row_conditions(res.group, res.kind, &obj) {
+    if let Some(c) = res.strategy.row_conditions(&obj) {
         out.extend_from_slice(b",\"conditions\":");
         serde_json::to_writer(&mut out, &c).map_err(bad)?;
     }
@@ -113,8 +113,8 @@ pub fn encode_row(
 }
 
 /// A Table of rows made by [`encode_row`], as [`table`] writes it (with column definitions).
-pub fn assemble(group: &str, kind: &str, rows: Vec<Vec<u8>>, list_meta: &Value) -> Vec<u8> {
-    let defs = column_definitions(group, kind);
+pub fn assemble(printer: &dyn Strategy, rows: Vec<Vec<u8>>, list_meta: &Value) -> Vec<u8> {
+    let defs = column_definitions(printer);
     let mut out = Vec::with_capacity(rows.iter().map(|r| r.len() + 1).sum::<usize>() + 4096);
     out.extend_from_slice(b"{\"apiVersion\":\"meta.k8s.io/v1\",\"columnDefinitions\":");
     // Writing JSON values to a Vec cannot fail.
@@ -132,8 +132,9 @@ pub fn assemble(group: &str, kind: &str, rows: Vec<Vec<u8>>, list_meta: &Value) 
     crate::error::go_escape(out)
 }
 
-fn column_definitions(group: &str, kind: &str) -> Vec<Value> {
-    printers::columns(group, kind)
+fn column_definitions(printer: &dyn Strategy) -> Vec<Value> {
+    printer
+        .columns()
         .iter()
         .map(|c| {
             json!({
@@ -151,15 +152,14 @@ fn column_definitions(group: &str, kind: &str) -> Vec<Value> {
 /// (resourceVersion, continue). `with_definitions` is false for watch events after the first,
 /// as upstream.
 pub fn table(
-    group: &str,
-    kind: &str,
+    printer: &dyn Strategy,
     objects: Vec<Value>,
     list_meta: Value,
     include: IncludeObject,
     with_definitions: bool,
 ) -> Value {
     let defs: Vec<Value> = if with_definitions {
-        column_definitions(group, kind)
+        column_definitions(printer)
     } else {
         Vec::new()
     };
@@ -171,7 +171,7 @@ pub fn table(
         "columnDefinitions": defs,
         "rows": objects
             .into_iter()
-            .map(|o| row(group, kind, o, include, now))
+            .map(|o| row(printer, o, include, now))
             .collect::<Vec<_>>(),
     })
 }

@@ -36,6 +36,7 @@ use serde_json::Value;
 
 use crate::fields::{self, FieldSet};
 use crate::printers::{self, Column};
+use crate::pruned::Keep;
 use crate::validation::{FieldError, NameRule};
 
 /// What the API server does with objects of one kind beyond what every kind shares. The
@@ -99,6 +100,11 @@ pub trait Strategy: Send + Sync + std::fmt::Debug {
     /// The row `conditions` upstream attaches, if any.
     fn row_conditions(&self, _obj: &Value) -> Option<Value> {
         None
+    }
+
+    /// What of an object [`Strategy::cells`] and [`Strategy::row_conditions`] read.
+    fn row_fields(&self) -> Keep {
+        Keep::All
     }
 }
 
@@ -238,6 +244,10 @@ impl Strategy for BuiltIn {
 
     fn row_conditions(&self, obj: &Value) -> Option<Value> {
         printers::row_conditions(self.group, self.kind, obj)
+    }
+
+    fn row_fields(&self) -> Keep {
+        printers::row_fields(self.group, self.kind)
     }
 }
 
