@@ -10,44 +10,10 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::{reflector, watcher, WatchStreamExt};
 use rudder_apiserver::pki::User;
-use rudder_apiserver::server::{self, ApiServer, Config};
-use rudder_store::embedded::{Embedded, EmbeddedOptions};
 use serde_json::json;
 
-async fn start(dir: &std::path::Path) -> ApiServer {
-    let store = Embedded::open(EmbeddedOptions::new(dir.join("db"))).expect("store");
-    let cfg = Config {
-        data_dir: dir.to_path_buf(),
-        bind_address: "127.0.0.1".parse().expect("address"),
-        port: 0,
-        tls_sans: Vec::new(),
-        token: None,
-        kubeconfig: None,
-        kubeconfig_mode: 0o600,
-        service_cidr: "10.43.0.0/16".into(),
-        limits: Default::default(),
-        admission: Default::default(),
-    };
-    server::start(cfg, Arc::new(store))
-        .await
-        .expect("api server")
-}
-
-fn admin() -> User {
-    User {
-        name: "system:kube-controller-manager".into(),
-        groups: vec!["system:masters".into()],
-        uid: None,
-    }
-}
-
-async fn https_client(api: &ApiServer) -> kube::Client {
-    let kubeconfig = kube::config::Kubeconfig::read_from(&api.kubeconfig).expect("kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .expect("client config");
-    kube::Client::try_from(config).expect("client")
-}
+mod common;
+use common::{admin, https_client, start};
 
 /// Typed CRUD, a merge patch, a 409 and a 404, as a controller would do them.
 async fn crud(client: kube::Client) {

@@ -2,42 +2,14 @@
 //! within the catalogue, and only masters may read it (401 without credentials, 403 for
 //! others), as upstream's non-resource URL.
 
-use std::sync::Arc;
-
 use futures::AsyncBufReadExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams, PostParams};
 use rudder_apiserver::pki::User;
-use rudder_apiserver::server::{self, ApiServer, Config};
-use rudder_store::embedded::{Embedded, EmbeddedOptions};
 use serde_json::json;
 
-async fn start(dir: &std::path::Path) -> ApiServer {
-    let store = Embedded::open(EmbeddedOptions::new(dir.join("db"))).expect("store");
-    let cfg = Config {
-        data_dir: dir.to_path_buf(),
-        bind_address: "127.0.0.1".parse().expect("address"),
-        port: 0,
-        tls_sans: Vec::new(),
-        token: None,
-        kubeconfig: None,
-        kubeconfig_mode: 0o600,
-        service_cidr: "10.43.0.0/16".into(),
-        limits: Default::default(),
-        admission: Default::default(),
-    };
-    server::start(cfg, Arc::new(store))
-        .await
-        .expect("api server")
-}
-
-fn admin() -> User {
-    User {
-        name: "admin".into(),
-        groups: vec!["system:masters".into()],
-        uid: None,
-    }
-}
+mod common;
+use common::{admin, start};
 
 fn get(uri: &str) -> hyper::Request<Vec<u8>> {
     hyper::Request::get(uri).body(Vec::new()).expect("request")

@@ -3,40 +3,11 @@
 //! a selector filters the list) answers, for pods in several states and for other kinds, with
 //! every `includeObject`.
 
-use std::sync::Arc;
-
 use http_body_util::BodyExt;
-use rudder_apiserver::pki::User;
-use rudder_apiserver::server::{self, ApiServer, Config};
-use rudder_store::embedded::{Embedded, EmbeddedOptions};
 use serde_json::{json, Value};
 
-async fn start(dir: &std::path::Path) -> ApiServer {
-    let store = Embedded::open(EmbeddedOptions::new(dir.join("db"))).expect("store");
-    let cfg = Config {
-        data_dir: dir.to_path_buf(),
-        bind_address: "127.0.0.1".parse().expect("address"),
-        port: 0,
-        tls_sans: Vec::new(),
-        token: None,
-        kubeconfig: None,
-        kubeconfig_mode: 0o600,
-        service_cidr: "10.43.0.0/16".into(),
-        limits: Default::default(),
-        admission: Default::default(),
-    };
-    server::start(cfg, Arc::new(store))
-        .await
-        .expect("api server")
-}
-
-fn admin() -> User {
-    User {
-        name: "admin".into(),
-        groups: vec!["system:masters".into()],
-        uid: None,
-    }
-}
+mod common;
+use common::{admin, start};
 
 async fn call(
     client: &kube::Client,
