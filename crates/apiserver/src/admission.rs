@@ -1096,11 +1096,6 @@ fn merge_defaults(pod: &mut Value, range: &Value) {
     }
 }
 
-/// Upstream compares in milli-units.
-fn milli(q: &Quantity) -> i128 {
-    q.milli()
-}
-
 fn min_constraint(
     kind: &str,
     name: &str,
@@ -1114,14 +1109,14 @@ fn min_constraint(
             "minimum {name} usage per {kind} is {e}.  No request is specified"
         ));
     };
-    if milli(r) < milli(enforced) {
+    if r.milli() < enforced.milli() {
         return Some(format!(
             "minimum {name} usage per {kind} is {e}, but request is {}",
             r.canonical()
         ));
     }
     match lim.get(name) {
-        Some(l) if milli(l) < milli(enforced) => Some(format!(
+        Some(l) if l.milli() < enforced.milli() => Some(format!(
             "minimum {name} usage per {kind} is {e}, but limit is {}",
             l.canonical()
         )),
@@ -1142,14 +1137,14 @@ fn max_constraint(
             "maximum {name} usage per {kind} is {e}.  No limit is specified"
         ));
     };
-    if milli(l) > milli(enforced) {
+    if l.milli() > enforced.milli() {
         return Some(format!(
             "maximum {name} usage per {kind} is {e}, but limit is {}",
             l.canonical()
         ));
     }
     match req.get(name) {
-        Some(r) if milli(r) > milli(enforced) => Some(format!(
+        Some(r) if r.milli() > enforced.milli() => Some(format!(
             "maximum {name} usage per {kind} is {e}, but request is {}",
             r.canonical()
         )),
@@ -1169,7 +1164,7 @@ fn max_request_constraint(
             "maximum {name} usage per {kind} is {e}.  No request is specified"
         ));
     };
-    (milli(r) > milli(enforced)).then(|| {
+    (r.milli() > enforced.milli()).then(|| {
         format!(
             "maximum {name} usage per {kind} is {e}, but request is {}",
             r.canonical()
@@ -1185,8 +1180,8 @@ fn ratio_constraint(
     lim: &Resources,
 ) -> Option<String> {
     let e = enforced.canonical();
-    let r = req.get(name).map(milli).unwrap_or(0);
-    let l = lim.get(name).map(milli).unwrap_or(0);
+    let r = req.get(name).map(Quantity::milli).unwrap_or(0);
+    let l = lim.get(name).map(Quantity::milli).unwrap_or(0);
     if r == 0 {
         return Some(format!(
             "{name} max limit to request ratio per {kind} is {e}, but no request is specified or request is 0"
@@ -1198,7 +1193,7 @@ fn ratio_constraint(
         ));
     }
     let observed = l as f64 / r as f64;
-    (observed * 1000.0 > milli(enforced) as f64).then(|| {
+    (observed * 1000.0 > enforced.milli() as f64).then(|| {
         format!("{name} max limit to request ratio per {kind} is {e}, but provided ratio is {observed:.6}")
     })
 }
