@@ -8,6 +8,9 @@
 //! Must not touch: HTTP, the store, authentication. This crate is pure data and functions over
 //! JSON objects, so every rule in it is unit-testable.
 
+/// The Kubernetes version Rudder serves (the API) and its agents report (kubelet version).
+pub const KUBERNETES_VERSION: (u32, u32, u32) = (1, 33, 0);
+
 pub mod apiregistration;
 pub mod catalogue;
 pub mod conversion;

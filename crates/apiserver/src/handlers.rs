@@ -38,6 +38,8 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     pub authorizer: crate::authz::Union,
     pub token: NodeToken,
+    /// The cluster CA bundle, served at `/cacerts` for agents to check against their token.
+    pub ca_pem: String,
     pub version: Value,
     pub server_address: String,
     /// Time a client has to send a request body.
@@ -75,10 +77,13 @@ pub(crate) fn json_response(code: StatusCode, v: &Value) -> Response {
     (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-/// Paths anyone may read: health and version.
+/// Paths anyone may read: health, version, and the CA bundle (public, and what a joining agent
+/// checks against the hash its token carries, as k3s's `/cacerts`).
 fn is_public(path: &str) -> bool {
-    matches!(path, "/healthz" | "/livez" | "/readyz" | "/version")
-        || path.starts_with("/healthz/")
+    matches!(
+        path,
+        "/healthz" | "/livez" | "/readyz" | "/version" | "/cacerts"
+    ) || path.starts_with("/healthz/")
         || path.starts_with("/livez/")
         || path.starts_with("/readyz/")
 }
@@ -237,6 +242,14 @@ pub async fn handle(State(st): State<Arc<AppState>>, req: Request) -> Response {
 fn public(st: &AppState, path: &str) -> Response {
     if path == "/version" {
         return json_response(StatusCode::OK, &st.version);
+    }
+    if path == "/cacerts" {
+        return (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            st.ca_pem.clone(),
+        )
+            .into_response();
     }
     (
         StatusCode::OK,

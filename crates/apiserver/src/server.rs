@@ -24,8 +24,7 @@ use crate::pki::{self, Pki, User};
 use crate::registry::{Part, Registry, Write};
 use rudder_api::catalogue;
 
-/// The Kubernetes version Rudder's API reports (the API it serves).
-pub const KUBERNETES_VERSION: (u32, u32, u32) = (1, 33, 0);
+pub use rudder_api::KUBERNETES_VERSION;
 
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -302,6 +301,7 @@ pub async fn start(cfg: Config, store: Arc<dyn Store>) -> anyhow::Result<ApiServ
         authorizer: crate::authz::Union::standard(registry.clone()),
         registry: registry.clone(),
         token,
+        ca_pem: pki.ca_pem().to_string(),
         version: version_doc(),
         server_address: format!("{host}:{}", addr.port()),
         body_timeout: cfg.limits.request_body_timeout,

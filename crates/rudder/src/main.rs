@@ -28,6 +28,8 @@ struct Cli {
 enum Command {
     /// Run the control plane (store, API server, scheduler, controllers) and a node agent.
     Server(Box<ServerArgs>),
+    /// Run a node agent that joins a server (`--fake-nodes N` simulates N nodes).
+    Agent(Box<AgentArgs>),
     /// Work on the datastore directly (the server must be stopped for the embedded store).
     Store {
         #[command(subcommand)]
@@ -115,12 +117,20 @@ struct ServerArgs {
     /// Do not run the controllers.
     #[arg(long)]
     disable_controller_manager: bool,
-    /// This node's name (default: the hostname).
-    #[arg(long, env = "RUDDER_NODE_NAME")]
-    node_name: Option<String>,
+    #[command(flatten)]
+    node: NodeArgs,
     /// Pod network.
     #[arg(long, default_value = "10.42.0.0/16")]
     cluster_cidr: String,
+    /// Prefix length of the podCIDR each node gets from the pod network.
+    #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u8).range(8..=30))]
+    node_cidr_mask_size: u8,
+    /// A node whose heartbeat is silent this long is marked Unknown and tainted unreachable.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    node_monitor_grace_period: Duration,
+    /// How often the node lifecycle controller looks at nodes.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    node_monitor_period: Duration,
     /// Service network (ClusterIPs are allocated from it).
     #[arg(long, default_value = "10.43.0.0/16")]
     service_cidr: String,
@@ -164,6 +174,109 @@ struct ServerArgs {
     /// at most half of --max-connections).
     #[arg(long, default_value_t = 0)]
     max_pending_connections: usize,
+}
+
+/// What a node agent registers and how it runs (shared by `rudder server` and `rudder agent`).
+#[derive(Args, Clone)]
+struct NodeArgs {
+    /// This node's name (default: the hostname).
+    #[arg(long, env = "RUDDER_NODE_NAME")]
+    node_name: Option<String>,
+    /// The node's address (default: the address of the interface with the default route).
+    #[arg(long)]
+    node_ip: Option<std::net::IpAddr>,
+    /// Labels the node registers with: key=value[,key=value…] (repeatable).
+    #[arg(long = "node-labels", alias = "node-label", value_delimiter = ',')]
+    node_labels: Vec<String>,
+    /// Taints the node registers with: key[=value]:Effect[,…] (repeatable).
+    #[arg(long = "node-taints", alias = "node-taint", value_delimiter = ',')]
+    node_taints: Vec<String>,
+    /// What the node offers instead of this machine's figures: cpu=4,memory=8Gi,pods=110.
+    #[arg(long, value_delimiter = ',')]
+    node_capacity: Vec<String>,
+    /// Container runtime.
+    #[arg(long, value_enum, default_value_t = RuntimeKind::Fake)]
+    runtime: RuntimeKind,
+    /// How long the node's heartbeat Lease lasts; the agent renews it every quarter of that.
+    #[arg(long, default_value = "4s", value_parser = humantime::parse_duration)]
+    node_lease_duration: Duration,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum RuntimeKind {
+    /// Runs no containers: pods go Running at once (simulation, scale tests).
+    Fake,
+}
+
+#[derive(Args)]
+struct AgentArgs {
+    /// The server to join: https://HOST:6443.
+    #[arg(long, env = "RUDDER_URL")]
+    server: String,
+    /// The join token (<data-dir>/server/node-token on the server).
+    #[arg(long, env = "RUDDER_TOKEN")]
+    token: String,
+    /// Directory for the agent's state (default /var/lib/rudder as root, ~/.rudder otherwise).
+    #[arg(long, env = "RUDDER_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    node: NodeArgs,
+    /// Act as this many simulated nodes, NAME-0 … NAME-(N-1) (fake runtime only).
+    #[arg(long, default_value_t = 0)]
+    fake_nodes: usize,
+}
+
+impl NodeArgs {
+    /// The node's configuration; `extra_labels` are what the server adds to its own node.
+    fn config(
+        &self,
+        data_dir: &Path,
+        extra_labels: &[(&str, &str)],
+    ) -> Result<rudder_agent::node::NodeConfig> {
+        use rudder_agent::node;
+        let name = match &self.node_name {
+            Some(n) => n.clone(),
+            None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .context("read the hostname (or give --node-name)")?
+                .trim()
+                .to_ascii_lowercase(),
+        };
+        let errs = rudder_api::validation::dns1123_subdomain(&name);
+        if !errs.is_empty() {
+            bail!("invalid node name {name:?}: {}", errs.join("; "));
+        }
+        let mut labels = node::parse_labels(&self.node_labels).map_err(anyhow::Error::msg)?;
+        for (k, v) in extra_labels {
+            labels.insert(k.to_string(), v.to_string());
+        }
+        let taints = node::parse_taints(&self.node_taints).map_err(anyhow::Error::msg)?;
+        let (capacity, allocatable) = node::machine_capacity(node::filesystem_bytes(data_dir));
+        let capacity =
+            node::parse_capacity(&self.node_capacity, &capacity).map_err(anyhow::Error::msg)?;
+        // Given figures are what pods may use; the machine's lose the eviction reserve.
+        let allocatable =
+            node::parse_capacity(&self.node_capacity, &allocatable).map_err(anyhow::Error::msg)?;
+        if self.node_lease_duration < Duration::from_secs(1) {
+            bail!("--node-lease-duration must be at least 1s");
+        }
+        let runtime_version = match self.runtime {
+            RuntimeKind::Fake => {
+                use rudder_agent::runtime::Runtime as _;
+                rudder_agent::fake::Fake::new().version()
+            }
+        };
+        Ok(node::NodeConfig {
+            name,
+            labels,
+            taints,
+            node_ip: self.node_ip.unwrap_or_else(node::default_node_ip),
+            capacity,
+            allocatable,
+            system: node::system_info(runtime_version),
+            lease_duration: self.node_lease_duration,
+            status_report_period: Duration::from_secs(300),
+        })
+    }
 }
 
 fn default_data_dir() -> PathBuf {
@@ -247,6 +360,7 @@ async fn main() -> Result<()> {
             Ok(())
         }
         Command::Server(args) => server(*args).await,
+        Command::Agent(args) => agent(*args).await,
         Command::Store {
             command: StoreCommand::Snapshot { command },
         } => match command {
@@ -326,16 +440,59 @@ async fn server(args: ServerArgs) -> Result<()> {
         elapsed_ms = started.elapsed().as_millis() as u64,
         "api server ready"
     );
+    // Until RBAC exists, the controllers act as masters; everything they do goes through the
+    // API like any client's request.
+    let controllers = if args.disable_controller_manager {
+        None
+    } else {
+        let user = rudder_apiserver::pki::User {
+            name: "system:kube-controller-manager".into(),
+            groups: vec!["system:masters".into()],
+            uid: None,
+        };
+        Some(rudder_controllers::start(
+            api.client(user, "default"),
+            &rudder_controllers::Config {
+                cluster_cidr: args.cluster_cidr.clone(),
+                node_cidr_mask_size: args.node_cidr_mask_size,
+                node_lifecycle: rudder_controllers::nodelifecycle::Config {
+                    grace: args.node_monitor_grace_period,
+                    period: args.node_monitor_period,
+                },
+            },
+        )?)
+    };
     // Not built yet: each runs once its issue lands; the flags are accepted now.
-    let _ = (
-        args.disable_agent,
-        args.disable_scheduler,
-        args.disable_controller_manager,
-        &args.node_name,
-        &args.cluster_cidr,
-        args.cluster_dns,
-    );
+    let _ = (args.disable_scheduler, args.cluster_dns);
+    let agent = if args.disable_agent {
+        None
+    } else {
+        let cfg = args.node.config(
+            &data_dir,
+            &[
+                ("node-role.kubernetes.io/control-plane", "true"),
+                ("node-role.kubernetes.io/master", "true"),
+            ],
+        )?;
+        let client = api.client(
+            rudder_apiserver::pki::User {
+                name: format!("system:node:{}", cfg.name),
+                groups: vec![rudder_apiserver::authz::NODES.into()],
+                uid: None,
+            },
+            "default",
+        );
+        Some(tokio::spawn(rudder_agent::run_fake_nodes(
+            cfg,
+            0,
+            move |_| client.clone(),
+        )))
+    };
     shutdown.await;
+    if let Some(a) = agent {
+        a.abort();
+    }
+    drop(controllers);
     api.stop();
     tracing::info!("shutting down");
     if let Some(c) = compaction {
@@ -346,6 +503,53 @@ async fn server(args: ServerArgs) -> Result<()> {
         // However many handles the stopped components still hold: every write is durable now,
         // and the store records a clean shutdown.
         tokio::task::spawn_blocking(move || e.close()).await?;
+    }
+    Ok(())
+}
+
+async fn agent(args: AgentArgs) -> Result<()> {
+    use rudder_agent::connect;
+    let shutdown = shutdown_signal()?;
+    let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
+    let agent_dir = data_dir.join("agent");
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&agent_dir)
+        .with_context(|| format!("create data dir {}", agent_dir.display()))?;
+    let token = connect::Token::parse(&args.token).context("--token")?;
+    let ca = connect::fetch_ca(&args.server, &token).await?;
+    let template = args.node.config(&agent_dir, &[])?;
+    // One client per node identity; the fake nodes of one process are many identities.
+    let mut clients = std::collections::HashMap::new();
+    let names: Vec<String> = if args.fake_nodes == 0 {
+        vec![template.name.clone()]
+    } else {
+        (0..args.fake_nodes)
+            .map(|i| format!("{}-{i}", template.name))
+            .collect()
+    };
+    for name in names {
+        let cfg = connect::node_config(&args.server, &ca, &name, &token)?;
+        let client = kube::Client::try_from(cfg).context("an HTTPS client")?;
+        clients.insert(name, client);
+    }
+    // The credentials are checked once here, so that a wrong token is a clear error.
+    let first = clients.values().next().context("no node to run")?.clone();
+    first.list_core_api_versions().await.map_err(|e| match e {
+        kube::Error::Api(s) if s.code == 401 => anyhow::anyhow!(
+            "the server refused the token (401 Unauthorized): check --token against \
+             <data-dir>/server/node-token on the server"
+        ),
+        e => anyhow::Error::new(e).context(format!("reach the server at {}", args.server)),
+    })?;
+    tracing::info!(server = %args.server, nodes = clients.len(), "agent ready");
+    let run = rudder_agent::run_fake_nodes(template, args.fake_nodes, move |name| {
+        clients.get(name).cloned().unwrap_or_else(|| first.clone())
+    });
+    tokio::select! {
+        _ = run => {}
+        _ = shutdown => tracing::info!("shutting down"),
     }
     Ok(())
 }

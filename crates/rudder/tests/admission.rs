@@ -8,9 +8,7 @@ use rudder_testkit::RudderServer;
 use serde_json::{json, Value};
 
 fn server(extra: &[&str]) -> RudderServer {
-    let mut args = vec!["--disable-agent"];
-    args.extend_from_slice(extra);
-    RudderServer::start(Path::new(env!("CARGO_BIN_EXE_rudder")), &args)
+    RudderServer::api_only(Path::new(env!("CARGO_BIN_EXE_rudder")), extra)
         .expect("start rudder server")
 }
 

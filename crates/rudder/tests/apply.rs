@@ -12,11 +12,8 @@ use rudder_testkit::{RudderServer, KUBECTL_DEFAULT_MINOR};
 use serde_json::{json, Value};
 
 fn server() -> RudderServer {
-    RudderServer::start(
-        Path::new(env!("CARGO_BIN_EXE_rudder")),
-        &["--disable-agent"],
-    )
-    .expect("start rudder server")
+    RudderServer::api_only(Path::new(env!("CARGO_BIN_EXE_rudder")), &[])
+        .expect("start rudder server")
 }
 
 fn deployment(replicas: u32, image: &str) -> String {

@@ -10,7 +10,8 @@ use rudder_testkit::RudderServer;
 use serde_json::{json, Value};
 
 fn server() -> RudderServer {
-    RudderServer::start(Path::new(env!("CARGO_BIN_EXE_rudder")), &[]).expect("start rudder server")
+    RudderServer::api_only(Path::new(env!("CARGO_BIN_EXE_rudder")), &[])
+        .expect("start rudder server")
 }
 
 fn token(s: &RudderServer) -> String {

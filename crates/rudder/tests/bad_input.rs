@@ -9,7 +9,8 @@ use rudder_testkit::RudderServer;
 const CMS: &str = "/api/v1/namespaces/default/configmaps";
 
 fn server() -> RudderServer {
-    RudderServer::start(Path::new(env!("CARGO_BIN_EXE_rudder")), &[]).expect("start rudder server")
+    RudderServer::api_only(Path::new(env!("CARGO_BIN_EXE_rudder")), &[])
+        .expect("start rudder server")
 }
 
 /// Asserts a Failure Status with this code, reason and message fragment.

@@ -21,7 +21,8 @@ const PEAK_LIMIT: u64 = 400 * 1024 * 1024;
 const PEAK_LIMIT_DEFAULTED: u64 = 768 * 1024 * 1024;
 
 fn server() -> RudderServer {
-    RudderServer::start(Path::new(env!("CARGO_BIN_EXE_rudder")), &[]).expect("start rudder server")
+    RudderServer::api_only(Path::new(env!("CARGO_BIN_EXE_rudder")), &[])
+        .expect("start rudder server")
 }
 
 fn assert_status(a: &Answer, code: u16, reason: &str, message: &str) {

@@ -8,7 +8,8 @@ use std::path::Path;
 use rudder_testkit::RudderServer;
 
 fn server() -> RudderServer {
-    RudderServer::start(Path::new(env!("CARGO_BIN_EXE_rudder")), &[]).expect("start rudder server")
+    RudderServer::api_only(Path::new(env!("CARGO_BIN_EXE_rudder")), &[])
+        .expect("start rudder server")
 }
 
 /// `kubectl get <what> --field-selector <sel> -o name`, one name a line, sorted.

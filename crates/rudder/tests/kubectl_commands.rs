@@ -16,7 +16,8 @@ use rudder_testkit::{Kubectl, RudderServer, KUBECTL_DEFAULT_MINOR};
 use serde_json::{json, Value};
 
 fn server() -> RudderServer {
-    RudderServer::start(Path::new(env!("CARGO_BIN_EXE_rudder")), &[]).expect("start rudder server")
+    RudderServer::api_only(Path::new(env!("CARGO_BIN_EXE_rudder")), &[])
+        .expect("start rudder server")
 }
 
 /// Path of a fixture under `tests/data`.

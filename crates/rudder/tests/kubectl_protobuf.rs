@@ -11,7 +11,8 @@ use rudder_testkit::RudderServer;
 use serde_json::Value;
 
 fn server() -> RudderServer {
-    RudderServer::start(Path::new(env!("CARGO_BIN_EXE_rudder")), &[]).expect("start rudder server")
+    RudderServer::api_only(Path::new(env!("CARGO_BIN_EXE_rudder")), &[])
+        .expect("start rudder server")
 }
 
 /// The objects every test here creates, as kubectl arguments (after `-n NS`).

@@ -290,7 +290,7 @@ fn idle_sockets_do_not_lock_out_authenticated_clients() {
         std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755))
             .expect("chmod wrapper");
     }
-    let s = RudderServer::start(&wrapper, &[]).expect("start rudder server");
+    let s = RudderServer::api_only(&wrapper, &[]).expect("start rudder server");
     let mut idle: Vec<TcpStream> = (0..1100)
         .map(|i| TcpStream::connect(addr(&s)).unwrap_or_else(|e| panic!("idle socket {i}: {e}")))
         .collect();
@@ -308,7 +308,7 @@ fn idle_sockets_do_not_lock_out_authenticated_clients() {
 
 #[test]
 fn stalled_clients_are_disconnected() {
-    let s = RudderServer::start(
+    let s = RudderServer::api_only(
         rudder(),
         &[
             "--tls-handshake-timeout=1s",
@@ -361,7 +361,7 @@ fn stalled_clients_are_disconnected() {
 
 #[test]
 fn watches_outlive_the_connection_timeouts() {
-    let s = RudderServer::start(
+    let s = RudderServer::api_only(
         rudder(),
         &[
             "--request-header-timeout=1s",
@@ -419,7 +419,7 @@ fn watches_outlive_the_connection_timeouts() {
 
 #[test]
 fn requests_beyond_the_inflight_limits_get_429() {
-    let s = RudderServer::start(
+    let s = RudderServer::api_only(
         rudder(),
         &[
             "--max-requests-inflight=1",

@@ -1,5 +1,5 @@
 //! The official Kubernetes Python client (`kubernetes` on PyPI, the version in RUDDER_TEST_PIP
-//! of scripts/lib.sh) against the built `rudder server --disable-agent`. Each test starts its
+//! of scripts/lib.sh) against the built API server alone (`RudderServer::api_only`). Each test starts its
 //! own server and runs one script of `tests/python/`, which asserts what the server answered
 //! and exits non-zero with a message saying what differed; the script's output and the end of
 //! the server's log are shown on failure.
@@ -9,9 +9,7 @@ use std::path::{Path, PathBuf};
 use rudder_testkit::RudderServer;
 
 fn server(extra: &[&str]) -> RudderServer {
-    let mut args = vec!["--disable-agent"];
-    args.extend_from_slice(extra);
-    RudderServer::start(Path::new(env!("CARGO_BIN_EXE_rudder")), &args)
+    RudderServer::api_only(Path::new(env!("CARGO_BIN_EXE_rudder")), extra)
         .expect("start rudder server")
 }
 

@@ -11,7 +11,7 @@ use rudder_store::{KeyRange, Store};
 use rudder_testkit::{EtcdProcess, RudderServer};
 
 fn server(endpoint: &str) -> RudderServer {
-    RudderServer::start(
+    RudderServer::api_only(
         Path::new(env!("CARGO_BIN_EXE_rudder")),
         &["--datastore-endpoint", endpoint],
     )

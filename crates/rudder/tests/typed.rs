@@ -13,7 +13,8 @@ const DEPLOYS: &str = "/apis/apps/v1/namespaces/default/deployments";
 const PODS: &str = "/api/v1/namespaces/default/pods";
 
 fn server() -> RudderServer {
-    RudderServer::start(Path::new(env!("CARGO_BIN_EXE_rudder")), &[]).expect("start rudder server")
+    RudderServer::api_only(Path::new(env!("CARGO_BIN_EXE_rudder")), &[])
+        .expect("start rudder server")
 }
 
 fn send(s: &RudderServer, method: &str, path: &str, ct: &str, body: &Value) -> Answer {

@@ -110,6 +110,19 @@ impl RudderServer {
         })
     }
 
+    /// Starts the API server alone (`--disable-agent --disable-controller-manager
+    /// --disable-scheduler`): for tests of the API itself, where no control loop may change
+    /// what they create (hand-made nodes stay as written, pods stay unscheduled).
+    pub fn api_only(bin: &Path, extra: &[&str]) -> anyhow::Result<RudderServer> {
+        let mut args = vec![
+            "--disable-agent",
+            "--disable-controller-manager",
+            "--disable-scheduler",
+        ];
+        args.extend_from_slice(extra);
+        RudderServer::start(bin, &args)
+    }
+
     pub fn data_dir(&self) -> &Path {
         self.dir.path()
     }

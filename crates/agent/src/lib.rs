@@ -1,0 +1,184 @@
+//! The node agent (Rudder's kubelet).
+//!
+//! Owns: registering the Node and keeping its status, the heartbeat Lease, the pod workers that
+//! run a node's pods through a [`runtime::Runtime`] and report their status, pod addresses from
+//! the node's podCIDR, and joining a server from outside (`rudder agent --server --token`).
+//! `--fake-nodes N` runs N simulated nodes in one process, each with its own identity
+//! (`system:node:NAME`), runtime state and watch.
+//!
+//! Must not touch: the store (it is a client of the API like any kubelet, held to what the Node
+//! authorizer allows), other nodes' objects, anything of the server's.
+
+pub mod connect;
+pub mod fake;
+pub mod ipam;
+pub mod node;
+pub mod pods;
+pub mod runtime;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod};
+use kube::api::Api;
+
+use crate::ipam::PodIps;
+use crate::node::{NodeConfig, Readiness};
+use crate::runtime::Runtime;
+
+/// Runs one node until the task is dropped: registers it (retrying until the API answers),
+/// then keeps its Lease and status fresh and runs its pods.
+pub async fn run_node(client: kube::Client, cfg: NodeConfig, runtime: Arc<dyn Runtime>) {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
+    let mut backoff = Duration::from_millis(200);
+    let registered = loop {
+        match node::register(&nodes, &cfg).await {
+            Ok(n) => break n,
+            Err(e) => {
+                tracing::warn!(node = %cfg.name, error = %e, "registering the node; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    };
+    tracing::info!(node = %cfg.name, "node registered");
+    let (network_tx, network_rx) = tokio::sync::watch::channel(false);
+    let shared = Arc::new(pods::Shared {
+        pods: Api::<Pod>::all(client.clone()),
+        runtime: runtime.clone(),
+        node_name: cfg.name.clone(),
+        node_ip: cfg.node_ip,
+        ips: Mutex::new(None),
+        network_ready: network_rx,
+    });
+    let workers = tokio::spawn(pods::run(shared.clone()));
+    let _stop_workers = AbortOnDrop(workers);
+
+    let mut own = std::pin::pin!(kube::runtime::watcher::watch_object(
+        nodes.clone(),
+        &cfg.name
+    ));
+    let mut conditions: Vec<NodeCondition> = registered
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.clone())
+        .unwrap_or_default();
+    let mut readiness = Readiness::not_ready("network not ready: the node has no podCIDR yet");
+    let mut reported: Option<(Readiness, Instant)> = None;
+    let mut lease: Option<Lease> = None;
+    let mut current = registered;
+    let renew_every = (cfg.lease_duration / 4).max(Duration::from_millis(100));
+    let mut renew = tokio::time::interval(renew_every);
+    renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut check = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        tokio::select! {
+            _ = renew.tick() => {
+                match node::renew_lease(&leases, &current, &cfg, lease.take()).await {
+                    Ok(l) => lease = Some(l),
+                    Err(e) => tracing::warn!(node = %cfg.name, error = %e, "renewing the node lease"),
+                }
+                continue;
+            }
+            _ = check.tick() => {}
+            seen = own.next() => match seen {
+                Some(Ok(Some(n))) => current = n,
+                Some(Ok(None)) => {
+                    // Deleted (e.g. `kubectl delete node`): register again, as the kubelet does.
+                    if let Ok(n) = node::register(&nodes, &cfg).await {
+                        current = n;
+                        reported = None;
+                    }
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(node = %cfg.name, error = %e, "watching the node");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                None => return,
+            },
+        }
+        let cidr = current.spec.as_ref().and_then(|s| s.pod_cidr.clone());
+        if let Some(cidr) = cidr {
+            if lock(&shared.ips).is_none() {
+                match PodIps::new(&cidr) {
+                    Ok(mut ips) => {
+                        // Addresses pods already have (containers that outlived a restart).
+                        for sb in runtime.list_sandboxes().await.unwrap_or_default() {
+                            if let Some(ip) = sb.ip {
+                                ips.reserve(ip);
+                            }
+                        }
+                        *lock(&shared.ips) = Some(ips);
+                        let _ = network_tx.send(true);
+                        readiness = Readiness::ready();
+                    }
+                    Err(e) => {
+                        readiness = Readiness::not_ready(format!("network not ready: {e}"));
+                    }
+                }
+            }
+        }
+        let due = match &reported {
+            None => true,
+            Some((r, at)) => *r != readiness || at.elapsed() >= cfg.status_report_period,
+        };
+        if due {
+            let status = node::status(&cfg, &readiness, &conditions);
+            match node::report(&nodes, &cfg, &status).await {
+                Ok(n) => {
+                    conditions = status.conditions.unwrap_or_default();
+                    current = n;
+                    reported = Some((readiness.clone(), Instant::now()));
+                }
+                Err(e) => tracing::warn!(node = %cfg.name, error = %e, "reporting node status"),
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Runs `count` simulated nodes named `NAME-0` … `NAME-(count-1)` (or one named `NAME` when
+/// `count` is 0), each with its own client from `client_for(node name)` and its own fake
+/// runtime, until dropped.
+pub async fn run_fake_nodes(
+    template: NodeConfig,
+    count: usize,
+    client_for: impl Fn(&str) -> kube::Client,
+) {
+    let names: Vec<String> = if count == 0 {
+        vec![template.name.clone()]
+    } else {
+        (0..count)
+            .map(|i| format!("{}-{i}", template.name))
+            .collect()
+    };
+    let mut tasks = Vec::with_capacity(names.len());
+    for name in names {
+        let mut cfg = template.clone();
+        cfg.name = name.clone();
+        let runtime: Arc<dyn Runtime> = Arc::new(fake::Fake::new());
+        cfg.system.container_runtime_version = runtime.version();
+        tasks.push(AbortOnDrop(tokio::spawn(run_node(
+            client_for(&name),
+            cfg,
+            runtime,
+        ))));
+    }
+    for t in &mut tasks {
+        let _ = (&mut t.0).await;
+    }
+}

@@ -1,0 +1,161 @@
+//! The container runtime behind the pod workers, shaped after the CRI: a pod is a sandbox (its
+//! network namespace and address) holding containers, each created from a pulled image, started,
+//! stopped with a grace period and removed. The agent keeps no state of its own that the runtime
+//! does not also hold: after a restart it lists sandboxes and containers (labelled with the pod's
+//! UID and the container's name) and adopts them instead of starting them again.
+//!
+//! Implementations: [`crate::fake::Fake`] (runs nothing; kwok-style, for simulation and scale)
+//! and, with the containerd issue, one over containerd's CRI. Streaming (logs, exec) and stats are
+//! part of the trait so that the agent's HTTPS server can serve them for any runtime.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use k8s_openapi::jiff::Timestamp;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("image {image}: {message}")]
+    Image { image: String, message: String },
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+pub type Result<T> = std::result::Result<T, RuntimeError>;
+
+/// Labels that tie runtime objects to their pod (as the kubelet labels CRI objects).
+pub const POD_UID_LABEL: &str = "io.kubernetes.pod.uid";
+pub const POD_NAME_LABEL: &str = "io.kubernetes.pod.name";
+pub const POD_NAMESPACE_LABEL: &str = "io.kubernetes.pod.namespace";
+pub const CONTAINER_NAME_LABEL: &str = "io.kubernetes.container.name";
+
+/// What a sandbox is created from.
+#[derive(Clone, Debug, Default)]
+pub struct SandboxConfig {
+    pub pod_uid: String,
+    pub namespace: String,
+    pub name: String,
+    pub hostname: String,
+    pub host_network: bool,
+    /// The address the agent chose for the pod from the node's podCIDR (none with host network).
+    pub ip: Option<IpAddr>,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SandboxState {
+    Ready,
+    NotReady,
+}
+
+#[derive(Clone, Debug)]
+pub struct Sandbox {
+    pub id: String,
+    pub state: SandboxState,
+    pub ip: Option<IpAddr>,
+    pub created_at: Timestamp,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// What a container is created from (the pod spec's container after the agent resolved its
+/// environment and mounts).
+#[derive(Clone, Debug, Default)]
+pub struct ContainerConfig {
+    pub name: String,
+    pub image: String,
+    pub command: Vec<String>,
+    pub args: Vec<String>,
+    pub working_dir: Option<String>,
+    pub env: Vec<(String, String)>,
+    pub labels: BTreeMap<String, String>,
+    pub tty: bool,
+    pub stdin: bool,
+    /// The container is expected to exit (an init container). Real runtimes ignore it; the
+    /// fake runtime lets such a container complete as soon as it starts.
+    pub run_to_completion: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ContainerState {
+    Created,
+    Running {
+        started_at: Timestamp,
+    },
+    Exited {
+        started_at: Option<Timestamp>,
+        finished_at: Timestamp,
+        exit_code: i32,
+        /// The runtime's reason (e.g. `OOMKilled`), if any.
+        reason: Option<String>,
+        message: Option<String>,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct Container {
+    pub id: String,
+    pub sandbox_id: String,
+    pub name: String,
+    pub image: String,
+    /// The resolved image (digest form), as `imageID` reports it.
+    pub image_ref: String,
+    pub state: ContainerState,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// One container's resource use at a moment (what `kubectl top` shows).
+#[derive(Clone, Debug, Default)]
+pub struct ContainerStats {
+    pub timestamp: Option<Timestamp>,
+    pub cpu_usage_nano_cores: u64,
+    pub memory_working_set_bytes: u64,
+}
+
+/// Which part of a container's log to read.
+#[derive(Clone, Debug, Default)]
+pub struct LogOptions {
+    pub tail_lines: Option<usize>,
+    pub limit_bytes: Option<usize>,
+    pub timestamps: bool,
+}
+
+#[async_trait]
+pub trait Runtime: Send + Sync + 'static {
+    /// `containerRuntimeVersion` in the Node's nodeInfo, e.g. `fake://0.1.0`.
+    fn version(&self) -> String;
+    /// The prefix of container IDs in pod status (`fake`, `containerd`).
+    fn id_scheme(&self) -> &'static str;
+    /// How often pod workers must look at their containers because the runtime does not say
+    /// when one changes; `None` when it never changes on its own.
+    fn poll_period(&self) -> Option<Duration>;
+
+    async fn pull_image(&self, image: &str) -> Result<String>;
+
+    async fn run_sandbox(&self, config: &SandboxConfig) -> Result<Sandbox>;
+    async fn stop_sandbox(&self, id: &str) -> Result<()>;
+    async fn remove_sandbox(&self, id: &str) -> Result<()>;
+    async fn list_sandboxes(&self) -> Result<Vec<Sandbox>>;
+
+    async fn create_container(&self, sandbox_id: &str, config: &ContainerConfig) -> Result<String>;
+    async fn start_container(&self, id: &str) -> Result<()>;
+    /// Asks the container to stop and kills it after `grace`.
+    async fn stop_container(&self, id: &str, grace: Duration) -> Result<()>;
+    async fn remove_container(&self, id: &str) -> Result<()>;
+    async fn list_containers(&self, sandbox_id: &str) -> Result<Vec<Container>>;
+
+    async fn logs(&self, container_id: &str, options: &LogOptions) -> Result<Vec<u8>>;
+    /// Runs `command` in the container and returns its exit code and output.
+    async fn exec_sync(
+        &self,
+        container_id: &str,
+        command: &[String],
+        timeout: Duration,
+    ) -> Result<(i32, Vec<u8>)>;
+    async fn stats(&self, container_id: &str) -> Result<ContainerStats>;
+}

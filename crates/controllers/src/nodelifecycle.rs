@@ -1,0 +1,596 @@
+//! Node lifecycle (upstream's node lifecycle controller and its taint eviction manager).
+//!
+//! - Health: a node's heartbeat is its Lease's renewTime (and its Ready condition's
+//!   lastHeartbeatTime) changing, timed by this controller's own clock so that skew between
+//!   machines does not matter. A node unheard of for longer than `grace` has its conditions set
+//!   to `Unknown` ("Kubelet stopped posting node status.").
+//! - Taints from conditions: `not-ready` / `unreachable` as NoSchedule and NoExecute (with
+//!   timeAdded), `memory-pressure`, `disk-pressure`, `pid-pressure`, `network-unavailable` and
+//!   `unschedulable` (cordoned) as NoSchedule, added and removed as the conditions change.
+//! - Eviction: a pod on a node with a NoExecute taint it does not tolerate is deleted at once;
+//!   one that tolerates it for `tolerationSeconds` is deleted when they have passed since the
+//!   taint's timeAdded. It first gets the `DisruptionTarget` condition, as upstream marks it.
+//!
+//! The pods of a lost node are so replaced only after the node stopped heartbeating for the
+//! grace period plus the pods' toleration; a real agent stops its containers once it cannot
+//! renew its Lease for that long (fencing), so the old and the new never run together.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod, Taint, Toleration};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Resource, ResourceExt};
+
+pub const NOT_READY: &str = "node.kubernetes.io/not-ready";
+pub const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
+const UNSCHEDULABLE: &str = "node.kubernetes.io/unschedulable";
+
+/// How the controller judges nodes.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// A node unheard of for this long is `Unknown` (`--node-monitor-grace-period`).
+    pub grace: Duration,
+    /// How often nodes are looked at (`--node-monitor-period`).
+    pub period: Duration,
+}
+
+const MANAGER: &str = "kube-controller-manager";
+
+fn reflect<K>(api: Api<K>, config: watcher::Config) -> (Store<K>, impl futures::Future<Output = ()>)
+where
+    K: kube::Resource
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    let (reader, writer) = reflector::store();
+    let stream = reflector::reflector(writer, watcher(api, config))
+        .default_backoff()
+        .for_each(|_| futures::future::ready(()));
+    (reader, stream)
+}
+
+/// Runs the controller until the task is dropped.
+pub async fn run(client: kube::Client, cfg: Config) {
+    let nodes_api: Api<Node> = Api::all(client.clone());
+    let (nodes, nodes_run) = reflect(nodes_api.clone(), watcher::Config::default());
+    let (leases, leases_run) = reflect(
+        Api::<Lease>::namespaced(client.clone(), "kube-node-lease"),
+        watcher::Config::default(),
+    );
+    let (pods, pods_run) = reflect(Api::<Pod>::all(client.clone()), watcher::Config::default());
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "node-controller".into(),
+            instance: None,
+        },
+    );
+    let monitor = async move {
+        if nodes.wait_until_ready().await.is_err()
+            || leases.wait_until_ready().await.is_err()
+            || pods.wait_until_ready().await.is_err()
+        {
+            return;
+        }
+        let mut health = Health::default();
+        let mut tick = tokio::time::interval(cfg.period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let now = Instant::now();
+            let mut tainted: HashMap<String, Vec<Taint>> = HashMap::new();
+            for node in nodes.state() {
+                let name = node.name_any();
+                let lease = leases.get(&reflector::ObjectRef::new(&name).within("kube-node-lease"));
+                let fresh = health.observe(&node, lease.as_deref(), now, cfg.grace);
+                let mut node = node;
+                if !fresh && ready_status(&node) != Some("Unknown") {
+                    match mark_unknown(&nodes_api, &node).await {
+                        Ok(n) => {
+                            tracing::info!(node = %name, "node stopped posting status: Unknown");
+                            let _ = recorder
+                                .publish(
+                                    &Event {
+                                        type_: EventType::Normal,
+                                        reason: "NodeNotReady".into(),
+                                        note: Some(format!(
+                                            "Node {name} status is now: NodeNotReady"
+                                        )),
+                                        action: "NodeNotReady".into(),
+                                        secondary: None,
+                                    },
+                                    &n.object_ref(&()),
+                                )
+                                .await;
+                            node = Arc::new(n);
+                        }
+                        Err(e) => tracing::warn!(node = %name, error = %e, "marking node Unknown"),
+                    }
+                }
+                match reconcile_taints(&nodes_api, &node).await {
+                    Ok(taints) => {
+                        let no_execute: Vec<Taint> = taints
+                            .into_iter()
+                            .filter(|t| t.effect == "NoExecute")
+                            .collect();
+                        if !no_execute.is_empty() {
+                            tainted.insert(name, no_execute);
+                        }
+                    }
+                    Err(e) => tracing::warn!(node = %name, error = %e, "node taints"),
+                }
+            }
+            health.forget_missing(&nodes.state());
+            if !tainted.is_empty() {
+                evict(&client, &recorder, &pods.state(), &tainted).await;
+            }
+        }
+    };
+    tokio::join!(nodes_run, leases_run, pods_run, monitor);
+}
+
+/// When each node was last heard from, by this controller's clock.
+#[derive(Default)]
+struct Health {
+    nodes: HashMap<String, Probe>,
+}
+
+struct Probe {
+    /// What changed last: (lease renewTime, Ready lastHeartbeatTime).
+    seen: (Option<Timestamp>, Option<Timestamp>),
+    at: Instant,
+}
+
+impl Health {
+    /// Records what the node shows now; whether it was heard from within `grace`.
+    fn observe(
+        &mut self,
+        node: &Node,
+        lease: Option<&Lease>,
+        now: Instant,
+        grace: Duration,
+    ) -> bool {
+        let renew = lease
+            .and_then(|l| l.spec.as_ref())
+            .and_then(|s| s.renew_time.as_ref())
+            .map(|t| t.0);
+        let heartbeat = ready_condition(node)
+            .and_then(|c| c.last_heartbeat_time.as_ref())
+            .map(|t| t.0);
+        let seen = (renew, heartbeat);
+        let probe = self
+            .nodes
+            .entry(node.name_any())
+            .or_insert(Probe { seen, at: now });
+        if probe.seen != seen {
+            probe.seen = seen;
+            probe.at = now;
+        }
+        now.duration_since(probe.at) <= grace
+    }
+
+    fn forget_missing(&mut self, nodes: &[Arc<Node>]) {
+        let names: std::collections::HashSet<String> = nodes.iter().map(|n| n.name_any()).collect();
+        self.nodes.retain(|n, _| names.contains(n));
+    }
+}
+
+fn ready_condition(node: &Node) -> Option<&NodeCondition> {
+    node.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "Ready")
+}
+
+fn ready_status(node: &Node) -> Option<&str> {
+    ready_condition(node).map(|c| c.status.as_str())
+}
+
+/// Sets every condition the agent reports to Unknown, as upstream does for a silent node.
+async fn mark_unknown(api: &Api<Node>, node: &Node) -> kube::Result<Node> {
+    let now = Time(Timestamp::now());
+    let mut conditions: Vec<NodeCondition> = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.clone())
+        .unwrap_or_default();
+    for kind in ["Ready", "MemoryPressure", "DiskPressure", "PIDPressure"] {
+        if !conditions.iter().any(|c| c.type_ == kind) {
+            conditions.push(NodeCondition {
+                type_: kind.into(),
+                last_heartbeat_time: Some(now.clone()),
+                ..Default::default()
+            });
+        }
+    }
+    for c in conditions.iter_mut() {
+        if matches!(
+            c.type_.as_str(),
+            "Ready" | "MemoryPressure" | "DiskPressure" | "PIDPressure"
+        ) && c.status != "Unknown"
+        {
+            c.status = "Unknown".into();
+            c.reason = Some("NodeStatusUnknown".into());
+            c.message = Some("Kubelet stopped posting node status.".into());
+            c.last_transition_time = Some(now.clone());
+        }
+    }
+    let patch = serde_json::json!({
+        "metadata": {"resourceVersion": node.resource_version()},
+        "status": {"conditions": conditions},
+    });
+    api.patch_status(&node.name_any(), &pp(), &Patch::Merge(&patch))
+        .await
+}
+
+fn pp() -> PatchParams {
+    PatchParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    }
+}
+
+/// The taints the node's conditions call for: (key, effect).
+fn wanted(node: &Node) -> Vec<(&'static str, &'static str)> {
+    let mut out = Vec::new();
+    let conditions = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_deref())
+        .unwrap_or_default();
+    let status = |kind: &str| {
+        conditions
+            .iter()
+            .find(|c| c.type_ == kind)
+            .map(|c| c.status.as_str())
+    };
+    match status("Ready") {
+        Some("True") => {}
+        Some("False") => out.extend([(NOT_READY, "NoSchedule"), (NOT_READY, "NoExecute")]),
+        Some(_) => out.extend([(UNREACHABLE, "NoSchedule"), (UNREACHABLE, "NoExecute")]),
+        // Not reported yet: not ready to take pods.
+        None => out.push((NOT_READY, "NoSchedule")),
+    }
+    for (kind, key) in [
+        ("MemoryPressure", "node.kubernetes.io/memory-pressure"),
+        ("DiskPressure", "node.kubernetes.io/disk-pressure"),
+        ("PIDPressure", "node.kubernetes.io/pid-pressure"),
+        (
+            "NetworkUnavailable",
+            "node.kubernetes.io/network-unavailable",
+        ),
+    ] {
+        if status(kind) == Some("True") {
+            out.push((key, "NoSchedule"));
+        }
+    }
+    if node.spec.as_ref().and_then(|s| s.unschedulable) == Some(true) {
+        out.push((UNSCHEDULABLE, "NoSchedule"));
+    }
+    out
+}
+
+const MANAGED: [&str; 7] = [
+    NOT_READY,
+    UNREACHABLE,
+    UNSCHEDULABLE,
+    "node.kubernetes.io/memory-pressure",
+    "node.kubernetes.io/disk-pressure",
+    "node.kubernetes.io/pid-pressure",
+    "node.kubernetes.io/network-unavailable",
+];
+
+/// Brings the node's condition taints in line; returns the node's taints afterwards.
+async fn reconcile_taints(api: &Api<Node>, node: &Node) -> kube::Result<Vec<Taint>> {
+    let current: Vec<Taint> = node
+        .spec
+        .as_ref()
+        .and_then(|s| s.taints.clone())
+        .unwrap_or_default();
+    let want = wanted(node);
+    let is_wanted = |t: &Taint| want.iter().any(|(k, e)| t.key == *k && t.effect == *e);
+    let mut next: Vec<Taint> = current
+        .iter()
+        .filter(|t| !MANAGED.contains(&t.key.as_str()) || is_wanted(t))
+        .cloned()
+        .collect();
+    let now = Time(Timestamp::now());
+    for (key, effect) in &want {
+        if !next.iter().any(|t| t.key == *key && t.effect == *effect) {
+            next.push(Taint {
+                key: key.to_string(),
+                effect: effect.to_string(),
+                value: None,
+                time_added: (*effect == "NoExecute").then(|| now.clone()),
+            });
+        }
+    }
+    if next == current {
+        return Ok(current);
+    }
+    // No taints left: the field goes, as Go's omitempty leaves an empty list out.
+    let taints = if next.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::json!(next)
+    };
+    let patch = serde_json::json!({
+        "metadata": {"resourceVersion": node.resource_version()},
+        "spec": {"taints": taints},
+    });
+    api.patch(&node.name_any(), &pp(), &Patch::Merge(&patch))
+        .await?;
+    Ok(next)
+}
+
+/// Whether `tol` tolerates `taint` (upstream's `ToleratesTaint`).
+pub fn tolerates(tol: &Toleration, taint: &Taint) -> bool {
+    if let Some(e) = tol.effect.as_deref().filter(|e| !e.is_empty()) {
+        if e != taint.effect {
+            return false;
+        }
+    }
+    let key = tol.key.as_deref().unwrap_or("");
+    if !key.is_empty() && key != taint.key {
+        return false;
+    }
+    match tol.operator.as_deref().unwrap_or("Equal") {
+        "Exists" => true,
+        "Equal" | "" => {
+            !key.is_empty()
+                && tol.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
+        }
+        _ => false,
+    }
+}
+
+/// When a pod must leave a node with these NoExecute taints: `None` if it tolerates them all
+/// for ever, `Some(deadline)` otherwise (now, if one is not tolerated at all).
+fn eviction_deadline(pod: &Pod, taints: &[Taint]) -> Option<Timestamp> {
+    let tolerations: &[Toleration] = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.tolerations.as_deref())
+        .unwrap_or_default();
+    let mut deadline: Option<Timestamp> = None;
+    for taint in taints {
+        let matching: Vec<&Toleration> =
+            tolerations.iter().filter(|t| tolerates(t, taint)).collect();
+        if matching.is_empty() {
+            return Some(Timestamp::UNIX_EPOCH);
+        }
+        // The shortest of the matching tolerations' limits; none means for ever.
+        let seconds = matching.iter().filter_map(|t| t.toleration_seconds).min();
+        if let Some(s) = seconds {
+            let added = taint
+                .time_added
+                .as_ref()
+                .map_or_else(Timestamp::now, |t| t.0);
+            let at = added
+                .checked_add(k8s_openapi::jiff::SignedDuration::from_secs(s.max(0)))
+                .unwrap_or(added);
+            deadline = Some(deadline.map_or(at, |d| d.min(at)));
+        }
+    }
+    deadline
+}
+
+async fn evict(
+    client: &kube::Client,
+    recorder: &Recorder,
+    pods: &[Arc<Pod>],
+    tainted: &HashMap<String, Vec<Taint>>,
+) {
+    let now = Timestamp::now();
+    for pod in pods {
+        let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) else {
+            continue;
+        };
+        let Some(taints) = tainted.get(node) else {
+            continue;
+        };
+        if pod.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        let Some(deadline) = eviction_deadline(pod, taints) else {
+            continue;
+        };
+        if deadline > now {
+            continue;
+        }
+        let ns = pod.namespace().unwrap_or_default();
+        let name = pod.name_any();
+        let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        let condition = serde_json::json!({"status": {"conditions": [{
+            "type": "DisruptionTarget",
+            "status": "True",
+            "reason": "DeletionByTaintManager",
+            "message": "Taint manager: deleting due to NoExecute taint",
+            "lastTransitionTime": Time(now),
+        }]}});
+        let _ = api
+            .patch_status(&name, &pp(), &Patch::Strategic(&condition))
+            .await;
+        let _ = recorder
+            .publish(
+                &Event {
+                    type_: EventType::Normal,
+                    reason: "TaintManagerEviction".into(),
+                    note: Some(format!("Marking for deletion Pod {ns}/{name}")),
+                    action: "Delete".into(),
+                    secondary: None,
+                },
+                &pod.object_ref(&()),
+            )
+            .await;
+        let dp = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: pod.metadata.uid.clone(),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        match api.delete(&name, &dp).await {
+            Ok(_) => {
+                tracing::info!(pod = %format!("{ns}/{name}"), %node, "evicted for a NoExecute taint")
+            }
+            Err(e) => tracing::warn!(pod = %format!("{ns}/{name}"), error = %e, "taint eviction"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{NodeSpec, NodeStatus, PodSpec};
+
+    fn node(ready: Option<&str>, unschedulable: bool) -> Node {
+        Node {
+            metadata: Default::default(),
+            spec: Some(NodeSpec {
+                unschedulable: Some(unschedulable),
+                ..Default::default()
+            }),
+            status: Some(NodeStatus {
+                conditions: ready.map(|s| {
+                    vec![NodeCondition {
+                        type_: "Ready".into(),
+                        status: s.into(),
+                        ..Default::default()
+                    }]
+                }),
+                ..Default::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn conditions_call_for_taints() {
+        assert!(wanted(&node(Some("True"), false)).is_empty());
+        assert_eq!(
+            wanted(&node(Some("False"), false)),
+            [(NOT_READY, "NoSchedule"), (NOT_READY, "NoExecute")]
+        );
+        assert_eq!(
+            wanted(&node(Some("Unknown"), true)),
+            [
+                (UNREACHABLE, "NoSchedule"),
+                (UNREACHABLE, "NoExecute"),
+                (UNSCHEDULABLE, "NoSchedule")
+            ]
+        );
+        assert_eq!(wanted(&node(None, false)), [(NOT_READY, "NoSchedule")]);
+    }
+
+    fn taint(key: &str, value: Option<&str>, effect: &str) -> Taint {
+        Taint {
+            key: key.into(),
+            value: value.map(str::to_string),
+            effect: effect.into(),
+            time_added: Some(Time(Timestamp::now())),
+        }
+    }
+
+    fn tol(
+        key: Option<&str>,
+        op: &str,
+        value: Option<&str>,
+        effect: Option<&str>,
+        secs: Option<i64>,
+    ) -> Toleration {
+        Toleration {
+            key: key.map(str::to_string),
+            operator: Some(op.into()),
+            value: value.map(str::to_string),
+            effect: effect.map(str::to_string),
+            toleration_seconds: secs,
+        }
+    }
+
+    #[test]
+    fn tolerations_match_as_upstream() {
+        let t = taint("k", Some("v"), "NoExecute");
+        assert!(tolerates(
+            &tol(Some("k"), "Equal", Some("v"), None, None),
+            &t
+        ));
+        assert!(!tolerates(
+            &tol(Some("k"), "Equal", Some("w"), None, None),
+            &t
+        ));
+        assert!(tolerates(
+            &tol(Some("k"), "Exists", None, Some("NoExecute"), None),
+            &t
+        ));
+        assert!(!tolerates(
+            &tol(Some("k"), "Exists", None, Some("NoSchedule"), None),
+            &t
+        ));
+        assert!(
+            tolerates(&tol(None, "Exists", None, None, None), &t),
+            "tolerates everything"
+        );
+        assert!(!tolerates(&tol(None, "Equal", None, None, None), &t));
+    }
+
+    #[test]
+    fn eviction_waits_for_the_shortest_toleration() {
+        let t = taint(UNREACHABLE, None, "NoExecute");
+        let pod = |tols: Vec<Toleration>| Pod {
+            spec: Some(PodSpec {
+                tolerations: Some(tols),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            eviction_deadline(&pod(vec![]), std::slice::from_ref(&t)),
+            Some(Timestamp::UNIX_EPOCH)
+        );
+        assert_eq!(
+            eviction_deadline(
+                &pod(vec![tol(
+                    Some(UNREACHABLE),
+                    "Exists",
+                    None,
+                    Some("NoExecute"),
+                    None
+                )]),
+                std::slice::from_ref(&t)
+            ),
+            None
+        );
+        let added = t.time_added.clone().unwrap().0;
+        let d = eviction_deadline(
+            &pod(vec![
+                tol(
+                    Some(UNREACHABLE),
+                    "Exists",
+                    None,
+                    Some("NoExecute"),
+                    Some(30),
+                ),
+                tol(None, "Exists", None, None, Some(5)),
+            ]),
+            &[t],
+        )
+        .unwrap();
+        assert_eq!(d.duration_since(added).as_secs(), 5);
+    }
+}

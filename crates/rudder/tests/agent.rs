@@ -1,0 +1,360 @@
+//! The node agent with the fake runtime, through the real binary and kubectl: the server's own
+//! node, agents joining with the token (`--fake-nodes`), pods bound to a node running and being
+//! deleted, and a silent node going Unknown with its pods evicted by the NoExecute taint.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rudder_testkit::RudderServer;
+use serde_json::{json, Value};
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_rudder"))
+}
+
+/// A `rudder agent` process, killed on drop.
+struct Agent {
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Agent {
+    fn start(s: &RudderServer, token: &str, extra: &[&str]) -> Agent {
+        let dir = tempfile::tempdir().expect("agent data dir");
+        let child = Command::new(bin())
+            .args([
+                "agent",
+                "--server",
+                &s.url,
+                "--token",
+                token,
+                "--node-ip",
+                "127.0.0.1",
+            ])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(extra)
+            .env_remove("RUDDER_TOKEN")
+            .env_remove("RUDDER_URL")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start rudder agent");
+        Agent { child, _dir: dir }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn token(s: &RudderServer) -> String {
+    std::fs::read_to_string(s.data_dir().join("server/node-token"))
+        .expect("node token")
+        .trim()
+        .to_string()
+}
+
+fn get(s: &RudderServer, args: &[&str]) -> Value {
+    let mut all = vec!["get"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["-o", "json"]);
+    serde_json::from_str(&s.kubectl(&all).ok()).expect("kubectl get -o json")
+}
+
+/// Polls `what` until it holds (the deadline only bounds a broken run).
+fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !check() {
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn bound_pod(name: &str, node: &str) -> String {
+    json!({"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": name, "namespace": "default"},
+           "spec": {"nodeName": node,
+                    "initContainers": [{"name": "setup", "image": "busybox"}],
+                    "containers": [{"name": "web", "image": "nginx"},
+                                   {"name": "side", "image": "busybox"}]}})
+    .to_string()
+}
+
+#[test]
+fn the_servers_own_node_runs_bound_pods_and_deletes_them() {
+    let s = RudderServer::start(bin(), &["--node-name", "box", "--node-ip", "127.0.0.1"])
+        .expect("start rudder server");
+    s.kubectl(&["wait", "--for=condition=Ready", "node/box", "--timeout=60s"])
+        .ok();
+    let node = get(&s, &["node", "box"]);
+    let labels = &node["metadata"]["labels"];
+    assert_eq!(labels["kubernetes.io/hostname"], "box");
+    assert_eq!(labels["node-role.kubernetes.io/control-plane"], "true");
+    assert_eq!(node["spec"]["podCIDR"], "10.42.0.0/24");
+    assert_eq!(
+        node["status"]["nodeInfo"]["containerRuntimeVersion"],
+        "fake://0.1.0"
+    );
+    assert_eq!(node["status"]["addresses"][0]["address"], "127.0.0.1");
+    // Ready, so the not-ready taint TaintNodesByCondition put on at creation is gone.
+    eventually("the not-ready taint is removed", || {
+        get(&s, &["node", "box"])["spec"]["taints"].is_null()
+    });
+    let lease = get(&s, &["lease", "box", "-n", "kube-node-lease"]);
+    assert_eq!(lease["spec"]["holderIdentity"], "box");
+    assert_eq!(lease["metadata"]["ownerReferences"][0]["kind"], "Node");
+
+    s.kubectl_stdin(&["create", "-f", "-"], &bound_pod("p1", "box"))
+        .ok();
+    s.kubectl(&["wait", "--for=condition=Ready", "pod/p1", "--timeout=60s"])
+        .ok();
+    let pod = get(&s, &["pod", "p1"]);
+    let st = &pod["status"];
+    assert_eq!(st["phase"], "Running");
+    assert_eq!(st["podIP"], "10.42.0.2");
+    assert_eq!(st["hostIP"], "127.0.0.1");
+    let init = &st["initContainerStatuses"][0];
+    assert_eq!(init["state"]["terminated"]["reason"], "Completed");
+    for (i, name) in ["web", "side"].iter().enumerate() {
+        let c = &st["containerStatuses"][i];
+        assert_eq!(c["name"], *name);
+        assert_eq!(c["ready"], true);
+        assert!(c["state"]["running"]["startedAt"].is_string(), "{c}");
+        assert!(
+            c["containerID"].as_str().unwrap().starts_with("fake://"),
+            "{c}"
+        );
+    }
+    let types: Vec<&str> = st["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["status"] == "True")
+        .map(|c| c["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "PodReadyToStartContainers",
+            "Initialized",
+            "Ready",
+            "ContainersReady"
+        ]
+    );
+    let wide = s.kubectl(&["get", "pod", "p1", "-o", "wide"]).ok();
+    assert!(
+        wide.contains("2/2") && wide.contains("Running") && wide.contains("box"),
+        "{wide}"
+    );
+
+    // A readiness gate holds Ready back until its condition is True.
+    let gated = json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "gated", "namespace": "default"},
+        "spec": {"nodeName": "box", "readinessGates": [{"conditionType": "example.com/lb"}],
+                 "containers": [{"name": "c", "image": "nginx"}]}});
+    s.kubectl_stdin(&["create", "-f", "-"], &gated.to_string())
+        .ok();
+    s.kubectl(&[
+        "wait",
+        "--for=condition=ContainersReady",
+        "pod/gated",
+        "--timeout=60s",
+    ])
+    .ok();
+    let ready = |s: &RudderServer| {
+        get(s, &["pod", "gated"])["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Ready")
+            .cloned()
+            .unwrap()
+    };
+    let r = ready(&s);
+    assert_eq!(r["status"], "False");
+    assert_eq!(r["reason"], "ReadinessGatesNotReady");
+
+    // Deleting waits for the agent to stop the containers, then the pod is gone.
+    s.kubectl(&["delete", "pod", "p1", "--timeout=60s"]).ok();
+    let left = s.kubectl(&["get", "pods", "-o", "name"]).ok();
+    assert_eq!(left.trim(), "pod/gated");
+    // Its address is given out again only after the others.
+    s.kubectl_stdin(&["create", "-f", "-"], &bound_pod("p2", "box"))
+        .ok();
+    s.kubectl(&["wait", "--for=condition=Ready", "pod/p2", "--timeout=60s"])
+        .ok();
+    assert_eq!(get(&s, &["pod", "p2"])["status"]["podIP"], "10.42.0.4");
+}
+
+#[test]
+fn agents_join_with_the_token_and_silent_nodes_lose_their_pods() {
+    let s = RudderServer::start(
+        bin(),
+        &[
+            "--disable-agent",
+            "--node-monitor-grace-period",
+            "2s",
+            "--default-unreachable-toleration-seconds",
+            "1",
+        ],
+    )
+    .expect("start rudder server");
+    let token = token(&s);
+
+    // A wrong secret with the right CA hash: refused, and nothing is registered.
+    let (hash, _) = token.split_once("::").unwrap();
+    let out = Command::new(bin())
+        .args([
+            "agent",
+            "--server",
+            &s.url,
+            "--token",
+            &format!("{hash}::server:wrong"),
+        ])
+        .args(["--node-name", "intruder"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("the server refused the token (401 Unauthorized)"),
+        "{err}"
+    );
+    // A token naming another CA: the agent does not trust this server.
+    let other = format!("K10{}::server:whatever", "0".repeat(64));
+    let out = Command::new(bin())
+        .args([
+            "agent",
+            "--server",
+            &s.url,
+            "--token",
+            &other,
+            "--node-name",
+            "intruder",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("is not the one the token names"), "{err}");
+    assert!(s
+        .kubectl(&["get", "node", "intruder"])
+        .fails()
+        .contains("NotFound"));
+
+    let mut agent = Agent::start(
+        &s,
+        &token,
+        &[
+            "--node-name",
+            "sim",
+            "--fake-nodes",
+            "3",
+            "--node-labels",
+            "tier=edge,zone=a",
+            "--node-taints",
+            "dedicated=ml:NoSchedule",
+            "--node-capacity",
+            "cpu=4,memory=8Gi,pods=20",
+        ],
+    );
+    for i in 0..3 {
+        s.kubectl(&[
+            "wait",
+            "--for=condition=Ready",
+            &format!("node/sim-{i}"),
+            "--timeout=60s",
+        ])
+        .ok();
+    }
+    let node = get(&s, &["node", "sim-1"]);
+    assert_eq!(node["metadata"]["labels"]["tier"], "edge");
+    assert_eq!(node["status"]["capacity"]["cpu"], "4");
+    assert_eq!(node["status"]["allocatable"]["memory"], "8Gi");
+    assert_eq!(node["status"]["allocatable"]["pods"], "20");
+    assert_eq!(node["spec"]["taints"][0]["key"], "dedicated");
+    let cidrs: Vec<String> = (0..3)
+        .map(|i| get(&s, &["node", &format!("sim-{i}")])["spec"]["podCIDR"].to_string())
+        .collect();
+    assert!(
+        cidrs[0] != cidrs[1] && cidrs[1] != cidrs[2] && cidrs[0] != cidrs[2],
+        "{cidrs:?}"
+    );
+
+    // Each fake node is its own identity, held to the Node authorizer.
+    let pod = bound_pod("p", "sim-2");
+    s.kubectl_stdin(&["create", "-f", "-"], &pod).ok();
+    s.kubectl(&["wait", "--for=condition=Ready", "pod/p", "--timeout=60s"])
+        .ok();
+
+    // The agent dies: the nodes go Unknown, get the unreachable taints, and the pod (which
+    // tolerates unreachable for 1 s, by the DefaultTolerationSeconds flag) is evicted.
+    let _ = agent.child.kill();
+    let _ = agent.child.wait();
+    s.kubectl(&[
+        "wait",
+        "--for=condition=Ready=Unknown",
+        "node/sim-2",
+        "--timeout=60s",
+    ])
+    .ok();
+    let node = get(&s, &["node", "sim-2"]);
+    let ready = node["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .cloned()
+        .unwrap();
+    assert_eq!(ready["reason"], "NodeStatusUnknown");
+    assert_eq!(ready["message"], "Kubelet stopped posting node status.");
+    eventually("the unreachable NoExecute taint", || {
+        get(&s, &["node", "sim-2"])["spec"]["taints"]
+            .as_array()
+            .is_some_and(|t| {
+                t.iter().any(|t| {
+                    t["key"] == "node.kubernetes.io/unreachable" && t["effect"] == "NoExecute"
+                })
+            })
+    });
+    eventually("the pod is marked for deletion", || {
+        get(&s, &["pod", "p"])["metadata"]["deletionTimestamp"].is_string()
+    });
+    let pod = get(&s, &["pod", "p"]);
+    let target = pod["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "DisruptionTarget")
+        .cloned()
+        .unwrap();
+    assert_eq!(target["reason"], "DeletionByTaintManager");
+    let events = s
+        .kubectl(&["get", "events", "--field-selector", "involvedObject.name=p"])
+        .ok();
+    assert!(events.contains("TaintManagerEviction"), "{events}");
+
+    // The agent comes back: Ready again, the taints go, and the pod it finds being deleted is
+    // finished off.
+    let _agent = Agent::start(&s, &token, &["--node-name", "sim", "--fake-nodes", "3"]);
+    s.kubectl(&[
+        "wait",
+        "--for=condition=Ready",
+        "node/sim-2",
+        "--timeout=60s",
+    ])
+    .ok();
+    s.kubectl(&["wait", "--for=delete", "pod/p", "--timeout=60s"])
+        .ok();
+    eventually("the condition taints are removed", || {
+        get(&s, &["node", "sim-2"])["spec"]["taints"]
+            .as_array()
+            .is_some_and(|t| t.len() == 1 && t[0]["key"] == "dedicated")
+    });
+}
