@@ -169,8 +169,51 @@ fn impersonate(user: User, headers: &HeaderMap) -> Result<User, ApiError> {
     })
 }
 
+/// The request path with its percent-escapes decoded, as Go's `net/http` gives handlers
+/// `URL.Path` (so `a%2Db` names `a-b`, and `%2F` separates segments like `/`); None when an
+/// escape is malformed (`%zz`, a lone `%`), which Go's server refuses before any handler.
+/// Bytes that are not UTF-8 once decoded become U+FFFD, which no name accepts.
+pub(crate) fn decode_path(raw: &str) -> Option<String> {
+    if !raw.contains('%') {
+        return Some(raw.to_string());
+    }
+    let b = raw.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = b.get(i + 1..i + 3)?;
+            let hex = std::str::from_utf8(hex).ok()?;
+            if !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
+                return None;
+            }
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    Some(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// Go's answer to a request line it cannot parse (a malformed escape in the path).
+fn malformed_request() -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CONNECTION, "close"),
+        ],
+        "400 Bad Request",
+    )
+        .into_response()
+}
+
 pub async fn handle(State(st): State<Arc<AppState>>, req: Request) -> Response {
-    let path = req.uri().path().to_string();
+    let Some(path) = decode_path(req.uri().path()) else {
+        return malformed_request();
+    };
     if is_public(&path) {
         return public(&st, &path);
     }
@@ -212,7 +255,7 @@ pub async fn handle(State(st): State<Arc<AppState>>, req: Request) -> Response {
     if path == "/metrics" && matches!(*req.method(), Method::GET | Method::HEAD) {
         return st.metrics.response();
     }
-    let response = match route(&st, &user, req).await {
+    let response = match route(&st, &user, &path, req).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
@@ -635,8 +678,12 @@ fn write(
     })
 }
 
-async fn route(st: &Arc<AppState>, user: &User, req: Request) -> Result<Response, ApiError> {
-    let path = req.uri().path().to_string();
+async fn route(
+    st: &Arc<AppState>,
+    user: &User,
+    path: &str,
+    req: Request,
+) -> Result<Response, ApiError> {
     let method = req.method().clone();
     let served = st.registry.resources().snapshot();
     if let Some(doc) =
