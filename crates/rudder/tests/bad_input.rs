@@ -196,3 +196,59 @@ fn broken_and_wrong_bodies_are_refused_and_write_nothing() {
     );
     assert_status(&a, 404, "NotFound", "");
 }
+
+#[test]
+fn escaped_path_segments_are_decoded_as_go_decodes_them() {
+    let s = server();
+    s.kubectl(&["create", "configmap", "a-b", "--from-literal=k=v"])
+        .ok();
+    // `%2D` is `-`: the same object as kubectl's.
+    let a = s.request("GET", &format!("{CMS}/a%2Db"), "application/json", b"");
+    assert_eq!(a.code, 200, "{}", a.body);
+    assert_eq!(a.json()["metadata"]["name"], "a-b");
+    let a = s.request(
+        "GET",
+        "/api/v1/namespaces/de%66ault/configmaps/%61-b",
+        "application/json",
+        b"",
+    );
+    assert_eq!(a.code, 200, "{}", a.body);
+    // An update through the escaped path matches the name in the body.
+    let mut cm = a.json();
+    cm["data"]["k"] = "w".into();
+    let a = s.request(
+        "PUT",
+        &format!("{CMS}/a%2db"),
+        "application/json",
+        cm.to_string().as_bytes(),
+    );
+    assert_eq!(a.code, 200, "{}", a.body);
+    let v = s
+        .kubectl(&["get", "cm", "a-b", "-o", "jsonpath={.data.k}"])
+        .ok();
+    assert_eq!(v, "w");
+    // A decoded name that no object has is named decoded in the NotFound.
+    let a = s.request("GET", &format!("{CMS}/a%20b"), "application/json", b"");
+    assert_status(&a, 404, "NotFound", r#"configmaps "a b" not found"#);
+    assert_eq!(a.json()["details"]["name"], "a b");
+    // kubectl escapes such a name itself; the server reads it back.
+    let out = s.kubectl(&["get", "configmap", "a b"]);
+    assert!(
+        out.stderr().contains(r#"configmaps "a b" not found"#),
+        "{}",
+        out.stderr()
+    );
+    // `%2F` separates segments as `/` does (Go's URL.Path): no such route.
+    let a = s.request("GET", &format!("{CMS}/a%2Fb"), "application/json", b"");
+    assert_eq!(a.code, 404, "{}", a.body);
+    // Escaped UTF-8 is decoded too.
+    let a = s.request("GET", &format!("{CMS}/%E2%82%AC"), "application/json", b"");
+    assert_status(&a, 404, "NotFound", "configmaps \"\u{20ac}\" not found");
+    // A malformed escape: Go's server refuses the request line.
+    for bad in ["a%zz", "a%2", "a%"] {
+        let a = s.request("GET", &format!("{CMS}/{bad}"), "application/json", b"");
+        assert_eq!(a.code, 400, "{bad}: {}", a.body);
+        assert_eq!(a.body, "400 Bad Request", "{bad}");
+    }
+    assert_eq!(configmap_names(&s).trim(), "configmap/a-b");
+}
