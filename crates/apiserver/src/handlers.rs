@@ -702,17 +702,17 @@ async fn route(
     let method = req.method().clone();
     let served = st.registry.resources().snapshot();
     if let Some(doc) =
-        resources::discovery(&served.discovery, &path, req.headers(), &st.server_address)
+        resources::discovery(&served.discovery, path, req.headers(), &st.server_address)
     {
         return doc;
     }
     if method == Method::GET || method == Method::HEAD {
-        if let Some(doc) = crate::openapi_routes::serve(&path, req.headers(), req.uri().query()) {
+        if let Some(doc) = crate::openapi_routes::serve(path, req.headers(), req.uri().query()) {
             return Ok(doc);
         }
     }
     let q = query(&req);
-    let target = parse_target(&st.registry, &path)?.ok_or_else(ApiError::no_route)?;
+    let target = parse_target(&st.registry, path)?.ok_or_else(ApiError::no_route)?;
     // Refused (406) only where it is used: reads of a collection or an object.
     let output = crate::negotiate::output(req.headers());
     let table_wanted = matches!(output, Ok(Output::Table));
