@@ -16,6 +16,7 @@ use rudder_api::validation::FieldError;
 use serde_json::{json, Value};
 
 use crate::authz::RequestInfo;
+use crate::decode::Duplicates;
 use crate::error::ApiError;
 use crate::limits::{self, ConnSlot, Inflight};
 use crate::negotiate::Output;
@@ -174,8 +175,51 @@ fn impersonate(user: User, headers: &HeaderMap) -> Result<User, ApiError> {
     })
 }
 
+/// The request path with its percent-escapes decoded, as Go's `net/http` gives handlers
+/// `URL.Path` (so `a%2Db` names `a-b`, and `%2F` separates segments like `/`); None when an
+/// escape is malformed (`%zz`, a lone `%`), which Go's server refuses before any handler.
+/// Bytes that are not UTF-8 once decoded become U+FFFD, which no name accepts.
+pub(crate) fn decode_path(raw: &str) -> Option<String> {
+    if !raw.contains('%') {
+        return Some(raw.to_string());
+    }
+    let b = raw.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = b.get(i + 1..i + 3)?;
+            let hex = std::str::from_utf8(hex).ok()?;
+            if !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
+                return None;
+            }
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    Some(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// Go's answer to a request line it cannot parse (a malformed escape in the path).
+fn malformed_request() -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CONNECTION, "close"),
+        ],
+        "400 Bad Request",
+    )
+        .into_response()
+}
+
 pub async fn handle(State(st): State<Arc<AppState>>, req: Request) -> Response {
-    let path = req.uri().path().to_string();
+    let Some(path) = decode_path(req.uri().path()) else {
+        return malformed_request();
+    };
     if is_public(&path) {
         return public(&st, &path);
     }
@@ -217,7 +261,7 @@ pub async fn handle(State(st): State<Arc<AppState>>, req: Request) -> Response {
     if path == "/metrics" && matches!(*req.method(), Method::GET | Method::HEAD) {
         return st.metrics.response();
     }
-    let response = match route(&st, &user, req).await {
+    let response = match route(&st, &user, &path, req).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
@@ -385,7 +429,11 @@ fn decode_object(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
 /// another kind or apiVersion is refused from the envelope, before its object is decoded (a
 /// list of 200k items sent to `deployments` costs nothing), with the message the registry
 /// gives JSON bodies.
-fn decode_object_of(res: &Res, headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
+fn decode_object_of(
+    res: &Res,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(Value, Duplicates), ApiError> {
     let ct = content_type(headers);
     if ct == rudder_api::protobuf::CONTENT_TYPE {
         if let Ok(env) = rudder_api::protobuf::envelope(body) {
@@ -404,31 +452,41 @@ fn decode_object_of(res: &Res, headers: &HeaderMap, body: &[u8]) -> Result<Value
             }
         }
     }
-    decode_body(&ct, body)
+    decode_body_strict(&ct, body)
 }
 
 /// Decodes an object body of the given (lower-case, parameter-free) content type.
 pub(crate) fn decode_body(content_type: &str, body: &[u8]) -> Result<Value, ApiError> {
+    decode_body_strict(content_type, body).map(|(v, _)| v)
+}
+
+/// Decodes an object body as [`decode_body`] does, with the duplicate keys it has (duplicates
+/// are not an error: the last one wins, and strict field validation reports them).
+fn decode_body_strict(content_type: &str, body: &[u8]) -> Result<(Value, Duplicates), ApiError> {
     match content_type {
         "application/json" | "" | "*/*" => {
-            crate::decode::json(body).map_err(|e| crate::decode::refusal("JSON", e))
+            crate::decode::json_strict(body).map_err(|e| crate::decode::refusal("JSON", e))
         }
         "application/yaml" => {
             // Every YAML refusal, aliases and nesting included, is a decoding error (400), as
             // upstream's YAML decoder reports excessive aliasing.
-            crate::decode::yaml(body).map_err(|e| {
+            crate::decode::yaml_strict(body).map_err(|e| {
                 ApiError::bad_request(format!("error decoding the request body as YAML: {e}"))
             })
         }
-        rudder_api::protobuf::CONTENT_TYPE => rudder_api::protobuf::decode(body).map_err(|e| {
-            if e.is_unsupported_media_type() {
-                ApiError::new(415, "UnsupportedMediaType", e.to_string())
-            } else if e.is_too_large() {
-                ApiError::too_large(format!("error decoding the request body as protobuf: {e}"))
-            } else {
-                ApiError::bad_request(format!("error decoding the request body as protobuf: {e}"))
-            }
-        }),
+        rudder_api::protobuf::CONTENT_TYPE => rudder_api::protobuf::decode(body)
+            .map(|v| (v, Duplicates::default()))
+            .map_err(|e| {
+                if e.is_unsupported_media_type() {
+                    ApiError::new(415, "UnsupportedMediaType", e.to_string())
+                } else if e.is_too_large() {
+                    ApiError::too_large(format!("error decoding the request body as protobuf: {e}"))
+                } else {
+                    ApiError::bad_request(format!(
+                        "error decoding the request body as protobuf: {e}"
+                    ))
+                }
+            }),
         other => Err(ApiError::unsupported_media_type(other)),
     }
 }
@@ -648,22 +706,26 @@ fn write(
     })
 }
 
-async fn route(st: &Arc<AppState>, user: &User, req: Request) -> Result<Response, ApiError> {
-    let path = req.uri().path().to_string();
+async fn route(
+    st: &Arc<AppState>,
+    user: &User,
+    path: &str,
+    req: Request,
+) -> Result<Response, ApiError> {
     let method = req.method().clone();
     let served = st.registry.resources().snapshot();
     if let Some(doc) =
-        resources::discovery(&served.discovery, &path, req.headers(), &st.server_address)
+        resources::discovery(&served.discovery, path, req.headers(), &st.server_address)
     {
         return doc;
     }
     if method == Method::GET || method == Method::HEAD {
-        if let Some(doc) = crate::openapi_routes::serve(&path, req.headers(), req.uri().query()) {
+        if let Some(doc) = crate::openapi_routes::serve(path, req.headers(), req.uri().query()) {
             return Ok(doc);
         }
     }
     let q = query(&req);
-    let target = parse_target(&st.registry, &path)?.ok_or_else(ApiError::no_route)?;
+    let target = parse_target(&st.registry, path)?.ok_or_else(ApiError::no_route)?;
     // Refused (406) only where it is used: reads of a collection or an object.
     let output = crate::negotiate::output(req.headers());
     let table_wanted = matches!(output, Ok(Output::Table));
@@ -744,8 +806,8 @@ async fn route(st: &Arc<AppState>, user: &User, req: Request) -> Result<Response
                     let w = write(&q, user, req.headers(), "CreateOptions", false)?;
                     let fv = field_validation(&q)?;
                     let (headers, body) = read_body(st, req).await?;
-                    let mut obj = decode_object_of(res, &headers, &body)?;
-                    let warnings = check_fields(res, &mut obj, fv)?;
+                    let (mut obj, dups) = decode_object_of(res, &headers, &body)?;
+                    let warnings = check_fields(res, &mut obj, fv, &dups)?;
                     let created = st.registry.create(res, ns, obj, &w).await?;
                     Ok(with_warnings(
                         json_response(StatusCode::CREATED, &created),
@@ -836,8 +898,8 @@ async fn route(st: &Arc<AppState>, user: &User, req: Request) -> Result<Response
                     let w = write(&q, user, req.headers(), "UpdateOptions", false)?;
                     let fv = field_validation(&q)?;
                     let (headers, body) = read_body(st, req).await?;
-                    let mut obj = decode_object_of(res, &headers, &body)?;
-                    let warnings = check_fields(res, &mut obj, fv)?;
+                    let (mut obj, dups) = decode_object_of(res, &headers, &body)?;
+                    let warnings = check_fields(res, &mut obj, fv, &dups)?;
                     let updated = st.registry.update(res, ns, name, obj, part, &w).await?;
                     Ok(with_warnings(
                         json_response(StatusCode::OK, &updated),
@@ -849,9 +911,10 @@ async fn route(st: &Arc<AppState>, user: &User, req: Request) -> Result<Response
                     let w = write(&q, user, req.headers(), "PatchOptions", apply)?;
                     let fv = field_validation(&q)?;
                     let (headers, body) = read_body(st, req).await?;
-                    let mut patch = Patch::parse(&content_type(&headers), &body)?;
+                    let (mut patch, dups) = Patch::parse_strict(&content_type(&headers), &body)?;
                     if let Patch::Apply(config) = &mut patch {
-                        let warnings = check_fields(res, config, fv)?;
+                        let mut warnings = check_fields(res, config, fv, &Duplicates::default())?;
+                        warnings.extend(apply_duplicates(fv, &dups)?);
                         let config = std::mem::take(config);
                         let (obj, created) =
                             st.registry.apply(res, ns, name, part, &w, config).await?;
@@ -865,7 +928,7 @@ async fn route(st: &Arc<AppState>, user: &User, req: Request) -> Result<Response
                     // Merge and strategic merge patches are partial objects: their unknown
                     // fields are checked (and dropped) like a full object's.
                     let warnings = match &mut patch {
-                        Patch::Merge(p) | Patch::Strategic(p) => check_fields(res, p, fv)?,
+                        Patch::Merge(p) | Patch::Strategic(p) => check_fields(res, p, fv, &dups)?,
                         Patch::Json(_) | Patch::Apply(_) => Vec::new(),
                     };
                     let patched = st
@@ -1245,24 +1308,79 @@ fn field_validation(q: &Query) -> Result<FieldValidation, ApiError> {
     }
 }
 
-/// Drops the fields the kind's schema does not have; Strict refuses them, Warn returns the
-/// warnings to send.
-fn check_fields(res: &Res, obj: &mut Value, fv: FieldValidation) -> Result<Vec<String>, ApiError> {
+/// Drops the fields the kind's schema does not have; with the body's duplicate keys, they are
+/// upstream's strict decoding errors: Strict refuses them, Warn returns the warnings to send
+/// (one per duplicate YAML key, unknown field and duplicate JSON field, in that order).
+fn check_fields(
+    res: &Res,
+    obj: &mut Value,
+    fv: FieldValidation,
+    dups: &Duplicates,
+) -> Result<Vec<String>, ApiError> {
     let unknown = rudder_api::schema::prune_unknown_fields(res.group, res.version, res.kind, obj);
-    if unknown.is_empty() || fv == FieldValidation::Ignore {
+    if fv == FieldValidation::Ignore {
         return Ok(Vec::new());
     }
-    let list: Vec<String> = unknown
+    // Go decodes no field it does not know, so a field both unknown and duplicated (or inside
+    // an unknown one) is reported as unknown only.
+    let under_unknown = |path: &str| {
+        unknown.iter().any(|u| {
+            path == u
+                || path
+                    .strip_prefix(u.as_str())
+                    .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
+        })
+    };
+    let mut warnings: Vec<String> = dups.yaml_lines.clone();
+    let mut errors: Vec<String> = Vec::new();
+    if !dups.yaml_lines.is_empty() {
+        errors.push(yaml_unmarshal_errors(&dups.yaml_lines));
+    }
+    let json_strict = unknown
         .iter()
-        .map(|u| format!("unknown field \"{u}\""))
-        .collect();
+        .map(|u| format!("unknown field {}", json!(u)))
+        .chain(
+            dups.fields
+                .iter()
+                .filter(|d| !under_unknown(d))
+                .map(|d| format!("duplicate field {}", json!(d))),
+        );
+    for e in json_strict {
+        warnings.push(e.clone());
+        errors.push(e);
+    }
+    if errors.is_empty() {
+        return Ok(Vec::new());
+    }
     match fv {
         FieldValidation::Strict => Err(ApiError::cannot_handle(
             res.kind,
             res.version,
-            &format!("strict decoding error: {}", list.join(", ")),
+            &format!("strict decoding error: {}", errors.join(", ")),
         )),
-        _ => Ok(list),
+        _ => Ok(warnings),
+    }
+}
+
+/// goyaml's strict error for these duplicate keys (`yaml: unmarshal errors:` and a line each).
+fn yaml_unmarshal_errors(lines: &[String]) -> String {
+    format!("yaml: unmarshal errors:\n  {}", lines.join("\n  "))
+}
+
+/// What upstream's apply says of duplicate keys in the applied configuration, which it decodes
+/// leniently (the last one wins) and then strictly: Strict refuses them (400), Warn warns of
+/// each.
+fn apply_duplicates(fv: FieldValidation, dups: &Duplicates) -> Result<Vec<String>, ApiError> {
+    if dups.yaml_lines.is_empty() {
+        return Ok(Vec::new());
+    }
+    match fv {
+        FieldValidation::Ignore => Ok(Vec::new()),
+        FieldValidation::Warn => Ok(dups.yaml_lines.clone()),
+        FieldValidation::Strict => Err(ApiError::bad_request(format!(
+            "error strict decoding patch: error converting YAML to JSON: {}",
+            yaml_unmarshal_errors(&dups.yaml_lines)
+        ))),
     }
 }
 

@@ -14,6 +14,15 @@
 //!   When that pool is full the oldest unauthenticated connection is closed to make room, so a
 //!   flood of idle sockets costs the attacker its oldest sockets, never another client its
 //!   turn: a real client authenticates within a round trip or two and leaves the pool.
+//!   One client address (an IPv6 /64) may hold only a part of that pool: a new connection
+//!   from an address at its cap closes that address's own oldest unauthenticated connection,
+//!   so a flood from one address churns through its own sockets and never pushes out another
+//!   client's handshake. Authenticated connections are not counted per address (every
+//!   component on one host shares 127.0.0.1).
+//! - **Request time** ([`RequestTimeout`]): upstream's `--request-timeout` (60 s): a request
+//!   that is not long-running gets `504 Timeout` when it has not been answered in time; the
+//!   `timeout` query parameter may shorten that bound (never lengthen it), as upstream's
+//!   request-deadline filter allows. The request's work is dropped with it.
 //! - **Requests in flight** ([`Inflight`]): upstream's `--max-requests-inflight` (400
 //!   non-mutating) and `--max-mutating-requests-inflight` (200); beyond them `429
 //!   TooManyRequests` with `Retry-After: 1`. Long-running requests (watch, exec, attach,
@@ -22,14 +31,15 @@
 //!
 //! Must not touch: routing and authentication (handlers), TLS configuration (pki).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::{IpAddr, Ipv6Addr};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::{Method, Response};
+use axum::http::{header, Method, Request, Response, StatusCode};
 use bytes::Bytes;
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
@@ -48,11 +58,17 @@ pub struct Limits {
     pub idle_connection_timeout: Duration,
     /// Time a client has to send a request's body.
     pub request_body_timeout: Duration,
+    /// Time a request that is not long-running has to be answered (upstream's
+    /// `--request-timeout`).
+    pub request_timeout: Duration,
     /// Open connections at most; 0 derives it from the file limit.
     pub max_connections: usize,
     /// Connections that have not authenticated yet, at most; 0 derives it from
     /// `max_connections`.
     pub max_pending_connections: usize,
+    /// Connections from one client address (an IPv6 /64) that have not authenticated yet, at
+    /// most; 0 derives it from `max_pending_connections`.
+    pub max_pending_connections_per_address: usize,
     /// Non-mutating requests (get, list) in flight at most; 0 is no limit.
     pub max_requests_inflight: usize,
     /// Mutating requests in flight at most; 0 is no limit.
@@ -66,8 +82,10 @@ impl Default for Limits {
             request_header_timeout: Duration::from_secs(32),
             idle_connection_timeout: Duration::from_secs(90),
             request_body_timeout: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(60),
             max_connections: 0,
             max_pending_connections: 0,
+            max_pending_connections_per_address: 0,
             max_requests_inflight: 400,
             max_mutating_requests_inflight: 200,
         }
@@ -82,6 +100,7 @@ impl Limits {
             ("request header", self.request_header_timeout),
             ("idle connection", self.idle_connection_timeout),
             ("request body", self.request_body_timeout),
+            ("request", self.request_timeout),
         ];
         for (what, t) in timeouts {
             if t.is_zero() {
@@ -97,6 +116,10 @@ impl Limits {
 const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 /// Unauthenticated connections at most, by default.
 const DEFAULT_MAX_PENDING: usize = 1024;
+/// Unauthenticated connections from one address at most, by default (and at most a quarter
+/// of the unauthenticated pool): room for a burst of clients behind one NAT or on one host
+/// handshaking at once, and three quarters of the pool left to everyone else.
+const DEFAULT_MAX_PENDING_PER_ADDRESS: usize = 256;
 /// HTTP/2 streams one connection may have open (upstream's default).
 pub const HTTP2_MAX_STREAMS: u32 = 250;
 /// Largest request header (upstream's `MaxHeaderBytes`).
@@ -126,10 +149,11 @@ pub fn raise_fd_limit() -> Option<u64> {
     Some(lim.rlim_cur)
 }
 
-/// The connection caps for a process that may open `fds` files: a quarter of them (64 to
-/// 1024) stay for the store, logs and outgoing connections; at most half of the rest may be
-/// unauthenticated.
-pub fn connection_caps(limits: &Limits, fds: Option<u64>) -> (usize, usize) {
+/// The connection caps (open, unauthenticated, unauthenticated from one address) for a
+/// process that may open `fds` files: a quarter of them (64 to 1024) stay for the store, logs
+/// and outgoing connections; at most half of the rest may be unauthenticated, and at most a
+/// quarter of those (by default) from one address.
+pub fn connection_caps(limits: &Limits, fds: Option<u64>) -> (usize, usize, usize) {
     let fds = usize::try_from(fds.unwrap_or(1024)).unwrap_or(usize::MAX);
     let reserve = (fds / 4).clamp(64, 1024);
     let room = fds.saturating_sub(reserve).max(16);
@@ -141,17 +165,24 @@ pub fn connection_caps(limits: &Limits, fds: Option<u64>) -> (usize, usize) {
         0 => DEFAULT_MAX_PENDING.min(total / 2),
         n => n.min(total),
     };
-    (total, pending.max(1))
+    let pending = pending.max(1);
+    let per_address = match limits.max_pending_connections_per_address {
+        0 => DEFAULT_MAX_PENDING_PER_ADDRESS.min(pending / 4),
+        n => n.min(pending),
+    };
+    (total, pending, per_address.max(1))
 }
 
 // ---------------------------------------------------------------------------------------------
 // Connections
 
 /// Admission of connections: a cap on all open connections and a smaller one on those not yet
-/// authenticated, whose oldest is closed when a new one needs the room.
+/// authenticated, whose oldest is closed when a new one needs the room, and a smaller one
+/// still on those of one client address.
 pub struct Gate {
     max_total: usize,
     max_pending: usize,
+    max_pending_per_address: usize,
     state: Mutex<GateState>,
     /// Signalled whenever a connection's slot is given back.
     freed: Notify,
@@ -162,26 +193,78 @@ struct GateState {
     open: usize,
     next_id: u64,
     /// Unauthenticated connections, oldest first, with the signal that closes each.
-    pending: BTreeMap<u64, Arc<Notify>>,
+    pending: BTreeMap<u64, Pending>,
+    /// The unauthenticated connections of each client address, oldest first.
+    by_address: HashMap<IpAddr, BTreeSet<u64>>,
     /// Connections told to close that have not given their slot back yet.
     closing: BTreeSet<u64>,
 }
 
+struct Pending {
+    close: Arc<Notify>,
+    address: IpAddr,
+}
+
 impl GateState {
-    fn evict_oldest(&mut self) {
-        if let Some((id, close)) = self.pending.pop_first() {
+    /// Takes connection `id` out of the unauthenticated ones; its signal if it was one.
+    fn unlist(&mut self, id: u64) -> Option<Arc<Notify>> {
+        let p = self.pending.remove(&id)?;
+        if let Some(ids) = self.by_address.get_mut(&p.address) {
+            ids.remove(&id);
+            if ids.is_empty() {
+                self.by_address.remove(&p.address);
+            }
+        }
+        Some(p.close)
+    }
+
+    fn evict(&mut self, id: u64) {
+        if let Some(close) = self.unlist(id) {
             self.closing.insert(id);
             close.notify_one();
         }
     }
+
+    fn evict_oldest(&mut self) {
+        if let Some(id) = self.pending.keys().next().copied() {
+            self.evict(id);
+        }
+    }
+
+    /// Closes the oldest unauthenticated connection of `address` while it holds `cap` or more.
+    fn evict_over(&mut self, address: IpAddr, cap: usize) {
+        while let Some(ids) = self.by_address.get(&address) {
+            if ids.len() < cap {
+                break;
+            }
+            match ids.first().copied() {
+                Some(id) => self.evict(id),
+                None => break,
+            }
+        }
+    }
+}
+
+/// The address a connection is counted under: IPv4 addresses as they are (IPv4-mapped IPv6
+/// ones as IPv4), IPv6 addresses by their /64, which one client usually has whole.
+pub fn client_address(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(Ipv6Addr::from(bits))
+        }
+        v4 => v4,
+    }
 }
 
 impl Gate {
-    pub fn new(max_total: usize, max_pending: usize) -> Arc<Gate> {
+    pub fn new(max_total: usize, max_pending: usize, max_pending_per_address: usize) -> Arc<Gate> {
         let max_total = max_total.max(1);
+        let max_pending = max_pending.clamp(1, max_total);
         Arc::new(Gate {
             max_total,
-            max_pending: max_pending.clamp(1, max_total),
+            max_pending,
+            max_pending_per_address: max_pending_per_address.clamp(1, max_pending),
             state: Mutex::new(GateState::default()),
             freed: Notify::new(),
         })
@@ -193,15 +276,18 @@ impl Gate {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A slot for a connection just accepted, as an unauthenticated one. Closes the oldest
-    /// unauthenticated connection when their pool is full, or when every slot is taken; waits
-    /// only while every slot is held by an authenticated connection.
-    pub async fn admit(self: &Arc<Gate>) -> Slot {
+    /// A slot for a connection just accepted from `peer`, as an unauthenticated one. Closes
+    /// the oldest unauthenticated connection of the same address when that address is at its
+    /// cap, the oldest of all when their pool is full or when every slot is taken; waits only
+    /// while every slot is held by an authenticated connection.
+    pub async fn admit(self: &Arc<Gate>, peer: IpAddr) -> Slot {
+        let address = client_address(peer);
         loop {
             // Registered before the state is read: a slot given back in between still wakes us.
             let freed = self.freed.notified();
             {
                 let mut st = self.lock();
+                st.evict_over(address, self.max_pending_per_address);
                 if st.open < self.max_total {
                     if st.pending.len() >= self.max_pending {
                         st.evict_oldest();
@@ -210,7 +296,14 @@ impl Gate {
                     let id = st.next_id;
                     st.next_id += 1;
                     let close = Arc::new(Notify::new());
-                    st.pending.insert(id, close.clone());
+                    st.pending.insert(
+                        id,
+                        Pending {
+                            close: close.clone(),
+                            address,
+                        },
+                    );
+                    st.by_address.entry(address).or_default().insert(id);
                     return Slot {
                         gate: self.clone(),
                         id,
@@ -239,6 +332,10 @@ impl Gate {
 
     pub fn max_pending(&self) -> usize {
         self.max_pending
+    }
+
+    pub fn max_pending_per_address(&self) -> usize {
+        self.max_pending_per_address
     }
 }
 
@@ -274,7 +371,7 @@ impl Drop for Slot {
         {
             let mut st = self.gate.lock();
             st.open = st.open.saturating_sub(1);
-            st.pending.remove(&self.id);
+            st.unlist(self.id);
             st.closing.remove(&self.id);
         }
         self.gate.freed.notify_waiters();
@@ -291,7 +388,7 @@ pub struct ConnSlot {
 impl ConnSlot {
     /// The connection has authenticated: it is no longer closed to make room.
     pub fn authenticated(&self) {
-        self.gate.lock().pending.remove(&self.id);
+        self.gate.lock().unlist(self.id);
     }
 }
 
@@ -443,6 +540,284 @@ pub fn guard_response<G: Send + Unpin + 'static>(resp: Response<Body>, guard: G)
 }
 
 // ---------------------------------------------------------------------------------------------
+// Request time
+
+/// The body of upstream's answer to a request that ran out of time: the timeout filter encodes
+/// the `Status` of `NewTimeoutError` as it is, without its type (no `kind`, no `apiVersion`),
+/// and sets no content type, so Go's server sniffs one (`text/plain; charset=utf-8`). Clients
+/// then report the 504 as "the server was unable to return a response in the time allotted",
+/// exactly as they do for kube-apiserver.
+pub const TIMEOUT_BODY: &str = "{\"metadata\":{},\"status\":\"Failure\",\"message\":\"Timeout: request did not complete within the allotted timeout\",\"reason\":\"Timeout\",\"details\":{},\"code\":504}\n";
+
+/// The start of upstream's message for a `timeout` query parameter it cannot parse.
+const INVALID_TIMEOUT: &str = "invalid timeout specified in the request URL";
+
+/// Bounds the time a request that is not long-running may take to be answered (a tower layer
+/// over the API router): upstream's `WithRequestDeadline` and
+/// `WithTimeoutForNonLongRunningRequests` filters. The bound is `max`, or the request's
+/// `timeout` query parameter (a Go duration) when that is positive and shorter; a parameter
+/// that does not parse is `400 BadRequest` before anything else (authentication included), as
+/// upstream's filter sits outside authentication.
+#[derive(Clone, Copy, Debug)]
+pub struct RequestTimeoutLayer {
+    max: Duration,
+}
+
+impl RequestTimeoutLayer {
+    pub fn new(max: Duration) -> RequestTimeoutLayer {
+        RequestTimeoutLayer { max }
+    }
+}
+
+impl<S> tower::Layer<S> for RequestTimeoutLayer {
+    type Service = RequestTimeout<S>;
+
+    fn layer(&self, inner: S) -> RequestTimeout<S> {
+        RequestTimeout {
+            inner,
+            max: self.max,
+        }
+    }
+}
+
+/// The service [`RequestTimeoutLayer`] makes.
+#[derive(Clone, Debug)]
+pub struct RequestTimeout<S> {
+    inner: S,
+    max: Duration,
+}
+
+/// The first value of query parameter `name`, decoded (Go's `URL.Query().Get`).
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    form_urlencoded::parse(query?.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+impl<S> RequestTimeout<S> {
+    /// The bound for a request: None for a long-running one, Err for an unparseable
+    /// `timeout` parameter.
+    fn bound<B>(&self, req: &Request<B>) -> Result<Option<Duration>, ApiError> {
+        let query = req.uri().query();
+        let watch = query_param(query, "watch")
+            .is_some_and(|v| !(v.eq_ignore_ascii_case("false") || v == "0"));
+        let raw = req.uri().path();
+        let path = crate::handlers::decode_path(raw).unwrap_or_else(|| raw.to_string());
+        if classify(req.method(), &path, watch) == RequestKind::LongRunning {
+            return Ok(None);
+        }
+        let asked = match query_param(query, "timeout").filter(|v| !v.is_empty()) {
+            None => None,
+            Some(v) => Some(
+                go_duration(&v)
+                    .map_err(|e| ApiError::bad_request(format!("{INVALID_TIMEOUT} - {e}")))?,
+            ),
+        };
+        // Zero, negative or longer than the server's bound: the server's bound.
+        Ok(Some(match asked {
+            Some(GoDuration::Positive(d)) if d < self.max => d,
+            _ => self.max,
+        }))
+    }
+}
+
+/// The answer to a request that ran out of time (see [`TIMEOUT_BODY`]).
+pub fn timeout_response() -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::GATEWAY_TIMEOUT)
+        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .body(Body::from(TIMEOUT_BODY))
+        .unwrap_or_default()
+}
+
+impl<S, B> tower::Service<Request<B>> for RequestTimeout<S>
+where
+    S: tower::Service<Request<B>, Response = Response<Body>, Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = std::convert::Infallible;
+    type Future = Pin<
+        Box<
+            dyn std::future::Future<Output = Result<Response<Body>, std::convert::Infallible>>
+                + Send,
+        >,
+    >;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let bound = self.bound(&req);
+        // The service that was made ready serves this request; a clone waits for the next.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        match bound {
+            Err(e) => Box::pin(async move {
+                use axum::response::IntoResponse as _;
+                Ok(e.into_response())
+            }),
+            Ok(None) => Box::pin(inner.call(req)),
+            Ok(Some(limit)) => {
+                let answer = inner.call(req);
+                Box::pin(async move {
+                    match tokio::time::timeout(limit, answer).await {
+                        Ok(r) => r,
+                        Err(_) => Ok(timeout_response()),
+                    }
+                })
+            }
+        }
+    }
+}
+
+/// A duration as Go's `time.ParseDuration` reads it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GoDuration {
+    Positive(Duration),
+    /// Zero or negative.
+    NotPositive,
+}
+
+/// Go's `time.ParseDuration`: a sequence of decimal numbers, each with an optional fraction
+/// and a unit (`ns`, `us`, `µs`, `μs`, `ms`, `s`, `m`, `h`), with an optional sign; errors
+/// carry Go's messages (`time: invalid duration "x"`).
+pub fn go_duration(orig: &str) -> Result<GoDuration, String> {
+    let invalid = || format!("time: invalid duration {}", go_quote(orig));
+    let mut s = orig;
+    let mut neg = false;
+    if let Some(c) = s.chars().next() {
+        if c == '-' || c == '+' {
+            neg = c == '-';
+            s = &s[1..];
+        }
+    }
+    if s == "0" {
+        return Ok(GoDuration::NotPositive);
+    }
+    if s.is_empty() {
+        return Err(invalid());
+    }
+    const LIMIT: u128 = 1 << 63;
+    let mut total: u128 = 0;
+    while !s.is_empty() {
+        let b = s.as_bytes();
+        if !(b[0] == b'.' || b[0].is_ascii_digit()) {
+            return Err(invalid());
+        }
+        // The integer part.
+        let digits = b.iter().take_while(|c| c.is_ascii_digit()).count();
+        let mut v: u128 = 0;
+        for &c in &b[..digits] {
+            v = v * 10 + u128::from(c - b'0');
+            if v > LIMIT {
+                return Err(invalid());
+            }
+        }
+        s = &s[digits..];
+        // The fraction (digits beyond what fits are ignored, as Go does).
+        let mut frac: u128 = 0;
+        let mut scale: f64 = 1.0;
+        let mut post = false;
+        if s.starts_with('.') {
+            s = &s[1..];
+            let fd = s.bytes().take_while(|c| c.is_ascii_digit()).count();
+            post = fd > 0;
+            let mut overflow = false;
+            for c in s[..fd].bytes() {
+                if overflow {
+                    continue;
+                }
+                let next = frac * 10 + u128::from(c - b'0');
+                if next > LIMIT {
+                    overflow = true;
+                    continue;
+                }
+                frac = next;
+                scale *= 10.0;
+            }
+            s = &s[fd..];
+        }
+        if digits == 0 && !post {
+            return Err(invalid());
+        }
+        // The unit.
+        let ulen = s
+            .char_indices()
+            .find(|(_, c)| *c == '.' || c.is_ascii_digit())
+            .map(|(i, _)| i)
+            .unwrap_or(s.len());
+        if ulen == 0 {
+            return Err(format!("time: missing unit in duration {}", go_quote(orig)));
+        }
+        let (u, rest) = s.split_at(ulen);
+        s = rest;
+        let unit: u128 = match u {
+            "ns" => 1,
+            "us" | "\u{b5}s" | "\u{3bc}s" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            _ => {
+                return Err(format!(
+                    "time: unknown unit {} in duration {}",
+                    go_quote(u),
+                    go_quote(orig)
+                ))
+            }
+        };
+        if v > LIMIT / unit {
+            return Err(invalid());
+        }
+        v *= unit;
+        if frac > 0 {
+            v += (frac as f64 * (unit as f64 / scale)) as u128;
+            if v > LIMIT {
+                return Err(invalid());
+            }
+        }
+        total += v;
+        if total > LIMIT {
+            return Err(invalid());
+        }
+    }
+    if neg || total == 0 {
+        return Ok(GoDuration::NotPositive);
+    }
+    if total > LIMIT - 1 {
+        return Err(invalid());
+    }
+    Ok(GoDuration::Positive(Duration::from_nanos(total as u64)))
+}
+
+/// Go's `time` package quoting: `"` around, `"` and `\\` escaped, bytes of anything not
+/// printable ASCII as `\xNN`.
+fn go_quote(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        if c.is_ascii() && c >= ' ' {
+            if c == '"' || c == '\\' {
+                out.push('\\');
+            }
+            out.push(c);
+        } else {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("\\x{b:02x}"));
+            }
+        }
+    }
+    out.push('"');
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
 // Requests in flight
 
 /// How a request counts against the in-flight limits.
@@ -534,6 +909,237 @@ impl Inflight {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const LOCAL: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+    #[tokio::test]
+    async fn one_address_only_pushes_out_its_own_connections() {
+        let gate = Gate::new(16, 8, 2);
+        let other: IpAddr = "10.0.0.7".parse().unwrap();
+        let theirs = gate.admit(other).await;
+        let a1 = gate.admit(LOCAL).await;
+        let a2 = gate.admit(LOCAL).await;
+        assert_eq!(gate.counts(), (3, 3));
+        // The address is at its cap: each new connection closes its own oldest.
+        let a3 = gate.admit(LOCAL).await;
+        tokio::time::timeout(Duration::from_secs(5), a1.evicted())
+            .await
+            .expect("the address's oldest is told to close");
+        drop(a1);
+        let a4 = gate.admit(LOCAL).await;
+        tokio::time::timeout(Duration::from_secs(5), a2.evicted())
+            .await
+            .expect("then its next oldest");
+        drop(a2);
+        assert_eq!(gate.counts(), (3, 3));
+        // The other address's connection, older than all of them, stays.
+        let mut evicted = Box::pin(theirs.evicted());
+        assert!(futures::poll!(evicted.as_mut()).is_pending());
+        // An authenticated connection leaves the address's count: room for one more.
+        a3.authenticated();
+        let a5 = gate.admit(LOCAL).await;
+        assert_eq!(gate.counts(), (4, 3));
+        assert!(futures::poll!(evicted.as_mut()).is_pending());
+        drop(evicted);
+        drop((a3, a4, a5, theirs));
+        assert_eq!(gate.counts(), (0, 0));
+        assert!(gate.lock().by_address.is_empty());
+    }
+
+    #[test]
+    fn clients_are_counted_by_address_and_ipv6_prefix() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(client_address(ip("127.0.0.2")), ip("127.0.0.2"));
+        assert_eq!(client_address(ip("::ffff:10.1.2.3")), ip("10.1.2.3"));
+        assert_eq!(
+            client_address(ip("2001:db8:1:2:aaaa:bbbb:cccc:dddd")),
+            ip("2001:db8:1:2::")
+        );
+        assert_eq!(
+            client_address(ip("2001:db8:1:2::1")),
+            client_address(ip("2001:db8:1:2::2"))
+        );
+    }
+
+    /// A request to `path` through the timeout layer (bound `max`) over a service that
+    /// answers only when `release` is notified.
+    async fn through_layer(
+        max: Duration,
+        method: Method,
+        path: String,
+        release: Arc<Notify>,
+    ) -> Response<Body> {
+        use tower::{Layer as _, ServiceExt as _};
+        let slow = tower::service_fn(move |_req: Request<Body>| {
+            let release = release.clone();
+            async move {
+                release.notified().await;
+                Ok::<_, std::convert::Infallible>(Response::new(Body::from("done")))
+            }
+        });
+        let svc = RequestTimeoutLayer::new(max).layer(slow);
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .body(Body::empty())
+            .expect("request");
+        match svc.oneshot(req).await {
+            Ok(r) => r,
+            Err(e) => match e {},
+        }
+    }
+
+    async fn body_text(r: Response<Body>) -> String {
+        let b = axum::body::to_bytes(r.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        String::from_utf8_lossy(&b).into_owned()
+    }
+
+    #[tokio::test]
+    async fn requests_that_take_too_long_get_upstreams_timeout() {
+        let never = Arc::new(Notify::new());
+        let hour = Duration::from_secs(3600);
+        // The server's bound.
+        let r = through_layer(
+            Duration::from_millis(20),
+            Method::GET,
+            "/api/v1/namespaces/default/configmaps".into(),
+            never.clone(),
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(
+            r.headers().get(header::CONTENT_TYPE).map(|v| v.as_bytes()),
+            Some(&b"text/plain; charset=utf-8"[..])
+        );
+        assert_eq!(body_text(r).await, TIMEOUT_BODY);
+        // The request's own, shorter one (the server's is an hour).
+        for path in [
+            "/api/v1/namespaces/default/configmaps?timeout=20ms",
+            "/api/v1/namespaces/default/configmaps/x?timeout=0.02s&timeout=1h",
+            "/healthz?timeout=20ms",
+        ] {
+            let r = through_layer(hour, Method::POST, path.into(), never.clone()).await;
+            assert_eq!(r.status(), StatusCode::GATEWAY_TIMEOUT, "{path}");
+        }
+        // A request's `timeout` cannot lengthen the server's bound; zero and negative ones
+        // leave it as it is.
+        for t in ["1h", "0", "0s", "-5s"] {
+            let path = format!("/api/v1/namespaces?timeout={t}");
+            let r =
+                through_layer(Duration::from_millis(20), Method::GET, path, never.clone()).await;
+            assert_eq!(r.status(), StatusCode::GATEWAY_TIMEOUT, "{t}");
+        }
+    }
+
+    #[tokio::test]
+    async fn long_running_requests_and_quick_answers_are_left_alone() {
+        let short = Duration::from_millis(1);
+        for (method, path) in [
+            (
+                Method::GET,
+                "/api/v1/namespaces/default/configmaps?watch=true",
+            ),
+            (Method::GET, "/api/v1/watch/namespaces/default/pods"),
+            (
+                Method::GET,
+                "/api/v1/namespaces/default/pods/p/log?follow=true",
+            ),
+            (Method::POST, "/api/v1/namespaces/default/pods/p/exec"),
+            (Method::POST, "/api/v1/namespaces/default/pods/p%2Fexec"),
+            // Not even a bad `timeout` is looked at (upstream parses it for others only).
+            (Method::GET, "/api/v1/pods?watch=1&timeout=bad"),
+        ] {
+            let release = Arc::new(Notify::new());
+            let call = tokio::spawn(through_layer(
+                short,
+                method.clone(),
+                path.into(),
+                release.clone(),
+            ));
+            // Well past the bound, then the service answers.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            release.notify_one();
+            let r = call.await.expect("request task");
+            assert_eq!(r.status(), StatusCode::OK, "{method} {path}");
+            assert_eq!(body_text(r).await, "done");
+        }
+        // A quick answer is the service's.
+        let ready = Arc::new(Notify::new());
+        ready.notify_one();
+        let r = through_layer(
+            Duration::from_secs(60),
+            Method::GET,
+            "/api/v1/pods".into(),
+            ready,
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn a_timeout_parameter_that_does_not_parse_is_a_bad_request() {
+        let cases = [
+            ("abc", r#"time: invalid duration \"abc\""#),
+            ("5", r#"time: missing unit in duration \"5\""#),
+            ("5x", r#"time: unknown unit \"x\" in duration \"5x\""#),
+            (
+                "1%C3%A9s",
+                r#"time: unknown unit \"\\xc3\\xa9s\" in duration \"1\\xc3\\xa9s\""#,
+            ),
+        ];
+        for (t, why) in cases {
+            let path = format!("/api/v1/namespaces/default/configmaps?timeout={t}");
+            let r = through_layer(Duration::from_secs(60), Method::GET, path, Arc::default()).await;
+            assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{t}");
+            let want = format!(
+                r#"{{"kind":"Status","apiVersion":"v1","metadata":{{}},"status":"Failure","message":"invalid timeout specified in the request URL - {why}","reason":"BadRequest","code":400}}"#
+            );
+            assert_eq!(body_text(r).await, format!("{want}\n"), "{t}");
+        }
+    }
+
+    #[test]
+    fn durations_parse_as_go_parses_them() {
+        use GoDuration::*;
+        let ok = |s: &str| go_duration(s).unwrap_or_else(|e| panic!("{s}: {e}"));
+        assert_eq!(ok("1s"), Positive(Duration::from_secs(1)));
+        assert_eq!(ok("1.5h"), Positive(Duration::from_secs(5400)));
+        assert_eq!(ok("1h2m3.5s"), Positive(Duration::from_millis(3_723_500)));
+        assert_eq!(ok(".5s"), Positive(Duration::from_millis(500)));
+        assert_eq!(ok("5.s"), Positive(Duration::from_secs(5)));
+        assert_eq!(ok("+250ms"), Positive(Duration::from_millis(250)));
+        assert_eq!(ok("10us"), Positive(Duration::from_micros(10)));
+        assert_eq!(ok("10\u{b5}s"), Positive(Duration::from_micros(10)));
+        assert_eq!(ok("10\u{3bc}s"), Positive(Duration::from_micros(10)));
+        assert_eq!(ok("7ns"), Positive(Duration::from_nanos(7)));
+        assert_eq!(ok("0"), NotPositive);
+        assert_eq!(ok("-0"), NotPositive);
+        assert_eq!(ok("0s"), NotPositive);
+        assert_eq!(ok("-1m"), NotPositive);
+        assert_eq!(
+            ok("2562047h47m16.854775807s"),
+            Positive(Duration::from_nanos(i64::MAX as u64))
+        );
+        let err = |s: &str| go_duration(s).expect_err(s);
+        assert_eq!(err(""), r#"time: invalid duration """#);
+        assert_eq!(err("-"), r#"time: invalid duration "-""#);
+        assert_eq!(err("."), r#"time: invalid duration ".""#);
+        assert_eq!(err("s"), r#"time: invalid duration "s""#);
+        assert_eq!(err("1"), r#"time: missing unit in duration "1""#);
+        assert_eq!(err("1s2"), r#"time: missing unit in duration "1s2""#);
+        assert_eq!(err("1d"), r#"time: unknown unit "d" in duration "1d""#);
+        assert_eq!(err("3000000h"), r#"time: invalid duration "3000000h""#);
+        assert_eq!(
+            err("9223372036854775808ns"),
+            r#"time: invalid duration "9223372036854775808ns""#
+        );
+        assert_eq!(
+            err("1\"s"),
+            r#"time: unknown unit "\"s" in duration "1\"s""#
+        );
+    }
 
     #[test]
     fn long_running_requests_are_told_apart() {
@@ -694,26 +1300,31 @@ mod tests {
     #[test]
     fn caps_leave_files_for_everything_else() {
         let d = Limits::default();
-        assert_eq!(connection_caps(&d, Some(1024)), (768, 384));
-        assert_eq!(connection_caps(&d, Some(1 << 20)), (4096, 1024));
-        assert_eq!(connection_caps(&d, Some(20_000)), (4096, 1024));
+        assert_eq!(connection_caps(&d, Some(1024)), (768, 384, 96));
+        assert_eq!(connection_caps(&d, Some(1 << 20)), (4096, 1024, 256));
+        assert_eq!(connection_caps(&d, Some(20_000)), (4096, 1024, 256));
         let small = connection_caps(&d, Some(100));
-        assert!(small.0 >= 16 && small.1 >= 1, "{small:?}");
+        assert!(small.0 >= 16 && small.1 >= 1 && small.2 >= 1, "{small:?}");
         let set = Limits {
             max_connections: 50,
             max_pending_connections: 80,
             ..Limits::default()
         };
-        assert_eq!(connection_caps(&set, Some(1024)), (50, 50));
+        assert_eq!(connection_caps(&set, Some(1024)), (50, 50, 12));
+        let per = Limits {
+            max_pending_connections_per_address: 500,
+            ..Limits::default()
+        };
+        assert_eq!(connection_caps(&per, Some(1 << 20)), (4096, 1024, 500));
     }
 
     #[tokio::test]
     async fn the_oldest_unauthenticated_connection_makes_room() {
-        let gate = Gate::new(4, 2);
-        let a = gate.admit().await;
-        let b = gate.admit().await;
+        let gate = Gate::new(4, 2, 2);
+        let a = gate.admit(LOCAL).await;
+        let b = gate.admit(LOCAL).await;
         // The pool of unauthenticated connections is full: the next one evicts `a`.
-        let c = gate.admit().await;
+        let c = gate.admit(LOCAL).await;
         tokio::time::timeout(Duration::from_secs(5), a.evicted())
             .await
             .expect("the oldest is told to close");
@@ -722,12 +1333,12 @@ mod tests {
         // Authenticated connections are never evicted.
         b.authenticated();
         c.handle().authenticated();
-        let d = gate.admit().await;
-        let e = gate.admit().await;
+        let d = gate.admit(LOCAL).await;
+        let e = gate.admit(LOCAL).await;
         assert_eq!(gate.counts(), (4, 2));
         // Every slot taken: the next waits until the oldest unauthenticated one (`d`) goes.
         let gate2 = gate.clone();
-        let f = tokio::spawn(async move { gate2.admit().await });
+        let f = tokio::spawn(async move { gate2.admit(LOCAL).await });
         tokio::time::timeout(Duration::from_secs(5), d.evicted())
             .await
             .expect("the oldest unauthenticated connection is told to close");

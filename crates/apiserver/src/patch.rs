@@ -117,17 +117,29 @@ pub const APPLY_PATCH: &str = "application/apply-patch+yaml";
 impl Patch {
     /// Parses a body of the given content type.
     pub fn parse(content_type: &str, body: &[u8]) -> Result<Patch, ApiError> {
-        let parse = |what: &str| -> Result<Value, ApiError> {
-            crate::decode::json(body).map_err(|e| {
+        Patch::parse_strict(content_type, body).map(|(p, _)| p)
+    }
+
+    /// Parses a body of the given content type, with the duplicate keys it has (the last one
+    /// wins; upstream's strict decoding reports them).
+    pub fn parse_strict(
+        content_type: &str,
+        body: &[u8],
+    ) -> Result<(Patch, crate::decode::Duplicates), ApiError> {
+        let mut dups = crate::decode::Duplicates::default();
+        let mut parse = |what: &str| -> Result<Value, ApiError> {
+            let (v, d) = crate::decode::json_strict(body).map_err(|e| {
                 let text = format!("error decoding the {what} patch: {e}");
                 if text.contains(crate::decode::TOO_LARGE) {
                     ApiError::too_large(text)
                 } else {
                     ApiError::bad_request(text)
                 }
-            })
+            })?;
+            dups = d;
+            Ok(v)
         };
-        match content_type {
+        let patch = match content_type {
             "application/json-patch+json" => {
                 let ops: json_patch::Patch = serde_json::from_value(parse("JSON")?)
                     .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
@@ -137,20 +149,18 @@ impl Patch {
                         ops.0.len()
                     )));
                 }
-                Ok(Patch::Json(ops))
+                Patch::Json(ops)
             }
             "application/merge-patch+json" => {
                 let p = parse("merge")?;
                 if !p.is_object() {
                     return Err(ApiError::bad_request("a merge patch must be a JSON object"));
                 }
-                Ok(Patch::Merge(p))
+                Patch::Merge(p)
             }
-            "application/strategic-merge-patch+json" => {
-                Ok(Patch::Strategic(parse("strategic merge")?))
-            }
+            "application/strategic-merge-patch+json" => Patch::Strategic(parse("strategic merge")?),
             APPLY_PATCH => {
-                let v = crate::decode::yaml(body).map_err(|e| {
+                let (v, d) = crate::decode::yaml_strict(body).map_err(|e| {
                     let text = format!("error decoding YAML: {e}");
                     if text.contains(crate::decode::TOO_LARGE) {
                         ApiError::too_large(text)
@@ -158,10 +168,12 @@ impl Patch {
                         ApiError::bad_request(text)
                     }
                 })?;
-                Ok(Patch::Apply(v))
+                dups = d;
+                Patch::Apply(v)
             }
-            other => Err(ApiError::unsupported_media_type(other)),
-        }
+            other => return Err(ApiError::unsupported_media_type(other)),
+        };
+        Ok((patch, dups))
     }
 
     /// The patched copy of `doc`.

@@ -288,11 +288,13 @@ pub async fn start(cfg: Config, store: Arc<dyn Store>) -> anyhow::Result<ApiServ
 
     // Idle sockets cost a file each: use all the process may have, and keep clear of it.
     let fds = limits::raise_fd_limit();
-    let (max_connections, max_pending) = limits::connection_caps(&cfg.limits, fds);
+    let (max_connections, max_pending, max_pending_per_address) =
+        limits::connection_caps(&cfg.limits, fds);
     tracing::info!(
         open_files = fds,
         max_connections,
         max_pending,
+        max_pending_per_address,
         max_requests_inflight = cfg.limits.max_requests_inflight,
         max_mutating_requests_inflight = cfg.limits.max_mutating_requests_inflight,
         "connection limits"
@@ -311,12 +313,15 @@ pub async fn start(cfg: Config, store: Arc<dyn Store>) -> anyhow::Result<ApiServ
     // The OpenAPI documents take ~0.1 s of CPU each to build: off the request path and off
     // the way to ready.
     tokio::task::spawn_blocking(rudder_api::openapi::prebuild);
-    let app = Router::new().fallback(handlers::handle).with_state(state);
+    let app = Router::new()
+        .fallback(handlers::handle)
+        .with_state(state)
+        .layer(limits::RequestTimeoutLayer::new(cfg.limits.request_timeout));
     let serving = Arc::new(Serving {
         tls,
         app: app.clone(),
         http: http_builder(&cfg.limits),
-        gate: Gate::new(max_connections, max_pending),
+        gate: Gate::new(max_connections, max_pending, max_pending_per_address),
         limits: cfg.limits.clone(),
     });
     let accept = tokio::spawn(accept_loop(listener, serving));
@@ -364,7 +369,7 @@ async fn accept_loop(listener: TcpListener, serving: Arc<Serving>) {
             }
         };
         // Waits only while every connection is an authenticated one.
-        let slot = serving.gate.admit().await;
+        let slot = serving.gate.admit(peer.ip()).await;
         let _ = tcp.set_nodelay(true);
         let serving = serving.clone();
         tokio::spawn(async move {

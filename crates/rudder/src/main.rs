@@ -167,6 +167,11 @@ struct ServerArgs {
     /// Time a client has to send a request body (then 504 Timeout).
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     request_body_timeout: Duration,
+    /// Time a request that is not long-running (not a watch, exec, attach, port-forward,
+    /// proxy or log) has to be answered, then 504 Timeout (upstream's --request-timeout); the
+    /// request's `timeout` parameter may shorten it.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    request_timeout: Duration,
     /// Open connections at most (0: 4096, less if the open-file limit is lower).
     #[arg(long, default_value_t = 0)]
     max_connections: usize,
@@ -174,6 +179,11 @@ struct ServerArgs {
     /// at most half of --max-connections).
     #[arg(long, default_value_t = 0)]
     max_pending_connections: usize,
+    /// Connections not yet authenticated from one client address (an IPv6 /64) at most; a new
+    /// one closes that address's own oldest (0: 256, at most a quarter of
+    /// --max-pending-connections).
+    #[arg(long, default_value_t = 0)]
+    max_pending_connections_per_address: usize,
 }
 
 /// What a node agent registers and how it runs (shared by `rudder server` and `rudder agent`).
@@ -421,8 +431,10 @@ async fn server(args: ServerArgs) -> Result<()> {
                 request_header_timeout: args.request_header_timeout,
                 idle_connection_timeout: args.idle_connection_timeout,
                 request_body_timeout: args.request_body_timeout,
+                request_timeout: args.request_timeout,
                 max_connections: args.max_connections,
                 max_pending_connections: args.max_pending_connections,
+                max_pending_connections_per_address: args.max_pending_connections_per_address,
                 max_requests_inflight: args.max_requests_inflight,
                 max_mutating_requests_inflight: args.max_mutating_requests_inflight,
             },

@@ -527,3 +527,168 @@ fn requests_beyond_the_inflight_limits_get_429() {
         (request(&s, node, "POST", events, event).code == 201).then_some(())
     });
 }
+
+/// Upstream's answer to a request that ran out of time, byte for byte.
+const TIMEOUT_BODY: &str = "{\"metadata\":{},\"status\":\"Failure\",\"message\":\"Timeout: request did not complete within the allotted timeout\",\"reason\":\"Timeout\",\"details\":{},\"code\":504}\n";
+
+/// Sends a create whose body stops coming, and returns the answer.
+fn stalled_create(s: &RudderServer, path: &str) -> Answer {
+    let mut tls = connect(s, Who::Admin);
+    let extra = "Content-Type: application/json\r\nContent-Length: 200\r\n";
+    tls.write_all(head("POST", path, Who::Admin, extra).as_bytes())
+        .expect("send head");
+    tls.write_all(br#"{"apiVersion":"v1","kind":"ConfigMap","#)
+        .expect("send part of the body");
+    tls.flush().expect("flush");
+    read_answer(&mut tls, true)
+}
+
+#[track_caller]
+fn assert_timed_out(a: &Answer) {
+    assert_eq!(a.code, 504, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(String::from_utf8_lossy(&a.body), TIMEOUT_BODY);
+    assert_eq!(
+        a.header("content-type"),
+        Some("text/plain; charset=utf-8"),
+        "{:?}",
+        a.headers
+    );
+}
+
+#[test]
+fn requests_that_are_not_answered_in_time_get_504() {
+    // The server's bound (--request-timeout), shorter than the body's.
+    let s = RudderServer::start(rudder(), &["--request-timeout=1s"]).expect("start rudder server");
+    assert_timed_out(&stalled_create(&s, CMS));
+    // A request's `timeout` cannot lengthen it.
+    assert_timed_out(&stalled_create(&s, &format!("{CMS}?timeout=1h")));
+    assert_eq!(s.kubectl(&["get", "cm", "-o", "name"]).ok(), "");
+
+    // The default bound is a minute (longer than GUARD), so only the request's own `timeout`
+    // can end these in time.
+    let s = RudderServer::start(rudder(), &[]).expect("start rudder server");
+    assert_timed_out(&stalled_create(&s, &format!("{CMS}?timeout=1s")));
+    assert_timed_out(&stalled_create(
+        &s,
+        &format!("{CMS}?fieldManager=x&timeout=0.5s"),
+    ));
+    // kubectl's --request-timeout is sent as that parameter.
+    let out = s
+        .kubectl(&["get", "namespaces", "-o", "name", "--request-timeout=30s"])
+        .ok();
+    assert!(out.contains("namespace/default"), "{out}");
+    // A `timeout` that does not parse: upstream's 400, before authentication.
+    for who in [Who::Admin, Who::Anonymous] {
+        let a = request(&s, who, "GET", &format!("{CMS}?timeout=soon"), b"");
+        assert_eq!(a.code, 400, "{}", String::from_utf8_lossy(&a.body));
+        assert_eq!(
+            String::from_utf8_lossy(&a.body),
+            "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\",\"message\":\"invalid timeout specified in the request URL - time: invalid duration \\\"soon\\\"\",\"reason\":\"BadRequest\",\"code\":400}\n"
+        );
+    }
+    let a = request(&s, Who::Admin, "GET", &format!("{CMS}?timeout=10"), b"");
+    assert_eq!(a.code, 400);
+    assert_eq!(
+        a.json()["message"],
+        "invalid timeout specified in the request URL - time: missing unit in duration \"10\""
+    );
+    // Watches are long-running: their `timeout` is not looked at, and they outlive the bound.
+    let mut watch = connect(&s, Who::Admin);
+    watch
+        .write_all(
+            head(
+                "GET",
+                &format!("{CMS}?watch=true&timeout=soon"),
+                Who::Admin,
+                "",
+            )
+            .as_bytes(),
+        )
+        .expect("send watch");
+    watch.flush().expect("flush");
+    assert_eq!(read_answer(&mut watch, false).code, 200);
+}
+
+/// A TCP connection to `to` from the local address `from` (any 127.0.0.0/8 address is this
+/// host on Linux).
+fn connect_from(from: std::net::Ipv4Addr, to: SocketAddr) -> TcpStream {
+    use std::os::fd::FromRawFd as _;
+    let SocketAddr::V4(to) = to else {
+        panic!("the server listens on IPv4: {to}")
+    };
+    let sockaddr = |ip: std::net::Ipv4Addr, port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(ip).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: a new socket this function owns; bind and connect read a sockaddr_in that lives
+    // for the call, of the length given; the descriptor is handed to a TcpStream once.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let stream = TcpStream::from_raw_fd(fd);
+        let local = sockaddr(from, 0);
+        let bound = libc::bind(fd, (&local as *const libc::sockaddr_in).cast(), len);
+        assert_eq!(bound, 0, "bind {from}: {}", std::io::Error::last_os_error());
+        let remote = sockaddr(*to.ip(), to.port());
+        let connected = libc::connect(fd, (&remote as *const libc::sockaddr_in).cast(), len);
+        assert_eq!(
+            connected,
+            0,
+            "connect {to}: {}",
+            std::io::Error::last_os_error()
+        );
+        stream
+    }
+}
+
+#[test]
+fn one_address_cannot_push_out_another_addresses_connections() {
+    let s = RudderServer::start(
+        rudder(),
+        &[
+            "--max-pending-connections=8",
+            "--max-pending-connections-per-address=4",
+        ],
+    )
+    .expect("start rudder server");
+    let server = addr(&s);
+    // A client on 127.0.0.2 that has done its TLS handshake and not yet sent a request
+    // (so not yet authenticated) ...
+    let tcp = connect_from("127.0.0.2".parse().expect("address"), server);
+    tcp.set_read_timeout(Some(GUARD)).expect("read timeout");
+    let conn = rustls::ClientConnection::new(
+        tls_config(&s, false),
+        ServerName::try_from("127.0.0.1").expect("server name"),
+    )
+    .expect("TLS client");
+    let mut other = rustls::StreamOwned::new(conn, tcp);
+    while other.conn.is_handshaking() {
+        other
+            .conn
+            .complete_io(&mut other.sock)
+            .expect("TLS handshake");
+    }
+    // ... and 20 idle sockets from 127.0.0.1, more than the whole unauthenticated pool.
+    let mut idle: Vec<TcpStream> = (0..20)
+        .map(|i| TcpStream::connect(server).unwrap_or_else(|e| panic!("idle socket {i}: {e}")))
+        .collect();
+    // Connections are admitted in order: once this one is answered, all of them were.
+    let a = request(&s, Who::Admin, "GET", "/api/v1/namespaces", b"");
+    assert_eq!(a.code, 200, "{}", String::from_utf8_lossy(&a.body));
+    // 127.0.0.1 pushed out its own oldest sockets ...
+    idle[0].set_read_timeout(Some(GUARD)).expect("read timeout");
+    assert_closed(&mut idle[0], "the oldest idle socket of 127.0.0.1");
+    // ... and not the older connection of 127.0.0.2, which is served.
+    other
+        .write_all(head("GET", "/version", Who::Anonymous, "Connection: close\r\n").as_bytes())
+        .expect("send request");
+    other.flush().expect("flush");
+    let a = read_answer(&mut other, true);
+    assert_eq!(a.code, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert!(a.json()["gitVersion"].is_string(), "{:?}", a.json());
+}
