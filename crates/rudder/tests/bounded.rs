@@ -272,7 +272,12 @@ fn json_bodies_of_many_empty_containers_get_a_bounded_answer() {
         r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"many"}},"spec":{{"containers":[{containers}]}}}}"#
     );
     let a = s.request("POST", PODS, "application/json", body.as_bytes());
-    assert_status(&a, 413, "RequestEntityTooLarge", "decodes to more than 333333 objects");
+    assert_status(
+        &a,
+        413,
+        "RequestEntityTooLarge",
+        "decodes to more than 333333 objects",
+    );
     // More values than any object needs: refused while decoding.
     let many = format!(
         r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"many"}},"x":[{}]}}"#,
