@@ -4,7 +4,7 @@ the answers, the server's peak RSS (VmHWM) before/after and the CPU seconds it s
 
 usage: scripts/attacks.py BIN ATTACK   (ATTACK: yaml-aliases, yaml-nesting, jsonpatch-copy,
   jsonpatch-copy-dryrun, pb-deploymentlist, pb-pod-1M-containers, json-300k-containers,
-  smp-60k-finalizers). Figures: crates/rudder/tests/bounded.rs and the commit log."""
+  json-1M-containers, smp-60k-finalizers). Figures: crates/rudder/tests/bounded.rs and the commit log."""
 import os, subprocess, sys, tempfile, time, json
 
 def varint(v):
@@ -34,6 +34,7 @@ def attacks():
     pod = field(1, field(1, b"many")) + field(2, field(2, b"") * 1000000)
     a["pb-pod-1M-containers"] = [("POST", PODS, "application/vnd.kubernetes.protobuf", env("v1", "Pod", pod))]
     a["json-300k-containers"] = [("POST", PODS, "application/json", ('{"apiVersion":"v1","kind":"Pod","metadata":{"name":"many"},"spec":{"containers":[' + ",".join(["{}"] * 300000) + "]}}").encode())]
+    a["json-1M-containers"] = [("POST", PODS, "application/json", ('{"apiVersion":"v1","kind":"Pod","metadata":{"name":"many"},"spec":{"containers":[' + ",".join(["{}"] * 999000) + "]}}").encode())]
     fins = [f"example.com/f{i}" for i in range(60000)]
     a["smp-60k-finalizers"] = [("POST", CMS, "application/json", b'{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"f"}}'),
         ("PATCH", CMS + "/f?dryRun=All", "application/strategic-merge-patch+json", json.dumps({"metadata": {"finalizers": fins, "$setElementOrder/finalizers": fins}}).encode())]

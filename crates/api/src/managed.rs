@@ -930,12 +930,16 @@ pub fn update(ty: Option<Type>, old: Option<&Value>, new: &mut Value, w: &Writer
     let before = old
         .map(without_managed_fields)
         .unwrap_or(Value::Object(Map::new()));
-    let after = without_managed_fields(new);
-    let c = compare(ty, &before, &after);
-    let mut taken = c.added.clone();
+    // `new` is compared in place, its managed fields set aside (they are rewritten below): a
+    // copy would double what a big body costs (a pod of 300k containers).
+    if let Some(m) = new.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("managedFields");
+    }
+    let c = compare(ty, &before, new);
+    let mut taken = c.added;
     taken.union(&c.modified);
     strip(&mut taken, w.reset);
-    let mut removed = c.removed.clone();
+    let mut removed = c.removed;
     strip(&mut removed, w.reset);
     for e in &mut entries {
         e.set.difference(&taken);

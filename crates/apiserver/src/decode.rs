@@ -26,6 +26,39 @@ use crate::handlers::MAX_BODY;
 /// body holds at most ~1.5M (`[1,1,…]`); real objects hold a few thousand.
 pub const MAX_NODES: usize = 1_000_000;
 
+/// Most JSON objects one object to be written may hold (checked after decoding and after a
+/// patch, before defaults). An object is where defaults land (a pod's `{}` container gains four
+/// fields) and a map with fields takes ~0.7 KB, where a scalar takes 32 bytes: 300k empty
+/// containers cost ~250 MB once defaulted, a million would cost 900 MB. A third of
+/// [`MAX_NODES`], far beyond any object that can be stored (1.5 MiB).
+pub const MAX_OBJECTS: usize = MAX_NODES / 3;
+
+/// 413 when `v` holds more than [`MAX_OBJECTS`] objects (counted without allocating, stopping
+/// at the first one too many).
+pub fn check_objects(v: &Value) -> Result<(), ApiError> {
+    fn count(v: &Value, left: &mut usize) -> bool {
+        match v {
+            Value::Object(m) => match left.checked_sub(1) {
+                Some(l) => {
+                    *left = l;
+                    m.values().all(|x| count(x, left))
+                }
+                None => false,
+            },
+            Value::Array(a) => a.iter().all(|x| count(x, left)),
+            _ => true,
+        }
+    }
+    let mut left = MAX_OBJECTS;
+    if count(v, &mut left) {
+        Ok(())
+    } else {
+        Err(ApiError::too_large(format!(
+            "{TOO_LARGE} {MAX_OBJECTS} objects"
+        )))
+    }
+}
+
 /// Most string bytes (values and keys) one decoded body may hold: twice the body limit, so
 /// that YAML aliases can repeat small things but not turn kilobytes into gigabytes.
 pub const MAX_STRING_BYTES: usize = 2 * MAX_BODY;
@@ -510,6 +543,17 @@ mod tests {
             prev = c;
         }
         assert!(yaml(lol.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn objects_are_bounded() {
+        let many = |n: usize| json!({"spec": {"containers": vec![json!({}); n]}});
+        assert!(check_objects(&many(MAX_OBJECTS - 2)).is_ok());
+        let e = check_objects(&many(MAX_OBJECTS - 1)).unwrap_err();
+        assert_eq!(e.code, 413);
+        assert!(e.message.contains(TOO_LARGE), "{}", e.message);
+        // Scalars and arrays are the node budget's, not this one's.
+        assert!(check_objects(&json!({"x": vec![json!([1, "a"]); MAX_OBJECTS]})).is_ok());
     }
 
     #[test]

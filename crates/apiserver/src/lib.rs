@@ -14,6 +14,7 @@ pub mod error;
 pub mod handlers;
 pub mod hooks;
 pub mod limits;
+pub mod memory;
 pub mod metrics;
 pub mod namespaces;
 pub mod negotiate;

@@ -469,7 +469,9 @@ fn set_type(res: &Res, obj: &mut Value) {
 
 /// The JSON types of a body (or a patch's result) in the served form, checked before the
 /// strategy sees it: 400 with upstream's decoder message.
+/// Also bounds the objects it holds, before defaults multiply what they cost.
 fn check_types(res: &Res, obj: &mut Value) -> Result<(), ApiError> {
+    crate::decode::check_objects(obj)?;
     rudder_api::schema::check_types(res.group, res.version, res.kind, obj)
         .map_err(|e| ApiError::cannot_handle(res.kind, res.version, &e))
 }

@@ -310,9 +310,11 @@ pub(crate) fn prepare_pod(obj: &mut Value, old: Option<&Value>) {
     if let Some(spec) = child_if(obj, "spec") {
         admit(spec, mirror);
     }
-    let spec = obj.get("spec").cloned().unwrap_or(Value::Null);
-    let mut status = json!({"phase": "Pending", "qosClass": qos_class(&spec)});
-    if !arr(&spec, "schedulingGates").is_empty() {
+    // Read in place: a copy of the spec would double what a big pod costs.
+    let spec = obj.get("spec").unwrap_or(&Value::Null);
+    let gated = !arr(spec, "schedulingGates").is_empty();
+    let mut status = json!({"phase": "Pending", "qosClass": qos_class(spec)});
+    if gated {
         crate::value::set(
             &mut status,
             &["conditions"],
