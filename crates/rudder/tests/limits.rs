@@ -558,7 +558,7 @@ fn assert_timed_out(a: &Answer) {
 #[test]
 fn requests_that_are_not_answered_in_time_get_504() {
     // The server's bound (--request-timeout), shorter than the body's.
-    let s = RudderServer::start(rudder(), &["--request-timeout=1s"]).expect("start rudder server");
+    let s = RudderServer::api_only(rudder(), &["--request-timeout=1s"]).expect("start rudder server");
     assert_timed_out(&stalled_create(&s, CMS));
     // A request's `timeout` cannot lengthen it.
     assert_timed_out(&stalled_create(&s, &format!("{CMS}?timeout=1h")));
@@ -566,7 +566,7 @@ fn requests_that_are_not_answered_in_time_get_504() {
 
     // The default bound is a minute (longer than GUARD), so only the request's own `timeout`
     // can end these in time.
-    let s = RudderServer::start(rudder(), &[]).expect("start rudder server");
+    let s = RudderServer::api_only(rudder(), &[]).expect("start rudder server");
     assert_timed_out(&stalled_create(&s, &format!("{CMS}?timeout=1s")));
     assert_timed_out(&stalled_create(
         &s,
@@ -648,7 +648,7 @@ fn connect_from(from: std::net::Ipv4Addr, to: SocketAddr) -> TcpStream {
 
 #[test]
 fn one_address_cannot_push_out_another_addresses_connections() {
-    let s = RudderServer::start(
+    let s = RudderServer::api_only(
         rudder(),
         &[
             "--max-pending-connections=8",
