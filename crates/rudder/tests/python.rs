@@ -119,6 +119,8 @@ fn upstream(suites: &[&str], e2e_dir: Option<&Path>) -> String {
             "no:cacheprovider",
         ])
         .args(["-q", "-rfEsx", "-o", "console_output_style=classic"])
+        // Test modules by their paths (e2e_test and aio/e2e_test share a folder name).
+        .arg("--import-mode=importlib")
         .current_dir(s.data_dir());
     if let Some(dir) = e2e_dir {
         cmd.env("RUDDER_PYTHON_E2E_DIR", dir).current_dir(dir);
@@ -172,11 +174,12 @@ fn python_upstream_dynamic_suites() {
     assert!(summary.contains(" xfailed=4 "), "{summary}");
 }
 
-/// kubernetes-client/python's `kubernetes/e2e_test` (with the dynamic suites), which no PyPI
-/// package contains: set RUDDER_PYTHON_E2E_DIR to a directory holding `kubernetes/e2e_test`
-/// from the same release as the installed client (e.g. `git archive TAG kubernetes/e2e_test |
-/// tar -x -C DIR` of the client's repository) and run with `--run-ignored all`. Against 37.0.2's
-/// suite: 49 pass, 6 are skipped because they need running pods, 4 fail on upstream too.
+/// kubernetes-client/python's `kubernetes/e2e_test` and, if there, `kubernetes/aio/e2e_test`
+/// (with the dynamic suites), which no PyPI package contains: set RUDDER_PYTHON_E2E_DIR to a
+/// directory holding them from the same release as the installed client (e.g. `git archive
+/// TAG kubernetes/e2e_test kubernetes/aio/e2e_test | tar -x -C DIR` of the client's repository)
+/// and run with `--run-ignored all`. Against the suites of 37.0.2: 54 pass, 7 are skipped
+/// because they need running pods, 4 fail on upstream too.
 #[test]
 #[ignore = "needs RUDDER_PYTHON_E2E_DIR: kubernetes/e2e_test is not in any PyPI package"]
 fn python_upstream_e2e_suite() {
@@ -185,13 +188,20 @@ fn python_upstream_e2e_suite() {
         .expect("RUDDER_PYTHON_E2E_DIR names a directory holding kubernetes/e2e_test");
     let e2e = dir.join("kubernetes/e2e_test");
     assert!(e2e.is_dir(), "{} is not a directory", e2e.display());
-    upstream(
-        &[
-            e2e.to_str().expect("a UTF-8 path"),
-            "--pyargs",
-            "kubernetes.dynamic.test_client",
-            "kubernetes.dynamic.test_discovery",
-        ],
-        Some(&dir),
-    );
+    let mut suites = vec![e2e];
+    // The asyncio client's suite, when the directory has it too.
+    let aio = dir.join("kubernetes/aio/e2e_test");
+    if aio.is_dir() {
+        suites.push(aio);
+    }
+    let mut args: Vec<&str> = suites
+        .iter()
+        .map(|p| p.to_str().expect("a UTF-8 path"))
+        .collect();
+    args.extend([
+        "--pyargs",
+        "kubernetes.dynamic.test_client",
+        "kubernetes.dynamic.test_discovery",
+    ]);
+    upstream(&args, Some(&dir));
 }

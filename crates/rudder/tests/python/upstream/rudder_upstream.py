@@ -3,9 +3,10 @@ end-to-end suites against `rudder server --disable-agent` (crates/rudder/tests/p
 
 - `kubernetes/dynamic/test_client.py` and `test_discovery.py`, shipped inside the `kubernetes`
   package on PyPI, so always available;
-- `kubernetes/e2e_test/`, which no PyPI package of `kubernetes` contains: a copy of that folder
-  from kubernetes-client/python (same release as the installed client) is used when
-  RUDDER_PYTHON_E2E_DIR names the directory that holds `kubernetes/e2e_test`.
+- `kubernetes/e2e_test/` (and the asyncio client's `kubernetes/aio/e2e_test/`), which no PyPI
+  package of `kubernetes` contains: a copy of those folders from kubernetes-client/python (same
+  release as the installed client) is used when RUDDER_PYTHON_E2E_DIR names the directory
+  that holds `kubernetes/e2e_test` (and, optionally, `kubernetes/aio/e2e_test`).
 
 Both suites take the cluster from `kubernetes.e2e_test.base.get_e2e_configuration()`, which
 reads KUBECONFIG. Without the e2e folder, this plugin provides that one function (our own
@@ -20,6 +21,7 @@ Any other failure, error or skip fails the run, and so does an entry of EXPECTED
 was collected but which matched no test (a renamed or removed upstream test).
 """
 
+import importlib
 import os
 import sys
 import types
@@ -46,6 +48,9 @@ EXPECTED = {
         "needs a Running pod and metrics-server (metrics.k8s.io): without them it polls the "
         "pod for 60 s and then skips itself ('Pod startup timeout'), as on any cluster "
         "without metrics-server"),
+    # kubernetes/aio/e2e_test (the asyncio client's; from kubernetes-client/python, not on PyPI)
+    "kubernetes/aio/e2e_test/test_dynamic_client.py::TestDynamicClient::test_pod_apis": (
+        "skip", PODS),
     # kubernetes/dynamic (in the PyPI package)
     "kubernetes/dynamic/test_client.py::TestDynamicClient::test_cluster_custom_resources": (
         "xfail", V1BETA1_CRD),
@@ -73,6 +78,10 @@ def _install_e2e_package():
                 f"RUDDER_PYTHON_E2E_DIR={root} has no kubernetes/e2e_test/base.py")
         # The suite imports `kubernetes.e2e_test.base`: let the installed package find it.
         kubernetes.__path__.append(pkg)
+        # And the asyncio client's suite, `kubernetes.aio.e2e_test`, when it is there too.
+        if os.path.isdir(os.path.join(pkg, "aio", "e2e_test")):
+            aio = importlib.import_module("kubernetes.aio")
+            aio.__path__.append(os.path.join(pkg, "aio"))
         return
     from kubernetes.client.configuration import Configuration
     from kubernetes.config import kube_config
