@@ -28,9 +28,10 @@ RUDDER_RUNTIME_APT=()
 # To run the test suite: a real etcd for the etcd backend's contract tests; curl for the raw
 # requests kubectl never sends (YAML and broken bodies).
 RUDDER_TEST_APT=(etcd-server etcd-client curl)
-# To run the test suite: the official Kubernetes Python client, for crates/rudder/tests/python.rs
+# To run the test suite: the official Kubernetes Python client, for crates/rudder/tests/python.rs,
+# and pytest, which runs the client's own suites there
 # (pip requirement specifiers; ensure_pip installs the missing ones).
-RUDDER_TEST_PIP=(kubernetes==37.0.2)
+RUDDER_TEST_PIP=(kubernetes==37.0.2 pytest==9.2.0)
 # To run the benchmarks: etcd is the store benchmark's peer.
 RUDDER_BENCH_APT=(etcd-server etcd-client)
 

@@ -671,6 +671,138 @@ pub fn decodes_as_type(
     Some(decode(obj))
 }
 
+/// Random values of the kinds' schemas, for this crate's fuzz tests and the API server's (not
+/// part of the API). Deterministic for a seed: struct fields are visited in name order.
+#[doc(hidden)]
+pub mod sample {
+    use super::{Compiled, Node};
+    use serde_json::{json, Map, Value};
+
+    /// A small deterministic PRNG (xorshift64*), so failures reproduce.
+    #[derive(Clone, Debug)]
+    pub struct Rng(pub u64);
+
+    impl Rng {
+        pub fn next_u64(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+
+        /// A number in `0..n` (`n` > 0).
+        pub fn below(&mut self, n: u64) -> u64 {
+            self.next_u64() % n
+        }
+
+        /// One of `items` (not empty).
+        pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+            &items[self.below(items.len() as u64) as usize]
+        }
+    }
+
+    /// Any JSON value, of any type.
+    pub fn wild(rng: &mut Rng) -> Value {
+        match rng.below(9) {
+            0 => Value::Null,
+            1 => json!(rng.below(2) == 0),
+            2 => json!(rng.below(100)),
+            3 => json!(-(rng.below(1 << 40) as i64)),
+            4 => json!(1.5),
+            5 => json!(u64::MAX - rng.below(10)),
+            6 => json!("x"),
+            7 => json!([1, "a"]),
+            _ => json!({"k": "v"}),
+        }
+    }
+
+    /// Makes values of a schema node: of the right type except where a mutation (one in
+    /// `rate`) puts a [`wild`] value instead; strings from `strings`, so that list keys
+    /// sometimes meet; arrays and maps of fewer than `max_len` entries.
+    pub struct Sampler<'r> {
+        pub rng: &'r mut Rng,
+        pub rate: u64,
+        pub strings: &'r [&'r str],
+        pub max_len: u64,
+    }
+
+    impl Sampler<'_> {
+        /// An object of the kind, `apiVersion` and `kind` set, or `None` for a kind without a
+        /// schema.
+        pub fn object(&mut self, group: &str, version: &str, kind: &str) -> Option<Value> {
+            let c = Compiled::get();
+            let id = *c
+                .kinds
+                .get(&(group.to_string(), version.to_string(), kind.to_string()))?;
+            let mut obj = self.value(c, id, 0);
+            if let Some(m) = obj.as_object_mut() {
+                m.insert(
+                    "apiVersion".into(),
+                    json!(crate::catalogue::api_version(group, version)),
+                );
+                m.insert("kind".into(), json!(kind));
+            }
+            Some(obj)
+        }
+
+        pub(super) fn value(&mut self, c: &Compiled, id: usize, depth: usize) -> Value {
+            if self.rng.below(self.rate) == 0 {
+                return wild(self.rng);
+            }
+            let deeper = |s: &mut Self, item: usize| {
+                if depth > 6 {
+                    Value::Null
+                } else {
+                    s.value(c, item, depth + 1)
+                }
+            };
+            let rng = &mut *self.rng;
+            match &c.nodes[id] {
+                Node::Any => json!({"free": [1, "form"]}),
+                Node::Bool => json!(true),
+                Node::Int32 => json!(rng.below(1 << 31) as i64 - (1 << 30)),
+                Node::Int64 => json!(rng.next_u64() as i64),
+                Node::Float => json!(0.25),
+                Node::String => json!(rng.pick(self.strings)),
+                Node::Bytes => json!("aGk="),
+                Node::Time => json!("2024-05-06T07:08:09Z"),
+                Node::Quantity => rng.pick(&[json!("100m"), json!(2), json!(0.5)]).clone(),
+                Node::IntOrString => rng.pick(&[json!("http"), json!(8080)]).clone(),
+                Node::Array(item) => {
+                    let n = rng.below(self.max_len);
+                    Value::Array((0..n).map(|_| deeper(self, *item)).collect())
+                }
+                Node::Map(item) => {
+                    let n = rng.below(self.max_len);
+                    Value::Object(
+                        (0..n)
+                            .map(|i| (format!("k{i}"), deeper(self, *item)))
+                            .collect(),
+                    )
+                }
+                Node::Struct { fields, .. } => {
+                    let mut names: Vec<(&String, &usize)> = fields.iter().collect();
+                    names.sort();
+                    let mut m = Map::new();
+                    for (k, f) in names {
+                        if self.rng.below(3) != 0 {
+                            m.insert(k.clone(), deeper(self, *f));
+                        }
+                    }
+                    Value::Object(m)
+                }
+            }
+        }
+    }
+
+    /// Every (group, version, kind) with a schema, in order.
+    pub fn kinds() -> Vec<(String, String, String)> {
+        let mut k: Vec<_> = Compiled::get().kinds.keys().cloned().collect();
+        k.sort();
+        k
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -799,83 +931,16 @@ mod tests {
         assert!(prune_unknown_fields("apps", "v1", "NoSuchKind", &mut json!({"a": 1})).is_empty());
     }
 
-    /// A small deterministic PRNG (xorshift64*), so failures reproduce.
-    struct Rng(u64);
+    use sample::{Rng, Sampler};
 
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-    }
-
-    /// Any JSON value, of any type.
-    fn wild(rng: &mut Rng) -> Value {
-        match rng.below(9) {
-            0 => Value::Null,
-            1 => json!(rng.below(2) == 0),
-            2 => json!(rng.below(100)),
-            3 => json!(-(rng.below(1 << 40) as i64)),
-            4 => json!(1.5),
-            5 => json!(u64::MAX - rng.below(10)),
-            6 => json!("x"),
-            7 => json!([1, "a"]),
-            _ => json!({"k": "v"}),
-        }
-    }
-
-    /// A value for node `id`, of the right type except where a mutation (one in `1/rate`)
-    /// puts a random value instead.
     fn sample(c: &Compiled, id: usize, rng: &mut Rng, depth: usize, rate: u64) -> Value {
-        if rng.below(rate) == 0 {
-            return wild(rng);
+        Sampler {
+            rng,
+            rate,
+            strings: &["s"],
+            max_len: 3,
         }
-        let deeper = |rng: &mut Rng, item: usize| {
-            if depth > 6 {
-                Value::Null
-            } else {
-                sample(c, item, rng, depth + 1, rate)
-            }
-        };
-        match &c.nodes[id] {
-            Node::Any => json!({"free": [1, "form"]}),
-            Node::Bool => json!(true),
-            Node::Int32 => json!(rng.below(1 << 31) as i64 - (1 << 30)),
-            Node::Int64 => json!(rng.next() as i64),
-            Node::Float => json!(0.25),
-            Node::String => json!("s"),
-            Node::Bytes => json!("aGk="),
-            Node::Time => json!("2024-05-06T07:08:09Z"),
-            Node::Quantity => [json!("100m"), json!(2), json!(0.5)][rng.below(3) as usize].clone(),
-            Node::IntOrString => [json!("http"), json!(8080)][rng.below(2) as usize].clone(),
-            Node::Array(item) => {
-                let n = rng.below(3);
-                Value::Array((0..n).map(|_| deeper(rng, *item)).collect())
-            }
-            Node::Map(item) => {
-                let n = rng.below(3);
-                Value::Object(
-                    (0..n)
-                        .map(|i| (format!("k{i}"), deeper(rng, *item)))
-                        .collect(),
-                )
-            }
-            Node::Struct { fields, .. } => {
-                let mut m = Map::new();
-                for (k, f) in fields {
-                    if rng.below(3) != 0 {
-                        m.insert(k.clone(), deeper(rng, *f));
-                    }
-                }
-                Value::Object(m)
-            }
-        }
+        .value(c, id, depth)
     }
 
     /// The schema check and the k8s-openapi types agree on every kind: what the schema check
