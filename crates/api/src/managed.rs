@@ -1391,6 +1391,49 @@ mod tests {
     }
 
     #[test]
+    fn updates_compare_go_forms() {
+        // On create the object is compared with the kind's Go zero object: value structs
+        // (`strategy`, `template`) and non-omitempty lists (`containers`) are there already,
+        // so only what appears below them is a member; pointers and maps that appear are.
+        let mut created = dep(1, "nginx");
+        crate::value::set(
+            &mut created,
+            &["spec", "strategy"],
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%"}}),
+        );
+        created
+            .pointer_mut("/spec/template/spec/containers/0")
+            .and_then(Value::as_object_mut)
+            .unwrap()
+            .insert("resources".into(), json!({}));
+        crate::value::set(&mut created, &["spec", "minReadySeconds"], json!(0));
+        update(deployment(), None, &mut created, &writer("kubectl-create"));
+        let entries = decode(created["metadata"].get("managedFields")).unwrap();
+        let spec = &entries[0].set.to_fields_v1()["f:spec"];
+        assert_eq!(
+            spec["f:strategy"],
+            json!({"f:rollingUpdate": {".": {}, "f:maxSurge": {}}, "f:type": {}})
+        );
+        let containers = &spec["f:template"]["f:spec"]["f:containers"];
+        assert!(containers.get(".").is_none(), "{containers}");
+        assert_eq!(containers["k:{\"name\":\"c\"}"]["f:resources"], json!({}));
+        // `minReadySeconds: 0` is dropped by omitempty: not a field anyone sets.
+        assert!(spec.get("f:minReadySeconds").is_none(), "{spec}");
+        // `null` to a value is a change of the value, not a new member.
+        let c = compare(
+            deployment(),
+            &json!({"spec": {"template": {"spec": {"containers": null}}}}),
+            &json!({"spec": {"template": {"spec": {"containers": [{"name": "a"}]}}}}),
+        );
+        assert_eq!(
+            c.added.to_fields_v1(),
+            json!({"f:spec": {"f:template": {"f:spec": {"f:containers": {
+                "k:{\"name\":\"a\"}": {".": {}, "f:name": {}}
+            }}}}})
+        );
+    }
+
+    #[test]
     fn apply_merges_conflicts_and_prunes() {
         let mut created = dep(1, "nginx");
         update(deployment(), None, &mut created, &writer("kubectl-create"));
