@@ -283,12 +283,6 @@ fn entry_type(ty: Option<Type>, is_struct: bool, k: &str) -> Option<Type> {
     }
 }
 
-/// Whether a value of type `ty` is a struct (present in Go even when empty, so never
-/// "added" on its own).
-fn is_struct_type(ty: Option<Type>) -> bool {
-    matches!(ty.map(Type::kind), Some(TypeKind::Struct(_)))
-}
-
 /// The key defaults upstream's schemas declare for list map keys (`protocol` of ports).
 fn key_default(key: &str) -> Option<Value> {
     (key == "protocol").then(|| Value::String("TCP".into()))
@@ -420,13 +414,24 @@ fn compare_into(
     path: &mut Vec<String>,
     c: &mut Comparison,
 ) {
-    let (vo, vn) = (old.map(|o| view(ty, o)), new.map(|n| view(ty, n)));
+    // `null` is an empty value of whatever shape the other side has (structured-merge-diff's
+    // nil wildcard), but it is there: a field going from `null` to a value is not added.
+    let shape_of = |v: Option<&Value>| v.filter(|v| !v.is_null()).map(|v| view(ty, v));
+    let (vo, vn) = (shape_of(old), shape_of(new));
     let same_shape = match (&vo, &vn) {
         (Some(a), Some(b)) => std::mem::discriminant(a) == std::mem::discriminant(b),
         _ => true,
     };
     let shape = vn.as_ref().or(vo.as_ref());
-    let leaf = !same_shape || matches!(shape, Some(View::Leaf) | None);
+    let empty = |v: Option<&Value>| match v {
+        None | Some(Value::Null) => true,
+        Some(Value::Object(m)) => m.is_empty(),
+        Some(Value::Array(a)) => a.is_empty(),
+        Some(_) => false,
+    };
+    // Atomic values, and maps or lists empty on both sides, compare whole.
+    let leaf =
+        !same_shape || matches!(shape, Some(View::Leaf) | None) || (empty(old) && empty(new));
     if leaf {
         match (old, new) {
             (None, Some(_)) => c.added.insert(path),
@@ -463,12 +468,6 @@ fn compare_into(
                 let (a, b) = (oidx.get(pe).copied(), nidx.get(pe).copied());
                 if keys.is_some() {
                     compare_into(*item, a, b, path, c);
-                    // A list item is itself a member, even when it is an object.
-                    match (a, b) {
-                        (None, Some(_)) => c.added.insert(path),
-                        (Some(_), None) => c.removed.insert(path),
-                        _ => {}
-                    }
                 } else {
                     match (a, b) {
                         (None, Some(_)) => c.added.insert(path),
@@ -481,8 +480,10 @@ fn compare_into(
         }
         _ => {}
     }
-    // A map that appears or goes is itself added or removed; a struct is always there in Go.
-    if !is_struct_type(ty) && !path.is_empty() {
+    // A map, struct or list that appears or goes is itself added or removed (`.` in
+    // fieldsV1). Objects are compared in their Go form (see [`update`]), where non-pointer
+    // structs are always there.
+    if !path.is_empty() {
         match (old, new) {
             (None, Some(_)) => c.added.insert(path),
             (Some(_), None) => c.removed.insert(path),
@@ -878,7 +879,11 @@ fn without_managed_fields(obj: &Value) -> Value {
 }
 
 fn set_managed_fields(obj: &mut Value, entries: &[Entry]) {
-    let encoded = encode(entries);
+    set_managed_fields_value(obj, encode(entries));
+}
+
+/// Sets encoded managed fields (`[]`: removes them).
+pub fn set_managed_fields_value(obj: &mut Value, encoded: Value) {
     if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
         if encoded.as_array().is_some_and(|a| a.is_empty()) {
             m.remove("managedFields");
@@ -918,31 +923,77 @@ fn base_entries(old: Option<&Value>, new: &Value, subresource: bool) -> Vec<Entr
     }
 }
 
+/// The objects an update compares, without their managed fields, in the form a round trip
+/// through their Go type gives them (as upstream compares them): on create, `old` is the Go
+/// zero object of the kind.
+fn go_forms(old: Option<&Value>, new: &Value) -> (Value, Value) {
+    let s = |k: &str| new.get(k).and_then(Value::as_str).unwrap_or("");
+    let (api_version, kind) = (s("apiVersion"), s("kind"));
+    let go = |v: Value| crate::protobuf::go_form(api_version, kind, &v).unwrap_or(v);
+    let before = match old {
+        Some(o) => go(without_managed_fields(o)),
+        None => crate::protobuf::go_zero(api_version, kind).unwrap_or(Value::Object(Map::new())),
+    };
+    (before, go(without_managed_fields(new)))
+}
+
 /// Records an update (create, update, patch) by `w` in `new.metadata.managedFields`: `old` is
 /// the live object (`None` on create).
 pub fn update(ty: Option<Type>, old: Option<&Value>, new: &mut Value, w: &Writer) {
-    let mut entries = base_entries(old, new, !w.subresource.is_empty());
+    let form = Form {
+        api_version: w.api_version,
+        ty,
+        old: old.cloned(),
+        new: new.clone(),
+    };
+    if let Some(fields) = update_in(&[form], w) {
+        set_managed_fields_value(new, fields);
+    }
+}
+
+/// An object before and after a write in the form of one API version, with that version's
+/// type.
+pub struct Form<'a> {
+    pub api_version: &'a str,
+    pub ty: Option<Type>,
+    pub old: Option<Value>,
+    pub new: Value,
+}
+
+/// [`update`] for a kind served in several versions: `forms` holds the write in the forms of
+/// the versions managers may have written it in (the first one when no other fits). Each
+/// entry's fields are paths of its own `apiVersion`, as upstream keeps them: the writer's
+/// fields are compared in the writer's version, and what it takes from another entry in that
+/// entry's version. Returns the new `managedFields` (`[]`: none).
+pub fn update_in(forms: &[Form], w: &Writer) -> Option<Value> {
+    let first = forms.first()?;
+    let form_of = |v: &str| forms.iter().find(|f| f.api_version == v).unwrap_or(first);
+    let mine = form_of(w.api_version);
+    let mut entries = base_entries(mine.old.as_ref(), &mine.new, !w.subresource.is_empty());
     // An object whose managed fields were cleared stays without them until someone applies.
-    if entries.is_empty() && old.is_some() {
-        set_managed_fields(new, &[]);
-        return;
+    if entries.is_empty() && mine.old.is_some() {
+        return Some(Value::Array(Vec::new()));
     }
-    let before = old
-        .map(without_managed_fields)
-        .unwrap_or(Value::Object(Map::new()));
-    // `new` is compared in place, its managed fields set aside (they are rewritten below): a
-    // copy would double what a big body costs (a pod of 300k containers).
-    if let Some(m) = new.get_mut("metadata").and_then(Value::as_object_mut) {
-        m.remove("managedFields");
-    }
-    let c = compare(ty, &before, new);
-    let mut taken = c.added;
-    taken.union(&c.modified);
-    strip(&mut taken, w.reset);
-    let mut removed = c.removed;
-    strip(&mut removed, w.reset);
+    let mut changes: HashMap<String, (Set, Set)> = HashMap::new();
+    let mut change_in = |form: &Form| {
+        changes
+            .entry(form.api_version.to_string())
+            .or_insert_with(|| {
+                let (before, after) = go_forms(form.old.as_ref(), &form.new);
+                let c = compare(form.ty, &before, &after);
+                let mut taken = c.added;
+                taken.union(&c.modified);
+                strip(&mut taken, w.reset);
+                let mut removed = c.removed;
+                strip(&mut removed, w.reset);
+                (taken, removed)
+            })
+            .clone()
+    };
+    let (taken, _) = change_in(mine);
     for e in &mut entries {
-        e.set.difference(&taken);
+        let (t, removed) = change_in(form_of(&e.api_version));
+        e.set.difference(&t);
         e.set.difference(&removed);
     }
     if !taken.is_empty() {
@@ -964,7 +1015,7 @@ pub fn update(ty: Option<Type>, old: Option<&Value>, new: &mut Value, w: &Writer
     }
     entries.retain(|e| !e.set.is_empty());
     cap_updaters(&mut entries);
-    set_managed_fields(new, &entries);
+    Some(encode(&entries))
 }
 
 /// Most update entries kept; the oldest are merged into one `ancient-changes` entry (upstream's
@@ -1337,6 +1388,49 @@ mod tests {
         crate::value::set(&mut cleared, &["metadata", "managedFields"], json!([]));
         update(deployment(), Some(&scaled), &mut cleared, &writer("x"));
         assert!(cleared["metadata"].get("managedFields").is_none());
+    }
+
+    #[test]
+    fn updates_compare_go_forms() {
+        // On create the object is compared with the kind's Go zero object: value structs
+        // (`strategy`, `template`) and non-omitempty lists (`containers`) are there already,
+        // so only what appears below them is a member; pointers and maps that appear are.
+        let mut created = dep(1, "nginx");
+        crate::value::set(
+            &mut created,
+            &["spec", "strategy"],
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%"}}),
+        );
+        created
+            .pointer_mut("/spec/template/spec/containers/0")
+            .and_then(Value::as_object_mut)
+            .unwrap()
+            .insert("resources".into(), json!({}));
+        crate::value::set(&mut created, &["spec", "minReadySeconds"], json!(0));
+        update(deployment(), None, &mut created, &writer("kubectl-create"));
+        let entries = decode(created["metadata"].get("managedFields")).unwrap();
+        let spec = &entries[0].set.to_fields_v1()["f:spec"];
+        assert_eq!(
+            spec["f:strategy"],
+            json!({"f:rollingUpdate": {".": {}, "f:maxSurge": {}}, "f:type": {}})
+        );
+        let containers = &spec["f:template"]["f:spec"]["f:containers"];
+        assert!(containers.get(".").is_none(), "{containers}");
+        assert_eq!(containers["k:{\"name\":\"c\"}"]["f:resources"], json!({}));
+        // `minReadySeconds: 0` is dropped by omitempty: not a field anyone sets.
+        assert!(spec.get("f:minReadySeconds").is_none(), "{spec}");
+        // `null` to a value is a change of the value, not a new member.
+        let c = compare(
+            deployment(),
+            &json!({"spec": {"template": {"spec": {"containers": null}}}}),
+            &json!({"spec": {"template": {"spec": {"containers": [{"name": "a"}]}}}}),
+        );
+        assert_eq!(
+            c.added.to_fields_v1(),
+            json!({"f:spec": {"f:template": {"f:spec": {"f:containers": {
+                "k:{\"name\":\"a\"}": {".": {}, "f:name": {}}
+            }}}}})
+        );
     }
 
     #[test]

@@ -222,6 +222,90 @@ pub fn is_known_kind(api_version: &str, kind: &str) -> bool {
     lookup_kind(api_version, kind).is_some()
 }
 
+/// `obj`, an object of `kind` in `api_version`, as it comes out of a round trip through its Go
+/// type (JSON decoded into the Go struct and encoded again): non-pointer structs and scalars
+/// without `omitempty` are there with their zero values, slices and maps without `omitempty`
+/// are `null` when absent, `omitempty` fields that are empty are gone. Upstream's managed
+/// fields compare objects in this form. `None` when the kind is not in the table.
+pub fn go_form(api_version: &str, kind: &str, obj: &Value) -> Option<Value> {
+    let idx = lookup_kind(api_version, kind)?;
+    let mut v = obj.clone();
+    let filled = with_budget(|| match &mut v {
+        Value::Object(m) => go_fill(idx, m, 0),
+        _ => Ok(()),
+    });
+    filled.ok().map(|()| v)
+}
+
+/// The Go zero value of an object of `kind` in `api_version` (what upstream's `New()` gives),
+/// with `apiVersion` and `kind` set.
+pub fn go_zero(api_version: &str, kind: &str) -> Option<Value> {
+    decode_as(api_version, kind, &[]).ok()
+}
+
+fn go_fill(idx: u16, obj: &mut Map<String, Value>, depth: usize) -> Result<(), ProtobufError> {
+    if depth >= MAX_DEPTH {
+        return Err(ProtobufError::TooDeep);
+    }
+    let msg = message(idx)?;
+    if msg.special != Special::Plain {
+        return Ok(());
+    }
+    for f in msg.fields {
+        let Ty::M(child) = f.ty else { continue };
+        match f.label {
+            Label::Inline => go_fill(child, obj, depth + 1)?,
+            Label::One => {
+                if let Some(Value::Object(m)) = obj.get_mut(f.json) {
+                    go_fill(child, m, depth + 1)?;
+                }
+            }
+            Label::Repeated => {
+                for x in obj
+                    .get_mut(f.json)
+                    .and_then(Value::as_array_mut)
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Value::Object(m) = x {
+                        go_fill(child, m, depth + 1)?;
+                    }
+                }
+            }
+            Label::Map => {
+                for x in obj
+                    .get_mut(f.json)
+                    .and_then(Value::as_object_mut)
+                    .into_iter()
+                    .flatten()
+                {
+                    if let (_, Value::Object(m)) = x {
+                        go_fill(child, m, depth + 1)?;
+                    }
+                }
+            }
+        }
+    }
+    for f in msg.fields {
+        // A JSON `[]` is an empty, non-nil slice in Go: it stays (protobuf cannot tell).
+        if f.go == Go::Nil
+            && obj
+                .get(f.json)
+                .is_some_and(|v| v.as_array().is_some_and(Vec::is_empty))
+        {
+            continue;
+        }
+        // `null` decodes to the zero value: nil pointers and empty values are left out.
+        if obj.get(f.json).is_some_and(Value::is_null)
+            && matches!(f.go, Go::Ptr | Go::Omit | Go::Val | Go::Struct)
+        {
+            obj.remove(f.json);
+        }
+        go_zero_values_of(msg, f, depth, obj)?;
+    }
+    Ok(())
+}
+
 fn decode_depth(body: &[u8], depth: usize) -> Result<Value, ProtobufError> {
     let env = envelope(body)?;
     if !env.content_encoding.is_empty() {
@@ -708,6 +792,19 @@ fn go_zero_values(
     obj: &mut Map<String, Value>,
 ) -> Result<(), ProtobufError> {
     for f in msg.fields {
+        go_zero_values_of(msg, f, depth, obj)?;
+    }
+    Ok(())
+}
+
+/// [`go_zero_values`] for one field.
+fn go_zero_values_of(
+    msg: &'static Message,
+    f: &'static Field,
+    depth: usize,
+    obj: &mut Map<String, Value>,
+) -> Result<(), ProtobufError> {
+    {
         match f.go {
             Go::Any | Go::Ptr => {}
             Go::Omit => {

@@ -551,7 +551,8 @@ impl Plugin for NamespaceLifecycle {
 pub async fn namespace_defaults(reg: &Registry, ns: &str) -> Result<(), ApiError> {
     let sa = served(reg, "", "v1", "serviceaccounts")?;
     let default = json!({"metadata": {"name": "default", "namespace": ns}});
-    match reg.create(&sa, Some(ns), default, &Write::server()).await {
+    let w = Write::server_as("kube-controller-manager");
+    match reg.create(&sa, Some(ns), default, &w).await {
         Ok(_)
         | Err(ApiError {
             reason: "AlreadyExists",
@@ -1470,28 +1471,100 @@ fn usage(res: &Res, obj: &Value) -> Resources {
     u
 }
 
-/// Quota scopes an object matches (`Terminating`, `NotTerminating`, `BestEffort`,
-/// `NotBestEffort`); a quota with scopes covers only pods that match them all.
-fn matches_scopes(quota: &Value, res: &Res, obj: &Value) -> bool {
-    let scopes: Vec<&str> = items(quota, &["spec", "scopes"])
+/// A quota's scope requirements: each of `spec.scopes` (operator `Exists`) and each
+/// expression of `spec.scopeSelector` (upstream's `GetScopeSelectorsFromQuota`).
+fn scope_selectors(quota: &Value) -> Vec<(&str, &str, Vec<&str>)> {
+    let mut out: Vec<(&str, &str, Vec<&str>)> = items(quota, &["spec", "scopes"])
         .iter()
         .filter_map(Value::as_str)
+        .map(|scope| (scope, "Exists", Vec::new()))
         .collect();
-    if scopes.is_empty() {
+    for e in items(quota, &["spec", "scopeSelector", "matchExpressions"]) {
+        let values = items(e, &["values"])
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        out.push((s(e, &["scopeName"]), s(e, &["operator"]), values));
+    }
+    out
+}
+
+/// Whether a quota covers `obj`: a quota without scopes covers everything it limits; a
+/// scoped quota covers only pods matching every scope requirement (upstream's pod evaluator;
+/// the other evaluators match no scope).
+fn matches_scopes(quota: &Value, res: &Res, obj: &Value) -> bool {
+    let selectors = scope_selectors(quota);
+    if selectors.is_empty() {
         return true;
     }
     if !(res.group.is_empty() && res.plural == "pods") {
         return false;
     }
-    let terminating = at(obj, &["spec", "activeDeadlineSeconds"]).is_some_and(|v| !v.is_null());
-    let best_effort =
-        pod_resources(obj, "requests").is_empty() && pod_resources(obj, "limits").is_empty();
-    scopes.iter().all(|scope| match *scope {
+    selectors
+        .iter()
+        .all(|(scope, op, values)| pod_matches_scope(obj, scope, op, values))
+}
+
+fn pod_matches_scope(pod: &Value, scope: &str, op: &str, values: &[&str]) -> bool {
+    let terminating = at(pod, &["spec", "activeDeadlineSeconds"])
+        .and_then(Value::as_i64)
+        .is_some_and(|d| d >= 0);
+    match scope {
         "Terminating" => terminating,
         "NotTerminating" => !terminating,
-        "BestEffort" => best_effort,
-        "NotBestEffort" => !best_effort,
-        _ => true,
+        "BestEffort" => is_best_effort(pod),
+        "NotBestEffort" => !is_best_effort(pod),
+        "PriorityClass" => {
+            // Upstream matches a label selector against {PriorityClass: <name>}: the key is
+            // always there, so DoesNotExist never matches.
+            let class = s(pod, &["spec", "priorityClassName"]);
+            match op {
+                "Exists" => !class.is_empty(),
+                "In" => values.contains(&class),
+                "NotIn" => !values.contains(&class),
+                _ => false,
+            }
+        }
+        "CrossNamespacePodAffinity" => uses_cross_namespace_affinity(pod),
+        _ => false,
+    }
+}
+
+/// A pod of the BestEffort QoS class: no container (or init container) requests or limits
+/// any cpu or memory.
+fn is_best_effort(pod: &Value) -> bool {
+    let containers = items(pod, &["spec", "containers"])
+        .iter()
+        .chain(items(pod, &["spec", "initContainers"]));
+    let pod_level = at(pod, &["spec", "resources"]);
+    !containers
+        .map(|c| at(c, &["resources"]))
+        .chain(std::iter::once(pod_level))
+        .any(|r| {
+            ["requests", "limits"].iter().any(|which| {
+                resources(r.and_then(|r| r.get(*which)))
+                    .iter()
+                    .any(|(k, q)| (k == "cpu" || k == "memory") && q.nanos() > 0)
+            })
+        })
+}
+
+/// A pod whose (anti-)affinity terms name other namespaces or select namespaces.
+fn uses_cross_namespace_affinity(pod: &Value) -> bool {
+    let cross = |term: &Value| {
+        !items(term, &["namespaces"]).is_empty()
+            || at(term, &["namespaceSelector"]).is_some_and(|v| !v.is_null())
+    };
+    ["podAffinity", "podAntiAffinity"].iter().any(|kind| {
+        let Some(a) = at(pod, &["spec", "affinity", kind]) else {
+            return false;
+        };
+        items(a, &["requiredDuringSchedulingIgnoredDuringExecution"])
+            .iter()
+            .any(cross)
+            || items(a, &["preferredDuringSchedulingIgnoredDuringExecution"])
+                .iter()
+                .any(|w| at(w, &["podAffinityTerm"]).is_some_and(cross))
     })
 }
 
@@ -1551,10 +1624,19 @@ fn pod_constraints(hard: &Resources, pod: &Value) -> Option<String> {
 }
 
 impl ResourceQuota {
-    /// The usage of `res`'s objects in `ns`, for the quota names that kind owns.
-    async fn recount(reg: &Registry, res: &Res, ns: &str) -> Result<Resources, ApiError> {
+    /// The usage of `res`'s objects in `ns` that `quota` covers (its scopes), for the quota
+    /// names that kind owns.
+    async fn recount(
+        reg: &Registry,
+        res: &Res,
+        ns: &str,
+        quota: &Value,
+    ) -> Result<Resources, ApiError> {
         let mut total = Resources::new();
         for obj in list_items(reg, res, Some(ns)).await? {
+            if !matches_scopes(quota, res, &obj) {
+                continue;
+            }
             for (k, q) in usage(res, &obj) {
                 add_to(&mut total, &k, q);
             }
@@ -1591,7 +1673,8 @@ impl ResourceQuota {
         let name = s(quota, &["metadata", "name"]);
         let mut obj = quota.clone();
         set(&mut obj, &["status"], status);
-        reg.update(&res, Some(ns), name, obj, Part::Status, &Write::server())
+        let w = Write::server_as("kube-apiserver");
+        reg.update(&res, Some(ns), name, obj, Part::Status, &w)
             .await
             .map(|_| ())
     }
@@ -1654,11 +1737,15 @@ impl ResourceQuota {
                 if requested.is_empty() {
                     continue;
                 }
+                // Quotas without scopes count the same objects: counted once.
+                let scoped = !scope_selectors(quota).is_empty();
                 let now = match &counted {
-                    Some(c) => c.clone(),
-                    None => {
-                        let c = Self::recount(reg, a.res, ns).await?;
-                        counted = Some(c.clone());
+                    Some(c) if !scoped => c.clone(),
+                    _ => {
+                        let c = Self::recount(reg, a.res, ns, quota).await?;
+                        if !scoped {
+                            counted = Some(c.clone());
+                        }
                         c
                     }
                 };
@@ -1737,7 +1824,7 @@ impl ResourceQuota {
                     continue;
                 }
                 if let Some(res) = owner_of(reg.resources(), key) {
-                    let u = Self::recount(reg, &res, ns).await?;
+                    let u = Self::recount(reg, &res, ns, quota).await?;
                     counted.push((res, u));
                 }
             }
@@ -1763,8 +1850,8 @@ impl ResourceQuota {
         if relevant.is_empty() {
             return Ok(());
         }
-        let now = Self::recount(reg, a.res, ns).await?;
         for quota in relevant {
+            let now = Self::recount(reg, a.res, ns, quota).await?;
             let status = Self::status(quota, &[(a.res, &now)]);
             match Self::write_status(reg, quota, status).await {
                 Err(e) if e.code == 409 || e.code == 404 => {}

@@ -56,6 +56,16 @@ impl Write {
         Write::default()
     }
 
+    /// A write the server makes on its own behalf that upstream makes as a client of itself,
+    /// recorded in the managed fields under `manager` (`kube-apiserver` for what the API
+    /// server makes, `kube-controller-manager` for what upstream's controllers make).
+    pub fn server_as(manager: &str) -> Write {
+        Write {
+            field_manager: Some(manager.to_string()),
+            ..Write::default()
+        }
+    }
+
     /// Who the managed fields name for this write: `fieldManager`, else the User-Agent up to
     /// its first `/` (printable characters, at most 128 bytes), as upstream; `None` for the
     /// server's own writes.
@@ -78,9 +88,11 @@ impl Write {
     }
 }
 
-/// The schema type walked for managed fields of a stored object.
-fn stored_type(res: &Res) -> Option<SchemaType> {
-    SchemaType::of_kind(res.storage_group, res.storage_version, res.storage_kind)
+/// A JSON pointer to `path`.
+fn pointer(path: &[&str]) -> String {
+    path.iter()
+        .map(|p| format!("/{}", p.replace('~', "~0").replace('/', "~1")))
+        .collect()
 }
 
 /// Who writes, for the managed fields.
@@ -117,7 +129,49 @@ fn track(res: &Res, part: Part, w: &Write, old: Option<&Value>, new: &mut Value)
         Some(manager) if !w.applying && part != Part::All => {
             let (api_version, now) = (res.api_version(), now_rfc3339());
             let who = writer(res, part, w, &manager, &api_version, &now);
-            managed::update(stored_type(res), old, new, &who);
+            // Each entry's fields are paths of its own version: the writer's are compared in
+            // the form of the version it writes, another entry's in the form of its version
+            // (upstream's version converter), for the versions this kind is served in.
+            let storage_version = catalogue_api_version(res.storage_group, res.storage_version);
+            let mut versions: Vec<String> = Vec::new();
+            for e in
+                managed::decode(old.and_then(|o| meta(o).get("managedFields"))).unwrap_or_default()
+            {
+                if e.api_version != api_version && !versions.contains(&e.api_version) {
+                    versions.push(e.api_version);
+                }
+            }
+            let mut forms = vec![managed::Form {
+                api_version: &api_version,
+                ty: SchemaType::of_kind(res.group, res.version, res.kind),
+                old: old.map(|o| res.present(o.clone())),
+                new: res.present(new.clone()),
+            }];
+            for v in &versions {
+                let (group, version) = match v.split_once('/') {
+                    Some((g, v)) => (g, v),
+                    None => ("", v.as_str()),
+                };
+                let convert = |o: &Value| -> Option<Value> {
+                    if *v == storage_version {
+                        return Some(o.clone());
+                    }
+                    let c = Conversion::for_served(group, version, res.kind)?;
+                    Some(c.from_storage(o.clone()))
+                };
+                let Some(new_form) = convert(new) else {
+                    continue;
+                };
+                forms.push(managed::Form {
+                    api_version: v,
+                    ty: SchemaType::of_kind(group, version, res.kind),
+                    old: old.and_then(convert),
+                    new: new_form,
+                });
+            }
+            if let Some(fields) = managed::update_in(&forms, &who) {
+                managed::set_managed_fields_value(new, fields);
+            }
         }
         _ => {}
     }
@@ -127,6 +181,14 @@ fn track(res: &Res, part: Part, w: &Write, old: Option<&Value>, new: &mut Value)
         {
             m.remove("managedFields");
         }
+    }
+}
+
+fn catalogue_api_version(group: &str, version: &str) -> String {
+    if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
     }
 }
 
@@ -765,11 +827,38 @@ impl Registry {
         let mut obj = res.to_storage(obj);
         let name = meta_str(&obj, "name").unwrap_or_default().to_string();
         let admit = |op, old| Attributes::of_write(op, res, Part::Main, ns, &name, w, old);
+        // As upstream, the managed fields record the request with the kind's defaults, before
+        // admission and the registry change it: neither admission plugins' changes nor what
+        // the server sets for itself are the writer's.
+        let recorded = (w.manager().is_some() && !w.applying).then(|| {
+            let mut defaulted = obj.clone();
+            res.strategy.prepare(&mut defaulted, None);
+            for path in res.strategy.set_by_server() {
+                if let (None, [parent @ .., last]) = (obj.pointer(&pointer(path)), *path) {
+                    if let Some(m) = defaulted
+                        .pointer_mut(&pointer(parent))
+                        .and_then(Value::as_object_mut)
+                    {
+                        m.remove(*last);
+                    }
+                }
+            }
+            track(res, Part::Main, w, None, &mut defaulted);
+            meta(&defaulted).get("managedFields").cloned()
+        });
         self.admission
             .mutate(self, &admit(Operation::Create, None), &mut obj)
             .await?;
         res.strategy.prepare(&mut obj, None);
-        track(res, Part::Main, w, None, &mut obj);
+        match recorded {
+            Some(Some(fields)) => {
+                meta_mut(&mut obj).insert("managedFields".into(), fields);
+            }
+            Some(None) => {
+                meta_mut(&mut obj).remove("managedFields");
+            }
+            None => track(res, Part::Main, w, None, &mut obj),
+        }
         drop_empty_meta(&mut obj);
         check_meta(res, &obj, None)?;
         if dry_run && self.store.get(res.key(ns, &name), 0).await?.is_some() {

@@ -99,14 +99,20 @@ fn version_doc() -> Value {
     })
 }
 
+/// The manager upstream's API server writes its own objects as.
+const APISERVER: &str = "kube-apiserver";
+
 /// Creates what a fresh cluster has: the four namespaces and the `kubernetes` service.
 async fn bootstrap(registry: &Registry, port: u16) -> Result<(), ApiError> {
     let ns = registry
         .resolve("", "v1", "namespaces")
         .ok_or_else(|| ApiError::internal("namespaces are not in the catalogue"))?;
     for name in crate::admission::SYSTEM_NAMESPACES {
-        let obj = json!({"metadata": {"name": name}, "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}});
-        match registry.create(&ns.res, None, obj, &Write::server()).await {
+        let obj = json!({"metadata": {"name": name}, "spec": {}});
+        match registry
+            .create(&ns.res, None, obj, &Write::server_as(APISERVER))
+            .await
+        {
             Ok(_) => {}
             Err(e) if e.reason == "AlreadyExists" => {}
             Err(e) => return Err(e),
@@ -121,10 +127,15 @@ async fn bootstrap(registry: &Registry, port: u16) -> Result<(), ApiError> {
                      "labels": {"component": "apiserver", "provider": "kubernetes"}},
         "spec": {"type": "ClusterIP", "clusterIP": ip,
                  "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}],
-                 "sessionAffinity": "None"},
+                 "sessionAffinity": "None", "ipFamilyPolicy": "SingleStack"},
     });
     match registry
-        .create(&svc.res, Some("default"), kubernetes, &Write::server())
+        .create(
+            &svc.res,
+            Some("default"),
+            kubernetes,
+            &Write::server_as(APISERVER),
+        )
         .await
     {
         Ok(_) => {}
@@ -137,7 +148,10 @@ async fn bootstrap(registry: &Registry, port: u16) -> Result<(), ApiError> {
         .ok_or_else(|| ApiError::internal("priorityclasses are not in the catalogue"))?;
     for (name, value, description) in crate::admission::SYSTEM_PRIORITY_CLASSES {
         let pc = json!({"metadata": {"name": name}, "value": value, "description": description});
-        match registry.create(&pcs.res, None, pc, &Write::server()).await {
+        match registry
+            .create(&pcs.res, None, pc, &Write::server_as(APISERVER))
+            .await
+        {
             Ok(_) => {}
             Err(e) if e.reason == "AlreadyExists" => {}
             Err(e) => return Err(e),
@@ -199,7 +213,10 @@ async fn api_services(registry: &Registry) -> Result<(), ApiError> {
                              "labels": {"kube-aggregator.kubernetes.io/automanaged": "onstart"}},
                 "spec": spec,
             });
-            let mut created = match registry.create(res, None, obj, &Write::server()).await {
+            let mut created = match registry
+                .create(res, None, obj, &Write::server_as(APISERVER))
+                .await
+            {
                 Ok(o) => o,
                 Err(e) if e.reason == "AlreadyExists" => continue,
                 Err(e) => return Err(e),
@@ -213,7 +230,14 @@ async fn api_services(registry: &Registry) -> Result<(), ApiError> {
             }]});
             rudder_api::value::set(&mut created, &["status"], available);
             registry
-                .update(res, None, &name, created, Part::Status, &Write::server())
+                .update(
+                    res,
+                    None,
+                    &name,
+                    created,
+                    Part::Status,
+                    &Write::server_as(APISERVER),
+                )
                 .await?;
         }
     }

@@ -502,3 +502,139 @@ fn new_nodes_are_tainted_not_ready_and_limits_and_quotas_hold() {
         json!({"requests.cpu": "400m"})
     );
 }
+
+#[test]
+fn quota_scopes_count_only_the_pods_they_cover() {
+    let s = server(&[]);
+    s.kubectl(&["create", "namespace", "sc"]).ok();
+    // `kubectl create quota --scopes`: BestEffort pods only, and NotBestEffort pods only.
+    s.kubectl(&[
+        "create",
+        "quota",
+        "be",
+        "-n",
+        "sc",
+        "--hard=pods=1",
+        "--scopes=BestEffort",
+    ])
+    .ok();
+    s.kubectl(&[
+        "create",
+        "quota",
+        "nbe",
+        "-n",
+        "sc",
+        "--hard=pods=5,requests.cpu=1",
+        "--scopes=NotBestEffort",
+    ])
+    .ok();
+    // A scopeSelector over priority classes: only pods of class `high` count.
+    create(
+        &s,
+        &json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+                "metadata": {"name": "high"}, "value": 1000}),
+    );
+    create(
+        &s,
+        &json!({"apiVersion": "v1", "kind": "ResourceQuota",
+                "metadata": {"name": "high", "namespace": "sc"},
+                "spec": {"hard": {"pods": "1"},
+                         "scopeSelector": {"matchExpressions": [
+                             {"scopeName": "PriorityClass", "operator": "In", "values": ["high"]}]}}}),
+    );
+    let used = |name: &str| get(&s, &["resourcequota", name, "-n", "sc"])["status"]["used"].clone();
+    // A BestEffort pod counts in `be` only.
+    create(&s, &pod("sc", "be1", json!({})));
+    assert_eq!(used("be"), json!({"pods": "1"}));
+    assert_eq!(used("nbe"), json!({"pods": "0", "requests.cpu": "0"}));
+    assert_eq!(used("high"), json!({"pods": "0"}));
+    // A second one exceeds `be`.
+    let err = refused(&s, &pod("sc", "be2", json!({})));
+    assert!(
+        err.contains("pods \"be2\" is forbidden: exceeded quota: be, requested: pods=1, used: pods=1, limited: pods=1"),
+        "{err}"
+    );
+    // A pod with requests is NotBestEffort: `nbe` counts it, `be` does not.
+    let burstable = json!({"containers": [{"name": "c", "image": "busybox",
+        "resources": {"requests": {"cpu": "200m"}}}]});
+    create(&s, &pod("sc", "nbe1", burstable.clone()));
+    assert_eq!(used("be"), json!({"pods": "1"}));
+    assert_eq!(used("nbe"), json!({"pods": "1", "requests.cpu": "200m"}));
+    // Priority class `high`: counted by `high` (and `nbe`, it requests cpu); a second one is
+    // refused by `high`.
+    let mut high = burstable.clone();
+    high["priorityClassName"] = json!("high");
+    create(&s, &pod("sc", "h1", high.clone()));
+    assert_eq!(used("high"), json!({"pods": "1"}));
+    assert_eq!(used("nbe"), json!({"pods": "2", "requests.cpu": "400m"}));
+    let err = refused(&s, &pod("sc", "h2", high));
+    assert!(
+        err.contains("pods \"h2\" is forbidden: exceeded quota: high, requested: pods=1, used: pods=1, limited: pods=1"),
+        "{err}"
+    );
+    // Deleting a covered pod gives its share back to the quotas covering it only.
+    s.kubectl(&["delete", "pod", "be1", "-n", "sc"]).ok();
+    assert_eq!(used("be"), json!({"pods": "0"}));
+    assert_eq!(used("nbe"), json!({"pods": "2", "requests.cpu": "400m"}));
+    // A quota made after the pods counts only those it covers.
+    s.kubectl(&[
+        "create",
+        "quota",
+        "later",
+        "-n",
+        "sc",
+        "--hard=pods=10",
+        "--scopes=NotTerminating",
+    ])
+    .ok();
+    assert_eq!(used("later"), json!({"pods": "2"}));
+
+    // Validation as upstream: scopes only for what they can track.
+    let err = s
+        .kubectl(&[
+            "create",
+            "quota",
+            "bad",
+            "-n",
+            "sc",
+            "--hard=services=1",
+            "--scopes=BestEffort",
+        ])
+        .fails();
+    assert!(
+        err.contains("spec.scopes: Invalid value: []core.ResourceQuotaScope{\"BestEffort\"}: unsupported scope applied to resource"),
+        "{err}"
+    );
+    let err = s
+        .kubectl(&[
+            "create",
+            "quota",
+            "bad",
+            "-n",
+            "sc",
+            "--hard=requests.cpu=1",
+            "--scopes=BestEffort",
+        ])
+        .fails();
+    assert!(
+        err.contains("unsupported scope applied to resource"),
+        "{err}"
+    );
+    let err = refused(
+        &s,
+        &json!({"apiVersion": "v1", "kind": "ResourceQuota",
+                "metadata": {"name": "bad", "namespace": "sc"},
+                "spec": {"hard": {"pods": "1"},
+                         "scopeSelector": {"matchExpressions": [
+                             {"scopeName": "BestEffort", "operator": "In", "values": ["x"]},
+                             {"scopeName": "PriorityClass", "operator": "In"}]}}}),
+    );
+    assert!(
+        err.contains("spec.scopeSelector.matchExpressions.operator: Invalid value: \"In\": must be 'Exist' when scope is any of ResourceQuotaScopeTerminating, ResourceQuotaScopeNotTerminating, ResourceQuotaScopeBestEffort, ResourceQuotaScopeNotBestEffort or ResourceQuotaScopeCrossNamespacePodAffinity"),
+        "{err}"
+    );
+    assert!(
+        err.contains("spec.scopeSelector.matchExpressions.values: Required value: must be at least one value when `operator` is 'In' or 'NotIn' for scope selector"),
+        "{err}"
+    );
+}

@@ -483,3 +483,194 @@ fn apply_on_the_wire() {
     assert_eq!(sc["subresource"], "scale");
     assert_eq!(sc["fieldsV1"], json!({"f:spec": {"f:replicas": {}}}));
 }
+
+/// Update entries as upstream records them: `.` where a map, struct or list item appears,
+/// fields compared in their Go form (so defaults count, value structs are always there), and
+/// nothing that admission or the registry set (allocated IPs, IP families).
+#[test]
+fn update_entries_have_upstreams_shape() {
+    let s = server();
+    s.kubectl(&["create", "deployment", "nginx", "--image=nginx"])
+        .ok();
+    s.kubectl(&["create", "service", "clusterip", "svc", "--tcp=80:8080"])
+        .ok();
+    s.kubectl(&["label", "deployment", "nginx", "x=y"]).ok();
+    let d = get(&s, &["deployment", "nginx"]);
+    assert_eq!(
+        entry(&d, "kubectl-create", "Update")["fieldsV1"],
+        json!({
+            "f:metadata": {"f:labels": {".": {}, "f:app": {}}},
+            "f:spec": {
+                "f:progressDeadlineSeconds": {},
+                "f:replicas": {},
+                "f:revisionHistoryLimit": {},
+                "f:selector": {},
+                "f:strategy": {
+                    "f:rollingUpdate": {".": {}, "f:maxSurge": {}, "f:maxUnavailable": {}},
+                    "f:type": {}
+                },
+                "f:template": {
+                    "f:metadata": {"f:labels": {".": {}, "f:app": {}}},
+                    "f:spec": {
+                        "f:containers": {"k:{\"name\":\"nginx\"}": {
+                            ".": {},
+                            "f:image": {},
+                            "f:imagePullPolicy": {},
+                            "f:name": {},
+                            "f:resources": {},
+                            "f:terminationMessagePath": {},
+                            "f:terminationMessagePolicy": {}
+                        }},
+                        "f:dnsPolicy": {},
+                        "f:restartPolicy": {},
+                        "f:schedulerName": {},
+                        "f:securityContext": {},
+                        "f:terminationGracePeriodSeconds": {}
+                    }
+                }
+            }
+        })
+    );
+    assert_eq!(
+        entry(&d, "kubectl-label", "Update")["fieldsV1"],
+        json!({"f:metadata": {"f:labels": {"f:x": {}}}})
+    );
+    let svc = get(&s, &["service", "svc"]);
+    assert_eq!(
+        entry(&svc, "kubectl-create", "Update")["fieldsV1"],
+        json!({
+            "f:metadata": {"f:labels": {".": {}, "f:app": {}}},
+            "f:spec": {
+                "f:internalTrafficPolicy": {},
+                "f:ports": {".": {}, "k:{\"port\":80,\"protocol\":\"TCP\"}": {
+                    ".": {}, "f:name": {}, "f:port": {}, "f:protocol": {}, "f:targetPort": {}
+                }},
+                "f:selector": {},
+                "f:sessionAffinity": {},
+                "f:type": {}
+            }
+        })
+    );
+    // Admission's changes are not the creator's: the ServiceAccount plugin's account and
+    // token volume, DefaultTolerationSeconds' tolerations, Priority's priority.
+    s.kubectl(&["run", "p", "--image=nginx"]).ok();
+    let p = get(&s, &["pod", "p"]);
+    let spec = &entry(&p, "kubectl-run", "Update")["fieldsV1"]["f:spec"];
+    for f in [
+        "f:serviceAccountName",
+        "f:volumes",
+        "f:tolerations",
+        "f:priority",
+    ] {
+        assert!(spec.get(f).is_none(), "{f} in {spec:#}");
+    }
+    assert!(spec.get("f:containers").is_some(), "{spec:#}");
+
+    // What the server makes itself, under upstream's managers.
+    let ns = get(&s, &["namespace", "default"]);
+    assert_eq!(
+        entry(&ns, "kube-apiserver", "Update")["fieldsV1"],
+        json!({"f:metadata": {"f:labels": {".": {}, "f:kubernetes.io/metadata.name": {}}}})
+    );
+    let pc = get(&s, &["priorityclass", "system-node-critical"]);
+    assert_eq!(
+        entry(&pc, "kube-apiserver", "Update")["fieldsV1"],
+        json!({"f:description": {}, "f:preemptionPolicy": {}, "f:value": {}})
+    );
+    let k = get(&s, &["service", "kubernetes"]);
+    let fields = &entry(&k, "kube-apiserver", "Update")["fieldsV1"]["f:spec"];
+    assert!(fields.get("f:clusterIP").is_some(), "{fields:#}");
+    assert!(fields.get("f:clusterIPs").is_none(), "{fields:#}");
+    // The default ServiceAccount holds no field a manager owns (as upstream's controller
+    // creates it: a name only).
+    let sa = get(&s, &["serviceaccount", "default"]);
+    assert!(sa["metadata"].get("managedFields").is_none(), "{sa:#}");
+    // Quota admission writes the quota's status as kube-apiserver.
+    s.kubectl(&["create", "quota", "q", "--hard=pods=10"]).ok();
+    s.kubectl(&["run", "p2", "--image=nginx"]).ok();
+    let q = get(&s, &["resourcequota", "q"]);
+    let status = entry(&q, "kube-apiserver", "Update");
+    assert_eq!(status["subresource"], "status");
+    assert_eq!(
+        status["fieldsV1"],
+        json!({"f:status": {"f:hard": {".": {}, "f:pods": {}}, "f:used": {".": {}, "f:pods": {}}}})
+    );
+}
+
+/// Entries name paths of the version they were written in: an autoscaling/v1 HPA's fields
+/// are v1 fields (`targetCPUUtilizationPercentage`), an events.k8s.io/v1 Event's are
+/// events.k8s.io fields (`note`), whichever version reads them; a write through another
+/// version takes what it changes from them in their own version's terms.
+#[test]
+fn entries_keep_the_version_they_were_written_in() {
+    let s = server();
+    s.kubectl_stdin(
+        &["create", "-f", "-"],
+        "apiVersion: autoscaling/v1
+kind: HorizontalPodAutoscaler
+metadata: {name: web}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}
+  minReplicas: 1
+  maxReplicas: 5
+  targetCPUUtilizationPercentage: 80
+",
+    )
+    .ok();
+    let v1_fields = json!({"f:spec": {
+        "f:maxReplicas": {}, "f:minReplicas": {}, "f:scaleTargetRef": {},
+        "f:targetCPUUtilizationPercentage": {}
+    }});
+    for version in ["hpa.v1.autoscaling", "hpa.v2.autoscaling"] {
+        let h = get(&s, &[version, "web"]);
+        let e = entry(&h, "kubectl-create", "Update");
+        assert_eq!(e["apiVersion"], "autoscaling/v1", "{version}");
+        assert_eq!(e["fieldsV1"], v1_fields, "{version}");
+    }
+    // Through v2: maxReplicas and the CPU target change; the v1 entry loses both.
+    s.kubectl(&[
+        "patch", "hpa.v2.autoscaling", "web", "--type=merge", "-p",
+        r#"{"spec":{"maxReplicas":7,"metrics":[{"type":"Resource","resource":{"name":"cpu","target":{"type":"Utilization","averageUtilization":60}}}]}}"#,
+    ])
+    .ok();
+    let h = get(&s, &["hpa.v2.autoscaling", "web"]);
+    assert_eq!(
+        entry(&h, "kubectl-create", "Update")["fieldsV1"],
+        json!({"f:spec": {"f:minReplicas": {}, "f:scaleTargetRef": {}}})
+    );
+    let patch = entry(&h, "kubectl-patch", "Update");
+    assert_eq!(patch["apiVersion"], "autoscaling/v2");
+    assert_eq!(
+        patch["fieldsV1"],
+        json!({"f:spec": {"f:maxReplicas": {}, "f:metrics": {}}})
+    );
+
+    s.kubectl_stdin(
+        &["create", "-f", "-"],
+        "apiVersion: events.k8s.io/v1
+kind: Event
+metadata: {name: ev1}
+eventTime: \"2024-01-01T00:00:00.000000Z\"
+reportingController: me/ctl
+reportingInstance: me-1
+action: Doing
+reason: Because
+type: Normal
+note: hello
+regarding: {kind: Pod, name: p, namespace: default}
+",
+    )
+    .ok();
+    for version in ["events.v1.events.k8s.io", "events.v1."] {
+        let ev = get(&s, &[version, "ev1"]);
+        let e = entry(&ev, "kubectl-create", "Update");
+        assert_eq!(e["apiVersion"], "events.k8s.io/v1", "{version}");
+        assert_eq!(
+            e["fieldsV1"],
+            json!({"f:action": {}, "f:eventTime": {}, "f:note": {}, "f:reason": {},
+                   "f:regarding": {}, "f:reportingController": {}, "f:reportingInstance": {},
+                   "f:type": {}}),
+            "{version}"
+        );
+    }
+}

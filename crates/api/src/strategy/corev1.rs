@@ -1948,6 +1948,53 @@ const SCOPES: [&str; 7] = [
     "VolumeAttributesClass",
 ];
 
+/// Whether a quota scope may limit a resource (upstream's `IsResourceQuotaScopeValidForResource`):
+/// the pod scopes track only pods and their compute resources, BestEffort only pods.
+fn scope_valid_for(scope: &str, resource: &str) -> bool {
+    let pods = resource == "pods";
+    let compute = matches!(
+        resource,
+        "cpu" | "memory" | "limits.cpu" | "limits.memory" | "requests.cpu" | "requests.memory"
+    );
+    match scope {
+        "Terminating"
+        | "NotTerminating"
+        | "NotBestEffort"
+        | "PriorityClass"
+        | "CrossNamespacePodAffinity" => pods || compute,
+        "BestEffort" => pods,
+        _ => true,
+    }
+}
+
+/// `spec.scopes` as Go's `%#v` prints it.
+fn go_scopes(scopes: &[&str]) -> String {
+    let parts: Vec<String> = scopes.iter().map(|s| q(s)).collect();
+    format!("[]core.ResourceQuotaScope{{{}}}", parts.join(", "))
+}
+
+/// `spec.scopeSelector` as Go's `%#v` prints it.
+fn go_scope_selector(selector: &Value) -> String {
+    let exprs: Vec<String> = arr(selector, "matchExpressions")
+        .iter()
+        .map(|e| {
+            let values = match e.get("values").and_then(Value::as_array) {
+                None => "[]string(nil)".to_string(),
+                Some(_) => go_strings(e.get("values")),
+            };
+            format!(
+                "core.ScopedResourceSelectorRequirement{{ScopeName:{}, Operator:{}, Values:{values}}}",
+                q(sz(e, "scopeName")),
+                q(sz(e, "operator"))
+            )
+        })
+        .collect();
+    format!(
+        "core.ScopeSelector{{MatchExpressions:[]core.ScopedResourceSelectorRequirement{{{}}}}}",
+        exprs.join(", ")
+    )
+}
+
 pub(crate) fn validate_quota(obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let spec = obj.get("spec").unwrap_or(&Value::Null);
@@ -1967,10 +2014,28 @@ pub(crate) fn validate_quota(obj: &Value, old: Option<&Value>) -> Vec<FieldError
         .iter()
         .filter_map(Value::as_str)
         .collect();
-    let scopes_go = go_strings(spec.get("scopes"));
+    let scopes_go = go_scopes(&scopes);
+    let hard: Vec<&String> = sorted_entries(omap(spec, "hard"))
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    let standard = |k: &str| {
+        QUOTA_RESOURCES.contains(&k)
+            || k.starts_with("hugepages-")
+            || k.starts_with("requests.hugepages-")
+    };
     for s in &scopes {
         if !SCOPES.contains(s) {
             errs.push(invalid("spec.scopes", &scopes_go, "unsupported scope"));
+        }
+        for k in &hard {
+            if standard(k) && !scope_valid_for(s, k) {
+                errs.push(invalid(
+                    "spec.scopes",
+                    &scopes_go,
+                    "unsupported scope applied to resource",
+                ));
+            }
         }
     }
     for pair in [
@@ -1979,6 +2044,74 @@ pub(crate) fn validate_quota(obj: &Value, old: Option<&Value>) -> Vec<FieldError
     ] {
         if pair.iter().all(|p| scopes.contains(p)) {
             errs.push(invalid("spec.scopes", &scopes_go, "conflicting scopes"));
+        }
+    }
+    if let Some(selector) = spec.get("scopeSelector").filter(|v| v.is_object()) {
+        let path = "spec.scopeSelector.matchExpressions";
+        let selector_go = go_scope_selector(selector);
+        let mut names = Vec::new();
+        for e in arr(selector, "matchExpressions") {
+            let name = sz(e, "scopeName");
+            let op = sz(e, "operator");
+            let values = arr(e, "values");
+            if !SCOPES.contains(&name) {
+                errs.push(invalid_str(
+                    format!("{path}.scopeName"),
+                    name,
+                    "unsupported scope",
+                ));
+            }
+            for k in &hard {
+                if standard(k) && !scope_valid_for(name, k) {
+                    errs.push(invalid(
+                        path,
+                        &selector_go,
+                        "unsupported scope applied to resource",
+                    ));
+                }
+            }
+            if matches!(
+                name,
+                "BestEffort"
+                    | "NotBestEffort"
+                    | "Terminating"
+                    | "NotTerminating"
+                    | "CrossNamespacePodAffinity"
+            ) && op != "Exists"
+            {
+                errs.push(invalid_str(
+                    format!("{path}.operator"),
+                    op,
+                    "must be 'Exist' when scope is any of ResourceQuotaScopeTerminating, ResourceQuotaScopeNotTerminating, ResourceQuotaScopeBestEffort, ResourceQuotaScopeNotBestEffort or ResourceQuotaScopeCrossNamespacePodAffinity",
+                ));
+            }
+            match op {
+                "In" | "NotIn" if values.is_empty() => errs.push(required(
+                    format!("{path}.values"),
+                    "must be at least one value when `operator` is 'In' or 'NotIn' for scope selector",
+                )),
+                "In" | "NotIn" => {}
+                "Exists" | "DoesNotExist" if !values.is_empty() => errs.push(invalid(
+                    format!("{path}.values"),
+                    go_strings(e.get("values")),
+                    "must be no value when `operator` is 'Exist' or 'DoesNotExist' for scope selector",
+                )),
+                "Exists" | "DoesNotExist" => {}
+                _ => errs.push(invalid_str(
+                    format!("{path}.operator"),
+                    op,
+                    "not a valid selector operator",
+                )),
+            }
+            names.push(name);
+        }
+        for pair in [
+            ["BestEffort", "NotBestEffort"],
+            ["Terminating", "NotTerminating"],
+        ] {
+            if pair.iter().all(|p| names.contains(p)) {
+                errs.push(invalid(path, &scopes_go, "conflicting scopes"));
+            }
         }
     }
     if let Some(old) = old {

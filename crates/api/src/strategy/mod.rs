@@ -47,6 +47,14 @@ pub trait Strategy: Send + Sync + std::fmt::Debug {
     /// update. Idempotent; never touches `status` on update.
     fn prepare(&self, _obj: &mut Value, _old: Option<&Value>) {}
 
+    /// Fields [`Strategy::prepare`] sets on create as upstream's registry does, after its
+    /// field manager has recorded the request (`PrepareForCreate`, allocation), as opposed
+    /// to upstream's scheme defaults: a create's managed fields leave them out unless the
+    /// request sets them.
+    fn set_by_server(&self) -> &'static [&'static [&'static str]] {
+        &[]
+    }
+
     /// Kind-specific validation (metadata name, labels and annotations are checked by the
     /// registry). On update `old` is the current object; the errors are in upstream's order.
     fn validate(&self, _obj: &Value, _old: Option<&Value>) -> Vec<FieldError> {
@@ -122,6 +130,7 @@ pub struct BuiltIn {
     generation: bool,
     returns_deleted: bool,
     fields: &'static FieldSet,
+    set_by_server: &'static [&'static [&'static str]],
 }
 
 impl std::fmt::Debug for BuiltIn {
@@ -143,6 +152,7 @@ const fn kind(group: &'static str, kind: &'static str) -> BuiltIn {
         generation: false,
         returns_deleted: false,
         fields: &fields::DEFAULT,
+        set_by_server: &[],
     }
 }
 
@@ -174,6 +184,13 @@ impl BuiltIn {
 
     const fn fields(self, fields: &'static FieldSet) -> BuiltIn {
         BuiltIn { fields, ..self }
+    }
+
+    const fn set_by_server(self, set_by_server: &'static [&'static [&'static str]]) -> BuiltIn {
+        BuiltIn {
+            set_by_server,
+            ..self
+        }
     }
 
     const fn prepare(self, prepare: fn(&mut Value, Option<&Value>)) -> BuiltIn {
@@ -222,6 +239,10 @@ impl Strategy for BuiltIn {
         self.name_rule
     }
 
+    fn set_by_server(&self) -> &'static [&'static [&'static str]] {
+        self.set_by_server
+    }
+
     fn has_generation(&self) -> bool {
         self.generation
     }
@@ -264,12 +285,25 @@ const EVENT: BuiltIn = kind(CORE, "Event")
 pub static BUILT_IN: &[BuiltIn] = &[
     kind(CORE, "Pod")
         .prepare(pod::prepare_pod)
+        // The ServiceAccount and Priority admission plugins' part of `prepare`.
+        .set_by_server(&[
+            &["spec", "serviceAccountName"],
+            &["spec", "serviceAccount"],
+            &["spec", "priority"],
+            &["spec", "preemptionPolicy"],
+        ])
         .validate(pod::validate_pod)
         .fields(&fields::PODS)
         .returns_deleted()
         .grace(pod::grace_period),
     kind(CORE, "Service")
         .prepare(corev1::prepare_service)
+        // The service REST's IP family allocation.
+        .set_by_server(&[
+            &["spec", "clusterIPs"],
+            &["spec", "ipFamilies"],
+            &["spec", "ipFamilyPolicy"],
+        ])
         .validate(corev1::validate_service)
         .names(NameRule::Dns1035)
         .fields(&fields::SERVICES)
@@ -278,6 +312,8 @@ pub static BUILT_IN: &[BuiltIn] = &[
         may_go: corev1::namespace_finalized,
         ..kind(CORE, "Namespace")
             .prepare(corev1::prepare_namespace)
+            // PrepareForCreate's finalizer.
+            .set_by_server(&[&["spec", "finalizers"]])
             .validate(|o, _| corev1::validate_namespace(o))
             .names(NameRule::Label)
             .fields(&fields::NAMESPACES)
