@@ -923,18 +923,25 @@ fn base_entries(old: Option<&Value>, new: &Value, subresource: bool) -> Vec<Entr
     }
 }
 
-/// The objects an update compares, without their managed fields, in the form a round trip
-/// through their Go type gives them (as upstream compares them): on create, `old` is the Go
-/// zero object of the kind.
-fn go_forms(old: Option<&Value>, new: &Value) -> (Value, Value) {
-    let s = |k: &str| new.get(k).and_then(Value::as_str).unwrap_or("");
+/// Turns a write's objects, in place, into what an update compares: without their managed
+/// fields, in the form a round trip through their Go type gives them (as upstream compares
+/// them); on create, `old` becomes the Go zero object of the kind. In place because the objects
+/// may be big: a copy would multiply what one request costs.
+fn to_go_forms(old: &mut Option<Value>, new: &mut Value) {
+    let s = |k: &str| new.get(k).and_then(Value::as_str).unwrap_or("").to_string();
     let (api_version, kind) = (s("apiVersion"), s("kind"));
-    let go = |v: Value| crate::protobuf::go_form(api_version, kind, &v).unwrap_or(v);
-    let before = match old {
-        Some(o) => go(without_managed_fields(o)),
-        None => crate::protobuf::go_zero(api_version, kind).unwrap_or(Value::Object(Map::new())),
-    };
-    (before, go(without_managed_fields(new)))
+    for v in old.iter_mut().chain(std::iter::once(&mut *new)) {
+        if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("managedFields");
+        }
+        // Unknown kinds (and objects too deep) are compared as they are.
+        crate::protobuf::go_fill_in_place(&api_version, &kind, v);
+    }
+    if old.is_none() {
+        *old = Some(
+            crate::protobuf::go_zero(&api_version, &kind).unwrap_or(Value::Object(Map::new())),
+        );
+    }
 }
 
 /// Records an update (create, update, patch) by `w` in `new.metadata.managedFields`: `old` is
@@ -946,7 +953,7 @@ pub fn update(ty: Option<Type>, old: Option<&Value>, new: &mut Value, w: &Writer
         old: old.cloned(),
         new: new.clone(),
     };
-    if let Some(fields) = update_in(&[form], w) {
+    if let Some(fields) = update_in(vec![form], w) {
         set_managed_fields_value(new, fields);
     }
 }
@@ -964,23 +971,33 @@ pub struct Form<'a> {
 /// the versions managers may have written it in (the first one when no other fits). Each
 /// entry's fields are paths of its own `apiVersion`, as upstream keeps them: the writer's
 /// fields are compared in the writer's version, and what it takes from another entry in that
-/// entry's version. Returns the new `managedFields` (`[]`: none).
-pub fn update_in(forms: &[Form], w: &Writer) -> Option<Value> {
-    let first = forms.first()?;
-    let form_of = |v: &str| forms.iter().find(|f| f.api_version == v).unwrap_or(first);
-    let mine = form_of(w.api_version);
+/// entry's version. Returns the new `managedFields` (`[]`: none). The forms are consumed
+/// (turned into Go forms in place).
+pub fn update_in(mut forms: Vec<Form>, w: &Writer) -> Option<Value> {
+    let mine_at = forms
+        .iter()
+        .position(|f| f.api_version == w.api_version)
+        .unwrap_or(0);
+    let mine = forms.get(mine_at)?;
     let mut entries = base_entries(mine.old.as_ref(), &mine.new, !w.subresource.is_empty());
     // An object whose managed fields were cleared stays without them until someone applies.
     if entries.is_empty() && mine.old.is_some() {
         return Some(Value::Array(Vec::new()));
     }
+    for f in forms.iter_mut() {
+        to_go_forms(&mut f.old, &mut f.new);
+    }
+    let forms = forms;
+    let first = &forms[0];
+    let form_of = |v: &str| forms.iter().find(|f| f.api_version == v).unwrap_or(first);
+    let mine = &forms[mine_at];
     let mut changes: HashMap<String, (Set, Set)> = HashMap::new();
     let mut change_in = |form: &Form| {
         changes
             .entry(form.api_version.to_string())
             .or_insert_with(|| {
-                let (before, after) = go_forms(form.old.as_ref(), &form.new);
-                let c = compare(form.ty, &before, &after);
+                let before = form.old.as_ref().unwrap_or(&Value::Null);
+                let c = compare(form.ty, before, &form.new);
                 let mut taken = c.added;
                 taken.union(&c.modified);
                 strip(&mut taken, w.reset);

@@ -228,13 +228,21 @@ pub fn is_known_kind(api_version: &str, kind: &str) -> bool {
 /// are `null` when absent, `omitempty` fields that are empty are gone. Upstream's managed
 /// fields compare objects in this form. `None` when the kind is not in the table.
 pub fn go_form(api_version: &str, kind: &str, obj: &Value) -> Option<Value> {
-    let idx = lookup_kind(api_version, kind)?;
     let mut v = obj.clone();
-    let filled = with_budget(|| match &mut v {
+    go_fill_in_place(api_version, kind, &mut v).then_some(v)
+}
+
+/// [`go_form`] in place, without a copy: false (and `obj` possibly half filled) when the kind
+/// is unknown or the object too deep.
+pub fn go_fill_in_place(api_version: &str, kind: &str, obj: &mut Value) -> bool {
+    let Some(idx) = lookup_kind(api_version, kind) else {
+        return false;
+    };
+    with_budget(|| match obj {
         Value::Object(m) => go_fill(idx, m, 0),
         _ => Ok(()),
-    });
-    filled.ok().map(|()| v)
+    })
+    .is_ok()
 }
 
 /// The Go zero value of an object of `kind` in `api_version` (what upstream's `New()` gives),

@@ -125,56 +125,72 @@ fn writer<'a>(
 /// the server's own writes are not recorded).
 /// (`managedFields: []` asks to clear them, so empty lists are dropped here, not before.)
 fn track(res: &Res, part: Part, w: &Write, old: Option<&Value>, new: &mut Value) {
-    match w.manager() {
-        Some(manager) if !w.applying && part != Part::All => {
-            let (api_version, now) = (res.api_version(), now_rfc3339());
-            let who = writer(res, part, w, &manager, &api_version, &now);
-            // Each entry's fields are paths of its own version: the writer's are compared in
-            // the form of the version it writes, another entry's in the form of its version
-            // (upstream's version converter), for the versions this kind is served in.
-            let storage_version = catalogue_api_version(res.storage_group, res.storage_version);
-            let mut versions: Vec<String> = Vec::new();
-            for e in
-                managed::decode(old.and_then(|o| meta(o).get("managedFields"))).unwrap_or_default()
-            {
-                if e.api_version != api_version && !versions.contains(&e.api_version) {
-                    versions.push(e.api_version);
-                }
-            }
-            let mut forms = vec![managed::Form {
-                api_version: &api_version,
-                ty: SchemaType::of_kind(res.group, res.version, res.kind),
-                old: old.map(|o| res.present(o.clone())),
-                new: res.present(new.clone()),
-            }];
-            for v in &versions {
-                let (group, version) = match v.split_once('/') {
-                    Some((g, v)) => (g, v),
-                    None => ("", v.as_str()),
-                };
-                let convert = |o: &Value| -> Option<Value> {
-                    if *v == storage_version {
-                        return Some(o.clone());
-                    }
-                    let c = Conversion::for_served(group, version, res.kind)?;
-                    Some(c.from_storage(o.clone()))
-                };
-                let Some(new_form) = convert(new) else {
-                    continue;
-                };
-                forms.push(managed::Form {
-                    api_version: v,
-                    ty: SchemaType::of_kind(group, version, res.kind),
-                    old: old.and_then(convert),
-                    new: new_form,
-                });
-            }
-            if let Some(fields) = managed::update_in(&forms, &who) {
-                managed::set_managed_fields_value(new, fields);
-            }
+    if !w.applying && part != Part::All {
+        if let Some(fields) = managed_fields(res, part, w, old, new.clone()) {
+            managed::set_managed_fields_value(new, fields);
         }
-        _ => {}
     }
+    drop_empty_managed_fields(new);
+}
+
+/// The managed fields a create, update or patch by `w` leaves on `new` (consumed: the
+/// comparison works on it in place, so a big object is not copied again); `None` when the
+/// write is not recorded.
+fn managed_fields(
+    res: &Res,
+    part: Part,
+    w: &Write,
+    old: Option<&Value>,
+    new: Value,
+) -> Option<Value> {
+    let manager = w.manager()?;
+    let (api_version, now) = (res.api_version(), now_rfc3339());
+    let who = writer(res, part, w, &manager, &api_version, &now);
+    // Each entry's fields are paths of its own version: the writer's are compared in the form
+    // of the version it writes, another entry's in the form of its version (upstream's version
+    // converter), for the versions this kind is served in.
+    let storage_version = catalogue_api_version(res.storage_group, res.storage_version);
+    let mut versions: Vec<String> = Vec::new();
+    for e in managed::decode(old.and_then(|o| meta(o).get("managedFields"))).unwrap_or_default() {
+        if e.api_version != api_version && !versions.contains(&e.api_version) {
+            versions.push(e.api_version);
+        }
+    }
+    let mut others = Vec::new();
+    for v in &versions {
+        let (group, version) = match v.split_once('/') {
+            Some((g, v)) => (g, v),
+            None => ("", v.as_str()),
+        };
+        let convert = |o: &Value| -> Option<Value> {
+            if *v == storage_version {
+                return Some(o.clone());
+            }
+            let c = Conversion::for_served(group, version, res.kind)?;
+            Some(c.from_storage(o.clone()))
+        };
+        let Some(new_form) = convert(&new) else {
+            continue;
+        };
+        others.push(managed::Form {
+            api_version: v,
+            ty: SchemaType::of_kind(group, version, res.kind),
+            old: old.and_then(convert),
+            new: new_form,
+        });
+    }
+    let mut forms = vec![managed::Form {
+        api_version: &api_version,
+        ty: SchemaType::of_kind(res.group, res.version, res.kind),
+        old: old.map(|o| res.present(o.clone())),
+        new: res.present(new),
+    }];
+    forms.extend(others);
+    managed::update_in(forms, &who)
+}
+
+/// `managedFields: []` (or null) left on an object: the field goes.
+fn drop_empty_managed_fields(new: &mut Value) {
     if let Some(m) = new.get_mut("metadata").and_then(Value::as_object_mut) {
         if m.get("managedFields")
             .is_some_and(|f| f.is_null() || f.as_array().is_some_and(|a| a.is_empty()))
@@ -843,8 +859,9 @@ impl Registry {
                     }
                 }
             }
-            track(res, Part::Main, w, None, &mut defaulted);
-            meta(&defaulted).get("managedFields").cloned()
+            // `[]` (cleared) leaves the object without managed fields.
+            managed_fields(res, Part::Main, w, None, defaulted)
+                .filter(|f| !f.as_array().is_some_and(Vec::is_empty))
         });
         self.admission
             .mutate(self, &admit(Operation::Create, None), &mut obj)

@@ -558,7 +558,8 @@ fn assert_timed_out(a: &Answer) {
 #[test]
 fn requests_that_are_not_answered_in_time_get_504() {
     // The server's bound (--request-timeout), shorter than the body's.
-    let s = RudderServer::api_only(rudder(), &["--request-timeout=1s"]).expect("start rudder server");
+    let s =
+        RudderServer::api_only(rudder(), &["--request-timeout=1s"]).expect("start rudder server");
     assert_timed_out(&stalled_create(&s, CMS));
     // A request's `timeout` cannot lengthen it.
     assert_timed_out(&stalled_create(&s, &format!("{CMS}?timeout=1h")));
