@@ -67,6 +67,15 @@ fn get(s: &RudderServer, args: &[&str]) -> Value {
     serde_json::from_str(&s.kubectl(&all).ok()).expect("kubectl get -o json")
 }
 
+/// The condition of `kind` in an object's status.
+fn condition(obj: &Value, kind: &str) -> Value {
+    obj["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == kind))
+        .cloned()
+        .unwrap_or_else(|| panic!("no {kind} condition in {obj}"))
+}
+
 /// Polls `what` until it holds (the deadline only bounds a broken run).
 fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -167,16 +176,7 @@ fn the_servers_own_node_runs_bound_pods_and_deletes_them() {
         "--timeout=60s",
     ])
     .ok();
-    let ready = |s: &RudderServer| {
-        get(s, &["pod", "gated"])["status"]["conditions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["type"] == "Ready")
-            .cloned()
-            .unwrap()
-    };
-    let r = ready(&s);
+    let r = condition(&get(&s, &["pod", "gated"]), "Ready");
     assert_eq!(r["status"], "False");
     assert_eq!(r["reason"], "ReadinessGatesNotReady");
 
@@ -304,14 +304,7 @@ fn agents_join_with_the_token_and_silent_nodes_lose_their_pods() {
         "--timeout=60s",
     ])
     .ok();
-    let node = get(&s, &["node", "sim-2"]);
-    let ready = node["status"]["conditions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["type"] == "Ready")
-        .cloned()
-        .unwrap();
+    let ready = condition(&get(&s, &["node", "sim-2"]), "Ready");
     assert_eq!(ready["reason"], "NodeStatusUnknown");
     assert_eq!(ready["message"], "Kubelet stopped posting node status.");
     eventually("the unreachable NoExecute taint", || {
@@ -326,14 +319,7 @@ fn agents_join_with_the_token_and_silent_nodes_lose_their_pods() {
     eventually("the pod is marked for deletion", || {
         get(&s, &["pod", "p"])["metadata"]["deletionTimestamp"].is_string()
     });
-    let pod = get(&s, &["pod", "p"]);
-    let target = pod["status"]["conditions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["type"] == "DisruptionTarget")
-        .cloned()
-        .unwrap();
+    let target = condition(&get(&s, &["pod", "p"]), "DisruptionTarget");
     assert_eq!(target["reason"], "DeletionByTaintManager");
     let events = s
         .kubectl(&["get", "events", "--field-selector", "involvedObject.name=p"])
