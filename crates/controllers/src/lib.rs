@@ -5,10 +5,15 @@
 //! Owns: deciding what objects must exist or change given others (node pod CIDRs, …) and the
 //! events that say so. Must not touch: the store, the API server's internals, nodes' runtimes.
 
+pub mod informers;
 pub mod nodeipam;
 pub mod nodelifecycle;
 
 use std::sync::Arc;
+
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+
+use crate::informers::Informers;
 
 /// What the controllers are configured with.
 #[derive(Clone, Debug)]
@@ -21,18 +26,64 @@ pub struct Config {
     pub node_lifecycle: nodelifecycle::Config,
 }
 
-/// Starts every controller on `client`; they run until the returned handles are dropped.
+/// Starts every controller on `client`, over one set of shared caches; they run until the
+/// returned handles are dropped.
 pub fn start(client: kube::Client, cfg: &Config) -> anyhow::Result<Controllers> {
     let ipam = Arc::new(nodeipam::CidrSet::new(
         &cfg.cluster_cidr,
         cfg.node_cidr_mask_size,
     )?);
-    let tasks = vec![
-        tokio::spawn(nodeipam::run(client.clone(), ipam)),
-        tokio::spawn(nodelifecycle::run(client, cfg.node_lifecycle.clone())),
+    let informers = Informers::new(client);
+    let mut tasks = vec![
+        tokio::spawn(nodeipam::run(&informers, ipam)),
+        tokio::spawn(nodelifecycle::run(&informers, cfg.node_lifecycle.clone())),
     ];
+    tasks.extend(informers.start());
     Ok(Controllers { tasks })
 }
+
+/// The event recorder of one controller (events.k8s.io, with series for repeats).
+pub fn recorder(client: kube::Client, controller: &str) -> Recorder {
+    Recorder::new(
+        client,
+        Reporter {
+            controller: controller.into(),
+            instance: None,
+        },
+    )
+}
+
+/// Records an event on `obj`; a failure to record is logged, never fatal.
+pub async fn record<K: kube::Resource<DynamicType = ()>>(
+    recorder: &Recorder,
+    obj: &K,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
+    let ev = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: action.into(),
+        secondary: None,
+    };
+    if let Err(e) = recorder.publish(&ev, &obj.object_ref(&())).await {
+        tracing::debug!(error = %e, reason, "recording an event");
+    }
+}
+
+/// Patch parameters of a write by the controller manager (its managedFields entry).
+pub fn patch_params() -> kube::api::PatchParams {
+    kube::api::PatchParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    }
+}
+
+/// The field manager of the controllers' writes, as upstream's.
+pub const MANAGER: &str = "kube-controller-manager";
 
 /// The running controllers; dropping it stops them.
 pub struct Controllers {

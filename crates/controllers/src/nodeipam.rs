@@ -10,15 +10,16 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{Future, StreamExt};
 use k8s_openapi::api::core::v1::Node;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, Patch};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
-use kube::{Resource, ResourceExt};
+use kube::ResourceExt;
 use tokio::sync::Mutex;
+
+use crate::informers::Informers;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -111,25 +112,19 @@ struct Ctx {
 }
 
 /// Runs the controller until the task is dropped.
-pub async fn run(client: kube::Client, set: Arc<CidrSet>) {
-    let nodes: Api<Node> = Api::all(client.clone());
-    let controller = Controller::new(nodes.clone(), watcher::Config::default());
+pub fn run(informers: &Informers, set: Arc<CidrSet>) -> impl Future<Output = ()> + Send {
+    let client = informers.client().clone();
+    let store = informers.store::<Node>();
+    let controller = Controller::for_shared_stream(informers.subscribe::<Node>(), store.clone());
     let ctx = Arc::new(Ctx {
-        nodes,
-        store: controller.store(),
+        nodes: Api::all(client.clone()),
+        store,
         set,
-        recorder: Recorder::new(
-            client,
-            Reporter {
-                controller: "cidrAllocator".into(),
-                instance: None,
-            },
-        ),
+        recorder: crate::recorder(client, "cidrAllocator"),
     });
     controller
         .run(reconcile, error_policy, ctx)
         .for_each(|_| futures::future::ready(()))
-        .await;
 }
 
 async fn reconcile(node: Arc<Node>, ctx: Arc<Ctx>) -> Result<Action, Error> {
@@ -147,26 +142,20 @@ async fn reconcile(node: Arc<Node>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     }
     let name = node.name_any();
     let Some(cidr) = ctx.set.allocate(&name, &ctx.store.state()).await else {
-        let event = Event {
-            type_: EventType::Normal,
-            reason: "CIDRNotAvailable".into(),
-            note: Some(format!("Node {name} status is now: CIDRNotAvailable")),
-            action: "Allocate".into(),
-            secondary: None,
-        };
-        let _ = ctx.recorder.publish(&event, &node.object_ref(&())).await;
+        crate::record(
+            &ctx.recorder,
+            &*node,
+            EventType::Normal,
+            "CIDRNotAvailable",
+            "Allocate",
+            format!("Node {name} status is now: CIDRNotAvailable"),
+        )
+        .await;
         return Ok(Action::requeue(Duration::from_secs(30)));
     };
     let patch = serde_json::json!({"spec": {"podCIDR": cidr, "podCIDRs": [cidr]}});
     ctx.nodes
-        .patch(
-            &name,
-            &PatchParams {
-                field_manager: Some("kube-controller-manager".into()),
-                ..Default::default()
-            },
-            &Patch::Merge(&patch),
-        )
+        .patch(&name, &crate::patch_params(), &Patch::Merge(&patch))
         .await?;
     tracing::info!(node = %name, %cidr, "podCIDR allocated");
     Ok(Action::await_change())

@@ -19,16 +19,17 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::Future;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod, Taint, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{watcher, WatchStreamExt};
-use kube::{Resource, ResourceExt};
+use kube::api::{Api, DeleteParams, Patch, Preconditions};
+use kube::runtime::events::{EventType, Recorder};
+use kube::runtime::reflector;
+use kube::ResourceExt;
+
+use crate::informers::Informers;
 
 pub const NOT_READY: &str = "node.kubernetes.io/not-ready";
 pub const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
@@ -43,43 +44,15 @@ pub struct Config {
     pub period: Duration,
 }
 
-const MANAGER: &str = "kube-controller-manager";
-
-fn reflect<K>(api: Api<K>, config: watcher::Config) -> (Store<K>, impl futures::Future<Output = ()>)
-where
-    K: kube::Resource
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
-{
-    let (reader, writer) = reflector::store();
-    let stream = reflector::reflector(writer, watcher(api, config))
-        .default_backoff()
-        .for_each(|_| futures::future::ready(()));
-    (reader, stream)
-}
-
 /// Runs the controller until the task is dropped.
-pub async fn run(client: kube::Client, cfg: Config) {
+pub fn run(informers: &Informers, cfg: Config) -> impl Future<Output = ()> + Send {
+    let client = informers.client().clone();
     let nodes_api: Api<Node> = Api::all(client.clone());
-    let (nodes, nodes_run) = reflect(nodes_api.clone(), watcher::Config::default());
-    let (leases, leases_run) = reflect(
-        Api::<Lease>::namespaced(client.clone(), "kube-node-lease"),
-        watcher::Config::default(),
-    );
-    let (pods, pods_run) = reflect(Api::<Pod>::all(client.clone()), watcher::Config::default());
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: "node-controller".into(),
-            instance: None,
-        },
-    );
-    let monitor = async move {
+    let nodes = informers.store::<Node>();
+    let leases = informers.store::<Lease>();
+    let pods = informers.store::<Pod>();
+    let recorder = crate::recorder(client.clone(), "node-controller");
+    async move {
         if nodes.wait_until_ready().await.is_err()
             || leases.wait_until_ready().await.is_err()
             || pods.wait_until_ready().await.is_err()
@@ -102,20 +75,15 @@ pub async fn run(client: kube::Client, cfg: Config) {
                     match mark_unknown(&nodes_api, &node).await {
                         Ok(n) => {
                             tracing::info!(node = %name, "node stopped posting status: Unknown");
-                            let _ = recorder
-                                .publish(
-                                    &Event {
-                                        type_: EventType::Normal,
-                                        reason: "NodeNotReady".into(),
-                                        note: Some(format!(
-                                            "Node {name} status is now: NodeNotReady"
-                                        )),
-                                        action: "NodeNotReady".into(),
-                                        secondary: None,
-                                    },
-                                    &n.object_ref(&()),
-                                )
-                                .await;
+                            crate::record(
+                                &recorder,
+                                &n,
+                                EventType::Normal,
+                                "NodeNotReady",
+                                "NodeNotReady",
+                                format!("Node {name} status is now: NodeNotReady"),
+                            )
+                            .await;
                             node = Arc::new(n);
                         }
                         Err(e) => tracing::warn!(node = %name, error = %e, "marking node Unknown"),
@@ -139,8 +107,7 @@ pub async fn run(client: kube::Client, cfg: Config) {
                 evict(&client, &recorder, &pods.state(), &tainted).await;
             }
         }
-    };
-    tokio::join!(nodes_run, leases_run, pods_run, monitor);
+    }
 }
 
 /// When each node was last heard from, by this controller's clock.
@@ -235,15 +202,12 @@ async fn mark_unknown(api: &Api<Node>, node: &Node) -> kube::Result<Node> {
         "metadata": {"resourceVersion": node.resource_version()},
         "status": {"conditions": conditions},
     });
-    api.patch_status(&node.name_any(), &pp(), &Patch::Merge(&patch))
-        .await
-}
-
-fn pp() -> PatchParams {
-    PatchParams {
-        field_manager: Some(MANAGER.into()),
-        ..Default::default()
-    }
+    api.patch_status(
+        &node.name_any(),
+        &crate::patch_params(),
+        &Patch::Merge(&patch),
+    )
+    .await
 }
 
 /// The taints the node's conditions call for: (key, effect).
@@ -334,8 +298,12 @@ async fn reconcile_taints(api: &Api<Node>, node: &Node) -> kube::Result<Vec<Tain
         "metadata": {"resourceVersion": node.resource_version()},
         "spec": {"taints": taints},
     });
-    api.patch(&node.name_any(), &pp(), &Patch::Merge(&patch))
-        .await?;
+    api.patch(
+        &node.name_any(),
+        &crate::patch_params(),
+        &Patch::Merge(&patch),
+    )
+    .await?;
     Ok(next)
 }
 
@@ -425,20 +393,17 @@ async fn evict(
             "lastTransitionTime": Time(now),
         }]}});
         let _ = api
-            .patch_status(&name, &pp(), &Patch::Strategic(&condition))
+            .patch_status(&name, &crate::patch_params(), &Patch::Strategic(&condition))
             .await;
-        let _ = recorder
-            .publish(
-                &Event {
-                    type_: EventType::Normal,
-                    reason: "TaintManagerEviction".into(),
-                    note: Some(format!("Marking for deletion Pod {ns}/{name}")),
-                    action: "Delete".into(),
-                    secondary: None,
-                },
-                &pod.object_ref(&()),
-            )
-            .await;
+        crate::record(
+            recorder,
+            &**pod,
+            EventType::Normal,
+            "TaintManagerEviction",
+            "Delete",
+            format!("Marking for deletion Pod {ns}/{name}"),
+        )
+        .await;
         let dp = DeleteParams {
             preconditions: Some(Preconditions {
                 uid: pod.metadata.uid.clone(),

@@ -30,6 +30,8 @@ enum Command {
     Server(Box<ServerArgs>),
     /// Run a node agent that joins a server (`--fake-nodes N` simulates N nodes).
     Agent(Box<AgentArgs>),
+    /// Run the controllers alone, against the cluster a kubeconfig names.
+    Controllers(ControllersArgs),
     /// Work on the datastore directly (the server must be stopped for the embedded store).
     Store {
         #[command(subcommand)]
@@ -119,18 +121,8 @@ struct ServerArgs {
     disable_controller_manager: bool,
     #[command(flatten)]
     node: NodeArgs,
-    /// Pod network.
-    #[arg(long, default_value = "10.42.0.0/16")]
-    cluster_cidr: String,
-    /// Prefix length of the podCIDR each node gets from the pod network.
-    #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u8).range(8..=30))]
-    node_cidr_mask_size: u8,
-    /// A node whose heartbeat is silent this long is marked Unknown and tainted unreachable.
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
-    node_monitor_grace_period: Duration,
-    /// How often the node lifecycle controller looks at nodes.
-    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
-    node_monitor_period: Duration,
+    #[command(flatten)]
+    controllers: ControllerArgs,
     /// Service network (ClusterIPs are allocated from it).
     #[arg(long, default_value = "10.43.0.0/16")]
     service_cidr: String,
@@ -184,6 +176,71 @@ struct ServerArgs {
     /// --max-pending-connections).
     #[arg(long, default_value_t = 0)]
     max_pending_connections_per_address: usize,
+}
+
+/// How the controllers run (shared by `rudder server` and `rudder controllers`).
+#[derive(Args, Clone)]
+struct ControllerArgs {
+    /// Pod network.
+    #[arg(long, default_value = "10.42.0.0/16")]
+    cluster_cidr: String,
+    /// Prefix length of the podCIDR each node gets from the pod network.
+    #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u8).range(8..=30))]
+    node_cidr_mask_size: u8,
+    /// A node whose heartbeat is silent this long is marked Unknown and tainted unreachable.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    node_monitor_grace_period: Duration,
+    /// How often the node lifecycle controller looks at nodes.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    node_monitor_period: Duration,
+}
+
+impl ControllerArgs {
+    fn config(&self) -> rudder_controllers::Config {
+        rudder_controllers::Config {
+            cluster_cidr: self.cluster_cidr.clone(),
+            node_cidr_mask_size: self.node_cidr_mask_size,
+            node_lifecycle: rudder_controllers::nodelifecycle::Config {
+                grace: self.node_monitor_grace_period,
+                period: self.node_monitor_period,
+            },
+        }
+    }
+}
+
+#[derive(Args)]
+struct ControllersArgs {
+    /// The kubeconfig to reach the cluster with (default: $KUBECONFIG, then ~/.kube/config).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    #[command(flatten)]
+    controllers: ControllerArgs,
+}
+
+/// A client for the cluster a kubeconfig names (the given file, else kube's usual places).
+async fn kubeconfig_client(path: Option<&Path>) -> Result<kube::Client> {
+    let options = kube::config::KubeConfigOptions::default();
+    let config = match path {
+        Some(p) => {
+            let file = kube::config::Kubeconfig::read_from(p)
+                .with_context(|| format!("read kubeconfig {}", p.display()))?;
+            kube::Config::from_custom_kubeconfig(file, &options).await?
+        }
+        None => kube::Config::from_kubeconfig(&options)
+            .await
+            .context("no kubeconfig: give --kubeconfig or set KUBECONFIG")?,
+    };
+    Ok(kube::Client::try_from(config)?)
+}
+
+async fn controllers(args: ControllersArgs) -> Result<()> {
+    let shutdown = shutdown_signal()?;
+    let client = kubeconfig_client(args.kubeconfig.as_deref()).await?;
+    let running = rudder_controllers::start(client, &args.controllers.config())?;
+    tracing::info!("controllers running");
+    shutdown.await;
+    drop(running);
+    Ok(())
 }
 
 /// What a node agent registers and how it runs (shared by `rudder server` and `rudder agent`).
@@ -371,6 +428,7 @@ async fn main() -> Result<()> {
         }
         Command::Server(args) => server(*args).await,
         Command::Agent(args) => agent(*args).await,
+        Command::Controllers(args) => controllers(args).await,
         Command::Store {
             command: StoreCommand::Snapshot { command },
         } => match command {
@@ -464,14 +522,7 @@ async fn server(args: ServerArgs) -> Result<()> {
         };
         Some(rudder_controllers::start(
             api.client(user, "default"),
-            &rudder_controllers::Config {
-                cluster_cidr: args.cluster_cidr.clone(),
-                node_cidr_mask_size: args.node_cidr_mask_size,
-                node_lifecycle: rudder_controllers::nodelifecycle::Config {
-                    grace: args.node_monitor_grace_period,
-                    period: args.node_monitor_period,
-                },
-            },
+            &args.controllers.config(),
         )?)
     };
     // Not built yet: each runs once its issue lands; the flags are accepted now.

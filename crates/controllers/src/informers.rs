@@ -1,0 +1,206 @@
+//! Shared watch caches: one watch per kind for every loop in the process, as upstream's shared
+//! informers, so that the controllers and the scheduler hold one copy of each object however
+//! many of them look at it.
+//!
+//! Each kind is one kube-runtime watcher feeding a reflector [`Store`]; every change is also
+//! sent to each subscriber, deletions included (kube-runtime's own shared streams leave them
+//! out, and a ReplicaSet must hear that its pod went). A subscriber that falls behind slows the
+//! watch rather than losing changes.
+//!
+//! Use: ask for every store and subscription while setting the loops up, then [`Informers::start`].
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+
+use futures::future::BoxFuture;
+use futures::{Stream, StreamExt};
+use kube::api::Api;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::Resource;
+use serde::de::DeserializeOwned;
+use tokio::sync::mpsc;
+
+/// How many changes a subscriber may be behind before the watch waits for it.
+const BUFFER: usize = 1024;
+
+/// A change to an object of a shared cache, as a subscriber sees it.
+#[derive(Debug, Clone)]
+pub enum Change<K> {
+    /// Created or updated (or listed, at the start and after a re-list).
+    Applied(Arc<K>),
+    /// Gone: the last state the cache knew.
+    Deleted(Arc<K>),
+}
+
+impl<K> Change<K> {
+    pub fn object(&self) -> &Arc<K> {
+        match self {
+            Change::Applied(o) | Change::Deleted(o) => o,
+        }
+    }
+
+    pub fn into_object(self) -> Arc<K> {
+        match self {
+            Change::Applied(o) | Change::Deleted(o) => o,
+        }
+    }
+}
+
+/// The kinds a shared cache can hold: k8s-openapi's typed objects.
+pub trait Kind:
+    Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static
+{
+}
+
+impl<K> Kind for K where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static
+{
+}
+
+struct Entry<K: Kind> {
+    store: Store<K>,
+    subscribers: Arc<Mutex<Vec<mpsc::Sender<Change<K>>>>>,
+}
+
+/// The shared caches of one process.
+pub struct Informers {
+    client: kube::Client,
+    kinds: Mutex<HashMap<TypeId, Box<dyn Any + Send>>>,
+    /// The watches asked for and not started yet.
+    pending: Mutex<Vec<BoxFuture<'static, ()>>>,
+}
+
+impl Informers {
+    pub fn new(client: kube::Client) -> Self {
+        Self {
+            client,
+            kinds: Mutex::default(),
+            pending: Mutex::default(),
+        }
+    }
+
+    pub fn client(&self) -> &kube::Client {
+        &self.client
+    }
+
+    fn entry<K: Kind>(&self) -> (Store<K>, Arc<Mutex<Vec<mpsc::Sender<Change<K>>>>>) {
+        let mut kinds = self.kinds.lock().unwrap();
+        if let Some(e) = kinds
+            .get(&TypeId::of::<K>())
+            .and_then(|b| b.downcast_ref::<Entry<K>>())
+        {
+            return (e.store.clone(), e.subscribers.clone());
+        }
+        let (store, writer) = reflector::store::<K>();
+        let subscribers: Arc<Mutex<Vec<mpsc::Sender<Change<K>>>>> = Arc::default();
+        let api: Api<K> = Api::all(self.client.clone());
+        self.pending
+            .lock()
+            .unwrap()
+            .push(Box::pin(feed(api, writer, subscribers.clone())));
+        kinds.insert(
+            TypeId::of::<K>(),
+            Box::new(Entry {
+                store: store.clone(),
+                subscribers: subscribers.clone(),
+            }),
+        );
+        (store, subscribers)
+    }
+
+    /// The shared cache of every `K` in the cluster.
+    pub fn store<K: Kind>(&self) -> Store<K> {
+        self.entry::<K>().0
+    }
+
+    /// Every change to a `K` from now on: first the whole cache once it is listed, then each
+    /// change as it is seen. The stream must be consumed (or dropped): the watch waits for it.
+    pub fn changes<K: Kind>(&self) -> impl Stream<Item = Change<K>> + Send + 'static {
+        let (tx, rx) = mpsc::channel(BUFFER);
+        self.entry::<K>().1.lock().unwrap().push(tx);
+        tokio_stream_of(rx)
+    }
+
+    /// The objects that changed, deletions included, for kube-runtime's
+    /// `Controller::for_shared_stream` / `owns_shared_stream` / `watches_shared_stream`.
+    pub fn subscribe<K: Kind>(&self) -> impl Stream<Item = Arc<K>> + Send + 'static {
+        self.changes::<K>().map(Change::into_object)
+    }
+
+    /// Starts every watch asked for so far; they run until the returned tasks are aborted.
+    pub fn start(&self) -> Vec<tokio::task::JoinHandle<()>> {
+        std::mem::take(&mut *self.pending.lock().unwrap())
+            .into_iter()
+            .map(tokio::spawn)
+            .collect()
+    }
+}
+
+fn tokio_stream_of<T: Send + 'static>(
+    mut rx: mpsc::Receiver<T>,
+) -> impl Stream<Item = T> + Send + 'static {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+async fn feed<K: Kind>(
+    api: Api<K>,
+    mut writer: reflector::store::Writer<K>,
+    subscribers: Arc<Mutex<Vec<mpsc::Sender<Change<K>>>>>,
+) {
+    let store = writer.as_reader();
+    let mut events = std::pin::pin!(watcher(api, watcher::Config::default()).default_backoff());
+    while let Some(ev) = events.next().await {
+        let ev = match ev {
+            Ok(ev) => ev,
+            Err(e) => {
+                tracing::debug!(kind = %K::kind(&()), error = %e, "watch error; retrying");
+                continue;
+            }
+        };
+        // A re-list: what was cached and is not listed again was deleted meanwhile.
+        let before: Option<Vec<Arc<K>>> =
+            matches!(ev, watcher::Event::InitDone).then(|| store.state());
+        writer.apply_watcher_event(&ev);
+        let changes: Vec<Change<K>> = match ev {
+            // The cached copy, so that subscribers share it rather than hold their own.
+            watcher::Event::Apply(o) => vec![Change::Applied(
+                store
+                    .get(&ObjectRef::from_obj(&o))
+                    .unwrap_or_else(|| Arc::new(o)),
+            )],
+            watcher::Event::Delete(o) => vec![Change::Deleted(Arc::new(o))],
+            watcher::Event::InitDone => {
+                let now = store.state();
+                let listed: std::collections::HashSet<ObjectRef<K>> =
+                    now.iter().map(|o| ObjectRef::from_obj(&**o)).collect();
+                before
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|o| !listed.contains(&ObjectRef::from_obj(&**o)))
+                    .map(Change::Deleted)
+                    .chain(now.into_iter().map(Change::Applied))
+                    .collect()
+            }
+            watcher::Event::Init | watcher::Event::InitApply(_) => Vec::new(),
+        };
+        if changes.is_empty() {
+            continue;
+        }
+        let targets: Vec<mpsc::Sender<Change<K>>> = subscribers.lock().unwrap().clone();
+        let mut gone = false;
+        for tx in &targets {
+            for c in &changes {
+                if tx.send(c.clone()).await.is_err() {
+                    gone = true;
+                    break;
+                }
+            }
+        }
+        if gone {
+            subscribers.lock().unwrap().retain(|tx| !tx.is_closed());
+        }
+    }
+}
