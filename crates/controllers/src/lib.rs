@@ -12,6 +12,7 @@ pub mod nodelifecycle;
 
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 
 use crate::informers::Informers;
@@ -43,11 +44,17 @@ pub fn start(client: kube::Client, cfg: &Config) -> anyhow::Result<Controllers> 
         cfg.node_cidr_mask_size,
     )?);
     let informers = Informers::new(client);
-    let mut tasks = vec![
-        tokio::spawn(nodeipam::run(&informers, ipam)),
-        tokio::spawn(nodelifecycle::run(&informers, cfg.node_lifecycle.clone())),
+    let loops: Vec<BoxFuture<'static, ()>> = vec![
+        Box::pin(nodeipam::run(&informers, ipam)),
+        Box::pin(nodelifecycle::run(&informers, cfg.node_lifecycle.clone())),
     ];
-    tasks.extend(informers.start());
+    let synced = informers.synced();
+    let mut tasks = informers.start();
+    // The loops start once every cache is listed: none of them acts on a partial picture.
+    tasks.push(tokio::spawn(async move {
+        synced.await;
+        futures::future::join_all(loops).await;
+    }));
     Ok(Controllers { tasks })
 }
 

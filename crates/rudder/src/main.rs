@@ -140,8 +140,11 @@ struct ServerArgs {
     /// NoExecute toleration the DefaultTolerationSeconds admission plugin adds to pods).
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(i64).range(0..))]
     default_not_ready_toleration_seconds: i64,
-    /// Seconds a pod tolerates its node being unreachable (`node.kubernetes.io/unreachable`).
-    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(i64).range(0..))]
+    /// Seconds a pod tolerates its node being unreachable (`node.kubernetes.io/unreachable`):
+    /// after the node has been silent for --node-monitor-grace-period. Upstream's 300 s makes
+    /// a lost node's pods come back elsewhere after minutes; 1 s after the 5 s grace period
+    /// brings them back within 10 s (see docs/architecture.md, "Failover").
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i64).range(0..))]
     default_unreachable_toleration_seconds: i64,
     /// Non-mutating requests (get, list) in flight at most; beyond it 429 (0: no limit).
     #[arg(long, default_value_t = 400)]
@@ -674,7 +677,9 @@ async fn agent(args: AgentArgs) -> Result<()> {
     let token = connect::Token::parse(&args.token).context("--token")?;
     let ca = connect::fetch_ca(&args.server, &token).await?;
     let template = args.node.config(&agent_dir, &[])?;
-    // One client per node identity; the fake nodes of one process are many identities.
+    // One client per node identity (the fake nodes of one process are many identities), over
+    // shared HTTP/2 connections.
+    let transport = connect::Transport::new(&args.server, &ca)?;
     let mut clients = std::collections::HashMap::new();
     let names: Vec<String> = if args.fake_nodes == 0 {
         vec![template.name.clone()]
@@ -683,9 +688,8 @@ async fn agent(args: AgentArgs) -> Result<()> {
             .map(|i| format!("{}-{i}", template.name))
             .collect()
     };
-    for name in names {
-        let cfg = connect::node_config(&args.server, &ca, &name, &token)?;
-        let client = kube::Client::try_from(cfg).context("an HTTPS client")?;
+    for (i, name) in names.into_iter().enumerate() {
+        let client = transport.client(i, &name, &token)?;
         clients.insert(name, client);
     }
     // The credentials are checked once here, so that a wrong token is a clear error.
