@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod crash;
+pub mod failover;
 pub mod store;
 
 /// Prints a benchmark's summary table: the first row is the header; the three figure columns
