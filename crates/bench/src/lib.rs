@@ -5,6 +5,7 @@
 //! Must not touch: any component's internals; everything goes through public APIs.
 
 pub mod api;
+pub mod cluster;
 pub mod crash;
 pub mod failover;
 pub mod store;

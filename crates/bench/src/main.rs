@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use rudder_bench::{api, crash, failover, store};
+use rudder_bench::{api, cluster, crash, failover, store};
 
 #[derive(Parser)]
 #[command(
@@ -126,6 +126,28 @@ enum Bench {
         #[arg(long, default_value_t = 60)]
         load_secs: u64,
         /// The rudder binary (default: beside rudder-bench, else $CARGO_TARGET_DIR/release/rudder).
+        #[arg(long)]
+        rudder: Option<PathBuf>,
+    },
+    /// Scheduler throughput, upstream scheduler_perf's SchedulingBasic shape: N nodes, M pods
+    /// created, then a standalone `rudder scheduler`; pods/s from first to last binding.
+    Scheduler {
+        #[arg(long, default_value_t = 5000)]
+        nodes: usize,
+        #[arg(long, default_value_t = 10000)]
+        pods: usize,
+        #[arg(long)]
+        rudder: Option<PathBuf>,
+    },
+    /// N heartbeating fake nodes and M pods Running: server idle CPU, RSS, `kubectl get pods -A`.
+    Scale {
+        #[arg(long, default_value_t = 5000)]
+        nodes: usize,
+        #[arg(long, default_value_t = 150000)]
+        pods: usize,
+        /// Seconds the idle CPU is sampled over.
+        #[arg(long, default_value_t = 30)]
+        idle_secs: u64,
         #[arg(long)]
         rudder: Option<PathBuf>,
     },
@@ -269,6 +291,28 @@ fn main() -> Result<()> {
             replicas: replicas.max(1),
             rounds: rounds.max(1),
             load: std::time::Duration::from_secs(load_secs),
+            rudder: rudder.unwrap_or_else(api::default_rudder_bin),
+        })),
+        Bench::Scheduler {
+            nodes,
+            pods,
+            rudder,
+        } => tokio::runtime::Runtime::new()?.block_on(cluster::scheduler(
+            &cluster::SchedulerOptions {
+                nodes: nodes.max(1),
+                pods: pods.max(1),
+                rudder: rudder.unwrap_or_else(api::default_rudder_bin),
+            },
+        )),
+        Bench::Scale {
+            nodes,
+            pods,
+            idle_secs,
+            rudder,
+        } => tokio::runtime::Runtime::new()?.block_on(cluster::scale(&cluster::ScaleOptions {
+            nodes: nodes.max(1),
+            pods: pods.max(1),
+            idle: std::time::Duration::from_secs(idle_secs.max(1)),
             rudder: rudder.unwrap_or_else(api::default_rudder_bin),
         })),
         Bench::StoreRssChild {
