@@ -5,9 +5,14 @@
 //! Owns: deciding what objects must exist or change given others (node pod CIDRs, …) and the
 //! events that say so. Must not touch: the store, the API server's internals, nodes' runtimes.
 
+pub mod disruption;
+pub mod endpoints;
+pub mod endpointslice;
 pub mod informers;
 pub mod nodeipam;
 pub mod nodelifecycle;
+pub mod rootca;
+pub mod serviceaccount;
 
 use std::sync::Arc;
 
@@ -24,6 +29,9 @@ pub struct Config {
     pub node_cidr_mask_size: u8,
     /// Node health: how long a silent node stays Ready, how often nodes are looked at.
     pub node_lifecycle: nodelifecycle::Config,
+    /// The cluster CA (PEM) the root CA publisher puts into every namespace as
+    /// `kube-root-ca.crt`; empty: nothing is published.
+    pub root_ca_pem: String,
 }
 
 /// Starts every controller on `client`, over one set of shared caches; they run until the
@@ -37,6 +45,11 @@ pub fn start(client: kube::Client, cfg: &Config) -> anyhow::Result<Controllers> 
     let mut tasks = vec![
         tokio::spawn(nodeipam::run(&informers, ipam)),
         tokio::spawn(nodelifecycle::run(&informers, cfg.node_lifecycle.clone())),
+        tokio::spawn(endpoints::run(&informers)),
+        tokio::spawn(endpointslice::run(&informers)),
+        tokio::spawn(serviceaccount::run(&informers)),
+        tokio::spawn(rootca::run(&informers, cfg.root_ca_pem.clone())),
+        tokio::spawn(disruption::run(&informers)),
     ];
     tasks.extend(informers.start());
     Ok(Controllers { tasks })
