@@ -330,6 +330,10 @@ pub fn desired_subsets(svc: &Service, pods: &[Arc<Pod>]) -> Vec<EndpointSubset> 
 
 type AddrKey = (String, String);
 type PortKey = (i32, String, String, String);
+/// The addresses offering one port, with their readiness.
+type Offered = BTreeMap<AddrKey, (EndpointAddress, bool)>;
+/// The ports one set of addresses offers, and those addresses.
+type Group = (Vec<EndpointPort>, Vec<(EndpointAddress, bool)>);
 
 fn port_key(p: &EndpointPort) -> PortKey {
     (
@@ -357,13 +361,7 @@ fn addr_key(a: &EndpointAddress) -> AddrKey {
 /// this order is as deterministic and easier to read).
 pub fn repack(subsets: Vec<EndpointSubset>) -> Vec<EndpointSubset> {
     // Port (or the "no ports" sentinel) → address → (address, ready).
-    let mut by_port: BTreeMap<
-        Option<PortKey>,
-        (
-            Option<EndpointPort>,
-            BTreeMap<AddrKey, (EndpointAddress, bool)>,
-        ),
-    > = BTreeMap::new();
+    let mut by_port: BTreeMap<Option<PortKey>, (Option<EndpointPort>, Offered)> = BTreeMap::new();
     for s in &subsets {
         let ports: Vec<Option<&EndpointPort>> = match s.ports.as_deref() {
             None | Some([]) => vec![None],
@@ -382,10 +380,7 @@ pub fn repack(subsets: Vec<EndpointSubset>) -> Vec<EndpointSubset> {
         }
     }
     // The set of addresses (with readiness) → the ports it offers.
-    let mut groups: BTreeMap<
-        Vec<(AddrKey, bool)>,
-        (Vec<EndpointPort>, Vec<(EndpointAddress, bool)>),
-    > = BTreeMap::new();
+    let mut groups: BTreeMap<Vec<(AddrKey, bool)>, Group> = BTreeMap::new();
     for (_, (port, addrs)) in by_port {
         let key: Vec<(AddrKey, bool)> = addrs.iter().map(|(k, (_, r))| (k.clone(), *r)).collect();
         let g = groups
@@ -593,14 +588,14 @@ mod tests {
     }
 
     fn sub(
-        ready: &[EndpointAddress],
-        not_ready: &[EndpointAddress],
-        ports: &[EndpointPort],
+        ready: Vec<EndpointAddress>,
+        not_ready: Vec<EndpointAddress>,
+        ports: Vec<EndpointPort>,
     ) -> EndpointSubset {
         EndpointSubset {
-            addresses: (!ready.is_empty()).then(|| ready.to_vec()),
-            not_ready_addresses: (!not_ready.is_empty()).then(|| not_ready.to_vec()),
-            ports: (!ports.is_empty()).then(|| ports.to_vec()),
+            addresses: (!ready.is_empty()).then_some(ready),
+            not_ready_addresses: (!not_ready.is_empty()).then_some(not_ready),
+            ports: (!ports.is_empty()).then_some(ports),
         }
     }
 
@@ -614,35 +609,43 @@ mod tests {
         let http = port("http", 80);
         let metrics = port("metrics", 9090);
         let packed = repack(vec![
-            sub(&[a.clone()], &[], &[http.clone()]),
-            sub(&[a.clone()], &[], &[metrics.clone()]),
-            sub(&[b.clone()], &[], &[http.clone()]),
-            sub(&[b.clone()], &[], &[metrics.clone()]),
+            sub(vec![a.clone()], vec![], vec![http.clone()]),
+            sub(vec![a.clone()], vec![], vec![metrics.clone()]),
+            sub(vec![b.clone()], vec![], vec![http.clone()]),
+            sub(vec![b.clone()], vec![], vec![metrics.clone()]),
             // c lacks the named port "metrics".
-            sub(&[], &[c.clone()], &[http.clone()]),
+            sub(vec![], vec![c.clone()], vec![http.clone()]),
         ]);
         assert_eq!(packed.len(), 2, "{packed:?}");
-        // b and a offer both ports: one subset, addresses by IP.
+        // http is offered by b and a (ready) and c (not ready), metrics by b and a only:
+        // two subsets, addresses by IP, then by their ports.
         assert_eq!(
             packed[0],
-            sub(
-                &[b.clone(), a.clone()],
-                &[],
-                &[http.clone(), metrics.clone()]
-            )
+            sub(vec![b.clone(), a.clone()], vec![c], vec![http.clone()])
         );
-        // http alone is offered by a, b (ready) and c (not ready).
-        assert_eq!(packed[1], sub(&[b, a], &[c], &[http]));
+        assert_eq!(packed[1], sub(vec![b, a], vec![], vec![metrics]));
+        // Pods offering the same ports share one subset with both ports.
+        let (d, e) = (addr("10.0.0.5", "d"), addr("10.0.0.4", "e"));
+        let packed = repack(vec![
+            sub(vec![d.clone()], vec![], vec![port("metrics", 9090)]),
+            sub(vec![d.clone()], vec![], vec![http.clone()]),
+            sub(vec![], vec![e.clone()], vec![http.clone()]),
+            sub(vec![], vec![e.clone()], vec![port("metrics", 9090)]),
+        ]);
+        assert_eq!(
+            packed,
+            vec![sub(vec![d], vec![e], vec![http, port("metrics", 9090)])]
+        );
     }
 
     #[test]
     fn ready_wins_and_portless_subsets_are_kept() {
         let a = addr("10.0.0.1", "a");
         let packed = repack(vec![
-            sub(&[], &[a.clone()], &[]),
-            sub(&[a.clone()], &[], &[]),
+            sub(vec![], vec![a.clone()], vec![]),
+            sub(vec![a.clone()], vec![], vec![]),
         ]);
-        assert_eq!(packed, vec![sub(&[a], &[], &[])]);
+        assert_eq!(packed, vec![sub(vec![a], vec![], vec![])]);
         assert!(repack(vec![]).is_empty());
     }
 
@@ -654,7 +657,7 @@ mod tests {
         let not_ready: Vec<EndpointAddress> = (0..200)
             .map(|i| addr(&format!("10.2.0.{i}"), &format!("n{i}")))
             .collect();
-        let mut subsets = vec![sub(&ready, &not_ready, &[port("", 80)])];
+        let mut subsets = vec![sub(ready.clone(), not_ready.clone(), vec![port("", 80)])];
         assert!(truncate(&mut subsets));
         assert_eq!(subsets[0].addresses.as_ref().unwrap().len(), 900);
         assert_eq!(subsets[0].not_ready_addresses.as_ref().unwrap().len(), 100);

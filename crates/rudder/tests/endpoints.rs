@@ -114,8 +114,11 @@ fn addresses_with_port(ep: &Value, port: i64) -> Vec<(String, bool)> {
     out
 }
 
-/// Every endpoint of the Service's slices: pod name → (slice ports, endpoint).
-fn slice_endpoints(s: &RudderServer, svc: &str) -> Vec<(String, Vec<(String, i64)>, Value)> {
+/// One endpoint of a slice: its pod's name, the slice's ports (name, number), the endpoint.
+type SliceEndpoint = (String, Vec<(String, i64)>, Value);
+
+/// Every endpoint of the Service's slices, by pod name.
+fn slice_endpoints(s: &RudderServer, svc: &str) -> Vec<SliceEndpoint> {
     let slices = get(
         s,
         &[
