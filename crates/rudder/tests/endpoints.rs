@@ -522,3 +522,42 @@ impl Drop for Killed {
         let _ = self.0.wait();
     }
 }
+
+#[test]
+fn standalone_controllers_publish_the_ca_of_their_kubeconfig() {
+    let s = RudderServer::start(bin(), &["--disable-agent", "--disable-controller-manager"])
+        .expect("start rudder server");
+    let ca = s
+        .kubectl(&[
+            "config",
+            "view",
+            "--raw",
+            "-o",
+            "jsonpath={.clusters[0].cluster.certificate-authority-data}",
+        ])
+        .ok();
+    let ca = String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(ca.trim())
+            .unwrap(),
+    )
+    .unwrap();
+    let _controllers = Killed(
+        std::process::Command::new(bin())
+            .arg("controllers")
+            .arg("--kubeconfig")
+            .arg(&s.kubeconfig)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("rudder controllers"),
+    );
+    s.kubectl(&["create", "namespace", "solo"]).ok();
+    let cm = eventually(
+        "kube-root-ca.crt is published by rudder controllers",
+        || try_get(&s, &["configmap", "kube-root-ca.crt", "-n", "solo"]),
+    );
+    assert_eq!(cm["data"]["ca.crt"], ca.as_str());
+    assert!(ca.starts_with("-----BEGIN CERTIFICATE-----"), "{ca}");
+}
