@@ -170,6 +170,15 @@ fn endpoints_and_slices_follow_the_pods_of_a_service() {
         ),
     );
     create(&s, &pod("db", json!({"app": "db"}), http.clone(), false));
+    // The gate is set once the agent has written the pod's status (a status written from an
+    // older read could otherwise drop it).
+    s.kubectl(&[
+        "wait",
+        "--for=condition=ContainersReady",
+        "pod/web-0",
+        "--timeout=90s",
+    ])
+    .ok();
     set_gate(&s, "web-0", "True");
     create(
         &s,
