@@ -5,10 +5,15 @@
 //! Owns: deciding what objects must exist or change given others (node pod CIDRs, …) and the
 //! events that say so. Must not touch: the store, the API server's internals, nodes' runtimes.
 
+pub mod disruption;
+pub mod endpoints;
+pub mod endpointslice;
 pub mod informers;
 pub mod leader;
 pub mod nodeipam;
 pub mod nodelifecycle;
+pub mod rootca;
+pub mod serviceaccount;
 
 use std::sync::Arc;
 
@@ -26,6 +31,9 @@ pub struct Config {
     pub node_cidr_mask_size: u8,
     /// Node health: how long a silent node stays Ready, how often nodes are looked at.
     pub node_lifecycle: nodelifecycle::Config,
+    /// The cluster CA (PEM) the root CA publisher puts into every namespace as
+    /// `kube-root-ca.crt`; empty: nothing is published.
+    pub root_ca_pem: String,
 }
 
 impl Config {
@@ -47,6 +55,11 @@ pub fn start(client: kube::Client, cfg: &Config) -> anyhow::Result<Controllers> 
     let loops: Vec<BoxFuture<'static, ()>> = vec![
         Box::pin(nodeipam::run(&informers, ipam)),
         Box::pin(nodelifecycle::run(&informers, cfg.node_lifecycle.clone())),
+        Box::pin(endpoints::run(&informers)),
+        Box::pin(endpointslice::run(&informers)),
+        Box::pin(serviceaccount::run(&informers)),
+        Box::pin(rootca::run(&informers, cfg.root_ca_pem.clone())),
+        Box::pin(disruption::run(&informers)),
     ];
     let synced = informers.synced();
     let mut tasks = informers.start();

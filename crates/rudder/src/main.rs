@@ -201,8 +201,9 @@ struct ControllerArgs {
 }
 
 impl ControllerArgs {
-    fn config(&self) -> rudder_controllers::Config {
+    fn config(&self, root_ca_pem: String) -> rudder_controllers::Config {
         rudder_controllers::Config {
+            root_ca_pem,
             cluster_cidr: self.cluster_cidr.clone(),
             node_cidr_mask_size: self.node_cidr_mask_size,
             node_lifecycle: rudder_controllers::nodelifecycle::Config {
@@ -295,27 +296,54 @@ fn controller_loops(
     )
 }
 
-/// A client for the cluster a kubeconfig names (the given file, else kube's usual places).
-async fn kubeconfig_client(path: Option<&Path>) -> Result<kube::Client> {
+/// A client for the cluster a kubeconfig names (the given file, else kube's usual places),
+/// and the cluster's CA certificate (PEM) if the kubeconfig has it.
+async fn kubeconfig_client(path: Option<&Path>) -> Result<(kube::Client, String)> {
     let options = kube::config::KubeConfigOptions::default();
-    let config = match path {
-        Some(p) => {
-            let file = kube::config::Kubeconfig::read_from(p)
-                .with_context(|| format!("read kubeconfig {}", p.display()))?;
-            kube::Config::from_custom_kubeconfig(file, &options).await?
-        }
-        None => kube::Config::from_kubeconfig(&options)
-            .await
+    let file = match path {
+        Some(p) => kube::config::Kubeconfig::read_from(p)
+            .with_context(|| format!("read kubeconfig {}", p.display()))?,
+        None => kube::config::Kubeconfig::read()
             .context("no kubeconfig: give --kubeconfig or set KUBECONFIG")?,
     };
-    Ok(kube::Client::try_from(config)?)
+    let ca = kubeconfig_ca(&file).unwrap_or_default();
+    let config = kube::Config::from_custom_kubeconfig(file, &options).await?;
+    Ok((kube::Client::try_from(config)?, ca))
+}
+
+/// The CA (PEM) of the current context's cluster: `certificate-authority-data`, else the
+/// `certificate-authority` file.
+fn kubeconfig_ca(file: &kube::config::Kubeconfig) -> Option<String> {
+    use base64::Engine as _;
+    let context = file.current_context.as_deref()?;
+    let cluster_name = file
+        .contexts
+        .iter()
+        .find(|c| c.name == context)?
+        .context
+        .as_ref()?
+        .cluster
+        .clone();
+    let cluster = file
+        .clusters
+        .iter()
+        .find(|c| c.name == cluster_name)?
+        .cluster
+        .as_ref()?;
+    if let Some(data) = &cluster.certificate_authority_data {
+        let pem = base64::engine::general_purpose::STANDARD
+            .decode(data.trim())
+            .ok()?;
+        return String::from_utf8(pem).ok();
+    }
+    std::fs::read_to_string(cluster.certificate_authority.as_ref()?).ok()
 }
 
 async fn controllers(args: ControllersArgs) -> Result<()> {
     let shutdown = shutdown_signal()?;
-    let client = kubeconfig_client(args.kubeconfig.as_deref()).await?;
+    let (client, ca) = kubeconfig_client(args.kubeconfig.as_deref()).await?;
     let (stop, stopping) = tokio::sync::watch::channel(false);
-    let loops = controller_loops(client.clone(), args.controllers.config())?;
+    let loops = controller_loops(client.clone(), args.controllers.config(ca))?;
     let running = args
         .leader
         .spawn(client, "kube-controller-manager", loops, stopping)?;
@@ -605,7 +633,10 @@ async fn server(args: ServerArgs) -> Result<()> {
             uid: None,
         };
         let client = api.client(user, "default");
-        let start = controller_loops(client.clone(), args.controllers.config())?;
+        let start = controller_loops(
+            client.clone(),
+            args.controllers.config(api.ca_pem().to_string()),
+        )?;
         loops.push(args.leader.spawn(
             client,
             "kube-controller-manager",
