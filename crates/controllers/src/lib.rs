@@ -5,9 +5,11 @@
 //! Owns: deciding what objects must exist or change given others (node pod CIDRs, …) and the
 //! events that say so. Must not touch: the store, the API server's internals, nodes' runtimes.
 
+pub mod deployment;
 pub mod informers;
 pub mod nodeipam;
 pub mod nodelifecycle;
+pub mod replicaset;
 
 use std::sync::Arc;
 
@@ -37,6 +39,8 @@ pub fn start(client: kube::Client, cfg: &Config) -> anyhow::Result<Controllers> 
     let mut tasks = vec![
         tokio::spawn(nodeipam::run(&informers, ipam)),
         tokio::spawn(nodelifecycle::run(&informers, cfg.node_lifecycle.clone())),
+        tokio::spawn(replicaset::run(&informers)),
+        tokio::spawn(deployment::run(&informers)),
     ];
     tasks.extend(informers.start());
     Ok(Controllers { tasks })
