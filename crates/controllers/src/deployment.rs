@@ -37,7 +37,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, DeleteParams, Patch, PostParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{EventType, Recorder};
+use kube::runtime::events::EventType;
+
+use crate::events::Events;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::ResourceExt;
 
@@ -71,7 +73,7 @@ struct Ctx {
     client: kube::Client,
     rs_store: Store<ReplicaSet>,
     pods: Store<Pod>,
-    recorder: Recorder,
+    events: Events,
 }
 
 /// Runs the controller until the task is dropped.
@@ -82,9 +84,10 @@ pub fn run(informers: &Informers) -> impl Future<Output = ()> + Send {
     let pods = informers.store::<Pod>();
     let (deploys, sets) = (store.clone(), rs_store.clone());
     let controller = Controller::for_shared_stream(informers.subscribe::<Deployment>(), store)
-        .watches_shared_stream(informers.subscribe::<ReplicaSet>(), move |rs: Arc<ReplicaSet>| {
-            rs_owners(&deploys, &rs)
-        })
+        .watches_shared_stream(
+            informers.subscribe::<ReplicaSet>(),
+            move |rs: Arc<ReplicaSet>| rs_owners(&deploys, &rs),
+        )
         // Recreate waits for the old pods to be gone: their deletion is news.
         .watches_shared_stream(informers.subscribe::<Pod>(), move |pod: Arc<Pod>| {
             pod_owner(&sets, &pod)
@@ -93,7 +96,7 @@ pub fn run(informers: &Informers) -> impl Future<Output = ()> + Send {
         client: client.clone(),
         rs_store,
         pods,
-        recorder: crate::recorder(client, "deployment-controller"),
+        events: Events::new(client, "deployment-controller"),
     });
     controller
         .run(reconcile, error_policy, ctx)
@@ -170,7 +173,11 @@ pub fn scaled_value(v: Option<&IntOrString>, total: i32, round_up: bool) -> i32 
                 return s.parse().unwrap_or(0);
             };
             let x = p * i64::from(total);
-            let v = if round_up { (x + 99).div_euclid(100) } else { x.div_euclid(100) };
+            let v = if round_up {
+                (x + 99).div_euclid(100)
+            } else {
+                x.div_euclid(100)
+            };
             v as i32
         }
     }
@@ -468,7 +475,11 @@ fn deployment_timed_out(d: &Deployment, s: &DeploymentStatus) -> bool {
 }
 
 /// Upstream's calculateStatus.
-fn calculate_status(all: &[&ReplicaSet], new: Option<&ReplicaSet>, d: &Deployment) -> DeploymentStatus {
+fn calculate_status(
+    all: &[&ReplicaSet],
+    new: Option<&ReplicaSet>,
+    d: &Deployment,
+) -> DeploymentStatus {
     let st = |rs: &ReplicaSet| rs.status.clone().unwrap_or_default();
     let available_n: i32 = all.iter().map(|r| available(r)).sum();
     let total: i32 = all.iter().map(|r| replicas(r)).sum();
@@ -517,7 +528,8 @@ struct Sync<'a> {
 }
 
 async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    if ctx.rs_store.wait_until_ready().await.is_err() || ctx.pods.wait_until_ready().await.is_err() {
+    if ctx.rs_store.wait_until_ready().await.is_err() || ctx.pods.wait_until_ready().await.is_err()
+    {
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
     let mut s = Sync {
@@ -538,7 +550,11 @@ fn stuck_requeue(d: &Deployment) -> Option<Duration> {
     let deadline = progress_deadline(d)?;
     let s = d.status.as_ref()?;
     let c = get_condition(s, "Progressing")?;
-    if matches!(c.reason.as_deref(), Some(NEW_RS_AVAILABLE) | Some(TIMED_OUT)) || deployment_complete(d, s) {
+    if matches!(
+        c.reason.as_deref(),
+        Some(NEW_RS_AVAILABLE) | Some(TIMED_OUT)
+    ) || deployment_complete(d, s)
+    {
         return None;
     }
     let from = c.last_update_time.as_ref()?.0.as_second();
@@ -567,7 +583,10 @@ impl Sync<'_> {
     }
 
     async fn event(&self, type_: EventType, reason: &str, action: &str, note: String) {
-        crate::record(&self.ctx.recorder, &self.d, type_, reason, action, note).await;
+        self.ctx
+            .events
+            .record(&self.d, type_, reason, action, note)
+            .await;
     }
 
     /// Writes `status` if it differs from what the Deployment has.
@@ -588,7 +607,12 @@ impl Sync<'_> {
 
     /// Sets the Deployment's revision annotation; whether it changed.
     async fn write_revision(&mut self, rev: &str) -> Result<(), Error> {
-        let cur = self.d.metadata.annotations.as_ref().and_then(|a| a.get(REVISION));
+        let cur = self
+            .d
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(REVISION));
         if cur.map(String::as_str) == Some(rev) {
             return Ok(());
         }
@@ -597,7 +621,11 @@ impl Sync<'_> {
             "resourceVersion": self.d.metadata.resource_version}});
         let mut got = self
             .api()
-            .patch(&self.d.name_any(), &crate::patch_params(), &Patch::Merge(&patch))
+            .patch(
+                &self.d.name_any(),
+                &crate::patch_params(),
+                &Patch::Merge(&patch),
+            )
             .await?;
         got.metadata.managed_fields = None;
         self.d = got;
@@ -606,8 +634,16 @@ impl Sync<'_> {
 
     async fn run(&mut self) -> Result<(), Error> {
         let spec = self.d.spec.clone().unwrap_or_default();
-        if spec.selector.match_labels.as_ref().is_none_or(|m| m.is_empty())
-            && spec.selector.match_expressions.as_ref().is_none_or(|e| e.is_empty())
+        if spec
+            .selector
+            .match_labels
+            .as_ref()
+            .is_none_or(|m| m.is_empty())
+            && spec
+                .selector
+                .match_expressions
+                .as_ref()
+                .is_none_or(|e| e.is_empty())
         {
             self.event(
                 EventType::Warning,
@@ -647,7 +683,12 @@ impl Sync<'_> {
     async fn claim_replica_sets(&mut self) -> Result<Vec<ReplicaSet>, Error> {
         let ns = self.ns();
         let uid = self.d.metadata.uid.clone().unwrap_or_default();
-        let selector = self.d.spec.as_ref().map(|s| s.selector.clone()).unwrap_or_default();
+        let selector = self
+            .d
+            .spec
+            .as_ref()
+            .map(|s| s.selector.clone())
+            .unwrap_or_default();
         let deleting = self.d.metadata.deletion_timestamp.is_some();
         let me = controller_ref(&self.d);
         let mut out = Vec::new();
@@ -666,7 +707,11 @@ impl Sync<'_> {
                         let p = owner_patch(&me, &rs_uid, false);
                         if let Err(e) = self
                             .rs_api()
-                            .patch(&rs.name_any(), &crate::patch_params(), &Patch::Strategic(&p))
+                            .patch(
+                                &rs.name_any(),
+                                &crate::patch_params(),
+                                &Patch::Strategic(&p),
+                            )
                             .await
                         {
                             if !matches!(&e, kube::Error::Api(s) if s.code == 404) {
@@ -693,11 +738,16 @@ impl Sync<'_> {
                     let p = owner_patch(&me, &rs_uid, true);
                     match self
                         .rs_api()
-                        .patch(&rs.name_any(), &crate::patch_params(), &Patch::Strategic(&p))
+                        .patch(
+                            &rs.name_any(),
+                            &crate::patch_params(),
+                            &Patch::Strategic(&p),
+                        )
                         .await
                     {
                         Ok(got) => out.push(got),
-                        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 || s.code == 422 => {}
+                        Err(kube::Error::Api(s))
+                            if s.code == 404 || s.code == 409 || s.code == 422 => {}
                         Err(e) => return Err(e.into()),
                     }
                 }
@@ -714,7 +764,12 @@ impl Sync<'_> {
         create: bool,
     ) -> Result<(Option<ReplicaSet>, Vec<ReplicaSet>), Error> {
         list.sort_by(by_creation);
-        let template = self.d.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
+        let template = self
+            .d
+            .spec
+            .as_ref()
+            .map(|s| s.template.clone())
+            .unwrap_or_default();
         let idx = list.iter().position(|rs| {
             rs.spec
                 .as_ref()
@@ -837,7 +892,9 @@ impl Sync<'_> {
                 let mut st = self.d.status.clone().unwrap_or_default();
                 st.collision_count = Some(st.collision_count.unwrap_or(0).wrapping_add(1));
                 self.write_status(st).await?;
-                return Err(Error::Retry(format!("hash collision for replica set {name}")));
+                return Err(Error::Retry(format!(
+                    "hash collision for replica set {name}"
+                )));
             }
             Err(e) => {
                 let msg = error_message(&e);
@@ -903,9 +960,19 @@ impl Sync<'_> {
         let paused_cond = cond.is_some_and(|c| c.reason.as_deref() == Some(PAUSED));
         let paused = self.d.spec.as_ref().and_then(|s| s.paused) == Some(true);
         let c = if paused && !paused_cond {
-            new_condition("Progressing", "Unknown", PAUSED, "Deployment is paused".into())
+            new_condition(
+                "Progressing",
+                "Unknown",
+                PAUSED,
+                "Deployment is paused".into(),
+            )
         } else if !paused && paused_cond {
-            new_condition("Progressing", "Unknown", RESUMED, "Deployment is resumed".into())
+            new_condition(
+                "Progressing",
+                "Unknown",
+                RESUMED,
+                "Deployment is resumed".into(),
+            )
         } else {
             return Ok(());
         };
@@ -936,7 +1003,10 @@ impl Sync<'_> {
                 EventType::Normal,
                 "ScalingReplicaSet",
                 "Scale",
-                format!("Scaled {op} replica set {} from {old} to {n}", rs.name_any()),
+                format!(
+                    "Scaled {op} replica set {} from {old} to {n}",
+                    rs.name_any()
+                ),
             )
             .await;
         }
@@ -953,7 +1023,11 @@ impl Sync<'_> {
     }
 
     /// Upstream's sync: scaling (proportionally) and, when paused, old ReplicaSets cleaned up.
-    async fn sync(&mut self, new: &mut Option<ReplicaSet>, olds: &mut [ReplicaSet]) -> Result<(), Error> {
+    async fn sync(
+        &mut self,
+        new: &mut Option<ReplicaSet>,
+        olds: &mut [ReplicaSet],
+    ) -> Result<(), Error> {
         self.scale(new, olds).await?;
         if self.d.spec.as_ref().and_then(|s| s.paused) == Some(true) {
             self.cleanup(olds).await?;
@@ -961,17 +1035,27 @@ impl Sync<'_> {
         self.sync_status(new, olds).await
     }
 
-    async fn sync_status(&mut self, new: &Option<ReplicaSet>, olds: &[ReplicaSet]) -> Result<(), Error> {
+    async fn sync_status(
+        &mut self,
+        new: &Option<ReplicaSet>,
+        olds: &[ReplicaSet],
+    ) -> Result<(), Error> {
         let all: Vec<&ReplicaSet> = olds.iter().chain(new.iter()).collect();
         let st = calculate_status(&all, new.as_ref(), &self.d);
         self.write_status(st).await
     }
 
-    async fn scale(&mut self, new: &mut Option<ReplicaSet>, olds: &mut [ReplicaSet]) -> Result<(), Error> {
+    async fn scale(
+        &mut self,
+        new: &mut Option<ReplicaSet>,
+        olds: &mut [ReplicaSet],
+    ) -> Result<(), Error> {
         let want = desired(&self.d);
         // One active (or, with none, the newest) ReplicaSet takes the whole size.
         olds.sort_by(|a, b| by_creation(b, a));
-        let active: Vec<usize> = (0..olds.len()).filter(|i| replicas(&olds[*i]) > 0).collect();
+        let active: Vec<usize> = (0..olds.len())
+            .filter(|i| replicas(&olds[*i]) > 0)
+            .collect();
         let new_active = new.as_ref().is_some_and(|r| replicas(r) > 0);
         if new.is_some() || !olds.is_empty() {
             let count = active.len() + usize::from(new_active);
@@ -1019,15 +1103,27 @@ impl Sync<'_> {
             .cloned()
             .collect();
         let current: i32 = all.iter().map(replicas).sum();
-        let allowed = if want > 0 { want + max_surge(&self.d) } else { 0 };
+        let allowed = if want > 0 {
+            want + max_surge(&self.d)
+        } else {
+            0
+        };
         let to_add = allowed - current;
         let mut op = "";
         if to_add > 0 {
             // Larger first; the newer first among equals.
-            all.sort_by(|a, b| replicas(b).cmp(&replicas(a)).then_with(|| by_creation(b, a)));
+            all.sort_by(|a, b| {
+                replicas(b)
+                    .cmp(&replicas(a))
+                    .then_with(|| by_creation(b, a))
+            });
             op = "up";
         } else if to_add < 0 {
-            all.sort_by(|a, b| replicas(b).cmp(&replicas(a)).then_with(|| by_creation(a, b)));
+            all.sort_by(|a, b| {
+                replicas(b)
+                    .cmp(&replicas(a))
+                    .then_with(|| by_creation(a, b))
+            });
             op = "down";
         }
         let status_replicas = self.d.status.as_ref().and_then(|s| s.replicas).unwrap_or(0);
@@ -1092,7 +1188,11 @@ impl Sync<'_> {
     }
 
     /// Upstream's reconcileOldReplicaSets; whether any was scaled down.
-    async fn reconcile_old(&mut self, new: Option<&ReplicaSet>, olds: &mut [ReplicaSet]) -> Result<bool, Error> {
+    async fn reconcile_old(
+        &mut self,
+        new: Option<&ReplicaSet>,
+        olds: &mut [ReplicaSet],
+    ) -> Result<bool, Error> {
         let old_count: i32 = olds.iter().map(replicas).sum();
         if old_count == 0 {
             return Ok(false);
@@ -1181,10 +1281,18 @@ impl Sync<'_> {
     }
 
     fn old_pods_running(&self, new: Option<&ReplicaSet>, olds: &[ReplicaSet]) -> bool {
-        if olds.iter().map(|r| r.status.as_ref().map_or(0, |s| s.replicas)).sum::<i32>() > 0 {
+        if olds
+            .iter()
+            .map(|r| r.status.as_ref().map_or(0, |s| s.replicas))
+            .sum::<i32>()
+            > 0
+        {
             return true;
         }
-        let old_uids: HashSet<&str> = olds.iter().filter_map(|r| r.metadata.uid.as_deref()).collect();
+        let old_uids: HashSet<&str> = olds
+            .iter()
+            .filter_map(|r| r.metadata.uid.as_deref())
+            .collect();
         let new_uid = new.and_then(|n| n.metadata.uid.as_deref());
         let ns = self.ns();
         self.ctx.pods.state().iter().any(|p| {
@@ -1212,7 +1320,11 @@ impl Sync<'_> {
         if diff <= 0 {
             return Ok(());
         }
-        alive.sort_by(|a, b| revision(a).cmp(&revision(b)).then_with(|| by_creation(a, b)));
+        alive.sort_by(|a, b| {
+            revision(a)
+                .cmp(&revision(b))
+                .then_with(|| by_creation(a, b))
+        });
         for rs in alive.into_iter().take(diff as usize) {
             let st = rs.status.clone().unwrap_or_default();
             if st.replicas != 0
@@ -1239,7 +1351,11 @@ impl Sync<'_> {
 
     /// Upstream's syncRolloutStatus: status, the Progressing condition (progress, completion,
     /// deadline) and ReplicaFailure from the ReplicaSets.
-    async fn sync_rollout_status(&mut self, new: &Option<ReplicaSet>, olds: &[ReplicaSet]) -> Result<(), Error> {
+    async fn sync_rollout_status(
+        &mut self,
+        new: &Option<ReplicaSet>,
+        olds: &[ReplicaSet],
+    ) -> Result<(), Error> {
         let all: Vec<&ReplicaSet> = olds.iter().chain(new.iter()).collect();
         let mut st = calculate_status(&all, new.as_ref(), &self.d);
         let d = &self.d;
@@ -1247,17 +1363,28 @@ impl Sync<'_> {
         if !has_deadline {
             remove_condition(&mut st, "Progressing");
         }
-        let cur = d.status.as_ref().and_then(|s| get_condition(s, "Progressing")).cloned();
+        let cur = d
+            .status
+            .as_ref()
+            .and_then(|s| get_condition(s, "Progressing"))
+            .cloned();
         let complete_already = st.replicas == st.updated_replicas
-            && cur.as_ref().is_some_and(|c| c.reason.as_deref() == Some(NEW_RS_AVAILABLE));
+            && cur
+                .as_ref()
+                .is_some_and(|c| c.reason.as_deref() == Some(NEW_RS_AVAILABLE));
         if has_deadline && !complete_already {
             let name = d.name_any();
             if deployment_complete(d, &st) {
                 let msg = match new {
-                    Some(n) => format!("ReplicaSet {:?} has successfully progressed.", n.name_any()),
+                    Some(n) => {
+                        format!("ReplicaSet {:?} has successfully progressed.", n.name_any())
+                    }
                     None => format!("Deployment {name:?} has successfully progressed."),
                 };
-                set_condition(&mut st, new_condition("Progressing", "True", NEW_RS_AVAILABLE, msg));
+                set_condition(
+                    &mut st,
+                    new_condition("Progressing", "True", NEW_RS_AVAILABLE, msg),
+                );
             } else if deployment_progressing(d, &st) {
                 let msg = match new {
                     Some(n) => format!("ReplicaSet {:?} is progressing.", n.name_any()),
@@ -1276,7 +1403,10 @@ impl Sync<'_> {
                     Some(n) => format!("ReplicaSet {:?} has timed out progressing.", n.name_any()),
                     None => format!("Deployment {name:?} has timed out progressing."),
                 };
-                set_condition(&mut st, new_condition("Progressing", "False", TIMED_OUT, msg));
+                set_condition(
+                    &mut st,
+                    new_condition("Progressing", "False", TIMED_OUT, msg),
+                );
             }
         }
         // ReplicaFailure: the new ReplicaSet's first, else any old one's.
@@ -1377,12 +1507,24 @@ mod tests {
     #[test]
     fn fenceposts_round_as_upstream() {
         // 25% of 10: surge rounds up to 3, unavailable down to 2.
-        assert_eq!(resolve_fenceposts(Some(&pct("25%")), Some(&pct("25%")), 10), (3, 2));
+        assert_eq!(
+            resolve_fenceposts(Some(&pct("25%")), Some(&pct("25%")), 10),
+            (3, 2)
+        );
         // 25% of 3: 1 and 0.
-        assert_eq!(resolve_fenceposts(Some(&pct("25%")), Some(&pct("25%")), 3), (1, 0));
+        assert_eq!(
+            resolve_fenceposts(Some(&pct("25%")), Some(&pct("25%")), 3),
+            (1, 0)
+        );
         // Both zero: one may be unavailable.
-        assert_eq!(resolve_fenceposts(Some(&IntOrString::Int(0)), Some(&pct("10%")), 5), (0, 1));
-        assert_eq!(resolve_fenceposts(Some(&IntOrString::Int(2)), Some(&IntOrString::Int(1)), 5), (2, 1));
+        assert_eq!(
+            resolve_fenceposts(Some(&IntOrString::Int(0)), Some(&pct("10%")), 5),
+            (0, 1)
+        );
+        assert_eq!(
+            resolve_fenceposts(Some(&IntOrString::Int(2)), Some(&IntOrString::Int(1)), 5),
+            (2, 1)
+        );
         assert_eq!(scaled_value(Some(&pct("50%")), 5, true), 3);
         assert_eq!(scaled_value(Some(&pct("50%")), 5, false), 2);
     }
@@ -1405,7 +1547,10 @@ mod tests {
         assert_eq!(sizes.iter().sum::<i32>(), 19);
         assert_eq!(sizes, [13, 6]);
         // Scaling to zero empties all.
-        assert_eq!(proportions(&[(3, Some(4)), (2, Some(4))], 0, 0, 5, -5), [0, 0]);
+        assert_eq!(
+            proportions(&[(3, Some(4)), (2, Some(4))], 0, 0, 5, -5),
+            [0, 0]
+        );
     }
 
     #[test]
@@ -1413,7 +1558,10 @@ mod tests {
         let t = PodTemplateSpec::default();
         let h = template_hash(&t, None);
         assert!(!h.is_empty() && h.len() <= 10, "{h}");
-        assert!(h.chars().all(|c| "bcdfghjklmnpqrstvwxz2456789".contains(c)), "{h}");
+        assert!(
+            h.chars().all(|c| "bcdfghjklmnpqrstvwxz2456789".contains(c)),
+            "{h}"
+        );
         assert_eq!(h, template_hash(&t, None));
         assert_ne!(h, template_hash(&t, Some(1)));
         assert_eq!(safe_encode("0123456789"), "456789bcdf");
@@ -1428,9 +1576,21 @@ mod tests {
             ..Default::default()
         });
         let mut b = a.clone();
-        b.metadata.as_mut().unwrap().labels.as_mut().unwrap().insert(HASH_LABEL.into(), "x".into());
+        b.metadata
+            .as_mut()
+            .unwrap()
+            .labels
+            .as_mut()
+            .unwrap()
+            .insert(HASH_LABEL.into(), "x".into());
         assert!(equal_ignore_hash(&a, &b));
-        b.metadata.as_mut().unwrap().labels.as_mut().unwrap().insert("v".into(), "2".into());
+        b.metadata
+            .as_mut()
+            .unwrap()
+            .labels
+            .as_mut()
+            .unwrap()
+            .insert("v".into(), "2".into());
         assert!(!equal_ignore_hash(&a, &b));
     }
 
@@ -1460,7 +1620,10 @@ mod tests {
         assert_eq!(a["kubernetes.io/change-cause"], "undo");
         assert!(!a.contains_key(DESIRED_REPLICAS));
         assert!(set_new_rs_annotations(&d, &mut rs, 5, true));
-        assert_eq!(rs.metadata.annotations.as_ref().unwrap()[REVISION_HISTORY], "1,3");
+        assert_eq!(
+            rs.metadata.annotations.as_ref().unwrap()[REVISION_HISTORY],
+            "1,3"
+        );
         // Nothing new: nothing changes.
         assert!(!set_new_rs_annotations(&d, &mut rs, 5, true));
     }

@@ -6,6 +6,7 @@
 //! events that say so. Must not touch: the store, the API server's internals, nodes' runtimes.
 
 pub mod deployment;
+pub mod events;
 pub mod informers;
 pub mod nodeipam;
 pub mod nodelifecycle;

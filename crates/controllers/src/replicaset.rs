@@ -24,11 +24,15 @@ use std::time::{Duration, Instant};
 use futures::{Future, StreamExt};
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetCondition, ReplicaSetStatus};
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    LabelSelector, ObjectMeta, OwnerReference, Time,
+};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PostParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{EventType, Recorder};
+use kube::runtime::events::EventType;
+
+use crate::events::Events;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 
@@ -60,7 +64,7 @@ struct Ctx {
     client: kube::Client,
     rs_store: Store<ReplicaSet>,
     pods: Store<Pod>,
-    recorder: Recorder,
+    events: Events,
     expectations: Mutex<HashMap<(String, String), Expectation>>,
     burst: usize,
 }
@@ -80,7 +84,7 @@ pub fn run(informers: &Informers) -> impl Future<Output = ()> + Send {
         client: client.clone(),
         rs_store,
         pods,
-        recorder: crate::recorder(client, "replicaset-controller"),
+        events: Events::new(client, "replicaset-controller"),
         expectations: Mutex::default(),
         burst: BURST_REPLICAS,
     });
@@ -151,7 +155,8 @@ pub fn selector_matches(sel: &LabelSelector, labels: Option<&BTreeMap<String, St
 /// A pod that counts: not Succeeded/Failed and not being deleted.
 pub fn is_active(pod: &Pod) -> bool {
     let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-    !matches!(phase, Some("Succeeded") | Some("Failed")) && pod.metadata.deletion_timestamp.is_none()
+    !matches!(phase, Some("Succeeded") | Some("Failed"))
+        && pod.metadata.deletion_timestamp.is_none()
 }
 
 /// When the pod became Ready, if it is.
@@ -208,8 +213,10 @@ pub fn normalized<T: serde::Serialize>(status: &T) -> serde_json::Value {
             Value::Array(a) if a.is_empty() => None,
             Value::Array(a) => Some(Value::Array(a.into_iter().filter_map(strip).collect())),
             Value::Object(o) => {
-                let o: serde_json::Map<String, Value> =
-                    o.into_iter().filter_map(|(k, v)| strip(v).map(|v| (k, v))).collect();
+                let o: serde_json::Map<String, Value> = o
+                    .into_iter()
+                    .filter_map(|(k, v)| strip(v).map(|v| (k, v)))
+                    .collect();
                 (!o.is_empty()).then_some(Value::Object(o))
             }
             other => Some(other),
@@ -318,7 +325,12 @@ fn younger_first(
 /// Whether pod `a` (with `rank` `ra`: active related pods on its node) should be deleted
 /// before `b`: upstream's ActivePodsWithRanks.Less.
 fn delete_before(a: &Pod, ra: usize, b: &Pod, rb: usize, now: Timestamp) -> bool {
-    let node = |p: &Pod| p.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
+    let node = |p: &Pod| {
+        p.spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .unwrap_or_default()
+    };
     let (na, nb) = (node(a), node(b));
     if na != nb && (na.is_empty() || nb.is_empty()) {
         return na.is_empty();
@@ -367,13 +379,21 @@ pub fn pods_to_delete(
     }
     let mut on_node: HashMap<String, usize> = HashMap::new();
     for p in related.iter().filter(|p| is_active(p)) {
-        let n = p.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
+        let n = p
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .unwrap_or_default();
         *on_node.entry(n).or_default() += 1;
     }
     let mut ranked: Vec<(Arc<Pod>, usize)> = pods
         .iter()
         .map(|p| {
-            let n = p.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
+            let n = p
+                .spec
+                .as_ref()
+                .and_then(|s| s.node_name.clone())
+                .unwrap_or_default();
             (p.clone(), on_node.get(&n).copied().unwrap_or(0))
         })
         .collect();
@@ -405,7 +425,11 @@ pub fn slow_start_batches(count: usize, initial: usize) -> Vec<usize> {
 
 /// The pod a ReplicaSet makes from its template.
 fn pod_from_template(rs: &ReplicaSet) -> Pod {
-    let template = rs.spec.as_ref().and_then(|s| s.template.clone()).unwrap_or_default();
+    let template = rs
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.clone())
+        .unwrap_or_default();
     let meta = template.metadata.unwrap_or_default();
     Pod {
         metadata: ObjectMeta {
@@ -439,7 +463,10 @@ impl Ctx {
             return true;
         }
         if !e.creates.is_empty() {
-            let names: HashSet<&str> = pods.iter().filter_map(|p| p.metadata.name.as_deref()).collect();
+            let names: HashSet<&str> = pods
+                .iter()
+                .filter_map(|p| p.metadata.name.as_deref())
+                .collect();
             e.creates.retain(|n| !names.contains(n.as_str()));
         }
         if !e.deletes.is_empty() {
@@ -513,7 +540,11 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> 
                 } else if !deleting {
                     let patch = owner_patch(&me, &pod_uid, false);
                     match pods_api
-                        .patch(&pod.name_any(), &crate::patch_params(), &Patch::Strategic(&patch))
+                        .patch(
+                            &pod.name_any(),
+                            &crate::patch_params(),
+                            &Patch::Strategic(&patch),
+                        )
                         .await
                     {
                         Ok(_) => {}
@@ -542,7 +573,11 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> 
                 }
                 let patch = owner_patch(&me, &pod_uid, true);
                 match pods_api
-                    .patch(&pod.name_any(), &crate::patch_params(), &Patch::Strategic(&patch))
+                    .patch(
+                        &pod.name_any(),
+                        &crate::patch_params(),
+                        &Patch::Strategic(&patch),
+                    )
                     .await
                 {
                     Ok(p) => {
@@ -550,7 +585,10 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> 
                             owned.push(Arc::new(p));
                         }
                     }
-                    Err(e) if is_not_found(&e) || matches!(&e, kube::Error::Api(s) if s.code == 409 || s.code == 422) => {}
+                    Err(e)
+                        if is_not_found(&e)
+                            || matches!(&e, kube::Error::Api(s) if s.code == 409 || s.code == 422) =>
+                        {}
                     Err(e) => return Err(e.into()),
                 }
             }
@@ -575,11 +613,16 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> 
         .iter()
         .filter(|p| {
             let l = p.metadata.labels.as_ref();
-            template_labels.iter().all(|(k, v)| l.and_then(|l| l.get(k)) == Some(v))
+            template_labels
+                .iter()
+                .all(|(k, v)| l.and_then(|l| l.get(k)) == Some(v))
         })
         .count();
     let ready = owned.iter().filter(|p| is_ready(p)).count();
-    let available = owned.iter().filter(|p| is_available(p, min_ready, now)).count();
+    let available = owned
+        .iter()
+        .filter(|p| is_available(p, min_ready, now))
+        .count();
     let old = rs.status.clone().unwrap_or_default();
     let mut conditions = old.conditions.clone().unwrap_or_default();
     let has_failure = conditions.iter().any(|c| c.type_ == "ReplicaFailure");
@@ -628,7 +671,11 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> 
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
     // A ready pod becomes available with time only: look again then.
-    if let Some(s) = owned.iter().filter_map(|p| until_available(p, min_ready, now)).min() {
+    if let Some(s) = owned
+        .iter()
+        .filter_map(|p| until_available(p, min_ready, now))
+        .min()
+    {
         return Ok(Action::requeue(Duration::from_secs(s)));
     }
     Ok(Action::await_change())
@@ -642,7 +689,12 @@ async fn manage_replicas(
     ctx: &Ctx,
     pods_api: &Api<Pod>,
 ) -> Option<ManageError> {
-    let want = rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1).max(0) as usize;
+    let want = rs
+        .spec
+        .as_ref()
+        .and_then(|s| s.replicas)
+        .unwrap_or(1)
+        .max(0) as usize;
     if owned.len() < want {
         let count = (want - owned.len()).min(ctx.burst);
         let pod = pod_from_template(rs);
@@ -659,28 +711,28 @@ async fn manage_replicas(
                 match r {
                     Ok(p) => {
                         let n = p.name_any();
-                        crate::record(
-                            &ctx.recorder,
-                            rs,
-                            EventType::Normal,
-                            "SuccessfulCreate",
-                            "Create",
-                            format!("Created pod: {n}"),
-                        )
-                        .await;
+                        ctx.events
+                            .record(
+                                rs,
+                                EventType::Normal,
+                                "SuccessfulCreate",
+                                "Create",
+                                format!("Created pod: {n}"),
+                            )
+                            .await;
                         created.insert(n);
                     }
                     Err(e) => {
                         let msg = error_message(&e);
-                        crate::record(
-                            &ctx.recorder,
-                            rs,
-                            EventType::Warning,
-                            "FailedCreate",
-                            "Create",
-                            format!("Error creating: {msg}"),
-                        )
-                        .await;
+                        ctx.events
+                            .record(
+                                rs,
+                                EventType::Warning,
+                                "FailedCreate",
+                                "Create",
+                                format!("Error creating: {msg}"),
+                            )
+                            .await;
                         failure = Some(ManageError {
                             reason: "FailedCreate",
                             message: msg,
@@ -716,7 +768,10 @@ async fn manage_replicas(
             .cloned()
             .collect();
         let victims = pods_to_delete(owned, &related, diff, now());
-        let deletes: HashSet<String> = victims.iter().filter_map(|p| p.metadata.uid.clone()).collect();
+        let deletes: HashSet<String> = victims
+            .iter()
+            .filter_map(|p| p.metadata.uid.clone())
+            .collect();
         ctx.expect(rs, HashSet::new(), deletes);
         let results = futures::future::join_all(victims.iter().map(|p| {
             let dp = DeleteParams {
@@ -734,28 +789,28 @@ async fn manage_replicas(
         for (n, r) in results {
             match r {
                 Ok(_) => {
-                    crate::record(
-                        &ctx.recorder,
-                        rs,
-                        EventType::Normal,
-                        "SuccessfulDelete",
-                        "Delete",
-                        format!("Deleted pod: {n}"),
-                    )
-                    .await
+                    ctx.events
+                        .record(
+                            rs,
+                            EventType::Normal,
+                            "SuccessfulDelete",
+                            "Delete",
+                            format!("Deleted pod: {n}"),
+                        )
+                        .await
                 }
                 Err(e) if is_not_found(&e) => {}
                 Err(e) => {
                     let msg = error_message(&e);
-                    crate::record(
-                        &ctx.recorder,
-                        rs,
-                        EventType::Warning,
-                        "FailedDelete",
-                        "Delete",
-                        format!("Error deleting: {msg}"),
-                    )
-                    .await;
+                    ctx.events
+                        .record(
+                            rs,
+                            EventType::Warning,
+                            "FailedDelete",
+                            "Delete",
+                            format!("Error deleting: {msg}"),
+                        )
+                        .await;
                     failure = Some(ManageError {
                         reason: "FailedDelete",
                         message: msg,
@@ -895,7 +950,11 @@ mod tests {
             ("tier".to_string(), "front".to_string()),
         ]);
         let sel = |ml: &[(&str, &str)], me: Vec<LabelSelectorRequirement>| LabelSelector {
-            match_labels: Some(ml.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+            match_labels: Some(
+                ml.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
             match_expressions: Some(me),
         };
         let req = |k: &str, op: &str, v: &[&str]| LabelSelectorRequirement {
@@ -903,14 +962,32 @@ mod tests {
             operator: op.into(),
             values: Some(v.iter().map(|s| s.to_string()).collect()),
         };
-        assert!(selector_matches(&sel(&[("app", "web")], vec![]), Some(&labels)));
-        assert!(!selector_matches(&sel(&[("app", "db")], vec![]), Some(&labels)));
         assert!(selector_matches(
-            &sel(&[], vec![req("tier", "In", &["front", "back"]), req("x", "DoesNotExist", &[])]),
+            &sel(&[("app", "web")], vec![]),
             Some(&labels)
         ));
-        assert!(!selector_matches(&sel(&[], vec![req("tier", "NotIn", &["front"])]), Some(&labels)));
-        assert!(!selector_matches(&sel(&[], vec![req("app", "Bogus", &[])]), Some(&labels)));
+        assert!(!selector_matches(
+            &sel(&[("app", "db")], vec![]),
+            Some(&labels)
+        ));
+        assert!(selector_matches(
+            &sel(
+                &[],
+                vec![
+                    req("tier", "In", &["front", "back"]),
+                    req("x", "DoesNotExist", &[])
+                ]
+            ),
+            Some(&labels)
+        ));
+        assert!(!selector_matches(
+            &sel(&[], vec![req("tier", "NotIn", &["front"])]),
+            Some(&labels)
+        ));
+        assert!(!selector_matches(
+            &sel(&[], vec![req("app", "Bogus", &[])]),
+            Some(&labels)
+        ));
         assert!(!selector_matches(&LabelSelector::default(), Some(&labels)));
     }
 
@@ -921,6 +998,10 @@ mod tests {
         assert!(!is_available(&p, 10, ts(105)));
         assert!(is_available(&p, 10, ts(111)));
         assert_eq!(until_available(&p, 10, ts(105)), Some(6));
-        assert!(!is_available(&pod("q", "n", "Running", None, 50), 0, ts(200)));
+        assert!(!is_available(
+            &pod("q", "n", "Running", None, 50),
+            0,
+            ts(200)
+        ));
     }
 }

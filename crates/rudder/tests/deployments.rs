@@ -149,7 +149,12 @@ fn rollout_status(s: &RudderServer, d: &str) -> String {
 fn images(s: &RudderServer, selector: &str) -> Vec<String> {
     let mut v: Vec<String> = live_pods(s, selector)
         .iter()
-        .map(|p| p["spec"]["containers"][0]["image"].as_str().unwrap_or("").to_string())
+        .map(|p| {
+            p["spec"]["containers"][0]["image"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
         .collect();
     v.sort();
     v.dedup();
@@ -159,51 +164,95 @@ fn images(s: &RudderServer, selector: &str) -> Vec<String> {
 #[test]
 fn exercise_3_scale_roll_out_history_undo_and_resources() {
     let s = Cluster::start();
-    s.kubectl(&["create", "deployment", "web", "--image=nginx:1.25", "--replicas=3"])
-        .ok();
-    s.kubectl(&["wait", "--for=condition=Available", "deployment/web", "--timeout=120s"])
-        .ok();
+    s.kubectl(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=nginx:1.25",
+        "--replicas=3",
+    ])
+    .ok();
+    s.kubectl(&[
+        "wait",
+        "--for=condition=Available",
+        "deployment/web",
+        "--timeout=120s",
+    ])
+    .ok();
     rollout_status(&s, "deployment/web");
     let d = get(&s, &["deployment", "web"]);
     assert_eq!(d["status"]["replicas"], 3, "{d}");
     assert_eq!(d["status"]["readyReplicas"], 3);
     assert_eq!(d["status"]["updatedReplicas"], 3);
-    assert_eq!(d["status"]["observedGeneration"], d["metadata"]["generation"]);
-    assert_eq!(d["metadata"]["annotations"]["deployment.kubernetes.io/revision"], "1");
+    assert_eq!(
+        d["status"]["observedGeneration"],
+        d["metadata"]["generation"]
+    );
+    assert_eq!(
+        d["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "1"
+    );
     let progressing = condition(&d, "Progressing");
     assert_eq!(progressing["reason"], "NewReplicaSetAvailable", "{d}");
-    assert_eq!(condition(&d, "Available")["reason"], "MinimumReplicasAvailable");
+    assert_eq!(
+        condition(&d, "Available")["reason"],
+        "MinimumReplicasAvailable"
+    );
     let rs = replica_sets(&s, "app=web");
     assert_eq!(rs.len(), 1);
-    let hash = rs[0]["metadata"]["labels"]["pod-template-hash"].as_str().unwrap().to_string();
+    let hash = rs[0]["metadata"]["labels"]["pod-template-hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let rs1 = rs[0]["metadata"]["name"].as_str().unwrap().to_string();
     assert_eq!(rs1, format!("web-{hash}"));
-    assert!(hash.chars().all(|c| "bcdfghjklmnpqrstvwxz2456789".contains(c)), "{hash}");
-    assert_eq!(rs[0]["spec"]["selector"]["matchLabels"]["pod-template-hash"], hash.as_str());
-    assert_eq!(rs[0]["metadata"]["ownerReferences"][0]["kind"], "Deployment");
+    assert!(
+        hash.chars()
+            .all(|c| "bcdfghjklmnpqrstvwxz2456789".contains(c)),
+        "{hash}"
+    );
+    assert_eq!(
+        rs[0]["spec"]["selector"]["matchLabels"]["pod-template-hash"],
+        hash.as_str()
+    );
+    assert_eq!(
+        rs[0]["metadata"]["ownerReferences"][0]["kind"],
+        "Deployment"
+    );
     assert_eq!(rs[0]["metadata"]["ownerReferences"][0]["controller"], true);
     assert_eq!(
         rs[0]["metadata"]["annotations"]["deployment.kubernetes.io/desired-replicas"],
         "3"
     );
-    assert_eq!(rs[0]["metadata"]["annotations"]["deployment.kubernetes.io/max-replicas"], "4");
+    assert_eq!(
+        rs[0]["metadata"]["annotations"]["deployment.kubernetes.io/max-replicas"],
+        "4"
+    );
     let pods = live_pods(&s, "app=web");
     assert_eq!(pods.len(), 3);
     for p in &pods {
-        assert!(p["metadata"]["name"].as_str().unwrap().starts_with(&format!("{rs1}-")));
+        assert!(p["metadata"]["name"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{rs1}-")));
         assert_eq!(p["metadata"]["ownerReferences"][0]["name"], rs1.as_str());
-        assert_eq!(p["metadata"]["ownerReferences"][0]["blockOwnerDeletion"], true);
+        assert_eq!(
+            p["metadata"]["ownerReferences"][0]["blockOwnerDeletion"],
+            true
+        );
         assert_eq!(p["status"]["phase"], "Running");
     }
 
     // Scale up to 5, then down to 2.
-    s.kubectl(&["scale", "deployment", "web", "--replicas=5"]).ok();
+    s.kubectl(&["scale", "deployment", "web", "--replicas=5"])
+        .ok();
     rollout_status(&s, "deployment/web");
     eventually("5 available", || {
         get(&s, &["deployment", "web"])["status"]["availableReplicas"] == 5
     });
     assert_eq!(live_pods(&s, "app=web").len(), 5);
-    s.kubectl(&["scale", "deployment", "web", "--replicas=2"]).ok();
+    s.kubectl(&["scale", "deployment", "web", "--replicas=2"])
+        .ok();
     eventually("scaled down to 2", || {
         let d = get(&s, &["deployment", "web"]);
         d["status"]["replicas"] == 2 && d["status"]["availableReplicas"] == 2
@@ -211,7 +260,8 @@ fn exercise_3_scale_roll_out_history_undo_and_resources() {
     assert_eq!(live_pods(&s, "app=web").len(), 2);
 
     // A rolling update, watched with rollout status.
-    s.kubectl(&["set", "image", "deployment/web", "nginx=nginx:1.26"]).ok();
+    s.kubectl(&["set", "image", "deployment/web", "nginx=nginx:1.26"])
+        .ok();
     s.kubectl(&[
         "annotate",
         "deployment/web",
@@ -220,7 +270,9 @@ fn exercise_3_scale_roll_out_history_undo_and_resources() {
     .ok();
     let out = rollout_status(&s, "deployment/web");
     assert!(out.contains("successfully rolled out"), "{out}");
-    eventually("only new pods left", || images(&s, "app=web") == ["nginx:1.26"]);
+    eventually("only new pods left", || {
+        images(&s, "app=web") == ["nginx:1.26"]
+    });
     let rs = replica_sets(&s, "app=web");
     assert_eq!(rs.len(), 2);
     assert_eq!(revision(&rs[1]), 2);
@@ -231,7 +283,10 @@ fn exercise_3_scale_roll_out_history_undo_and_resources() {
         "image 1.26"
     );
     let d = get(&s, &["deployment", "web"]);
-    assert_eq!(d["metadata"]["annotations"]["deployment.kubernetes.io/revision"], "2");
+    assert_eq!(
+        d["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "2"
+    );
     let history = s.kubectl(&["rollout", "history", "deployment/web"]).ok();
     assert!(history.contains("image 1.26"), "{history}");
     let revs: Vec<&str> = history
@@ -244,7 +299,9 @@ fn exercise_3_scale_roll_out_history_undo_and_resources() {
     // Back to the previous image: the first ReplicaSet comes back as revision 3.
     s.kubectl(&["rollout", "undo", "deployment/web"]).ok();
     rollout_status(&s, "deployment/web");
-    eventually("only old-image pods left", || images(&s, "app=web") == ["nginx:1.25"]);
+    eventually("only old-image pods left", || {
+        images(&s, "app=web") == ["nginx:1.25"]
+    });
     let rs = replica_sets(&s, "app=web");
     assert_eq!(rs.len(), 2);
     assert_eq!(rs[1]["metadata"]["name"], rs1.as_str());
@@ -310,9 +367,15 @@ fn replica_sets_replace_adopt_and_release_pods() {
     let orphan = json!({"apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": "orphan", "namespace": "default", "labels": {"app": "solo"}},
         "spec": {"nodeName": "box", "containers": [{"name": "c", "image": "nginx"}]}});
-    s.kubectl_stdin(&["create", "-f", "-"], &orphan.to_string()).ok();
-    s.kubectl(&["wait", "--for=condition=Ready", "pod/orphan", "--timeout=60s"])
+    s.kubectl_stdin(&["create", "-f", "-"], &orphan.to_string())
         .ok();
+    s.kubectl(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/orphan",
+        "--timeout=60s",
+    ])
+    .ok();
     s.kubectl_stdin(&["create", "-f", "-"], &replica_set("solo", "solo", 2))
         .ok();
     eventually("2 ready", || {
@@ -336,7 +399,10 @@ fn replica_sets_replace_adopt_and_release_pods() {
     assert_eq!(rs["status"]["replicas"], 2);
     assert_eq!(rs["status"]["fullyLabeledReplicas"], 2);
     assert_eq!(rs["status"]["availableReplicas"], 2);
-    assert_eq!(rs["status"]["observedGeneration"], rs["metadata"]["generation"]);
+    assert_eq!(
+        rs["status"]["observedGeneration"],
+        rs["metadata"]["generation"]
+    );
 
     // A deleted pod is replaced.
     s.kubectl(&["delete", "pod", &made, "--wait=false"]).ok();
@@ -349,13 +415,16 @@ fn replica_sets_replace_adopt_and_release_pods() {
     });
 
     // A pod relabelled out of the selector is released and replaced.
-    s.kubectl(&["label", "pod", "orphan", "app=gone", "--overwrite"]).ok();
+    s.kubectl(&["label", "pod", "orphan", "app=gone", "--overwrite"])
+        .ok();
     eventually("released", || {
         get(&s, &["pod", "orphan"])["metadata"]["ownerReferences"]
             .as_array()
             .is_none_or(|a| a.is_empty())
     });
-    eventually("replaced after the release", || live_pods(&s, "app=solo").len() == 2);
+    eventually("replaced after the release", || {
+        live_pods(&s, "app=solo").len() == 2
+    });
     assert_eq!(live_pods(&s, "app=gone").len(), 1);
 
     // Too many: the excess goes, the events say so.
@@ -370,15 +439,27 @@ fn replica_sets_replace_adopt_and_release_pods() {
 #[test]
 fn pause_resume_restart_recreate_and_the_progress_deadline() {
     let s = Cluster::start();
-    s.kubectl(&["create", "deployment", "api", "--image=nginx:1", "--replicas=2"])
-        .ok();
-    s.kubectl(&["wait", "--for=condition=Available", "deployment/api", "--timeout=120s"])
-        .ok();
+    s.kubectl(&[
+        "create",
+        "deployment",
+        "api",
+        "--image=nginx:1",
+        "--replicas=2",
+    ])
+    .ok();
+    s.kubectl(&[
+        "wait",
+        "--for=condition=Available",
+        "deployment/api",
+        "--timeout=120s",
+    ])
+    .ok();
     rollout_status(&s, "deployment/api");
 
     // Paused: a template change does not roll out.
     s.kubectl(&["rollout", "pause", "deployment/api"]).ok();
-    s.kubectl(&["set", "image", "deployment/api", "nginx=nginx:2"]).ok();
+    s.kubectl(&["set", "image", "deployment/api", "nginx=nginx:2"])
+        .ok();
     eventually("the change is observed", || {
         let d = get(&s, &["deployment", "api"]);
         d["status"]["observedGeneration"] == d["metadata"]["generation"]
@@ -386,14 +467,19 @@ fn pause_resume_restart_recreate_and_the_progress_deadline() {
     });
     let d = get(&s, &["deployment", "api"]);
     assert_eq!(condition(&d, "Progressing")["status"], "Unknown");
-    assert_eq!(condition(&d, "Progressing")["message"], "Deployment is paused");
+    assert_eq!(
+        condition(&d, "Progressing")["message"],
+        "Deployment is paused"
+    );
     assert_eq!(replica_sets(&s, "app=api").len(), 1);
     assert_eq!(images(&s, "app=api"), ["nginx:1"]);
 
     // Resumed: it does.
     s.kubectl(&["rollout", "resume", "deployment/api"]).ok();
     rollout_status(&s, "deployment/api");
-    eventually("new image everywhere", || images(&s, "app=api") == ["nginx:2"]);
+    eventually("new image everywhere", || {
+        images(&s, "app=api") == ["nginx:2"]
+    });
     assert_eq!(replica_sets(&s, "app=api").len(), 2);
 
     // Restart: a new ReplicaSet for the same image.
@@ -415,7 +501,9 @@ fn pause_resume_restart_recreate_and_the_progress_deadline() {
         r#"{"spec":{"revisionHistoryLimit":1}}"#,
     ])
     .ok();
-    eventually("old ReplicaSets cleaned up", || replica_sets(&s, "app=api").len() == 2);
+    eventually("old ReplicaSets cleaned up", || {
+        replica_sets(&s, "app=api").len() == 2
+    });
 
     // Recreate: the old pods go before the new ones come.
     let recreate = json!({"apiVersion": "apps/v1", "kind": "Deployment",
@@ -424,9 +512,11 @@ fn pause_resume_restart_recreate_and_the_progress_deadline() {
                  "selector": {"matchLabels": {"app": "batch"}},
                  "template": {"metadata": {"labels": {"app": "batch"}},
                               "spec": {"containers": [{"name": "c", "image": "busybox:1"}]}}}});
-    s.kubectl_stdin(&["create", "-f", "-"], &recreate.to_string()).ok();
+    s.kubectl_stdin(&["create", "-f", "-"], &recreate.to_string())
+        .ok();
     rollout_status(&s, "deployment/batch");
-    s.kubectl(&["set", "image", "deployment/batch", "c=busybox:2"]).ok();
+    s.kubectl(&["set", "image", "deployment/batch", "c=busybox:2"])
+        .ok();
     rollout_status(&s, "deployment/batch");
     eventually("recreated", || images(&s, "app=batch") == ["busybox:2"]);
     let events = s
@@ -444,11 +534,15 @@ fn pause_resume_restart_recreate_and_the_progress_deadline() {
         .map(|e| e["message"].as_str().unwrap_or("").to_string())
         .collect();
     assert!(
-        notes.iter().any(|n| n.starts_with("Scaled down replica set batch-") && n.ends_with("from 2 to 0")),
+        notes
+            .iter()
+            .any(|n| n.starts_with("Scaled down replica set batch-") && n.ends_with("from 2 to 0")),
         "{notes:?}"
     );
     assert!(
-        notes.iter().any(|n| n.starts_with("Scaled up replica set batch-") && n.ends_with("from 0 to 2")),
+        notes
+            .iter()
+            .any(|n| n.starts_with("Scaled up replica set batch-") && n.ends_with("from 0 to 2")),
         "{notes:?}"
     );
 
@@ -460,7 +554,8 @@ fn pause_resume_restart_recreate_and_the_progress_deadline() {
                  "template": {"metadata": {"labels": {"app": "stuck"}},
                               "spec": {"readinessGates": [{"conditionType": "example.com/never"}],
                                        "containers": [{"name": "c", "image": "nginx"}]}}}});
-    s.kubectl_stdin(&["create", "-f", "-"], &stuck.to_string()).ok();
+    s.kubectl_stdin(&["create", "-f", "-"], &stuck.to_string())
+        .ok();
     eventually("the deadline passes", || {
         condition(&get(&s, &["deployment", "stuck"]), "Progressing")["reason"]
             == "ProgressDeadlineExceeded"
