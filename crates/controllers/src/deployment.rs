@@ -125,9 +125,7 @@ fn rs_owners(store: &Store<Deployment>, rs: &ReplicaSet) -> Vec<ObjectRef<Deploy
 }
 
 fn pod_owner(sets: &Store<ReplicaSet>, pod: &Pod) -> Option<ObjectRef<Deployment>> {
-    if pod.metadata.deletion_timestamp.is_none() {
-        return None;
-    }
+    pod.metadata.deletion_timestamp.as_ref()?;
     let owner = controller_of(&pod.metadata)?;
     if owner.kind != "ReplicaSet" {
         return None;
@@ -1570,11 +1568,13 @@ mod tests {
 
     #[test]
     fn templates_compare_without_the_hash_label() {
-        let mut a = PodTemplateSpec::default();
-        a.metadata = Some(ObjectMeta {
-            labels: Some(BTreeMap::from([("app".to_string(), "web".to_string())])),
+        let a = PodTemplateSpec {
+            metadata: Some(ObjectMeta {
+                labels: Some(BTreeMap::from([("app".to_string(), "web".to_string())])),
+                ..Default::default()
+            }),
             ..Default::default()
-        });
+        };
         let mut b = a.clone();
         b.metadata
             .as_mut()

@@ -86,6 +86,7 @@ impl Informers {
         &self.client
     }
 
+    #[allow(clippy::type_complexity)]
     fn entry<K: Kind>(&self) -> (Store<K>, Arc<Mutex<Vec<mpsc::Sender<Change<K>>>>>) {
         let mut kinds = self.kinds.lock().unwrap();
         if let Some(e) = kinds

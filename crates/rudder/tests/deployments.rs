@@ -131,7 +131,7 @@ fn live_pods(s: &RudderServer, selector: &str) -> Vec<Value> {
 /// The ReplicaSets with `selector`, oldest revision first.
 fn replica_sets(s: &RudderServer, selector: &str) -> Vec<Value> {
     let mut v = items(&get(s, &["rs", "-l", selector]));
-    v.sort_by_key(|r| revision(r));
+    v.sort_by_key(revision);
     v
 }
 
