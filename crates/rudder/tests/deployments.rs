@@ -434,6 +434,25 @@ fn replica_sets_replace_adopt_and_release_pods() {
     assert!(describe.contains("SuccessfulCreate"), "{describe}");
     assert!(describe.contains("Created pod: solo-"), "{describe}");
     assert!(describe.contains("Deleted pod: solo-"), "{describe}");
+
+    // Creation refused (a quota): FailedCreate and the ReplicaFailure condition, gone once
+    // pods can be created again.
+    s.kubectl(&["create", "quota", "two", "--hard=pods=2"]).ok();
+    s.kubectl(&["scale", "rs", "solo", "--replicas=2"]).ok();
+    eventually("ReplicaFailure", || {
+        condition(&get(&s, &["rs", "solo"]), "ReplicaFailure")["reason"] == "FailedCreate"
+    });
+    let c = condition(&get(&s, &["rs", "solo"]), "ReplicaFailure");
+    assert_eq!(c["status"], "True");
+    assert!(c["message"].as_str().unwrap().contains("exceeded quota: two"), "{c}");
+    let events = s.kubectl(&["get", "events"]).ok();
+    assert!(events.contains("FailedCreate"), "{events}");
+    assert!(events.contains("Error creating: pods \"solo-"), "{events}");
+    s.kubectl(&["delete", "quota", "two"]).ok();
+    eventually("2 ready without the quota", || {
+        let rs = get(&s, &["rs", "solo"]);
+        rs["status"]["readyReplicas"] == 2 && condition(&rs, "ReplicaFailure").is_null()
+    });
 }
 
 #[test]
