@@ -1,7 +1,8 @@
 //! The ReplicaSet and Deployment controllers through the real binary and kubectl, on the
 //! server's own node (fake runtime): the seed's exercise 3 (create, scale, rolling update watched
 //! with `rollout status`, history, undo, resources), `wait --for=condition=Available`, pods
-//! replaced, adopted and released, pause/resume, restart, Recreate, the progress deadline, and
+//! replaced, adopted and released, pause/resume, restart, Recreate, the progress deadline,
+//! minReadySeconds, quota refusals (ReplicaFailure), and
 //! the events `kubectl describe` and `kubectl get events` show.
 
 use std::path::Path;
@@ -444,7 +445,13 @@ fn replica_sets_replace_adopt_and_release_pods() {
     });
     let c = condition(&get(&s, &["rs", "solo"]), "ReplicaFailure");
     assert_eq!(c["status"], "True");
-    assert!(c["message"].as_str().unwrap().contains("exceeded quota: two"), "{c}");
+    assert!(
+        c["message"]
+            .as_str()
+            .unwrap()
+            .contains("exceeded quota: two"),
+        "{c}"
+    );
     let events = s.kubectl(&["get", "events"]).ok();
     assert!(events.contains("FailedCreate"), "{events}");
     assert!(events.contains("Error creating: pods \"solo-"), "{events}");
@@ -587,4 +594,39 @@ fn pause_resume_restart_recreate_and_the_progress_deadline() {
         .kubectl(&["rollout", "status", "deployment/stuck", "--timeout=60s"])
         .fails();
     assert!(err.contains("exceeded its progress deadline"), "{err}");
+}
+
+#[test]
+fn min_ready_seconds_hold_availability_back() {
+    let s = Cluster::start();
+    let d = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "slow", "namespace": "default"},
+        "spec": {"replicas": 2, "minReadySeconds": 5,
+                 "selector": {"matchLabels": {"app": "slow"}},
+                 "template": {"metadata": {"labels": {"app": "slow"}},
+                              "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}});
+    s.kubectl_stdin(&["create", "-f", "-"], &d.to_string()).ok();
+    // Ready first, available only minReadySeconds later.
+    eventually("ready but not yet available", || {
+        let d = get(&s, &["deployment", "slow"]);
+        d["status"]["readyReplicas"] == 2
+            && d["status"]["availableReplicas"].as_i64().unwrap_or(0) < 2
+    });
+    let rs = &replica_sets(&s, "app=slow")[0];
+    assert_eq!(rs["spec"]["minReadySeconds"], 5);
+    s.kubectl(&[
+        "wait",
+        "--for=condition=Available",
+        "deployment/slow",
+        "--timeout=120s",
+    ])
+    .ok();
+    let out = rollout_status(&s, "deployment/slow");
+    assert!(out.contains("successfully rolled out"), "{out}");
+    let d = get(&s, &["deployment", "slow"]);
+    assert_eq!(d["status"]["availableReplicas"], 2);
+    assert_eq!(
+        condition(&d, "Progressing")["reason"],
+        "NewReplicaSetAvailable"
+    );
 }
