@@ -5,13 +5,16 @@
 //! Owns: deciding what objects must exist or change given others (node pod CIDRs, …) and the
 //! events that say so. Must not touch: the store, the API server's internals, nodes' runtimes.
 
+pub mod deployment;
 pub mod disruption;
 pub mod endpoints;
 pub mod endpointslice;
+pub mod events;
 pub mod informers;
 pub mod leader;
 pub mod nodeipam;
 pub mod nodelifecycle;
+pub mod replicaset;
 pub mod rootca;
 pub mod serviceaccount;
 
@@ -55,6 +58,8 @@ pub fn start(client: kube::Client, cfg: &Config) -> anyhow::Result<Controllers> 
     let loops: Vec<BoxFuture<'static, ()>> = vec![
         Box::pin(nodeipam::run(&informers, ipam)),
         Box::pin(nodelifecycle::run(&informers, cfg.node_lifecycle.clone())),
+        Box::pin(replicaset::run(&informers)),
+        Box::pin(deployment::run(&informers)),
         Box::pin(endpoints::run(&informers)),
         Box::pin(endpointslice::run(&informers)),
         Box::pin(serviceaccount::run(&informers)),
