@@ -25,7 +25,9 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, PostParams};
 use kube::core::{Selector, SelectorExt};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{EventType, Recorder};
+use kube::runtime::events::EventType;
+
+use crate::events::Events;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 
@@ -48,7 +50,7 @@ struct Ctx {
     deployments: Store<Deployment>,
     statefulsets: Store<StatefulSet>,
     rcs: Store<ReplicationController>,
-    recorder: Recorder,
+    recorder: Events,
 }
 
 /// Runs the controller until the task is dropped.
@@ -97,7 +99,7 @@ pub fn run(informers: &Informers) -> impl Future<Output = ()> + Send {
         deployments: informers.store::<Deployment>(),
         statefulsets: informers.store::<StatefulSet>(),
         rcs: informers.store::<ReplicationController>(),
-        recorder: crate::recorder(client, "disruption-controller"),
+        recorder: Events::new(client, "disruption-controller"),
     });
     controller
         .run(reconcile, error_policy, ctx)
@@ -373,15 +375,15 @@ async fn reconcile(pdb: Arc<PodDisruptionBudget>, ctx: Arc<Ctx>) -> Result<Actio
         Err(e) => return fail_safe(&ctx, &pdb, old, e).await,
     };
     if pods.is_empty() {
-        crate::record(
-            &ctx.recorder,
-            &*pdb,
-            EventType::Normal,
-            "NoPods",
-            "Sync",
-            "No matching pods found".into(),
-        )
-        .await;
+        ctx.recorder
+            .record(
+                &*pdb,
+                EventType::Normal,
+                "NoPods",
+                "Sync",
+                "No matching pods found".into(),
+            )
+            .await;
     }
     let mut unmanaged = Vec::new();
     let counts = match counts(&pdb, pods.len(), || {
@@ -389,15 +391,15 @@ async fn reconcile(pdb: Arc<PodDisruptionBudget>, ctx: Arc<Ctx>) -> Result<Actio
     }) {
         Ok(c) => c,
         Err(e) => {
-            crate::record(
-                &ctx.recorder,
-                &*pdb,
-                EventType::Warning,
-                "CalculateExpectedPodCountFailed",
-                "Sync",
-                format!("Failed to calculate the number of expected pods: {e}"),
-            )
-            .await;
+            ctx.recorder
+                .record(
+                    &*pdb,
+                    EventType::Warning,
+                    "CalculateExpectedPodCountFailed",
+                    "Sync",
+                    format!("Failed to calculate the number of expected pods: {e}"),
+                )
+                .await;
             return fail_safe(&ctx, &pdb, old, e).await;
         }
     };
@@ -409,9 +411,7 @@ async fn reconcile(pdb: Arc<PodDisruptionBudget>, ctx: Arc<Ctx>) -> Result<Actio
             .and_then(|s| Selector::try_from(s).ok())
             .map(|s| s.to_string())
             .unwrap_or_default();
-        crate::record(
-            &ctx.recorder,
-            &*pdb,
+        ctx.recorder.record(&*pdb,
             EventType::Warning,
             "UnmanagedPods",
             "Sync",

@@ -16,6 +16,9 @@ use tokio::sync::Mutex;
 
 /// How long a repeat joins the series of the first (as kube-runtime's and client-go's caches).
 const SERIES_TTL: SignedDuration = SignedDuration::from_secs(6 * 60);
+/// Distinct events remembered at most (client-go's correlator keeps 4,096 too): a burst of
+/// 150,000 "Created pod" events must not hold 150,000 Events in memory.
+const CACHE_SIZE: usize = 4096;
 
 type Key = (String, String, String, String, String);
 
@@ -86,6 +89,10 @@ impl Events {
                 .or(e.event_time.as_ref().map(|t| t.0));
             last.is_some_and(|t| t + SERIES_TTL > now)
         });
+        if cache.len() >= CACHE_SIZE && !cache.contains_key(&key) {
+            // Forgetting costs only a new Event where a series entry would have been.
+            cache.clear();
+        }
         let event = match cache.get(&key) {
             Some(e) => {
                 let mut e = e.clone();

@@ -21,7 +21,6 @@ pub mod serviceaccount;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 
 use crate::informers::Informers;
 
@@ -74,38 +73,6 @@ pub fn start(client: kube::Client, cfg: &Config) -> anyhow::Result<Controllers> 
         futures::future::join_all(loops).await;
     }));
     Ok(Controllers { tasks })
-}
-
-/// The event recorder of one controller (events.k8s.io, with series for repeats).
-pub fn recorder(client: kube::Client, controller: &str) -> Recorder {
-    Recorder::new(
-        client,
-        Reporter {
-            controller: controller.into(),
-            instance: None,
-        },
-    )
-}
-
-/// Records an event on `obj`; a failure to record is logged, never fatal.
-pub async fn record<K: kube::Resource<DynamicType = ()>>(
-    recorder: &Recorder,
-    obj: &K,
-    type_: EventType,
-    reason: &str,
-    action: &str,
-    note: String,
-) {
-    let ev = Event {
-        type_,
-        reason: reason.into(),
-        note: Some(note),
-        action: action.into(),
-        secondary: None,
-    };
-    if let Err(e) = recorder.publish(&ev, &obj.object_ref(&())).await {
-        tracing::debug!(error = %e, reason, "recording an event");
-    }
 }
 
 /// Patch parameters of a write by the controller manager (its managedFields entry).

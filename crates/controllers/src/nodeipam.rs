@@ -14,7 +14,9 @@ use futures::{Future, StreamExt};
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, Patch};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{EventType, Recorder};
+use kube::runtime::events::EventType;
+
+use crate::events::Events;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::ResourceExt;
 use tokio::sync::Mutex;
@@ -108,7 +110,7 @@ struct Ctx {
     nodes: Api<Node>,
     store: Store<Node>,
     set: Arc<CidrSet>,
-    recorder: Recorder,
+    recorder: Events,
 }
 
 /// Runs the controller until the task is dropped.
@@ -120,7 +122,7 @@ pub fn run(informers: &Informers, set: Arc<CidrSet>) -> impl Future<Output = ()>
         nodes: Api::all(client.clone()),
         store,
         set,
-        recorder: crate::recorder(client, "cidrAllocator"),
+        recorder: Events::new(client, "cidrAllocator"),
     });
     controller
         .run(reconcile, error_policy, ctx)
@@ -139,15 +141,15 @@ async fn reconcile(node: Arc<Node>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     // Every node is known before a block is chosen: the loops start once the caches are listed.
     let name = node.name_any();
     let Some(cidr) = ctx.set.allocate(&name, &ctx.store.state()).await else {
-        crate::record(
-            &ctx.recorder,
-            &*node,
-            EventType::Normal,
-            "CIDRNotAvailable",
-            "Allocate",
-            format!("Node {name} status is now: CIDRNotAvailable"),
-        )
-        .await;
+        ctx.recorder
+            .record(
+                &*node,
+                EventType::Normal,
+                "CIDRNotAvailable",
+                "Allocate",
+                format!("Node {name} status is now: CIDRNotAvailable"),
+            )
+            .await;
         return Ok(Action::requeue(Duration::from_secs(30)));
     };
     let patch = serde_json::json!({"spec": {"podCIDR": cidr, "podCIDRs": [cidr]}});

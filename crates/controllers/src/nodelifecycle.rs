@@ -25,7 +25,9 @@ use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod, Taint, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, Preconditions};
-use kube::runtime::events::{EventType, Recorder};
+use kube::runtime::events::EventType;
+
+use crate::events::Events;
 use kube::runtime::reflector;
 use kube::ResourceExt;
 
@@ -51,7 +53,7 @@ pub fn run(informers: &Informers, cfg: Config) -> impl Future<Output = ()> + Sen
     let nodes = informers.store::<Node>();
     let leases = informers.store::<Lease>();
     let pods = informers.store::<Pod>();
-    let recorder = crate::recorder(client.clone(), "node-controller");
+    let recorder = Events::new(client.clone(), "node-controller");
     async move {
         let mut health = Health::default();
         let mut tick = tokio::time::interval(cfg.period);
@@ -69,15 +71,15 @@ pub fn run(informers: &Informers, cfg: Config) -> impl Future<Output = ()> + Sen
                     match mark_unknown(&nodes_api, &node).await {
                         Ok(n) => {
                             tracing::info!(node = %name, "node stopped posting status: Unknown");
-                            crate::record(
-                                &recorder,
-                                &n,
-                                EventType::Normal,
-                                "NodeNotReady",
-                                "NodeNotReady",
-                                format!("Node {name} status is now: NodeNotReady"),
-                            )
-                            .await;
+                            recorder
+                                .record(
+                                    &n,
+                                    EventType::Normal,
+                                    "NodeNotReady",
+                                    "NodeNotReady",
+                                    format!("Node {name} status is now: NodeNotReady"),
+                                )
+                                .await;
                             node = Arc::new(n);
                         }
                         Err(e) => tracing::warn!(node = %name, error = %e, "marking node Unknown"),
@@ -355,7 +357,7 @@ fn eviction_deadline(pod: &Pod, taints: &[Taint]) -> Option<Timestamp> {
 
 async fn evict(
     client: &kube::Client,
-    recorder: &Recorder,
+    recorder: &Events,
     pods: &[Arc<Pod>],
     tainted: &HashMap<String, Vec<Taint>>,
 ) {
@@ -389,15 +391,15 @@ async fn evict(
         let _ = api
             .patch_status(&name, &crate::patch_params(), &Patch::Strategic(&condition))
             .await;
-        crate::record(
-            recorder,
-            &**pod,
-            EventType::Normal,
-            "TaintManagerEviction",
-            "Delete",
-            format!("Marking for deletion Pod {ns}/{name}"),
-        )
-        .await;
+        recorder
+            .record(
+                &**pod,
+                EventType::Normal,
+                "TaintManagerEviction",
+                "Delete",
+                format!("Marking for deletion Pod {ns}/{name}"),
+            )
+            .await;
         let dp = DeleteParams {
             preconditions: Some(Preconditions {
                 uid: pod.metadata.uid.clone(),
