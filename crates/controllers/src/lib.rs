@@ -5,9 +5,12 @@
 //! Owns: deciding what objects must exist or change given others (node pod CIDRs, …) and the
 //! events that say so. Must not touch: the store, the API server's internals, nodes' runtimes.
 
+pub mod garbagecollector;
 pub mod informers;
+pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;
+pub mod podgc;
 
 use std::sync::Arc;
 
@@ -24,6 +27,8 @@ pub struct Config {
     pub node_cidr_mask_size: u8,
     /// Node health: how long a silent node stays Ready, how often nodes are looked at.
     pub node_lifecycle: nodelifecycle::Config,
+    /// Pod GC: the terminated-pod threshold (`--terminated-pod-gc-threshold`), how often.
+    pub pod_gc: podgc::Config,
 }
 
 /// Starts every controller on `client`, over one set of shared caches; they run until the
@@ -37,6 +42,9 @@ pub fn start(client: kube::Client, cfg: &Config) -> anyhow::Result<Controllers> 
     let mut tasks = vec![
         tokio::spawn(nodeipam::run(&informers, ipam)),
         tokio::spawn(nodelifecycle::run(&informers, cfg.node_lifecycle.clone())),
+        tokio::spawn(garbagecollector::run(&informers)),
+        tokio::spawn(namespace::run(&informers)),
+        tokio::spawn(podgc::run(&informers, cfg.pod_gc.clone())),
     ];
     tasks.extend(informers.start());
     Ok(Controllers { tasks })
