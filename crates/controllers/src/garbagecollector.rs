@@ -1005,9 +1005,10 @@ mod tests {
         );
         // A dependent of an owner being deleted in the foreground is not solid.
         assert!(!g.owners_solid(&g.get("c2").unwrap().clone()));
-        // The non-blocking one going does not wake the owner...
-        assert_eq!(g.remove("c2"), vec![]);
-        // ...the blocking one does.
+        // Each dependent going wakes the owner (as upstream), which then looks at what still
+        // blocks it: c1 after c2 went, nothing after c1 went.
+        assert_eq!(g.remove("c2"), vec![del("p")]);
+        assert_eq!(g.blocking_dependents("p").len(), 1);
         assert_eq!(g.remove("c1"), vec![del("p")]);
         assert!(g.blocking_dependents("p").is_empty());
     }
