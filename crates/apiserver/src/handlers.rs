@@ -355,6 +355,15 @@ fn parse_target<'a>(registry: &Registry, path: &'a str) -> Result<Option<Target<
                 _ => return Err(ApiError::no_route()),
             }
         }
+        // A namespace's own subresources (not a resource named `status` in namespace NAME).
+        ["namespaces", name, sub @ ("status" | "finalize")] if find(sub).is_none() => {
+            Target::Item {
+                served: find("namespaces").ok_or_else(ApiError::no_route)?,
+                ns: None,
+                name,
+                sub: Some(sub),
+            }
+        }
         [plural] | ["namespaces", _, plural] if find(plural).is_none() => {
             let rt = catalogue::lookup(group, version, plural).ok_or_else(ApiError::no_route)?;
             if rt.namespaced() != (rest.len() == 3) {

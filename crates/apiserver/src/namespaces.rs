@@ -1,38 +1,19 @@
-//! Namespace deletion: a deleted namespace turns `Terminating` at once and is removed when
-//! everything in it is gone, as upstream's namespace controller does. This runs inside the API
-//! server until the controllers crate exists.
+//! Namespace deletion, the API server's part (upstream's namespace REST): a DELETE marks the
+//! namespace (deletionTimestamp, phase `Terminating`) and answers it. The namespace controller
+//! (crates/controllers, `namespace.rs`) then deletes its content and removes the `kubernetes`
+//! finalizer through the `finalize` subresource, which deletes the namespace once its
+//! `spec.finalizers` and `metadata.finalizers` are empty. A DELETE of a namespace already
+//! marked with nothing left to wait for deletes it at once.
 
-use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
 use crate::hooks::Hooks;
-use crate::registry::{DeleteOptions, Deleted, ListOptions, Part, Registry, Write};
-use crate::resources::Served;
+use crate::registry::{DeleteOptions, Part, Registry, Write};
 
-fn namespaces(registry: &Registry) -> Result<Served, ApiError> {
-    registry
-        .resolve("", "v1", "namespaces")
-        .ok_or_else(|| ApiError::internal("namespaces are not in the catalogue"))
-}
-
-/// Every stored namespaced resource served now, once per storage.
-fn namespaced_storages(registry: &Registry) -> Vec<Served> {
-    let mut seen = HashSet::new();
-    registry
-        .resources()
-        .snapshot()
-        .served
-        .iter()
-        .filter(|s| s.res.namespaced && seen.insert(s.res.prefix.clone()))
-        .cloned()
-        .collect()
-}
-
-/// A namespace's DELETE marks it Terminating and empties it before it goes.
+/// A namespace's DELETE marks it Terminating; its controller empties it.
 pub struct Finalizer;
 
 #[async_trait::async_trait]
@@ -43,29 +24,57 @@ impl Hooks for Finalizer {
         name: &str,
         opts: &DeleteOptions,
     ) -> Option<Result<Value, ApiError>> {
-        Some(delete(registry, name, opts).await)
+        delete(registry, name, opts).await
     }
 }
 
-/// How long after a namespace is marked for deletion its content starts going.
-const EMPTYING_DELAY: Duration = Duration::from_secs(1);
+/// Whether a namespace still waits for finalizers in its spec.
+fn spec_finalized(ns: &Value) -> bool {
+    ns.pointer("/spec/finalizers")
+        .and_then(Value::as_array)
+        .is_none_or(|f| f.is_empty())
+}
 
 /// DELETE of a namespace: admission (NamespaceLifecycle keeps the system namespaces), then
-/// mark it Terminating and start emptying it.
+/// mark it Terminating; `None` when it is marked already and finalized (the registry's
+/// generic delete removes it, honouring metadata finalizers).
 async fn delete(
     registry: &Arc<Registry>,
     name: &str,
     opts: &DeleteOptions,
-) -> Result<Value, ApiError> {
-    let ns = namespaces(registry)?;
-    let current = registry.get(&ns.res, None, name).await?;
-    registry
-        .admit_delete(&ns.res, None, name, &current, opts.dry_run)
-        .await?;
-    if opts.dry_run {
-        return Ok(current);
+) -> Option<Result<Value, ApiError>> {
+    let ns = match registry.resolve("", "v1", "namespaces") {
+        Some(ns) => ns,
+        None => {
+            return Some(Err(ApiError::internal(
+                "namespaces are not in the catalogue",
+            )))
+        }
+    };
+    let current = match registry.get(&ns.res, None, name).await {
+        Ok(c) => c,
+        Err(e) => return Some(Err(e)),
+    };
+    if let Some(uid) = &opts.precondition_uid {
+        if current["metadata"]["uid"].as_str() != Some(uid.as_str()) {
+            // The registry answers the precondition failure as upstream words it.
+            return None;
+        }
     }
-    let marked = registry
+    let marked = current["metadata"].get("deletionTimestamp").is_some();
+    if marked && spec_finalized(&current) {
+        return None;
+    }
+    if let Err(e) = registry
+        .admit_delete(&ns.res, None, name, &current, opts.dry_run)
+        .await
+    {
+        return Some(Err(e));
+    }
+    if opts.dry_run || marked {
+        return Some(Ok(current));
+    }
+    let result = registry
         .patch(&ns.res, None, name, Part::All, &Write::server(), |old| {
             let mut new = old.clone();
             if new["metadata"].get("deletionTimestamp").is_none() {
@@ -83,59 +92,7 @@ async fn delete(
             rudder_api::value::set(&mut new, &["status", "phase"], json!("Terminating"));
             Ok(new)
         })
-        .await?;
+        .await;
     registry.forget_namespace(name);
-    let registry = registry.clone();
-    let name = name.to_string();
-    tokio::spawn(async move {
-        if let Err(e) = empty_and_remove(&registry, &name).await {
-            tracing::warn!(namespace = %name, error = %e, "namespace deletion did not finish");
-        }
-    });
-    Ok(marked)
-}
-
-async fn empty_and_remove(registry: &Registry, name: &str) -> Result<(), ApiError> {
-    // Upstream's namespace controller starts a moment later; clients rely on that when they
-    // delete a namespace and then, one by one, what was in it (`kubectl delete -f` of a
-    // manifest that begins with its Namespace).
-    tokio::time::sleep(EMPTYING_DELAY).await;
-    let storages = namespaced_storages(registry);
-    loop {
-        let mut left = 0;
-        for s in &storages {
-            let list = registry
-                .list(&s.res, Some(name), &ListOptions::default())
-                .await?;
-            for item in list["items"].as_array().into_iter().flatten() {
-                left += 1;
-                let Some(obj) = item["metadata"]["name"].as_str() else {
-                    continue;
-                };
-                let opts = DeleteOptions {
-                    propagation_policy: Some("Background".into()),
-                    ..DeleteOptions::default()
-                };
-                match registry.delete(&s.res, Some(name), obj, &opts).await {
-                    Ok(Deleted::Now(_)) | Ok(Deleted::Pending(_)) => {}
-                    Err(e) if e.code == 404 => {}
-                    Err(e) => return Err(e),
-                }
-            }
-        }
-        if left == 0 {
-            break;
-        }
-        // Objects with finalizers go when their owners remove them.
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    let ns = namespaces(registry)?;
-    match registry
-        .delete(&ns.res, None, name, &DeleteOptions::default())
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(e) if e.code == 404 => Ok(()),
-        Err(e) => Err(e),
-    }
+    Some(result)
 }

@@ -989,8 +989,26 @@ impl Registry {
     }
 
     /// The kind's defaults for an update (after mutating admission), and the generation.
-    fn prepare_update(res: &Res, part: Part, old: &Value, new: &mut Value) {
+    /// A namespace's `finalize` subresource is the one write that may change its
+    /// `spec.finalizers`, which the kind's rules otherwise keep.
+    fn prepare_update(res: &Res, part: Part, w: &Write, old: &Value, new: &mut Value) {
+        let finalizers = (w.subresource.as_deref() == Some("finalize"))
+            .then(|| new.pointer("/spec/finalizers").cloned());
         res.strategy.prepare(new, Some(old));
+        if let Some(finalizers) = finalizers {
+            match (
+                finalizers,
+                new.get_mut("spec").and_then(Value::as_object_mut),
+            ) {
+                (Some(f), Some(spec)) if f.as_array().is_none_or(|a| !a.is_empty()) => {
+                    spec.insert("finalizers".into(), f);
+                }
+                (_, Some(spec)) => {
+                    spec.remove("finalizers");
+                }
+                (_, None) => {}
+            }
+        }
         drop_empty_meta(new);
         if res.strategy.has_generation() && part != Part::Status && spec_like(old) != spec_like(new)
         {
@@ -1243,7 +1261,7 @@ impl Registry {
             self.admission
                 .mutate(self, &admit(Operation::Update), &mut new)
                 .await?;
-            Self::prepare_update(res, part, &old, &mut new);
+            Self::prepare_update(res, part, w, &old, &mut new);
             track(res, part, w, Some(&old), &mut new);
             check_meta(res, &new, Some(&old))?;
             if done_deleting(res, &old, &new) {

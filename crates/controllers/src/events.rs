@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::{Event, EventSeries};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
@@ -49,20 +50,32 @@ impl Events {
         action: &str,
         note: String,
     ) {
-        if let Err(e) = self.publish(obj, type_, reason, action, note).await {
+        self.record_ref(obj.object_ref(&()), type_, reason, action, note)
+            .await;
+    }
+
+    /// Records an event on the object `regarding` names (for objects without a typed kind).
+    pub async fn record_ref(
+        &self,
+        regarding: ObjectReference,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        if let Err(e) = self.publish(regarding, type_, reason, action, note).await {
             tracing::debug!(error = %e, reason, "recording an event");
         }
     }
 
-    async fn publish<K: Resource<DynamicType = ()>>(
+    async fn publish(
         &self,
-        obj: &K,
+        regarding: ObjectReference,
         type_: EventType,
         reason: &str,
         action: &str,
         note: String,
     ) -> Result<(), kube::Error> {
-        let regarding = obj.object_ref(&());
         let type_ = match type_ {
             EventType::Normal => "Normal",
             EventType::Warning => "Warning",

@@ -10,10 +10,13 @@ pub mod disruption;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod events;
+pub mod garbagecollector;
 pub mod informers;
 pub mod leader;
+pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;
+pub mod podgc;
 pub mod replicaset;
 pub mod rootca;
 pub mod serviceaccount;
@@ -36,6 +39,8 @@ pub struct Config {
     /// The cluster CA (PEM) the root CA publisher puts into every namespace as
     /// `kube-root-ca.crt`; empty: nothing is published.
     pub root_ca_pem: String,
+    /// Pod GC: the terminated-pod threshold (`--terminated-pod-gc-threshold`), how often.
+    pub pod_gc: podgc::Config,
 }
 
 impl Config {
@@ -64,6 +69,9 @@ pub fn start(client: kube::Client, cfg: &Config) -> anyhow::Result<Controllers> 
         Box::pin(serviceaccount::run(&informers)),
         Box::pin(rootca::run(&informers, cfg.root_ca_pem.clone())),
         Box::pin(disruption::run(&informers)),
+        Box::pin(garbagecollector::run(&informers)),
+        Box::pin(namespace::run(&informers)),
+        Box::pin(podgc::run(&informers, cfg.pod_gc.clone())),
     ];
     let synced = informers.synced();
     let mut tasks = informers.start();

@@ -198,6 +198,9 @@ struct ControllerArgs {
     /// How often the node lifecycle controller looks at nodes.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     node_monitor_period: Duration,
+    /// Terminated pods (Succeeded or Failed) kept before pod GC deletes the oldest (0: never).
+    #[arg(long, default_value_t = 12500)]
+    terminated_pod_gc_threshold: usize,
 }
 
 impl ControllerArgs {
@@ -209,6 +212,10 @@ impl ControllerArgs {
             node_lifecycle: rudder_controllers::nodelifecycle::Config {
                 grace: self.node_monitor_grace_period,
                 period: self.node_monitor_period,
+            },
+            pod_gc: rudder_controllers::podgc::Config {
+                terminated_threshold: self.terminated_pod_gc_threshold,
+                ..Default::default()
             },
         }
     }

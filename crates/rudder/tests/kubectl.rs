@@ -10,6 +10,16 @@ fn server() -> RudderServer {
         .expect("start rudder server")
 }
 
+/// A server that also runs its controllers (no agent, no scheduler): for what the namespace
+/// controller and the garbage collector finish (a deleted namespace goes once emptied).
+fn server_with_controllers() -> RudderServer {
+    RudderServer::start(
+        Path::new(env!("CARGO_BIN_EXE_rudder")),
+        &["--disable-agent", "--disable-scheduler"],
+    )
+    .expect("start rudder server")
+}
+
 #[test]
 fn discovery_and_namespaces() {
     let s = server();
@@ -364,7 +374,7 @@ fn auth_can_i_and_whoami() {
 
 #[test]
 fn deleting_a_namespace_empties_it() {
-    let s = server();
+    let s = server_with_controllers();
     s.kubectl_stdin(
         &["apply", "-f", "-"],
         "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: doomed\n",

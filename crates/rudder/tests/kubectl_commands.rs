@@ -20,6 +20,16 @@ fn server() -> RudderServer {
         .expect("start rudder server")
 }
 
+/// A server that also runs its controllers (no agent, no scheduler): for what the namespace
+/// controller and the garbage collector finish (a deleted namespace goes once emptied).
+fn server_with_controllers() -> RudderServer {
+    RudderServer::start(
+        Path::new(env!("CARGO_BIN_EXE_rudder")),
+        &["--disable-agent", "--disable-scheduler"],
+    )
+    .expect("start rudder server")
+}
+
 /// Path of a fixture under `tests/data`.
 fn data(rel: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -1784,7 +1794,7 @@ fn create_generators() {
 
 #[test]
 fn apply_kustomization_directory() {
-    let s = server();
+    let s = server_with_controllers();
     // A copy, so that the test can change it.
     let dir = s.data_dir().join("shop");
     std::fs::create_dir(&dir).unwrap();

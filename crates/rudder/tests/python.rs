@@ -38,7 +38,7 @@ fn python_configmaps_crud_and_errors() {
 
 /// Namespaces, apps/v1 Deployments and Services through the typed APIs: defaults, strategic
 /// merge patches of lists, ClusterIP and NodePort allocation, Orphan/Foreground/Background
-/// deletion, namespace deletion.
+/// deletion, namespace deletion (marked Terminating, then finalized through `namespaces/NAME/finalize`).
 #[test]
 fn python_namespaces_deployments_services() {
     run("workloads.py", &[]);

@@ -271,10 +271,21 @@ def services(v1):
 
 
 def namespace_deletion(v1):
-    step("namespace: delete empties it and then removes it")
+    step("namespace: delete marks it Terminating; emptied and finalized, it goes")
     out = as_dict(v1.delete_namespace(NS))
     check_eq(out.get("kind"), "Namespace", f"namespace delete answers with the namespace: {out}")
     check_eq(out["status"]["phase"], "Terminating", "phase after delete")
+    check(out["metadata"].get("deletionTimestamp"), "deletionTimestamp is set")
+    check_eq(out["spec"]["finalizers"], ["kubernetes"], "spec.finalizers while terminating")
+    # No controllers run here: do the namespace controller's part through the API.
+    for svc in v1.list_namespaced_service(NS).items:
+        v1.delete_namespaced_service(svc.metadata.name, NS)
+    for cm in v1.list_namespaced_config_map(NS).items:
+        v1.delete_namespaced_config_map(cm.metadata.name, NS)
+    check_eq(v1.read_namespace(NS).status.phase, "Terminating", "still Terminating")
+    ns = v1.read_namespace(NS)
+    ns.spec.finalizers = []
+    v1.replace_namespace_finalize(NS, ns)
     wait_gone(lambda: v1.read_namespace(NS), f"namespace {NS}")
     for kind, items in [("services", v1.list_namespaced_service(NS).items),
                         ("configmaps", v1.list_namespaced_config_map(NS).items)]:
