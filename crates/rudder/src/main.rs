@@ -32,6 +32,8 @@ enum Command {
     Agent(Box<AgentArgs>),
     /// Run the controllers alone, against the cluster a kubeconfig names.
     Controllers(ControllersArgs),
+    /// Run the scheduler alone, against the cluster a kubeconfig names.
+    Scheduler(SchedulerCmdArgs),
     /// Work on the datastore directly (the server must be stopped for the embedded store).
     Store {
         #[command(subcommand)]
@@ -123,6 +125,8 @@ struct ServerArgs {
     node: NodeArgs,
     #[command(flatten)]
     controllers: ControllerArgs,
+    #[command(flatten)]
+    scheduler: SchedulerArgs,
     /// Service network (ClusterIPs are allocated from it).
     #[arg(long, default_value = "10.43.0.0/16")]
     service_cidr: String,
@@ -217,6 +221,34 @@ struct ControllersArgs {
     controllers: ControllerArgs,
 }
 
+/// How the scheduler runs (shared by `rudder server` and `rudder scheduler`).
+#[derive(Args, Clone)]
+struct SchedulerArgs {
+    /// Share of the nodes (percent) found feasible before a pod's nodes are scored; 0 is
+    /// upstream's adaptive default (50% less 1% per 125 nodes, at least 5% and 100 nodes).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100))]
+    percentage_of_nodes_to_score: u32,
+}
+
+impl SchedulerArgs {
+    fn config(&self) -> rudder_scheduler::Config {
+        rudder_scheduler::Config {
+            percentage_of_nodes_to_score: (self.percentage_of_nodes_to_score > 0)
+                .then_some(self.percentage_of_nodes_to_score),
+            ..Default::default()
+        }
+    }
+}
+
+#[derive(Args)]
+struct SchedulerCmdArgs {
+    /// The kubeconfig to reach the cluster with (default: $KUBECONFIG, then ~/.kube/config).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    #[command(flatten)]
+    scheduler: SchedulerArgs,
+}
+
 /// A client for the cluster a kubeconfig names (the given file, else kube's usual places).
 async fn kubeconfig_client(path: Option<&Path>) -> Result<kube::Client> {
     let options = kube::config::KubeConfigOptions::default();
@@ -238,6 +270,16 @@ async fn controllers(args: ControllersArgs) -> Result<()> {
     let client = kubeconfig_client(args.kubeconfig.as_deref()).await?;
     let running = rudder_controllers::start(client, &args.controllers.config())?;
     tracing::info!("controllers running");
+    shutdown.await;
+    drop(running);
+    Ok(())
+}
+
+async fn scheduler(args: SchedulerCmdArgs) -> Result<()> {
+    let shutdown = shutdown_signal()?;
+    let client = kubeconfig_client(args.kubeconfig.as_deref()).await?;
+    let running = rudder_scheduler::start(client, args.scheduler.config());
+    tracing::info!("scheduler running");
     shutdown.await;
     drop(running);
     Ok(())
@@ -429,6 +471,7 @@ async fn main() -> Result<()> {
         Command::Server(args) => server(*args).await,
         Command::Agent(args) => agent(*args).await,
         Command::Controllers(args) => controllers(args).await,
+        Command::Scheduler(args) => scheduler(args).await,
         Command::Store {
             command: StoreCommand::Snapshot { command },
         } => match command {
@@ -525,8 +568,18 @@ async fn server(args: ServerArgs) -> Result<()> {
             &args.controllers.config(),
         )?)
     };
-    // Not built yet: each runs once its issue lands; the flags are accepted now.
-    let _ = (args.disable_scheduler, args.cluster_dns);
+    // The scheduler has its own shared caches (its own client and identity), as it would
+    // running standalone.
+    let scheduler = (!args.disable_scheduler).then(|| {
+        let user = rudder_apiserver::pki::User {
+            name: "system:kube-scheduler".into(),
+            groups: vec!["system:masters".into()],
+            uid: None,
+        };
+        rudder_scheduler::start(api.client(user, "default"), args.scheduler.config())
+    });
+    // Not built yet: runs once its issue lands; the flag is accepted now.
+    let _ = args.cluster_dns;
     let agent = if args.disable_agent {
         None
     } else {
@@ -555,6 +608,7 @@ async fn server(args: ServerArgs) -> Result<()> {
     if let Some(a) = agent {
         a.abort();
     }
+    drop(scheduler);
     drop(controllers);
     api.stop();
     tracing::info!("shutting down");

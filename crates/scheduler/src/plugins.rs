@@ -742,6 +742,9 @@ pub fn node_affinity_score(st: &PodState, n: &NodeInfo) -> i64 {
 
 /// TaintToleration: how many PreferNoSchedule taints the pod does not tolerate.
 pub fn taint_toleration_score(st: &PodState, n: &NodeInfo) -> i64 {
+    if !n.taints().iter().any(|t| t.effect == "PreferNoSchedule") {
+        return 0;
+    }
     let prefer: Vec<Toleration> = st
         .tolerations
         .iter()
