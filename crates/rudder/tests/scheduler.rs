@@ -106,7 +106,12 @@ fn pods_land_where_selectors_taints_and_requests_say_and_wait_for_a_node_that_fi
     let _ssd = agent(
         &s,
         "ssd",
-        &["--node-labels", "disk=ssd", "--node-capacity", "cpu=1,memory=2Gi,pods=110"],
+        &[
+            "--node-labels",
+            "disk=ssd",
+            "--node-capacity",
+            "cpu=1,memory=2Gi,pods=110",
+        ],
     );
     let _gpu = agent(
         &s,
@@ -136,14 +141,28 @@ fn pods_land_where_selectors_taints_and_requests_say_and_wait_for_a_node_that_fi
     );
     // Untolerated taint: never the gpu node.
     create(&s, "plain", json!({"containers": requests("500m")}));
-    for (pod, node) in [("by-selector", "ssd"), ("by-affinity", "gpu"), ("plain", "ssd")] {
+    for (pod, node) in [
+        ("by-selector", "ssd"),
+        ("by-affinity", "gpu"),
+        ("plain", "ssd"),
+    ] {
         eventually(&format!("{pod} is bound"), || node_of(&s, pod).is_some());
         assert_eq!(node_of(&s, pod).as_deref(), Some(node), "{pod}");
     }
-    s.kubectl(&["wait", "--for=condition=Ready", "pod/plain", "--timeout=90s"])
-        .ok();
+    s.kubectl(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/plain",
+        "--timeout=90s",
+    ])
+    .ok();
     let events = s
-        .kubectl(&["get", "events", "--field-selector", "involvedObject.name=plain"])
+        .kubectl(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=plain",
+        ])
         .ok();
     assert!(
         events.contains("Successfully assigned default/plain to ssd"),
@@ -179,7 +198,11 @@ fn pods_land_where_selectors_taints_and_requests_say_and_wait_for_a_node_that_fi
     // A node that fits joins: the pod is placed when the node appears (well before the pool's
     // one-minute flush).
     let joined = Instant::now();
-    let _large = agent(&s, "large", &["--node-capacity", "cpu=4,memory=8Gi,pods=110"]);
+    let _large = agent(
+        &s,
+        "large",
+        &["--node-capacity", "cpu=4,memory=8Gi,pods=110"],
+    );
     eventually("big is bound", || node_of(&s, "big").is_some());
     assert!(
         joined.elapsed() < Duration::from_secs(55),
@@ -199,7 +222,13 @@ fn pods_land_where_selectors_taints_and_requests_say_and_wait_for_a_node_that_fi
 fn a_standalone_scheduler_binds_pods_of_a_server_without_one() {
     let s = RudderServer::start(
         bin(),
-        &["--disable-scheduler", "--node-name", "box", "--node-ip", "127.0.0.1"],
+        &[
+            "--disable-scheduler",
+            "--node-name",
+            "box",
+            "--node-ip",
+            "127.0.0.1",
+        ],
     )
     .expect("start rudder server");
     wait_ready(&s, "box");

@@ -66,9 +66,13 @@ impl PodInfo {
         let aff = pod.spec.as_ref().and_then(|s| s.affinity.as_ref());
         let required_anti_affinity = aff
             .and_then(|a| a.pod_anti_affinity.as_ref())
-            .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref())
+            .and_then(|a| {
+                a.required_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })
             .is_some_and(|t| !t.is_empty());
-        let any_affinity = aff.is_some_and(|a| a.pod_affinity.is_some() || a.pod_anti_affinity.is_some());
+        let any_affinity =
+            aff.is_some_and(|a| a.pod_affinity.is_some() || a.pod_anti_affinity.is_some());
         PodInfo {
             pod,
             request,
@@ -267,7 +271,8 @@ impl Cache {
             self.live = (0..self.nodes.len())
                 .filter(|i| self.nodes[*i].node.is_some())
                 .collect();
-            self.live.sort_by(|a, b| self.nodes[*a].name.cmp(&self.nodes[*b].name));
+            self.live
+                .sort_by(|a, b| self.nodes[*a].name.cmp(&self.nodes[*b].name));
             self.live_dirty = false;
         }
     }
@@ -357,10 +362,7 @@ impl Cache {
             .filter(|n| !n.is_empty());
         match node {
             Some(n) if !terminal(pod) => {
-                let was_elsewhere = self
-                    .pods
-                    .get(&uid)
-                    .is_some_and(|(old, _)| *old != n);
+                let was_elsewhere = self.pods.get(&uid).is_some_and(|(old, _)| *old != n);
                 if was_elsewhere {
                     self.remove_pod(&uid);
                 }
@@ -431,9 +433,11 @@ pub(crate) mod tests {
 
     pub fn bound_pod(uid: &str, node: &str, cpu: &str) -> Arc<Pod> {
         Arc::new(
-            serde_json::from_value(json!({"metadata": {"name": uid, "namespace": "default", "uid": uid},
+            serde_json::from_value(
+                json!({"metadata": {"name": uid, "namespace": "default", "uid": uid},
                 "spec": {"nodeName": node, "containers": [{"name": "c",
-                    "resources": {"requests": {"cpu": cpu}}}]}}))
+                    "resources": {"requests": {"cpu": cpu}}}]}}),
+            )
             .unwrap(),
         )
     }
@@ -498,10 +502,26 @@ pub(crate) mod tests {
 
     #[test]
     fn host_ports_conflict_on_any_address() {
-        let a = HostPort { ip: "".into(), protocol: "TCP".into(), port: 80 };
-        let b = HostPort { ip: "10.0.0.1".into(), protocol: "TCP".into(), port: 80 };
-        let c = HostPort { ip: "10.0.0.2".into(), protocol: "TCP".into(), port: 80 };
-        let u = HostPort { ip: "".into(), protocol: "UDP".into(), port: 80 };
+        let a = HostPort {
+            ip: "".into(),
+            protocol: "TCP".into(),
+            port: 80,
+        };
+        let b = HostPort {
+            ip: "10.0.0.1".into(),
+            protocol: "TCP".into(),
+            port: 80,
+        };
+        let c = HostPort {
+            ip: "10.0.0.2".into(),
+            protocol: "TCP".into(),
+            port: 80,
+        };
+        let u = HostPort {
+            ip: "".into(),
+            protocol: "UDP".into(),
+            port: 80,
+        };
         assert!(a.conflicts(&b));
         assert!(!b.conflicts(&c));
         assert!(!a.conflicts(&u));

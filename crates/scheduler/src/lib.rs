@@ -279,7 +279,8 @@ impl Scheduler {
                     Some(old) => {
                         let (o, n) = (old.spec.as_ref(), node.spec.as_ref());
                         old.metadata.labels != node.metadata.labels
-                            || o.and_then(|s| s.taints.as_ref()) != n.and_then(|s| s.taints.as_ref())
+                            || o.and_then(|s| s.taints.as_ref())
+                                != n.and_then(|s| s.taints.as_ref())
                             || o.and_then(|s| s.unschedulable) != n.and_then(|s| s.unschedulable)
                             || old.status.as_ref().and_then(|s| s.allocatable.as_ref())
                                 != node.status.as_ref().and_then(|s| s.allocatable.as_ref())
@@ -307,7 +308,6 @@ impl Scheduler {
             }
         }
     }
-
 
     fn schedule_one(&mut self, pod: Arc<Pod>) {
         let now = Instant::now();
@@ -445,8 +445,7 @@ impl Scheduler {
             .map(|c| {
                 (c.status == "False"
                     && c.reason.as_deref() == Some("Unschedulable")
-                    && c.message.as_deref() == Some(msg.as_str()))
-                    as u8
+                    && c.message.as_deref() == Some(msg.as_str())) as u8
             })
             .unwrap_or(0);
         tokio::spawn(async move {
@@ -555,7 +554,10 @@ fn histogram(reasons: impl Iterator<Item = String>) -> Vec<String> {
     for r in reasons {
         *counts.entry(r).or_default() += 1;
     }
-    let mut out: Vec<String> = counts.into_iter().map(|(r, n)| format!("{n} {r}")).collect();
+    let mut out: Vec<String> = counts
+        .into_iter()
+        .map(|(r, n)| format!("{n} {r}"))
+        .collect();
     out.sort();
     out
 }
@@ -563,7 +565,12 @@ fn histogram(reasons: impl Iterator<Item = String>) -> Vec<String> {
 /// What the preemption step says when it finds nothing to do (victims are not chosen yet:
 /// preemption is not implemented, so no node offers victims).
 fn preemption_message(all: usize, failures: &[Failure], pod: &Pod) -> String {
-    if pod.spec.as_ref().and_then(|s| s.preemption_policy.as_deref()) == Some("Never") {
+    if pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.preemption_policy.as_deref())
+        == Some("Never")
+    {
         return "preemption: not eligible due to preemptionPolicy=Never.".into();
     }
     let reasons = histogram(failures.iter().map(|f| {
@@ -573,7 +580,10 @@ fn preemption_message(all: usize, failures: &[Failure], pod: &Pod) -> String {
             "No preemption victims found for incoming pod".to_string()
         }
     }));
-    format!("preemption: 0/{all} nodes are available: {}.", reasons.join(", "))
+    format!(
+        "preemption: 0/{all} nodes are available: {}.",
+        reasons.join(", ")
+    )
 }
 
 #[cfg(test)]
@@ -607,11 +617,16 @@ mod tests {
              nodes are available: 1 Preemption is not helpful for scheduling, 2 No preemption \
              victims found for incoming pod."
         );
-        let mut never = Pod::default();
-        never.spec = Some(Default::default());
-        never.spec.as_mut().unwrap().preemption_policy = Some("Never".into());
-        assert!(fit_error(1, &failures[1..2], &never)
-            .ends_with("1 Insufficient cpu. preemption: not eligible due to preemptionPolicy=Never."));
+        let never = Pod {
+            spec: Some(k8s_openapi::api::core::v1::PodSpec {
+                preemption_policy: Some("Never".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert!(fit_error(1, &failures[1..2], &never).ends_with(
+            "1 Insufficient cpu. preemption: not eligible due to preemptionPolicy=Never."
+        ));
     }
 
     #[test]

@@ -143,19 +143,31 @@ impl PodAffinity {
         PodAffinity {
             required: terms(
                 pod,
-                pa.and_then(|p| p.required_during_scheduling_ignored_during_execution.as_ref()),
+                pa.and_then(|p| {
+                    p.required_during_scheduling_ignored_during_execution
+                        .as_ref()
+                }),
             ),
             required_anti: terms(
                 pod,
-                anti.and_then(|p| p.required_during_scheduling_ignored_during_execution.as_ref()),
+                anti.and_then(|p| {
+                    p.required_during_scheduling_ignored_during_execution
+                        .as_ref()
+                }),
             ),
             preferred: weighted(
                 pod,
-                pa.and_then(|p| p.preferred_during_scheduling_ignored_during_execution.as_ref()),
+                pa.and_then(|p| {
+                    p.preferred_during_scheduling_ignored_during_execution
+                        .as_ref()
+                }),
             ),
             preferred_anti: weighted(
                 pod,
-                anti.and_then(|p| p.preferred_during_scheduling_ignored_during_execution.as_ref()),
+                anti.and_then(|p| {
+                    p.preferred_during_scheduling_ignored_during_execution
+                        .as_ref()
+                }),
             ),
         }
     }
@@ -259,12 +271,21 @@ impl PodState {
         ns_labels: &dyn Fn(&str) -> Option<Labels>,
     ) -> PodState {
         let spec = pod.spec.clone().unwrap_or_default();
-        let node_aff = spec.affinity.as_ref().and_then(|a| a.node_affinity.as_ref());
+        let node_aff = spec
+            .affinity
+            .as_ref()
+            .and_then(|a| a.node_affinity.as_ref());
         let required_node_terms = node_aff
-            .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref())
+            .and_then(|a| {
+                a.required_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })
             .map(|s| s.node_selector_terms.clone());
         let preferred_node_terms = node_aff
-            .and_then(|a| a.preferred_during_scheduling_ignored_during_execution.as_ref())
+            .and_then(|a| {
+                a.preferred_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })
             .into_iter()
             .flatten()
             .map(|p| (i64::from(p.weight), p.preference.clone()))
@@ -297,7 +318,11 @@ impl PodState {
             pod,
         };
         st.pre_filter_inter_pod_affinity(nodes, live, ns_labels);
-        st.pre_filter_spread(&spec.topology_spread_constraints.unwrap_or_default(), nodes, live);
+        st.pre_filter_spread(
+            &spec.topology_spread_constraints.unwrap_or_default(),
+            nodes,
+            live,
+        );
         st
     }
 
@@ -496,7 +521,9 @@ pub fn node_name(st: &PodState, n: &NodeInfo) -> Status {
 
 /// TaintToleration: every NoSchedule and NoExecute taint must be tolerated.
 pub fn taint_toleration(st: &PodState, n: &NodeInfo) -> Status {
-    match untolerated(&st.tolerations, n, |e| e == "NoSchedule" || e == "NoExecute") {
+    match untolerated(&st.tolerations, n, |e| {
+        e == "NoSchedule" || e == "NoExecute"
+    }) {
         None => Ok(()),
         Some(t) => Err(Failure::new(
             "TaintToleration",
@@ -563,7 +590,8 @@ pub fn node_resources_fit(st: &PodState, n: &NodeInfo) -> Status {
         if r.memory > 0 && r.memory > a.memory - u.memory {
             reasons.push("Insufficient memory".into());
         }
-        if r.ephemeral_storage > 0 && r.ephemeral_storage > a.ephemeral_storage - u.ephemeral_storage
+        if r.ephemeral_storage > 0
+            && r.ephemeral_storage > a.ephemeral_storage - u.ephemeral_storage
         {
             reasons.push("Insufficient ephemeral-storage".into());
         }
@@ -748,7 +776,11 @@ pub fn taint_toleration_score(st: &PodState, n: &NodeInfo) -> i64 {
     let prefer: Vec<Toleration> = st
         .tolerations
         .iter()
-        .filter(|t| t.effect.as_deref().is_none_or(|e| e.is_empty() || e == "PreferNoSchedule"))
+        .filter(|t| {
+            t.effect
+                .as_deref()
+                .is_none_or(|e| e.is_empty() || e == "PreferNoSchedule")
+        })
         .cloned()
         .collect();
     n.taints()
@@ -788,7 +820,12 @@ const IMAGE_MAX_PER_CONTAINER: i64 = 1000 * MB;
 
 /// ImageLocality: the sizes of the pod's images already on the node, scaled by how widely each
 /// image is spread (so that pods do not all pile on the one node that has it).
-pub fn image_locality(st: &PodState, n: &NodeInfo, nodes_with: &dyn Fn(&str) -> usize, total: usize) -> i64 {
+pub fn image_locality(
+    st: &PodState,
+    n: &NodeInfo,
+    nodes_with: &dyn Fn(&str) -> usize,
+    total: usize,
+) -> i64 {
     if n.images.is_empty() || st.images.is_empty() || total == 0 {
         return 0;
     }
@@ -869,8 +906,10 @@ mod tests {
 
     fn pod(name: &str, labels: Value, spec: Value) -> Arc<Pod> {
         Arc::new(
-            from_value(json!({"metadata": {"name": name, "namespace": "default", "uid": name,
-                "labels": labels}, "spec": spec}))
+            from_value(
+                json!({"metadata": {"name": name, "namespace": "default", "uid": name,
+                "labels": labels}, "spec": spec}),
+            )
             .unwrap(),
         )
     }
@@ -883,10 +922,17 @@ mod tests {
         pod("p", json!({}), spec)
     }
 
-    fn node(name: &str, labels: Value, spec: Value, alloc: Value) -> Arc<k8s_openapi::api::core::v1::Node> {
+    fn node(
+        name: &str,
+        labels: Value,
+        spec: Value,
+        alloc: Value,
+    ) -> Arc<k8s_openapi::api::core::v1::Node> {
         Arc::new(
-            from_value(json!({"metadata": {"name": name, "labels": labels}, "spec": spec,
-                "status": {"allocatable": alloc}}))
+            from_value(
+                json!({"metadata": {"name": name, "labels": labels}, "spec": spec,
+                "status": {"allocatable": alloc}}),
+            )
             .unwrap(),
         )
     }
@@ -920,38 +966,69 @@ mod tests {
 
     #[test]
     fn node_resources_fit_counts_requests_and_pods() {
-        let n = node("n", json!({}), json!({}), json!({"cpu": "1", "memory": "1Gi", "pods": "2"}));
+        let n = node(
+            "n",
+            json!({}),
+            json!({}),
+            json!({"cpu": "1", "memory": "1Gi", "pods": "2"}),
+        );
         let used = on(
-            &simple(json!({"containers": [{"name": "c", "resources": {"requests": {"cpu": "600m"}}}]})),
+            &simple(
+                json!({"containers": [{"name": "c", "resources": {"requests": {"cpu": "600m"}}}]}),
+            ),
             "n",
         );
         let mut c = cluster(vec![n], vec![used]);
-        let ok = state(&mut c, simple(json!({"containers": [{"name": "c",
-            "resources": {"requests": {"cpu": "400m", "memory": "1Gi"}}}]})));
+        let ok = state(
+            &mut c,
+            simple(json!({"containers": [{"name": "c",
+            "resources": {"requests": {"cpu": "400m", "memory": "1Gi"}}}]})),
+        );
         assert_eq!(node_resources_fit(&ok, c.node("n").unwrap()), Ok(()));
-        let too_big = state(&mut c, simple(json!({"containers": [{"name": "c",
-            "resources": {"requests": {"cpu": "500m", "memory": "2Gi", "example.com/gpu": "1"}}}]})));
+        let too_big = state(
+            &mut c,
+            simple(json!({"containers": [{"name": "c",
+            "resources": {"requests": {"cpu": "500m", "memory": "2Gi", "example.com/gpu": "1"}}}]})),
+        );
         let f = node_resources_fit(&too_big, c.node("n").unwrap()).unwrap_err();
         assert_eq!(
             f.reasons,
-            ["Insufficient cpu", "Insufficient memory", "Insufficient example.com/gpu"]
+            [
+                "Insufficient cpu",
+                "Insufficient memory",
+                "Insufficient example.com/gpu"
+            ]
         );
         // Init containers count as upstream's effective request.
-        let init = state(&mut c, simple(json!({"containers": [{"name": "c"}],
-            "initContainers": [{"name": "i", "resources": {"requests": {"cpu": "500m"}}}]})));
+        let init = state(
+            &mut c,
+            simple(json!({"containers": [{"name": "c"}],
+            "initContainers": [{"name": "i", "resources": {"requests": {"cpu": "500m"}}}]})),
+        );
         assert!(node_resources_fit(&init, c.node("n").unwrap()).is_err());
-        let p2 = on(&pod("q", json!({}), json!({"containers": [{"name": "c"}]})), "n");
+        let p2 = on(
+            &pod("q", json!({}), json!({"containers": [{"name": "c"}]})),
+            "n",
+        );
         c.apply_pod(&p2);
         let any = state(&mut c, simple(json!({})));
         assert_eq!(
-            node_resources_fit(&any, c.node("n").unwrap()).unwrap_err().reasons,
+            node_resources_fit(&any, c.node("n").unwrap())
+                .unwrap_err()
+                .reasons,
             ["Too many pods"]
         );
     }
 
     #[test]
     fn node_name_filter() {
-        let mut c = cluster(vec![node("a", json!({}), json!({}), big()), node("b", json!({}), json!({}), big())], vec![]);
+        let mut c = cluster(
+            vec![
+                node("a", json!({}), json!({}), big()),
+                node("b", json!({}), json!({}), big()),
+            ],
+            vec![],
+        );
         let st = state(&mut c, simple(json!({"nodeName": "b"})));
         assert!(node_name(&st, c.node("a").unwrap()).is_err());
         assert!(node_name(&st, c.node("b").unwrap()).is_ok());
@@ -959,14 +1036,22 @@ mod tests {
 
     #[test]
     fn node_unschedulable_unless_tolerated() {
-        let mut c = cluster(vec![node("a", json!({}), json!({"unschedulable": true}), big())], vec![]);
+        let mut c = cluster(
+            vec![node("a", json!({}), json!({"unschedulable": true}), big())],
+            vec![],
+        );
         let st = state(&mut c, simple(json!({})));
         assert_eq!(
-            node_unschedulable(&st, c.node("a").unwrap()).unwrap_err().reasons,
+            node_unschedulable(&st, c.node("a").unwrap())
+                .unwrap_err()
+                .reasons,
             [ERR_UNSCHEDULABLE]
         );
-        let st = state(&mut c, simple(json!({"tolerations": [
-            {"key": "node.kubernetes.io/unschedulable", "operator": "Exists", "effect": "NoSchedule"}]})));
+        let st = state(
+            &mut c,
+            simple(json!({"tolerations": [
+            {"key": "node.kubernetes.io/unschedulable", "operator": "Exists", "effect": "NoSchedule"}]})),
+        );
         assert!(node_unschedulable(&st, c.node("a").unwrap()).is_ok());
     }
 
@@ -981,11 +1066,19 @@ mod tests {
         );
         let st = state(&mut c, simple(json!({"nodeSelector": {"disk": "ssd"}})));
         assert!(node_affinity(&st, c.node("a").unwrap()).is_ok());
-        assert_eq!(node_affinity(&st, c.node("b").unwrap()).unwrap_err().reasons, [ERR_NODE_AFFINITY]);
-        let st = state(&mut c, simple(json!({"affinity": {"nodeAffinity": {
+        assert_eq!(
+            node_affinity(&st, c.node("b").unwrap())
+                .unwrap_err()
+                .reasons,
+            [ERR_NODE_AFFINITY]
+        );
+        let st = state(
+            &mut c,
+            simple(json!({"affinity": {"nodeAffinity": {
             "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
                 {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["z9"]}]},
-                {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["b"]}]}]}}}})));
+                {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["b"]}]}]}}}})),
+        );
         assert!(node_affinity(&st, c.node("a").unwrap()).is_err());
         assert!(node_affinity(&st, c.node("b").unwrap()).is_ok());
     }
@@ -994,25 +1087,49 @@ mod tests {
     fn taint_toleration_filter_and_score() {
         let mut c = cluster(
             vec![
-                node("a", json!({}), json!({"taints": [{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}]}), big()),
-                node("b", json!({}), json!({"taints": [{"key": "x", "effect": "NoExecute"}]}), big()),
-                node("c", json!({}), json!({"taints": [{"key": "soft", "effect": "PreferNoSchedule"}]}), big()),
+                node(
+                    "a",
+                    json!({}),
+                    json!({"taints": [{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}]}),
+                    big(),
+                ),
+                node(
+                    "b",
+                    json!({}),
+                    json!({"taints": [{"key": "x", "effect": "NoExecute"}]}),
+                    big(),
+                ),
+                node(
+                    "c",
+                    json!({}),
+                    json!({"taints": [{"key": "soft", "effect": "PreferNoSchedule"}]}),
+                    big(),
+                ),
             ],
             vec![],
         );
         let st = state(&mut c, simple(json!({})));
         assert_eq!(
-            taint_toleration(&st, c.node("a").unwrap()).unwrap_err().reasons,
+            taint_toleration(&st, c.node("a").unwrap())
+                .unwrap_err()
+                .reasons,
             ["node(s) had untolerated taint {dedicated: gpu}"]
         );
         assert_eq!(
-            taint_toleration(&st, c.node("b").unwrap()).unwrap_err().reasons,
+            taint_toleration(&st, c.node("b").unwrap())
+                .unwrap_err()
+                .reasons,
             ["node(s) had untolerated taint {x: }"]
         );
         assert!(taint_toleration(&st, c.node("c").unwrap()).is_ok());
         assert_eq!(taint_toleration_score(&st, c.node("c").unwrap()), 1);
-        let st = state(&mut c, simple(json!({"tolerations": [{"key": "dedicated", "operator": "Equal", "value": "gpu"},
-            {"key": "soft", "operator": "Exists", "effect": "PreferNoSchedule"}]})));
+        let st = state(
+            &mut c,
+            simple(
+                json!({"tolerations": [{"key": "dedicated", "operator": "Equal", "value": "gpu"},
+            {"key": "soft", "operator": "Exists", "effect": "PreferNoSchedule"}]}),
+            ),
+        );
         assert!(taint_toleration(&st, c.node("a").unwrap()).is_ok());
         assert_eq!(taint_toleration_score(&st, c.node("c").unwrap()), 0);
         let mut s = vec![0, 1, 2];
@@ -1022,62 +1139,149 @@ mod tests {
 
     #[test]
     fn node_ports_filter() {
-        let web = |name: &str| pod(name, json!({}), json!({"containers": [{"name": "c",
-            "ports": [{"containerPort": 80, "hostPort": 8080}]}]}));
+        let web = |name: &str| {
+            pod(
+                name,
+                json!({}),
+                json!({"containers": [{"name": "c",
+            "ports": [{"containerPort": 80, "hostPort": 8080}]}]}),
+            )
+        };
         let mut c = cluster(
-            vec![node("a", json!({}), json!({}), big()), node("b", json!({}), json!({}), big())],
+            vec![
+                node("a", json!({}), json!({}), big()),
+                node("b", json!({}), json!({}), big()),
+            ],
             vec![on(&web("old"), "a")],
         );
         let st = state(&mut c, web("new"));
-        assert_eq!(node_ports(&st, c.node("a").unwrap()).unwrap_err().reasons, [ERR_PORTS]);
+        assert_eq!(
+            node_ports(&st, c.node("a").unwrap()).unwrap_err().reasons,
+            [ERR_PORTS]
+        );
         assert!(node_ports(&st, c.node("b").unwrap()).is_ok());
     }
 
     #[test]
     fn inter_pod_affinity_filter() {
-        let zone = |n: &str, z: &str| node(n, json!({"zone": z, "kubernetes.io/hostname": n}), json!({}), big());
-        let db = on(&pod("db", json!({"app": "db"}), json!({"containers": [{"name": "c"}]})), "a");
+        let zone = |n: &str, z: &str| {
+            node(
+                n,
+                json!({"zone": z, "kubernetes.io/hostname": n}),
+                json!({}),
+                big(),
+            )
+        };
+        let db = on(
+            &pod(
+                "db",
+                json!({"app": "db"}),
+                json!({"containers": [{"name": "c"}]}),
+            ),
+            "a",
+        );
         let loner = on(
-            &pod("loner", json!({"app": "loner"}), json!({"containers": [{"name": "c"}],
+            &pod(
+                "loner",
+                json!({"app": "loner"}),
+                json!({"containers": [{"name": "c"}],
                 "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
-                    {"labelSelector": {"matchLabels": {"app": "web"}}, "topologyKey": "zone"}]}}})),
+                    {"labelSelector": {"matchLabels": {"app": "web"}}, "topologyKey": "zone"}]}}}),
+            ),
             "c",
         );
-        let mut c = cluster(vec![zone("a", "z1"), zone("b", "z2"), zone("c", "z3")], vec![db, loner]);
+        let mut c = cluster(
+            vec![zone("a", "z1"), zone("b", "z2"), zone("c", "z3")],
+            vec![db, loner],
+        );
         // Affinity to db: only zone z1.
-        let near = state(&mut c, pod("w", json!({}), json!({"containers": [{"name": "c"}],
+        let near = state(
+            &mut c,
+            pod(
+                "w",
+                json!({}),
+                json!({"containers": [{"name": "c"}],
             "affinity": {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
-                {"labelSelector": {"matchLabels": {"app": "db"}}, "topologyKey": "zone"}]}}})));
+                {"labelSelector": {"matchLabels": {"app": "db"}}, "topologyKey": "zone"}]}}}),
+            ),
+        );
         assert!(inter_pod_affinity(&near, c.node("a").unwrap()).is_ok());
-        assert_eq!(inter_pod_affinity(&near, c.node("b").unwrap()).unwrap_err().reasons, [ERR_AFFINITY]);
+        assert_eq!(
+            inter_pod_affinity(&near, c.node("b").unwrap())
+                .unwrap_err()
+                .reasons,
+            [ERR_AFFINITY]
+        );
         // Anti-affinity to db: anywhere but z1.
-        let far = state(&mut c, pod("w", json!({}), json!({"containers": [{"name": "c"}],
+        let far = state(
+            &mut c,
+            pod(
+                "w",
+                json!({}),
+                json!({"containers": [{"name": "c"}],
             "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
-                {"labelSelector": {"matchLabels": {"app": "db"}}, "topologyKey": "zone"}]}}})));
-        assert_eq!(inter_pod_affinity(&far, c.node("a").unwrap()).unwrap_err().reasons, [ERR_ANTI_AFFINITY]);
+                {"labelSelector": {"matchLabels": {"app": "db"}}, "topologyKey": "zone"}]}}}),
+            ),
+        );
+        assert_eq!(
+            inter_pod_affinity(&far, c.node("a").unwrap())
+                .unwrap_err()
+                .reasons,
+            [ERR_ANTI_AFFINITY]
+        );
         assert!(inter_pod_affinity(&far, c.node("b").unwrap()).is_ok());
         // The existing loner repels app=web from z3.
-        let web = state(&mut c, pod("w", json!({"app": "web"}), json!({"containers": [{"name": "c"}]})));
+        let web = state(
+            &mut c,
+            pod(
+                "w",
+                json!({"app": "web"}),
+                json!({"containers": [{"name": "c"}]}),
+            ),
+        );
         assert_eq!(
-            inter_pod_affinity(&web, c.node("c").unwrap()).unwrap_err().reasons,
+            inter_pod_affinity(&web, c.node("c").unwrap())
+                .unwrap_err()
+                .reasons,
             [ERR_EXISTING_ANTI_AFFINITY]
         );
         assert!(inter_pod_affinity(&web, c.node("b").unwrap()).is_ok());
         // The first pod of a self-affine group may go anywhere.
-        let first = state(&mut c, pod("g", json!({"grp": "x"}), json!({"containers": [{"name": "c"}],
+        let first = state(
+            &mut c,
+            pod(
+                "g",
+                json!({"grp": "x"}),
+                json!({"containers": [{"name": "c"}],
             "affinity": {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
-                {"labelSelector": {"matchLabels": {"grp": "x"}}, "topologyKey": "zone"}]}}})));
+                {"labelSelector": {"matchLabels": {"grp": "x"}}, "topologyKey": "zone"}]}}}),
+            ),
+        );
         assert!(inter_pod_affinity(&first, c.node("b").unwrap()).is_ok());
     }
 
     #[test]
     fn inter_pod_affinity_preferred_score() {
         let zone = |n: &str, z: &str| node(n, json!({"zone": z}), json!({}), big());
-        let db = on(&pod("db", json!({"app": "db"}), json!({"containers": [{"name": "c"}]})), "a");
+        let db = on(
+            &pod(
+                "db",
+                json!({"app": "db"}),
+                json!({"containers": [{"name": "c"}]}),
+            ),
+            "a",
+        );
         let mut c = cluster(vec![zone("a", "z1"), zone("b", "z2")], vec![db]);
-        let st = state(&mut c, pod("w", json!({}), json!({"containers": [{"name": "c"}],
+        let st = state(
+            &mut c,
+            pod(
+                "w",
+                json!({}),
+                json!({"containers": [{"name": "c"}],
             "affinity": {"podAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
-                {"weight": 10, "podAffinityTerm": {"labelSelector": {"matchLabels": {"app": "db"}}, "topologyKey": "zone"}}]}}})));
+                {"weight": 10, "podAffinityTerm": {"labelSelector": {"matchLabels": {"app": "db"}}, "topologyKey": "zone"}}]}}}),
+            ),
+        );
         let mut s = vec![
             inter_pod_affinity_score(&st, c.node("a").unwrap()),
             inter_pod_affinity_score(&st, c.node("b").unwrap()),
@@ -1090,19 +1294,45 @@ mod tests {
     #[test]
     fn pod_topology_spread_filter_and_score() {
         let zone = |n: &str, z: &str| node(n, json!({"zone": z}), json!({}), big());
-        let app = |name: &str, n: &str| on(&pod(name, json!({"app": "web"}), json!({"containers": [{"name": "c"}]})), n);
+        let app = |name: &str, n: &str| {
+            on(
+                &pod(
+                    name,
+                    json!({"app": "web"}),
+                    json!({"containers": [{"name": "c"}]}),
+                ),
+                n,
+            )
+        };
         let mut c = cluster(
-            vec![zone("a", "z1"), zone("b", "z2"), node("nolabel", json!({}), json!({}), big())],
+            vec![
+                zone("a", "z1"),
+                zone("b", "z2"),
+                node("nolabel", json!({}), json!({}), big()),
+            ],
             vec![app("w1", "a"), app("w2", "a")],
         );
-        let spread = |when: &str| pod("w3", json!({"app": "web"}), json!({"containers": [{"name": "c"}],
+        let spread = |when: &str| {
+            pod(
+                "w3",
+                json!({"app": "web"}),
+                json!({"containers": [{"name": "c"}],
             "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": when,
-                "labelSelector": {"matchLabels": {"app": "web"}}}]}));
+                "labelSelector": {"matchLabels": {"app": "web"}}}]}),
+            )
+        };
         let st = state(&mut c, spread("DoNotSchedule"));
-        assert_eq!(pod_topology_spread(&st, c.node("a").unwrap()).unwrap_err().reasons, [ERR_SPREAD]);
+        assert_eq!(
+            pod_topology_spread(&st, c.node("a").unwrap())
+                .unwrap_err()
+                .reasons,
+            [ERR_SPREAD]
+        );
         assert!(pod_topology_spread(&st, c.node("b").unwrap()).is_ok());
         assert_eq!(
-            pod_topology_spread(&st, c.node("nolabel").unwrap()).unwrap_err().reasons,
+            pod_topology_spread(&st, c.node("nolabel").unwrap())
+                .unwrap_err()
+                .reasons,
             [ERR_SPREAD_LABEL]
         );
         let st = state(&mut c, spread("ScheduleAnyway"));
@@ -1121,12 +1351,32 @@ mod tests {
     fn resource_scores() {
         let mut c = cluster(
             vec![
-                node("empty", json!({}), json!({}), json!({"cpu": "4", "memory": "4Gi", "pods": "10"})),
-                node("busy", json!({}), json!({}), json!({"cpu": "4", "memory": "4Gi", "pods": "10"})),
+                node(
+                    "empty",
+                    json!({}),
+                    json!({}),
+                    json!({"cpu": "4", "memory": "4Gi", "pods": "10"}),
+                ),
+                node(
+                    "busy",
+                    json!({}),
+                    json!({}),
+                    json!({"cpu": "4", "memory": "4Gi", "pods": "10"}),
+                ),
             ],
-            vec![on(&simple(json!({"containers": [{"name": "c", "resources": {"requests": {"cpu": "3", "memory": "1Gi"}}}]})), "busy")],
+            vec![on(
+                &simple(
+                    json!({"containers": [{"name": "c", "resources": {"requests": {"cpu": "3", "memory": "1Gi"}}}]}),
+                ),
+                "busy",
+            )],
         );
-        let st = state(&mut c, simple(json!({"containers": [{"name": "c", "resources": {"requests": {"cpu": "1", "memory": "1Gi"}}}]})));
+        let st = state(
+            &mut c,
+            simple(
+                json!({"containers": [{"name": "c", "resources": {"requests": {"cpu": "1", "memory": "1Gi"}}}]}),
+            ),
+        );
         let (e, b) = (c.node("empty").unwrap(), c.node("busy").unwrap());
         // empty: cpu (4-1)/4 = 75, mem (4-1)/4 = 75; busy: cpu 0, mem 50.
         assert_eq!(least_allocated(&st, e), 75);
@@ -1139,12 +1389,18 @@ mod tests {
     #[test]
     fn node_affinity_preferred_score() {
         let mut c = cluster(
-            vec![node("a", json!({"disk": "ssd"}), json!({}), big()), node("b", json!({}), json!({}), big())],
+            vec![
+                node("a", json!({"disk": "ssd"}), json!({}), big()),
+                node("b", json!({}), json!({}), big()),
+            ],
             vec![],
         );
-        let st = state(&mut c, simple(json!({"affinity": {"nodeAffinity": {
+        let st = state(
+            &mut c,
+            simple(json!({"affinity": {"nodeAffinity": {
             "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 5, "preference":
-                {"matchExpressions": [{"key": "disk", "operator": "In", "values": ["ssd"]}]}}]}}})));
+                {"matchExpressions": [{"key": "disk", "operator": "In", "values": ["ssd"]}]}}]}}})),
+        );
         let mut s = vec![
             node_affinity_score(&st, c.node("a").unwrap()),
             node_affinity_score(&st, c.node("b").unwrap()),
@@ -1157,11 +1413,16 @@ mod tests {
     #[test]
     fn image_locality_score() {
         let with_image: Arc<k8s_openapi::api::core::v1::Node> = Arc::new(
-            from_value(json!({"metadata": {"name": "a"}, "status": {"allocatable": big(),
-                "images": [{"names": ["docker.io/library/nginx:latest"], "sizeBytes": 500 * MB}]}}))
+            from_value(
+                json!({"metadata": {"name": "a"}, "status": {"allocatable": big(),
+                "images": [{"names": ["docker.io/library/nginx:latest"], "sizeBytes": 500 * MB}]}}),
+            )
             .unwrap(),
         );
-        let mut c = cluster(vec![with_image, node("b", json!({}), json!({}), big())], vec![]);
+        let mut c = cluster(
+            vec![with_image, node("b", json!({}), json!({}), big())],
+            vec![],
+        );
         let st = state(&mut c, simple(json!({})));
         let a = image_locality(&st, c.node("a").unwrap(), &|_| 1, 2);
         let b = image_locality(&st, c.node("b").unwrap(), &|_| 1, 2);

@@ -94,7 +94,8 @@ impl Queue {
             return;
         }
         let seq = self.next_seq();
-        self.active.push((priority(&pod), Reverse(seq), uid.to_string()));
+        self.active
+            .push((priority(&pod), Reverse(seq), uid.to_string()));
         self.entries.insert(
             uid.to_string(),
             Entry {
@@ -122,9 +123,7 @@ impl Queue {
     fn backoff_until(e: &Entry) -> Option<Instant> {
         let last = e.last_failure?;
         let exp = e.attempts.saturating_sub(1).min(16);
-        let d = INITIAL_BACKOFF
-            .saturating_mul(1u32 << exp)
-            .min(MAX_BACKOFF);
+        let d = INITIAL_BACKOFF.saturating_mul(1u32 << exp).min(MAX_BACKOFF);
         Some(last + d)
     }
 

@@ -95,7 +95,9 @@ impl Resources {
 fn is_scalar(name: &str) -> bool {
     name.starts_with("hugepages-")
         || name.starts_with("attachable-volumes-")
-        || (name.contains('/') && !name.starts_with("kubernetes.io/") && !name.contains("requests."))
+        || (name.contains('/')
+            && !name.starts_with("kubernetes.io/")
+            && !name.contains("requests."))
 }
 
 /// What a pod asks of a node: the effective request (as `PodRequests` upstream) and the
@@ -279,8 +281,10 @@ mod tests {
     }
 
     pub(crate) fn pod(spec: serde_json::Value) -> Pod {
-        serde_json::from_value(json!({"metadata": {"name": "p", "namespace": "default"}, "spec": spec}))
-            .unwrap()
+        serde_json::from_value(
+            json!({"metadata": {"name": "p", "namespace": "default"}, "spec": spec}),
+        )
+        .unwrap()
     }
 
     #[test]

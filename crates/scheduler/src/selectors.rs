@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{NodeSelectorRequirement, NodeSelectorTerm, Toleration, Taint};
+use k8s_openapi::api::core::v1::{NodeSelectorRequirement, NodeSelectorTerm, Taint, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 
 type Labels = BTreeMap<String, String>;
@@ -73,9 +73,9 @@ pub fn node_term_matches(term: &NodeSelectorTerm, name: &str, labels: Option<&La
     exprs
         .iter()
         .all(|r| node_requirement_matches(r, get(labels, &r.key)))
-        && fields.iter().all(|r| {
-            r.key == "metadata.name" && node_requirement_matches(r, Some(name))
-        })
+        && fields
+            .iter()
+            .all(|r| r.key == "metadata.name" && node_requirement_matches(r, Some(name)))
 }
 
 /// Whether a toleration tolerates a taint (as `Toleration.ToleratesTaint`).
@@ -91,7 +91,10 @@ pub fn tolerates(t: &Toleration, taint: &Taint) -> bool {
     }
     match t.operator.as_deref().unwrap_or("Equal") {
         "Exists" => true,
-        "Equal" | "" => !key.is_empty() && t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or(""),
+        "Equal" | "" => {
+            !key.is_empty()
+                && t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
+        }
         _ => false,
     }
 }
@@ -137,17 +140,26 @@ mod tests {
         .unwrap();
         assert!(!node_term_matches(&t, "n1", Some(&l)));
         assert!(node_term_matches(&t, "n2", Some(&l)));
-        assert!(!node_term_matches(&NodeSelectorTerm::default(), "n1", Some(&l)));
+        assert!(!node_term_matches(
+            &NodeSelectorTerm::default(),
+            "n1",
+            Some(&l)
+        ));
     }
 
     #[test]
     fn tolerations() {
-        let taint: Taint = from_value(json!({"key": "k", "value": "v", "effect": "NoSchedule"})).unwrap();
+        let taint: Taint =
+            from_value(json!({"key": "k", "value": "v", "effect": "NoSchedule"})).unwrap();
         let ok = |t: serde_json::Value| tolerates(&from_value(t).unwrap(), &taint);
         assert!(ok(json!({"key": "k", "value": "v"})));
-        assert!(ok(json!({"key": "k", "operator": "Exists", "effect": "NoSchedule"})));
+        assert!(ok(
+            json!({"key": "k", "operator": "Exists", "effect": "NoSchedule"})
+        ));
         assert!(ok(json!({"operator": "Exists"})));
         assert!(!ok(json!({"key": "k", "value": "w"})));
-        assert!(!ok(json!({"key": "k", "operator": "Exists", "effect": "NoExecute"})));
+        assert!(!ok(
+            json!({"key": "k", "operator": "Exists", "effect": "NoExecute"})
+        ));
     }
 }
