@@ -60,9 +60,12 @@ impl<K> Kind for K where
 {
 }
 
+/// Where a kind's changes go: one channel per subscriber.
+type Subscribers<K> = Arc<Mutex<Vec<mpsc::Sender<Change<K>>>>>;
+
 struct Entry<K: Kind> {
     store: Store<K>,
-    subscribers: Arc<Mutex<Vec<mpsc::Sender<Change<K>>>>>,
+    subscribers: Subscribers<K>,
 }
 
 /// The shared caches of one process.
@@ -86,7 +89,7 @@ impl Informers {
         &self.client
     }
 
-    fn entry<K: Kind>(&self) -> (Store<K>, Arc<Mutex<Vec<mpsc::Sender<Change<K>>>>>) {
+    fn entry<K: Kind>(&self) -> (Store<K>, Subscribers<K>) {
         let mut kinds = self.kinds.lock().unwrap();
         if let Some(e) = kinds
             .get(&TypeId::of::<K>())
@@ -95,7 +98,7 @@ impl Informers {
             return (e.store.clone(), e.subscribers.clone());
         }
         let (store, writer) = reflector::store::<K>();
-        let subscribers: Arc<Mutex<Vec<mpsc::Sender<Change<K>>>>> = Arc::default();
+        let subscribers: Subscribers<K> = Arc::default();
         let api: Api<K> = Api::all(self.client.clone());
         self.pending
             .lock()
@@ -148,7 +151,7 @@ fn tokio_stream_of<T: Send + 'static>(
 async fn feed<K: Kind>(
     api: Api<K>,
     mut writer: reflector::store::Writer<K>,
-    subscribers: Arc<Mutex<Vec<mpsc::Sender<Change<K>>>>>,
+    subscribers: Subscribers<K>,
 ) {
     let store = writer.as_reader();
     let mut events = std::pin::pin!(watcher(api, watcher::Config::default()).default_backoff());

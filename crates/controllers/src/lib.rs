@@ -6,6 +6,7 @@
 //! events that say so. Must not touch: the store, the API server's internals, nodes' runtimes.
 
 pub mod informers;
+pub mod leader;
 pub mod nodeipam;
 pub mod nodelifecycle;
 
@@ -24,6 +25,14 @@ pub struct Config {
     pub node_cidr_mask_size: u8,
     /// Node health: how long a silent node stays Ready, how often nodes are looked at.
     pub node_lifecycle: nodelifecycle::Config,
+}
+
+impl Config {
+    /// Checks what would make [`start`] fail.
+    pub fn check(&self) -> anyhow::Result<()> {
+        nodeipam::CidrSet::new(&self.cluster_cidr, self.node_cidr_mask_size)?;
+        Ok(())
+    }
 }
 
 /// Starts every controller on `client`, over one set of shared caches; they run until the

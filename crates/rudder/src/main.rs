@@ -127,6 +127,8 @@ struct ServerArgs {
     controllers: ControllerArgs,
     #[command(flatten)]
     scheduler: SchedulerArgs,
+    #[command(flatten)]
+    leader: LeaderArgs,
     /// Service network (ClusterIPs are allocated from it).
     #[arg(long, default_value = "10.43.0.0/16")]
     service_cidr: String,
@@ -219,6 +221,79 @@ struct ControllersArgs {
     kubeconfig: Option<PathBuf>,
     #[command(flatten)]
     controllers: ControllerArgs,
+    #[command(flatten)]
+    leader: LeaderArgs,
+}
+
+/// Leader election of the scheduler and the controllers (shared by the commands that run them).
+#[derive(Args, Clone)]
+struct LeaderArgs {
+    /// Run the loops only while holding their Lease in kube-system, so that several servers
+    /// (or standalone processes) can run them with one active (false: always run them).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    leader_elect: bool,
+    /// How long a Lease nobody renews keeps other candidates out.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    leader_elect_lease_duration: Duration,
+    /// How long the leader keeps trying to renew before it stops its loops.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    leader_elect_renew_deadline: Duration,
+    /// How often the leader renews and the others try.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    leader_elect_retry_period: Duration,
+}
+
+impl LeaderArgs {
+    /// Runs the loops `start` starts (they stop when what it returns is dropped): while holding
+    /// the Lease `lease`, or always without --leader-elect; until `stop` turns true, when the
+    /// Lease is released.
+    fn spawn<T: Send + 'static>(
+        &self,
+        client: kube::Client,
+        lease: &str,
+        start: impl FnMut() -> T + Send + 'static,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<tokio::task::JoinHandle<()>> {
+        let stopped = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        if !self.leader_elect {
+            let mut start = start;
+            return Ok(tokio::spawn(async move {
+                let _running = start();
+                stopped.await;
+            }));
+        }
+        let cfg = rudder_controllers::leader::Config {
+            lease: lease.into(),
+            identity: rudder_controllers::leader::identity(),
+            lease_duration: self.leader_elect_lease_duration,
+            renew_deadline: self.leader_elect_renew_deadline,
+            retry_period: self.leader_elect_retry_period,
+        };
+        cfg.validate().map_err(anyhow::Error::msg)?;
+        Ok(tokio::spawn(rudder_controllers::leader::run(
+            client, cfg, start, stopped,
+        )))
+    }
+}
+
+/// The controllers' loops as `start` gives them to the leader election (the configuration is
+/// checked before, so starting cannot fail).
+fn controller_loops(
+    client: kube::Client,
+    cfg: rudder_controllers::Config,
+) -> Result<impl FnMut() -> Option<rudder_controllers::Controllers> + Send + 'static> {
+    cfg.check()?;
+    Ok(
+        move || match rudder_controllers::start(client.clone(), &cfg) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::error!(error = %e, "starting the controllers");
+                None
+            }
+        },
+    )
 }
 
 /// How the scheduler runs (shared by `rudder server` and `rudder scheduler`).
@@ -247,6 +322,8 @@ struct SchedulerCmdArgs {
     kubeconfig: Option<PathBuf>,
     #[command(flatten)]
     scheduler: SchedulerArgs,
+    #[command(flatten)]
+    leader: LeaderArgs,
 }
 
 /// A client for the cluster a kubeconfig names (the given file, else kube's usual places).
@@ -268,20 +345,34 @@ async fn kubeconfig_client(path: Option<&Path>) -> Result<kube::Client> {
 async fn controllers(args: ControllersArgs) -> Result<()> {
     let shutdown = shutdown_signal()?;
     let client = kubeconfig_client(args.kubeconfig.as_deref()).await?;
-    let running = rudder_controllers::start(client, &args.controllers.config())?;
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let loops = controller_loops(client.clone(), args.controllers.config())?;
+    let running = args
+        .leader
+        .spawn(client, "kube-controller-manager", loops, stopping)?;
     tracing::info!("controllers running");
     shutdown.await;
-    drop(running);
+    let _ = stop.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(5), running).await;
     Ok(())
 }
 
 async fn scheduler(args: SchedulerCmdArgs) -> Result<()> {
     let shutdown = shutdown_signal()?;
     let client = kubeconfig_client(args.kubeconfig.as_deref()).await?;
-    let running = rudder_scheduler::start(client, args.scheduler.config());
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let cfg = args.scheduler.config();
+    let c = client.clone();
+    let running = args.leader.spawn(
+        client,
+        "kube-scheduler",
+        move || rudder_scheduler::start(c.clone(), cfg.clone()),
+        stopping,
+    )?;
     tracing::info!("scheduler running");
     shutdown.await;
-    drop(running);
+    let _ = stop.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(5), running).await;
     Ok(())
 }
 
@@ -555,29 +646,42 @@ async fn server(args: ServerArgs) -> Result<()> {
     );
     // Until RBAC exists, the controllers act as masters; everything they do goes through the
     // API like any client's request.
-    let controllers = if args.disable_controller_manager {
-        None
-    } else {
+    // Loops that stop (and release their Leases) before the API server does.
+    let (stop_loops, loops_stopping) = tokio::sync::watch::channel(false);
+    let mut loops = Vec::new();
+    if !args.disable_controller_manager {
         let user = rudder_apiserver::pki::User {
             name: "system:kube-controller-manager".into(),
             groups: vec!["system:masters".into()],
             uid: None,
         };
-        Some(rudder_controllers::start(
-            api.client(user, "default"),
-            &args.controllers.config(),
-        )?)
-    };
+        let client = api.client(user, "default");
+        let start = controller_loops(client.clone(), args.controllers.config())?;
+        loops.push(args.leader.spawn(
+            client,
+            "kube-controller-manager",
+            start,
+            loops_stopping.clone(),
+        )?);
+    }
     // The scheduler has its own shared caches (its own client and identity), as it would
-    // running standalone.
-    let scheduler = (!args.disable_scheduler).then(|| {
+    // running standalone, and its own Lease.
+    if !args.disable_scheduler {
         let user = rudder_apiserver::pki::User {
             name: "system:kube-scheduler".into(),
             groups: vec!["system:masters".into()],
             uid: None,
         };
-        rudder_scheduler::start(api.client(user, "default"), args.scheduler.config())
-    });
+        let client = api.client(user, "default");
+        let cfg = args.scheduler.config();
+        let c = client.clone();
+        loops.push(args.leader.spawn(
+            client,
+            "kube-scheduler",
+            move || rudder_scheduler::start(c.clone(), cfg.clone()),
+            loops_stopping.clone(),
+        )?);
+    }
     // Not built yet: runs once its issue lands; the flag is accepted now.
     let _ = args.cluster_dns;
     let agent = if args.disable_agent {
@@ -608,8 +712,13 @@ async fn server(args: ServerArgs) -> Result<()> {
     if let Some(a) = agent {
         a.abort();
     }
-    drop(scheduler);
-    drop(controllers);
+    let _ = stop_loops.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        for l in loops {
+            let _ = l.await;
+        }
+    })
+    .await;
     api.stop();
     tracing::info!("shutting down");
     if let Some(c) = compaction {

@@ -85,10 +85,18 @@ fn wait_ready(s: &RudderServer, node: &str) {
     .ok();
 }
 
+/// Creates a pod. It tolerates the `not-ready` NoSchedule taint, which a new node keeps until
+/// the node lifecycle controller removes it (its timing is not what these tests are about).
 fn create(s: &RudderServer, name: &str, spec: Value) {
     let mut spec = spec;
     if spec.get("containers").is_none() {
         spec["containers"] = json!([{"name": "c", "image": "nginx"}]);
+    }
+    let not_ready = json!({"key": "node.kubernetes.io/not-ready", "operator": "Exists",
+                           "effect": "NoSchedule"});
+    match spec["tolerations"].as_array_mut() {
+        Some(t) => t.push(not_ready),
+        None => spec["tolerations"] = json!([not_ready]),
     }
     let pod = json!({"apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "namespace": "default"}, "spec": spec});
