@@ -238,6 +238,8 @@ pub struct Cache {
     live_dirty: bool,
     /// How many nodes have each image (ImageLocality spreads its score by it).
     image_nodes: HashMap<String, usize>,
+    /// How many counted pods have pod (anti-)affinity terms.
+    affinity_pods: usize,
 }
 
 impl Cache {
@@ -264,6 +266,21 @@ impl Cache {
     /// Where a counted pod is.
     pub fn node_of(&self, uid: &str) -> Option<&str> {
         self.pods.get(uid).map(|(n, _)| n.as_str())
+    }
+
+    /// Whether any counted pod has pod (anti-)affinity terms (if not, a pod without any skips
+    /// the InterPodAffinity pre-computation).
+    pub fn has_affinity_pods(&self) -> bool {
+        self.affinity_pods > 0
+    }
+
+    /// Adds a pod to a node, keeping the affinity count.
+    fn place(&mut self, node: &str, p: Arc<PodInfo>) {
+        let slot = self.slot(node);
+        let before = slot.pods_with_affinity;
+        slot.add_pod(p);
+        let after = slot.pods_with_affinity;
+        self.affinity_pods = self.affinity_pods + after - before;
     }
 
     pub fn refresh(&mut self) {
@@ -366,7 +383,7 @@ impl Cache {
                 if was_elsewhere {
                     self.remove_pod(&uid);
                 }
-                self.slot(&n).add_pod(Arc::new(PodInfo::new(pod.clone())));
+                self.place(&n, Arc::new(PodInfo::new(pod.clone())));
                 self.pods.insert(uid, (n, false));
                 was_elsewhere
             }
@@ -386,7 +403,9 @@ impl Cache {
             return false;
         };
         if let Some(i) = self.index.get(&node).copied() {
-            self.nodes[i].remove_pod(uid);
+            if let Some(p) = self.nodes[i].remove_pod(uid) {
+                self.affinity_pods -= usize::from(p.any_affinity);
+            }
             if self.nodes[i].node.is_none() && self.nodes[i].pods.is_empty() {
                 self.remove_slot(i);
             }
@@ -398,7 +417,7 @@ impl Cache {
     pub fn assume(&mut self, pod: Arc<Pod>, node: &str) {
         let uid = uid(&pod).to_string();
         self.remove_pod(&uid);
-        self.slot(node).add_pod(Arc::new(PodInfo::new(pod)));
+        self.place(node, Arc::new(PodInfo::new(pod)));
         self.pods.insert(uid, (node.to_string(), true));
     }
 
@@ -490,6 +509,26 @@ pub(crate) mod tests {
         assert!(c.live().is_empty());
         c.remove_pod("a");
         assert!(c.node("late").is_none());
+    }
+
+    #[test]
+    fn pods_with_affinity_are_counted() {
+        let mut c = Cache::default();
+        c.apply_node(node("n1", json!({"cpu": "2"})));
+        let p: Arc<Pod> = Arc::new(
+            serde_json::from_value(json!({"metadata": {"name": "a", "namespace": "default", "uid": "a"},
+                "spec": {"nodeName": "n1", "containers": [{"name": "c"}],
+                    "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                        {"labelSelector": {}, "topologyKey": "zone"}]}}}}))
+            .unwrap(),
+        );
+        assert!(!c.has_affinity_pods());
+        c.apply_pod(&p);
+        c.apply_pod(&p);
+        assert!(c.has_affinity_pods());
+        assert_eq!(c.node("n1").unwrap().pods_with_required_anti_affinity, 1);
+        c.remove_pod("a");
+        assert!(!c.has_affinity_pods());
     }
 
     #[test]

@@ -220,7 +220,13 @@ pub fn select_node(
         });
     }
     let nodes = cache.nodes();
-    let st = PodState::new(pod.clone(), nodes, live, ns_labels);
+    let st = PodState::with_hint(
+        pod.clone(),
+        nodes,
+        live,
+        ns_labels,
+        cache.has_affinity_pods(),
+    );
     let all = live.len();
     let want = feasible_nodes_to_find(all, percentage);
     let start = cursor.next_start % all;

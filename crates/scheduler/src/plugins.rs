@@ -260,6 +260,8 @@ pub struct PodState {
     /// InterPodAffinity PreScore: affinity weight per domain.
     pub affinity_scores: DomainCounts,
     pub images: Vec<String>,
+    /// Whether any pod in the cluster has pod (anti-)affinity terms.
+    cluster_has_affinity: bool,
 }
 
 impl PodState {
@@ -269,6 +271,18 @@ impl PodState {
         nodes: &[NodeInfo],
         live: &[usize],
         ns_labels: &dyn Fn(&str) -> Option<Labels>,
+    ) -> PodState {
+        let any = live.iter().any(|&i| nodes[i].pods_with_affinity > 0);
+        Self::with_hint(pod, nodes, live, ns_labels, any)
+    }
+
+    /// As [`PodState::new`], told whether any pod has pod (anti-)affinity terms.
+    pub fn with_hint(
+        pod: Arc<Pod>,
+        nodes: &[NodeInfo],
+        live: &[usize],
+        ns_labels: &dyn Fn(&str) -> Option<Labels>,
+        cluster_has_affinity: bool,
     ) -> PodState {
         let spec = pod.spec.clone().unwrap_or_default();
         let node_aff = spec
@@ -316,6 +330,7 @@ impl PodState {
             affinity_scores: DomainCounts::new(),
             images,
             pod,
+            cluster_has_affinity,
         };
         st.pre_filter_inter_pod_affinity(nodes, live, ns_labels);
         st.pre_filter_spread(
@@ -335,6 +350,9 @@ impl PodState {
         let a = &self.affinity;
         let own = !(a.required.is_empty() && a.required_anti.is_empty());
         let scoring = !(a.preferred.is_empty() && a.preferred_anti.is_empty());
+        if !own && !scoring && !self.cluster_has_affinity {
+            return;
+        }
         self.affinity_counts = vec![DomainCounts::new(); a.required.len()];
         self.anti_counts = vec![DomainCounts::new(); self.affinity.required_anti.len()];
         for &i in live {
