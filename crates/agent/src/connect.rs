@@ -87,20 +87,103 @@ pub async fn fetch_ca(server: &str, token: &Token) -> Result<String> {
     Ok(pem)
 }
 
-/// The kube-rs configuration of node `node` against `server`, trusting `ca_pem` only.
-pub fn node_config(server: &str, ca_pem: &str, node: &str, token: &Token) -> Result<kube::Config> {
-    let url: http::Uri = server
-        .parse()
-        .with_context(|| format!("invalid --server URL {server:?}"))?;
-    let mut cfg = kube::Config::new(url);
-    let ders = pem_certificates(ca_pem);
-    if ders.is_empty() {
-        bail!("the server's CA bundle holds no certificate");
+/// How many simulated nodes share one HTTP/2 connection: each holds two watches (its pods, its
+/// Node) and sends a request now and then, within the server's 250 streams per connection.
+const NODES_PER_CONNECTION: usize = 80;
+
+type Https = hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>;
+type Pool = hyper_util::client::legacy::Client<Https, kube::client::Body>;
+
+/// HTTP/2 connections to the server shared by the simulated nodes of one process, so that
+/// 5,000 nodes need a hundred connections rather than tens of thousands (kube's own client
+/// speaks HTTP/1.1: a connection per watch). Each node still authenticates every request as
+/// itself.
+pub struct Transport {
+    server: http::Uri,
+    connector: Https,
+    pools: std::sync::Mutex<Vec<Pool>>,
+}
+
+impl Transport {
+    /// Connections to `server` trusting `ca_pem` only.
+    pub fn new(server: &str, ca_pem: &str) -> Result<Transport> {
+        let url: http::Uri = server
+            .parse()
+            .with_context(|| format!("invalid --server URL {server:?}"))?;
+        let mut roots = rustls::RootCertStore::empty();
+        for der in pem_certificates(ca_pem) {
+            roots
+                .add(rustls::pki_types::CertificateDer::from(der))
+                .context("the server's CA certificate")?;
+        }
+        if roots.is_empty() {
+            bail!("the server's CA bundle holds no certificate");
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .context("TLS versions")?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_only()
+            .enable_http2()
+            .build();
+        Ok(Transport {
+            server: url,
+            connector,
+            pools: Default::default(),
+        })
     }
-    cfg.root_cert = Some(ders);
-    cfg.auth_info.username = Some(node.to_string());
-    cfg.auth_info.password = Some(token.secret.clone().into());
-    Ok(cfg)
+
+    /// The client of the `index`th node, named `node`, on its share of the connections.
+    pub fn client(&self, index: usize, node: &str, token: &Token) -> Result<kube::Client> {
+        use base64::Engine as _;
+        let pool = {
+            let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+            let slot = index / NODES_PER_CONNECTION;
+            while pools.len() <= slot {
+                let pool = hyper_util::client::legacy::Client::builder(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .http2_only(true)
+                .timer(hyper_util::rt::TokioTimer::new())
+                .http2_keep_alive_interval(std::time::Duration::from_secs(30))
+                .build(self.connector.clone());
+                pools.push(pool);
+            }
+            pools[slot].clone()
+        };
+        let mut auth = http::HeaderValue::try_from(format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{node}:{}", token.secret))
+        ))
+        .context("the token as a header")?;
+        auth.set_sensitive(true);
+        let server = self.server.clone();
+        let svc = tower::service_fn(move |mut req: http::Request<kube::client::Body>| {
+            let pool = pool.clone();
+            let target = rebase(&server, req.uri());
+            let auth = auth.clone();
+            async move {
+                *req.uri_mut() = target?;
+                req.headers_mut().insert(http::header::AUTHORIZATION, auth);
+                pool.request(req).await.map_err(anyhow::Error::new)
+            }
+        });
+        Ok(kube::Client::new(svc, "default"))
+    }
+}
+
+/// `uri`'s path and query on `server`.
+fn rebase(server: &http::Uri, uri: &http::Uri) -> Result<http::Uri> {
+    let base = server.path().trim_end_matches('/');
+    let pq = uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut parts = server.clone().into_parts();
+    parts.path_and_query = Some(format!("{base}{pq}").parse()?);
+    Ok(http::Uri::from_parts(parts)?)
 }
 
 /// The DER bodies of the PEM `CERTIFICATE` blocks in `pem`.

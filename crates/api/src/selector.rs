@@ -239,6 +239,15 @@ impl Selectors {
         self.labels.is_empty() && self.fields.is_empty()
     }
 
+    /// The value the field selector requires `field` to equal, if it does (`field=value`):
+    /// what an index on that field can answer.
+    pub fn field_equals(&self, field: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|r| !r.negated && r.field.name == field)
+            .map(|r| r.value.as_str())
+    }
+
     pub fn matches(&self, obj: &Value) -> bool {
         let labels = obj.get("metadata").and_then(|m| m.get("labels"));
         let label = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);

@@ -6,6 +6,7 @@
 //! module owns only what every kind shares (metadata, optimistic concurrency, deletion,
 //! paging, watch).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -662,9 +663,31 @@ fn check_kind(res: &Res, obj: &Value, old: Option<&Value>) -> Result<(), ApiErro
     }
 }
 
+/// The watch cache's indexes: pods (under `pods`) by node, for the node agents'
+/// `spec.nodeName=NODE` watches.
+fn watch_indexes(pods: Option<Bytes>) -> HashMap<Bytes, crate::watchcache::Index> {
+    fn node_name(stored: &[u8]) -> Option<String> {
+        // Only the one field is read; the rest of the object is skipped, not built.
+        #[derive(serde::Deserialize)]
+        struct Pod {
+            spec: Option<Spec>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Spec {
+            #[serde(rename = "nodeName")]
+            node_name: Option<String>,
+        }
+        serde_json::from_slice::<Pod>(stored).ok()?.spec?.node_name
+    }
+    let index = crate::watchcache::Index {
+        field: "spec.nodeName",
+        value: node_name,
+    };
+    pods.into_iter().map(|p| (p, index)).collect()
+}
+
 impl Registry {
     pub fn new(store: Arc<dyn Store>, services: Allocator) -> Registry {
-        let cache = WatchCache::new(store.clone());
         let services = Arc::new(services);
         let service_hooks: Arc<dyn Hooks> = services.clone();
         let namespace_hooks: Arc<dyn Hooks> = Arc::new(crate::namespaces::Finalizer);
@@ -673,6 +696,13 @@ impl Registry {
             ("", "namespaces") => Some(namespace_hooks.clone()),
             _ => None,
         });
+        let pods = resources
+            .snapshot()
+            .served
+            .iter()
+            .find(|s| s.res.group.is_empty() && s.res.plural == "pods")
+            .map(|s| Bytes::from(s.res.prefix.clone()));
+        let cache = WatchCache::new(store.clone(), watch_indexes(pods));
         Registry {
             store,
             services,
@@ -1686,7 +1716,13 @@ impl Registry {
             false => (Vec::new(), not_older_than),
         };
         let head = futures::stream::iter(initial);
-        if let Some(sub) = feed.subscribe(from) {
+        // A selector the feed's index answers takes the indexed subscription; the selectors
+        // still apply to what it delivers.
+        let indexed = opts
+            .selectors
+            .field_equals("spec.nodeName")
+            .and_then(|node| feed.subscribe_indexed(from, "spec.nodeName", node));
+        if let Some(sub) = indexed.or_else(|| feed.subscribe(from)) {
             let res = res.clone();
             let selectors = opts.selectors.clone();
             let fast = plain_json && selectors.is_empty() && res.conversion.is_none();

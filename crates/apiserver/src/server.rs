@@ -51,9 +51,16 @@ pub struct ApiServer {
     accept: JoinHandle<()>,
     app: Router,
     registry: Arc<Registry>,
+    ca_pem: String,
 }
 
 impl ApiServer {
+    /// The cluster CA certificate (PEM): what clients verify this server with, and what the
+    /// root CA publisher puts into every namespace.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
     /// What this server serves: kinds may be added (and removed) while it serves.
     pub fn resources(&self) -> &crate::resources::Resources {
         self.registry.resources()
@@ -354,6 +361,7 @@ pub async fn start(cfg: Config, store: Arc<dyn Store>) -> anyhow::Result<ApiServ
         accept,
         app,
         registry,
+        ca_pem: pki.ca_pem().to_string(),
     })
 }
 

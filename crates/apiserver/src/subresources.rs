@@ -416,6 +416,23 @@ async fn check_budget(
         }
     };
     let pdb_name = pdb["metadata"]["name"].as_str().unwrap_or("").to_string();
+    // A pod that is not Ready does not count as healthy: evicting it spends nothing, always
+    // under the AlwaysAllow policy, and under IfHealthyBudget (the default) while the budget
+    // has the healthy pods it wants.
+    let ready = pod["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "Ready" && c["status"] == "True");
+    if !ready {
+        let desired = pdb["status"]["desiredHealthy"].as_i64().unwrap_or(0);
+        let current = pdb["status"]["currentHealthy"].as_i64().unwrap_or(0);
+        if pdb["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+            || (current >= desired && desired > 0)
+        {
+            return Ok(());
+        }
+    }
     let generation = pdb["metadata"]["generation"].as_i64().unwrap_or(0);
     let observed = pdb["status"]["observedGeneration"].as_i64().unwrap_or(0);
     if observed < generation {

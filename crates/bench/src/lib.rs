@@ -5,7 +5,9 @@
 //! Must not touch: any component's internals; everything goes through public APIs.
 
 pub mod api;
+pub mod cluster;
 pub mod crash;
+pub mod failover;
 pub mod store;
 
 /// Prints a benchmark's summary table: the first row is the header; the three figure columns

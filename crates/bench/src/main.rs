@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use rudder_bench::{api, crash, store};
+use rudder_bench::{api, cluster, crash, failover, store};
 
 #[derive(Parser)]
 #[command(
@@ -110,6 +110,46 @@ enum Bench {
         /// Parent directory of the data dirs (default /var/tmp: a real disk).
         #[arg(long)]
         dir: Option<PathBuf>,
+    },
+    /// A node agent process killed: time until its Deployment pods are Ready on the other
+    /// nodes, against Kubernetes' defaults; then false alarms with every core busy
+    /// (docs/benchmarks.md).
+    Failover {
+        /// Fake nodes per agent process (two processes).
+        #[arg(long, default_value_t = 10)]
+        nodes: usize,
+        #[arg(long, default_value_t = 30)]
+        replicas: i32,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Seconds every core is kept busy while counting nodes wrongly declared lost.
+        #[arg(long, default_value_t = 60)]
+        load_secs: u64,
+        /// The rudder binary (default: beside rudder-bench, else $CARGO_TARGET_DIR/release/rudder).
+        #[arg(long)]
+        rudder: Option<PathBuf>,
+    },
+    /// Scheduler throughput, upstream scheduler_perf's SchedulingBasic shape: N nodes, M pods
+    /// created, then a standalone `rudder scheduler`; pods/s from first to last binding.
+    Scheduler {
+        #[arg(long, default_value_t = 5000)]
+        nodes: usize,
+        #[arg(long, default_value_t = 10000)]
+        pods: usize,
+        #[arg(long)]
+        rudder: Option<PathBuf>,
+    },
+    /// N heartbeating fake nodes and M pods Running: server idle CPU, RSS, `kubectl get pods -A`.
+    Scale {
+        #[arg(long, default_value_t = 5000)]
+        nodes: usize,
+        #[arg(long, default_value_t = 150000)]
+        pods: usize,
+        /// Seconds the idle CPU is sampled over.
+        #[arg(long, default_value_t = 30)]
+        idle_secs: u64,
+        #[arg(long)]
+        rudder: Option<PathBuf>,
     },
     /// The child of `store` that measures the embedded store's RSS in its own process.
     #[command(hide = true)]
@@ -240,6 +280,41 @@ fn main() -> Result<()> {
             })?;
             Ok(())
         }
+        Bench::Failover {
+            nodes,
+            replicas,
+            rounds,
+            load_secs,
+            rudder,
+        } => tokio::runtime::Runtime::new()?.block_on(failover::run(&failover::Options {
+            nodes: nodes.max(1),
+            replicas: replicas.max(1),
+            rounds: rounds.max(1),
+            load: std::time::Duration::from_secs(load_secs),
+            rudder: rudder.unwrap_or_else(api::default_rudder_bin),
+        })),
+        Bench::Scheduler {
+            nodes,
+            pods,
+            rudder,
+        } => tokio::runtime::Runtime::new()?.block_on(cluster::scheduler(
+            &cluster::SchedulerOptions {
+                nodes: nodes.max(1),
+                pods: pods.max(1),
+                rudder: rudder.unwrap_or_else(api::default_rudder_bin),
+            },
+        )),
+        Bench::Scale {
+            nodes,
+            pods,
+            idle_secs,
+            rudder,
+        } => tokio::runtime::Runtime::new()?.block_on(cluster::scale(&cluster::ScaleOptions {
+            nodes: nodes.max(1),
+            pods: pods.max(1),
+            idle: std::time::Duration::from_secs(idle_secs.max(1)),
+            rudder: rudder.unwrap_or_else(api::default_rudder_bin),
+        })),
         Bench::StoreRssChild {
             dir,
             keys,

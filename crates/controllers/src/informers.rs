@@ -7,7 +7,10 @@
 //! out, and a ReplicaSet must hear that its pod went). A subscriber that falls behind slows the
 //! watch rather than losing changes.
 //!
-//! Use: ask for every store and subscription while setting the loops up, then [`Informers::start`].
+//! Use: ask for every store and subscription while setting the loops up, then
+//! [`Informers::start`] the watches and run the loops once [`Informers::synced`] says every
+//! cache holds its first list. Loops must not wait on a cache with kube-runtime's
+//! `Store::wait_until_ready` before that: it wakes only one of several waiters.
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
@@ -21,7 +24,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::Resource;
 use serde::de::DeserializeOwned;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 /// How many changes a subscriber may be behind before the watch waits for it.
 const BUFFER: usize = 1024;
@@ -74,6 +77,8 @@ pub struct Informers {
     kinds: Mutex<HashMap<TypeId, Box<dyn Any + Send>>>,
     /// The watches asked for and not started yet.
     pending: Mutex<Vec<BoxFuture<'static, ()>>>,
+    /// Whether each cache holds its first list.
+    listed: Mutex<Vec<watch::Receiver<bool>>>,
 }
 
 impl Informers {
@@ -82,6 +87,7 @@ impl Informers {
             client,
             kinds: Mutex::default(),
             pending: Mutex::default(),
+            listed: Mutex::default(),
         }
     }
 
@@ -100,10 +106,12 @@ impl Informers {
         let (store, writer) = reflector::store::<K>();
         let subscribers: Subscribers<K> = Arc::default();
         let api: Api<K> = Api::all(self.client.clone());
+        let (listed, listed_rx) = watch::channel(false);
+        self.listed.lock().unwrap().push(listed_rx);
         self.pending
             .lock()
             .unwrap()
-            .push(Box::pin(feed(api, writer, subscribers.clone())));
+            .push(Box::pin(feed(api, writer, subscribers.clone(), listed)));
         kinds.insert(
             TypeId::of::<K>(),
             Box::new(Entry {
@@ -133,6 +141,16 @@ impl Informers {
         self.changes::<K>().map(Change::into_object)
     }
 
+    /// Completes once every cache asked for so far holds its first list.
+    pub fn synced(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut listed: Vec<watch::Receiver<bool>> = self.listed.lock().unwrap().clone();
+        async move {
+            for l in &mut listed {
+                let _ = l.wait_for(|done| *done).await;
+            }
+        }
+    }
+
     /// Starts every watch asked for so far; they run until the returned tasks are aborted.
     pub fn start(&self) -> Vec<tokio::task::JoinHandle<()>> {
         std::mem::take(&mut *self.pending.lock().unwrap())
@@ -152,6 +170,7 @@ async fn feed<K: Kind>(
     api: Api<K>,
     mut writer: reflector::store::Writer<K>,
     subscribers: Subscribers<K>,
+    listed: watch::Sender<bool>,
 ) {
     let store = writer.as_reader();
     let mut events = std::pin::pin!(watcher(api, watcher::Config::default()).default_backoff());
@@ -167,6 +186,9 @@ async fn feed<K: Kind>(
         let before: Option<Vec<Arc<K>>> =
             matches!(ev, watcher::Event::InitDone).then(|| store.state());
         writer.apply_watcher_event(&ev);
+        if matches!(ev, watcher::Event::InitDone) {
+            listed.send_replace(true);
+        }
         let changes: Vec<Change<K>> = match ev {
             // The cached copy, so that subscribers share it rather than hold their own.
             watcher::Event::Apply(o) => vec![Change::Applied(

@@ -5,13 +5,22 @@
 //! Owns: deciding what objects must exist or change given others (node pod CIDRs, …) and the
 //! events that say so. Must not touch: the store, the API server's internals, nodes' runtimes.
 
+pub mod deployment;
+pub mod disruption;
+pub mod endpoints;
+pub mod endpointslice;
+pub mod events;
 pub mod informers;
 pub mod leader;
 pub mod nodeipam;
 pub mod nodelifecycle;
+pub mod replicaset;
+pub mod rootca;
+pub mod serviceaccount;
 
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 
 use crate::informers::Informers;
@@ -25,6 +34,9 @@ pub struct Config {
     pub node_cidr_mask_size: u8,
     /// Node health: how long a silent node stays Ready, how often nodes are looked at.
     pub node_lifecycle: nodelifecycle::Config,
+    /// The cluster CA (PEM) the root CA publisher puts into every namespace as
+    /// `kube-root-ca.crt`; empty: nothing is published.
+    pub root_ca_pem: String,
 }
 
 impl Config {
@@ -43,11 +55,24 @@ pub fn start(client: kube::Client, cfg: &Config) -> anyhow::Result<Controllers> 
         cfg.node_cidr_mask_size,
     )?);
     let informers = Informers::new(client);
-    let mut tasks = vec![
-        tokio::spawn(nodeipam::run(&informers, ipam)),
-        tokio::spawn(nodelifecycle::run(&informers, cfg.node_lifecycle.clone())),
+    let loops: Vec<BoxFuture<'static, ()>> = vec![
+        Box::pin(nodeipam::run(&informers, ipam)),
+        Box::pin(nodelifecycle::run(&informers, cfg.node_lifecycle.clone())),
+        Box::pin(replicaset::run(&informers)),
+        Box::pin(deployment::run(&informers)),
+        Box::pin(endpoints::run(&informers)),
+        Box::pin(endpointslice::run(&informers)),
+        Box::pin(serviceaccount::run(&informers)),
+        Box::pin(rootca::run(&informers, cfg.root_ca_pem.clone())),
+        Box::pin(disruption::run(&informers)),
     ];
-    tasks.extend(informers.start());
+    let synced = informers.synced();
+    let mut tasks = informers.start();
+    // The loops start once every cache is listed: none of them acts on a partial picture.
+    tasks.push(tokio::spawn(async move {
+        synced.await;
+        futures::future::join_all(loops).await;
+    }));
     Ok(Controllers { tasks })
 }
 

@@ -136,10 +136,7 @@ async fn reconcile(node: Arc<Node>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     {
         return Ok(Action::await_change());
     }
-    // Every node must be known before a block is chosen.
-    if ctx.store.wait_until_ready().await.is_err() {
-        return Ok(Action::requeue(Duration::from_secs(1)));
-    }
+    // Every node is known before a block is chosen: the loops start once the caches are listed.
     let name = node.name_any();
     let Some(cidr) = ctx.set.allocate(&name, &ctx.store.state()).await else {
         crate::record(

@@ -53,12 +53,6 @@ pub fn run(informers: &Informers, cfg: Config) -> impl Future<Output = ()> + Sen
     let pods = informers.store::<Pod>();
     let recorder = crate::recorder(client.clone(), "node-controller");
     async move {
-        if nodes.wait_until_ready().await.is_err()
-            || leases.wait_until_ready().await.is_err()
-            || pods.wait_until_ready().await.is_err()
-        {
-            return;
-        }
         let mut health = Health::default();
         let mut tick = tokio::time::interval(cfg.period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -144,8 +144,11 @@ struct ServerArgs {
     /// NoExecute toleration the DefaultTolerationSeconds admission plugin adds to pods).
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(i64).range(0..))]
     default_not_ready_toleration_seconds: i64,
-    /// Seconds a pod tolerates its node being unreachable (`node.kubernetes.io/unreachable`).
-    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(i64).range(0..))]
+    /// Seconds a pod tolerates its node being unreachable (`node.kubernetes.io/unreachable`):
+    /// after the node has been silent for --node-monitor-grace-period. Upstream's 300 s makes
+    /// a lost node's pods come back elsewhere after minutes; 1 s after the 5 s grace period
+    /// brings them back within 10 s (see docs/architecture.md, "Failover").
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i64).range(0..))]
     default_unreachable_toleration_seconds: i64,
     /// Non-mutating requests (get, list) in flight at most; beyond it 429 (0: no limit).
     #[arg(long, default_value_t = 400)]
@@ -202,8 +205,9 @@ struct ControllerArgs {
 }
 
 impl ControllerArgs {
-    fn config(&self) -> rudder_controllers::Config {
+    fn config(&self, root_ca_pem: String) -> rudder_controllers::Config {
         rudder_controllers::Config {
+            root_ca_pem,
             cluster_cidr: self.cluster_cidr.clone(),
             node_cidr_mask_size: self.node_cidr_mask_size,
             node_lifecycle: rudder_controllers::nodelifecycle::Config {
@@ -326,27 +330,54 @@ struct SchedulerCmdArgs {
     leader: LeaderArgs,
 }
 
-/// A client for the cluster a kubeconfig names (the given file, else kube's usual places).
-async fn kubeconfig_client(path: Option<&Path>) -> Result<kube::Client> {
+/// A client for the cluster a kubeconfig names (the given file, else kube's usual places),
+/// and the cluster's CA certificate (PEM) if the kubeconfig has it.
+async fn kubeconfig_client(path: Option<&Path>) -> Result<(kube::Client, String)> {
     let options = kube::config::KubeConfigOptions::default();
-    let config = match path {
-        Some(p) => {
-            let file = kube::config::Kubeconfig::read_from(p)
-                .with_context(|| format!("read kubeconfig {}", p.display()))?;
-            kube::Config::from_custom_kubeconfig(file, &options).await?
-        }
-        None => kube::Config::from_kubeconfig(&options)
-            .await
+    let file = match path {
+        Some(p) => kube::config::Kubeconfig::read_from(p)
+            .with_context(|| format!("read kubeconfig {}", p.display()))?,
+        None => kube::config::Kubeconfig::read()
             .context("no kubeconfig: give --kubeconfig or set KUBECONFIG")?,
     };
-    Ok(kube::Client::try_from(config)?)
+    let ca = kubeconfig_ca(&file).unwrap_or_default();
+    let config = kube::Config::from_custom_kubeconfig(file, &options).await?;
+    Ok((kube::Client::try_from(config)?, ca))
+}
+
+/// The CA (PEM) of the current context's cluster: `certificate-authority-data`, else the
+/// `certificate-authority` file.
+fn kubeconfig_ca(file: &kube::config::Kubeconfig) -> Option<String> {
+    use base64::Engine as _;
+    let context = file.current_context.as_deref()?;
+    let cluster_name = file
+        .contexts
+        .iter()
+        .find(|c| c.name == context)?
+        .context
+        .as_ref()?
+        .cluster
+        .clone();
+    let cluster = file
+        .clusters
+        .iter()
+        .find(|c| c.name == cluster_name)?
+        .cluster
+        .as_ref()?;
+    if let Some(data) = &cluster.certificate_authority_data {
+        let pem = base64::engine::general_purpose::STANDARD
+            .decode(data.trim())
+            .ok()?;
+        return String::from_utf8(pem).ok();
+    }
+    std::fs::read_to_string(cluster.certificate_authority.as_ref()?).ok()
 }
 
 async fn controllers(args: ControllersArgs) -> Result<()> {
     let shutdown = shutdown_signal()?;
-    let client = kubeconfig_client(args.kubeconfig.as_deref()).await?;
+    let (client, ca) = kubeconfig_client(args.kubeconfig.as_deref()).await?;
     let (stop, stopping) = tokio::sync::watch::channel(false);
-    let loops = controller_loops(client.clone(), args.controllers.config())?;
+    let loops = controller_loops(client.clone(), args.controllers.config(ca))?;
     let running = args
         .leader
         .spawn(client, "kube-controller-manager", loops, stopping)?;
@@ -359,7 +390,7 @@ async fn controllers(args: ControllersArgs) -> Result<()> {
 
 async fn scheduler(args: SchedulerCmdArgs) -> Result<()> {
     let shutdown = shutdown_signal()?;
-    let client = kubeconfig_client(args.kubeconfig.as_deref()).await?;
+    let (client, _ca) = kubeconfig_client(args.kubeconfig.as_deref()).await?;
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let cfg = args.scheduler.config();
     let c = client.clone();
@@ -656,7 +687,10 @@ async fn server(args: ServerArgs) -> Result<()> {
             uid: None,
         };
         let client = api.client(user, "default");
-        let start = controller_loops(client.clone(), args.controllers.config())?;
+        let start = controller_loops(
+            client.clone(),
+            args.controllers.config(api.ca_pem().to_string()),
+        )?;
         loops.push(args.leader.spawn(
             client,
             "kube-controller-manager",
@@ -746,7 +780,9 @@ async fn agent(args: AgentArgs) -> Result<()> {
     let token = connect::Token::parse(&args.token).context("--token")?;
     let ca = connect::fetch_ca(&args.server, &token).await?;
     let template = args.node.config(&agent_dir, &[])?;
-    // One client per node identity; the fake nodes of one process are many identities.
+    // One client per node identity (the fake nodes of one process are many identities), over
+    // shared HTTP/2 connections.
+    let transport = connect::Transport::new(&args.server, &ca)?;
     let mut clients = std::collections::HashMap::new();
     let names: Vec<String> = if args.fake_nodes == 0 {
         vec![template.name.clone()]
@@ -755,9 +791,8 @@ async fn agent(args: AgentArgs) -> Result<()> {
             .map(|i| format!("{}-{i}", template.name))
             .collect()
     };
-    for name in names {
-        let cfg = connect::node_config(&args.server, &ca, &name, &token)?;
-        let client = kube::Client::try_from(cfg).context("an HTTPS client")?;
+    for (i, name) in names.into_iter().enumerate() {
+        let client = transport.client(i, &name, &token)?;
         clients.insert(name, client);
     }
     // The credentials are checked once here, so that a wrong token is a clear error.

@@ -942,7 +942,8 @@ fn pods_binding_eviction_streams_and_graceful_deletion() {
         "{err}"
     );
 
-    // Running, and covered by a budget the disruption controller has not looked at yet.
+    // Running and Ready (an unready pod would not spend the budget), and covered by a budget
+    // the disruption controller has not looked at yet.
     s.kubectl(&[
         "patch",
         "pod",
@@ -950,7 +951,7 @@ fn pods_binding_eviction_streams_and_graceful_deletion() {
         "--subresource=status",
         "--type=merge",
         "-p",
-        r#"{"status":{"phase":"Running"}}"#,
+        r#"{"status":{"phase":"Running","conditions":[{"type":"Ready","status":"True"}]}}"#,
     ])
     .ok();
     s.kubectl(&[

@@ -92,6 +92,7 @@ pub fn run(informers: &Informers, cfg: Config) -> impl std::future::Future<Outpu
     let node_store = informers.store::<Node>();
     let namespaces = informers.store::<Namespace>();
     let client = informers.client().clone();
+    let synced = informers.synced();
     async move {
         let (tx, rx) = mpsc::channel::<Msg>(8192);
         {
@@ -117,8 +118,7 @@ pub fn run(informers: &Informers, cfg: Config) -> impl std::future::Future<Outpu
             });
         }
         // Decide nothing on a partial view of the cluster.
-        let _ = pod_store.wait_until_ready().await;
-        let _ = node_store.wait_until_ready().await;
+        synced.await;
         let recorder = Arc::new(rudder_controllers::recorder(
             client.clone(),
             DEFAULT_SCHEDULER,

@@ -1,0 +1,418 @@
+//! Control-plane benchmarks at cluster scale.
+//!
+//! - `rudder-bench scheduler`: upstream scheduler_perf's "SchedulingBasic" shape. 5,000 Nodes
+//!   (API objects, Ready, 4 CPU / 32 GiB / 110 pods; no agents, as scheduler_perf has no
+//!   kubelets) and 10,000 pending pods are created on a server without scheduler or
+//!   controllers; then a standalone `rudder scheduler --kubeconfig` starts, and the figure is
+//!   pods bound per second from the first binding to the last. The peer is kube-scheduler's own
+//!   perf-test floor for that case (680 pods/s): there is no kube-scheduler on this machine.
+//! - `rudder-bench scale`: 5,000 fake nodes (one `rudder agent --fake-nodes` process,
+//!   heartbeating) and 150,000 pods scheduled and Running; the server's idle CPU with the nodes
+//!   alone, its RSS with everything, and `kubectl get pods -A` latency.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::{watcher, WatchStreamExt};
+use rudder_testkit::RudderServer;
+
+/// kube-scheduler's throughput floor in upstream's scheduler_perf for SchedulingBasic
+/// (5,000 nodes, 10,000 pods).
+const KUBE_SCHEDULER_FLOOR: f64 = 680.0;
+/// Requests in flight while the benchmark creates objects.
+const CONCURRENCY: usize = 64;
+
+#[derive(Clone, Debug)]
+pub struct SchedulerOptions {
+    pub nodes: usize,
+    pub pods: usize,
+    pub rudder: PathBuf,
+}
+
+#[derive(Clone, Debug)]
+pub struct ScaleOptions {
+    pub nodes: usize,
+    pub pods: usize,
+    /// How long idle CPU is sampled.
+    pub idle: Duration,
+    pub rudder: PathBuf,
+}
+
+async fn client_of(server: &RudderServer) -> Result<kube::Client> {
+    let config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::read_from(&server.kubeconfig)?,
+        &Default::default(),
+    )
+    .await?;
+    Ok(kube::Client::try_from(config)?)
+}
+
+fn node(name: &str) -> Result<Node> {
+    Ok(serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+    }))?)
+}
+
+fn node_status() -> serde_json::Value {
+    let resources = serde_json::json!({"cpu": "4", "memory": "32Gi", "pods": "110"});
+    serde_json::json!({"status": {
+        "capacity": resources,
+        "allocatable": resources,
+        "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                        "message": "benchmark node"}],
+    }})
+}
+
+fn pod(name: &str) -> Result<Pod> {
+    Ok(serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": {"bench": "pods"}},
+        "spec": {"containers": [{"name": "c", "image": "pause:3.9",
+            "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}}}]},
+    }))?)
+}
+
+/// Runs `make(i)` for `0..count` with [`CONCURRENCY`] in flight.
+async fn in_parallel<F, Fut>(count: usize, make: F) -> Result<()>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    futures::stream::iter((0..count).map(make))
+        .buffer_unordered(CONCURRENCY)
+        .try_collect::<()>()
+        .await
+}
+
+async fn create_nodes(client: &kube::Client, count: usize) -> Result<()> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let status = node_status();
+    in_parallel(count, |i| {
+        let nodes = nodes.clone();
+        let status = status.clone();
+        async move {
+            let name = format!("node-{i}");
+            nodes.create(&PostParams::default(), &node(&name)?).await?;
+            nodes
+                .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+                .await?;
+            Ok(())
+        }
+    })
+    .await
+}
+
+async fn create_pods(client: &kube::Client, count: usize) -> Result<()> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    in_parallel(count, |i| {
+        let pods = pods.clone();
+        async move {
+            pods.create(&PostParams::default(), &pod(&format!("pod-{i}"))?)
+                .await?;
+            Ok(())
+        }
+    })
+    .await
+}
+
+pub async fn scheduler(opts: &SchedulerOptions) -> Result<()> {
+    let server = RudderServer::api_only(&opts.rudder, &[])?;
+    let client = client_of(&server).await?;
+    let started = Instant::now();
+    create_nodes(&client, opts.nodes).await?;
+    create_pods(&client, opts.pods).await?;
+    println!(
+        "scheduler: {} nodes and {} pending pods created in {:.1} s",
+        opts.nodes,
+        opts.pods,
+        started.elapsed().as_secs_f64()
+    );
+
+    // Bindings are timed as the watch delivers them.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+    let want = opts.pods;
+    let watch = tokio::spawn(async move {
+        let mut bound = std::collections::HashSet::new();
+        let mut events = std::pin::pin!(watcher(pods, watcher::Config::default())
+            .default_backoff()
+            .applied_objects());
+        while let Some(Ok(p)) = events.next().await {
+            let on_node = p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some();
+            if on_node && bound.insert(p.metadata.name.unwrap_or_default()) {
+                let _ = tx.send(Instant::now());
+                if bound.len() == want {
+                    return;
+                }
+            }
+        }
+    });
+    let mut sched = Command::new(&opts.rudder)
+        .arg("scheduler")
+        .arg("--kubeconfig")
+        .arg(&server.kubeconfig)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("start rudder scheduler")?;
+    let spawned = Instant::now();
+    let mut first = None;
+    let mut last = None;
+    let mut count = 0;
+    let deadline = Duration::from_secs(600);
+    while count < want {
+        match tokio::time::timeout(deadline, rx.recv()).await {
+            Ok(Some(at)) => {
+                first.get_or_insert(at);
+                last = Some(at);
+                count += 1;
+            }
+            _ => break,
+        }
+    }
+    let _ = sched.kill();
+    let _ = sched.wait();
+    watch.abort();
+    let (Some(first), Some(last)) = (first, last) else {
+        bail!("no pod was bound");
+    };
+    if count < want {
+        bail!("only {count} of {want} pods were bound");
+    }
+    let rate = (count.saturating_sub(1)) as f64 / last.duration_since(first).as_secs_f64();
+    let rows = [
+        [
+            "scheduler (SchedulingBasic)",
+            "rudder",
+            "kube-scheduler floor",
+            "ratio",
+            "notes",
+        ],
+        [
+            &format!("{} pods on {} nodes, pods/s", want, opts.nodes),
+            &format!("{rate:.0}"),
+            &format!("{KUBE_SCHEDULER_FLOOR:.0}"),
+            &format!("{:.1}x", rate / KUBE_SCHEDULER_FLOOR),
+            "first to last binding; target ≥ 6,800",
+        ],
+        [
+            "scheduler start to first binding",
+            &format!("{:.2} s", first.duration_since(spawned).as_secs_f64()),
+            "",
+            "",
+            "process start, caches listed",
+        ],
+    ];
+    crate::print_table(&rows);
+    Ok(())
+}
+
+/// CPU seconds (user + system) a process has used.
+fn cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .context("/proc stat")?;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
+    let ticks: f64 = fields.get(11).context("utime")?.parse::<f64>()?
+        + fields.get(12).context("stime")?.parse::<f64>()?;
+    // SAFETY: sysconf only reads a constant.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Ok(ticks / hz)
+}
+
+fn rss_mib(pid: u32) -> Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .context("VmRSS")?
+        .parse()?;
+    Ok(kb / 1024.0)
+}
+
+async fn wait_for<F, Fut>(what: &str, patience: Duration, mut f: F) -> Result<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool>>,
+{
+    let start = Instant::now();
+    loop {
+        if f().await? {
+            return Ok(start.elapsed());
+        }
+        if start.elapsed() > patience {
+            bail!("gave up waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+pub async fn scale(opts: &ScaleOptions) -> Result<()> {
+    // One /24 per node out of a /9: room for 32,768 nodes.
+    let server = RudderServer::start(
+        &opts.rudder,
+        &[
+            "--disable-agent",
+            "--cluster-cidr",
+            "10.128.0.0/9",
+            "--node-cidr-mask-size",
+            "24",
+        ],
+    )?;
+    let client = client_of(&server).await?;
+    let token = std::fs::read_to_string(server.data_dir().join("server/node-token"))?;
+    let mut agent = Command::new(&opts.rudder)
+        .args(["agent", "--server", &server.url, "--token", token.trim()])
+        .args([
+            "--node-name",
+            "sim",
+            "--fake-nodes",
+            &opts.nodes.to_string(),
+        ])
+        .arg("--data-dir")
+        .arg(server.data_dir().join("agent-sim"))
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("start rudder agent")?;
+    let nodes: Api<Node> = Api::all(client.clone());
+    let joined = wait_for("every node Ready", Duration::from_secs(900), || async {
+        let ready = nodes
+            .list(&ListParams::default())
+            .await?
+            .items
+            .iter()
+            .filter(|n| {
+                n.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .into_iter()
+                    .flatten()
+                    .any(|c| c.type_ == "Ready" && c.status == "True")
+            })
+            .count();
+        Ok(ready == opts.nodes)
+    })
+    .await?;
+    println!(
+        "scale: {} fake nodes Ready in {:.1} s",
+        opts.nodes,
+        joined.as_secs_f64()
+    );
+    let pid = server.pid();
+    let cpu0 = cpu_seconds(pid)?;
+    tokio::time::sleep(opts.idle).await;
+    let idle_cpu = (cpu_seconds(pid)? - cpu0) / opts.idle.as_secs_f64();
+    let idle_rss = rss_mib(pid)?;
+
+    let created = Instant::now();
+    create_pods(&client, opts.pods).await?;
+    let create_secs = created.elapsed().as_secs_f64();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let running = wait_for("every pod Running", Duration::from_secs(3600), || async {
+        let mut n = 0;
+        let mut token: Option<String> = None;
+        loop {
+            let mut lp = ListParams::default().labels("bench=pods").limit(5000);
+            if let Some(t) = &token {
+                lp = lp.continue_token(t);
+            }
+            let page = pods.list(&lp).await?;
+            n += page
+                .items
+                .iter()
+                .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+                .count();
+            token = page.metadata.continue_.filter(|t| !t.is_empty());
+            if token.is_none() {
+                break;
+            }
+        }
+        Ok(n == opts.pods)
+    })
+    .await?;
+    let full_rss = rss_mib(pid)?;
+    let mut gets = Vec::new();
+    for _ in 0..3 {
+        let t = Instant::now();
+        let out = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&server.kubeconfig)
+            .args(["get", "pods", "-A"])
+            .stdout(Stdio::null())
+            .status()?;
+        if !out.success() {
+            bail!("kubectl get pods -A failed");
+        }
+        gets.push(t.elapsed().as_secs_f64());
+    }
+    gets.sort_by(f64::total_cmp);
+    let _ = agent.kill();
+    let _ = agent.wait();
+    let rows = [
+        ["scale", "rudder", "target", "", "notes"],
+        [
+            &format!("server idle CPU, {} heartbeating nodes", opts.nodes),
+            &format!("{:.0} %", idle_cpu * 100.0),
+            "",
+            "",
+            &format!("of one core, over {} s", opts.idle.as_secs()),
+        ],
+        [
+            "server RSS, nodes only",
+            &format!("{idle_rss:.0} MiB"),
+            "",
+            "",
+            "",
+        ],
+        [
+            &format!("{} pods created", opts.pods),
+            &format!("{create_secs:.0} s"),
+            "",
+            "",
+            &format!(
+                "{:.0} pods/s, {CONCURRENCY} in flight",
+                opts.pods as f64 / create_secs
+            ),
+        ],
+        [
+            "all pods Running",
+            &format!("{:.0} s", create_secs + running.as_secs_f64()),
+            "",
+            "",
+            "from the first create",
+        ],
+        [
+            "server RSS, nodes and pods",
+            &format!("{full_rss:.0} MiB"),
+            "≤ 4096 MiB",
+            "",
+            "",
+        ],
+        [
+            "kubectl get pods -A (median of 3)",
+            &format!("{:.1} s", gets[1]),
+            "",
+            "",
+            "",
+        ],
+    ];
+    crate::print_table(&rows);
+    Ok(())
+}
