@@ -32,6 +32,8 @@ enum Command {
     Agent(Box<AgentArgs>),
     /// Run the controllers alone, against the cluster a kubeconfig names.
     Controllers(ControllersArgs),
+    /// Run the scheduler alone, against the cluster a kubeconfig names.
+    Scheduler(SchedulerCmdArgs),
     /// Work on the datastore directly (the server must be stopped for the embedded store).
     Store {
         #[command(subcommand)]
@@ -123,6 +125,8 @@ struct ServerArgs {
     node: NodeArgs,
     #[command(flatten)]
     controllers: ControllerArgs,
+    #[command(flatten)]
+    scheduler: SchedulerArgs,
     #[command(flatten)]
     leader: LeaderArgs,
     /// Service network (ClusterIPs are allocated from it).
@@ -303,6 +307,36 @@ fn controller_loops(
     )
 }
 
+/// How the scheduler runs (shared by `rudder server` and `rudder scheduler`).
+#[derive(Args, Clone)]
+struct SchedulerArgs {
+    /// Share of the nodes (percent) found feasible before a pod's nodes are scored; 0 is
+    /// upstream's adaptive default (50% less 1% per 125 nodes, at least 5% and 100 nodes).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100))]
+    percentage_of_nodes_to_score: u32,
+}
+
+impl SchedulerArgs {
+    fn config(&self) -> rudder_scheduler::Config {
+        rudder_scheduler::Config {
+            percentage_of_nodes_to_score: (self.percentage_of_nodes_to_score > 0)
+                .then_some(self.percentage_of_nodes_to_score),
+            ..Default::default()
+        }
+    }
+}
+
+#[derive(Args)]
+struct SchedulerCmdArgs {
+    /// The kubeconfig to reach the cluster with (default: $KUBECONFIG, then ~/.kube/config).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    #[command(flatten)]
+    scheduler: SchedulerArgs,
+    #[command(flatten)]
+    leader: LeaderArgs,
+}
+
 /// A client for the cluster a kubeconfig names (the given file, else kube's usual places),
 /// and the cluster's CA certificate (PEM) if the kubeconfig has it.
 async fn kubeconfig_client(path: Option<&Path>) -> Result<(kube::Client, String)> {
@@ -355,6 +389,25 @@ async fn controllers(args: ControllersArgs) -> Result<()> {
         .leader
         .spawn(client, "kube-controller-manager", loops, stopping)?;
     tracing::info!("controllers running");
+    shutdown.await;
+    let _ = stop.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(5), running).await;
+    Ok(())
+}
+
+async fn scheduler(args: SchedulerCmdArgs) -> Result<()> {
+    let shutdown = shutdown_signal()?;
+    let (client, _ca) = kubeconfig_client(args.kubeconfig.as_deref()).await?;
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let cfg = args.scheduler.config();
+    let c = client.clone();
+    let running = args.leader.spawn(
+        client,
+        "kube-scheduler",
+        move || rudder_scheduler::start(c.clone(), cfg.clone()),
+        stopping,
+    )?;
+    tracing::info!("scheduler running");
     shutdown.await;
     let _ = stop.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), running).await;
@@ -547,6 +600,7 @@ async fn main() -> Result<()> {
         Command::Server(args) => server(*args).await,
         Command::Agent(args) => agent(*args).await,
         Command::Controllers(args) => controllers(args).await,
+        Command::Scheduler(args) => scheduler(args).await,
         Command::Store {
             command: StoreCommand::Snapshot { command },
         } => match command {
@@ -651,8 +705,26 @@ async fn server(args: ServerArgs) -> Result<()> {
             loops_stopping.clone(),
         )?);
     }
-    // Not built yet: each runs once its issue lands; the flags are accepted now.
-    let _ = (args.disable_scheduler, args.cluster_dns);
+    // The scheduler has its own shared caches (its own client and identity), as it would
+    // running standalone, and its own Lease.
+    if !args.disable_scheduler {
+        let user = rudder_apiserver::pki::User {
+            name: "system:kube-scheduler".into(),
+            groups: vec!["system:masters".into()],
+            uid: None,
+        };
+        let client = api.client(user, "default");
+        let cfg = args.scheduler.config();
+        let c = client.clone();
+        loops.push(args.leader.spawn(
+            client,
+            "kube-scheduler",
+            move || rudder_scheduler::start(c.clone(), cfg.clone()),
+            loops_stopping.clone(),
+        )?);
+    }
+    // Not built yet: runs once its issue lands; the flag is accepted now.
+    let _ = args.cluster_dns;
     let agent = if args.disable_agent {
         None
     } else {

@@ -6,8 +6,6 @@
 //! the events `kubectl describe` and `kubectl get events` show.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rudder_testkit::RudderServer;
@@ -17,10 +15,9 @@ fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_rudder"))
 }
 
-/// A server whose own node `box` runs pods with the fake runtime, and the binder below.
+/// A server whose own node `box` runs pods with the fake runtime; its scheduler binds them.
 struct Cluster {
     s: RudderServer,
-    stop: Arc<AtomicBool>,
 }
 
 impl Cluster {
@@ -29,15 +26,7 @@ impl Cluster {
             .expect("start rudder server");
         s.kubectl(&["wait", "--for=condition=Ready", "node/box", "--timeout=60s"])
             .ok();
-        let stop = Arc::new(AtomicBool::new(false));
-        temporary_binder(&s.kubeconfig, "box", stop.clone());
-        Cluster { s, stop }
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        Cluster { s }
     }
 }
 
@@ -46,51 +35,6 @@ impl std::ops::Deref for Cluster {
     fn deref(&self) -> &RudderServer {
         &self.s
     }
-}
-
-// TEMPORARY: until the scheduler lands; the integrator removes this
-/// Binds every pending pod to `node` through `pods/binding`, as the scheduler will.
-fn temporary_binder(kubeconfig: &Path, node: &str, stop: Arc<AtomicBool>) {
-    use k8s_openapi::api::core::v1::Pod;
-    use kube::api::{Api, ListParams, PostParams};
-    let kubeconfig = kube::config::Kubeconfig::read_from(kubeconfig).expect("read kubeconfig");
-    let node = node.to_string();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("binder runtime");
-        rt.block_on(async move {
-            let cfg = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-                .await
-                .expect("binder config");
-            let client = kube::Client::try_from(cfg).expect("binder client");
-            let all: Api<Pod> = Api::all(client.clone());
-            let lp = ListParams::default().fields("spec.nodeName=");
-            while !stop.load(Ordering::Relaxed) {
-                if let Ok(list) = all.list(&lp).await {
-                    for p in list.items {
-                        let (Some(ns), Some(name)) = (p.metadata.namespace, p.metadata.name) else {
-                            continue;
-                        };
-                        let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
-                        let binding = json!({"apiVersion": "v1", "kind": "Binding",
-                            "metadata": {"name": name, "namespace": ns},
-                            "target": {"apiVersion": "v1", "kind": "Node", "name": node}});
-                        let _ = api
-                            .create_subresource::<Value, Value>(
-                                "binding",
-                                &name,
-                                &PostParams::default(),
-                                &binding,
-                            )
-                            .await;
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        });
-    });
 }
 
 fn get(s: &RudderServer, args: &[&str]) -> Value {
