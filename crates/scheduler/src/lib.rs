@@ -27,8 +27,9 @@ use k8s_openapi::api::core::v1::{Binding, Namespace, Node, ObjectReference, Pod}
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::runtime::events::{EventType, Recorder};
+use kube::runtime::events::EventType;
 use kube::runtime::reflector::{ObjectRef, Store};
+use rudder_controllers::events::Events;
 use rudder_controllers::informers::{Change, Informers};
 use serde_json::json;
 use tokio::sync::{mpsc, Semaphore};
@@ -119,7 +120,7 @@ pub fn run(informers: &Informers, cfg: Config) -> impl std::future::Future<Outpu
         }
         // Decide nothing on a partial view of the cluster.
         synced.await;
-        let recorder = Arc::new(rudder_controllers::recorder(
+        let recorder = Arc::new(rudder_controllers::events::Events::new(
             client.clone(),
             DEFAULT_SCHEDULER,
         ));
@@ -170,7 +171,7 @@ enum BindError {
 struct Scheduler {
     cfg: Config,
     client: kube::Client,
-    recorder: Arc<Recorder>,
+    recorder: Arc<Events>,
     namespaces: Store<Namespace>,
     cache: Cache,
     queue: Queue,
@@ -488,15 +489,15 @@ impl Scheduler {
             let _ = tx.send(Msg::Bound(pod.clone(), err)).await;
             drop(_permit);
             if ok {
-                rudder_controllers::record(
-                    &recorder,
-                    &*pod,
-                    EventType::Normal,
-                    "Scheduled",
-                    "Binding",
-                    format!("Successfully assigned {ns}/{name} to {node}"),
-                )
-                .await;
+                recorder
+                    .record(
+                        &*pod,
+                        EventType::Normal,
+                        "Scheduled",
+                        "Binding",
+                        format!("Successfully assigned {ns}/{name} to {node}"),
+                    )
+                    .await;
             }
         });
     }
@@ -519,15 +520,15 @@ impl Scheduler {
             })
             .unwrap_or(0);
         tokio::spawn(async move {
-            rudder_controllers::record(
-                &recorder,
-                &*pod,
-                EventType::Warning,
-                "FailedScheduling",
-                "Scheduling",
-                msg.clone(),
-            )
-            .await;
+            recorder
+                .record(
+                    &*pod,
+                    EventType::Warning,
+                    "FailedScheduling",
+                    "Scheduling",
+                    msg.clone(),
+                )
+                .await;
             if current == 1 {
                 return;
             }
