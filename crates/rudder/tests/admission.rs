@@ -315,7 +315,7 @@ fn default_toleration_seconds_come_from_the_flags() {
         get(&s, &["pod", "all"])["spec"]["tolerations"],
         json!([{"operator": "Exists"}])
     );
-    // Without the flags: 300 s, as kube-apiserver.
+    // Without the flags: not-ready 300 s as kube-apiserver, unreachable 1 s (fast failover).
     let plain = server(&[]);
     create(&plain, &pod("default", "p", json!({})));
     let p = get(&plain, &["pod", "p"]);
@@ -325,7 +325,7 @@ fn default_toleration_seconds_come_from_the_flags() {
     );
     assert_eq!(
         toleration_seconds(&p, "node.kubernetes.io/unreachable"),
-        Some(300)
+        Some(1)
     );
     // Nonsense is refused by the command line.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_rudder"))
