@@ -265,13 +265,13 @@ fn agents_join_with_the_token_and_silent_nodes_lose_their_pods() {
         ],
     );
     for i in 0..3 {
-        s.kubectl(&[
-            "wait",
-            "--for=condition=Ready",
-            &format!("node/sim-{i}"),
-            "--timeout=60s",
-        ])
-        .ok();
+        let node = format!("node/sim-{i}");
+        // `kubectl wait` refuses a node that is not registered yet.
+        eventually(&format!("{node} registered"), || {
+            s.kubectl(&["get", &node]).out.status.success()
+        });
+        s.kubectl(&["wait", "--for=condition=Ready", &node, "--timeout=60s"])
+            .ok();
     }
     let node = get(&s, &["node", "sim-1"]);
     assert_eq!(node["metadata"]["labels"]["tier"], "edge");
