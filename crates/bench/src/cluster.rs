@@ -10,7 +10,7 @@
 //!   heartbeating) and 150,000 pods scheduled and Running; the server's idle CPU with the nodes
 //!   alone, its RSS with everything, and `kubectl get pods -A` latency.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -43,7 +43,8 @@ pub struct ScaleOptions {
     pub rudder: PathBuf,
 }
 
-async fn client_of(server: &RudderServer) -> Result<kube::Client> {
+/// A client for the server, through its admin kubeconfig.
+pub(crate) async fn client_of(server: &RudderServer) -> Result<kube::Client> {
     let config = kube::Config::from_custom_kubeconfig(
         kube::config::Kubeconfig::read_from(&server.kubeconfig)?,
         &Default::default(),
@@ -244,7 +245,13 @@ fn rss_mib(pid: u32) -> Result<f64> {
     Ok(kb / 1024.0)
 }
 
-async fn wait_for<F, Fut>(what: &str, patience: Duration, mut f: F) -> Result<Duration>
+/// Polls `f` every `poll` until it holds; how long that took.
+pub(crate) async fn wait_for<F, Fut>(
+    what: &str,
+    patience: Duration,
+    poll: Duration,
+    mut f: F,
+) -> Result<Duration>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<bool>>,
@@ -257,8 +264,42 @@ where
         if start.elapsed() > patience {
             bail!("gave up waiting for {what}");
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::time::sleep(poll).await;
     }
+}
+
+/// Whether the node's Ready condition is True.
+pub(crate) fn node_ready(n: &Node) -> bool {
+    n.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .into_iter()
+        .flatten()
+        .any(|c| c.type_ == "Ready" && c.status == "True")
+}
+
+/// Starts `rudder agent --fake-nodes NODES --node-name NAME` joined to `server`, its data
+/// under the server's data dir.
+pub(crate) fn spawn_agent(
+    bin: &Path,
+    server: &RudderServer,
+    name: &str,
+    nodes: usize,
+    stderr: Stdio,
+) -> Result<std::process::Child> {
+    let token = std::fs::read_to_string(server.data_dir().join("server/node-token"))
+        .context("read the node token")?;
+    Command::new(bin)
+        .args(["agent", "--server", &server.url, "--token", token.trim()])
+        .args(["--node-name", name, "--fake-nodes", &nodes.to_string()])
+        .arg("--data-dir")
+        .arg(server.data_dir().join(format!("agent-{name}")))
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .context("start rudder agent")
 }
 
 pub async fn scale(opts: &ScaleOptions) -> Result<()> {
@@ -274,41 +315,17 @@ pub async fn scale(opts: &ScaleOptions) -> Result<()> {
         ],
     )?;
     let client = client_of(&server).await?;
-    let token = std::fs::read_to_string(server.data_dir().join("server/node-token"))?;
-    let mut agent = Command::new(&opts.rudder)
-        .args(["agent", "--server", &server.url, "--token", token.trim()])
-        .args([
-            "--node-name",
-            "sim",
-            "--fake-nodes",
-            &opts.nodes.to_string(),
-        ])
-        .arg("--data-dir")
-        .arg(server.data_dir().join("agent-sim"))
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .context("start rudder agent")?;
+    let mut agent = spawn_agent(&opts.rudder, &server, "sim", opts.nodes, Stdio::inherit())?;
     let nodes: Api<Node> = Api::all(client.clone());
-    let joined = wait_for("every node Ready", Duration::from_secs(900), || async {
-        let ready = nodes
-            .list(&ListParams::default())
-            .await?
-            .items
-            .iter()
-            .filter(|n| {
-                n.status
-                    .as_ref()
-                    .and_then(|s| s.conditions.as_ref())
-                    .into_iter()
-                    .flatten()
-                    .any(|c| c.type_ == "Ready" && c.status == "True")
-            })
-            .count();
-        Ok(ready == opts.nodes)
-    })
+    let joined = wait_for(
+        "every node Ready",
+        Duration::from_secs(900),
+        Duration::from_secs(1),
+        || async {
+            let list = nodes.list(&ListParams::default()).await?;
+            Ok(list.items.iter().filter(|n| node_ready(n)).count() == opts.nodes)
+        },
+    )
     .await?;
     println!(
         "scale: {} fake nodes Ready in {:.1} s",
@@ -325,27 +342,34 @@ pub async fn scale(opts: &ScaleOptions) -> Result<()> {
     create_pods(&client, opts.pods).await?;
     let create_secs = created.elapsed().as_secs_f64();
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-    let running = wait_for("every pod Running", Duration::from_secs(3600), || async {
-        let mut n = 0;
-        let mut token: Option<String> = None;
-        loop {
-            let mut lp = ListParams::default().labels("bench=pods").limit(5000);
-            if let Some(t) = &token {
-                lp = lp.continue_token(t);
+    let running = wait_for(
+        "every pod Running",
+        Duration::from_secs(3600),
+        Duration::from_secs(1),
+        || async {
+            let mut n = 0;
+            let mut token: Option<String> = None;
+            loop {
+                let mut lp = ListParams::default().labels("bench=pods").limit(5000);
+                if let Some(t) = &token {
+                    lp = lp.continue_token(t);
+                }
+                let page = pods.list(&lp).await?;
+                n += page
+                    .items
+                    .iter()
+                    .filter(|p| {
+                        p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+                    })
+                    .count();
+                token = page.metadata.continue_.filter(|t| !t.is_empty());
+                if token.is_none() {
+                    break;
+                }
             }
-            let page = pods.list(&lp).await?;
-            n += page
-                .items
-                .iter()
-                .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
-                .count();
-            token = page.metadata.continue_.filter(|t| !t.is_empty());
-            if token.is_none() {
-                break;
-            }
-        }
-        Ok(n == opts.pods)
-    })
+            Ok(n == opts.pods)
+        },
+    )
     .await?;
     let full_rss = rss_mib(pid)?;
     let mut gets = Vec::new();

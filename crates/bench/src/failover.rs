@@ -14,16 +14,18 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, ListParams, PostParams};
 use rudder_testkit::RudderServer;
+
+use crate::cluster::{client_of, node_ready, spawn_agent, wait_for};
 
 /// The sizes of one run.
 #[derive(Clone, Debug)]
@@ -52,20 +54,7 @@ struct Agent {
 
 impl Agent {
     fn start(bin: &Path, server: &RudderServer, name: &'static str, nodes: usize) -> Result<Agent> {
-        let token = std::fs::read_to_string(server.data_dir().join("server/node-token"))
-            .context("read the node token")?;
-        let dir = server.data_dir().join(format!("agent-{name}"));
-        let child = Command::new(bin)
-            .args(["agent", "--server", &server.url, "--token", token.trim()])
-            .args(["--node-name", name, "--fake-nodes", &nodes.to_string()])
-            .arg("--data-dir")
-            .arg(&dir)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("start rudder agent")?;
+        let child = spawn_agent(bin, server, name, nodes, Stdio::null())?;
         Ok(Agent {
             name,
             child: Some(child),
@@ -91,13 +80,6 @@ impl Drop for Agent {
     }
 }
 
-fn ready(conditions: Option<&Vec<k8s_openapi::api::core::v1::NodeCondition>>) -> bool {
-    conditions
-        .into_iter()
-        .flatten()
-        .any(|c| c.type_ == "Ready" && c.status == "True")
-}
-
 fn pod_ready(p: &Pod) -> bool {
     p.status
         .as_ref()
@@ -114,21 +96,12 @@ fn node_of(p: &Pod) -> &str {
         .unwrap_or("")
 }
 
-async fn wait_until<F, Fut>(what: &str, mut f: F) -> Result<Duration>
+async fn wait_until<F, Fut>(what: &str, f: F) -> Result<Duration>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<bool>>,
 {
-    let start = Instant::now();
-    loop {
-        if f().await? {
-            return Ok(start.elapsed());
-        }
-        if start.elapsed() > PATIENCE {
-            bail!("gave up waiting for {what}");
-        }
-        tokio::time::sleep(POLL).await;
-    }
+    wait_for(what, PATIENCE, POLL, f).await
 }
 
 async fn ready_nodes(nodes: &Api<Node>) -> Result<Vec<String>> {
@@ -137,7 +110,7 @@ async fn ready_nodes(nodes: &Api<Node>) -> Result<Vec<String>> {
         .await?
         .items
         .into_iter()
-        .filter(|n| ready(n.status.as_ref().and_then(|s| s.conditions.as_ref())))
+        .filter(node_ready)
         .filter(|n| {
             n.spec
                 .as_ref()
@@ -175,12 +148,7 @@ struct Round {
 pub async fn run(opts: &Options) -> Result<()> {
     let bin = &opts.rudder;
     let server = RudderServer::start(bin, &["--disable-agent"])?;
-    let config = kube::Config::from_custom_kubeconfig(
-        kube::config::Kubeconfig::read_from(server.data_dir().join("kubeconfig.yaml"))?,
-        &Default::default(),
-    )
-    .await?;
-    let client = kube::Client::try_from(config)?;
+    let client = client_of(&server).await?;
     let nodes: Api<Node> = Api::all(client.clone());
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
@@ -240,8 +208,7 @@ pub async fn run(opts: &Options) -> Result<()> {
                     .items
                     .iter()
                     .any(|n| {
-                        owns(n.metadata.name.as_deref().unwrap_or(""), dead)
-                            && !ready(n.status.as_ref().and_then(|s| s.conditions.as_ref()))
+                        owns(n.metadata.name.as_deref().unwrap_or(""), dead) && !node_ready(n)
                     });
                 if down {
                     unknown = Some(killed.elapsed());
@@ -317,7 +284,7 @@ pub async fn run(opts: &Options) -> Result<()> {
     let mut alarms = std::collections::BTreeSet::new();
     while started.elapsed() < opts.load {
         for n in nodes.list(&ListParams::default()).await?.items {
-            if !ready(n.status.as_ref().and_then(|s| s.conditions.as_ref())) {
+            if !node_ready(&n) {
                 alarms.insert(n.metadata.name.unwrap_or_default());
             }
         }

@@ -174,16 +174,19 @@ async fn delete(client: &kube::Client, pod: &Pod, condition: Option<(&str, &str)
     let name = pod.name_any();
     let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
     if !terminated(pod) {
-        let mut status = serde_json::json!({"phase": "Failed"});
-        if let Some((reason, message)) = condition {
-            status["conditions"] = serde_json::json!([{
-                "type": "DisruptionTarget",
-                "status": "True",
-                "reason": reason,
-                "message": message,
-                "lastTransitionTime": Time(Timestamp::now()),
-            }]);
-        }
+        let status = match condition {
+            Some((reason, message)) => serde_json::json!({
+                "phase": "Failed",
+                "conditions": [{
+                    "type": "DisruptionTarget",
+                    "status": "True",
+                    "reason": reason,
+                    "message": message,
+                    "lastTransitionTime": Time(Timestamp::now()),
+                }],
+            }),
+            None => serde_json::json!({"phase": "Failed"}),
+        };
         let patch = serde_json::json!({"status": status});
         if let Err(e) = api
             .patch_status(&name, &crate::patch_params(), &Patch::Strategic(&patch))

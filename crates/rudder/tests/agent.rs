@@ -3,61 +3,19 @@
 //! deleted, and a silent node going Unknown with its pods evicted by the NoExecute taint.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use rudder_testkit::RudderServer;
+use rudder_testkit::{AgentProcess, RudderServer};
 use serde_json::{json, Value};
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_rudder"))
 }
 
-/// A `rudder agent` process, killed on drop.
-struct Agent {
-    child: Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Agent {
-    fn start(s: &RudderServer, token: &str, extra: &[&str]) -> Agent {
-        let dir = tempfile::tempdir().expect("agent data dir");
-        let child = Command::new(bin())
-            .args([
-                "agent",
-                "--server",
-                &s.url,
-                "--token",
-                token,
-                "--node-ip",
-                "127.0.0.1",
-            ])
-            .arg("--data-dir")
-            .arg(dir.path())
-            .args(extra)
-            .env_remove("RUDDER_TOKEN")
-            .env_remove("RUDDER_URL")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start rudder agent");
-        Agent { child, _dir: dir }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn token(s: &RudderServer) -> String {
-    std::fs::read_to_string(s.data_dir().join("server/node-token"))
-        .expect("node token")
-        .trim()
-        .to_string()
+/// A `rudder agent` process joined to `s`, killed on drop.
+fn agent(s: &RudderServer, token: &str, extra: &[&str]) -> AgentProcess {
+    AgentProcess::start(bin(), s, token, extra).expect("start rudder agent")
 }
 
 fn get(s: &RudderServer, args: &[&str]) -> Value {
@@ -205,7 +163,7 @@ fn agents_join_with_the_token_and_silent_nodes_lose_their_pods() {
         ],
     )
     .expect("start rudder server");
-    let token = token(&s);
+    let token = s.node_token().expect("node token");
 
     // A wrong secret with the right CA hash: refused, and nothing is registered.
     let (hash, _) = token.split_once("::").unwrap();
@@ -248,7 +206,7 @@ fn agents_join_with_the_token_and_silent_nodes_lose_their_pods() {
         .fails()
         .contains("NotFound"));
 
-    let mut agent = Agent::start(
+    let mut sim = agent(
         &s,
         &token,
         &[
@@ -295,8 +253,8 @@ fn agents_join_with_the_token_and_silent_nodes_lose_their_pods() {
 
     // The agent dies: the nodes go Unknown, get the unreachable taints, and the pod (which
     // tolerates unreachable for 1 s, by the DefaultTolerationSeconds flag) is evicted.
-    let _ = agent.child.kill();
-    let _ = agent.child.wait();
+    let _ = sim.child.kill();
+    let _ = sim.child.wait();
     s.kubectl(&[
         "wait",
         "--for=condition=Ready=Unknown",
@@ -328,7 +286,7 @@ fn agents_join_with_the_token_and_silent_nodes_lose_their_pods() {
 
     // The agent comes back: Ready again, the taints go, and the pod it finds being deleted is
     // finished off.
-    let _agent = Agent::start(&s, &token, &["--node-name", "sim", "--fake-nodes", "3"]);
+    let _sim = agent(&s, &token, &["--node-name", "sim", "--fake-nodes", "3"]);
     s.kubectl(&[
         "wait",
         "--for=condition=Ready",

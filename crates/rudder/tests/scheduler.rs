@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rudder_testkit::RudderServer;
+use rudder_testkit::{AgentProcess, RudderServer};
 use serde_json::{json, Value};
 
 fn bin() -> &'static Path {
@@ -28,26 +28,11 @@ impl Drop for Proc {
     }
 }
 
-fn agent(s: &RudderServer, name: &str, extra: &[&str]) -> Proc {
-    let dir = tempfile::tempdir().expect("agent data dir");
-    let token = std::fs::read_to_string(s.data_dir().join("server/node-token"))
-        .expect("node token")
-        .trim()
-        .to_string();
-    let child = Command::new(bin())
-        .args(["agent", "--server", &s.url, "--token", &token])
-        .args(["--node-ip", "127.0.0.1", "--node-name", name])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args(extra)
-        .env_remove("RUDDER_TOKEN")
-        .env_remove("RUDDER_URL")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start rudder agent");
-    Proc { child, _dir: dir }
+fn agent(s: &RudderServer, name: &str, extra: &[&str]) -> AgentProcess {
+    let token = s.node_token().expect("node token");
+    let mut args = vec!["--node-name", name];
+    args.extend_from_slice(extra);
+    AgentProcess::start(bin(), s, &token, &args).expect("start rudder agent")
 }
 
 fn get(s: &RudderServer, args: &[&str]) -> Value {

@@ -24,7 +24,9 @@ use anyhow::{bail, Context};
 mod python;
 mod server;
 pub use python::PYTHON;
-pub use server::{kubectl_path, Answer, Kubectl, RudderServer, KUBECTL_DEFAULT_MINOR};
+pub use server::{
+    kubectl_path, AgentProcess, Answer, Kubectl, RudderServer, KUBECTL_DEFAULT_MINOR,
+};
 
 /// Where Debian's `etcd-server` package installs the server.
 pub const DEFAULT_ETCD_BIN: &str = "/usr/bin/etcd";

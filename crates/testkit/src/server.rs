@@ -317,3 +317,52 @@ impl RudderServer {
         }
     }
 }
+
+impl RudderServer {
+    /// The node token agents join with (`<data-dir>/server/node-token`).
+    pub fn node_token(&self) -> anyhow::Result<String> {
+        let t = std::fs::read_to_string(self.dir.path().join("server/node-token"))
+            .context("read the node token")?;
+        Ok(t.trim().to_string())
+    }
+}
+
+/// A `rudder agent` process joined to a server (node IP 127.0.0.1, its own data dir),
+/// killed on drop.
+pub struct AgentProcess {
+    pub child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl AgentProcess {
+    /// Starts `bin agent` against `server` with `token` and the `extra` flags.
+    pub fn start(
+        bin: &Path,
+        server: &RudderServer,
+        token: &str,
+        extra: &[&str],
+    ) -> anyhow::Result<AgentProcess> {
+        let dir = tempfile::tempdir().context("agent data dir")?;
+        let child = Command::new(bin)
+            .args(["agent", "--server", &server.url, "--token", token])
+            .args(["--node-ip", "127.0.0.1"])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(extra)
+            .env_remove("RUDDER_TOKEN")
+            .env_remove("RUDDER_URL")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("start {} agent", bin.display()))?;
+        Ok(AgentProcess { child, _dir: dir })
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
