@@ -177,6 +177,37 @@ impl Transport {
     }
 }
 
+/// A client for `config` (a kubeconfig's cluster and credentials) whose requests share one
+/// HTTP/2 connection. kube's own client speaks HTTP/1.1, one connection per request in
+/// flight: a scheduler with hundreds of bindings in flight would open hundreds of connections,
+/// more than the server lets one address handshake at once.
+pub fn http2_client(config: kube::Config) -> Result<kube::Client> {
+    use kube::client::ConfigExt as _;
+    let tls = config
+        .rustls_client_config()
+        .context("TLS settings of the kubeconfig")?;
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http2()
+        .build();
+    let pool: Pool =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .http2_only(true)
+            .timer(hyper_util::rt::TokioTimer::new())
+            .http2_keep_alive_interval(std::time::Duration::from_secs(30))
+            .build(connector);
+    let service = tower::ServiceBuilder::new()
+        .layer(config.base_uri_layer())
+        .option_layer(config.auth_layer()?)
+        .layer(config.extra_headers_layer()?)
+        .service(tower::ServiceExt::map_err(
+            pool,
+            |e| -> Box<dyn std::error::Error + Send + Sync> { Box::new(e) },
+        ));
+    Ok(kube::Client::new(service, config.default_namespace))
+}
+
 /// `uri`'s path and query on `server`.
 fn rebase(server: &http::Uri, uri: &http::Uri) -> Result<http::Uri> {
     let base = server.path().trim_end_matches('/');

@@ -105,6 +105,12 @@ async fn create_nodes(client: &kube::Client, count: usize) -> Result<()> {
             nodes
                 .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
                 .await?;
+            // Admission taints a new node not-ready; without a node lifecycle controller on
+            // this server, the benchmark lifts the taint as that controller would.
+            let untaint = serde_json::json!({"spec": {"taints": null}});
+            nodes
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&untaint))
+                .await?;
             Ok(())
         }
     })
@@ -146,7 +152,14 @@ pub async fn scheduler(opts: &SchedulerOptions) -> Result<()> {
         let mut events = std::pin::pin!(watcher(pods, watcher::Config::default())
             .default_backoff()
             .applied_objects());
-        while let Some(Ok(p)) = events.next().await {
+        while let Some(event) = events.next().await {
+            let p = match event {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("watch: {e}");
+                    continue;
+                }
+            };
             let on_node = p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some();
             if on_node && bound.insert(p.metadata.name.unwrap_or_default()) {
                 let _ = tx.send(Instant::now());
@@ -170,7 +183,7 @@ pub async fn scheduler(opts: &SchedulerOptions) -> Result<()> {
     let mut first = None;
     let mut last = None;
     let mut count = 0;
-    let deadline = Duration::from_secs(600);
+    let deadline = Duration::from_secs(60);
     while count < want {
         match tokio::time::timeout(deadline, rx.recv()).await {
             Ok(Some(at)) => {
@@ -178,7 +191,11 @@ pub async fn scheduler(opts: &SchedulerOptions) -> Result<()> {
                 last = Some(at);
                 count += 1;
             }
-            _ => break,
+            Ok(None) => break,
+            Err(_) => {
+                eprintln!("scheduler: no binding seen for {deadline:?} after {count}");
+                break;
+            }
         }
     }
     let _ = sched.kill();

@@ -349,7 +349,7 @@ async fn kubeconfig_client(path: Option<&Path>) -> Result<(kube::Client, String)
     };
     let ca = kubeconfig_ca(&file).unwrap_or_default();
     let config = kube::Config::from_custom_kubeconfig(file, &options).await?;
-    Ok((kube::Client::try_from(config)?, ca))
+    Ok((rudder_agent::connect::http2_client(config)?, ca))
 }
 
 /// The CA (PEM) of the current context's cluster: `certificate-authority-data`, else the

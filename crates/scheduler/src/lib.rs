@@ -50,7 +50,8 @@ pub struct Config {
     pub scheduler_name: String,
     /// Share of the nodes to find feasible before scoring; None: upstream's adaptive default.
     pub percentage_of_nodes_to_score: Option<u32>,
-    /// Bindings sent at once.
+    /// Bindings sent at once (below the server's 200 mutating requests in flight, so other
+    /// writers keep room).
     pub max_in_flight_bindings: usize,
 }
 
@@ -59,7 +60,7 @@ impl Default for Config {
         Config {
             scheduler_name: DEFAULT_SCHEDULER.into(),
             percentage_of_nodes_to_score: None,
-            max_in_flight_bindings: 512,
+            max_in_flight_bindings: 128,
         }
     }
 }
