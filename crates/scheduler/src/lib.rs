@@ -7,10 +7,13 @@
 //! the chosen node at once and sends the binding without waiting for it (many bindings are in
 //! flight; a failed one un-assumes the pod and queues it again with backoff). A pod that fits
 //! nowhere gets a `FailedScheduling` event and `PodScheduled=False`, and waits in the
-//! unschedulable pool until a change of the cluster may let it fit.
+//! unschedulable pool until a change of the cluster may let it fit; before that, [`preemption`]
+//! may free a node for it by deleting pods of lower priority and nominate it there.
 //!
 //! Owns: `spec.nodeName` of pods (through `pods/binding`), their `PodScheduled` condition and
-//! the scheduler's events. Must not touch: the store, anything else of pods or nodes.
+//! `status.nominatedNodeName`, the `DisruptionTarget` condition and deletion of preemption
+//! victims, and the scheduler's events. Must not touch: the store, anything else of pods or
+//! nodes.
 
 pub mod cache;
 pub mod plugins;
