@@ -60,7 +60,8 @@ fn wait_ready(s: &RudderServer, node: &str) {
 }
 
 fn apply(s: &RudderServer, obj: Value) {
-    s.kubectl_stdin(&["apply", "-f", "-"], &obj.to_string()).ok();
+    s.kubectl_stdin(&["apply", "-f", "-"], &obj.to_string())
+        .ok();
 }
 
 /// Tolerates the `not-ready` NoSchedule taint a new node keeps until the node lifecycle
@@ -73,15 +74,22 @@ fn container() -> Value {
     json!([{"name": "c", "image": "nginx", "resources": {"requests": {"cpu": "600m"}}}])
 }
 
-/// A Deployment of one low-priority pod asking for 600m (two never fit on one node).
-fn deployment(name: &str) -> Value {
-    json!({"apiVersion": "apps/v1", "kind": "Deployment",
+/// A Deployment of one low-priority pod asking for 600m (two never fit on one node); its pods
+/// may carry a finalizer that keeps them visible once deleted.
+fn deployment(name: &str, finalizer: bool) -> Value {
+    let mut d = json!({"apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": name, "namespace": "default"},
         "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
             "template": {"metadata": {"labels": {"app": name}},
                 "spec": {"priorityClassName": "low", "terminationGracePeriodSeconds": 1,
-                    "tolerations": tolerations(), "containers": container()}}}})
+                    "tolerations": tolerations(), "containers": container()}}}});
+    if finalizer {
+        d["spec"]["template"]["metadata"]["finalizers"] = json!([HOLD]);
+    }
+    d
 }
+
+const HOLD: &str = "rudder.test/hold";
 
 fn pod(name: &str, class: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "Pod",
@@ -120,8 +128,11 @@ fn a_high_priority_pod_preempts_an_unprotected_victim_and_runs_in_its_place() {
     wait_ready(&s, "small-a");
     wait_ready(&s, "small-b");
 
-    for (name, value, never) in [("low", 10, false), ("high", 1000, false), ("polite", 1000, true)]
-    {
+    for (name, value, never) in [
+        ("low", 10, false),
+        ("high", 1000, false),
+        ("polite", 1000, true),
+    ] {
         let mut pc = json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
             "metadata": {"name": name}, "value": value});
         if never {
@@ -129,8 +140,8 @@ fn a_high_priority_pod_preempts_an_unprotected_victim_and_runs_in_its_place() {
         }
         apply(&s, pc);
     }
-    apply(&s, deployment("guarded"));
-    apply(&s, deployment("filler"));
+    apply(&s, deployment("guarded", false));
+    apply(&s, deployment("filler", true));
     apply(
         &s,
         json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
@@ -169,6 +180,29 @@ fn a_high_priority_pod_preempts_an_unprotected_victim_and_runs_in_its_place() {
 
     // A pod of the high class preempts the filler (no budget), not the guarded pod.
     apply(&s, pod("urgent", "high"));
+    // The victim (held by its finalizer) is marked as upstream marks it, and being deleted.
+    eventually("the victim is marked and deleted", || {
+        let v = get(&s, &["pod", &filler]);
+        !v["metadata"]["deletionTimestamp"].is_null()
+            && v["status"]["conditions"].as_array().is_some_and(|cs| {
+                cs.iter().any(|c| {
+                    c["type"] == "DisruptionTarget"
+                        && c["status"] == "True"
+                        && c["reason"] == "PreemptionByScheduler"
+                        && c["message"]
+                            == "default-scheduler: preempting to accommodate a higher priority pod"
+                })
+            })
+    });
+    s.kubectl(&[
+        "patch",
+        "pod",
+        &filler,
+        "--type=json",
+        "-p",
+        r#"[{"op": "remove", "path": "/metadata/finalizers"}]"#,
+    ])
+    .ok();
     let mut nominated = None;
     eventually("the urgent pod runs", || {
         let p = get(&s, &["pod", "urgent"]);
@@ -180,7 +214,11 @@ fn a_high_priority_pod_preempts_an_unprotected_victim_and_runs_in_its_place() {
     let urgent = get(&s, &["pod", "urgent"]);
     assert_eq!(urgent["spec"]["priority"], 1000, "{urgent}");
     assert_eq!(urgent["spec"]["nodeName"].as_str(), Some(fnode.as_str()));
-    assert_eq!(nominated.as_deref(), Some(fnode.as_str()), "nominatedNodeName");
+    assert_eq!(
+        nominated.as_deref(),
+        Some(fnode.as_str()),
+        "nominatedNodeName"
+    );
     assert_eq!(
         urgent["status"]["nominatedNodeName"].as_str(),
         Some(fnode.as_str())

@@ -952,6 +952,60 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn a_nominated_pod_keeps_its_room_from_pods_of_lower_priority() {
+        use serde_json::json;
+        let mut cache = Cache::default();
+        for n in ["a", "b"] {
+            cache.apply_node(Arc::new(
+                serde_json::from_value(json!({"metadata": {"name": n},
+                    "status": {"allocatable": {"cpu": "2", "memory": "1Gi", "pods": "10"}}}))
+                .unwrap(),
+            ));
+        }
+        let pod = |name: &str, cpu: &str, prio: i32| {
+            Arc::new(
+                serde_json::from_value::<Pod>(json!({"metadata": {"name": name,
+                    "namespace": "default", "uid": name},
+                    "spec": {"priority": prio, "containers": [{"name": "c",
+                        "resources": {"requests": {"cpu": cpu}}}]}}))
+                .unwrap(),
+            )
+        };
+        // b is full; a pod of priority 100 is nominated to a for 1500m.
+        cache.apply_pod(&Arc::new({
+            let mut p = (*pod("full", "2", 0)).clone();
+            p.spec.as_mut().unwrap().node_name = Some("b".into());
+            p
+        }));
+        let nominee = pod("nominee", "1500m", 100);
+        cache.nominate(nominee.clone(), "a");
+        let mut cursor = Cursor::default();
+        // A pod of lower priority does not get the room.
+        let low = pod("low", "1", 50);
+        let err = select_node(&mut cache, &low, &mut cursor, None, &|_| None).unwrap_err();
+        assert_eq!(
+            err.message(None),
+            "0/2 nodes are available: 2 Insufficient cpu."
+        );
+        // One of higher priority does.
+        let high = pod("high", "1", 200);
+        assert_eq!(
+            select_node(&mut cache, &high, &mut cursor, None, &|_| None).unwrap(),
+            "a"
+        );
+        // The nominee itself goes to its node.
+        assert_eq!(
+            select_node(&mut cache, &nominee, &mut cursor, None, &|_| None).unwrap(),
+            "a"
+        );
+        cache.clear_nomination("nominee");
+        assert_eq!(
+            select_node(&mut cache, &low, &mut cursor, None, &|_| None).unwrap(),
+            "a"
+        );
+    }
+
     /// The decision's own cost, as the SchedulingBasic benchmark shape: 10,000 pods on 5,000
     /// nodes, each assumed before the next (no API). Prints the rate; run with --ignored.
     #[test]
