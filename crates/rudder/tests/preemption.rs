@@ -245,6 +245,20 @@ fn a_high_priority_pod_preempts_an_unprotected_victim_and_runs_in_its_place() {
                     .any(|e| e["reason"] == "Preempted" && e["message"] == want.as_str())
             })
     });
+    // Its FailedScheduling report says what failed, and nothing of preemption (it succeeded).
+    let events = get(
+        &s,
+        &["events", "--field-selector", "involvedObject.name=urgent"],
+    );
+    assert!(
+        events["items"]
+            .as_array()
+            .is_some_and(|es| es.iter().any(|e| {
+                e["reason"] == "FailedScheduling"
+                    && e["message"] == "0/2 nodes are available: 2 Insufficient cpu."
+            })),
+        "{events}"
+    );
     let kept = get(&s, &["pod", &guarded]);
     assert!(kept["metadata"]["deletionTimestamp"].is_null(), "{kept}");
     assert_eq!(kept["status"]["phase"], "Running");

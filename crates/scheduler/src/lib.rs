@@ -153,6 +153,7 @@ pub fn run(informers: &Informers, cfg: Config) -> impl std::future::Future<Outpu
             queue: Queue::default(),
             cursor: Cursor::default(),
             tx,
+            preempting: Default::default(),
         };
         for m in seed {
             s.handle(m);
@@ -166,6 +167,8 @@ enum Msg {
     Node(Change<Node>),
     /// A binding's outcome: the pod (as sent) and the error, if any.
     Bound(Arc<Pod>, Option<BindError>),
+    /// The API calls of a preemption (by the pod with this uid) are done.
+    Preempted(String),
 }
 
 #[derive(Debug)]
@@ -186,6 +189,9 @@ struct Scheduler {
     cursor: Cursor,
     bindings: Arc<Semaphore>,
     tx: mpsc::Sender<Msg>,
+    /// Pods whose victims are being marked and deleted: not tried again until that is done
+    /// (upstream's async preemption), so they do not pick more victims meanwhile.
+    preempting: std::collections::HashSet<String>,
 }
 
 /// Where the next pod's search starts (round robin) and the state of the tie-breaker.
@@ -480,6 +486,10 @@ impl Scheduler {
                     self.cache.delete_node(name);
                 }
             }
+            Msg::Preempted(id) => {
+                self.preempting.remove(&id);
+                self.queue.activate(&id, now);
+            }
             Msg::Bound(pod, err) => {
                 let id = uid(&pod).to_string();
                 if let Some(e) = err {
@@ -497,6 +507,11 @@ impl Scheduler {
     fn schedule_one(&mut self, pod: Arc<Pod>) {
         let now = Instant::now();
         let id = uid(&pod).to_string();
+        if self.preempting.contains(&id) {
+            // Tried again once its preemption's API calls are done.
+            self.queue.unschedulable(&id, false, now);
+            return;
+        }
         let namespaces = &self.namespaces;
         let ns_labels = |ns: &str| {
             namespaces
@@ -608,6 +623,8 @@ impl Scheduler {
         let client = self.client.clone();
         let recorder = self.recorder.clone();
         let preemptor_uid = uid(preemptor).to_string();
+        self.preempting.insert(preemptor_uid.clone());
+        let tx = self.tx.clone();
         let node = c.node;
         tokio::spawn(async move {
             let pp = PatchParams {
@@ -674,6 +691,7 @@ impl Scheduler {
                     tracing::debug!(pod = %name, error = %e, "clearing a nomination");
                 }
             }
+            let _ = tx.send(Msg::Preempted(preemptor_uid)).await;
         });
     }
 
