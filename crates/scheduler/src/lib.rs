@@ -154,6 +154,7 @@ pub fn run(informers: &Informers, cfg: Config) -> impl std::future::Future<Outpu
             cursor: Cursor::default(),
             tx,
             preempting: Default::default(),
+            unconfirmed: Default::default(),
         };
         for m in seed {
             s.handle(m);
@@ -192,6 +193,9 @@ struct Scheduler {
     /// Pods whose victims are being marked and deleted: not tried again until that is done
     /// (upstream's async preemption), so they do not pick more victims meanwhile.
     preempting: std::collections::HashSet<String>,
+    /// Pods nominated by this scheduler whose `nominatedNodeName` has not been seen back yet
+    /// (an update without it predates the status write and does not clear the nomination).
+    unconfirmed: std::collections::HashSet<String>,
 }
 
 /// Where the next pod's search starts (round robin) and the state of the tie-breaker.
@@ -427,6 +431,7 @@ impl Scheduler {
                     .is_some_and(|n| !n.is_empty());
                 if assigned || terminal(&pod) || pod.metadata.deletion_timestamp.is_some() {
                     self.cache.clear_nomination(&id);
+                    self.unconfirmed.remove(&id);
                 }
                 if assigned || terminal(&pod) {
                     self.queue.remove(&id);
@@ -440,15 +445,24 @@ impl Scheduler {
                 } else if pod.metadata.deletion_timestamp.is_some() || !self.responsible(&pod) {
                     self.queue.remove(&id);
                 } else if !self.cache.is_assumed(&id) {
-                    // A nomination seen on the pod (another scheduler's, or ours coming back);
-                    // an update without one keeps ours (it may predate our status write).
+                    // The nomination the pod carries (another scheduler's, or ours coming
+                    // back); an update without one clears it unless ours is not seen back yet.
                     let nnn = pod
                         .status
                         .as_ref()
                         .and_then(|s| s.nominated_node_name.as_deref())
                         .filter(|n| !n.is_empty());
-                    if let Some(n) = nnn {
-                        self.cache.nominate(pod.clone(), n);
+                    match nnn {
+                        Some(n) => {
+                            if self.cache.nomination_of(&id) == Some(n) {
+                                self.unconfirmed.remove(&id);
+                            }
+                            if !self.unconfirmed.contains(&id) {
+                                self.cache.nominate(pod.clone(), n);
+                            }
+                        }
+                        None if !self.unconfirmed.contains(&id) => self.cache.clear_nomination(&id),
+                        None => {}
                     }
                     self.queue.add_or_update(&id, pod, now);
                 }
@@ -457,6 +471,7 @@ impl Scheduler {
                 let id = uid(&pod);
                 self.queue.remove(id);
                 self.cache.clear_nomination(id);
+                self.unconfirmed.remove(id);
                 if self.cache.remove_pod(id) {
                     self.queue.move_all(ClusterEvent::PodGone, now);
                 }
@@ -528,6 +543,7 @@ impl Scheduler {
         match decision {
             Ok(node) => {
                 self.cache.clear_nomination(&id);
+                self.unconfirmed.remove(&id);
                 self.cache.assume(pod.clone(), &node);
                 self.queue.done(&id);
                 self.bind(pod, node);
@@ -569,6 +585,7 @@ impl Scheduler {
                     }
                     preemption::Outcome::NoCandidate(why) => {
                         self.cache.clear_nomination(&id);
+                        self.unconfirmed.remove(&id);
                         let clear = nominated.is_some().then_some(None);
                         self.report_failure(pod, u.message(Some(&why)), clear);
                     }
@@ -576,6 +593,7 @@ impl Scheduler {
                         let node = c.node.clone();
                         self.preempt(&pod, c, now);
                         self.cache.nominate(pod.clone(), &node);
+                        self.unconfirmed.insert(id.clone());
                         self.report_failure(pod, u.message(None), Some(Some(node)));
                     }
                 }
@@ -599,6 +617,7 @@ impl Scheduler {
         for p in &lower {
             let id = uid(p).to_string();
             self.cache.clear_nomination(&id);
+            self.unconfirmed.remove(&id);
             self.queue.activate(&id, now);
         }
         let scheduler = preemptor
