@@ -107,8 +107,8 @@ pub fn priority(pod: &Pod) -> i32 {
     pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0)
 }
 
-/// A node and what is placed on it.
-#[derive(Debug, Default)]
+/// A node and what is placed on it (cloned only to simulate a change, as preemption does).
+#[derive(Clone, Debug, Default)]
 pub struct NodeInfo {
     pub name: String,
     /// The Node object; None while only pods naming it are known.
@@ -240,6 +240,10 @@ pub struct Cache {
     image_nodes: HashMap<String, usize>,
     /// How many counted pods have pod (anti-)affinity terms.
     affinity_pods: usize,
+    /// Pending pods nominated to a node by preemption (upstream's nominator): node → pods.
+    nominated: HashMap<String, Vec<Arc<PodInfo>>>,
+    /// Pod uid → the node it is nominated to.
+    nominations: HashMap<String, String>,
 }
 
 impl Cache {
@@ -434,6 +438,46 @@ impl Cache {
 
     pub fn pod_count(&self) -> usize {
         self.pods.len()
+    }
+
+    /// Nominates a pending pod to a node (its victims are on their way out): until it is
+    /// placed, it counts on that node for pods of no higher priority.
+    pub fn nominate(&mut self, pod: Arc<Pod>, node: &str) {
+        let uid = uid(&pod).to_string();
+        self.clear_nomination(&uid);
+        self.nominated
+            .entry(node.to_string())
+            .or_default()
+            .push(Arc::new(PodInfo::new(pod)));
+        self.nominations.insert(uid, node.to_string());
+    }
+
+    /// The pod is no longer nominated anywhere (placed, gone, or preemption found nothing).
+    pub fn clear_nomination(&mut self, uid: &str) {
+        let Some(node) = self.nominations.remove(uid) else {
+            return;
+        };
+        if let Some(list) = self.nominated.get_mut(&node) {
+            list.retain(|p| p.uid() != uid);
+            if list.is_empty() {
+                self.nominated.remove(&node);
+            }
+        }
+    }
+
+    /// Where a pod is nominated to.
+    pub fn nomination_of(&self, uid: &str) -> Option<&str> {
+        self.nominations.get(uid).map(String::as_str)
+    }
+
+    /// Whether any pod is nominated anywhere.
+    pub fn has_nominations(&self) -> bool {
+        !self.nominations.is_empty()
+    }
+
+    /// The pods nominated to `node`.
+    pub fn nominated_on(&self, node: &str) -> &[Arc<PodInfo>] {
+        self.nominated.get(node).map(Vec::as_slice).unwrap_or(&[])
     }
 }
 

@@ -7,13 +7,17 @@
 //! the chosen node at once and sends the binding without waiting for it (many bindings are in
 //! flight; a failed one un-assumes the pod and queues it again with backoff). A pod that fits
 //! nowhere gets a `FailedScheduling` event and `PodScheduled=False`, and waits in the
-//! unschedulable pool until a change of the cluster may let it fit.
+//! unschedulable pool until a change of the cluster may let it fit; before that, [`preemption`]
+//! may free a node for it by deleting pods of lower priority and nominate it there.
 //!
 //! Owns: `spec.nodeName` of pods (through `pods/binding`), their `PodScheduled` condition and
-//! the scheduler's events. Must not touch: the store, anything else of pods or nodes.
+//! `status.nominatedNodeName`, the `DisruptionTarget` condition and deletion of preemption
+//! victims, and the scheduler's events. Must not touch: the store, anything else of pods or
+//! nodes.
 
 pub mod cache;
 pub mod plugins;
+pub mod preemption;
 pub mod queue;
 pub mod resources;
 pub mod selectors;
@@ -24,9 +28,10 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Binding, Namespace, Node, ObjectReference, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::{ObjectRef, Store};
 use rudder_controllers::events::Events;
@@ -35,7 +40,7 @@ use serde_json::json;
 use tokio::sync::{mpsc, Semaphore};
 
 use crate::cache::{terminal, uid, Cache};
-use crate::plugins::{Code, Failure, PodState};
+use crate::plugins::{Failure, PodState};
 use crate::queue::{ClusterEvent, Queue};
 
 /// The scheduler name pods ask for by default (and this scheduler's event source).
@@ -93,6 +98,7 @@ pub fn run(informers: &Informers, cfg: Config) -> impl std::future::Future<Outpu
     let pod_store = informers.store::<Pod>();
     let node_store = informers.store::<Node>();
     let namespaces = informers.store::<Namespace>();
+    let pdbs = informers.store::<PodDisruptionBudget>();
     let client = informers.client().clone();
     let synced = informers.synced();
     async move {
@@ -143,10 +149,13 @@ pub fn run(informers: &Informers, cfg: Config) -> impl std::future::Future<Outpu
             client,
             recorder,
             namespaces,
+            pdbs,
             cache: Cache::default(),
             queue: Queue::default(),
             cursor: Cursor::default(),
             tx,
+            preempting: Default::default(),
+            unconfirmed: Default::default(),
         };
         for m in seed {
             s.handle(m);
@@ -160,6 +169,8 @@ enum Msg {
     Node(Change<Node>),
     /// A binding's outcome: the pod (as sent) and the error, if any.
     Bound(Arc<Pod>, Option<BindError>),
+    /// The API calls of a preemption (by the pod with this uid) are done.
+    Preempted(String),
 }
 
 #[derive(Debug)]
@@ -174,11 +185,18 @@ struct Scheduler {
     client: kube::Client,
     recorder: Arc<Events>,
     namespaces: Store<Namespace>,
+    pdbs: Store<PodDisruptionBudget>,
     cache: Cache,
     queue: Queue,
     cursor: Cursor,
     bindings: Arc<Semaphore>,
     tx: mpsc::Sender<Msg>,
+    /// Pods whose victims are being marked and deleted: not tried again until that is done
+    /// (upstream's async preemption), so they do not pick more victims meanwhile.
+    preempting: std::collections::HashSet<String>,
+    /// Pods nominated by this scheduler whose `nominatedNodeName` has not been seen back yet
+    /// (an update without it predates the status write and does not clear the nomination).
+    unconfirmed: std::collections::HashSet<String>,
 }
 
 /// Where the next pod's search starts (round robin) and the state of the tie-breaker.
@@ -197,11 +215,55 @@ impl Default for Cursor {
     }
 }
 
-/// Why a pod fits nowhere: upstream's message, and whether other pods landing may help.
-#[derive(Debug)]
+/// Why a pod fits nowhere: each node's failure (by index in the cache), and whether other
+/// pods landing may help; `state` is the pod's filter state, for preemption.
 pub struct Unschedulable {
-    pub message: String,
+    pub all: usize,
+    pub failures: Vec<(usize, Failure)>,
     pub needs_pods: bool,
+    pub state: Option<Box<PodState>>,
+}
+
+impl std::fmt::Debug for Unschedulable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message(None))
+    }
+}
+
+impl Unschedulable {
+    /// Upstream's FitError message, with what preemption said (if anything).
+    pub fn message(&self, preemption: Option<&str>) -> String {
+        if self.all == 0 {
+            return "no nodes available to schedule pods".into();
+        }
+        let failures: Vec<&Failure> = self.failures.iter().map(|(_, f)| f).collect();
+        fit_error(self.all, &failures, preemption)
+    }
+}
+
+/// Filters node `i` for the pod, counting the pods nominated there that are not of lower
+/// priority (upstream's RunFilterPluginsWithNominatedPods, which keeps the room preemption
+/// made for a pod from going to pods of lower priority).
+pub fn filter_with_nominated(st: &PodState, cache: &Cache, i: usize) -> plugins::Status {
+    let n = &cache.nodes()[i];
+    if cache.has_nominations() {
+        let prio = cache::priority(&st.pod);
+        let me = uid(&st.pod);
+        let extra: Vec<_> = cache
+            .nominated_on(&n.name)
+            .iter()
+            .filter(|p| p.uid() != me && p.priority() >= prio)
+            .cloned()
+            .collect();
+        if !extra.is_empty() {
+            let mut sim = n.clone();
+            for p in extra {
+                sim.add_pod(p);
+            }
+            return plugins::filter(st, &sim);
+        }
+    }
+    plugins::filter(st, n)
 }
 
 /// One scheduling decision: filter from the cursor until enough nodes are feasible, score
@@ -217,8 +279,10 @@ pub fn select_node(
     let live = cache.live_nodes();
     if live.is_empty() {
         return Err(Unschedulable {
-            message: "no nodes available to schedule pods".into(),
+            all: 0,
+            failures: Vec::new(),
             needs_pods: false,
+            state: None,
         });
     }
     let nodes = cache.nodes();
@@ -230,31 +294,47 @@ pub fn select_node(
         cache.has_affinity_pods(),
     );
     let all = live.len();
+    // A pod nominated by preemption tries its node first (upstream's evaluateNominatedNode).
+    let nominated = cache.nomination_of(uid(pod)).or_else(|| {
+        pod.status
+            .as_ref()
+            .and_then(|s| s.nominated_node_name.as_deref())
+            .filter(|n| !n.is_empty())
+    });
+    if let Some(name) = nominated {
+        if let Some(i) = live.iter().copied().find(|&i| nodes[i].name == name) {
+            if filter_with_nominated(&st, cache, i).is_ok() {
+                return Ok(nodes[i].name.clone());
+            }
+        }
+    }
     let want = feasible_nodes_to_find(all, percentage);
     let start = cursor.next_start % all;
     let mut feasible: Vec<usize> = Vec::with_capacity(want.min(all));
-    let mut failures: Vec<Failure> = Vec::new();
+    let mut failures: Vec<(usize, Failure)> = Vec::new();
     let mut processed = 0;
     for k in 0..all {
         let i = live[(start + k) % all];
         processed += 1;
-        match plugins::filter(&st, &nodes[i]) {
+        match filter_with_nominated(&st, cache, i) {
             Ok(()) => {
                 feasible.push(i);
                 if feasible.len() >= want {
                     break;
                 }
             }
-            Err(f) => failures.push(f),
+            Err(f) => failures.push((i, f)),
         }
     }
     cursor.next_start = (start + processed) % all;
     if feasible.is_empty() {
         return Err(Unschedulable {
+            all,
             needs_pods: failures
                 .iter()
-                .any(|f| matches!(f.plugin, "InterPodAffinity" | "PodTopologySpread")),
-            message: fit_error(all, &failures, pod),
+                .any(|(_, f)| matches!(f.plugin, "InterPodAffinity" | "PodTopologySpread")),
+            failures,
+            state: Some(Box::new(st)),
         });
     }
     let chosen = if feasible.len() == 1 {
@@ -350,6 +430,10 @@ impl Scheduler {
                     .as_ref()
                     .and_then(|s| s.node_name.as_deref())
                     .is_some_and(|n| !n.is_empty());
+                if assigned || terminal(&pod) || pod.metadata.deletion_timestamp.is_some() {
+                    self.cache.clear_nomination(&id);
+                    self.unconfirmed.remove(&id);
+                }
                 if assigned || terminal(&pod) {
                     self.queue.remove(&id);
                     let had = self.cache.node_of(&id).map(str::to_string);
@@ -362,12 +446,33 @@ impl Scheduler {
                 } else if pod.metadata.deletion_timestamp.is_some() || !self.responsible(&pod) {
                     self.queue.remove(&id);
                 } else if !self.cache.is_assumed(&id) {
+                    // The nomination the pod carries (another scheduler's, or ours coming
+                    // back); an update without one clears it unless ours is not seen back yet.
+                    let nnn = pod
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.nominated_node_name.as_deref())
+                        .filter(|n| !n.is_empty());
+                    match nnn {
+                        Some(n) => {
+                            if self.cache.nomination_of(&id) == Some(n) {
+                                self.unconfirmed.remove(&id);
+                            }
+                            if !self.unconfirmed.contains(&id) {
+                                self.cache.nominate(pod.clone(), n);
+                            }
+                        }
+                        None if !self.unconfirmed.contains(&id) => self.cache.clear_nomination(&id),
+                        None => {}
+                    }
                     self.queue.add_or_update(&id, pod, now);
                 }
             }
             Msg::Pod(Change::Deleted(pod)) => {
                 let id = uid(&pod);
                 self.queue.remove(id);
+                self.cache.clear_nomination(id);
+                self.unconfirmed.remove(id);
                 if self.cache.remove_pod(id) {
                     self.queue.move_all(ClusterEvent::PodGone, now);
                 }
@@ -397,6 +502,10 @@ impl Scheduler {
                     self.cache.delete_node(name);
                 }
             }
+            Msg::Preempted(id) => {
+                self.preempting.remove(&id);
+                self.queue.activate(&id, now);
+            }
             Msg::Bound(pod, err) => {
                 let id = uid(&pod).to_string();
                 if let Some(e) = err {
@@ -414,6 +523,11 @@ impl Scheduler {
     fn schedule_one(&mut self, pod: Arc<Pod>) {
         let now = Instant::now();
         let id = uid(&pod).to_string();
+        if self.preempting.contains(&id) {
+            // Tried again once its preemption's API calls are done.
+            self.queue.unschedulable(&id, false, now);
+            return;
+        }
         let namespaces = &self.namespaces;
         let ns_labels = |ns: &str| {
             namespaces
@@ -429,18 +543,176 @@ impl Scheduler {
         );
         match decision {
             Ok(node) => {
+                self.cache.clear_nomination(&id);
+                self.unconfirmed.remove(&id);
                 self.cache.assume(pod.clone(), &node);
                 self.queue.done(&id);
                 self.bind(pod, node);
             }
-            Err(Unschedulable {
-                message,
-                needs_pods,
-            }) => {
-                self.queue.unschedulable(&id, needs_pods, now);
-                self.report_failure(pod, message);
+            Err(u) => {
+                self.queue.unschedulable(&id, u.needs_pods, now);
+                let Some(st) = u.state.as_deref() else {
+                    self.report_failure(pod, u.message(None), None);
+                    return;
+                };
+                let pdbs: Vec<preemption::Pdb> = self
+                    .pdbs
+                    .state()
+                    .iter()
+                    .map(|p| preemption::Pdb::of(p))
+                    .collect();
+                let nominated = self
+                    .cache
+                    .nomination_of(&id)
+                    .map(str::to_string)
+                    .or_else(|| {
+                        pod.status
+                            .as_ref()
+                            .and_then(|s| s.nominated_node_name.clone())
+                            .filter(|n| !n.is_empty())
+                    });
+                let offset = random(&mut self.cursor.rng) as usize;
+                let outcome = preemption::preempt(
+                    &self.cache,
+                    st,
+                    &u.failures,
+                    &pdbs,
+                    nominated.as_deref(),
+                    offset,
+                );
+                match outcome {
+                    preemption::Outcome::NotEligible(why) => {
+                        self.report_failure(pod, u.message(Some(&why)), None);
+                    }
+                    preemption::Outcome::NoCandidate(why) => {
+                        self.cache.clear_nomination(&id);
+                        self.unconfirmed.remove(&id);
+                        let clear = nominated.is_some().then_some(None);
+                        self.report_failure(pod, u.message(Some(&why)), clear);
+                    }
+                    preemption::Outcome::Nominate(c) => {
+                        let node = c.node.clone();
+                        self.preempt(&pod, c, now);
+                        self.cache.nominate(pod.clone(), &node);
+                        self.unconfirmed.insert(id.clone());
+                        self.report_failure(pod, u.message(None), Some(Some(node)));
+                    }
+                }
             }
         }
+    }
+
+    /// Carries out a preemption (upstream's prepareCandidate): each victim not already going
+    /// gets `DisruptionTarget` (`PreemptionByScheduler`), is deleted with its own grace period
+    /// and gets a `Preempted` event; pods of lower priority nominated to the node lose their
+    /// nomination (and are tried again at once).
+    fn preempt(&mut self, preemptor: &Arc<Pod>, c: preemption::Candidate, now: Instant) {
+        let prio = cache::priority(preemptor);
+        let lower: Vec<Arc<Pod>> = self
+            .cache
+            .nominated_on(&c.node)
+            .iter()
+            .filter(|p| p.priority() < prio && p.uid() != uid(preemptor))
+            .map(|p| p.pod.clone())
+            .collect();
+        for p in &lower {
+            let id = uid(p).to_string();
+            self.cache.clear_nomination(&id);
+            self.unconfirmed.remove(&id);
+            self.queue.activate(&id, now);
+        }
+        let scheduler = preemptor
+            .spec
+            .as_ref()
+            .and_then(|s| s.scheduler_name.clone())
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| DEFAULT_SCHEDULER.into());
+        let victims: Vec<Arc<Pod>> = c
+            .victims
+            .pods
+            .iter()
+            .filter(|v| v.pod.metadata.deletion_timestamp.is_none())
+            .map(|v| v.pod.clone())
+            .collect();
+        tracing::debug!(
+            preemptor = ?preemptor.metadata.name,
+            node = %c.node,
+            victims = victims.len(),
+            "preempting"
+        );
+        let client = self.client.clone();
+        let recorder = self.recorder.clone();
+        let preemptor_uid = uid(preemptor).to_string();
+        self.preempting.insert(preemptor_uid.clone());
+        let tx = self.tx.clone();
+        let node = c.node;
+        tokio::spawn(async move {
+            let pp = PatchParams {
+                field_manager: Some(MANAGER.into()),
+                ..Default::default()
+            };
+            for v in victims {
+                let ns = v.metadata.namespace.clone().unwrap_or_default();
+                let name = v.metadata.name.clone().unwrap_or_default();
+                let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+                let patch = json!({"status": {"conditions": [{
+                    "type": "DisruptionTarget",
+                    "status": "True",
+                    "reason": "PreemptionByScheduler",
+                    "message": format!("{scheduler}: preempting to accommodate a higher priority pod"),
+                    "lastTransitionTime": Time(Timestamp::now()),
+                }]}});
+                match api.patch_status(&name, &pp, &Patch::Strategic(patch)).await {
+                    Err(kube::Error::Api(e)) if e.code == 404 => continue,
+                    Err(e) => {
+                        tracing::debug!(pod = %name, error = %e, "marking a preemption victim");
+                        continue;
+                    }
+                    Ok(_) => {}
+                }
+                let dp = DeleteParams {
+                    preconditions: Some(Preconditions {
+                        uid: v.metadata.uid.clone(),
+                        resource_version: None,
+                    }),
+                    ..Default::default()
+                };
+                match api.delete(&name, &dp).await {
+                    Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => continue,
+                    Err(e) => {
+                        tracing::debug!(pod = %name, error = %e, "deleting a preemption victim");
+                        continue;
+                    }
+                    Ok(_) => {}
+                }
+                recorder
+                    .record(
+                        &*v,
+                        EventType::Normal,
+                        "Preempted",
+                        "Preempting",
+                        format!("Preempted by pod {preemptor_uid} on node {node}"),
+                    )
+                    .await;
+            }
+            for p in lower {
+                let ns = p.metadata.namespace.clone().unwrap_or_default();
+                let name = p.metadata.name.clone().unwrap_or_default();
+                if p.status
+                    .as_ref()
+                    .and_then(|s| s.nominated_node_name.as_deref())
+                    .is_none_or(str::is_empty)
+                {
+                    continue;
+                }
+                let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+                let patch = json!({"status": {"nominatedNodeName": null}});
+                if let Err(e) = api.patch_status(&name, &pp, &Patch::Strategic(patch)).await {
+                    tracing::debug!(pod = %name, error = %e, "clearing a nomination");
+                }
+            }
+            let _ = tx.send(Msg::Preempted(preemptor_uid)).await;
+        });
     }
 
     fn bind(&self, pod: Arc<Pod>, node: String) {
@@ -504,8 +776,9 @@ impl Scheduler {
     }
 
     /// A `FailedScheduling` event for each failed attempt, and `PodScheduled=False` with the
-    /// message when the pod does not already say so.
-    fn report_failure(&self, pod: Arc<Pod>, msg: String) {
+    /// message when the pod does not already say so; `nominate` sets (or, `Some(None)`,
+    /// clears) its `nominatedNodeName` in the same status write.
+    fn report_failure(&self, pod: Arc<Pod>, msg: String, nominate: Option<Option<String>>) {
         tracing::debug!(pod = ?pod.metadata.name, msg, "unschedulable");
         let client = self.client.clone();
         let recorder = self.recorder.clone();
@@ -520,6 +793,12 @@ impl Scheduler {
                     && c.message.as_deref() == Some(msg.as_str())) as u8
             })
             .unwrap_or(0);
+        let had = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.nominated_node_name.clone())
+            .filter(|n| !n.is_empty());
+        let nominate = nominate.filter(|n| *n != had);
         tokio::spawn(async move {
             recorder
                 .record(
@@ -530,13 +809,13 @@ impl Scheduler {
                     msg.clone(),
                 )
                 .await;
-            if current == 1 {
+            if current == 1 && nominate.is_none() {
                 return;
             }
             let ns = pod.metadata.namespace.clone().unwrap_or_default();
             let name = pod.metadata.name.clone().unwrap_or_default();
             let api: Api<Pod> = Api::namespaced(client, &ns);
-            let patch = json!({"status": {"conditions": [{
+            let mut patch = json!({"status": {"conditions": [{
                 "type": "PodScheduled",
                 "status": "False",
                 "reason": "Unschedulable",
@@ -544,6 +823,9 @@ impl Scheduler {
                 "lastProbeTime": null,
                 "lastTransitionTime": Time(Timestamp::now()),
             }]}});
+            if let Some(n) = nominate {
+                patch["status"]["nominatedNodeName"] = json!(n);
+            }
             let pp = PatchParams {
                 field_manager: Some(MANAGER.into()),
                 ..Default::default()
@@ -609,19 +891,21 @@ fn score(
 }
 
 /// Upstream's FitError message: `0/N nodes are available: <count> <reason>, ….` (reasons
-/// counted over nodes and sorted), then what preemption found.
-pub fn fit_error(all: usize, failures: &[Failure], pod: &Pod) -> String {
+/// counted over nodes and sorted), then what preemption said (`preemption: …`), if anything.
+pub fn fit_error(all: usize, failures: &[&Failure], preemption: Option<&str>) -> String {
     let mut msg = format!("0/{all} nodes are available:");
     let reasons = histogram(failures.iter().flat_map(|f| f.reasons.iter().cloned()));
     if !reasons.is_empty() {
         msg.push_str(&format!(" {}.", reasons.join(", ")));
     }
-    msg.push(' ');
-    msg.push_str(&preemption_message(all, failures, pod));
+    if let Some(p) = preemption {
+        msg.push_str(" preemption: ");
+        msg.push_str(p);
+    }
     msg
 }
 
-fn histogram(reasons: impl Iterator<Item = String>) -> Vec<String> {
+pub(crate) fn histogram(reasons: impl Iterator<Item = String>) -> Vec<String> {
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     for r in reasons {
         *counts.entry(r).or_default() += 1;
@@ -634,71 +918,130 @@ fn histogram(reasons: impl Iterator<Item = String>) -> Vec<String> {
     out
 }
 
-/// What the preemption step says when it finds nothing to do (victims are not chosen yet:
-/// preemption is not implemented, so no node offers victims).
-fn preemption_message(all: usize, failures: &[Failure], pod: &Pod) -> String {
-    if pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.preemption_policy.as_deref())
-        == Some("Never")
-    {
-        return "preemption: not eligible due to preemptionPolicy=Never.".into();
-    }
-    let reasons = histogram(failures.iter().map(|f| {
-        if f.code == Code::UnschedulableAndUnresolvable {
-            "Preemption is not helpful for scheduling".to_string()
-        } else {
-            "No preemption victims found for incoming pod".to_string()
-        }
-    }));
-    format!(
-        "preemption: 0/{all} nodes are available: {}.",
-        reasons.join(", ")
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugins::Code::*;
-
-    fn f(plugin: &'static str, code: Code, r: &[&str]) -> Failure {
-        Failure {
-            plugin,
-            code,
-            reasons: r.iter().map(|s| s.to_string()).collect(),
-        }
-    }
-
     #[test]
     fn fit_error_has_upstreams_shape() {
-        let failures = vec![
-            f(
-                "TaintToleration",
-                UnschedulableAndUnresolvable,
-                &["node(s) had untolerated taint {node-role.kubernetes.io/control-plane: }"],
-            ),
-            f("NodeResourcesFit", Unschedulable, &["Insufficient cpu"]),
-            f("NodeResourcesFit", Unschedulable, &["Insufficient cpu"]),
-        ];
+        use serde_json::json;
+        let mut cache = Cache::default();
+        let node = |name: &str, taints: serde_json::Value| {
+            Arc::new(
+                serde_json::from_value(json!({"metadata": {"name": name},
+                    "spec": {"taints": taints},
+                    "status": {"allocatable": {"cpu": "1", "memory": "1Gi", "pods": "10"}}}))
+                .unwrap(),
+            )
+        };
+        cache.apply_node(node(
+            "cp",
+            json!([{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]),
+        ));
+        cache.apply_node(node("a", json!([])));
+        cache.apply_node(node("b", json!([])));
+        let pod = |name: &str, node: Option<&str>, extra: serde_json::Value| {
+            let mut v = json!({"metadata": {"name": name, "namespace": "default", "uid": name},
+                "spec": {"containers": [{"name": "c",
+                    "resources": {"requests": {"cpu": "800m"}}}]}});
+            if let Some(n) = node {
+                v["spec"]["nodeName"] = json!(n);
+            }
+            for (k, x) in extra.as_object().unwrap() {
+                v["spec"][k] = x.clone();
+            }
+            Arc::new(serde_json::from_value::<Pod>(v).unwrap())
+        };
+        cache.apply_pod(&pod("x", Some("a"), json!({})));
+        cache.apply_pod(&pod("y", Some("b"), json!({})));
+        let mut cursor = Cursor::default();
+        let p = pod("p", None, json!({}));
+        let u = select_node(&mut cache, &p, &mut cursor, None, &|_| None).unwrap_err();
+        let st = u.state.as_deref().unwrap();
+        let preemption::Outcome::NoCandidate(why) =
+            preemption::preempt(&cache, st, &u.failures, &[], None, 0)
+        else {
+            panic!("no victims expected")
+        };
         assert_eq!(
-            fit_error(3, &failures, &Pod::default()),
+            u.message(Some(&why)),
             "0/3 nodes are available: 1 node(s) had untolerated taint \
              {node-role.kubernetes.io/control-plane: }, 2 Insufficient cpu. preemption: 0/3 \
              nodes are available: 1 Preemption is not helpful for scheduling, 2 No preemption \
              victims found for incoming pod."
         );
-        let never = Pod {
-            spec: Some(k8s_openapi::api::core::v1::PodSpec {
-                preemption_policy: Some("Never".into()),
-                ..Default::default()
-            }),
-            ..Default::default()
+        let never = pod(
+            "n",
+            None,
+            json!({"preemptionPolicy": "Never", "priority": 5}),
+        );
+        let u = select_node(&mut cache, &never, &mut cursor, None, &|_| None).unwrap_err();
+        let preemption::Outcome::NotEligible(why) = preemption::preempt(
+            &cache,
+            u.state.as_deref().unwrap(),
+            &u.failures,
+            &[],
+            None,
+            0,
+        ) else {
+            panic!("not eligible expected")
         };
-        assert!(fit_error(1, &failures[1..2], &never).ends_with(
-            "1 Insufficient cpu. preemption: not eligible due to preemptionPolicy=Never."
+        assert!(u.message(Some(&why)).ends_with(
+            "2 Insufficient cpu. preemption: not eligible due to preemptionPolicy=Never."
         ));
+    }
+
+    #[test]
+    fn a_nominated_pod_keeps_its_room_from_pods_of_lower_priority() {
+        use serde_json::json;
+        let mut cache = Cache::default();
+        for n in ["a", "b"] {
+            cache.apply_node(Arc::new(
+                serde_json::from_value(json!({"metadata": {"name": n},
+                    "status": {"allocatable": {"cpu": "2", "memory": "1Gi", "pods": "10"}}}))
+                .unwrap(),
+            ));
+        }
+        let pod = |name: &str, cpu: &str, prio: i32| {
+            Arc::new(
+                serde_json::from_value::<Pod>(json!({"metadata": {"name": name,
+                    "namespace": "default", "uid": name},
+                    "spec": {"priority": prio, "containers": [{"name": "c",
+                        "resources": {"requests": {"cpu": cpu}}}]}}))
+                .unwrap(),
+            )
+        };
+        // b is full; a pod of priority 100 is nominated to a for 1500m.
+        cache.apply_pod(&Arc::new({
+            let mut p = (*pod("full", "2", 0)).clone();
+            p.spec.as_mut().unwrap().node_name = Some("b".into());
+            p
+        }));
+        let nominee = pod("nominee", "1500m", 100);
+        cache.nominate(nominee.clone(), "a");
+        let mut cursor = Cursor::default();
+        // A pod of lower priority does not get the room.
+        let low = pod("low", "1", 50);
+        let err = select_node(&mut cache, &low, &mut cursor, None, &|_| None).unwrap_err();
+        assert_eq!(
+            err.message(None),
+            "0/2 nodes are available: 2 Insufficient cpu."
+        );
+        // One of higher priority does.
+        let high = pod("high", "1", 200);
+        assert_eq!(
+            select_node(&mut cache, &high, &mut cursor, None, &|_| None).unwrap(),
+            "a"
+        );
+        // The nominee itself goes to its node.
+        assert_eq!(
+            select_node(&mut cache, &nominee, &mut cursor, None, &|_| None).unwrap(),
+            "a"
+        );
+        cache.clear_nomination("nominee");
+        assert_eq!(
+            select_node(&mut cache, &low, &mut cursor, None, &|_| None).unwrap(),
+            "a"
+        );
     }
 
     /// The decision's own cost, as the SchedulingBasic benchmark shape: 10,000 pods on 5,000

@@ -181,6 +181,18 @@ impl Queue {
         }
     }
 
+    /// Something about this pod changed that may let it fit (its nomination was taken away):
+    /// out of the unschedulable pool.
+    pub fn activate(&mut self, uid: &str, now: Instant) {
+        if self
+            .entries
+            .get(uid)
+            .is_some_and(|e| e.at == Where::Unschedulable)
+        {
+            self.requeue(uid, now);
+        }
+    }
+
     /// An error (a failed binding …): back with backoff.
     pub fn retry(&mut self, uid: &str, pod: Arc<Pod>, now: Instant) {
         let seq = self.next_seq();
