@@ -91,7 +91,8 @@ impl Collector for InFlightCollector {
                 .iter()
                 .map(|(name, items)| {
                     let ages = items.values().map(|t| now.duration_since(*t).as_secs_f64());
-                    let total: f64 = ages.clone().sum();
+                    // (`sum` of nothing is -0.0.)
+                    let total = ages.clone().fold(0.0, |a, b| a + b);
                     let longest = ages.fold(0.0, f64::max);
                     (*name, total, longest)
                 })
@@ -225,7 +226,7 @@ impl Metrics {
     /// Appends the metrics to `out` (Prometheus text format 0.0.4).
     pub fn render_into(&self, out: &mut String) {
         // Writing to a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode_registry(out, &self.registry);
+        let _ = prometheus_client::encoding::prometheus_text::encode(out, &self.registry);
     }
 
     /// The metrics of the work queue `name`.
@@ -633,13 +634,18 @@ mod tests {
                 "workqueue_longest_running_processor_seconds{name=\"test_tracked\"}",
                 "0",
             ),
+            (
+                "workqueue_unfinished_work_seconds{name=\"test_tracked\"}",
+                "0",
+            ),
         ] {
             let l = line(&text, prefix);
             let got: f64 = l.rsplit(' ').next().unwrap().parse().unwrap();
             assert_eq!(got, want.parse::<f64>().unwrap(), "{l}");
         }
+        assert!(!text.contains("-0.0"), "{text}");
         assert!(text.contains("# TYPE workqueue_depth gauge"));
-        assert!(text.contains("# TYPE workqueue_adds counter"));
+        assert!(text.contains("# TYPE workqueue_adds_total counter"));
         assert!(text.contains("# TYPE workqueue_queue_duration_seconds histogram"));
     }
 

@@ -13,6 +13,7 @@
 //! the scheduler's events. Must not touch: the store, anything else of pods or nodes.
 
 pub mod cache;
+pub mod metrics;
 pub mod plugins;
 pub mod queue;
 pub mod resources;
@@ -37,6 +38,10 @@ use tokio::sync::{mpsc, Semaphore};
 use crate::cache::{terminal, uid, Cache};
 use crate::plugins::{Code, Failure, PodState};
 use crate::queue::{ClusterEvent, Queue};
+
+/// How often, at most, the queue's sizes are reported while pods are being scheduled (they are
+/// reported whenever the queue goes idle too).
+const PENDING_REPORT_EVERY: Duration = Duration::from_millis(100);
 
 /// The scheduler name pods ask for by default (and this scheduler's event source).
 pub const DEFAULT_SCHEDULER: &str = "default-scheduler";
@@ -146,6 +151,8 @@ pub fn run(informers: &Informers, cfg: Config) -> impl std::future::Future<Outpu
             queue: Queue::default(),
             cursor: Cursor::default(),
             tx,
+            _pending: metrics::PendingGuard,
+            pending_reported: None,
         };
         for m in seed {
             s.handle(m);
@@ -178,6 +185,9 @@ struct Scheduler {
     cursor: Cursor,
     bindings: Arc<Semaphore>,
     tx: mpsc::Sender<Msg>,
+    /// Zeroes `scheduler_pending_pods` when the scheduler stops.
+    _pending: metrics::PendingGuard,
+    pending_reported: Option<Instant>,
 }
 
 /// Where the next pod's search starts (round robin) and the state of the tie-breaker.
@@ -302,6 +312,12 @@ impl Scheduler {
                 self.queue.flush(now);
                 next_flush = now + Duration::from_secs(30);
             }
+            if self
+                .pending_reported
+                .is_none_or(|t| now.duration_since(t) >= PENDING_REPORT_EVERY)
+            {
+                self.report_pending(now);
+            }
             if let Some(pod) = self.queue.pop(now) {
                 self.schedule_one(pod);
                 since_yield += 1;
@@ -311,6 +327,7 @@ impl Scheduler {
                 }
                 continue;
             }
+            self.report_pending(now);
             let wake = self
                 .queue
                 .next_backoff()
@@ -324,6 +341,12 @@ impl Scheduler {
                 _ = tokio::time::sleep_until(wake.into()) => {}
             }
         }
+    }
+
+    fn report_pending(&mut self, now: Instant) {
+        let (active, backoff, unschedulable) = self.queue.counts();
+        metrics::global().pending(active, backoff, unschedulable);
+        self.pending_reported = Some(now);
     }
 
     fn responsible(&self, pod: &Pod) -> bool {
@@ -413,6 +436,12 @@ impl Scheduler {
     fn schedule_one(&mut self, pod: Arc<Pod>) {
         let now = Instant::now();
         let id = uid(&pod).to_string();
+        let (attempts, queued) = self.queue.attempt(&id).unwrap_or((1, now));
+        let attempt = metrics::Attempt {
+            started: now,
+            queued,
+            attempts,
+        };
         let namespaces = &self.namespaces;
         let ns_labels = |ns: &str| {
             namespaces
@@ -426,23 +455,26 @@ impl Scheduler {
             self.cfg.percentage_of_nodes_to_score,
             &ns_labels,
         );
+        metrics::global().algorithm(now.elapsed());
         match decision {
             Ok(node) => {
                 self.cache.assume(pod.clone(), &node);
                 self.queue.done(&id);
-                self.bind(pod, node);
+                self.bind(pod, node, attempt);
             }
             Err(Unschedulable {
                 message,
                 needs_pods,
             }) => {
+                metrics::global().unschedulable(&self.cfg.scheduler_name, &attempt);
                 self.queue.unschedulable(&id, needs_pods, now);
                 self.report_failure(pod, message);
             }
         }
     }
 
-    fn bind(&self, pod: Arc<Pod>, node: String) {
+    fn bind(&self, pod: Arc<Pod>, node: String, attempt: metrics::Attempt) {
+        let profile = self.cfg.scheduler_name.clone();
         let client = self.client.clone();
         let tx = self.tx.clone();
         let sem = self.bindings.clone();
@@ -486,6 +518,11 @@ impl Scheduler {
                 }
             };
             let ok = err.is_none();
+            if ok {
+                metrics::global().scheduled(&profile, &attempt);
+            } else {
+                metrics::global().error(&profile, &attempt);
+            }
             let _ = tx.send(Msg::Bound(pod.clone(), err)).await;
             drop(_permit);
             if ok {
