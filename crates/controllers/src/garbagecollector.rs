@@ -307,9 +307,12 @@ impl Graph {
 // ---------------------------------------------------------------------------------------------
 // The queue.
 
+/// The queued work in order (with when it was queued), and the same as a set.
+type Pending = (VecDeque<(Work, Instant)>, HashSet<Work>);
+
 #[derive(Default)]
 struct Queue {
-    inner: Mutex<(VecDeque<(Work, Instant)>, HashSet<Work>)>,
+    inner: Mutex<Pending>,
     notify: Notify,
     failures: Mutex<HashMap<Work, u32>>,
 }

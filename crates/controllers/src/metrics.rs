@@ -100,15 +100,16 @@ impl Collector for InFlightCollector {
             rows.sort_by_key(|r| r.0);
             rows
         };
-        let metrics: [(&str, &str, fn(&(&'static str, f64, f64)) -> f64); 2] = [
+        type Value = fn(&(&'static str, f64, f64)) -> f64;
+        let metrics: [(&str, &str, Value); 2] = [
             (
                 "workqueue_unfinished_work_seconds",
-                "How many seconds of work has been done that is in progress and hasn't been observed by work_duration. Large values indicate stuck threads.",
+                "How many seconds of work has been done that is in progress and hasn't been observed by work_duration. Large values indicate stuck threads",
                 |r| r.1,
             ),
             (
                 "workqueue_longest_running_processor_seconds",
-                "How many seconds has the longest running processor for workqueue been running.",
+                "How many seconds has the longest running processor for workqueue been running",
                 |r| r.2,
             ),
         ];
@@ -179,14 +180,14 @@ impl Metrics {
             Family::new_with_constructor(queue_histogram);
         registry.register(
             "workqueue_queue_duration_seconds",
-            "How long in seconds an item stays in workqueue before being requested.",
+            "How long in seconds an item stays in workqueue before being requested",
             queue_duration.clone(),
         );
         let work_duration: HistogramFamily<NameLabel> =
             Family::new_with_constructor(queue_histogram);
         registry.register(
             "workqueue_work_duration_seconds",
-            "How long in seconds processing an item from workqueue takes.",
+            "How long in seconds processing an item from workqueue takes",
             work_duration.clone(),
         );
         let inflight = Arc::new(InFlight::default());
@@ -206,7 +207,7 @@ impl Metrics {
         let passes: HistogramFamily<ControllerLabel> = Family::new_with_constructor(pass_histogram);
         registry.register(
             "rudder_controller_pass_duration_seconds",
-            "How long in seconds one pass of a periodic controller (no work queue) over its caches takes.",
+            "How long in seconds one pass of a periodic controller (no work queue) over its caches takes",
             passes.clone(),
         );
         Metrics {
@@ -375,6 +376,9 @@ impl Drop for PassTimer {
     }
 }
 
+/// What a kube-runtime `Controller`'s run yields for each reconcile.
+pub type Outcome<K, E1, E2> = Result<(ObjectRef<K>, Action), ControllerError<E1, E2>>;
+
 /// The key of a queued object: namespace and name.
 type Key = (Option<String>, String);
 
@@ -515,7 +519,7 @@ impl Tracked {
     /// leaves the queue without a reconcile.
     pub fn results<K, E1, E2>(
         self: &Arc<Self>,
-    ) -> impl FnMut(Result<(ObjectRef<K>, Action), ControllerError<E1, E2>>) -> futures::future::Ready<()>
+    ) -> impl FnMut(Outcome<K, E1, E2>) -> futures::future::Ready<()>
     where
         K: Resource,
     {

@@ -110,7 +110,11 @@ fn bound_pods(s: &RudderServer) -> usize {
         serde_json::from_str(&s.kubectl(&["get", "pods", "-A", "-o", "json"]).ok()).expect("json");
     v["items"]
         .as_array()
-        .map(|ps| ps.iter().filter(|p| p["spec"]["nodeName"].is_string()).count())
+        .map(|ps| {
+            ps.iter()
+                .filter(|p| p["spec"]["nodeName"].is_string())
+                .count()
+        })
         .unwrap_or(0)
 }
 
@@ -144,8 +148,14 @@ fn the_servers_metrics_count_scheduling_attempts_and_controller_work() {
         .expect("start rudder server");
     s.kubectl(&["wait", "--for=condition=Ready", "node/box", "--timeout=90s"])
         .ok();
-    s.kubectl(&["create", "deployment", "web", "--image=nginx", "--replicas=3"])
-        .ok();
+    s.kubectl(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=nginx",
+        "--replicas=3",
+    ])
+    .ok();
     s.kubectl(&[
         "wait",
         "--for=condition=Available",
@@ -164,27 +174,30 @@ fn the_servers_metrics_count_scheduling_attempts_and_controller_work() {
     .ok();
 
     let mut text = String::new();
-    eventually("the scheduler's and controllers' metrics count the work", || {
-        text = server_metrics(&s);
-        let scheduled = sample(
-            &text,
-            r#"scheduler_schedule_attempts_total{profile="default-scheduler",result="scheduled"}"#,
-        );
-        // Every bound pod was scheduled once, through a successful attempt.
-        scheduled == Some(bound_pods(&s) as f64)
-            && scheduled >= Some(3.0)
-            && sample(
+    eventually(
+        "the scheduler's and controllers' metrics count the work",
+        || {
+            text = server_metrics(&s);
+            let scheduled = sample(
                 &text,
-                r#"scheduler_schedule_attempts_total{profile="default-scheduler",result="unschedulable"}"#,
-            ) >= Some(1.0)
-            && sample(&text, r#"scheduler_pending_pods{queue="unschedulable"}"#) == Some(1.0)
-            && sample(&text, r#"workqueue_adds_total{name="replicaset"}"#) > Some(0.0)
-            && sample(&text, r#"workqueue_adds_total{name="deployment"}"#) > Some(0.0)
-            && sample(
-                &text,
-                r#"rudder_controller_pass_duration_seconds_count{controller="node-lifecycle-controller"}"#,
-            ) > Some(0.0)
-    });
+                r#"scheduler_schedule_attempts_total{profile="default-scheduler",result="scheduled"}"#,
+            );
+            // Every bound pod was scheduled once, through a successful attempt.
+            scheduled == Some(bound_pods(&s) as f64)
+                && scheduled >= Some(3.0)
+                && sample(
+                    &text,
+                    r#"scheduler_schedule_attempts_total{profile="default-scheduler",result="unschedulable"}"#,
+                ) >= Some(1.0)
+                && sample(&text, r#"scheduler_pending_pods{queue="unschedulable"}"#) == Some(1.0)
+                && sample(&text, r#"workqueue_adds_total{name="replicaset"}"#) > Some(0.0)
+                && sample(&text, r#"workqueue_adds_total{name="deployment"}"#) > Some(0.0)
+                && sample(
+                    &text,
+                    r#"rudder_controller_pass_duration_seconds_count{controller="node-lifecycle-controller"}"#,
+                ) > Some(0.0)
+        },
+    );
     assert_families_unique(&text);
     // The server's own metrics are still there, first.
     assert!(text.starts_with("# HELP apiserver_"), "{}", &text[..200]);
@@ -222,10 +235,19 @@ fn the_servers_metrics_count_scheduling_attempts_and_controller_work() {
         ("workqueue_adds_total", &[r#"name="namespace""#]),
         ("workqueue_adds_total", &[r#"name="serviceaccount""#]),
     ] {
-        assert!(total(&text, name, labels) > 0.0, "{name}{labels:?} in\n{text}");
+        assert!(
+            total(&text, name, labels) > 0.0,
+            "{name}{labels:?} in\n{text}"
+        );
     }
     // Three pods, each bound on its first attempt or later: the SLI saw every one.
-    assert!(total(&text, "scheduler_pod_scheduling_sli_duration_seconds_count", &[]) >= 3.0);
+    assert!(
+        total(
+            &text,
+            "scheduler_pod_scheduling_sli_duration_seconds_count",
+            &[]
+        ) >= 3.0
+    );
     assert!(text.contains("# TYPE workqueue_adds_total counter"));
     assert!(text.contains("# TYPE scheduler_scheduling_attempt_duration_seconds histogram"));
 }
@@ -251,13 +273,23 @@ fn standalone_scheduler_and_controllers_serve_their_metrics() {
         http_get(sched_port, "/healthz") == Some((200, "ok".into()))
             && http_get(ctrl_port, "/healthz") == Some((200, "ok".into()))
     });
-    s.kubectl(&["create", "deployment", "web", "--image=nginx", "--replicas=2"])
-        .ok();
+    s.kubectl(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=nginx",
+        "--replicas=2",
+    ])
+    .ok();
 
     let (mut sched, mut ctrl) = (String::new(), String::new());
     eventually("the standalone processes count the work", || {
-        sched = http_get(sched_port, "/metrics").map(|r| r.1).unwrap_or_default();
-        ctrl = http_get(ctrl_port, "/metrics").map(|r| r.1).unwrap_or_default();
+        sched = http_get(sched_port, "/metrics")
+            .map(|r| r.1)
+            .unwrap_or_default();
+        ctrl = http_get(ctrl_port, "/metrics")
+            .map(|r| r.1)
+            .unwrap_or_default();
         sample(
             &sched,
             r#"scheduler_schedule_attempts_total{profile="default-scheduler",result="scheduled"}"#,

@@ -89,7 +89,7 @@ impl Metrics {
         let attempts = Family::<ResultLabels, Counter>::default();
         registry.register(
             "scheduler_schedule_attempts",
-            "Number of attempts to schedule pods, by the result. 'unschedulable' means a pod could not be scheduled, while 'error' means an internal scheduler problem.",
+            "Number of attempts to schedule pods, by the result. 'unschedulable' means a pod could not be scheduled, while 'error' means an internal scheduler problem",
             attempts.clone(),
         );
         let attempt_duration: HistogramFamily<ResultLabels> =
@@ -108,7 +108,7 @@ impl Metrics {
         let pending = Family::<QueueLabel, Gauge>::default();
         registry.register(
             "scheduler_pending_pods",
-            "Number of pending pods, by the queue type. 'active' means number of pods in activeQ; 'backoff' means number of pods in backoffQ; 'unschedulable' means number of pods in unschedulablePods that the scheduler attempted to schedule and failed.",
+            "Number of pending pods, by the queue type. 'active' means number of pods in activeQ; 'backoff' means number of pods in backoffQ; 'unschedulable' means number of pods in unschedulablePods that the scheduler attempted to schedule and failed",
             pending.clone(),
         );
         for queue in QUEUES {
@@ -117,13 +117,13 @@ impl Metrics {
         let sli: HistogramFamily<AttemptsLabel> = Family::new_with_constructor(sli_histogram);
         registry.register(
             "scheduler_pod_scheduling_sli_duration_seconds",
-            "E2e latency for a pod being scheduled, from the time the pod enters the scheduling queue and might involve multiple scheduling attempts.",
+            "E2e latency for a pod being scheduled, from the time the pod enters the scheduling queue and might involve multiple scheduling attempts",
             sli.clone(),
         );
         let pod_attempts = Histogram::new(exponential_buckets(1.0, 2.0, 5));
         registry.register(
             "scheduler_pod_scheduling_attempts",
-            "Number of attempts to successfully schedule a pod.",
+            "Number of attempts to successfully schedule a pod",
             pod_attempts.clone(),
         );
         let preemption_attempts = Counter::default();
@@ -304,8 +304,8 @@ mod tests {
                 "scheduler_pod_scheduling_sli_duration_seconds_count{attempts=\"2\"}",
                 1.0,
             ),
-            ("scheduler_pod_scheduling_attempts_bucket{le=\"2.0\"}", 1.0),
-            ("scheduler_pod_scheduling_attempts_bucket{le=\"1.0\"}", 0.0),
+            ("scheduler_pod_scheduling_attempts_bucket{le=\"2\"}", 1.0),
+            ("scheduler_pod_scheduling_attempts_bucket{le=\"1\"}", 0.0),
             ("scheduler_preemption_attempts_total", 0.0),
         ] {
             assert_eq!(value(&text, prefix), want, "{prefix}");
