@@ -230,9 +230,11 @@ struct ControllersArgs {
     /// The kubeconfig to reach the cluster with (default: $KUBECONFIG, then ~/.kube/config).
     #[arg(long)]
     kubeconfig: Option<PathBuf>,
-    /// Serve /metrics and /healthz over plain HTTP on this address (0: not at all).
-    #[arg(long, default_value = "127.0.0.1:10257", value_parser = parse_metrics_address)]
-    metrics_bind_address: MetricsAddress,
+    /// Serve /metrics and /healthz over plain HTTP on this address (0: not at all). Default
+    /// 127.0.0.1:10257; when that port is taken (another instance on this machine) the
+    /// controllers run without it, saying so. A port given here must be free.
+    #[arg(long, value_parser = parse_metrics_address)]
+    metrics_bind_address: Option<MetricsAddress>,
     #[command(flatten)]
     controllers: ControllerArgs,
     #[command(flatten)]
@@ -334,9 +336,11 @@ struct SchedulerCmdArgs {
     /// The kubeconfig to reach the cluster with (default: $KUBECONFIG, then ~/.kube/config).
     #[arg(long)]
     kubeconfig: Option<PathBuf>,
-    /// Serve /metrics and /healthz over plain HTTP on this address (0: not at all).
-    #[arg(long, default_value = "127.0.0.1:10259", value_parser = parse_metrics_address)]
-    metrics_bind_address: MetricsAddress,
+    /// Serve /metrics and /healthz over plain HTTP on this address (0: not at all). Default
+    /// 127.0.0.1:10259; when that port is taken (another instance on this machine) the
+    /// scheduler run without it, saying so. A port given here must be free.
+    #[arg(long, value_parser = parse_metrics_address)]
+    metrics_bind_address: Option<MetricsAddress>,
     #[command(flatten)]
     scheduler: SchedulerArgs,
     #[command(flatten)]
@@ -359,16 +363,28 @@ fn parse_metrics_address(s: &str) -> std::result::Result<MetricsAddress, String>
 /// Serves `/metrics` (the metrics `render` appends, then the process's) and `/healthz` over
 /// plain HTTP on `address`, until the returned task is dropped or aborted.
 async fn serve_metrics(
-    address: MetricsAddress,
+    address: Option<MetricsAddress>,
+    default: std::net::SocketAddr,
     render: fn(&mut String),
 ) -> Result<Option<tokio::task::JoinHandle<()>>> {
     use axum::http::header;
-    let Some(address) = address.0 else {
-        return Ok(None);
+    let listener = match address {
+        Some(MetricsAddress(None)) => return Ok(None),
+        Some(MetricsAddress(Some(a))) => tokio::net::TcpListener::bind(a)
+            .await
+            .with_context(|| format!("--metrics-bind-address {a}"))?,
+        None => match tokio::net::TcpListener::bind(default).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(
+                    address = %default,
+                    error = %e,
+                    "not serving metrics (give --metrics-bind-address another address)"
+                );
+                return Ok(None);
+            }
+        },
     };
-    let listener = tokio::net::TcpListener::bind(address)
-        .await
-        .with_context(|| format!("--metrics-bind-address {address}"))?;
     let app = axum::Router::new()
         .route(
             "/metrics",
@@ -442,6 +458,7 @@ async fn controllers(args: ControllersArgs) -> Result<()> {
     let (client, ca) = kubeconfig_client(args.kubeconfig.as_deref()).await?;
     let metrics = serve_metrics(
         args.metrics_bind_address,
+        ([127, 0, 0, 1], 10257).into(),
         rudder_controllers::metrics::render,
     )
     .await?;
@@ -463,8 +480,12 @@ async fn controllers(args: ControllersArgs) -> Result<()> {
 async fn scheduler(args: SchedulerCmdArgs) -> Result<()> {
     let shutdown = shutdown_signal()?;
     let (client, _ca) = kubeconfig_client(args.kubeconfig.as_deref()).await?;
-    let metrics =
-        serve_metrics(args.metrics_bind_address, rudder_scheduler::metrics::render).await?;
+    let metrics = serve_metrics(
+        args.metrics_bind_address,
+        ([127, 0, 0, 1], 10259).into(),
+        rudder_scheduler::metrics::render,
+    )
+    .await?;
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let cfg = args.scheduler.config();
     let c = client.clone();
