@@ -5,6 +5,10 @@
 //! `etcd_request_duration_seconds` / `etcd_requests_total` (the store, whichever backend), and
 //! the `process_*` metrics read from `/proc`.
 //!
+//! Other parts of the process (the scheduler, the controllers) add their metrics to the same
+//! document through [`Source`]s given in the server's configuration: text appended after the
+//! server's own, so that this crate depends on none of them.
+//!
 //! Label values come only from the catalogue (a request for a resource the server does not
 //! serve is not counted, as upstream counts only requests its routes serve), so a client cannot
 //! grow the number of series.
@@ -91,6 +95,26 @@ struct StoreLabels {
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
+/// The `Content-Type` of the `/metrics` document (Prometheus text format 0.0.4).
+pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+
+/// More metrics for `/metrics`: appends its families to the document (Prometheus text format
+/// 0.0.4, names distinct from the server's own).
+#[derive(Clone)]
+pub struct Source(Arc<dyn Fn(&mut String) + Send + Sync>);
+
+impl Source {
+    pub fn new(append: impl Fn(&mut String) + Send + Sync + 'static) -> Source {
+        Source(Arc::new(append))
+    }
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Source")
+    }
+}
+
 fn latency_histogram() -> Histogram {
     Histogram::new(LATENCY_BUCKETS)
 }
@@ -104,6 +128,7 @@ pub struct Metrics {
     longrunning: Family<LongRunningLabels, Gauge>,
     store_durations: HistogramFamily<StoreLabels>,
     store_requests: Family<StoreLabels, Counter>,
+    sources: Vec<Source>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -171,6 +196,15 @@ impl Metrics {
             longrunning,
             store_durations,
             store_requests,
+            sources: Vec::new(),
+        }
+    }
+
+    /// The server's metrics followed by those of `sources`.
+    pub fn with_sources(sources: Vec<Source>) -> Metrics {
+        Metrics {
+            sources,
+            ..Metrics::new()
         }
     }
 
@@ -179,6 +213,9 @@ impl Metrics {
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry);
+        for source in &self.sources {
+            (source.0)(&mut out);
+        }
         out
     }
 
@@ -503,6 +540,19 @@ impl Store for MeasuredStore {
     }
 }
 
+/// Appends the `process_*` metrics alone (for processes without an API server: the standalone
+/// scheduler and controllers).
+pub fn render_process(out: &mut String) {
+    static REGISTRY: OnceLock<Registry> = OnceLock::new();
+    let registry = REGISTRY.get_or_init(|| {
+        let mut r = Registry::default();
+        r.register_collector(Box::new(ProcessCollector::new()));
+        r
+    });
+    // Writing to a String cannot fail.
+    let _ = prometheus_client::encoding::prometheus_text::encode(out, registry);
+}
+
 /// Go's process collector, from `/proc/self`: CPU time, memory, file descriptors, start time.
 #[derive(Debug)]
 struct ProcessCollector {
@@ -754,6 +804,20 @@ mod tests {
         assert_eq!(store_type(b"/registry/deployments/d/x"), "deployments.apps");
         assert_eq!(store_type(b"/registry/whatever/x"), "other");
         assert_eq!(store_type(b"/elsewhere"), "other");
+    }
+
+    #[test]
+    fn sources_are_appended() {
+        let source = Source::new(|out: &mut String| {
+            out.push_str("# TYPE extra_total counter\nextra_total 7\n");
+        });
+        let text = Metrics::with_sources(vec![source]).render();
+        assert!(text.contains("process_open_fds "), "{text}");
+        assert!(text.ends_with("extra_total 7\n"), "{text}");
+        let mut process = String::new();
+        render_process(&mut process);
+        assert!(process.contains("process_start_time_seconds "), "{process}");
+        assert!(!process.contains("apiserver_"), "{process}");
     }
 
     #[test]

@@ -42,6 +42,9 @@ pub struct Config {
     pub limits: Limits,
     /// Admission plugin settings.
     pub admission: crate::admission::Config,
+    /// Metrics of the rest of the process (scheduler, controllers), served on `/metrics`
+    /// after the server's own.
+    pub extra_metrics: Vec<crate::metrics::Source>,
 }
 
 /// A running API server.
@@ -272,7 +275,9 @@ pub async fn start(cfg: Config, store: Arc<dyn Store>) -> anyhow::Result<ApiServ
     let addr = listener.local_addr()?;
     let cidr = crate::services::Cidr::parse(&cfg.service_cidr)
         .map_err(|e| anyhow::anyhow!("--service-cidr: {e}"))?;
-    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let metrics = Arc::new(crate::metrics::Metrics::with_sources(
+        cfg.extra_metrics.clone(),
+    ));
     let store: Arc<dyn Store> =
         Arc::new(crate::metrics::MeasuredStore::new(store, metrics.clone()));
     let registry = Arc::new(

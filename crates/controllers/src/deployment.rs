@@ -78,20 +78,23 @@ struct Ctx {
 
 /// Runs the controller until the task is dropped.
 pub fn run(informers: &Informers) -> impl Future<Output = ()> + Send {
+    let tracked = crate::metrics::Tracked::new("deployment");
     let client = informers.client().clone();
     let store = informers.store::<Deployment>();
     let rs_store = informers.store::<ReplicaSet>();
     let pods = informers.store::<Pod>();
     let (deploys, sets) = (store.clone(), rs_store.clone());
-    let controller = Controller::for_shared_stream(informers.subscribe::<Deployment>(), store)
-        .watches_shared_stream(
-            informers.subscribe::<ReplicaSet>(),
-            move |rs: Arc<ReplicaSet>| rs_owners(&deploys, &rs),
-        )
-        // Recreate waits for the old pods to be gone: their deletion is news.
-        .watches_shared_stream(informers.subscribe::<Pod>(), move |pod: Arc<Pod>| {
-            pod_owner(&sets, &pod)
-        });
+    let controller =
+        Controller::for_shared_stream(tracked.trigger(informers.subscribe::<Deployment>()), store)
+            .watches_shared_stream(
+                informers.subscribe::<ReplicaSet>(),
+                tracked.mapper(move |rs: Arc<ReplicaSet>| rs_owners(&deploys, &rs)),
+            )
+            // Recreate waits for the old pods to be gone: their deletion is news.
+            .watches_shared_stream(
+                informers.subscribe::<Pod>(),
+                tracked.mapper(move |pod: Arc<Pod>| pod_owner(&sets, &pod)),
+            );
     let ctx = Arc::new(Ctx {
         client: client.clone(),
         rs_store,
@@ -99,8 +102,12 @@ pub fn run(informers: &Informers) -> impl Future<Output = ()> + Send {
         events: Events::new(client, "deployment-controller"),
     });
     controller
-        .run(reconcile, error_policy, ctx)
-        .for_each(|_| futures::future::ready(()))
+        .run(
+            tracked.reconcile(reconcile),
+            tracked.error_policy(error_policy),
+            ctx,
+        )
+        .for_each(tracked.results())
 }
 
 fn rs_owners(store: &Store<Deployment>, rs: &ReplicaSet) -> Vec<ObjectRef<Deployment>> {

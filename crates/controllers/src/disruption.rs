@@ -55,6 +55,7 @@ struct Ctx {
 
 /// Runs the controller until the task is dropped.
 pub fn run(informers: &Informers) -> impl Future<Output = ()> + Send {
+    let tracked = crate::metrics::Tracked::new("disruption");
     let client = informers.client().clone();
     let pdbs = informers.store::<PodDisruptionBudget>();
     // A change to a pod or a controller may change any budget of its namespace.
@@ -70,28 +71,30 @@ pub fn run(informers: &Informers) -> impl Future<Output = ()> + Send {
                 .collect()
         }
     }
-    let controller =
-        Controller::for_shared_stream(informers.subscribe::<PodDisruptionBudget>(), pdbs.clone())
-            .watches_shared_stream(
-                informers.subscribe::<Pod>(),
-                in_namespace::<Pod>(pdbs.clone()),
-            )
-            .watches_shared_stream(
-                informers.subscribe::<ReplicaSet>(),
-                in_namespace::<ReplicaSet>(pdbs.clone()),
-            )
-            .watches_shared_stream(
-                informers.subscribe::<Deployment>(),
-                in_namespace::<Deployment>(pdbs.clone()),
-            )
-            .watches_shared_stream(
-                informers.subscribe::<StatefulSet>(),
-                in_namespace::<StatefulSet>(pdbs.clone()),
-            )
-            .watches_shared_stream(
-                informers.subscribe::<ReplicationController>(),
-                in_namespace::<ReplicationController>(pdbs),
-            );
+    let controller = Controller::for_shared_stream(
+        tracked.trigger(informers.subscribe::<PodDisruptionBudget>()),
+        pdbs.clone(),
+    )
+    .watches_shared_stream(
+        informers.subscribe::<Pod>(),
+        tracked.mapper(in_namespace::<Pod>(pdbs.clone())),
+    )
+    .watches_shared_stream(
+        informers.subscribe::<ReplicaSet>(),
+        tracked.mapper(in_namespace::<ReplicaSet>(pdbs.clone())),
+    )
+    .watches_shared_stream(
+        informers.subscribe::<Deployment>(),
+        tracked.mapper(in_namespace::<Deployment>(pdbs.clone())),
+    )
+    .watches_shared_stream(
+        informers.subscribe::<StatefulSet>(),
+        tracked.mapper(in_namespace::<StatefulSet>(pdbs.clone())),
+    )
+    .watches_shared_stream(
+        informers.subscribe::<ReplicationController>(),
+        tracked.mapper(in_namespace::<ReplicationController>(pdbs)),
+    );
     let ctx = Arc::new(Ctx {
         client: client.clone(),
         pods: informers.store::<Pod>(),
@@ -102,8 +105,12 @@ pub fn run(informers: &Informers) -> impl Future<Output = ()> + Send {
         recorder: Events::new(client, "disruption-controller"),
     });
     controller
-        .run(reconcile, error_policy, ctx)
-        .for_each(|_| futures::future::ready(()))
+        .run(
+            tracked.reconcile(reconcile),
+            tracked.error_policy(error_policy),
+            ctx,
+        )
+        .for_each(tracked.results())
 }
 
 /// A value of `minAvailable`/`maxUnavailable` against `total`: an integer as is, a percentage

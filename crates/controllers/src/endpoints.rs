@@ -49,22 +49,28 @@ struct Ctx {
 
 /// Runs the controller until the task is dropped.
 pub fn run(informers: &Informers) -> impl Future<Output = ()> + Send {
+    let tracked = crate::metrics::Tracked::new("endpoint");
     let client = informers.client().clone();
     let services = informers.store::<Service>();
     let pods = informers.store::<Pod>();
     let endpoints = informers.store::<Endpoints>();
     let by_pod = services.clone();
     let ep_store = endpoints.clone();
-    let controller = Controller::for_shared_stream(informers.subscribe::<Service>(), services)
-        .watches_shared_stream(informers.subscribe::<Pod>(), move |pod: Arc<Pod>| {
-            services_of_pod(&by_pod, &ep_store, &pod)
-        })
-        .watches_shared_stream(informers.subscribe::<Endpoints>(), |ep: Arc<Endpoints>| {
-            Some(
-                ObjectRef::<Service>::new(&ep.name_any())
-                    .within(&ep.namespace().unwrap_or_default()),
+    let controller =
+        Controller::for_shared_stream(tracked.trigger(informers.subscribe::<Service>()), services)
+            .watches_shared_stream(
+                informers.subscribe::<Pod>(),
+                tracked.mapper(move |pod: Arc<Pod>| services_of_pod(&by_pod, &ep_store, &pod)),
             )
-        });
+            .watches_shared_stream(
+                informers.subscribe::<Endpoints>(),
+                tracked.mapper(|ep: Arc<Endpoints>| {
+                    Some(
+                        ObjectRef::<Service>::new(&ep.name_any())
+                            .within(&ep.namespace().unwrap_or_default()),
+                    )
+                }),
+            );
     let deletions = informers.changes::<Service>();
     let ctx = Arc::new(Ctx {
         client: client.clone(),
@@ -73,8 +79,12 @@ pub fn run(informers: &Informers) -> impl Future<Output = ()> + Send {
     });
     let cleanup = cleanup(client, deletions);
     let main = controller
-        .run(reconcile, error_policy, ctx)
-        .for_each(|_| futures::future::ready(()));
+        .run(
+            tracked.reconcile(reconcile),
+            tracked.error_policy(error_policy),
+            ctx,
+        )
+        .for_each(tracked.results());
     async move {
         tokio::join!(main, cleanup);
     }

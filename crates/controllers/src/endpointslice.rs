@@ -47,25 +47,28 @@ struct Ctx {
 
 /// Runs the controller until the task is dropped.
 pub fn run(informers: &Informers) -> impl Future<Output = ()> + Send {
+    let tracked = crate::metrics::Tracked::new("endpoint_slice");
     let client = informers.client().clone();
     let services = informers.store::<Service>();
     let slices = informers.store::<EndpointSlice>();
     let by_pod = services.clone();
     let slice_store = slices.clone();
-    let controller = Controller::for_shared_stream(informers.subscribe::<Service>(), services)
-        .watches_shared_stream(informers.subscribe::<Pod>(), move |pod: Arc<Pod>| {
-            services_of_pod(&by_pod, &slice_store, &pod)
-        })
-        .watches_shared_stream(
-            informers.subscribe::<EndpointSlice>(),
-            |s: Arc<EndpointSlice>| {
-                let ours = s.labels().get(MANAGED_BY).map(String::as_str) == Some(CONTROLLER);
-                let svc = s.labels().get(SERVICE_NAME).cloned();
-                svc.filter(|_| ours).map(|name| {
-                    ObjectRef::<Service>::new(&name).within(&s.namespace().unwrap_or_default())
-                })
-            },
-        );
+    let controller =
+        Controller::for_shared_stream(tracked.trigger(informers.subscribe::<Service>()), services)
+            .watches_shared_stream(
+                informers.subscribe::<Pod>(),
+                tracked.mapper(move |pod: Arc<Pod>| services_of_pod(&by_pod, &slice_store, &pod)),
+            )
+            .watches_shared_stream(
+                informers.subscribe::<EndpointSlice>(),
+                tracked.mapper(|s: Arc<EndpointSlice>| {
+                    let ours = s.labels().get(MANAGED_BY).map(String::as_str) == Some(CONTROLLER);
+                    let svc = s.labels().get(SERVICE_NAME).cloned();
+                    svc.filter(|_| ours).map(|name| {
+                        ObjectRef::<Service>::new(&name).within(&s.namespace().unwrap_or_default())
+                    })
+                }),
+            );
     let ctx = Arc::new(Ctx {
         client: client.clone(),
         pods: informers.store::<Pod>(),
@@ -74,8 +77,12 @@ pub fn run(informers: &Informers) -> impl Future<Output = ()> + Send {
     });
     let cleanup = cleanup(client, informers.changes::<Service>());
     let main = controller
-        .run(reconcile, error_policy, ctx)
-        .for_each(|_| futures::future::ready(()));
+        .run(
+            tracked.reconcile(reconcile),
+            tracked.error_policy(error_policy),
+            ctx,
+        )
+        .for_each(tracked.results());
     async move {
         tokio::join!(main, cleanup);
     }

@@ -24,8 +24,8 @@
 //! looked at for nothing), and a failed step is retried with backoff.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::{Duration, Instant};
 
 use futures::{Future, StreamExt};
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -42,6 +42,7 @@ use kube::runtime::WatchStreamExt;
 use tokio::sync::{mpsc, Notify};
 
 use crate::informers::Informers;
+use crate::metrics::{self, QueueMetrics};
 
 pub const FOREGROUND: &str = "foregroundDeletion";
 pub const ORPHAN: &str = "orphan";
@@ -306,18 +307,47 @@ impl Graph {
 // ---------------------------------------------------------------------------------------------
 // The queue.
 
+/// The queued work in order (with when it was queued), and the same as a set.
+type Pending = (VecDeque<(Work, Instant)>, HashSet<Work>);
+
 #[derive(Default)]
 struct Queue {
-    inner: Mutex<(VecDeque<Work>, HashSet<Work>)>,
+    inner: Mutex<Pending>,
     notify: Notify,
     failures: Mutex<HashMap<Work, u32>>,
+}
+
+/// Upstream's two queues' metrics: attempts to delete, attempts to orphan.
+fn queue_metrics(w: &Work) -> &'static QueueMetrics {
+    static METRICS: OnceLock<[QueueMetrics; 2]> = OnceLock::new();
+    let m = METRICS.get_or_init(|| {
+        [
+            metrics::global().queue("garbage_collector_attempt_to_delete"),
+            metrics::global().queue("garbage_collector_attempt_to_orphan"),
+        ]
+    });
+    match w {
+        Work::Delete(_) => &m[0],
+        Work::Orphan(_) => &m[1],
+    }
+}
+
+impl Drop for Queue {
+    /// The collector stopped (leadership lost): what was queued is no longer.
+    fn drop(&mut self) {
+        let q = self.inner.get_mut().unwrap_or_else(|e| e.into_inner());
+        for (w, _) in q.0.drain(..) {
+            queue_metrics(&w).discarded(1);
+        }
+    }
 }
 
 impl Queue {
     fn push(&self, w: Work) {
         let mut q = self.inner.lock().unwrap();
         if q.1.insert(w.clone()) {
-            q.0.push_back(w);
+            queue_metrics(&w).added();
+            q.0.push_back((w, Instant::now()));
             self.notify.notify_one();
         }
     }
@@ -327,15 +357,16 @@ impl Queue {
             let next = {
                 let mut q = self.inner.lock().unwrap();
                 let w = q.0.pop_front();
-                if let Some(w) = &w {
+                if let Some((w, since)) = &w {
                     q.1.remove(w);
+                    queue_metrics(w).taken(since.elapsed());
                 }
                 if !q.0.is_empty() {
                     self.notify.notify_one();
                 }
                 w
             };
-            if let Some(w) = next {
+            if let Some((w, _)) = next {
                 return w;
             }
             self.notify.notified().await;
@@ -348,6 +379,7 @@ impl Queue {
 
     /// Again later, waiting longer each time it fails.
     fn retry(self: &Arc<Self>, w: Work) {
+        queue_metrics(&w).retried();
         let n = {
             let mut f = self.failures.lock().unwrap();
             let n = f.entry(w.clone()).or_default();
@@ -450,10 +482,12 @@ impl Collector {
                     tokio::time::timeout(Duration::from_secs(60), synced.wait_for(|s| *s)).await;
                 loop {
                     let w = gc.queue.pop().await;
+                    let work = queue_metrics(&w).work();
                     let result = match &w {
                         Work::Delete(uid) => gc.attempt_to_delete(uid).await,
                         Work::Orphan(uid) => gc.attempt_to_orphan(uid).await,
                     };
+                    drop(work);
                     match result {
                         Ok(()) => gc.queue.done(&w),
                         Err(e) => {

@@ -13,6 +13,7 @@ pub mod events;
 pub mod garbagecollector;
 pub mod informers;
 pub mod leader;
+pub mod metrics;
 pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;

@@ -49,14 +49,19 @@ struct Ctx {
 
 /// Runs the controller until the task is dropped.
 pub fn run(informers: &Informers) -> impl Future<Output = ()> + Send {
+    let tracked = crate::metrics::Tracked::new("namespace");
     let client = informers.client().clone();
     let store = informers.store::<Namespace>();
     let stream = informers.subscribe::<Namespace>();
     async move {
         let ctx = Arc::new(Ctx { client });
-        Controller::for_shared_stream(stream, store)
-            .run(reconcile, error_policy, ctx)
-            .for_each(|_| async {})
+        Controller::for_shared_stream(tracked.trigger(stream), store)
+            .run(
+                tracked.reconcile(reconcile),
+                tracked.error_policy(error_policy),
+                ctx,
+            )
+            .for_each(tracked.results())
             .await;
     }
 }

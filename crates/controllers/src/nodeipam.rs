@@ -115,9 +115,13 @@ struct Ctx {
 
 /// Runs the controller until the task is dropped.
 pub fn run(informers: &Informers, set: Arc<CidrSet>) -> impl Future<Output = ()> + Send {
+    let tracked = crate::metrics::Tracked::new("cidrallocator_node");
     let client = informers.client().clone();
     let store = informers.store::<Node>();
-    let controller = Controller::for_shared_stream(informers.subscribe::<Node>(), store.clone());
+    let controller = Controller::for_shared_stream(
+        tracked.trigger(informers.subscribe::<Node>()),
+        store.clone(),
+    );
     let ctx = Arc::new(Ctx {
         nodes: Api::all(client.clone()),
         store,
@@ -125,8 +129,12 @@ pub fn run(informers: &Informers, set: Arc<CidrSet>) -> impl Future<Output = ()>
         recorder: Events::new(client, "cidrAllocator"),
     });
     controller
-        .run(reconcile, error_policy, ctx)
-        .for_each(|_| futures::future::ready(()))
+        .run(
+            tracked.reconcile(reconcile),
+            tracked.error_policy(error_policy),
+            ctx,
+        )
+        .for_each(tracked.results())
 }
 
 async fn reconcile(node: Arc<Node>, ctx: Arc<Ctx>) -> Result<Action, Error> {

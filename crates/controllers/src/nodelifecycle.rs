@@ -61,6 +61,7 @@ pub fn run(informers: &Informers, cfg: Config) -> impl Future<Output = ()> + Sen
         loop {
             tick.tick().await;
             let now = Instant::now();
+            let _pass = crate::metrics::PassTimer::new("node-lifecycle-controller");
             let mut tainted: HashMap<String, Vec<Taint>> = HashMap::new();
             for node in nodes.state() {
                 let name = node.name_any();

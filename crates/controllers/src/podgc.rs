@@ -60,6 +60,7 @@ pub fn run(informers: &Informers, cfg: Config) -> impl Future<Output = ()> + Sen
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
+            let _pass = crate::metrics::PassTimer::new("pod-garbage-collector-controller");
             let pods = pods.state();
             let existing: HashSet<String> = nodes.state().iter().map(|n| n.name_any()).collect();
 

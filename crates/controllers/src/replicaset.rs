@@ -71,15 +71,19 @@ struct Ctx {
 
 /// Runs the controller until the task is dropped.
 pub fn run(informers: &Informers) -> impl Future<Output = ()> + Send {
+    let tracked = crate::metrics::Tracked::new("replicaset");
     let client = informers.client().clone();
     let rs_store = informers.store::<ReplicaSet>();
     let pods = informers.store::<Pod>();
     let lookup = rs_store.clone();
-    let controller =
-        Controller::for_shared_stream(informers.subscribe::<ReplicaSet>(), rs_store.clone())
-            .watches_shared_stream(informers.subscribe::<Pod>(), move |pod: Arc<Pod>| {
-                pod_owners(&lookup, &pod)
-            });
+    let controller = Controller::for_shared_stream(
+        tracked.trigger(informers.subscribe::<ReplicaSet>()),
+        rs_store.clone(),
+    )
+    .watches_shared_stream(
+        informers.subscribe::<Pod>(),
+        tracked.mapper(move |pod: Arc<Pod>| pod_owners(&lookup, &pod)),
+    );
     let ctx = Arc::new(Ctx {
         client: client.clone(),
         rs_store,
@@ -89,8 +93,12 @@ pub fn run(informers: &Informers) -> impl Future<Output = ()> + Send {
         burst: BURST_REPLICAS,
     });
     controller
-        .run(reconcile, error_policy, ctx)
-        .for_each(|_| futures::future::ready(()))
+        .run(
+            tracked.reconcile(reconcile),
+            tracked.error_policy(error_policy),
+            ctx,
+        )
+        .for_each(tracked.results())
 }
 
 /// The ReplicaSets a pod change concerns: its controller if it is a ReplicaSet, else (an

@@ -31,21 +31,32 @@ struct Ctx {
 
 /// Runs the publisher until the task is dropped; `ca_pem` is the cluster CA.
 pub fn run(informers: &Informers, ca_pem: String) -> impl Future<Output = ()> + Send {
+    let tracked = crate::metrics::Tracked::new("root_ca_cert_publisher");
     let client = informers.client().clone();
     let namespaces = informers.store::<Namespace>();
-    let controller = Controller::for_shared_stream(informers.subscribe::<Namespace>(), namespaces)
-        .watches_shared_stream(informers.subscribe::<ConfigMap>(), |cm: Arc<ConfigMap>| {
+    let controller = Controller::for_shared_stream(
+        tracked.trigger(informers.subscribe::<Namespace>()),
+        namespaces,
+    )
+    .watches_shared_stream(
+        informers.subscribe::<ConfigMap>(),
+        tracked.mapper(|cm: Arc<ConfigMap>| {
             (cm.name_any() == NAME)
                 .then(|| ObjectRef::<Namespace>::new(&cm.namespace().unwrap_or_default()))
-        });
+        }),
+    );
     let ctx = Arc::new(Ctx {
         client,
         maps: informers.store::<ConfigMap>(),
         ca: ca_pem,
     });
     controller
-        .run(reconcile, error_policy, ctx)
-        .for_each(|_| futures::future::ready(()))
+        .run(
+            tracked.reconcile(reconcile),
+            tracked.error_policy(error_policy),
+            ctx,
+        )
+        .for_each(tracked.results())
 }
 
 async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Ctx>) -> Result<Action, kube::Error> {

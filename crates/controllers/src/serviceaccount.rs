@@ -28,23 +28,31 @@ struct Ctx {
 
 /// Runs the controller until the task is dropped.
 pub fn run(informers: &Informers) -> impl Future<Output = ()> + Send {
+    let tracked = crate::metrics::Tracked::new("serviceaccount");
     let client = informers.client().clone();
     let namespaces = informers.store::<Namespace>();
-    let controller = Controller::for_shared_stream(informers.subscribe::<Namespace>(), namespaces)
-        .watches_shared_stream(
-            informers.subscribe::<ServiceAccount>(),
-            |sa: Arc<ServiceAccount>| {
-                (sa.name_any() == DEFAULT)
-                    .then(|| ObjectRef::<Namespace>::new(&sa.namespace().unwrap_or_default()))
-            },
-        );
+    let controller = Controller::for_shared_stream(
+        tracked.trigger(informers.subscribe::<Namespace>()),
+        namespaces,
+    )
+    .watches_shared_stream(
+        informers.subscribe::<ServiceAccount>(),
+        tracked.mapper(|sa: Arc<ServiceAccount>| {
+            (sa.name_any() == DEFAULT)
+                .then(|| ObjectRef::<Namespace>::new(&sa.namespace().unwrap_or_default()))
+        }),
+    );
     let ctx = Arc::new(Ctx {
         client,
         accounts: informers.store::<ServiceAccount>(),
     });
     controller
-        .run(reconcile, error_policy, ctx)
-        .for_each(|_| futures::future::ready(()))
+        .run(
+            tracked.reconcile(reconcile),
+            tracked.error_policy(error_policy),
+            ctx,
+        )
+        .for_each(tracked.results())
 }
 
 /// A namespace being deleted gets nothing new (upstream skips them too).

@@ -230,6 +230,11 @@ struct ControllersArgs {
     /// The kubeconfig to reach the cluster with (default: $KUBECONFIG, then ~/.kube/config).
     #[arg(long)]
     kubeconfig: Option<PathBuf>,
+    /// Serve /metrics and /healthz over plain HTTP on this address (0: not at all). Default
+    /// 127.0.0.1:10257; when that port is taken (another instance on this machine) the
+    /// controllers run without it, saying so. A port given here must be free.
+    #[arg(long, value_parser = parse_metrics_address)]
+    metrics_bind_address: Option<MetricsAddress>,
     #[command(flatten)]
     controllers: ControllerArgs,
     #[command(flatten)]
@@ -331,10 +336,78 @@ struct SchedulerCmdArgs {
     /// The kubeconfig to reach the cluster with (default: $KUBECONFIG, then ~/.kube/config).
     #[arg(long)]
     kubeconfig: Option<PathBuf>,
+    /// Serve /metrics and /healthz over plain HTTP on this address (0: not at all). Default
+    /// 127.0.0.1:10259; when that port is taken (another instance on this machine) the
+    /// scheduler run without it, saying so. A port given here must be free.
+    #[arg(long, value_parser = parse_metrics_address)]
+    metrics_bind_address: Option<MetricsAddress>,
     #[command(flatten)]
     scheduler: SchedulerArgs,
     #[command(flatten)]
     leader: LeaderArgs,
+}
+
+/// Where a standalone scheduler or controller manager serves its metrics; None: nowhere.
+#[derive(Clone, Copy, Debug)]
+struct MetricsAddress(Option<std::net::SocketAddr>);
+
+fn parse_metrics_address(s: &str) -> std::result::Result<MetricsAddress, String> {
+    if s == "0" {
+        return Ok(MetricsAddress(None));
+    }
+    s.parse()
+        .map(|a| MetricsAddress(Some(a)))
+        .map_err(|e| format!("{e}: want HOST:PORT, or 0 to serve no metrics"))
+}
+
+/// Serves `/metrics` (the metrics `render` appends, then the process's) and `/healthz` over
+/// plain HTTP on `address`, until the returned task is dropped or aborted.
+async fn serve_metrics(
+    address: Option<MetricsAddress>,
+    default: std::net::SocketAddr,
+    render: fn(&mut String),
+) -> Result<Option<tokio::task::JoinHandle<()>>> {
+    use axum::http::header;
+    let listener = match address {
+        Some(MetricsAddress(None)) => return Ok(None),
+        Some(MetricsAddress(Some(a))) => tokio::net::TcpListener::bind(a)
+            .await
+            .with_context(|| format!("--metrics-bind-address {a}"))?,
+        None => match tokio::net::TcpListener::bind(default).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(
+                    address = %default,
+                    error = %e,
+                    "not serving metrics (give --metrics-bind-address another address)"
+                );
+                return Ok(None);
+            }
+        },
+    };
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(move || async move {
+                let mut text = String::new();
+                render(&mut text);
+                rudder_apiserver::metrics::render_process(&mut text);
+                (
+                    [(
+                        header::CONTENT_TYPE,
+                        rudder_apiserver::metrics::CONTENT_TYPE,
+                    )],
+                    text,
+                )
+            }),
+        )
+        .route("/healthz", axum::routing::get(|| async { "ok" }));
+    tracing::info!(address = %listener.local_addr()?, "serving metrics");
+    Ok(Some(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "metrics listener");
+        }
+    })))
 }
 
 /// A client for the cluster a kubeconfig names (the given file, else kube's usual places),
@@ -383,6 +456,12 @@ fn kubeconfig_ca(file: &kube::config::Kubeconfig) -> Option<String> {
 async fn controllers(args: ControllersArgs) -> Result<()> {
     let shutdown = shutdown_signal()?;
     let (client, ca) = kubeconfig_client(args.kubeconfig.as_deref()).await?;
+    let metrics = serve_metrics(
+        args.metrics_bind_address,
+        ([127, 0, 0, 1], 10257).into(),
+        rudder_controllers::metrics::render,
+    )
+    .await?;
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let loops = controller_loops(client.clone(), args.controllers.config(ca))?;
     let running = args
@@ -392,12 +471,21 @@ async fn controllers(args: ControllersArgs) -> Result<()> {
     shutdown.await;
     let _ = stop.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), running).await;
+    if let Some(m) = metrics {
+        m.abort();
+    }
     Ok(())
 }
 
 async fn scheduler(args: SchedulerCmdArgs) -> Result<()> {
     let shutdown = shutdown_signal()?;
     let (client, _ca) = kubeconfig_client(args.kubeconfig.as_deref()).await?;
+    let metrics = serve_metrics(
+        args.metrics_bind_address,
+        ([127, 0, 0, 1], 10259).into(),
+        rudder_scheduler::metrics::render,
+    )
+    .await?;
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let cfg = args.scheduler.config();
     let c = client.clone();
@@ -411,6 +499,9 @@ async fn scheduler(args: SchedulerCmdArgs) -> Result<()> {
     shutdown.await;
     let _ = stop.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), running).await;
+    if let Some(m) = metrics {
+        m.abort();
+    }
     Ok(())
 }
 
@@ -672,6 +763,19 @@ async fn server(args: ServerArgs) -> Result<()> {
                 not_ready_toleration_seconds: args.default_not_ready_toleration_seconds,
                 unreachable_toleration_seconds: args.default_unreachable_toleration_seconds,
             },
+            // The scheduler's and the controllers' metrics are served on the API server's
+            // /metrics (only theirs that run here).
+            extra_metrics: [
+                (!args.disable_scheduler).then(|| {
+                    rudder_apiserver::metrics::Source::new(rudder_scheduler::metrics::render)
+                }),
+                (!args.disable_controller_manager).then(|| {
+                    rudder_apiserver::metrics::Source::new(rudder_controllers::metrics::render)
+                }),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
         },
         store.clone(),
     )

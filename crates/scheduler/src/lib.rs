@@ -16,6 +16,7 @@
 //! nodes.
 
 pub mod cache;
+pub mod metrics;
 pub mod plugins;
 pub mod preemption;
 pub mod queue;
@@ -42,6 +43,10 @@ use tokio::sync::{mpsc, Semaphore};
 use crate::cache::{terminal, uid, Cache};
 use crate::plugins::{Failure, PodState};
 use crate::queue::{ClusterEvent, Queue};
+
+/// How often, at most, the queue's sizes are reported while pods are being scheduled (they are
+/// reported whenever the queue goes idle too).
+const PENDING_REPORT_EVERY: Duration = Duration::from_millis(100);
 
 /// The scheduler name pods ask for by default (and this scheduler's event source).
 pub const DEFAULT_SCHEDULER: &str = "default-scheduler";
@@ -156,6 +161,8 @@ pub fn run(informers: &Informers, cfg: Config) -> impl std::future::Future<Outpu
             tx,
             preempting: Default::default(),
             unconfirmed: Default::default(),
+            _pending: metrics::PendingGuard,
+            pending_reported: None,
         };
         for m in seed {
             s.handle(m);
@@ -197,6 +204,9 @@ struct Scheduler {
     /// Pods nominated by this scheduler whose `nominatedNodeName` has not been seen back yet
     /// (an update without it predates the status write and does not clear the nomination).
     unconfirmed: std::collections::HashSet<String>,
+    /// Zeroes `scheduler_pending_pods` when the scheduler stops.
+    _pending: metrics::PendingGuard,
+    pending_reported: Option<Instant>,
 }
 
 /// Where the next pod's search starts (round robin) and the state of the tie-breaker.
@@ -383,6 +393,12 @@ impl Scheduler {
                 self.queue.flush(now);
                 next_flush = now + Duration::from_secs(30);
             }
+            if self
+                .pending_reported
+                .is_none_or(|t| now.duration_since(t) >= PENDING_REPORT_EVERY)
+            {
+                self.report_pending(now);
+            }
             if let Some(pod) = self.queue.pop(now) {
                 self.schedule_one(pod);
                 since_yield += 1;
@@ -392,6 +408,7 @@ impl Scheduler {
                 }
                 continue;
             }
+            self.report_pending(now);
             let wake = self
                 .queue
                 .next_backoff()
@@ -405,6 +422,12 @@ impl Scheduler {
                 _ = tokio::time::sleep_until(wake.into()) => {}
             }
         }
+    }
+
+    fn report_pending(&mut self, now: Instant) {
+        let (active, backoff, unschedulable) = self.queue.counts();
+        metrics::global().pending(active, backoff, unschedulable);
+        self.pending_reported = Some(now);
     }
 
     fn responsible(&self, pod: &Pod) -> bool {
@@ -528,6 +551,12 @@ impl Scheduler {
             self.queue.unschedulable(&id, false, now);
             return;
         }
+        let (attempts, queued) = self.queue.attempt(&id).unwrap_or((1, now));
+        let attempt = metrics::Attempt {
+            started: now,
+            queued,
+            attempts,
+        };
         let namespaces = &self.namespaces;
         let ns_labels = |ns: &str| {
             namespaces
@@ -541,15 +570,17 @@ impl Scheduler {
             self.cfg.percentage_of_nodes_to_score,
             &ns_labels,
         );
+        metrics::global().algorithm(now.elapsed());
         match decision {
             Ok(node) => {
                 self.cache.clear_nomination(&id);
                 self.unconfirmed.remove(&id);
                 self.cache.assume(pod.clone(), &node);
                 self.queue.done(&id);
-                self.bind(pod, node);
+                self.bind(pod, node, attempt);
             }
             Err(u) => {
+                metrics::global().unschedulable(&self.cfg.scheduler_name, &attempt);
                 self.queue.unschedulable(&id, u.needs_pods, now);
                 let Some(st) = u.state.as_deref() else {
                     self.report_failure(pod, u.message(None), None);
@@ -580,6 +611,11 @@ impl Scheduler {
                     nominated.as_deref(),
                     offset,
                 );
+                let victims = match &outcome {
+                    preemption::Outcome::Nominate(c) => c.victims.pods.len(),
+                    _ => 0,
+                };
+                metrics::preemption_attempt(victims);
                 match outcome {
                     preemption::Outcome::NotEligible(why) => {
                         self.report_failure(pod, u.message(Some(&why)), None);
@@ -715,7 +751,8 @@ impl Scheduler {
         });
     }
 
-    fn bind(&self, pod: Arc<Pod>, node: String) {
+    fn bind(&self, pod: Arc<Pod>, node: String, attempt: metrics::Attempt) {
+        let profile = self.cfg.scheduler_name.clone();
         let client = self.client.clone();
         let tx = self.tx.clone();
         let sem = self.bindings.clone();
@@ -759,6 +796,11 @@ impl Scheduler {
                 }
             };
             let ok = err.is_none();
+            if ok {
+                metrics::global().scheduled(&profile, &attempt);
+            } else {
+                metrics::global().error(&profile, &attempt);
+            }
             let _ = tx.send(Msg::Bound(pod.clone(), err)).await;
             drop(_permit);
             if ok {

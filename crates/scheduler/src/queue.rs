@@ -37,6 +37,8 @@ struct Entry {
     since: Instant,
     /// The failure involved pod (anti-)affinity or spreading: other pods landing may help.
     needs_pods: bool,
+    /// When the pod first entered the queue (the scheduling SLI starts there).
+    queued: Instant,
 }
 
 /// Why the unschedulable pods may fit now.
@@ -106,6 +108,7 @@ impl Queue {
                 seq,
                 since: now,
                 needs_pods: false,
+                queued: now,
             },
         );
     }
@@ -113,6 +116,25 @@ impl Queue {
     pub fn remove(&mut self, uid: &str) {
         self.entries.remove(uid);
         self.pool.remove(uid);
+    }
+
+    /// Which attempt of the pod this is (1 for the first) and when it first entered the queue.
+    pub fn attempt(&self, uid: &str) -> Option<(u32, Instant)> {
+        self.entries.get(uid).map(|e| (e.attempts, e.queued))
+    }
+
+    /// How many pods wait in the active queue, the backoff queue and the unschedulable pool.
+    pub fn counts(&self) -> (usize, usize, usize) {
+        let mut n = (0, 0, 0);
+        for e in self.entries.values() {
+            match e.at {
+                Where::Active => n.0 += 1,
+                Where::Backoff => n.1 += 1,
+                Where::Unschedulable => n.2 += 1,
+                Where::InFlight => {}
+            }
+        }
+        n
     }
 
     /// How many pods wait in the unschedulable pool.
@@ -204,6 +226,7 @@ impl Queue {
             seq,
             since: now,
             needs_pods: false,
+            queued: now,
         });
         e.pod = pod;
         e.last_failure = Some(now);

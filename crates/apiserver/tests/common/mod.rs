@@ -23,6 +23,7 @@ pub async fn start(dir: &std::path::Path) -> ApiServer {
         service_cidr: "10.43.0.0/16".into(),
         limits: Default::default(),
         admission: Default::default(),
+        extra_metrics: Vec::new(),
     };
     server::start(cfg, Arc::new(store))
         .await
