@@ -433,7 +433,10 @@ mod tests {
         assert!(owns(PODS, "count/pods"));
         assert!(!owns(PODS, "services"));
         let owner = |k| owner_of(k).map(|(g, p)| format!("{g}/{p}"));
-        assert_eq!(owner("requests.storage").unwrap(), "/persistentvolumeclaims");
+        assert_eq!(
+            owner("requests.storage").unwrap(),
+            "/persistentvolumeclaims"
+        );
         assert_eq!(owner("count/deployments.apps").unwrap(), "apps/deployments");
         assert_eq!(owner("secrets").unwrap(), "/secrets");
         assert_eq!(owner("limits.memory").unwrap(), "/pods");
@@ -466,11 +469,31 @@ mod tests {
             json!({"spec": {"scopeSelector": {"matchExpressions": [
                 {"scopeName": "PriorityClass", "operator": op, "values": values}]}}})
         };
-        assert!(matches_scopes(&by_class("In", json!(["high"])), PODS, &burstable));
-        assert!(!matches_scopes(&by_class("In", json!(["high"])), PODS, &best_effort));
-        assert!(matches_scopes(&by_class("NotIn", json!(["high"])), PODS, &best_effort));
-        assert!(matches_scopes(&by_class("Exists", json!([])), PODS, &burstable));
-        assert!(!matches_scopes(&by_class("DoesNotExist", json!([])), PODS, &best_effort));
+        assert!(matches_scopes(
+            &by_class("In", json!(["high"])),
+            PODS,
+            &burstable
+        ));
+        assert!(!matches_scopes(
+            &by_class("In", json!(["high"])),
+            PODS,
+            &best_effort
+        ));
+        assert!(matches_scopes(
+            &by_class("NotIn", json!(["high"])),
+            PODS,
+            &best_effort
+        ));
+        assert!(matches_scopes(
+            &by_class("Exists", json!([])),
+            PODS,
+            &burstable
+        ));
+        assert!(!matches_scopes(
+            &by_class("DoesNotExist", json!([])),
+            PODS,
+            &best_effort
+        ));
     }
 
     #[test]
@@ -504,10 +527,7 @@ mod tests {
         );
         // Nothing covered: every hard name at 0.
         let none = total(&quota, PODS, &[]);
-        assert_eq!(
-            status_used(&quota, &[(PODS, &none)], "pods"),
-            json!("0")
-        );
+        assert_eq!(status_used(&quota, &[(PODS, &none)], "pods"), json!("0"));
     }
 
     fn status_used(quota: &Value, counted: &[(GroupResource<'_>, &Resources)], k: &str) -> Value {

@@ -8,9 +8,10 @@
 //! The plugins, in upstream's order: NamespaceLifecycle, LimitRanger, ServiceAccount,
 //! TaintNodesByCondition, Priority, DefaultTolerationSeconds, ResourceQuota.
 //!
-//! Upstream's quota controller (which recomputes `status.used`) and serviceaccount controller
-//! (a `default` ServiceAccount in every namespace) do not exist yet: the chain's
-//! [`Admission::written`] step, after a write is stored, does their part. (The root-CA
+//! The chain's [`Admission::written`] step, after a write is stored, records quotas' usage
+//! after deletes and quota writes (the resource quota controller in `rudder-controllers`
+//! keeps it right from then on, counting with the same `rudder_api::quota` rules) and makes
+//! the `default` ServiceAccount of a new namespace. (The root-CA
 //! publisher's `kube-root-ca.crt` ConfigMap, which the token volume projects, comes with the
 //! controllers.)
 //!
@@ -1295,8 +1296,8 @@ impl Plugin for LimitRanger {
 /// ResourceQuotas of the namespace: a create (or an update that grows usage) that would take
 /// a quota's usage beyond its `hard` limits is refused (403 exceeded quota); otherwise the
 /// quota's `status.used` records the new usage. Usage of the kind written is counted afresh
-/// from the namespace's objects each time, and again after a delete, so `status.used` stays
-/// right without upstream's quota controller.
+/// from the namespace's objects each time, and again after a delete or a quota write (the
+/// resource quota controller recounts the rest: pods that finish, resyncs).
 struct ResourceQuota {
     /// `namespace/name` of every ResourceQuota.
     index: KeyIndex,
