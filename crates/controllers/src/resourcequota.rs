@@ -3,7 +3,8 @@
 //! counted afresh with the same rules as the ResourceQuota admission plugin
 //! ([`rudder_api::quota`]), so the two write the same numbers.
 //!
-//! A quota is recounted when it is created or its spec changes, when an object it may charge
+//! A quota is recounted when it is created or its `spec.hard` changes (not when only its
+//! status does: the admission plugin charges a pod before the pod reaches the caches), when an object it may charge
 //! changes or goes (a pod that finishes no longer counts: upstream's replenishment; deletions
 //! by the garbage collector or the namespace controller are deletions like any other), and on
 //! a full resync every `--resource-quota-sync-period`. Pods, services, replication
@@ -72,8 +73,13 @@ struct Ctx {
 /// Runs the controller until the task is dropped.
 pub fn run(informers: &Informers, cfg: Config) -> impl Future<Output = ()> + Send {
     let quotas = informers.store::<ResourceQuota>();
-    let controller =
-        Controller::for_shared_stream(informers.subscribe::<ResourceQuota>(), quotas.clone());
+    // A quota's own changes count it again only when its limits are not in its status yet
+    // (created, or spec.hard changed): a status the ResourceQuota admission plugin just
+    // charged must not be recounted from caches that may not show the charged object yet.
+    let changed = informers
+        .subscribe::<ResourceQuota>()
+        .filter(|q| futures::future::ready(needs_sync(q)));
+    let controller = Controller::for_shared_stream(changed, quotas.clone());
     let controller = replenish::<Pod>(controller, informers, &quotas, "pods");
     let controller = replenish::<Service>(controller, informers, &quotas, "services");
     let controller = replenish::<ReplicationController>(
@@ -102,6 +108,21 @@ pub fn run(informers: &Informers, cfg: Config) -> impl Future<Output = ()> + Sen
     controller
         .run(reconcile, error_policy, ctx)
         .for_each(|_| futures::future::ready(()))
+}
+
+/// Whether a quota's status lacks what its spec asks for: `status.hard` is not `spec.hard`
+/// or a hard name has no usage (upstream's `addQuota` test).
+fn needs_sync(q: &ResourceQuota) -> bool {
+    let Ok(v) = serde_json::to_value(q) else {
+        return true;
+    };
+    let hard = quota::resources(v.pointer("/spec/hard"));
+    let recorded = quota::resources(v.pointer("/status/hard"));
+    let used = quota::resources(v.pointer("/status/used"));
+    hard.len() != recorded.len()
+        || hard.iter().any(|(k, q)| {
+            recorded.get(k).map(|r| r.nanos()) != Some(q.nanos()) || !used.contains_key(k)
+        })
 }
 
 /// Every change to an object of the core resource `plural` (deletions included) recounts the
@@ -405,6 +426,24 @@ mod tests {
                 "apps/deployments"
             ]
         );
+    }
+
+    #[test]
+    fn quotas_sync_when_their_limits_are_not_in_status() {
+        let mut q = quota_obj("a", "q", &[("pods", "3"), ("cpu", "1")]);
+        assert!(needs_sync(&q));
+        q.status = serde_json::from_value(serde_json::json!({
+            "hard": {"pods": "3", "cpu": "1000m"}, "used": {"pods": "1", "cpu": "0"}}))
+        .unwrap();
+        assert!(!needs_sync(&q));
+        q.status = serde_json::from_value(serde_json::json!({
+            "hard": {"pods": "3", "cpu": "1"}, "used": {"pods": "1"}}))
+        .unwrap();
+        assert!(needs_sync(&q));
+        q.status = serde_json::from_value(serde_json::json!({
+            "hard": {"pods": "2", "cpu": "1"}, "used": {"pods": "1", "cpu": "0"}}))
+        .unwrap();
+        assert!(needs_sync(&q));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! usage (`kubectl describe quota`), a pod that finishes stops counting, deleted objects
 //! (directly or by the garbage collector) release their usage, a changed `spec.hard` shows in
 //! `status.hard`, scoped quotas count only the pods they cover, and a `status.used` written by
-//! someone else is counted again.
+//! someone else is counted again at the next resync.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -25,7 +25,7 @@ fn cluster() -> RudderServer {
             "--node-ip",
             "127.0.0.1",
             "--resource-quota-sync-period",
-            "1m",
+            "2s",
         ],
     )
     .expect("start rudder server");
@@ -245,7 +245,7 @@ fn quota_usage_follows_objects_created_before_finished_and_deleted() {
             && q["status"]["used"]["limits.cpu"] == "0"
     });
 
-    // A status.used written by someone else is counted again.
+    // A status.used written by someone else is counted again by the periodic resync.
     s.kubectl(&[
         "patch",
         "resourcequota",
