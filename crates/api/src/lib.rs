@@ -22,6 +22,7 @@ pub mod patch;
 pub mod printers;
 pub mod protobuf;
 pub mod pruned;
+pub mod quota;
 pub mod schema;
 pub mod selector;
 pub mod strategy;

@@ -8,9 +8,10 @@
 //! The plugins, in upstream's order: NamespaceLifecycle, LimitRanger, ServiceAccount,
 //! TaintNodesByCondition, Priority, DefaultTolerationSeconds, ResourceQuota.
 //!
-//! Upstream's quota controller (which recomputes `status.used`) and serviceaccount controller
-//! (a `default` ServiceAccount in every namespace) do not exist yet: the chain's
-//! [`Admission::written`] step, after a write is stored, does their part. (The root-CA
+//! The chain's [`Admission::written`] step, after a write is stored, records quotas' usage
+//! after deletes and quota writes (the resource quota controller in `rudder-controllers`
+//! keeps it right from then on, counting with the same `rudder_api::quota` rules) and makes
+//! the `default` ServiceAccount of a new namespace. (The root-CA
 //! publisher's `kube-root-ca.crt` ConfigMap, which the token volume projects, comes with the
 //! controllers.)
 //!
@@ -23,6 +24,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::FutureExt;
+use rudder_api::quota::{self, add_to, pod_resources, resources, GroupResource, Resources};
 use rudder_api::validation::Quantity;
 use rudder_api::value::set;
 use rudder_store::{KeyRange, KeyValue, RangeRequest};
@@ -950,27 +952,6 @@ impl Plugin for DefaultTolerationSeconds {
 
 // ---- resource lists -------------------------------------------------------------------------
 
-/// A resource list (`{cpu: 100m, …}`) in nano-units, each with the format of its first
-/// operand.
-type Resources = BTreeMap<String, Quantity>;
-
-fn resources(v: Option<&Value>) -> Resources {
-    v.and_then(Value::as_object)
-        .into_iter()
-        .flatten()
-        .filter_map(|(k, q)| Some((k.clone(), Quantity::from_json(q)?)))
-        .collect()
-}
-
-fn add_to(into: &mut Resources, key: &str, q: Quantity) {
-    match into.get_mut(key) {
-        Some(have) => *have = have.add(&q),
-        None => {
-            into.insert(key.to_string(), q);
-        }
-    }
-}
-
 fn units(n: i64) -> Quantity {
     Quantity::from_units(n)
 }
@@ -981,33 +962,6 @@ fn pretty(r: &Resources) -> String {
         .map(|(k, v)| format!("{k}={}", v.canonical()))
         .collect::<Vec<_>>()
         .join(",")
-}
-
-/// Requests or limits of a pod, as the scheduler counts them: the sum over its containers,
-/// at least any one init container's, plus the pod overhead.
-fn pod_resources(pod: &Value, which: &str) -> Resources {
-    let mut total = Resources::new();
-    for c in items(pod, &["spec", "containers"]) {
-        for (k, q) in resources(at(c, &["resources", which])) {
-            add_to(&mut total, &k, q);
-        }
-    }
-    for c in items(pod, &["spec", "initContainers"]) {
-        for (k, q) in resources(at(c, &["resources", which])) {
-            match total.get(&k) {
-                Some(have) if have.nanos() >= q.nanos() => {}
-                _ => {
-                    total.insert(k, q);
-                }
-            }
-        }
-    }
-    for (k, q) in resources(at(pod, &["spec", "overhead"])) {
-        if total.contains_key(&k) {
-            add_to(&mut total, &k, q);
-        }
-    }
-    total
 }
 
 // ---- LimitRanger ----------------------------------------------------------------------------
@@ -1342,230 +1296,28 @@ impl Plugin for LimitRanger {
 /// ResourceQuotas of the namespace: a create (or an update that grows usage) that would take
 /// a quota's usage beyond its `hard` limits is refused (403 exceeded quota); otherwise the
 /// quota's `status.used` records the new usage. Usage of the kind written is counted afresh
-/// from the namespace's objects each time, and again after a delete, so `status.used` stays
-/// right without upstream's quota controller.
+/// from the namespace's objects each time, and again after a delete or a quota write (the
+/// resource quota controller recounts the rest: pods that finish, resyncs).
 struct ResourceQuota {
     /// `namespace/name` of every ResourceQuota.
     index: KeyIndex,
 }
 
-/// The legacy quota name of a core resource counted by object (`pods`, `services`, …).
-fn legacy_count_name(res: &Res) -> Option<&'static str> {
-    if !res.group.is_empty() {
-        return None;
-    }
-    match res.plural {
-        "pods" => Some("pods"),
-        "services" => Some("services"),
-        "replicationcontrollers" => Some("replicationcontrollers"),
-        "resourcequotas" => Some("resourcequotas"),
-        "secrets" => Some("secrets"),
-        "configmaps" => Some("configmaps"),
-        "persistentvolumeclaims" => Some("persistentvolumeclaims"),
-        _ => None,
-    }
+/// The quota accounting resource of `res`.
+fn gr(res: &Res) -> GroupResource<'static> {
+    GroupResource::new(res.group, res.plural)
 }
 
-fn count_name(res: &Res) -> String {
-    if res.group.is_empty() {
-        format!("count/{}", res.plural)
-    } else {
-        format!("count/{}.{}", res.plural, res.group)
-    }
-}
-
-/// Whether a quota resource name is counted from objects of `res`.
-fn owns(res: &Res, key: &str) -> bool {
-    if key == count_name(res) || Some(key) == legacy_count_name(res) {
-        return true;
-    }
-    if !res.group.is_empty() {
-        return false;
-    }
-    match res.plural {
-        "pods" => {
-            matches!(key, "cpu" | "memory" | "ephemeral-storage")
-                || (key.starts_with("requests.") && key != "requests.storage")
-                || key.starts_with("limits.")
-                || key.starts_with("hugepages-")
-        }
-        "services" => matches!(key, "services.nodeports" | "services.loadbalancers"),
-        "persistentvolumeclaims" => {
-            key == "requests.storage" || key.contains(".storageclass.storage.k8s.io/")
-        }
-        _ => false,
-    }
-}
-
-/// Whether an object still counts against quota (a finished pod does not).
-fn counts(res: &Res, obj: &Value) -> bool {
-    if res.group.is_empty() && res.plural == "pods" {
-        return !matches!(s(obj, &["status", "phase"]), "Succeeded" | "Failed");
-    }
-    true
-}
-
-/// What one object charges.
 fn usage(res: &Res, obj: &Value) -> Resources {
-    let mut u = Resources::new();
-    if !counts(res, obj) {
-        return u;
-    }
-    u.insert(count_name(res), units(1));
-    if let Some(legacy) = legacy_count_name(res) {
-        u.insert(legacy.into(), units(1));
-    }
-    if !res.group.is_empty() {
-        return u;
-    }
-    match res.plural {
-        "pods" => {
-            for (k, q) in pod_resources(obj, "requests") {
-                if k == "cpu" || k == "memory" || k == "ephemeral-storage" {
-                    u.insert(k.clone(), q);
-                }
-                u.insert(format!("requests.{k}"), q);
-            }
-            for (k, q) in pod_resources(obj, "limits") {
-                u.insert(format!("limits.{k}"), q);
-            }
-        }
-        "services" => {
-            let ports = items(obj, &["spec", "ports"]);
-            match s(obj, &["spec", "type"]) {
-                "NodePort" => {
-                    u.insert("services.nodeports".into(), units(ports.len() as i64));
-                }
-                "LoadBalancer" => {
-                    let all = obj["spec"]["allocateLoadBalancerNodePorts"] != json!(false);
-                    let n = ports
-                        .iter()
-                        .filter(|p| all || p.get("nodePort").is_some())
-                        .count();
-                    u.insert("services.nodeports".into(), units(n as i64));
-                    u.insert("services.loadbalancers".into(), units(1));
-                }
-                _ => {}
-            }
-        }
-        "persistentvolumeclaims" => {
-            let class = s(obj, &["spec", "storageClassName"]);
-            if !class.is_empty() {
-                u.insert(
-                    format!("{class}.storageclass.storage.k8s.io/persistentvolumeclaims"),
-                    units(1),
-                );
-            }
-            if let Some(q) = resources(at(obj, &["spec", "resources", "requests"])).get("storage") {
-                u.insert("requests.storage".into(), *q);
-                if !class.is_empty() {
-                    u.insert(
-                        format!("{class}.storageclass.storage.k8s.io/requests.storage"),
-                        *q,
-                    );
-                }
-            }
-        }
-        _ => {}
-    }
-    u
+    quota::usage(gr(res), obj)
 }
 
-/// A quota's scope requirements: each of `spec.scopes` (operator `Exists`) and each
-/// expression of `spec.scopeSelector` (upstream's `GetScopeSelectorsFromQuota`).
-fn scope_selectors(quota: &Value) -> Vec<(&str, &str, Vec<&str>)> {
-    let mut out: Vec<(&str, &str, Vec<&str>)> = items(quota, &["spec", "scopes"])
-        .iter()
-        .filter_map(Value::as_str)
-        .map(|scope| (scope, "Exists", Vec::new()))
-        .collect();
-    for e in items(quota, &["spec", "scopeSelector", "matchExpressions"]) {
-        let values = items(e, &["values"])
-            .iter()
-            .filter_map(Value::as_str)
-            .collect();
-        out.push((s(e, &["scopeName"]), s(e, &["operator"]), values));
-    }
-    out
+fn owns(res: &Res, key: &str) -> bool {
+    quota::owns(gr(res), key)
 }
 
-/// Whether a quota covers `obj`: a quota without scopes covers everything it limits; a
-/// scoped quota covers only pods matching every scope requirement (upstream's pod evaluator;
-/// the other evaluators match no scope).
-fn matches_scopes(quota: &Value, res: &Res, obj: &Value) -> bool {
-    let selectors = scope_selectors(quota);
-    if selectors.is_empty() {
-        return true;
-    }
-    if !(res.group.is_empty() && res.plural == "pods") {
-        return false;
-    }
-    selectors
-        .iter()
-        .all(|(scope, op, values)| pod_matches_scope(obj, scope, op, values))
-}
-
-fn pod_matches_scope(pod: &Value, scope: &str, op: &str, values: &[&str]) -> bool {
-    let terminating = at(pod, &["spec", "activeDeadlineSeconds"])
-        .and_then(Value::as_i64)
-        .is_some_and(|d| d >= 0);
-    match scope {
-        "Terminating" => terminating,
-        "NotTerminating" => !terminating,
-        "BestEffort" => is_best_effort(pod),
-        "NotBestEffort" => !is_best_effort(pod),
-        "PriorityClass" => {
-            // Upstream matches a label selector against {PriorityClass: <name>}: the key is
-            // always there, so DoesNotExist never matches.
-            let class = s(pod, &["spec", "priorityClassName"]);
-            match op {
-                "Exists" => !class.is_empty(),
-                "In" => values.contains(&class),
-                "NotIn" => !values.contains(&class),
-                _ => false,
-            }
-        }
-        "CrossNamespacePodAffinity" => uses_cross_namespace_affinity(pod),
-        _ => false,
-    }
-}
-
-/// A pod of the BestEffort QoS class: no container (or init container) requests or limits
-/// any cpu or memory.
-fn is_best_effort(pod: &Value) -> bool {
-    let containers = items(pod, &["spec", "containers"])
-        .iter()
-        .chain(items(pod, &["spec", "initContainers"]));
-    let pod_level = at(pod, &["spec", "resources"]);
-    !containers
-        .map(|c| at(c, &["resources"]))
-        .chain(std::iter::once(pod_level))
-        .any(|r| {
-            ["requests", "limits"].iter().any(|which| {
-                resources(r.and_then(|r| r.get(*which)))
-                    .iter()
-                    .any(|(k, q)| (k == "cpu" || k == "memory") && q.nanos() > 0)
-            })
-        })
-}
-
-/// A pod whose (anti-)affinity terms name other namespaces or select namespaces.
-fn uses_cross_namespace_affinity(pod: &Value) -> bool {
-    let cross = |term: &Value| {
-        !items(term, &["namespaces"]).is_empty()
-            || at(term, &["namespaceSelector"]).is_some_and(|v| !v.is_null())
-    };
-    ["podAffinity", "podAntiAffinity"].iter().any(|kind| {
-        let Some(a) = at(pod, &["spec", "affinity", kind]) else {
-            return false;
-        };
-        items(a, &["requiredDuringSchedulingIgnoredDuringExecution"])
-            .iter()
-            .any(cross)
-            || items(a, &["preferredDuringSchedulingIgnoredDuringExecution"])
-                .iter()
-                .any(|w| at(w, &["podAffinityTerm"]).is_some_and(cross))
-    })
+fn matches_scopes(q: &Value, res: &Res, obj: &Value) -> bool {
+    quota::matches_scopes(q, gr(res), obj)
 }
 
 /// Upstream's pod constraint: a quota on cpu or memory requires every container to say how
@@ -1632,36 +1384,8 @@ impl ResourceQuota {
         ns: &str,
         quota: &Value,
     ) -> Result<Resources, ApiError> {
-        let mut total = Resources::new();
-        for obj in list_items(reg, res, Some(ns)).await? {
-            if !matches_scopes(quota, res, &obj) {
-                continue;
-            }
-            for (k, q) in usage(res, &obj) {
-                add_to(&mut total, &k, q);
-            }
-        }
-        Ok(total)
-    }
-
-    /// `status` of a quota given its hard limits and the usage of `kinds`, counted fresh;
-    /// the usage of other kinds as recorded.
-    fn status(quota: &Value, counted: &[(&Res, &Resources)]) -> Value {
-        let hard = resources(at(quota, &["spec", "hard"]));
-        let recorded = resources(at(quota, &["status", "used"]));
-        let mut used = serde_json::Map::new();
-        for key in hard.keys() {
-            let fresh = counted.iter().find(|(res, _)| owns(res, key));
-            let q = match fresh {
-                Some((_, u)) => u.get(key).copied().unwrap_or_else(|| units(0)),
-                None => recorded.get(key).copied().unwrap_or_else(|| units(0)),
-            };
-            used.insert(key.clone(), json!(q.canonical()));
-        }
-        json!({
-            "hard": at(quota, &["spec", "hard"]).cloned().unwrap_or(json!({})),
-            "used": Value::Object(used),
-        })
+        let objs = list_items(reg, res, Some(ns)).await?;
+        Ok(quota::total(quota, gr(res), &objs))
     }
 
     async fn write_status(reg: &Registry, quota: &Value, status: Value) -> Result<(), ApiError> {
@@ -1738,7 +1462,7 @@ impl ResourceQuota {
                     continue;
                 }
                 // Quotas without scopes count the same objects: counted once.
-                let scoped = !scope_selectors(quota).is_empty();
+                let scoped = !quota::scope_selectors(quota).is_empty();
                 let now = match &counted {
                     Some(c) if !scoped => c.clone(),
                     _ => {
@@ -1771,7 +1495,7 @@ impl ResourceQuota {
                 for (k, q) in &requested {
                     add_to(&mut after, k, *q);
                 }
-                updates.push((quota.clone(), Self::status(quota, &[(a.res, &after)])));
+                updates.push((quota.clone(), quota::status(quota, &[(gr(a.res), &after)])));
             }
             if a.dry_run {
                 return Ok(());
@@ -1828,8 +1552,9 @@ impl ResourceQuota {
                     counted.push((res, u));
                 }
             }
-            let refs: Vec<(&Res, &Resources)> = counted.iter().map(|(r, u)| (r, u)).collect();
-            let status = Self::status(quota, &refs);
+            let refs: Vec<(GroupResource<'_>, &Resources)> =
+                counted.iter().map(|(r, u)| (gr(r), u)).collect();
+            let status = quota::status(quota, &refs);
             return match Self::write_status(reg, quota, status).await {
                 Err(e) if e.code == 409 || e.code == 404 => Ok(()),
                 other => other,
@@ -1852,7 +1577,7 @@ impl ResourceQuota {
         }
         for quota in relevant {
             let now = Self::recount(reg, a.res, ns, quota).await?;
-            let status = Self::status(quota, &[(a.res, &now)]);
+            let status = quota::status(quota, &[(gr(a.res), &now)]);
             match Self::write_status(reg, quota, status).await {
                 Err(e) if e.code == 409 || e.code == 404 => {}
                 other => other?,
@@ -1862,28 +1587,14 @@ impl ResourceQuota {
     }
 }
 
-/// The resource whose objects a quota name counts.
+/// The served resource whose objects a quota name counts.
 fn owner_of(resources: &Catalogue, key: &str) -> Option<Res> {
-    let core = |plural: &str| resources.resolve("", "v1", plural).map(|s| s.res);
-    if let Some(counted) = key.strip_prefix("count/") {
-        let (plural, group) = counted.split_once('.').unwrap_or((counted, ""));
-        return rudder_api::catalogue::RESOURCES
-            .iter()
-            .find(|rt| rt.group == group && rt.plural == plural)
-            .and_then(|rt| resources.resolve(rt.group, rt.version, rt.plural))
-            .map(|s| s.res);
-    }
-    [
-        "pods",
-        "services",
-        "persistentvolumeclaims",
-        "configmaps",
-        "secrets",
-        "replicationcontrollers",
-    ]
-    .into_iter()
-    .filter_map(core)
-    .find(|res| owns(res, key))
+    let (group, plural) = quota::owner_of(key)?;
+    rudder_api::catalogue::RESOURCES
+        .iter()
+        .find(|rt| rt.group == group && rt.plural == plural)
+        .and_then(|rt| resources.resolve(rt.group, rt.version, rt.plural))
+        .map(|s| s.res)
 }
 
 impl Plugin for ResourceQuota {
@@ -1988,43 +1699,8 @@ mod tests {
     }
 
     #[test]
-    fn pod_usage_counts_containers_init_containers_and_overhead() {
-        let pod = json!({"spec": {
-            "containers": [
-                {"name": "a", "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"cpu": "1"}}},
-                {"name": "b", "resources": {"requests": {"cpu": "200m"}}},
-            ],
-            "initContainers": [{"name": "i", "resources": {"requests": {"cpu": "500m"}}}],
-        }});
-        let u = usage(&res("pods"), &pod);
-        assert_eq!(u["pods"].canonical(), "1");
-        assert_eq!(u["count/pods"].canonical(), "1");
-        assert_eq!(u["requests.cpu"].canonical(), "500m");
-        assert_eq!(u["cpu"].canonical(), "500m");
-        assert_eq!(u["requests.memory"].canonical(), "64Mi");
-        assert_eq!(u["limits.cpu"].canonical(), "1");
-        assert!(!u.contains_key("limits.memory"));
-        let done = json!({"spec": {}, "status": {"phase": "Succeeded"}});
-        assert!(usage(&res("pods"), &done).is_empty());
-    }
-
-    #[test]
-    fn service_usage_counts_node_ports_and_balancers() {
-        let svc = json!({"spec": {"type": "LoadBalancer", "ports": [{"port": 1}, {"port": 2}]}});
-        let u = usage(&res("services"), &svc);
-        assert_eq!(
-            pretty(&u),
-            "count/services=1,services=1,services.loadbalancers=1,services.nodeports=2"
-        );
-        let cm = usage(&res("configmaps"), &json!({}));
-        assert_eq!(pretty(&cm), "configmaps=1,count/configmaps=1");
-    }
-
-    #[test]
     fn quota_names_and_owners() {
         assert!(owns(&res("pods"), "requests.cpu"));
-        assert!(owns(&res("pods"), "count/pods"));
-        assert!(!owns(&res("pods"), "services"));
         assert_eq!(
             owner_of(&catalogue(), "requests.storage").unwrap().plural,
             "persistentvolumeclaims"

@@ -19,6 +19,7 @@ pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod podgc;
 pub mod replicaset;
+pub mod resourcequota;
 pub mod rootca;
 pub mod serviceaccount;
 
@@ -42,6 +43,8 @@ pub struct Config {
     pub root_ca_pem: String,
     /// Pod GC: the terminated-pod threshold (`--terminated-pod-gc-threshold`), how often.
     pub pod_gc: podgc::Config,
+    /// Resource quota: how often every quota is recounted (`--resource-quota-sync-period`).
+    pub resource_quota: resourcequota::Config,
 }
 
 impl Config {
@@ -73,6 +76,7 @@ pub fn start(client: kube::Client, cfg: &Config) -> anyhow::Result<Controllers> 
         Box::pin(garbagecollector::run(&informers)),
         Box::pin(namespace::run(&informers)),
         Box::pin(podgc::run(&informers, cfg.pod_gc.clone())),
+        Box::pin(resourcequota::run(&informers, cfg.resource_quota.clone())),
     ];
     let synced = informers.synced();
     let mut tasks = informers.start();

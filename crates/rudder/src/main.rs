@@ -205,6 +205,10 @@ struct ControllerArgs {
     /// Terminated pods (Succeeded or Failed) kept before pod GC deletes the oldest (0: never).
     #[arg(long, default_value_t = 12500)]
     terminated_pod_gc_threshold: usize,
+    /// How often the resource quota controller recounts every quota's usage (it also does
+    /// whenever a quota or an object it charges changes).
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    resource_quota_sync_period: Duration,
 }
 
 impl ControllerArgs {
@@ -220,6 +224,9 @@ impl ControllerArgs {
             pod_gc: rudder_controllers::podgc::Config {
                 terminated_threshold: self.terminated_pod_gc_threshold,
                 ..Default::default()
+            },
+            resource_quota: rudder_controllers::resourcequota::Config {
+                resync: self.resource_quota_sync_period,
             },
         }
     }
