@@ -123,7 +123,11 @@ pub async fn run_node(client: kube::Client, cfg: NodeConfig, runtime: Arc<dyn Ru
         }
         let due = match &reported {
             None => true,
-            Some((r, at)) => *r != readiness || at.elapsed() >= cfg.status_report_period,
+            Some((r, at)) => {
+                *r != readiness
+                    || at.elapsed() >= cfg.status_report_period
+                    || !shows(&current, &readiness)
+            }
         };
         if due {
             let status = node::status(&cfg, &readiness, &conditions);
@@ -137,6 +141,18 @@ pub async fn run_node(client: kube::Client, cfg: NodeConfig, runtime: Arc<dyn Ru
             }
         }
     }
+}
+
+/// Whether the Node's Ready condition says what the agent reports: when the node lifecycle
+/// controller marked it Unknown (heartbeats were late), the agent reports again at once, as the
+/// kubelet does when the Node differs from the status it would post.
+fn shows(node: &Node, readiness: &Readiness) -> bool {
+    let want = if readiness.ready { "True" } else { "False" };
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
+        .is_some_and(|c| c.status == want)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -187,6 +187,9 @@ impl Worker {
         let mut pod: Option<Arc<Pod>> = None;
         let mut network = self.shared.network_ready.clone();
         let poll = self.shared.runtime.poll_period();
+        // After a failed sync (the API refused or was unreachable), the next try comes after
+        // this, doubling up to 30 s, whatever the runtime's polling says.
+        let mut backoff: Option<Duration> = None;
         loop {
             // The newest of what is queued.
             let mut gone = false;
@@ -201,11 +204,22 @@ impl Worker {
                 return;
             }
             if let Some(p) = &pod {
-                if let Err(e) = self.sync(p).await {
-                    tracing::warn!(pod = %pod_key(p), error = %e, "pod sync");
+                match self.sync(p).await {
+                    Ok(()) => backoff = None,
+                    Err(e) => {
+                        tracing::warn!(pod = %pod_key(p), error = %e, "pod sync");
+                        backoff = Some(backoff.map_or(Duration::from_secs(1), |b| {
+                            (b * 2).min(Duration::from_secs(30))
+                        }));
+                    }
                 }
             }
-            let retry = tokio::time::sleep(poll.unwrap_or(Duration::from_secs(3600)));
+            let wait = match (backoff, poll) {
+                (Some(b), Some(p)) => b.min(p),
+                (Some(b), None) => b,
+                (None, p) => p.unwrap_or(Duration::from_secs(3600)),
+            };
+            let retry = tokio::time::sleep(wait);
             tokio::select! {
                 m = rx.recv() => match m {
                     Some(Message::Pod(p)) => pod = Some(p),

@@ -26,8 +26,10 @@
 //! - **Requests in flight** ([`Inflight`]): upstream's `--max-requests-inflight` (400
 //!   non-mutating) and `--max-mutating-requests-inflight` (200); beyond them `429
 //!   TooManyRequests` with `Retry-After: 1`. Long-running requests (watch, exec, attach,
-//!   port-forward, proxy, log) are not counted and `system:masters` is never refused, as
-//!   upstream. A request counts until its response body has been handed to the connection.
+//!   port-forward, proxy, log) and `system:masters` (exempt, as under upstream's default
+//!   priority and fairness) are not counted; nodes (`system:nodes`) have pools of the same
+//!   sizes of their own, so other clients' bursts cannot starve node heartbeats. A request
+//!   counts until its response body has been handed to the connection.
 //!
 //! Must not touch: routing and authentication (handlers), TLS configuration (pki).
 
@@ -866,43 +868,70 @@ pub fn classify(method: &Method, path: &str, watch: bool) -> RequestKind {
     }
 }
 
-/// Upstream's `--max-requests-inflight` and `--max-mutating-requests-inflight`.
+/// Upstream's `--max-requests-inflight` and `--max-mutating-requests-inflight`, shared out as
+/// upstream's default API Priority and Fairness does in spirit: `system:masters` is exempt
+/// (never counted, never refused), and nodes (`system:nodes`) have pools of their own, so a
+/// burst from other clients cannot starve the heartbeats that keep nodes Ready.
 pub struct Inflight {
+    others: Pools,
+    nodes: Pools,
+}
+
+struct Pools {
     read_only: Option<Arc<Semaphore>>,
     mutating: Option<Arc<Semaphore>>,
 }
 
-/// The group whose members always get an answer (upstream's `system:masters`).
-const PRIVILEGED_GROUP: &str = "system:masters";
-
-impl Inflight {
-    pub fn new(limits: &Limits) -> Inflight {
+impl Pools {
+    fn new(limits: &Limits) -> Pools {
         let pool = |n: usize| (n > 0).then(|| Arc::new(Semaphore::new(n)));
-        Inflight {
+        Pools {
             read_only: pool(limits.max_requests_inflight),
             mutating: pool(limits.max_mutating_requests_inflight),
         }
     }
+}
+
+/// The group whose members always get an answer (upstream's `system:masters`).
+const PRIVILEGED_GROUP: &str = "system:masters";
+/// The group of node agents.
+const NODES_GROUP: &str = "system:nodes";
+
+impl Inflight {
+    pub fn new(limits: &Limits) -> Inflight {
+        Inflight {
+            others: Pools::new(limits),
+            nodes: Pools::new(limits),
+        }
+    }
 
     /// A place for a request of this kind from a member of `groups`: `Ok(None)` when it is
-    /// not counted, `Err` (429) when its pool is full and the caller is not privileged.
+    /// not counted, `Err` (429) when its pool is full.
     pub fn admit(
         &self,
         kind: RequestKind,
         groups: &[String],
     ) -> Result<Option<OwnedSemaphorePermit>, ApiError> {
+        let member = |group: &str| groups.iter().any(|g| g == group);
+        // A super-user (or the server's own loopback client) always gets an answer.
+        if member(PRIVILEGED_GROUP) {
+            return Ok(None);
+        }
+        let pools = if member(NODES_GROUP) {
+            &self.nodes
+        } else {
+            &self.others
+        };
         let pool = match kind {
             RequestKind::LongRunning => return Ok(None),
-            RequestKind::ReadOnly => &self.read_only,
-            RequestKind::Mutating => &self.mutating,
+            RequestKind::ReadOnly => &pools.read_only,
+            RequestKind::Mutating => &pools.mutating,
         };
         let Some(pool) = pool else { return Ok(None) };
-        match pool.clone().try_acquire_owned() {
-            Ok(permit) => Ok(Some(permit)),
-            // A super-user (or the server's own loopback client) always gets an answer.
-            Err(_) if groups.iter().any(|g| g == PRIVILEGED_GROUP) => Ok(None),
-            Err(_) => Err(ApiError::too_many_requests()),
-        }
+        pool.clone()
+            .try_acquire_owned()
+            .map(Some)
+            .map_err(|_| ApiError::too_many_requests())
     }
 }
 
@@ -1252,7 +1281,7 @@ mod tests {
     }
 
     #[test]
-    fn full_pools_refuse_all_but_the_privileged() {
+    fn full_pools_refuse_all_but_the_privileged_and_nodes_have_their_own() {
         let inflight = Inflight::new(&Limits {
             max_requests_inflight: 1,
             max_mutating_requests_inflight: 1,
@@ -1260,6 +1289,10 @@ mod tests {
         });
         let user = vec!["system:authenticated".to_string()];
         let admin = vec!["system:masters".to_string()];
+        let node = vec![
+            "system:nodes".to_string(),
+            "system:authenticated".to_string(),
+        ];
         let held = inflight.admit(RequestKind::ReadOnly, &user);
         assert!(matches!(held, Ok(Some(_))));
         let refused = inflight.admit(RequestKind::ReadOnly, &user).err();
@@ -1269,6 +1302,12 @@ mod tests {
             inflight.admit(RequestKind::ReadOnly, &admin),
             Ok(None)
         ));
+        // Nodes draw from pools of their own: others' full pools do not refuse them.
+        let node_held = inflight.admit(RequestKind::ReadOnly, &node);
+        assert!(matches!(node_held, Ok(Some(_))));
+        let refused = inflight.admit(RequestKind::ReadOnly, &node).err();
+        assert_eq!(refused.map(|e| e.code), Some(429));
+        drop(node_held);
         assert!(matches!(
             inflight.admit(RequestKind::LongRunning, &user),
             Ok(None)
