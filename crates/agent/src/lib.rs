@@ -71,9 +71,20 @@ pub async fn run_node(client: kube::Client, cfg: NodeConfig, runtime: Arc<dyn Ru
     let mut lease: Option<Lease> = None;
     let mut current = registered;
     let renew_every = (cfg.lease_duration / 4).max(Duration::from_millis(100));
-    let mut renew = tokio::time::interval(renew_every);
+    // Nodes started together (`--fake-nodes`, a restarted rack) would otherwise renew in the
+    // same instant every period: a burst of one request per node. Each node keeps its own
+    // phase within the period instead, so the server sees an even rate.
+    let phase = spread(&cfg.name);
+    let mut renew = tokio::time::interval_at(
+        tokio::time::Instant::now() + renew_every.mul_f64(phase),
+        renew_every,
+    );
     renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut check = tokio::time::interval(Duration::from_secs(10));
+    let check_every = Duration::from_secs(10);
+    let mut check = tokio::time::interval_at(
+        tokio::time::Instant::now() + check_every.mul_f64(phase),
+        check_every,
+    );
     loop {
         tokio::select! {
             _ = renew.tick() => {
@@ -197,4 +208,12 @@ pub async fn run_fake_nodes(
     for t in &mut tasks {
         let _ = (&mut t.0).await;
     }
+}
+
+/// A fraction in [0, 1) that stays the same for a name and spreads different names evenly.
+fn spread(name: &str) -> f64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    name.hash(&mut h);
+    (h.finish() % 1_000_000) as f64 / 1_000_000.0
 }

@@ -28,14 +28,16 @@
 //!   TooManyRequests` with `Retry-After: 1`. Long-running requests (watch, exec, attach,
 //!   port-forward, proxy, log) and `system:masters` (exempt, as under upstream's default
 //!   priority and fairness) are not counted; nodes (`system:nodes`) have pools of the same
-//!   sizes of their own, so other clients' bursts cannot starve node heartbeats. A request
-//!   counts until its response body has been handed to the connection.
+//!   sizes of their own, so other clients' bursts cannot starve node heartbeats, and a node's
+//!   request waits in line for a few seconds when its pool is full rather than being refused
+//!   at once. A request counts until its response body has been handed to the connection.
 //!
 //! Must not touch: routing and authentication (handlers), TLS configuration (pki).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv6Addr};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -871,23 +873,69 @@ pub fn classify(method: &Method, path: &str, watch: bool) -> RequestKind {
 /// Upstream's `--max-requests-inflight` and `--max-mutating-requests-inflight`, shared out as
 /// upstream's default API Priority and Fairness does in spirit: `system:masters` is exempt
 /// (never counted, never refused), and nodes (`system:nodes`) have pools of their own, so a
-/// burst from other clients cannot starve the heartbeats that keep nodes Ready.
+/// burst from other clients cannot starve the heartbeats that keep nodes Ready. A node's
+/// request that finds its pool full waits in line (as APF queues it) for up to
+/// [`NODE_QUEUE_WAIT`], behind at most as many others as the pool holds: thousands of nodes
+/// renewing their Leases in one instant are served a moment later, not refused and counted
+/// as silent. Other clients get 429 at once, as upstream's max-in-flight filter answers.
 pub struct Inflight {
     others: Pools,
     nodes: Pools,
 }
 
+/// How long a node's request may wait for a place in its pool.
+pub const NODE_QUEUE_WAIT: Duration = Duration::from_secs(4);
+
 struct Pools {
-    read_only: Option<Arc<Semaphore>>,
-    mutating: Option<Arc<Semaphore>>,
+    read_only: Option<Pool>,
+    mutating: Option<Pool>,
+}
+
+struct Pool {
+    slots: Arc<Semaphore>,
+    /// Requests waiting for a slot, and how many may.
+    waiting: Arc<AtomicUsize>,
+    queue: usize,
+    wait: Duration,
 }
 
 impl Pools {
-    fn new(limits: &Limits) -> Pools {
-        let pool = |n: usize| (n > 0).then(|| Arc::new(Semaphore::new(n)));
+    fn new(limits: &Limits, wait: Duration) -> Pools {
+        let pool = |n: usize| {
+            (n > 0).then(|| Pool {
+                slots: Arc::new(Semaphore::new(n)),
+                waiting: Arc::default(),
+                queue: if wait.is_zero() { 0 } else { n },
+                wait,
+            })
+        };
         Pools {
             read_only: pool(limits.max_requests_inflight),
             mutating: pool(limits.max_mutating_requests_inflight),
+        }
+    }
+}
+
+impl Pool {
+    async fn admit(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+        if let Ok(p) = self.slots.clone().try_acquire_owned() {
+            return Ok(p);
+        }
+        if self.waiting.fetch_add(1, SeqCst) >= self.queue {
+            self.waiting.fetch_sub(1, SeqCst);
+            return Err(ApiError::too_many_requests());
+        }
+        // Leaves the line however the wait ends (also when the client goes away).
+        struct InLine(Arc<AtomicUsize>);
+        impl Drop for InLine {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, SeqCst);
+            }
+        }
+        let _in_line = InLine(self.waiting.clone());
+        match tokio::time::timeout(self.wait, self.slots.clone().acquire_owned()).await {
+            Ok(Ok(p)) => Ok(p),
+            _ => Err(ApiError::too_many_requests()),
         }
     }
 }
@@ -900,14 +948,14 @@ const NODES_GROUP: &str = "system:nodes";
 impl Inflight {
     pub fn new(limits: &Limits) -> Inflight {
         Inflight {
-            others: Pools::new(limits),
-            nodes: Pools::new(limits),
+            others: Pools::new(limits, Duration::ZERO),
+            nodes: Pools::new(limits, NODE_QUEUE_WAIT),
         }
     }
 
     /// A place for a request of this kind from a member of `groups`: `Ok(None)` when it is
-    /// not counted, `Err` (429) when its pool is full.
-    pub fn admit(
+    /// not counted, `Err` (429) when its pool is full (and, for nodes, stays full).
+    pub async fn admit(
         &self,
         kind: RequestKind,
         groups: &[String],
@@ -927,11 +975,10 @@ impl Inflight {
             RequestKind::ReadOnly => &pools.read_only,
             RequestKind::Mutating => &pools.mutating,
         };
-        let Some(pool) = pool else { return Ok(None) };
-        pool.clone()
-            .try_acquire_owned()
-            .map(Some)
-            .map_err(|_| ApiError::too_many_requests())
+        match pool {
+            Some(pool) => pool.admit().await.map(Some),
+            None => Ok(None),
+        }
     }
 }
 
@@ -1280,58 +1327,76 @@ mod tests {
         }
     }
 
-    #[test]
-    fn full_pools_refuse_all_but_the_privileged_and_nodes_have_their_own() {
-        let inflight = Inflight::new(&Limits {
+    #[tokio::test]
+    async fn full_pools_refuse_all_but_the_privileged_and_nodes_wait_in_pools_of_their_own() {
+        let limits = Limits {
             max_requests_inflight: 1,
             max_mutating_requests_inflight: 1,
             ..Limits::default()
-        });
+        };
+        let inflight = Inflight {
+            others: Pools::new(&limits, Duration::ZERO),
+            nodes: Pools::new(&limits, Duration::from_millis(200)),
+        };
         let user = vec!["system:authenticated".to_string()];
         let admin = vec!["system:masters".to_string()];
         let node = vec![
             "system:nodes".to_string(),
             "system:authenticated".to_string(),
         ];
-        let held = inflight.admit(RequestKind::ReadOnly, &user);
+        let held = inflight.admit(RequestKind::ReadOnly, &user).await;
         assert!(matches!(held, Ok(Some(_))));
-        let refused = inflight.admit(RequestKind::ReadOnly, &user).err();
+        let refused = inflight.admit(RequestKind::ReadOnly, &user).await.err();
         let refused = refused.map(|e| (e.code, e.reason));
         assert_eq!(refused, Some((429, "TooManyRequests")));
         assert!(matches!(
-            inflight.admit(RequestKind::ReadOnly, &admin),
+            inflight.admit(RequestKind::ReadOnly, &admin).await,
             Ok(None)
         ));
         // Nodes draw from pools of their own: others' full pools do not refuse them.
-        let node_held = inflight.admit(RequestKind::ReadOnly, &node);
+        let node_held = inflight.admit(RequestKind::ReadOnly, &node).await;
         assert!(matches!(node_held, Ok(Some(_))));
-        let refused = inflight.admit(RequestKind::ReadOnly, &node).err();
-        assert_eq!(refused.map(|e| e.code), Some(429));
+        // A node's request waits for a place rather than being refused at once...
+        let (waited, ()) = tokio::join!(inflight.admit(RequestKind::ReadOnly, &node), async {
+            tokio::task::yield_now().await;
+            drop(node_held);
+        });
+        let node_held = waited.expect("a place once the holder let go");
+        assert!(node_held.is_some());
+        // ...behind at most as many as the pool holds, and for a bounded time.
+        let (first, second) = tokio::join!(
+            inflight.admit(RequestKind::ReadOnly, &node),
+            inflight.admit(RequestKind::ReadOnly, &node)
+        );
+        assert_eq!(first.err().map(|e| e.code), Some(429));
+        assert_eq!(second.err().map(|e| e.code), Some(429));
+        let pool = inflight.nodes.read_only.as_ref().unwrap();
+        assert_eq!(pool.waiting.load(SeqCst), 0, "everyone left the line");
         drop(node_held);
         assert!(matches!(
-            inflight.admit(RequestKind::LongRunning, &user),
+            inflight.admit(RequestKind::LongRunning, &user).await,
             Ok(None)
         ));
         assert!(matches!(
-            inflight.admit(RequestKind::Mutating, &user),
+            inflight.admit(RequestKind::Mutating, &user).await,
             Ok(Some(_))
         ));
         drop(held);
         assert!(matches!(
-            inflight.admit(RequestKind::ReadOnly, &user),
+            inflight.admit(RequestKind::ReadOnly, &user).await,
             Ok(Some(_))
         ));
     }
 
-    #[test]
-    fn unlimited_pools_count_nothing() {
+    #[tokio::test]
+    async fn unlimited_pools_count_nothing() {
         let inflight = Inflight::new(&Limits {
             max_requests_inflight: 0,
             max_mutating_requests_inflight: 0,
             ..Limits::default()
         });
         assert!(matches!(
-            inflight.admit(RequestKind::Mutating, &[]),
+            inflight.admit(RequestKind::Mutating, &[]).await,
             Ok(None)
         ));
     }

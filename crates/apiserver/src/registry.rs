@@ -1736,10 +1736,12 @@ impl Registry {
         let head = futures::stream::iter(initial);
         // A selector the feed's index answers takes the indexed subscription; the selectors
         // still apply to what it delivers.
-        let indexed = opts
-            .selectors
-            .field_equals("spec.nodeName")
-            .and_then(|node| feed.subscribe_indexed(from, "spec.nodeName", node));
+        let indexed = ["spec.nodeName", "metadata.name"]
+            .into_iter()
+            .find_map(|field| {
+                let value = opts.selectors.field_equals(field)?;
+                feed.subscribe_indexed(from, field, value)
+            });
         if let Some(sub) = indexed.or_else(|| feed.subscribe(from)) {
             let res = res.clone();
             let selectors = opts.selectors.clone();
@@ -1770,6 +1772,7 @@ impl Registry {
             });
             return Ok(head.chain(tail).boxed());
         }
+        tracing::debug!(prefix = %res.prefix, from, "watch served by the store, not the watch cache");
         let mut req = WatchRequest::new(range, from + 1);
         req.progress_notify = opts.allow_bookmarks;
         let watch = match self.store.watch(req).await {
@@ -1845,13 +1848,21 @@ fn convert_event(res: &Res, sel: &Selectors, e: &rudder_store::Event) -> Option<
         set_resource_version(&mut obj, e.kv.mod_revision);
         obj
     };
+    let created = e.kv.create_revision == e.kv.mod_revision;
+    if sel.is_empty() && e.kind == EventKind::Put {
+        // Every state matches: the previous one need not be read.
+        let obj = decode(res, &e.kv).ok()?;
+        return Some(match created {
+            true => WatchEvent::Added(obj),
+            false => WatchEvent::Modified(obj),
+        });
+    }
     let prev = e.prev.as_ref().and_then(|p| decode(res, p).ok());
     let was = prev.as_ref().is_some_and(|p| sel.matches(p));
     match e.kind {
         EventKind::Put => {
             let obj = decode(res, &e.kv).ok()?;
             let is = sel.matches(&obj);
-            let created = e.kv.create_revision == e.kv.mod_revision;
             match (was, is) {
                 (_, true) if created => Some(WatchEvent::Added(obj)),
                 (true, true) => Some(WatchEvent::Modified(obj)),

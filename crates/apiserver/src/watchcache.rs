@@ -12,7 +12,9 @@
 //! A feed may also be indexed on one field (pods on `spec.nodeName`): a watcher whose field
 //! selector requires that field to equal a value is then handed only the events of objects
 //! that have (or had) that value, so 5,000 node agents each watching their own pods cost one
-//! delivery per event rather than 5,000 wake-ups and decodes.
+//! delivery per event rather than 5,000 wake-ups and decodes. Every feed is indexed on
+//! `metadata.name` (read from the key, nothing decoded): 5,000 agents each watching their own
+//! Node (`fieldSelector=metadata.name=NAME`) hear only of their own.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -21,8 +23,15 @@ use bytes::Bytes;
 use rudder_store::{Event, KeyRange, Revision, Store, StoreError, WatchMessage, WatchRequest};
 use tokio::sync::broadcast;
 
-/// Events kept per feed for watchers that start a little behind.
-const HISTORY: usize = 1024;
+/// Events kept per feed for watchers that start a little behind: those of the last
+/// [`HISTORY_FRESH`], at least [`HISTORY_MIN`] and at most [`HISTORY_MAX`] of them (upstream's
+/// watch cache sizes itself the same way, to keep 75 s of events up to 100 × 1,024). A busy
+/// prefix (thousands of nodes registering at once) would otherwise push a watcher's list
+/// revision out of the window between its list and its watch, and every such watcher would
+/// be served by a store watch of its own.
+const HISTORY_FRESH: std::time::Duration = std::time::Duration::from_secs(75);
+const HISTORY_MIN: usize = 1024;
+const HISTORY_MAX: usize = 100 * 1024;
 /// How often a feed asks the store for a progress notification (bookmarks for watchers that
 /// asked for them).
 const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
@@ -58,6 +67,8 @@ pub struct CachedEvent {
     line: OnceLock<Bytes>,
     /// The index values of the object before and after the event (indexed feeds only).
     keys: Vec<String>,
+    /// When the feed received it.
+    at: std::time::Instant,
 }
 
 impl CachedEvent {
@@ -78,6 +89,8 @@ struct State {
     tx: broadcast::Sender<FeedItem>,
     /// The watchers of one index value, by value.
     by_value: HashMap<String, broadcast::Sender<FeedItem>>,
+    /// The watchers of one object, by name.
+    by_name: HashMap<String, broadcast::Sender<FeedItem>>,
     /// The store watch ended (an error): new watchers go elsewhere.
     closed: bool,
 }
@@ -114,14 +127,16 @@ impl Feed {
     }
 
     /// Subscribes from `revision` to the events of objects whose indexed field is (or was)
-    /// `value`; `None` when the feed has no index on `field` or does not reach back that far.
+    /// `value`, or to one object's events when `field` is `metadata.name`; `None` when the
+    /// feed has no index on `field` or does not reach back that far.
     pub fn subscribe_indexed(
         &self,
         revision: Revision,
         field: &str,
         value: &str,
     ) -> Option<Subscription> {
-        if self.index.is_none_or(|i| i.field != field) {
+        let by_name = field == "metadata.name";
+        if !by_name && self.index.is_none_or(|i| i.field != field) {
             return None;
         }
         let mut st = self.state.lock().ok()?;
@@ -131,11 +146,18 @@ impl Feed {
         let replay = st
             .history
             .iter()
-            .filter(|e| e.revision() > revision && e.keys.iter().any(|k| k == value))
+            .filter(|e| e.revision() > revision)
+            .filter(|e| match by_name {
+                true => name_of(&e.event.kv.key) == value.as_bytes(),
+                false => e.keys.iter().any(|k| k == value),
+            })
             .cloned()
             .collect();
-        let live = st
-            .by_value
+        let watchers = match by_name {
+            true => &mut st.by_name,
+            false => &mut st.by_value,
+        };
+        let live = watchers
             .entry(value.to_string())
             .or_insert_with(|| broadcast::channel(INDEXED_BUFFER).0)
             .subscribe();
@@ -164,22 +186,25 @@ impl Feed {
                 event,
                 line: OnceLock::new(),
                 keys,
+                at: std::time::Instant::now(),
             });
             for k in &e.keys {
-                let gone = st
-                    .by_value
-                    .get(k)
-                    .is_some_and(|tx| tx.send(FeedItem::Event(e.clone())).is_err());
-                if gone {
-                    st.by_value.remove(k);
-                }
+                send_to(&mut st.by_value, k, &e);
             }
-            if st.history.len() == HISTORY {
-                if let Some(old) = st.history.pop_front() {
-                    st.since = old.revision();
+            if !st.by_name.is_empty() {
+                if let Ok(name) = std::str::from_utf8(name_of(&e.event.kv.key)) {
+                    send_to(&mut st.by_name, name, &e);
                 }
             }
             st.history.push_back(e.clone());
+            while let Some(old) = st.history.front() {
+                let stale = st.history.len() > HISTORY_MIN && old.at.elapsed() > HISTORY_FRESH;
+                if !stale && st.history.len() <= HISTORY_MAX {
+                    break;
+                }
+                st.since = old.revision();
+                st.history.pop_front();
+            }
             // No receivers is fine: the history keeps it.
             let _ = st.tx.send(FeedItem::Event(e));
         }
@@ -189,8 +214,10 @@ impl Feed {
         if let Ok(mut st) = self.state.lock() {
             let _ = st.tx.send(FeedItem::Progress(revision));
             // Values nobody watches any more are dropped here too.
-            st.by_value
-                .retain(|_, tx| tx.send(FeedItem::Progress(revision)).is_ok());
+            let st = &mut *st;
+            for watchers in [&mut st.by_value, &mut st.by_name] {
+                watchers.retain(|_, tx| tx.send(FeedItem::Progress(revision)).is_ok());
+            }
         }
     }
 
@@ -199,7 +226,27 @@ impl Feed {
             st.closed = true;
             st.history.clear();
             st.by_value.clear();
+            st.by_name.clear();
         }
+    }
+}
+
+/// The last segment of a key: the object's name.
+fn name_of(key: &[u8]) -> &[u8] {
+    key.rsplit(|b| *b == b'/').next().unwrap_or(key)
+}
+
+/// Hands an event to the watchers of `key` in `watchers`; forgets them when none is left.
+fn send_to(
+    watchers: &mut HashMap<String, broadcast::Sender<FeedItem>>,
+    key: &str,
+    e: &Arc<CachedEvent>,
+) {
+    let gone = watchers
+        .get(key)
+        .is_some_and(|tx| tx.send(FeedItem::Event(e.clone())).is_err());
+    if gone {
+        watchers.remove(key);
     }
 }
 
@@ -239,6 +286,7 @@ impl WatchCache {
                 history: VecDeque::new(),
                 tx,
                 by_value: HashMap::new(),
+                by_name: HashMap::new(),
                 closed: false,
             }),
             index: self.indexes.get(prefix).copied(),
@@ -302,6 +350,7 @@ mod tests {
                 history: VecDeque::new(),
                 tx: broadcast::channel(BUFFER).0,
                 by_value: HashMap::new(),
+                by_name: HashMap::new(),
                 closed: false,
             }),
             index: None,
@@ -339,7 +388,7 @@ mod tests {
             field: "spec.nodeName",
             value: node_name,
         });
-        assert!(f.subscribe_indexed(0, "metadata.name", "a").is_none());
+        assert!(f.subscribe_indexed(0, "status.phase", "a").is_none());
         // Created unbound, bound to a, moved to b (leaves a: a's watcher must hear it).
         f.publish(vec![on_node(1, None, None), on_node(2, Some("a"), None)]);
         let mut a = f.subscribe_indexed(0, "spec.nodeName", "a").unwrap();
@@ -367,6 +416,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn watchers_of_one_name_get_only_its_events() {
+        let f = feed(0);
+        let named = |rev: Revision, key: &'static str| {
+            let mut e = ev(rev);
+            e.kv.key = Bytes::from_static(key.as_bytes());
+            e
+        };
+        f.publish(vec![
+            named(1, "/registry/nodes/a"),
+            named(2, "/registry/nodes/ab"),
+        ]);
+        let mut a = f.subscribe_indexed(0, "metadata.name", "a").unwrap();
+        let revs: Vec<_> = a.replay.iter().map(|e| e.revision()).collect();
+        assert_eq!(revs, [1]);
+        f.publish(vec![
+            named(3, "/registry/nodes/b"),
+            named(4, "/registry/nodes/a"),
+        ]);
+        match a.live.recv().await.unwrap() {
+            FeedItem::Event(e) => assert_eq!(e.revision(), 4),
+            other => panic!("{other:?}"),
+        }
+        assert!(a.live.try_recv().is_err(), "a heard of another node");
+        drop(a);
+        f.progress(5);
+        assert!(f.state.lock().unwrap().by_name.is_empty());
+    }
+
+    #[tokio::test]
     async fn replay_then_live_without_gaps_or_duplicates() {
         let f = feed(10);
         f.publish(vec![ev(11), ev(12), ev(13)]);
@@ -384,10 +462,10 @@ mod tests {
     #[test]
     fn history_is_bounded_and_moves_its_start() {
         let f = feed(0);
-        f.publish((1..=(HISTORY as i64 + 10)).map(ev).collect());
+        f.publish((1..=(HISTORY_MAX as i64 + 10)).map(ev).collect());
         assert!(f.subscribe(5).is_none());
         let sub = f.subscribe(10).unwrap();
-        assert_eq!(sub.replay.len(), HISTORY);
+        assert_eq!(sub.replay.len(), HISTORY_MAX);
         f.close();
         assert!(f.subscribe(10).is_none());
     }
@@ -398,6 +476,7 @@ mod tests {
             event: ev(1),
             line: OnceLock::new(),
             keys: Vec::new(),
+            at: std::time::Instant::now(),
         };
         let mut calls = 0;
         for _ in 0..3 {

@@ -319,6 +319,75 @@ pub(crate) fn spawn_agent(
         .context("start rudder agent")
 }
 
+/// Waits, through one watch, until `want` pods labelled `bench=pods` are Running; how long
+/// that took from `since`. Prints progress every 10 s so a stall shows where it is.
+async fn all_running(client: &kube::Client, want: usize, since: Instant) -> Result<Duration> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let config = watcher::Config::default().labels("bench=pods");
+    let mut events = std::pin::pin!(watcher(pods, config).default_backoff());
+    let mut running = std::collections::HashSet::new();
+    let mut phases: std::collections::HashMap<String, String> = Default::default();
+    let mut report = tokio::time::interval(Duration::from_secs(10));
+    let patience = Duration::from_secs(3600);
+    loop {
+        tokio::select! {
+            event = events.next() => {
+                let objects = match event {
+                    Some(Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p))) => vec![p],
+                    Some(Ok(watcher::Event::Delete(p))) => {
+                        // Nothing deletes these pods but an eviction: a node taken for lost.
+                        let name = p.metadata.name.unwrap_or_default();
+                        running.remove(&name);
+                        phases.remove(&name);
+                        bail!("pod {name} was deleted: its node was taken for lost");
+                    }
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => {
+                        eprintln!("scale: watch: {e}");
+                        continue;
+                    }
+                    None => bail!("the pod watch ended"),
+                };
+                for p in objects {
+                    let name = p.metadata.name.clone().unwrap_or_default();
+                    let phase = p.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
+                    let phase = if phase == "Pending" && node_of(&p).is_empty() {
+                        "Unscheduled".to_string()
+                    } else {
+                        phase
+                    };
+                    if phase == "Running" {
+                        running.insert(name.clone());
+                    } else {
+                        running.remove(&name);
+                    }
+                    phases.insert(name, phase);
+                }
+                if running.len() == want {
+                    return Ok(since.elapsed());
+                }
+            }
+            _ = report.tick() => {
+                let mut by_phase = std::collections::BTreeMap::<&str, usize>::new();
+                for phase in phases.values() {
+                    *by_phase.entry(phase.as_str()).or_default() += 1;
+                }
+                println!("scale: {:.0} s: {by_phase:?}", since.elapsed().as_secs_f64());
+                if since.elapsed() > patience {
+                    bail!("gave up waiting for every pod Running");
+                }
+            }
+        }
+    }
+}
+
+pub(crate) fn node_of(p: &Pod) -> &str {
+    p.spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .unwrap_or("")
+}
+
 pub async fn scale(opts: &ScaleOptions) -> Result<()> {
     // One /24 per node out of a /9: room for 32,768 nodes.
     let server = RudderServer::start(
@@ -358,36 +427,7 @@ pub async fn scale(opts: &ScaleOptions) -> Result<()> {
     let created = Instant::now();
     create_pods(&client, opts.pods).await?;
     let create_secs = created.elapsed().as_secs_f64();
-    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-    let running = wait_for(
-        "every pod Running",
-        Duration::from_secs(3600),
-        Duration::from_secs(1),
-        || async {
-            let mut n = 0;
-            let mut token: Option<String> = None;
-            loop {
-                let mut lp = ListParams::default().labels("bench=pods").limit(5000);
-                if let Some(t) = &token {
-                    lp = lp.continue_token(t);
-                }
-                let page = pods.list(&lp).await?;
-                n += page
-                    .items
-                    .iter()
-                    .filter(|p| {
-                        p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
-                    })
-                    .count();
-                token = page.metadata.continue_.filter(|t| !t.is_empty());
-                if token.is_none() {
-                    break;
-                }
-            }
-            Ok(n == opts.pods)
-        },
-    )
-    .await?;
+    let running = all_running(&client, opts.pods, created).await?;
     let full_rss = rss_mib(pid)?;
     let mut gets = Vec::new();
     for _ in 0..3 {
@@ -434,7 +474,7 @@ pub async fn scale(opts: &ScaleOptions) -> Result<()> {
         ],
         [
             "all pods Running",
-            &format!("{:.0} s", create_secs + running.as_secs_f64()),
+            &format!("{:.0} s", running.as_secs_f64()),
             "",
             "",
             "from the first create",

@@ -25,7 +25,7 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, ListParams, PostParams};
 use rudder_testkit::RudderServer;
 
-use crate::cluster::{client_of, node_ready, spawn_agent, wait_for};
+use crate::cluster::{client_of, node_of, node_ready, spawn_agent, wait_for};
 
 /// The sizes of one run.
 #[derive(Clone, Debug)]
@@ -87,13 +87,6 @@ fn pod_ready(p: &Pod) -> bool {
         .into_iter()
         .flatten()
         .any(|c| c.type_ == "Ready" && c.status == "True")
-}
-
-fn node_of(p: &Pod) -> &str {
-    p.spec
-        .as_ref()
-        .and_then(|s| s.node_name.as_deref())
-        .unwrap_or("")
 }
 
 async fn wait_until<F, Fut>(what: &str, f: F) -> Result<Duration>
