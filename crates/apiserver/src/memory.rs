@@ -16,13 +16,18 @@ use std::time::Duration;
 /// How often the trimmer gives freed memory back.
 pub const TRIM_EVERY: Duration = Duration::from_secs(10);
 
-/// Returns the free pages of every malloc arena to the system. A no-op where the allocator is
-/// not glibc's.
+/// Returns free pages to the system: those of every glibc malloc arena, and those mimalloc
+/// holds (the `rudder` binary allocates with mimalloc; tests and libraries may not). Each
+/// call is cheap for an allocator that holds nothing.
 pub fn trim() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only walks the allocator's own free lists under its locks.
     unsafe {
         libc::malloc_trim(0);
+    }
+    // SAFETY: mi_collect only frees what this thread's heap and the abandoned ones hold free.
+    unsafe {
+        libmimalloc_sys::mi_collect(true);
     }
 }
 
