@@ -6,6 +6,11 @@
 //!   controllers; then a standalone `rudder scheduler --kubeconfig` starts, and the figure is
 //!   pods bound per second from the first binding to the last. The peer is kube-scheduler's own
 //!   perf-test floor for that case (680 pods/s): there is no kube-scheduler on this machine.
+//! - `rudder-bench deployment`: a Deployment of 1,000 replicas on 100 fake nodes (one `rudder
+//!   agent --fake-nodes` process) of a server running its scheduler and controllers; seconds
+//!   from the create to `readyReplicas` = 1,000. The peer is kube-controller-manager's default
+//!   client rate limit (`--kube-api-qps` 20): its ReplicaSet controller cannot create 1,000
+//!   pods in less than 50 s, before any scheduling or kubelet work.
 //! - `rudder-bench scale`: 5,000 fake nodes (one `rudder agent --fake-nodes` process,
 //!   heartbeating) and 150,000 pods scheduled and Running; the server's idle CPU with the nodes
 //!   alone, its RSS with everything, and `kubectl get pods -A` latency.
@@ -33,6 +38,16 @@ pub struct SchedulerOptions {
     pub pods: usize,
     pub rudder: PathBuf,
 }
+
+#[derive(Clone, Debug)]
+pub struct DeploymentOptions {
+    pub nodes: usize,
+    pub replicas: i32,
+    pub rudder: PathBuf,
+}
+
+/// kube-controller-manager's default `--kube-api-qps`: pod creates per second at most.
+const KCM_QPS: f64 = 20.0;
 
 #[derive(Clone, Debug)]
 pub struct ScaleOptions {
@@ -295,6 +310,16 @@ pub(crate) fn node_ready(n: &Node) -> bool {
         .any(|c| c.type_ == "Ready" && c.status == "True")
 }
 
+/// A child process killed when this is dropped, also when a benchmark fails half-way.
+pub(crate) struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts `rudder agent --fake-nodes NODES --node-name NAME` joined to `server`, its data
 /// under the server's data dir.
 pub(crate) fn spawn_agent(
@@ -388,6 +413,82 @@ pub(crate) fn node_of(p: &Pod) -> &str {
         .unwrap_or("")
 }
 
+pub async fn deployment(opts: &DeploymentOptions) -> Result<()> {
+    let server = RudderServer::start(&opts.rudder, &["--disable-agent"])?;
+    let client = client_of(&server).await?;
+    let agent = KillOnDrop(spawn_agent(
+        &opts.rudder,
+        &server,
+        "sim",
+        opts.nodes,
+        Stdio::inherit(),
+    )?);
+    let nodes: Api<Node> = Api::all(client.clone());
+    wait_for(
+        "every node Ready",
+        Duration::from_secs(600),
+        Duration::from_secs(1),
+        || async {
+            let list = nodes.list(&ListParams::default()).await?;
+            Ok(list.items.iter().filter(|n| node_ready(n)).count() == opts.nodes)
+        },
+    )
+    .await?;
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(client.clone(), "default");
+    let d: k8s_openapi::api::apps::v1::Deployment = serde_json::from_value(serde_json::json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "big"},
+        "spec": {
+            "replicas": opts.replicas,
+            "selector": {"matchLabels": {"app": "big"}},
+            "template": {
+                "metadata": {"labels": {"app": "big"}},
+                "spec": {"containers": [{"name": "c", "image": "pause:3.9",
+                    "resources": {"requests": {"cpu": "1m", "memory": "4Mi"}}}]},
+            },
+        },
+    }))?;
+    let started = Instant::now();
+    deployments.create(&PostParams::default(), &d).await?;
+    let want = opts.replicas;
+    wait_for(
+        "every replica Ready",
+        Duration::from_secs(1800),
+        Duration::from_millis(200),
+        || async {
+            let d = deployments.get("big").await?;
+            Ok(d.status.and_then(|s| s.ready_replicas).unwrap_or(0) == want)
+        },
+    )
+    .await?;
+    drop(agent);
+    let secs = started.elapsed().as_secs_f64();
+    let floor = f64::from(want) / KCM_QPS;
+    let rows = [
+        [
+            "deployment",
+            "rudder",
+            "kube-controller-manager floor",
+            "ratio",
+            "notes",
+        ],
+        [
+            &format!(
+                "{want} replicas on {} fake nodes, create to all Ready",
+                opts.nodes
+            ),
+            &format!("{secs:.1} s"),
+            &format!("{floor:.0} s"),
+            &format!("{:.2}x", secs / floor),
+            "floor: pod creates at its default 20 requests/s",
+        ],
+    ];
+    crate::print_table(&rows);
+    Ok(())
+}
+
 pub async fn scale(opts: &ScaleOptions) -> Result<()> {
     // One /24 per node out of a /9: room for 32,768 nodes.
     let server = RudderServer::start(
@@ -401,7 +502,13 @@ pub async fn scale(opts: &ScaleOptions) -> Result<()> {
         ],
     )?;
     let client = client_of(&server).await?;
-    let mut agent = spawn_agent(&opts.rudder, &server, "sim", opts.nodes, Stdio::inherit())?;
+    let agent = KillOnDrop(spawn_agent(
+        &opts.rudder,
+        &server,
+        "sim",
+        opts.nodes,
+        Stdio::inherit(),
+    )?);
     let nodes: Api<Node> = Api::all(client.clone());
     let joined = wait_for(
         "every node Ready",
@@ -444,8 +551,7 @@ pub async fn scale(opts: &ScaleOptions) -> Result<()> {
         gets.push(t.elapsed().as_secs_f64());
     }
     gets.sort_by(f64::total_cmp);
-    let _ = agent.kill();
-    let _ = agent.wait();
+    drop(agent);
     let rows = [
         ["scale", "rudder", "target", "", "notes"],
         [

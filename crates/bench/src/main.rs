@@ -139,6 +139,16 @@ enum Bench {
         #[arg(long)]
         rudder: Option<PathBuf>,
     },
+    /// A Deployment of R replicas on N fake nodes: seconds from create to every replica Ready
+    /// (against kube-controller-manager's default client rate limit).
+    Deployment {
+        #[arg(long, default_value_t = 100)]
+        nodes: usize,
+        #[arg(long, default_value_t = 1000)]
+        replicas: i32,
+        #[arg(long)]
+        rudder: Option<PathBuf>,
+    },
     /// N heartbeating fake nodes and M pods Running: server idle CPU, RSS, `kubectl get pods -A`.
     Scale {
         #[arg(long, default_value_t = 5000)]
@@ -301,6 +311,17 @@ fn main() -> Result<()> {
             &cluster::SchedulerOptions {
                 nodes: nodes.max(1),
                 pods: pods.max(1),
+                rudder: rudder.unwrap_or_else(api::default_rudder_bin),
+            },
+        )),
+        Bench::Deployment {
+            nodes,
+            replicas,
+            rudder,
+        } => tokio::runtime::Runtime::new()?.block_on(cluster::deployment(
+            &cluster::DeploymentOptions {
+                nodes: nodes.max(1),
+                replicas: replicas.max(1),
                 rudder: rudder.unwrap_or_else(api::default_rudder_bin),
             },
         )),
