@@ -55,6 +55,9 @@ pub struct ScaleOptions {
     pub pods: usize,
     /// How long idle CPU is sampled.
     pub idle: Duration,
+    /// The nodes' Lease duration (renewed every quarter of it), with a node monitor grace
+    /// period of 1.25 times it; `None` keeps Rudder's defaults (4 s, 5 s).
+    pub lease: Option<Duration>,
     pub rudder: PathBuf,
 }
 
@@ -320,13 +323,14 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// Starts `rudder agent --fake-nodes NODES --node-name NAME` joined to `server`, its data
-/// under the server's data dir.
+/// Starts `rudder agent --fake-nodes NODES --node-name NAME [EXTRA...]` joined to `server`,
+/// its data under the server's data dir.
 pub(crate) fn spawn_agent(
     bin: &Path,
     server: &RudderServer,
     name: &str,
     nodes: usize,
+    extra: &[&str],
     stderr: Stdio,
 ) -> Result<std::process::Child> {
     let token = std::fs::read_to_string(server.data_dir().join("server/node-token"))
@@ -334,6 +338,7 @@ pub(crate) fn spawn_agent(
     Command::new(bin)
         .args(["agent", "--server", &server.url, "--token", token.trim()])
         .args(["--node-name", name, "--fake-nodes", &nodes.to_string()])
+        .args(extra)
         .arg("--data-dir")
         .arg(server.data_dir().join(format!("agent-{name}")))
         .env("RUST_LOG", "warn")
@@ -421,6 +426,7 @@ pub async fn deployment(opts: &DeploymentOptions) -> Result<()> {
         &server,
         "sim",
         opts.nodes,
+        &[],
         Stdio::inherit(),
     )?);
     let nodes: Api<Node> = Api::all(client.clone());
@@ -491,22 +497,30 @@ pub async fn deployment(opts: &DeploymentOptions) -> Result<()> {
 
 pub async fn scale(opts: &ScaleOptions) -> Result<()> {
     // One /24 per node out of a /9: room for 32,768 nodes.
-    let server = RudderServer::start(
-        &opts.rudder,
-        &[
-            "--disable-agent",
-            "--cluster-cidr",
-            "10.128.0.0/9",
-            "--node-cidr-mask-size",
-            "24",
-        ],
-    )?;
+    let mut server_args = vec![
+        "--disable-agent".to_string(),
+        "--cluster-cidr=10.128.0.0/9".to_string(),
+        "--node-cidr-mask-size=24".to_string(),
+    ];
+    let mut agent_args = Vec::new();
+    if let Some(lease) = opts.lease {
+        let grace = lease.mul_f64(1.25);
+        server_args.push(format!(
+            "--node-monitor-grace-period={}ms",
+            grace.as_millis()
+        ));
+        agent_args.push(format!("--node-lease-duration={}ms", lease.as_millis()));
+    }
+    let server_args: Vec<&str> = server_args.iter().map(String::as_str).collect();
+    let agent_args: Vec<&str> = agent_args.iter().map(String::as_str).collect();
+    let server = RudderServer::start(&opts.rudder, &server_args)?;
     let client = client_of(&server).await?;
     let agent = KillOnDrop(spawn_agent(
         &opts.rudder,
         &server,
         "sim",
         opts.nodes,
+        &agent_args,
         Stdio::inherit(),
     )?);
     let nodes: Api<Node> = Api::all(client.clone());

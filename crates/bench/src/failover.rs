@@ -54,7 +54,7 @@ struct Agent {
 
 impl Agent {
     fn start(bin: &Path, server: &RudderServer, name: &'static str, nodes: usize) -> Result<Agent> {
-        let child = spawn_agent(bin, server, name, nodes, Stdio::null())?;
+        let child = spawn_agent(bin, server, name, nodes, &[], Stdio::null())?;
         Ok(Agent {
             name,
             child: Some(child),

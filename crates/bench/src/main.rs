@@ -158,6 +158,11 @@ enum Bench {
         /// Seconds the idle CPU is sampled over.
         #[arg(long, default_value_t = 30)]
         idle_secs: u64,
+        /// The nodes' Lease duration in seconds (renewed every quarter of it; the server's
+        /// node monitor grace period is 1.25 times it). Default: Rudder's (4 s, grace 5 s);
+        /// upstream's kubelet uses 40.
+        #[arg(long)]
+        lease_secs: Option<u64>,
         #[arg(long)]
         rudder: Option<PathBuf>,
     },
@@ -329,11 +334,13 @@ fn main() -> Result<()> {
             nodes,
             pods,
             idle_secs,
+            lease_secs,
             rudder,
         } => tokio::runtime::Runtime::new()?.block_on(cluster::scale(&cluster::ScaleOptions {
             nodes: nodes.max(1),
             pods: pods.max(1),
             idle: std::time::Duration::from_secs(idle_secs.max(1)),
+            lease: lease_secs.map(|s| std::time::Duration::from_secs(s.max(1))),
             rudder: rudder.unwrap_or_else(api::default_rudder_bin),
         })),
         Bench::StoreRssChild {
