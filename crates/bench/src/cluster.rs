@@ -313,6 +313,21 @@ pub(crate) fn node_ready(n: &Node) -> bool {
         .any(|c| c.type_ == "Ready" && c.status == "True")
 }
 
+/// Waits until `count` nodes are Ready; how long that took.
+async fn all_nodes_ready(client: &kube::Client, count: usize) -> Result<Duration> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    wait_for(
+        "every node Ready",
+        Duration::from_secs(900),
+        Duration::from_secs(1),
+        || async {
+            let list = nodes.list(&ListParams::default()).await?;
+            Ok(list.items.iter().filter(|n| node_ready(n)).count() == count)
+        },
+    )
+    .await
+}
+
 /// A child process killed when this is dropped, also when a benchmark fails half-way.
 pub(crate) struct KillOnDrop(pub std::process::Child);
 
@@ -429,17 +444,7 @@ pub async fn deployment(opts: &DeploymentOptions) -> Result<()> {
         &[],
         Stdio::inherit(),
     )?);
-    let nodes: Api<Node> = Api::all(client.clone());
-    wait_for(
-        "every node Ready",
-        Duration::from_secs(600),
-        Duration::from_secs(1),
-        || async {
-            let list = nodes.list(&ListParams::default()).await?;
-            Ok(list.items.iter().filter(|n| node_ready(n)).count() == opts.nodes)
-        },
-    )
-    .await?;
+    all_nodes_ready(&client, opts.nodes).await?;
     let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
         Api::namespaced(client.clone(), "default");
     let d: k8s_openapi::api::apps::v1::Deployment = serde_json::from_value(serde_json::json!({
@@ -523,17 +528,7 @@ pub async fn scale(opts: &ScaleOptions) -> Result<()> {
         &agent_args,
         Stdio::inherit(),
     )?);
-    let nodes: Api<Node> = Api::all(client.clone());
-    let joined = wait_for(
-        "every node Ready",
-        Duration::from_secs(900),
-        Duration::from_secs(1),
-        || async {
-            let list = nodes.list(&ListParams::default()).await?;
-            Ok(list.items.iter().filter(|n| node_ready(n)).count() == opts.nodes)
-        },
-    )
-    .await?;
+    let joined = all_nodes_ready(&client, opts.nodes).await?;
     println!(
         "scale: {} fake nodes Ready in {:.1} s",
         opts.nodes,
