@@ -244,7 +244,11 @@ pub async fn handle(State(st): State<Arc<AppState>>, req: Request) -> Response {
     let kind = limits::classify(req.method(), &path, flag(&q, "watch"));
     let info = RequestInfo::parse(req.method().as_str(), &path, &q);
     let labels = crate::metrics::request_labels(&info, req.method(), req.headers(), &q);
-    let permit = match st.inflight.admit(kind, &user.groups).await {
+    let permit = match st
+        .inflight
+        .admit(kind, limits::is_heartbeat(&info), &user.groups)
+        .await
+    {
         Ok(p) => p,
         Err(e) => {
             // Upstream counts the requests it drops.

@@ -30,7 +30,9 @@
 //!   priority and fairness) are not counted; nodes (`system:nodes`) have pools of the same
 //!   sizes of their own, so other clients' bursts cannot starve node heartbeats, and a node's
 //!   request waits in line for a few seconds when its pool is full rather than being refused
-//!   at once. A request counts until its response body has been handed to the connection.
+//!   at once. Their heartbeats (Lease and Node status writes) have a pool apart from the rest
+//!   of their requests, as upstream's `system-node-high` priority level, so that a flood of
+//!   pod status updates cannot delay a renewal until the node is taken for lost. A request counts until its response body has been handed to the connection.
 //!
 //! Must not touch: routing and authentication (handlers), TLS configuration (pki).
 
@@ -881,6 +883,8 @@ pub fn classify(method: &Method, path: &str, watch: bool) -> RequestKind {
 pub struct Inflight {
     others: Pools,
     nodes: Pools,
+    /// Nodes' heartbeats: writes of their Leases and Node status.
+    heartbeats: Option<Pool>,
 }
 
 /// How long a node's request may wait for a place in its pool.
@@ -940,6 +944,20 @@ impl Pool {
     }
 }
 
+/// Whether a request writes a node heartbeat: a Lease in `kube-node-lease` or a Node's status.
+pub fn is_heartbeat(info: &crate::authz::RequestInfo) -> bool {
+    matches!(info.verb.as_str(), "update" | "patch" | "create")
+        && match info.resource.as_str() {
+            "leases" => {
+                info.api_group == "coordination.k8s.io"
+                    && info.namespace == "kube-node-lease"
+                    && info.subresource.is_empty()
+            }
+            "nodes" => info.api_group.is_empty() && info.subresource == "status",
+            _ => false,
+        }
+}
+
 /// The group whose members always get an answer (upstream's `system:masters`).
 const PRIVILEGED_GROUP: &str = "system:masters";
 /// The group of node agents.
@@ -950,14 +968,17 @@ impl Inflight {
         Inflight {
             others: Pools::new(limits, Duration::ZERO),
             nodes: Pools::new(limits, NODE_QUEUE_WAIT),
+            heartbeats: Pools::new(limits, NODE_QUEUE_WAIT).mutating,
         }
     }
 
     /// A place for a request of this kind from a member of `groups`: `Ok(None)` when it is
     /// not counted, `Err` (429) when its pool is full (and, for nodes, stays full).
+    /// `heartbeat` is whether it writes a node's Lease or Node status ([`is_heartbeat`]).
     pub async fn admit(
         &self,
         kind: RequestKind,
+        heartbeat: bool,
         groups: &[String],
     ) -> Result<Option<OwnedSemaphorePermit>, ApiError> {
         let member = |group: &str| groups.iter().any(|g| g == group);
@@ -965,11 +986,14 @@ impl Inflight {
         if member(PRIVILEGED_GROUP) {
             return Ok(None);
         }
-        let pools = if member(NODES_GROUP) {
-            &self.nodes
-        } else {
-            &self.others
-        };
+        let node = member(NODES_GROUP);
+        if node && heartbeat && kind == RequestKind::Mutating {
+            return match &self.heartbeats {
+                Some(pool) => pool.admit().await.map(Some),
+                None => Ok(None),
+            };
+        }
+        let pools = if node { &self.nodes } else { &self.others };
         let pool = match kind {
             RequestKind::LongRunning => return Ok(None),
             RequestKind::ReadOnly => &pools.read_only,
@@ -1337,6 +1361,7 @@ mod tests {
         let inflight = Inflight {
             others: Pools::new(&limits, Duration::ZERO),
             nodes: Pools::new(&limits, Duration::from_millis(200)),
+            heartbeats: Pools::new(&limits, Duration::from_millis(200)).mutating,
         };
         let user = vec!["system:authenticated".to_string()];
         let admin = vec!["system:masters".to_string()];
@@ -1344,48 +1369,78 @@ mod tests {
             "system:nodes".to_string(),
             "system:authenticated".to_string(),
         ];
-        let held = inflight.admit(RequestKind::ReadOnly, &user).await;
+        let held = inflight.admit(RequestKind::ReadOnly, false, &user).await;
         assert!(matches!(held, Ok(Some(_))));
-        let refused = inflight.admit(RequestKind::ReadOnly, &user).await.err();
+        let refused = inflight
+            .admit(RequestKind::ReadOnly, false, &user)
+            .await
+            .err();
         let refused = refused.map(|e| (e.code, e.reason));
         assert_eq!(refused, Some((429, "TooManyRequests")));
         assert!(matches!(
-            inflight.admit(RequestKind::ReadOnly, &admin).await,
+            inflight.admit(RequestKind::ReadOnly, false, &admin).await,
             Ok(None)
         ));
         // Nodes draw from pools of their own: others' full pools do not refuse them.
-        let node_held = inflight.admit(RequestKind::ReadOnly, &node).await;
+        let node_held = inflight.admit(RequestKind::ReadOnly, false, &node).await;
         assert!(matches!(node_held, Ok(Some(_))));
         // A node's request waits for a place rather than being refused at once...
-        let (waited, ()) = tokio::join!(inflight.admit(RequestKind::ReadOnly, &node), async {
-            tokio::task::yield_now().await;
-            drop(node_held);
-        });
+        let (waited, ()) =
+            tokio::join!(inflight.admit(RequestKind::ReadOnly, false, &node), async {
+                tokio::task::yield_now().await;
+                drop(node_held);
+            });
         let node_held = waited.expect("a place once the holder let go");
         assert!(node_held.is_some());
         // ...behind at most as many as the pool holds, and for a bounded time.
         let (first, second) = tokio::join!(
-            inflight.admit(RequestKind::ReadOnly, &node),
-            inflight.admit(RequestKind::ReadOnly, &node)
+            inflight.admit(RequestKind::ReadOnly, false, &node),
+            inflight.admit(RequestKind::ReadOnly, false, &node)
         );
         assert_eq!(first.err().map(|e| e.code), Some(429));
         assert_eq!(second.err().map(|e| e.code), Some(429));
         let pool = inflight.nodes.read_only.as_ref().unwrap();
         assert_eq!(pool.waiting.load(SeqCst), 0, "everyone left the line");
+        // A node's heartbeat has a pool apart from its other writes.
+        let node_write = inflight.admit(RequestKind::Mutating, false, &node).await;
+        assert!(matches!(node_write, Ok(Some(_))));
+        let other_write = inflight.admit(RequestKind::Mutating, false, &node).await;
+        assert_eq!(other_write.err().map(|e| e.code), Some(429));
+        let heartbeat = inflight.admit(RequestKind::Mutating, true, &node).await;
+        assert!(matches!(heartbeat, Ok(Some(_))));
+        drop((node_write, heartbeat));
         drop(node_held);
         assert!(matches!(
-            inflight.admit(RequestKind::LongRunning, &user).await,
+            inflight.admit(RequestKind::LongRunning, false, &user).await,
             Ok(None)
         ));
         assert!(matches!(
-            inflight.admit(RequestKind::Mutating, &user).await,
+            inflight.admit(RequestKind::Mutating, false, &user).await,
             Ok(Some(_))
         ));
         drop(held);
         assert!(matches!(
-            inflight.admit(RequestKind::ReadOnly, &user).await,
+            inflight.admit(RequestKind::ReadOnly, false, &user).await,
             Ok(Some(_))
         ));
+    }
+
+    #[test]
+    fn heartbeats_are_writes_of_node_leases_and_node_status() {
+        let heartbeat = |method: &str, path: &str| {
+            is_heartbeat(&crate::authz::RequestInfo::parse(method, path, &[]))
+        };
+        let lease = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/n1";
+        assert!(heartbeat("PUT", lease));
+        assert!(heartbeat("PATCH", "/api/v1/nodes/n1/status"));
+        assert!(!heartbeat("GET", lease));
+        assert!(!heartbeat("PATCH", "/api/v1/nodes/n1"));
+        assert!(!heartbeat(
+            "PATCH",
+            "/api/v1/namespaces/default/pods/p/status"
+        ));
+        let other_lease = "/apis/coordination.k8s.io/v1/namespaces/default/leases/n1";
+        assert!(!heartbeat("PUT", other_lease));
     }
 
     #[tokio::test]
@@ -1396,7 +1451,7 @@ mod tests {
             ..Limits::default()
         });
         assert!(matches!(
-            inflight.admit(RequestKind::Mutating, &[]).await,
+            inflight.admit(RequestKind::Mutating, false, &[]).await,
             Ok(None)
         ));
     }

@@ -2,7 +2,8 @@
 //!
 //! - Health: a node's heartbeat is its Lease's renewTime (and its Ready condition's
 //!   lastHeartbeatTime) changing, timed by this controller's own clock so that skew between
-//!   machines does not matter. A node unheard of for longer than `grace` has its conditions set
+//!   machines does not matter. A node unheard of for longer than `grace` (or than a quarter
+//!   more than its Lease's `leaseDurationSeconds`, if that is longer) has its conditions set
 //!   to `Unknown` ("Kubelet stopped posting node status.").
 //! - Taints from conditions: `not-ready` / `unreachable` as NoSchedule and NoExecute (with
 //!   timeAdded), `memory-pressure`, `disk-pressure`, `pid-pressure`, `network-unavailable` and
@@ -10,6 +11,8 @@
 //! - Eviction: a pod on a node with a NoExecute taint it does not tolerate is deleted at once;
 //!   one that tolerates it for `tolerationSeconds` is deleted when they have passed since the
 //!   taint's timeAdded. It first gets the `DisruptionTarget` condition, as upstream marks it.
+//! - Disruption: when most nodes of a zone fall silent together, or every node of every zone,
+//!   evictions are held back as upstream's zone states hold them ([`Disruption`]).
 //!
 //! The pods of a lost node are so replaced only after the node stopped heartbeating for the
 //! grace period plus the pods' toleration; a real agent stops its containers once it cannot
@@ -56,6 +59,7 @@ pub fn run(informers: &Informers, cfg: Config) -> impl Future<Output = ()> + Sen
     let recorder = Events::new(client.clone(), "node-controller");
     async move {
         let mut health = Health::default();
+        let mut disruption = Disruption::default();
         let mut tick = tokio::time::interval(cfg.period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -63,10 +67,12 @@ pub fn run(informers: &Informers, cfg: Config) -> impl Future<Output = ()> + Sen
             let now = Instant::now();
             let _pass = crate::metrics::PassTimer::new("node-lifecycle-controller");
             let mut tainted: HashMap<String, Vec<Taint>> = HashMap::new();
+            let mut zones: HashMap<String, Vec<(String, bool)>> = HashMap::new();
             for node in nodes.state() {
                 let name = node.name_any();
                 let lease = leases.get(&reflector::ObjectRef::new(&name).within("kube-node-lease"));
-                let fresh = health.observe(&node, lease.as_deref(), now, cfg.grace);
+                let grace = grace_for(cfg.grace, lease.as_deref());
+                let fresh = health.observe(&node, lease.as_deref(), now, grace);
                 let mut node = node;
                 if !fresh && ready_status(&node) != Some("Unknown") {
                     match mark_unknown(&nodes_api, &node).await {
@@ -86,6 +92,10 @@ pub fn run(informers: &Informers, cfg: Config) -> impl Future<Output = ()> + Sen
                         Err(e) => tracing::warn!(node = %name, error = %e, "marking node Unknown"),
                     }
                 }
+                zones
+                    .entry(zone_of(&node).to_string())
+                    .or_default()
+                    .push((name.clone(), ready_status(&node) == Some("True")));
                 match reconcile_taints(&nodes_api, &node).await {
                     Ok(taints) => {
                         let no_execute: Vec<Taint> = taints
@@ -100,8 +110,127 @@ pub fn run(informers: &Informers, cfg: Config) -> impl Future<Output = ()> + Sen
                 }
             }
             health.forget_missing(&nodes.state());
+            disruption.hold(&zones, &mut tainted, now);
             if !tainted.is_empty() {
                 evict(&client, &recorder, &pods.state(), &tainted).await;
+            }
+        }
+    }
+}
+
+/// How long a node may be silent: the configured grace, or longer for a node whose Lease says
+/// it lasts longer (a quarter more than its duration, as 40 s Leases get upstream's 50 s).
+fn grace_for(grace: Duration, lease: Option<&Lease>) -> Duration {
+    let declared = lease
+        .and_then(|l| l.spec.as_ref())
+        .and_then(|s| s.lease_duration_seconds)
+        .filter(|s| *s > 0)
+        .map_or(Duration::ZERO, |s| Duration::from_secs(s as u64) * 5 / 4);
+    grace.max(declared)
+}
+
+fn zone_of(node: &Node) -> &str {
+    let labels = node.labels();
+    labels
+        .get("topology.kubernetes.io/zone")
+        .or_else(|| labels.get("failure-domain.beta.kubernetes.io/zone"))
+        .map_or("", String::as_str)
+}
+
+/// A zone is partly disrupted when more than two of its nodes, and at least this share, are
+/// not Ready (upstream's `--unhealthy-zone-threshold`).
+const UNHEALTHY_ZONE_THRESHOLD: f64 = 0.55;
+/// Zones bigger than this still lose a node's pods now and then when partly disrupted
+/// (upstream's `--large-cluster-size-threshold`); smaller ones keep them all.
+const LARGE_ZONE: usize = 50;
+/// How often a partly disrupted large zone may begin evicting one more node's pods (upstream's
+/// `--secondary-node-eviction-rate` of 0.01 nodes per second).
+const SECONDARY_EVICTION_INTERVAL: Duration = Duration::from_secs(100);
+
+/// Upstream's zone states, which decide whose pods a lost node loses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ZoneState {
+    Normal,
+    /// Most of the zone is not Ready: more likely a partition or an overloaded control plane
+    /// than that many machines failing together.
+    Partial,
+    /// No node of the zone is Ready.
+    Full,
+}
+
+fn zone_state(ready: usize, not_ready: usize) -> ZoneState {
+    if not_ready > 0 && ready == 0 {
+        ZoneState::Full
+    } else if not_ready > 2
+        && not_ready as f64 / (ready + not_ready) as f64 >= UNHEALTHY_ZONE_THRESHOLD
+    {
+        ZoneState::Partial
+    } else {
+        ZoneState::Normal
+    }
+}
+
+/// Holds evictions back when many nodes fall silent together, as upstream's node lifecycle
+/// controller does: the pods of the nodes of a zone in normal state (or a zone wholly down
+/// while others are up) are evicted at once; in a partly disrupted zone a node more begins
+/// losing its pods only every [`SECONDARY_EVICTION_INTERVAL`], and only in a large zone; and
+/// when every node of every zone is not Ready, no pod is evicted at all, for then it is this
+/// controller's view (or the control plane) that is cut off, not the whole fleet.
+#[derive(Default)]
+struct Disruption {
+    states: HashMap<String, ZoneState>,
+    /// Nodes whose pods are being evicted: their evictions go on whatever the zone's state.
+    evicting: std::collections::HashSet<String>,
+    /// When each zone last began evicting a node's pods while partly disrupted.
+    last_begun: HashMap<String, Instant>,
+}
+
+impl Disruption {
+    /// Drops from `tainted` the nodes whose pods must stay for now; `zones` lists each zone's
+    /// nodes with whether they are Ready.
+    fn hold(
+        &mut self,
+        zones: &HashMap<String, Vec<(String, bool)>>,
+        tainted: &mut HashMap<String, Vec<Taint>>,
+        now: Instant,
+    ) {
+        let mut states = HashMap::new();
+        for (zone, nodes) in zones {
+            let ready = nodes.iter().filter(|(_, r)| *r).count();
+            let state = zone_state(ready, nodes.len() - ready);
+            if self.states.get(zone).copied().unwrap_or(ZoneState::Normal) != state {
+                tracing::warn!(zone = %zone, ?state, ready, nodes = nodes.len(), "zone state changed");
+            }
+            states.insert(zone.clone(), state);
+        }
+        self.states = states;
+        self.evicting.retain(|n| tainted.contains_key(n));
+        let all_down =
+            !self.states.is_empty() && self.states.values().all(|s| *s == ZoneState::Full);
+        for (zone, nodes) in zones {
+            let state = self.states[zone];
+            for (name, _) in nodes {
+                if !tainted.contains_key(name) || self.evicting.contains(name) {
+                    continue;
+                }
+                let begin = match state {
+                    _ if all_down => false,
+                    ZoneState::Normal | ZoneState::Full => true,
+                    ZoneState::Partial => {
+                        nodes.len() > LARGE_ZONE
+                            && self.last_begun.get(zone).is_none_or(|t| {
+                                now.duration_since(*t) >= SECONDARY_EVICTION_INTERVAL
+                            })
+                    }
+                };
+                if begin {
+                    if state == ZoneState::Partial {
+                        self.last_begun.insert(zone.clone(), now);
+                    }
+                    self.evicting.insert(name.clone());
+                } else {
+                    tainted.remove(name);
+                }
             }
         }
     }
@@ -554,5 +683,89 @@ mod tests {
         )
         .unwrap();
         assert_eq!(d.duration_since(added).as_secs(), 5);
+    }
+
+    #[test]
+    fn zones_are_disrupted_as_upstream_counts() {
+        assert_eq!(zone_state(10, 0), ZoneState::Normal);
+        assert_eq!(zone_state(0, 1), ZoneState::Full);
+        assert_eq!(
+            zone_state(1, 2),
+            ZoneState::Normal,
+            "two nodes down is never a disruption"
+        );
+        assert_eq!(zone_state(2, 3), ZoneState::Partial);
+        assert_eq!(zone_state(5, 5), ZoneState::Normal, "under 55 %");
+    }
+
+    /// `zones` as `hold` takes them: `(zone, nodes, of which not Ready)`, nodes named `zone-i`
+    /// and the first `down` not Ready; returns the tainted names `hold` lets through.
+    fn let_through(
+        d: &mut Disruption,
+        zones: &[(&str, usize, usize)],
+        now: Instant,
+    ) -> Vec<String> {
+        let mut by_zone = HashMap::new();
+        let mut tainted = HashMap::new();
+        for (zone, n, down) in zones {
+            let nodes: Vec<(String, bool)> = (0..*n)
+                .map(|i| (format!("{zone}-{i}"), i >= *down))
+                .collect();
+            for (name, ready) in &nodes {
+                if !ready {
+                    tainted.insert(name.clone(), vec![taint(UNREACHABLE, None, "NoExecute")]);
+                }
+            }
+            by_zone.insert(zone.to_string(), nodes);
+        }
+        d.hold(&by_zone, &mut tainted, now);
+        let mut out: Vec<String> = tainted.into_keys().collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn evictions_are_held_back_when_many_nodes_fall_silent_together() {
+        let t0 = Instant::now();
+        // One node of three lost: its pods go at once.
+        let mut d = Disruption::default();
+        assert_eq!(let_through(&mut d, &[("a", 3, 1)], t0), ["a-0"]);
+        // Every node of the only zone silent: nothing is evicted, and a node already being
+        // emptied goes on.
+        assert_eq!(let_through(&mut d, &[("a", 3, 3)], t0), ["a-0"]);
+        // A whole zone down while another is up: its nodes' pods go.
+        let mut d = Disruption::default();
+        assert_eq!(
+            let_through(&mut d, &[("a", 2, 2), ("b", 2, 0)], t0),
+            ["a-0", "a-1"]
+        );
+        // Most of a small zone silent: none of them.
+        let mut d = Disruption::default();
+        assert!(let_through(&mut d, &[("a", 10, 6)], t0).is_empty());
+        // Most of a large zone silent: one node more now and then.
+        let mut d = Disruption::default();
+        assert_eq!(let_through(&mut d, &[("a", 60, 40)], t0).len(), 1);
+        assert_eq!(let_through(&mut d, &[("a", 60, 40)], t0).len(), 1);
+        let later = t0 + SECONDARY_EVICTION_INTERVAL;
+        assert_eq!(let_through(&mut d, &[("a", 60, 40)], later).len(), 2);
+    }
+
+    #[test]
+    fn a_node_is_given_the_time_its_lease_says_it_lasts() {
+        let lease = |secs: Option<i32>| Lease {
+            spec: Some(k8s_openapi::api::coordination::v1::LeaseSpec {
+                lease_duration_seconds: secs,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let grace = Duration::from_secs(5);
+        assert_eq!(grace_for(grace, None), grace);
+        assert_eq!(grace_for(grace, Some(&lease(Some(4)))), grace);
+        assert_eq!(grace_for(grace, Some(&lease(Some(0)))), grace);
+        assert_eq!(
+            grace_for(grace, Some(&lease(Some(40)))),
+            Duration::from_secs(50)
+        );
     }
 }

@@ -215,7 +215,7 @@ fn agents_join_with_the_token_and_silent_nodes_lose_their_pods() {
             "--fake-nodes",
             "3",
             "--node-labels",
-            "tier=edge,zone=a",
+            "tier=edge,topology.kubernetes.io/zone=a",
             "--node-taints",
             "dedicated=ml:NoSchedule",
             "--node-capacity",
@@ -250,6 +250,20 @@ fn agents_join_with_the_token_and_silent_nodes_lose_their_pods() {
     s.kubectl_stdin(&["create", "-f", "-"], &pod).ok();
     s.kubectl(&["wait", "--for=condition=Ready", "pod/p", "--timeout=60s"])
         .ok();
+
+    // A node in another zone stays up: were every node of every zone silent, the node
+    // lifecycle controller would take it for its own view being cut off and evict nothing.
+    let _home = agent(&s, &token, &["--node-name", "home"]);
+    eventually("node/home registered", || {
+        s.kubectl(&["get", "node/home"]).out.status.success()
+    });
+    s.kubectl(&[
+        "wait",
+        "--for=condition=Ready",
+        "node/home",
+        "--timeout=60s",
+    ])
+    .ok();
 
     // The agent dies: the nodes go Unknown, get the unreachable taints, and the pod (which
     // tolerates unreachable for 1 s, by the DefaultTolerationSeconds flag) is evicted.

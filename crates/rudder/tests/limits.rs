@@ -433,7 +433,9 @@ fn requests_beyond_the_inflight_limits_get_429() {
     // decide the answers below.
     let events = "/api/v1/namespaces/default/events";
     let pods = "/api/v1/pods?fieldSelector=spec.nodeName%3Dn1";
-    let event = br#"{"apiVersion":"v1","kind":"Event","metadata":{"name":"e"},"involvedObject":{"kind":"Node","name":"n1"},"reason":"R","message":"m"}"#;
+    // Each event is new (a write accepted before the first is held must not make later ones
+    // AlreadyExists).
+    let event = br#"{"apiVersion":"v1","kind":"Event","metadata":{"generateName":"e-"},"involvedObject":{"kind":"Node","name":"n1"},"reason":"R","message":"m"}"#;
 
     // A mutating request held in flight by a body that stops coming.
     let mut held_write = connect(&s, node);
