@@ -70,16 +70,12 @@ pub async fn run_node(client: kube::Client, cfg: NodeConfig, runtime: Arc<dyn Ru
     let mut reported: Option<(Readiness, Instant)> = None;
     let mut lease: Option<Lease> = None;
     let mut current = registered;
-    let renew_every = (cfg.lease_duration / 4).max(Duration::from_millis(100));
+    let mut pace = node::LeasePace::new(cfg.lease_duration);
     // Nodes started together (`--fake-nodes`, a restarted rack) would otherwise renew in the
     // same instant every period: a burst of one request per node. Each node keeps its own
     // phase within the period instead, so the server sees an even rate.
     let phase = spread(&cfg.name);
-    let mut renew = tokio::time::interval_at(
-        tokio::time::Instant::now() + renew_every.mul_f64(phase),
-        renew_every,
-    );
-    renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut next_renewal = tokio::time::Instant::now() + pace.period().mul_f64(phase);
     let check_every = Duration::from_secs(10);
     let mut check = tokio::time::interval_at(
         tokio::time::Instant::now() + check_every.mul_f64(phase),
@@ -87,11 +83,26 @@ pub async fn run_node(client: kube::Client, cfg: NodeConfig, runtime: Arc<dyn Ru
     );
     loop {
         tokio::select! {
-            _ = renew.tick() => {
-                match node::renew_lease(&leases, &current, &cfg, lease.take()).await {
+            _ = tokio::time::sleep_until(next_renewal) => {
+                let started = tokio::time::Instant::now();
+                let renewed =
+                    node::renew_lease(&leases, &current, &cfg, lease.clone(), pace.duration())
+                        .await;
+                let mut failed = false;
+                match renewed {
                     Ok(l) => lease = Some(l),
-                    Err(e) => tracing::warn!(node = %cfg.name, error = %e, "renewing the node lease"),
+                    // Someone else wrote it (or removed it): read it again.
+                    Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => lease = None,
+                    // Otherwise the write did not land, and the Lease in hand is the latest.
+                    Err(e) => {
+                        failed = true;
+                        tracing::warn!(node = %cfg.name, error = %e, "renewing the node lease");
+                    }
                 }
+                if pace.renewed(started.elapsed(), failed) {
+                    tracing::debug!(node = %cfg.name, lease = ?pace.duration(), "lease duration paced");
+                }
+                next_renewal = started + pace.period();
                 continue;
             }
             _ = check.tick() => {}

@@ -215,6 +215,66 @@ pub async fn report(api: &Api<Node>, cfg: &NodeConfig, status: &NodeStatus) -> k
     .await
 }
 
+/// The longest a node's Lease grows to when the server is slow (the kubelet's default).
+pub const MAX_LEASE_DURATION: Duration = Duration::from_secs(40);
+
+/// How long the node's Lease lasts, paced by how the server answers renewals.
+///
+/// The configured duration (`--node-lease-duration`, renewed every quarter of it) is what a
+/// healthy server sees, and what makes a lost node's pods move within seconds. A renewal that
+/// fails or takes more than half its period is a sign the server is overloaded: the node
+/// doubles its Lease (up to [`MAX_LEASE_DURATION`]) and renews half as often, so thousands of
+/// nodes lighten the load they put on a struggling server instead of adding retries to it, and
+/// the node lifecycle controller, which gives each node the time its Lease declares, does not
+/// take a node for lost because the server was slow. Four quick renewals in a row (each
+/// under a tenth of its period) take a quarter off again, down to the configured duration.
+#[derive(Debug)]
+pub struct LeasePace {
+    base: u64,
+    secs: u64,
+    quick: u32,
+}
+
+impl LeasePace {
+    pub fn new(base: Duration) -> LeasePace {
+        let base = base.as_secs().max(1);
+        LeasePace {
+            base,
+            secs: base,
+            quick: 0,
+        }
+    }
+
+    /// The Lease duration to write now.
+    pub fn duration(&self) -> Duration {
+        Duration::from_secs(self.secs)
+    }
+
+    /// How long until the next renewal.
+    pub fn period(&self) -> Duration {
+        self.duration() / 4
+    }
+
+    /// Takes note of a renewal that took `took` and failed or not; whether the pace changed.
+    pub fn renewed(&mut self, took: Duration, failed: bool) -> bool {
+        let period = self.period();
+        let before = self.secs;
+        if failed || took > period / 2 {
+            self.secs = (self.secs * 2).min(MAX_LEASE_DURATION.as_secs().max(self.base));
+            self.quick = 0;
+        } else if took < period / 10 {
+            self.quick += 1;
+            if self.quick >= 4 {
+                self.secs = (self.secs * 3 / 4).max(self.base);
+                self.quick = 0;
+            }
+        } else {
+            self.quick = 0;
+        }
+        self.secs != before
+    }
+}
+
 /// The heartbeat: creates the node's Lease or renews it. `lease` is the last one written (its
 /// resourceVersion makes the renewal a compare-and-swap); on a conflict the caller drops it and
 /// the next call reads the current one.
@@ -223,9 +283,10 @@ pub async fn renew_lease(
     node: &Node,
     cfg: &NodeConfig,
     lease: Option<Lease>,
+    duration: Duration,
 ) -> kube::Result<Lease> {
     let now = MicroTime(Timestamp::now());
-    let seconds = cfg.lease_duration.as_secs().max(1) as i32;
+    let seconds = duration.as_secs().clamp(1, i32::MAX as u64) as i32;
     let current = match lease {
         Some(l) => Some(l),
         None => api.get_opt(&cfg.name).await?,
@@ -483,5 +544,47 @@ mod tests {
         assert_eq!(c["memory"].0, "8Gi");
         assert!(parse_capacity(&["cpu=lots".into()], &base).is_err());
         assert!(parse_capacity(&["cpu=-1".into()], &base).is_err());
+    }
+
+    #[test]
+    fn the_lease_grows_when_renewals_are_slow_and_shrinks_back_when_quick() {
+        let ms = Duration::from_millis;
+        let mut pace = LeasePace::new(Duration::from_secs(4));
+        assert_eq!(pace.period(), Duration::from_secs(1));
+        // Ordinary renewals change nothing; quick ones at the configured duration neither.
+        assert!(!pace.renewed(ms(300), false));
+        for _ in 0..8 {
+            assert!(!pace.renewed(ms(5), false));
+        }
+        // Slow or refused: twice as long each time, up to the kubelet's 40 s.
+        assert!(pace.renewed(ms(600), false));
+        assert_eq!(pace.duration(), Duration::from_secs(8));
+        pace.renewed(ms(5), true);
+        pace.renewed(ms(5), true);
+        pace.renewed(ms(5), true);
+        assert_eq!(pace.duration(), MAX_LEASE_DURATION);
+        assert!(!pace.renewed(ms(5), true), "no longer than the cap");
+        // Four quick renewals in a row take a quarter off; one ordinary one starts over.
+        for _ in 0..3 {
+            pace.renewed(ms(5), false);
+        }
+        pace.renewed(ms(2000), false);
+        for _ in 0..3 {
+            assert!(!pace.renewed(ms(5), false));
+        }
+        assert!(pace.renewed(ms(5), false));
+        assert_eq!(pace.duration(), Duration::from_secs(30));
+        for _ in 0..40 {
+            pace.renewed(ms(1), false);
+        }
+        assert_eq!(
+            pace.duration(),
+            Duration::from_secs(4),
+            "back to the configured one"
+        );
+        // A configured duration above the cap is kept.
+        let mut long = LeasePace::new(Duration::from_secs(60));
+        long.renewed(ms(0), true);
+        assert_eq!(long.duration(), Duration::from_secs(60));
     }
 }

@@ -502,21 +502,17 @@ pub async fn deployment(opts: &DeploymentOptions) -> Result<()> {
 
 pub async fn scale(opts: &ScaleOptions) -> Result<()> {
     // One /24 per node out of a /9: room for 32,768 nodes.
-    let mut server_args = vec![
-        "--disable-agent".to_string(),
-        "--cluster-cidr=10.128.0.0/9".to_string(),
-        "--node-cidr-mask-size=24".to_string(),
+    let server_args = [
+        "--disable-agent",
+        "--cluster-cidr=10.128.0.0/9",
+        "--node-cidr-mask-size=24",
     ];
-    let mut agent_args = Vec::new();
-    if let Some(lease) = opts.lease {
-        let grace = lease.mul_f64(1.25);
-        server_args.push(format!(
-            "--node-monitor-grace-period={}ms",
-            grace.as_millis()
-        ));
-        agent_args.push(format!("--node-lease-duration={}ms", lease.as_millis()));
-    }
-    let server_args: Vec<&str> = server_args.iter().map(String::as_str).collect();
+    // The node lifecycle controller gives each node a quarter more than its Lease declares.
+    let agent_args: Vec<String> = opts
+        .lease
+        .map(|l| format!("--node-lease-duration={}ms", l.as_millis()))
+        .into_iter()
+        .collect();
     let agent_args: Vec<&str> = agent_args.iter().map(String::as_str).collect();
     let server = RudderServer::start(&opts.rudder, &server_args)?;
     let client = client_of(&server).await?;

@@ -158,8 +158,8 @@ enum Bench {
         /// Seconds the idle CPU is sampled over.
         #[arg(long, default_value_t = 30)]
         idle_secs: u64,
-        /// The nodes' Lease duration in seconds (renewed every quarter of it; the server's
-        /// node monitor grace period is 1.25 times it). Default: Rudder's (4 s, grace 5 s);
+        /// The nodes' Lease duration in seconds (renewed every quarter of it; the node
+        /// lifecycle controller waits 1.25 times it). Default: Rudder's (4 s, grace 5 s);
         /// upstream's kubelet uses 40.
         #[arg(long)]
         lease_secs: Option<u64>,
