@@ -20,7 +20,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
-use kube::runtime::watcher;
+use kube::runtime::{watcher, WatchStreamExt};
 use tokio::sync::mpsc;
 
 use crate::ipam::PodIps;
@@ -66,7 +66,9 @@ enum Message {
 /// Watches the node's pods and hands each to its worker until `shutdown` resolves.
 pub async fn run(shared: Arc<Shared>) {
     let config = watcher::Config::default().fields(&format!("spec.nodeName={}", shared.node_name));
-    let mut events = std::pin::pin!(watcher(shared.pods.clone(), config));
+    // Workers never read managedFields; decoded they are most of a pod's size.
+    let mut events = std::pin::pin!(watcher(shared.pods.clone(), config)
+        .modify(|p| p.metadata.managed_fields = None));
     let mut workers: HashMap<String, mpsc::UnboundedSender<Message>> = HashMap::new();
     let mut seen: HashSet<String> = HashSet::new();
     let mut adopted = false;

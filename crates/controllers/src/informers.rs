@@ -173,7 +173,11 @@ async fn feed<K: Kind>(
     listed: watch::Sender<bool>,
 ) {
     let store = writer.as_reader();
-    let mut events = std::pin::pin!(watcher(api, watcher::Config::default()).default_backoff());
+    // No loop reads managedFields, and they are most of a small object's size once decoded
+    // (upstream's informers drop them likewise, `TransformStripManagedFields`).
+    let mut events = std::pin::pin!(watcher(api, watcher::Config::default())
+        .default_backoff()
+        .modify(|o| o.meta_mut().managed_fields = None));
     while let Some(ev) = events.next().await {
         let ev = match ev {
             Ok(ev) => ev,
