@@ -67,8 +67,9 @@ enum Message {
 pub async fn run(shared: Arc<Shared>) {
     let config = watcher::Config::default().fields(&format!("spec.nodeName={}", shared.node_name));
     // Workers never read managedFields; decoded they are most of a pod's size.
-    let mut events = std::pin::pin!(watcher(shared.pods.clone(), config)
-        .modify(|p| p.metadata.managed_fields = None));
+    let mut events = std::pin::pin!(
+        watcher(shared.pods.clone(), config).modify(|p| p.metadata.managed_fields = None)
+    );
     let mut workers: HashMap<String, mpsc::UnboundedSender<Message>> = HashMap::new();
     let mut seen: HashSet<String> = HashSet::new();
     let mut adopted = false;

@@ -9,7 +9,9 @@
 //!
 //! Use: ask for every store and subscription while setting the loops up, then
 //! [`Informers::start`] the watches and run the loops once [`Informers::synced`] says every
-//! cache holds its first list. Loops must not wait on a cache with kube-runtime's
+//! cache holds its first list. Loops that come and go (with leadership) over caches that stay
+//! warm take a view ([`Informers::with_client`]) of caches started beforehand: what they ask
+//! for starts at once, and their subscriptions begin with the cache as it is. Loops must not wait on a cache with kube-runtime's
 //! `Store::wait_until_ready` before that: it wakes only one of several waiters.
 
 use std::any::{Any, TypeId};
@@ -71,32 +73,65 @@ struct Entry<K: Kind> {
     subscribers: Subscribers<K>,
 }
 
-/// The shared caches of one process.
+/// The shared caches of one process, seen with the client its user writes with: views made
+/// by [`Informers::with_client`] share the caches.
+#[derive(Clone)]
 pub struct Informers {
     client: kube::Client,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    /// What the watches read with.
+    client: kube::Client,
     kinds: Mutex<HashMap<TypeId, Box<dyn Any + Send>>>,
-    /// The watches asked for and not started yet.
-    pending: Mutex<Vec<BoxFuture<'static, ()>>>,
+    /// The watches asked for and not started yet; `None` once started, when new ones start
+    /// at once.
+    pending: Mutex<Option<Vec<BoxFuture<'static, ()>>>>,
+    /// Watches started after [`Informers::start`], stopped with the last view.
+    late: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// Whether each cache holds its first list.
     listed: Mutex<Vec<watch::Receiver<bool>>>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        for t in self.late.get_mut().unwrap().iter() {
+            t.abort();
+        }
+    }
 }
 
 impl Informers {
     pub fn new(client: kube::Client) -> Self {
         Self {
-            client,
-            kinds: Mutex::default(),
-            pending: Mutex::default(),
-            listed: Mutex::default(),
+            client: client.clone(),
+            shared: Arc::new(Shared {
+                client,
+                kinds: Mutex::default(),
+                pending: Mutex::new(Some(Vec::new())),
+                late: Mutex::default(),
+                listed: Mutex::default(),
+            }),
         }
     }
 
+    /// The same caches, for a loop that writes as another user.
+    pub fn with_client(&self, client: kube::Client) -> Self {
+        Self {
+            client,
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// The client of this view's user, for its writes.
     pub fn client(&self) -> &kube::Client {
         &self.client
     }
 
     fn entry<K: Kind>(&self) -> (Store<K>, Subscribers<K>) {
-        let mut kinds = self.kinds.lock().unwrap();
+        let shared = &self.shared;
+        let mut kinds = shared.kinds.lock().unwrap();
         if let Some(e) = kinds
             .get(&TypeId::of::<K>())
             .and_then(|b| b.downcast_ref::<Entry<K>>())
@@ -105,13 +140,14 @@ impl Informers {
         }
         let (store, writer) = reflector::store::<K>();
         let subscribers: Subscribers<K> = Arc::default();
-        let api: Api<K> = Api::all(self.client.clone());
+        let api: Api<K> = Api::all(shared.client.clone());
         let (listed, listed_rx) = watch::channel(false);
-        self.listed.lock().unwrap().push(listed_rx);
-        self.pending
-            .lock()
-            .unwrap()
-            .push(Box::pin(feed(api, writer, subscribers.clone(), listed)));
+        shared.listed.lock().unwrap().push(listed_rx);
+        let watch = Box::pin(feed(api, writer, subscribers.clone(), listed));
+        match shared.pending.lock().unwrap().as_mut() {
+            Some(pending) => pending.push(watch),
+            None => shared.late.lock().unwrap().push(tokio::spawn(watch)),
+        }
         kinds.insert(
             TypeId::of::<K>(),
             Box::new(Entry {
@@ -127,12 +163,21 @@ impl Informers {
         self.entry::<K>().0
     }
 
-    /// Every change to a `K` from now on: first the whole cache once it is listed, then each
-    /// change as it is seen. The stream must be consumed (or dropped): the watch waits for it.
+    /// Every change to a `K` from now on: first the whole cache (as it is now, and again once
+    /// it is listed if it is not yet), then each change as it is seen. An object may come
+    /// twice in a row, never older after newer. The stream must be consumed (or dropped):
+    /// the watch waits for it.
     pub fn changes<K: Kind>(&self) -> impl Stream<Item = Change<K>> + Send + 'static {
         let (tx, rx) = mpsc::channel(BUFFER);
-        self.entry::<K>().1.lock().unwrap().push(tx);
-        tokio_stream_of(rx)
+        let (store, subscribers) = self.entry::<K>();
+        // The watch applies a change to the store before it reads who to send it to: what the
+        // snapshot misses, the channel gets.
+        let now = {
+            let mut subscribers = subscribers.lock().unwrap();
+            subscribers.push(tx);
+            store.state()
+        };
+        futures::stream::iter(now.into_iter().map(Change::Applied)).chain(tokio_stream_of(rx))
     }
 
     /// The objects that changed, deletions included, for kube-runtime's
@@ -143,7 +188,7 @@ impl Informers {
 
     /// Completes once every cache asked for so far holds its first list.
     pub fn synced(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let mut listed: Vec<watch::Receiver<bool>> = self.listed.lock().unwrap().clone();
+        let mut listed: Vec<watch::Receiver<bool>> = self.shared.listed.lock().unwrap().clone();
         async move {
             for l in &mut listed {
                 let _ = l.wait_for(|done| *done).await;
@@ -152,8 +197,15 @@ impl Informers {
     }
 
     /// Starts every watch asked for so far; they run until the returned tasks are aborted.
+    /// Watches asked for later start at once and run as long as a view of these caches is
+    /// held. Once started, starting again starts nothing.
     pub fn start(&self) -> Vec<tokio::task::JoinHandle<()>> {
-        std::mem::take(&mut *self.pending.lock().unwrap())
+        self.shared
+            .pending
+            .lock()
+            .unwrap()
+            .take()
+            .unwrap_or_default()
             .into_iter()
             .map(tokio::spawn)
             .collect()

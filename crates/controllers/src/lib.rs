@@ -55,28 +55,33 @@ impl Config {
     }
 }
 
-/// Starts every controller on `client`, over one set of shared caches; they run until the
-/// returned handles are dropped.
+/// Starts every controller on `client`, over one set of shared caches of their own; they run
+/// until the returned handles are dropped.
 pub fn start(client: kube::Client, cfg: &Config) -> anyhow::Result<Controllers> {
+    start_on(&Informers::new(client), cfg)
+}
+
+/// Starts every controller over `informers` (started already or not), writing with its
+/// client; they run until the returned handles are dropped.
+pub fn start_on(informers: &Informers, cfg: &Config) -> anyhow::Result<Controllers> {
     let ipam = Arc::new(nodeipam::CidrSet::new(
         &cfg.cluster_cidr,
         cfg.node_cidr_mask_size,
     )?);
-    let informers = Informers::new(client);
     let loops: Vec<BoxFuture<'static, ()>> = vec![
-        Box::pin(nodeipam::run(&informers, ipam)),
-        Box::pin(nodelifecycle::run(&informers, cfg.node_lifecycle.clone())),
-        Box::pin(replicaset::run(&informers)),
-        Box::pin(deployment::run(&informers)),
-        Box::pin(endpoints::run(&informers)),
-        Box::pin(endpointslice::run(&informers)),
-        Box::pin(serviceaccount::run(&informers)),
-        Box::pin(rootca::run(&informers, cfg.root_ca_pem.clone())),
-        Box::pin(disruption::run(&informers)),
-        Box::pin(garbagecollector::run(&informers)),
-        Box::pin(namespace::run(&informers)),
-        Box::pin(podgc::run(&informers, cfg.pod_gc.clone())),
-        Box::pin(resourcequota::run(&informers, cfg.resource_quota.clone())),
+        Box::pin(nodeipam::run(informers, ipam)),
+        Box::pin(nodelifecycle::run(informers, cfg.node_lifecycle.clone())),
+        Box::pin(replicaset::run(informers)),
+        Box::pin(deployment::run(informers)),
+        Box::pin(endpoints::run(informers)),
+        Box::pin(endpointslice::run(informers)),
+        Box::pin(serviceaccount::run(informers)),
+        Box::pin(rootca::run(informers, cfg.root_ca_pem.clone())),
+        Box::pin(disruption::run(informers)),
+        Box::pin(garbagecollector::run(informers)),
+        Box::pin(namespace::run(informers)),
+        Box::pin(podgc::run(informers, cfg.pod_gc.clone())),
+        Box::pin(resourcequota::run(informers, cfg.resource_quota.clone())),
     ];
     let synced = informers.synced();
     let mut tasks = informers.start();

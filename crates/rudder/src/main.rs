@@ -326,12 +326,12 @@ impl LeaderArgs {
 /// The controllers' loops as `start` gives them to the leader election (the configuration is
 /// checked before, so starting cannot fail).
 fn controller_loops(
-    client: kube::Client,
+    informers: rudder_controllers::informers::Informers,
     cfg: rudder_controllers::Config,
 ) -> Result<impl FnMut() -> Option<rudder_controllers::Controllers> + Send + 'static> {
     cfg.check()?;
     Ok(
-        move || match rudder_controllers::start(client.clone(), &cfg) {
+        move || match rudder_controllers::start_on(&informers, &cfg) {
             Ok(c) => Some(c),
             Err(e) => {
                 tracing::error!(error = %e, "starting the controllers");
@@ -492,7 +492,10 @@ async fn controllers(args: ControllersArgs) -> Result<()> {
     )
     .await?;
     let (stop, stopping) = tokio::sync::watch::channel(false);
-    let loops = controller_loops(client.clone(), args.controllers.config(ca))?;
+    // Caches that outlive a lost leadership, warm for the next.
+    let caches = rudder_controllers::informers::Informers::new(client.clone());
+    caches.start();
+    let loops = controller_loops(caches, args.controllers.config(ca))?;
     let running = args
         .leader
         .spawn(client, "kube-controller-manager", loops, stopping)?;
@@ -820,6 +823,17 @@ async fn server(args: ServerArgs) -> Result<()> {
     // Loops that stop (and release their Leases) before the API server does.
     let (stop_loops, loops_stopping) = tokio::sync::watch::channel(false);
     let mut loops = Vec::new();
+    // One set of caches for the scheduler and the controllers, warm whether or not this server
+    // leads them: one copy of every pod, not one per loop (each writes as its own user).
+    let caches = rudder_controllers::informers::Informers::new(api.client(
+        rudder_apiserver::pki::User {
+            name: "system:apiserver".into(),
+            groups: vec!["system:masters".into()],
+            uid: None,
+        },
+        "default",
+    ));
+    caches.start();
     if !args.disable_controller_manager {
         let user = rudder_apiserver::pki::User {
             name: "system:kube-controller-manager".into(),
@@ -828,7 +842,7 @@ async fn server(args: ServerArgs) -> Result<()> {
         };
         let client = api.client(user, "default");
         let start = controller_loops(
-            client.clone(),
+            caches.with_client(client.clone()),
             args.controllers.config(api.ca_pem().to_string()),
         )?;
         loops.push(args.leader.spawn(
@@ -838,8 +852,8 @@ async fn server(args: ServerArgs) -> Result<()> {
             loops_stopping.clone(),
         )?);
     }
-    // The scheduler has its own shared caches (its own client and identity), as it would
-    // running standalone, and its own Lease.
+    // The scheduler has its own client and identity, as it would running standalone, and its
+    // own Lease.
     if !args.disable_scheduler {
         let user = rudder_apiserver::pki::User {
             name: "system:kube-scheduler".into(),
@@ -848,11 +862,11 @@ async fn server(args: ServerArgs) -> Result<()> {
         };
         let client = api.client(user, "default");
         let cfg = args.scheduler.config();
-        let c = client.clone();
+        let view = caches.with_client(client.clone());
         loops.push(args.leader.spawn(
             client,
             "kube-scheduler",
-            move || rudder_scheduler::start(c.clone(), cfg.clone()),
+            move || rudder_scheduler::start_on(&view, cfg.clone()),
             loops_stopping.clone(),
         )?);
     }

@@ -90,8 +90,12 @@ impl Drop for Running {
 
 /// Starts the scheduler on `client` with its own shared caches (pods, nodes, namespaces).
 pub fn start(client: kube::Client, cfg: Config) -> Running {
-    let informers = Informers::new(client);
-    let mut tasks = vec![tokio::spawn(run(&informers, cfg))];
+    start_on(&Informers::new(client), cfg)
+}
+
+/// Starts the scheduler over `informers` (started already or not), binding with its client.
+pub fn start_on(informers: &Informers, cfg: Config) -> Running {
+    let mut tasks = vec![tokio::spawn(run(informers, cfg))];
     tasks.extend(informers.start());
     Running { tasks }
 }
