@@ -539,7 +539,20 @@ pub async fn scale(opts: &ScaleOptions) -> Result<()> {
     let created = Instant::now();
     create_pods(&client, opts.pods).await?;
     let create_secs = created.elapsed().as_secs_f64();
-    let running = all_running(&client, opts.pods, created).await?;
+    let running = match all_running(&client, opts.pods, created).await {
+        Ok(r) => r,
+        Err(e) => {
+            // What the node lifecycle controller saw and did.
+            for line in server.log().lines().filter(|l| {
+                ["stopped posting", "zone state", "evicted"]
+                    .iter()
+                    .any(|w| l.contains(w))
+            }) {
+                eprintln!("server: {line}");
+            }
+            return Err(e);
+        }
+    };
     let full_rss = rss_mib(pid)?;
     let mut gets = Vec::new();
     for _ in 0..3 {
