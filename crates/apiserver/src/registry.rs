@@ -1772,6 +1772,12 @@ impl Registry {
             });
             return Ok(head.chain(tail).boxed());
         }
+        if feed.let_go(from) {
+            let err = ApiError::expired(format!("too old resource version: {from}"));
+            return Ok(head
+                .chain(futures::stream::iter([WatchEvent::Error(err)]))
+                .boxed());
+        }
         tracing::debug!(prefix = %res.prefix, from, "watch served by the store, not the watch cache");
         let mut req = WatchRequest::new(range, from + 1);
         req.progress_notify = opts.allow_bookmarks;

@@ -85,6 +85,8 @@ impl CachedEvent {
 struct State {
     /// The feed has every event with a revision above `since`, the recent ones in `history`.
     since: Revision,
+    /// `since` when the feed started: older revisions were never in it.
+    started: Revision,
     history: VecDeque<Arc<CachedEvent>>,
     tx: broadcast::Sender<FeedItem>,
     /// The watchers of one index value, by value.
@@ -93,6 +95,13 @@ struct State {
     by_name: HashMap<String, broadcast::Sender<FeedItem>>,
     /// The store watch ended (an error): new watchers go elsewhere.
     closed: bool,
+}
+
+impl State {
+    /// Where in `history` the events after `revision` begin (it is in revision order).
+    fn after(&self, revision: Revision) -> usize {
+        self.history.partition_point(|e| e.revision() <= revision)
+    }
 }
 
 /// One store watch over a key prefix, shared.
@@ -108,18 +117,22 @@ pub struct Subscription {
 }
 
 impl Feed {
+    /// Whether the feed had the events after `revision` and has let them go: a watch from it
+    /// is `410 Expired` ("too old resource version"), as from upstream's watch cache, and the
+    /// client lists again, rather than a store watch of its own that decodes every event.
+    pub fn let_go(&self, revision: Revision) -> bool {
+        self.state
+            .lock()
+            .is_ok_and(|st| !st.closed && revision >= st.started && revision < st.since)
+    }
+
     /// Subscribes from `revision` (events after it), if the feed reaches back that far.
     pub fn subscribe(&self, revision: Revision) -> Option<Subscription> {
         let st = self.state.lock().ok()?;
         if st.closed || revision < st.since {
             return None;
         }
-        let replay = st
-            .history
-            .iter()
-            .filter(|e| e.revision() > revision)
-            .cloned()
-            .collect();
+        let replay = st.history.range(st.after(revision)..).cloned().collect();
         Some(Subscription {
             replay,
             live: st.tx.subscribe(),
@@ -145,8 +158,7 @@ impl Feed {
         }
         let replay = st
             .history
-            .iter()
-            .filter(|e| e.revision() > revision)
+            .range(st.after(revision)..)
             .filter(|e| match by_name {
                 true => name_of(&e.event.kv.key) == value.as_bytes(),
                 false => e.keys.iter().any(|k| k == value),
@@ -283,6 +295,7 @@ impl WatchCache {
         let feed = Arc::new(Feed {
             state: Mutex::new(State {
                 since,
+                started: since,
                 history: VecDeque::new(),
                 tx,
                 by_value: HashMap::new(),
@@ -347,6 +360,7 @@ mod tests {
         Feed {
             state: Mutex::new(State {
                 since,
+                started: since,
                 history: VecDeque::new(),
                 tx: broadcast::channel(BUFFER).0,
                 by_value: HashMap::new(),
@@ -449,6 +463,7 @@ mod tests {
         let f = feed(10);
         f.publish(vec![ev(11), ev(12), ev(13)]);
         assert!(f.subscribe(9).is_none(), "before the feed started");
+        assert!(!f.let_go(9), "never had them: the store serves that watch");
         let mut sub = f.subscribe(11).unwrap();
         let replayed: Vec<_> = sub.replay.iter().map(|e| e.revision()).collect();
         assert_eq!(replayed, [12, 13]);
@@ -464,10 +479,13 @@ mod tests {
         let f = feed(0);
         f.publish((1..=(HISTORY_MAX as i64 + 10)).map(ev).collect());
         assert!(f.subscribe(5).is_none());
+        assert!(f.let_go(5), "had them and let them go: 410");
         let sub = f.subscribe(10).unwrap();
         assert_eq!(sub.replay.len(), HISTORY_MAX);
+        assert!(!f.let_go(10));
         f.close();
         assert!(f.subscribe(10).is_none());
+        assert!(!f.let_go(5), "a closed feed answers nothing");
     }
 
     #[test]
