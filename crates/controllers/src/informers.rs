@@ -11,8 +11,9 @@
 //! [`Informers::start`] the watches and run the loops once [`Informers::synced`] says every
 //! cache holds its first list. Loops that come and go (with leadership) over caches that stay
 //! warm take a view ([`Informers::with_client`]) of caches started beforehand: what they ask
-//! for starts at once, and their subscriptions begin with the cache as it is. Loops must not wait on a cache with kube-runtime's
-//! `Store::wait_until_ready` before that: it wakes only one of several waiters.
+//! for starts at once, and their subscriptions begin with the cache as it is. Loops must not
+//! wait on a cache with kube-runtime's `Store::wait_until_ready` before that: it wakes only
+//! one of several waiters.
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
