@@ -368,7 +368,11 @@ pub(crate) fn spawn_agent(
 /// that took from `since`. Prints progress every 10 s so a stall shows where it is.
 async fn all_running(client: &kube::Client, want: usize, since: Instant) -> Result<Duration> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-    let config = watcher::Config::default().labels("bench=pods");
+    // A streaming list: a paged re-list of 150,000 pods on a loaded server outlives its
+    // continue token.
+    let config = watcher::Config::default()
+        .labels("bench=pods")
+        .streaming_lists();
     let mut events = std::pin::pin!(watcher(pods, config).default_backoff());
     let mut running = std::collections::HashSet::new();
     let mut phases: std::collections::HashMap<String, String> = Default::default();
