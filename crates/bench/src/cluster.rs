@@ -437,17 +437,30 @@ pub(crate) fn node_of(p: &Pod) -> &str {
         .unwrap_or("")
 }
 
-pub async fn deployment(opts: &DeploymentOptions) -> Result<()> {
-    let server = RudderServer::start(&opts.rudder, &["--disable-agent"])?;
+/// A server started with `server_args` and one `rudder agent` process acting as `nodes` fake
+/// nodes `sim-0` … (with `agent_args`), killed when the guard drops.
+async fn start_cluster(
+    rudder: &Path,
+    server_args: &[&str],
+    nodes: usize,
+    agent_args: &[&str],
+) -> Result<(RudderServer, kube::Client, KillOnDrop)> {
+    let server = RudderServer::start(rudder, server_args)?;
     let client = client_of(&server).await?;
     let agent = KillOnDrop(spawn_agent(
-        &opts.rudder,
+        rudder,
         &server,
         "sim",
-        opts.nodes,
-        &[],
+        nodes,
+        agent_args,
         Stdio::inherit(),
     )?);
+    Ok((server, client, agent))
+}
+
+pub async fn deployment(opts: &DeploymentOptions) -> Result<()> {
+    let (_server, client, agent) =
+        start_cluster(&opts.rudder, &["--disable-agent"], opts.nodes, &[]).await?;
     all_nodes_ready(&client, opts.nodes).await?;
     let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
         Api::namespaced(client.clone(), "default");
@@ -518,16 +531,8 @@ pub async fn scale(opts: &ScaleOptions) -> Result<()> {
         .into_iter()
         .collect();
     let agent_args: Vec<&str> = agent_args.iter().map(String::as_str).collect();
-    let server = RudderServer::start(&opts.rudder, &server_args)?;
-    let client = client_of(&server).await?;
-    let agent = KillOnDrop(spawn_agent(
-        &opts.rudder,
-        &server,
-        "sim",
-        opts.nodes,
-        &agent_args,
-        Stdio::inherit(),
-    )?);
+    let (server, client, agent) =
+        start_cluster(&opts.rudder, &server_args, opts.nodes, &agent_args).await?;
     let joined = all_nodes_ready(&client, opts.nodes).await?;
     println!(
         "scale: {} fake nodes Ready in {:.1} s",
