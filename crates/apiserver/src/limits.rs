@@ -905,22 +905,25 @@ struct Pool {
 
 impl Pools {
     fn new(limits: &Limits, wait: Duration) -> Pools {
-        let pool = |n: usize| {
-            (n > 0).then(|| Pool {
-                slots: Arc::new(Semaphore::new(n)),
-                waiting: Arc::default(),
-                queue: if wait.is_zero() { 0 } else { n },
-                wait,
-            })
-        };
         Pools {
-            read_only: pool(limits.max_requests_inflight),
-            mutating: pool(limits.max_mutating_requests_inflight),
+            read_only: Pool::new(limits.max_requests_inflight, wait),
+            mutating: Pool::new(limits.max_mutating_requests_inflight, wait),
         }
     }
 }
 
 impl Pool {
+    /// `n` places (none: no limit), where a request waits up to `wait` behind at most `n`
+    /// others (no wait: refused at once).
+    fn new(n: usize, wait: Duration) -> Option<Pool> {
+        (n > 0).then(|| Pool {
+            slots: Arc::new(Semaphore::new(n)),
+            waiting: Arc::default(),
+            queue: if wait.is_zero() { 0 } else { n },
+            wait,
+        })
+    }
+
     async fn admit(&self) -> Result<OwnedSemaphorePermit, ApiError> {
         if let Ok(p) = self.slots.clone().try_acquire_owned() {
             return Ok(p);
@@ -968,7 +971,7 @@ impl Inflight {
         Inflight {
             others: Pools::new(limits, Duration::ZERO),
             nodes: Pools::new(limits, NODE_QUEUE_WAIT),
-            heartbeats: Pools::new(limits, NODE_QUEUE_WAIT).mutating,
+            heartbeats: Pool::new(limits.max_mutating_requests_inflight, NODE_QUEUE_WAIT),
         }
     }
 
@@ -1361,7 +1364,7 @@ mod tests {
         let inflight = Inflight {
             others: Pools::new(&limits, Duration::ZERO),
             nodes: Pools::new(&limits, Duration::from_millis(200)),
-            heartbeats: Pools::new(&limits, Duration::from_millis(200)).mutating,
+            heartbeats: Pool::new(1, Duration::from_millis(200)),
         };
         let user = vec!["system:authenticated".to_string()];
         let admin = vec!["system:masters".to_string()];
