@@ -573,8 +573,16 @@ fn encode(res: &Res, obj: &Value) -> Result<Bytes, ApiError> {
         m.remove("selfLink");
     }
     serde_json::to_vec(&stored)
-        .map(Bytes::from)
+        .map(exact)
         .map_err(|e| ApiError::internal(format!("encode: {e}")))
+}
+
+/// Bytes that hold no more memory than their length. A serialised Vec grows by doubling, so
+/// up to half of it is slack; stored values and watch lines are kept (in the store's index,
+/// in the watch cache's history) for as long as the object lives, and the slack with them.
+pub(crate) fn exact(mut v: Vec<u8>) -> Bytes {
+    v.shrink_to_fit();
+    Bytes::from(v)
 }
 
 fn parse_rv(rv: &str) -> Result<Revision, ApiError> {
@@ -1842,7 +1850,7 @@ fn plain_line(res: &Res, e: &rudder_store::Event) -> Bytes {
         WatchEvent::Deleted(o) => ("DELETED", o),
         _ => return Bytes::new(),
     };
-    Bytes::from(crate::error::watch_line(kind, &obj))
+    exact(crate::error::watch_line(kind, &obj))
 }
 
 /// A store event as this watcher sees it. A put that creates the key is ADDED; an object

@@ -98,6 +98,19 @@ struct State {
 }
 
 impl State {
+    /// Drops the oldest events beyond [`HISTORY_MAX`], and those older than [`HISTORY_FRESH`]
+    /// beyond [`HISTORY_MIN`].
+    fn trim(&mut self) {
+        while let Some(old) = self.history.front() {
+            let stale = self.history.len() > HISTORY_MIN && old.at.elapsed() > HISTORY_FRESH;
+            if !stale && self.history.len() <= HISTORY_MAX {
+                break;
+            }
+            self.since = old.revision();
+            self.history.pop_front();
+        }
+    }
+
     /// Where in `history` the events after `revision` begin (it is in revision order).
     fn after(&self, revision: Revision) -> usize {
         self.history.partition_point(|e| e.revision() <= revision)
@@ -209,14 +222,7 @@ impl Feed {
                 }
             }
             st.history.push_back(e.clone());
-            while let Some(old) = st.history.front() {
-                let stale = st.history.len() > HISTORY_MIN && old.at.elapsed() > HISTORY_FRESH;
-                if !stale && st.history.len() <= HISTORY_MAX {
-                    break;
-                }
-                st.since = old.revision();
-                st.history.pop_front();
-            }
+            st.trim();
             // No receivers is fine: the history keeps it.
             let _ = st.tx.send(FeedItem::Event(e));
         }
@@ -224,6 +230,8 @@ impl Feed {
 
     fn progress(&self, revision: Revision) {
         if let Ok(mut st) = self.state.lock() {
+            // A feed that has gone quiet lets its stale events go too.
+            st.trim();
             let _ = st.tx.send(FeedItem::Progress(revision));
             // Values nobody watches any more are dropped here too.
             let st = &mut *st;

@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
 use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
@@ -213,6 +214,70 @@ impl Informers {
     }
 }
 
+/// Drops from a cached object what no loop reads. managedFields are most of a small object's
+/// size once decoded (upstream's informers drop them likewise, `TransformStripManagedFields`).
+/// Pods are the many objects: what only their node's agent acts on goes (volumes, commands,
+/// environment, probes, hooks, security contexts, runtime details of container statuses). What
+/// stays: metadata, scheduling (resources, ports, affinities, tolerations, spread, priority,
+/// images for locality), what endpoints need (ports, hostname, readiness gates), and status
+/// phase, conditions, addresses and restart counts. The loops patch pods, never write back a
+/// cached one, so nothing dropped here can be lost.
+fn slim<K: Kind>(o: &mut K) {
+    o.meta_mut().managed_fields = None;
+    if let Some(pod) = (o as &mut dyn Any).downcast_mut::<Pod>() {
+        slim_pod(pod);
+    }
+}
+
+fn slim_pod(pod: &mut Pod) {
+    if let Some(spec) = pod.spec.as_mut() {
+        spec.volumes = None;
+        spec.security_context = None;
+        spec.image_pull_secrets = None;
+        spec.dns_config = None;
+        spec.host_aliases = None;
+        spec.ephemeral_containers = None;
+        for c in spec
+            .containers
+            .iter_mut()
+            .chain(spec.init_containers.iter_mut().flatten())
+        {
+            c.command = None;
+            c.args = None;
+            c.env = None;
+            c.env_from = None;
+            c.volume_mounts = None;
+            c.volume_devices = None;
+            c.liveness_probe = None;
+            c.readiness_probe = None;
+            c.startup_probe = None;
+            c.lifecycle = None;
+            c.security_context = None;
+            c.working_dir = None;
+            c.termination_message_path = None;
+            c.termination_message_policy = None;
+            c.resize_policy = None;
+        }
+    }
+    if let Some(status) = pod.status.as_mut() {
+        status.ephemeral_container_statuses = None;
+        for c in status
+            .container_statuses
+            .iter_mut()
+            .flatten()
+            .chain(status.init_container_statuses.iter_mut().flatten())
+        {
+            c.last_state = None;
+            c.image_id = String::new();
+            c.container_id = None;
+            c.allocated_resources = None;
+            c.resources = None;
+            c.volume_mounts = None;
+            c.user = None;
+        }
+    }
+}
+
 fn tokio_stream_of<T: Send + 'static>(
     mut rx: mpsc::Receiver<T>,
 ) -> impl Stream<Item = T> + Send + 'static {
@@ -226,11 +291,9 @@ async fn feed<K: Kind>(
     listed: watch::Sender<bool>,
 ) {
     let store = writer.as_reader();
-    // No loop reads managedFields, and they are most of a small object's size once decoded
-    // (upstream's informers drop them likewise, `TransformStripManagedFields`).
     let mut events = std::pin::pin!(watcher(api, watcher::Config::default())
         .default_backoff()
-        .modify(|o| o.meta_mut().managed_fields = None));
+        .modify(slim::<K>));
     while let Some(ev) = events.next().await {
         let ev = match ev {
             Ok(ev) => ev,
@@ -284,5 +347,62 @@ async fn feed<K: Kind>(
         if gone {
             subscribers.lock().unwrap().retain(|tx| !tx.is_closed());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slim_pods_keep_what_the_loops_read() {
+        let mut pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "labels": {"app": "a"},
+                "annotations": {"controller.kubernetes.io/pod-deletion-cost": "5"},
+                "managedFields": [{"manager": "kubectl"}]},
+            "spec": {
+                "nodeName": "n1",
+                "hostname": "h",
+                "readinessGates": [{"conditionType": "x"}],
+                "tolerations": [{"key": "k", "operator": "Exists"}],
+                "volumes": [{"name": "v", "emptyDir": {}}],
+                "initContainers": [{"name": "side", "image": "i", "restartPolicy": "Always",
+                    "resources": {"requests": {"cpu": "1"}}, "env": [{"name": "A"}]}],
+                "containers": [{"name": "c", "image": "img", "command": ["sh"],
+                    "env": [{"name": "A", "value": "b"}],
+                    "ports": [{"name": "http", "containerPort": 80, "hostPort": 8080}],
+                    "resources": {"requests": {"cpu": "10m"}},
+                    "readinessProbe": {"exec": {"command": ["true"]}},
+                    "volumeMounts": [{"name": "v", "mountPath": "/v"}]}]
+            },
+            "status": {"phase": "Running", "podIP": "10.0.0.1",
+                "conditions": [{"type": "Ready", "status": "True"}],
+                "containerStatuses": [{"name": "c", "image": "img", "imageID": "sha",
+                    "ready": true, "restartCount": 3, "lastState": {"terminated": {"exitCode": 1}}}]}
+        }))
+        .unwrap();
+        slim(&mut pod);
+        assert!(pod.metadata.managed_fields.is_none());
+        assert!(pod.metadata.annotations.is_some());
+        let spec = pod.spec.as_ref().unwrap();
+        assert!(spec.volumes.is_none());
+        let c = &spec.containers[0];
+        assert!(c.command.is_none() && c.env.is_none() && c.volume_mounts.is_none());
+        assert!(c.readiness_probe.is_none());
+        assert_eq!(c.image.as_deref(), Some("img"));
+        assert_eq!(c.ports.as_ref().unwrap()[0].host_port, Some(8080));
+        assert!(c.resources.as_ref().unwrap().requests.is_some());
+        let side = &spec.init_containers.as_ref().unwrap()[0];
+        assert!(side.env.is_none());
+        assert_eq!(side.restart_policy.as_deref(), Some("Always"));
+        assert_eq!(spec.node_name.as_deref(), Some("n1"));
+        assert_eq!(spec.hostname.as_deref(), Some("h"));
+        assert!(spec.readiness_gates.is_some() && spec.tolerations.is_some());
+        let status = pod.status.as_ref().unwrap();
+        assert_eq!(status.pod_ip.as_deref(), Some("10.0.0.1"));
+        assert!(status.conditions.is_some());
+        let cs = &status.container_statuses.as_ref().unwrap()[0];
+        assert!(cs.ready && cs.restart_count == 3 && cs.last_state.is_none());
+        assert!(cs.image_id.is_empty());
     }
 }
