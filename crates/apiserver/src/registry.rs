@@ -671,22 +671,31 @@ fn check_kind(res: &Res, obj: &Value, old: Option<&Value>) -> Result<(), ApiErro
     }
 }
 
+/// A stored pod's `spec.nodeName`. Only the one field is read; the rest of the object is
+/// skipped, not built.
+fn node_name(stored: &[u8]) -> Option<String> {
+    stored_node_name(stored).ok().flatten()
+}
+
+/// [`node_name`], telling a pod without one from a value that is not a pod.
+fn stored_node_name(stored: &[u8]) -> Result<Option<String>, serde_json::Error> {
+    #[derive(serde::Deserialize)]
+    struct Pod {
+        spec: Option<Spec>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Spec {
+        #[serde(rename = "nodeName")]
+        node_name: Option<String>,
+    }
+    Ok(serde_json::from_slice::<Pod>(stored)?
+        .spec
+        .and_then(|s| s.node_name))
+}
+
 /// The watch cache's indexes: pods (under `pods`) by node, for the node agents'
 /// `spec.nodeName=NODE` watches.
 fn watch_indexes(pods: Option<Bytes>) -> HashMap<Bytes, crate::watchcache::Index> {
-    fn node_name(stored: &[u8]) -> Option<String> {
-        // Only the one field is read; the rest of the object is skipped, not built.
-        #[derive(serde::Deserialize)]
-        struct Pod {
-            spec: Option<Spec>,
-        }
-        #[derive(serde::Deserialize)]
-        struct Spec {
-            #[serde(rename = "nodeName")]
-            node_name: Option<String>,
-        }
-        serde_json::from_slice::<Pod>(stored).ok()?.spec?.node_name
-    }
     let index = crate::watchcache::Index {
         field: "spec.nodeName",
         value: node_name,
@@ -1485,8 +1494,20 @@ impl Registry {
         ns: Option<&str>,
         opts: &ListOptions,
     ) -> Result<Value, ApiError> {
+        // A list of one node's pods (what an agent does after its watch is sent back with a
+        // 410, and the scheduler's `spec.nodeName=` for pending pods) looks at each stored
+        // pod's node name before it decodes the few that match.
+        let node = match res.group.is_empty() && res.plural == "pods" {
+            true => opts.selectors.field_equals("spec.nodeName"),
+            false => None,
+        };
         let (items, list_meta) = self
             .list_items(res, ns, opts, |kv| {
+                if let (Some(want), Ok(has)) = (node, stored_node_name(&kv.value)) {
+                    if has.as_deref().unwrap_or("") != want {
+                        return Ok(None);
+                    }
+                }
                 let obj = decode(res, kv)?;
                 Ok(opts.selectors.matches(&obj).then_some(obj))
             })

@@ -173,6 +173,16 @@ spec:
     // kubectl's own selector for unscheduled pods.
     assert_eq!(names(&s, "pods", "spec.nodeName="), ["pod/pending"]);
     assert_eq!(names(&s, "pods", "spec.nodeName=n1"), ["pod/placed"]);
+    // The server reads only the node name of a stored pod before it decodes it: the other
+    // requirements and operators still hold.
+    assert_eq!(names(&s, "pods", "spec.nodeName==n1"), ["pod/placed"]);
+    assert!(names(&s, "pods", "spec.nodeName=n2").is_empty());
+    assert_eq!(names(&s, "pods", "spec.nodeName!=n1"), ["pod/pending"]);
+    assert_eq!(
+        names(&s, "pods", "spec.nodeName=n1,status.phase=Running"),
+        ["pod/placed"]
+    );
+    assert!(names(&s, "pods", "spec.nodeName=n1,status.phase=Pending").is_empty());
     assert_eq!(
         names(&s, "pods", "spec.host=n1"),
         ["pod/placed"],
