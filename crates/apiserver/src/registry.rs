@@ -673,12 +673,7 @@ fn check_kind(res: &Res, obj: &Value, old: Option<&Value>) -> Result<(), ApiErro
 
 /// A stored pod's `spec.nodeName`. Only the one field is read; the rest of the object is
 /// skipped, not built.
-fn node_name(stored: &[u8]) -> Option<String> {
-    stored_node_name(stored).ok().flatten()
-}
-
-/// [`node_name`], telling a pod without one from a value that is not a pod.
-fn stored_node_name(stored: &[u8]) -> Result<Option<String>, serde_json::Error> {
+fn node_name(stored: &[u8]) -> Result<Option<String>, serde_json::Error> {
     #[derive(serde::Deserialize)]
     struct Pod {
         spec: Option<Spec>,
@@ -1494,17 +1489,17 @@ impl Registry {
         ns: Option<&str>,
         opts: &ListOptions,
     ) -> Result<Value, ApiError> {
-        // A list of one node's pods (what an agent does after its watch is sent back with a
-        // 410, and the scheduler's `spec.nodeName=` for pending pods) looks at each stored
-        // pod's node name before it decodes the few that match.
-        let node = match res.group.is_empty() && res.plural == "pods" {
-            true => opts.selectors.field_equals("spec.nodeName"),
-            false => None,
-        };
+        // A selector on the field the watch cache indexes (one node's pods: what an agent
+        // lists after its watch is sent back with a 410) reads only that field of each
+        // stored object before it decodes the few that match; what it cannot read is decoded.
+        let indexed = self
+            .cache
+            .index(res.prefix.as_bytes())
+            .and_then(|i| Some((i.value, opts.selectors.field_equals(i.field)?)));
         let (items, list_meta) = self
             .list_items(res, ns, opts, |kv| {
-                if let (Some(want), Ok(has)) = (node, stored_node_name(&kv.value)) {
-                    if has.as_deref().unwrap_or("") != want {
+                if let Some((value, want)) = indexed {
+                    if value(&kv.value).is_ok_and(|has| has.as_deref().unwrap_or("") != want) {
                         return Ok(None);
                     }
                 }

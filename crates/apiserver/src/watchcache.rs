@@ -42,8 +42,9 @@ const BUFFER: usize = 4096;
 /// these channels, and each holds only its own objects' events.
 const INDEXED_BUFFER: usize = 256;
 
-/// The value an object (a stored JSON value) has in a feed's index, e.g. a pod's node name.
-pub type IndexFn = fn(&[u8]) -> Option<String>;
+/// The value an object (a stored JSON value) has in a feed's index, e.g. a pod's node name
+/// (`None` when the field is unset; an error when the value is not such an object).
+pub type IndexFn = fn(&[u8]) -> Result<Option<String>, serde_json::Error>;
 
 /// A feed's index: the field a selector names and how to read it from a stored value.
 #[derive(Clone, Copy)]
@@ -200,7 +201,7 @@ impl Feed {
                         .into_iter()
                         .flatten()
                         .filter(|kv| !kv.value.is_empty())
-                        .filter_map(|kv| (index.value)(&kv.value))
+                        .filter_map(|kv| (index.value)(&kv.value).ok().flatten())
                         .collect();
                     keys.dedup();
                     keys
@@ -278,6 +279,11 @@ pub struct WatchCache {
 }
 
 impl WatchCache {
+    /// The index the feed of `prefix` has, if any.
+    pub fn index(&self, prefix: &[u8]) -> Option<Index> {
+        self.indexes.get(prefix).copied()
+    }
+
     /// The cache; the feeds of the prefixes in `indexes` are indexed.
     pub fn new(store: Arc<dyn Store>, indexes: HashMap<Bytes, Index>) -> WatchCache {
         WatchCache {
@@ -310,7 +316,7 @@ impl WatchCache {
                 by_name: HashMap::new(),
                 closed: false,
             }),
-            index: self.indexes.get(prefix).copied(),
+            index: self.index(prefix),
         });
         let f = feed.clone();
         let name = String::from_utf8_lossy(prefix).into_owned();
@@ -398,9 +404,9 @@ mod tests {
         }
     }
 
-    fn node_name(v: &[u8]) -> Option<String> {
-        let v: serde_json::Value = serde_json::from_slice(v).ok()?;
-        v["spec"]["nodeName"].as_str().map(str::to_string)
+    fn node_name(v: &[u8]) -> Result<Option<String>, serde_json::Error> {
+        let v: serde_json::Value = serde_json::from_slice(v)?;
+        Ok(v["spec"]["nodeName"].as_str().map(str::to_string))
     }
 
     #[tokio::test]
