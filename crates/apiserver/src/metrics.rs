@@ -524,6 +524,10 @@ impl Store for MeasuredStore {
         self.inner.backend()
     }
 
+    fn ordered_progress(&self) -> bool {
+        self.inner.ordered_progress()
+    }
+
     async fn get(&self, key: Bytes, revision: Revision) -> rudder_store::Result<Option<KeyValue>> {
         let started = Instant::now();
         let out = self.inner.get(key.clone(), revision).await;

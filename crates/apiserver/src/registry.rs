@@ -1490,29 +1490,87 @@ impl Registry {
         opts: &ListOptions,
     ) -> Result<Value, ApiError> {
         // A selector on the field the watch cache indexes (one node's pods: what an agent
-        // lists after its watch is sent back with a 410) reads only that field of each
-        // stored object before it decodes the few that match; what it cannot read is decoded.
+        // lists after its watch is sent back with a 410) is answered from the cache's index.
+        // Where the cache cannot answer, the store is scanned, reading only that field of each
+        // stored object before it decodes the few that match (what it cannot read is decoded).
         let indexed = self
             .cache
             .index(res.prefix.as_bytes())
             .and_then(|i| Some((i.value, opts.selectors.field_equals(i.field)?)));
-        let (items, list_meta) = self
-            .list_items(res, ns, opts, |kv| {
-                if let Some((value, want)) = indexed {
-                    if value(&kv.value).is_ok_and(|has| has.as_deref().unwrap_or("") != want) {
-                        return Ok(None);
+        let cached = match indexed {
+            Some((_, want)) => self.list_indexed(res, ns, opts, want).await?,
+            None => None,
+        };
+        let (items, list_meta) = match cached {
+            Some(list) => list,
+            None => {
+                self.list_items(res, ns, opts, |kv| {
+                    if let Some((value, want)) = indexed {
+                        if value(&kv.value).is_ok_and(|has| has.as_deref().unwrap_or("") != want) {
+                            return Ok(None);
+                        }
                     }
-                }
-                let obj = decode(res, kv)?;
-                Ok(opts.selectors.matches(&obj).then_some(obj))
-            })
-            .await?;
+                    let obj = decode(res, kv)?;
+                    Ok(opts.selectors.matches(&obj).then_some(obj))
+                })
+                .await?
+            }
+        };
         Ok(json!({
             "kind": format!("{}List", res.kind),
             "apiVersion": res.api_version(),
             "metadata": list_meta,
             "items": items,
         }))
+    }
+
+    /// The items and metadata of a list whose selector requires the watch cache's indexed field
+    /// to be `value`, read from the cache's index, as upstream's watch cache serves lists: at
+    /// a revision at least the store's current one (any revision for resourceVersion `0`),
+    /// paged with `limit` (the pages after the first are read from the store at that
+    /// revision). `None` when the cache cannot answer: a continuation, an exact or a given
+    /// resourceVersion, a store whose progress reports may run ahead of its events, a feed
+    /// that does not catch up in time.
+    async fn list_indexed(
+        &self,
+        res: &Res,
+        ns: Option<&str>,
+        opts: &ListOptions,
+        value: &str,
+    ) -> Result<Option<(Vec<Value>, Value)>, ApiError> {
+        let continued = opts
+            .continue_token
+            .as_deref()
+            .is_some_and(|t| !t.is_empty());
+        let exact = opts.resource_version_match.as_deref() == Some("Exact");
+        let min = match opts.resource_version.as_deref().unwrap_or("") {
+            _ if continued || exact => return Ok(None),
+            "0" => 0,
+            "" if self.store.ordered_progress() => self.store.current_revision().await?,
+            _ => return Ok(None),
+        };
+        let range = res.range(ns);
+        let feed = self.cache.feed(&Bytes::from(res.prefix.clone())).await?;
+        let Some((rev, kvs)) = feed.indexed_objects(value, &range.start, min).await else {
+            return Ok(None);
+        };
+        let limit = opts.limit.filter(|l| *l > 0).map(|l| l as usize);
+        let mut items = Vec::new();
+        let mut list_meta = json!({ "resourceVersion": rev.to_string() });
+        for (i, kv) in kvs.iter().enumerate() {
+            let obj = decode(res, kv)?;
+            if opts.selectors.matches(&obj) {
+                items.push(obj);
+            }
+            if limit.is_some_and(|l| items.len() >= l) && i + 1 < kvs.len() {
+                let mut after = kv.key[range.start.len()..].to_vec();
+                after.push(0);
+                let token = encode_continue(rev, &String::from_utf8_lossy(&after));
+                rudder_api::value::set(&mut list_meta, &["continue"], Value::String(token));
+                break;
+            }
+        }
+        Ok(Some((items, list_meta)))
     }
 
     /// The pods bound to `node` (the Node authorizer's view of what a node runs).

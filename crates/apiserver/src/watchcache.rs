@@ -15,13 +15,23 @@
 //! delivery per event rather than 5,000 wake-ups and decodes. Every feed is indexed on
 //! `metadata.name` (read from the key, nothing decoded): 5,000 agents each watching their own
 //! Node (`fieldSelector=metadata.name=NAME`) hear only of their own.
+//!
+//! An indexed feed also keeps the current version of every object under its prefix, by index
+//! value (the values are the store's own buffers, shared, not copies), so a list of one node's
+//! pods is read from there rather than by a scan of every pod, as upstream's watch cache serves
+//! it: at a revision the feed has caught up with, after a progress request to the store when
+//! the list must be as fresh as the store.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::ops::Bound;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
-use rudder_store::{Event, KeyRange, Revision, Store, StoreError, WatchMessage, WatchRequest};
-use tokio::sync::broadcast;
+use rudder_store::{
+    Event, EventKind, KeyRange, KeyValue, RangeRequest, Revision, Store, StoreError, WatchMessage,
+    WatchRequest,
+};
+use tokio::sync::{broadcast, watch, Notify};
 
 /// Events kept per feed for watchers that start a little behind: those of the last
 /// [`HISTORY_FRESH`], at least [`HISTORY_MIN`] and at most [`HISTORY_MAX`] of them (upstream's
@@ -41,6 +51,9 @@ const BUFFER: usize = 4096;
 /// The same for the watchers of one index value (one node's pods): there are thousands of
 /// these channels, and each holds only its own objects' events.
 const INDEXED_BUFFER: usize = 256;
+/// How long a list waits for a feed to catch up with the store before it reads the store
+/// instead (upstream's watch cache waits as long).
+const CATCH_UP: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// The value an object (a stored JSON value) has in a feed's index, e.g. a pod's node name
 /// (`None` when the field is unset; an error when the value is not such an object).
@@ -51,6 +64,14 @@ pub type IndexFn = fn(&[u8]) -> Result<Option<String>, serde_json::Error>;
 pub struct Index {
     pub field: &'static str,
     pub value: IndexFn,
+}
+
+impl Index {
+    /// Where a stored value is filed: under its value (`""` when the field is unset, which is
+    /// what a selector `field=` asks for), or `None` when the value cannot be read.
+    fn place(&self, value: &[u8]) -> Option<String> {
+        (self.value)(value).ok().map(Option::unwrap_or_default)
+    }
 }
 
 /// What a feed hands its watchers.
@@ -96,6 +117,12 @@ struct State {
     by_name: HashMap<String, broadcast::Sender<FeedItem>>,
     /// The store watch ended (an error): new watchers go elsewhere.
     closed: bool,
+    /// Every event up to this revision has been published.
+    seen: Revision,
+    /// Indexed feeds: the current version of each object, by index value, in key order; and
+    /// of those whose value could not be read.
+    objects: HashMap<String, BTreeMap<Bytes, KeyValue>>,
+    unread: BTreeMap<Bytes, KeyValue>,
 }
 
 impl State {
@@ -116,12 +143,57 @@ impl State {
     fn after(&self, revision: Revision) -> usize {
         self.history.partition_point(|e| e.revision() <= revision)
     }
+
+    fn new(since: Revision, tx: broadcast::Sender<FeedItem>) -> State {
+        State {
+            since,
+            started: since,
+            history: VecDeque::new(),
+            tx,
+            by_value: HashMap::new(),
+            by_name: HashMap::new(),
+            closed: false,
+            seen: since,
+            objects: HashMap::new(),
+            unread: BTreeMap::new(),
+        }
+    }
+
+    /// Files the current version of an object under `place` (see [`Index::place`]).
+    fn file(&mut self, place: Option<String>, kv: KeyValue) {
+        let objects = match place {
+            Some(v) => self.objects.entry(v).or_default(),
+            None => &mut self.unread,
+        };
+        objects.insert(kv.key.clone(), kv);
+    }
+
+    /// Takes an object out from under `place`; a value with no objects left goes too.
+    fn unfile(&mut self, place: Option<String>, key: &[u8]) {
+        match place {
+            Some(v) => {
+                if let Some(objects) = self.objects.get_mut(&v) {
+                    objects.remove(key);
+                    if objects.is_empty() {
+                        self.objects.remove(&v);
+                    }
+                }
+            }
+            None => {
+                self.unread.remove(key);
+            }
+        }
+    }
 }
 
 /// One store watch over a key prefix, shared.
 pub struct Feed {
     state: Mutex<State>,
     index: Option<Index>,
+    /// `seen`, for lists that wait for the feed to catch up.
+    caught_up: watch::Sender<Revision>,
+    /// Asks the store watch for a progress notification.
+    want_progress: Notify,
 }
 
 /// What a watcher from a revision gets: the history after it, then the live items.
@@ -190,6 +262,52 @@ impl Feed {
         Some(Subscription { replay, live })
     }
 
+    fn new(since: Revision, index: Option<Index>) -> Feed {
+        Feed {
+            state: Mutex::new(State::new(since, broadcast::channel(BUFFER).0)),
+            index,
+            caught_up: watch::Sender::new(since),
+            want_progress: Notify::new(),
+        }
+    }
+
+    /// The current version of each object under `prefix` whose indexed field is `value`, in
+    /// key order (with those whose field could not be read: the caller's selectors decide),
+    /// and the revision they are as of, at least `min`: when the feed is behind it, the store
+    /// is asked for a progress report and the feed waits for it. `None` when the feed is not
+    /// indexed, has ended, or does not catch up in time.
+    pub async fn indexed_objects(
+        &self,
+        value: &str,
+        prefix: &[u8],
+        min: Revision,
+    ) -> Option<(Revision, Vec<KeyValue>)> {
+        self.index?;
+        let mut caught_up = self.caught_up.subscribe();
+        if *caught_up.borrow_and_update() < min {
+            self.want_progress.notify_one();
+            let wait = caught_up.wait_for(|seen| *seen >= min);
+            tokio::time::timeout(CATCH_UP, wait).await.ok()?.ok()?;
+        }
+        let st = self.state.lock().ok()?;
+        if st.closed {
+            return None;
+        }
+        let under = |objects: &BTreeMap<Bytes, KeyValue>| -> Vec<KeyValue> {
+            objects
+                .range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded))
+                .take_while(|(k, _)| k.starts_with(prefix))
+                .map(|(_, kv)| kv.clone())
+                .collect()
+        };
+        let mut kvs = st.objects.get(value).map(under).unwrap_or_default();
+        if !st.unread.is_empty() {
+            kvs.extend(under(&st.unread));
+            kvs.sort_by(|a, b| a.key.cmp(&b.key));
+        }
+        Some((st.seen, kvs))
+    }
+
     fn publish(&self, events: Vec<Event>) {
         let Ok(mut st) = self.state.lock() else {
             return;
@@ -197,17 +315,22 @@ impl Feed {
         for event in events {
             let keys = match self.index {
                 Some(index) => {
-                    let mut keys: Vec<String> = [Some(&event.kv), event.prev.as_ref()]
-                        .into_iter()
-                        .flatten()
-                        .filter(|kv| !kv.value.is_empty())
-                        .filter_map(|kv| (index.value)(&kv.value).ok().flatten())
-                        .collect();
+                    let was = event.prev.as_ref().map(|kv| index.place(&kv.value));
+                    let now = (event.kind == EventKind::Put).then(|| index.place(&event.kv.value));
+                    if let Some(was) = was.clone() {
+                        st.unfile(was, &event.kv.key);
+                    }
+                    if let Some(now) = now.clone() {
+                        st.file(now, event.kv.clone());
+                    }
+                    let mut keys: Vec<String> =
+                        [now, was].into_iter().flatten().flatten().collect();
                     keys.dedup();
                     keys
                 }
                 None => Vec::new(),
             };
+            st.seen = event.kv.mod_revision;
             let e = Arc::new(CachedEvent {
                 event,
                 line: OnceLock::new(),
@@ -227,10 +350,13 @@ impl Feed {
             // No receivers is fine: the history keeps it.
             let _ = st.tx.send(FeedItem::Event(e));
         }
+        self.caught_up.send_replace(st.seen);
     }
 
     fn progress(&self, revision: Revision) {
         if let Ok(mut st) = self.state.lock() {
+            st.seen = st.seen.max(revision);
+            self.caught_up.send_replace(st.seen);
             // A feed that has gone quiet lets its stale events go too.
             st.trim();
             let _ = st.tx.send(FeedItem::Progress(revision));
@@ -248,7 +374,11 @@ impl Feed {
             st.history.clear();
             st.by_value.clear();
             st.by_name.clear();
+            st.objects.clear();
+            st.unread.clear();
         }
+        // Lists waiting for it to catch up give up on it.
+        self.caught_up.send_replace(Revision::MAX);
     }
 }
 
@@ -305,19 +435,24 @@ impl WatchCache {
         let mut req = WatchRequest::new(KeyRange::prefix(prefix.clone()), since + 1);
         req.progress_notify = true;
         let mut watch = self.store.watch(req).await?;
-        let (tx, _) = broadcast::channel(BUFFER);
-        let feed = Arc::new(Feed {
-            state: Mutex::new(State {
-                since,
-                started: since,
-                history: VecDeque::new(),
-                tx,
-                by_value: HashMap::new(),
-                by_name: HashMap::new(),
-                closed: false,
-            }),
-            index: self.index(prefix),
-        });
+        let feed = Feed::new(since, self.index(prefix));
+        if let Some(index) = feed.index {
+            // The objects as of `since`; the watch brings every change after it.
+            let all = self
+                .store
+                .range(RangeRequest {
+                    range: KeyRange::prefix(prefix.clone()),
+                    revision: since,
+                    limit: 0,
+                    count_only: false,
+                })
+                .await?;
+            let mut st = feed.state.lock().map_err(|_| StoreError::Closed)?;
+            for kv in all.kvs {
+                st.file(index.place(&kv.value), kv);
+            }
+        }
+        let feed = Arc::new(feed);
         let f = feed.clone();
         let name = String::from_utf8_lossy(prefix).into_owned();
         tokio::spawn(async move {
@@ -329,6 +464,10 @@ impl WatchCache {
                 let msg = tokio::select! {
                     msg = watch.stream.next() => msg,
                     _ = tick.tick() => {
+                        watch.request_progress();
+                        continue;
+                    }
+                    _ = f.want_progress.notified() => {
                         watch.request_progress();
                         continue;
                     }
@@ -371,18 +510,7 @@ mod tests {
     }
 
     fn feed(since: Revision) -> Feed {
-        Feed {
-            state: Mutex::new(State {
-                since,
-                started: since,
-                history: VecDeque::new(),
-                tx: broadcast::channel(BUFFER).0,
-                by_value: HashMap::new(),
-                by_name: HashMap::new(),
-                closed: false,
-            }),
-            index: None,
-        }
+        Feed::new(since, None)
     }
 
     fn on_node(rev: Revision, node: Option<&str>, before: Option<&str>) -> Event {
@@ -441,6 +569,122 @@ mod tests {
         drop(a);
         f.progress(5);
         assert!(!f.state.lock().unwrap().by_value.contains_key("a"));
+    }
+
+    /// A pod `name` put at `rev` on `node` (unbound for `None`), or deleted when `node` is
+    /// `Some("-")`; `before` is where it was (`None`: it is new).
+    fn pod(rev: Revision, name: &str, node: Option<&str>, before: Option<Option<&str>>) -> Event {
+        let kv = |n: Option<&str>| KeyValue {
+            key: Bytes::from(format!("/registry/pods/default/{name}")),
+            value: match n {
+                Some("-") => Bytes::new(),
+                Some("!") => Bytes::from_static(b"not json"),
+                Some(n) => Bytes::from(format!(r#"{{"spec":{{"nodeName":"{n}"}}}}"#)),
+                None => Bytes::from_static(br#"{"spec":{}}"#),
+            },
+            create_revision: 1,
+            mod_revision: rev,
+            version: 1,
+        };
+        Event {
+            kind: match node {
+                Some("-") => EventKind::Delete,
+                _ => EventKind::Put,
+            },
+            kv: kv(node),
+            prev: before.map(kv),
+        }
+    }
+
+    #[tokio::test]
+    async fn indexed_feeds_keep_each_values_objects() {
+        let f = Arc::new(Feed::new(
+            0,
+            Some(Index {
+                field: "spec.nodeName",
+                value: node_name,
+            }),
+        ));
+        let names = |value: &str, prefix: &str| {
+            let f = f.clone();
+            let (value, prefix) = (value.to_string(), prefix.to_string());
+            async move {
+                let (rev, kvs) = f
+                    .indexed_objects(&value, prefix.as_bytes(), 0)
+                    .await
+                    .unwrap();
+                let names: Vec<String> = kvs
+                    .iter()
+                    .map(|kv| String::from_utf8_lossy(name_of(&kv.key)).into_owned())
+                    .collect();
+                (rev, names)
+            }
+        };
+        // An unbound watcher (`spec.nodeName=`) hears of unbound pods.
+        let mut unbound = f.subscribe_indexed(0, "spec.nodeName", "").unwrap();
+        f.publish(vec![
+            pod(1, "p", None, None),
+            pod(2, "q", None, None),
+            pod(3, "p", Some("a"), Some(None)),
+            pod(4, "r", Some("a"), None),
+            pod(5, "q", Some("b"), Some(None)),
+            pod(6, "r", Some("-"), Some(Some("a"))),
+            pod(7, "bad", Some("!"), None),
+        ]);
+        for want in [1, 2, 3, 5] {
+            match unbound.live.recv().await.unwrap() {
+                FeedItem::Event(e) => assert_eq!(e.revision(), want),
+                other => panic!("{other:?}"),
+            }
+        }
+        let p = "/registry/pods/";
+        // What cannot be read comes with every value, for the selectors to decide.
+        assert_eq!(names("a", p).await, (7, vec!["bad".into(), "p".into()]));
+        assert_eq!(names("b", p).await, (7, vec!["bad".into(), "q".into()]));
+        assert_eq!(names("", "/registry/pods/other/").await, (7, vec![]));
+        f.publish(vec![pod(8, "bad", Some("-"), Some(Some("!")))]);
+        assert_eq!(names("", p).await, (8, vec![]));
+        assert_eq!(names("a", p).await, (8, vec!["p".into()]));
+        let st = f.state.lock().unwrap();
+        let values: Vec<&String> = st.objects.keys().collect();
+        assert_eq!(
+            values.len(),
+            2,
+            "a value with no objects left is dropped: {values:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn indexed_lists_wait_for_the_feed_to_catch_up() {
+        let f = Arc::new(Feed::new(
+            10,
+            Some(Index {
+                field: "spec.nodeName",
+                value: node_name,
+            }),
+        ));
+        let waiting = tokio::spawn({
+            let f = f.clone();
+            async move { f.indexed_objects("a", b"/registry/pods/", 12).await }
+        });
+        // The list asks the feed for progress; the store's answer lets it go on.
+        f.want_progress.notified().await;
+        f.publish(vec![pod(11, "p", Some("a"), None)]);
+        f.progress(12);
+        let (rev, kvs) = waiting.await.unwrap().unwrap();
+        assert_eq!((rev, kvs.len()), (12, 1));
+        // A feed that ends sends its waiting lists to the store.
+        let waiting = tokio::spawn({
+            let f = f.clone();
+            async move { f.indexed_objects("a", b"/registry/pods/", 20).await }
+        });
+        f.want_progress.notified().await;
+        f.close();
+        assert!(waiting.await.unwrap().is_none());
+        assert!(
+            feed(0).indexed_objects("a", b"/", 0).await.is_none(),
+            "not indexed"
+        );
     }
 
     #[tokio::test]

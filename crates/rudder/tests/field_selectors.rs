@@ -231,6 +231,107 @@ spec:
     );
 }
 
+/// The names and resourceVersion of a raw pod list.
+fn raw_pods(s: &RudderServer, path: &str) -> (Vec<String>, String, Option<String>) {
+    let out = s.kubectl(&["get", "--raw", path]).ok();
+    let list: serde_json::Value = serde_json::from_str(&out).expect("a list");
+    let names = list["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
+    let rv = list["metadata"]["resourceVersion"].as_str().unwrap();
+    let next = list["metadata"]["continue"].as_str().map(str::to_string);
+    (names, rv.to_string(), next)
+}
+
+fn pod_doc(ns: &str, name: &str, node: Option<&str>) -> String {
+    let node = node
+        .map(|n| format!("\n  nodeName: {n}"))
+        .unwrap_or_default();
+    format!(
+        "apiVersion: v1
+kind: Pod
+metadata: {{name: {name}, namespace: {ns}}}
+spec:{node}
+  containers: [{{name: main, image: nginx}}]
+---
+"
+    )
+}
+
+/// One node's pods are read from the watch cache's index, not by a scan of every pod: at the
+/// store's latest revision (a pod bound or deleted just before is seen so), per namespace,
+/// paged, and the same as a scan of the store at that revision.
+#[test]
+fn node_pod_lists_from_the_watch_cache_match_the_store() {
+    let s = server();
+    s.kubectl(&["create", "namespace", "other"]).ok();
+    let docs = [
+        pod_doc("default", "a", Some("n1")),
+        pod_doc("default", "b", None),
+        pod_doc("other", "c", Some("n1")),
+        pod_doc("default", "d", Some("n2")),
+        pod_doc("other", "e", Some("n1")),
+    ];
+    create(&s, &docs.concat());
+    let n1 = "/api/v1/pods?fieldSelector=spec.nodeName%3Dn1";
+    assert_eq!(raw_pods(&s, n1).0, ["a", "c", "e"]);
+    // The store is read once, when the cache starts; not again for each list.
+    let pod_lists = || {
+        let metrics = s.kubectl(&["get", "--raw", "/metrics"]).ok();
+        let line = r#"etcd_requests_total{operation="list",type="pods"} "#;
+        let count = metrics.lines().find_map(|l| l.strip_prefix(line));
+        count.map(str::to_string)
+    };
+    let before = pod_lists();
+    assert!(before.is_some(), "the cache's first read counts");
+    for _ in 0..3 {
+        raw_pods(&s, n1);
+    }
+    assert_eq!(pod_lists(), before);
+    // Bound, then listed at once: the list is as fresh as the store.
+    s.kubectl_stdin(
+        &[
+            "create",
+            "--raw",
+            "/api/v1/namespaces/default/pods/b/binding",
+            "-f",
+            "-",
+        ],
+        r#"{"apiVersion":"v1","kind":"Binding","metadata":{"name":"b"},"target":{"kind":"Node","name":"n1"}}"#,
+    )
+    .ok();
+    assert_eq!(raw_pods(&s, n1).0, ["a", "b", "c", "e"]);
+    s.kubectl(&["delete", "pod", "a", "--grace-period=0", "--force"])
+        .ok();
+    let (names, rv, _) = raw_pods(&s, n1);
+    assert_eq!(names, ["b", "c", "e"]);
+    assert!(raw_pods(&s, &format!("{n1}&resourceVersion=0")).0.len() <= 4);
+    // The store's answer at the same revision (an exact resourceVersion is not the cache's).
+    let exact = format!("{n1}&resourceVersion={rv}&resourceVersionMatch=Exact");
+    assert_eq!(raw_pods(&s, &exact).0, names);
+    assert_eq!(
+        raw_pods(
+            &s,
+            "/api/v1/namespaces/other/pods?fieldSelector=spec.nodeName%3Dn1"
+        )
+        .0,
+        ["c", "e"]
+    );
+    assert_eq!(
+        raw_pods(&s, "/api/v1/pods?fieldSelector=spec.nodeName%3D").0,
+        Vec::<String>::new()
+    );
+    // Paged: the first page from the cache, the rest from the store at its revision.
+    let (first, rv1, next) = raw_pods(&s, &format!("{n1}&limit=2"));
+    assert_eq!(first, ["b", "c"]);
+    let next = next.expect("a continue token");
+    let (rest, rv2, more) = raw_pods(&s, &format!("{n1}&limit=2&continue={next}"));
+    assert_eq!((rest, rv2, more), (vec!["e".to_string()], rv1, None));
+}
+
 #[test]
 fn jobs_by_successful() {
     let s = server();

@@ -576,6 +576,11 @@ impl Store for EtcdStore {
     fn backend(&self) -> &'static str {
         "etcd"
     }
+
+    /// Not before etcd 3.4.25 / 3.5.8 (issue 15220, above), and the version is not checked.
+    fn ordered_progress(&self) -> bool {
+        false
+    }
 }
 
 /// The outcome of a transaction: which branch ran, at which revision, and its responses.

@@ -367,6 +367,14 @@ pub trait Store: Send + Sync + 'static {
     /// Backend name for logs and metrics: "embedded" or "etcd".
     fn backend(&self) -> &'static str;
 
+    /// Whether a progress notification asked for with [`Watch::request_progress`] always comes
+    /// after every event up to its revision, so a watcher may take it as "caught up with the
+    /// store as of then" (what a read from a watch cache needs to be as fresh as a read from
+    /// the store).
+    fn ordered_progress(&self) -> bool {
+        true
+    }
+
     /// One key at a revision (0 = current).
     async fn get(&self, key: Bytes, revision: Revision) -> Result<Option<KeyValue>> {
         let mut resp = self
