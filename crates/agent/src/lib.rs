@@ -23,6 +23,7 @@ use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod};
 use kube::api::Api;
+use kube::runtime::WatchStreamExt;
 
 use crate::ipam::PodIps;
 use crate::node::{NodeConfig, Readiness};
@@ -38,8 +39,9 @@ pub async fn run_node(client: kube::Client, cfg: NodeConfig, runtime: Arc<dyn Ru
         match node::register(&nodes, &cfg).await {
             Ok(n) => break n,
             Err(e) => {
-                tracing::warn!(node = %cfg.name, error = %e, "registering the node; retrying");
-                tokio::time::sleep(backoff).await;
+                retrying(&cfg.name, "registering the node", busy(&e), &e);
+                // Spread, so nodes turned away together do not come back together.
+                tokio::time::sleep(backoff.mul_f64(0.5 + spread(&cfg.name))).await;
                 backoff = (backoff * 2).min(Duration::from_secs(10));
             }
         }
@@ -57,10 +59,9 @@ pub async fn run_node(client: kube::Client, cfg: NodeConfig, runtime: Arc<dyn Ru
     let workers = tokio::spawn(pods::run(shared.clone()));
     let _stop_workers = AbortOnDrop(workers);
 
-    let mut own = std::pin::pin!(kube::runtime::watcher::watch_object(
-        nodes.clone(),
-        &cfg.name
-    ));
+    let mut own = std::pin::pin!(
+        kube::runtime::watcher::watch_object(nodes.clone(), &cfg.name).default_backoff()
+    );
     let mut conditions: Vec<NodeCondition> = registered
         .status
         .as_ref()
@@ -96,7 +97,7 @@ pub async fn run_node(client: kube::Client, cfg: NodeConfig, runtime: Arc<dyn Ru
                     // Otherwise the write did not land, and the Lease in hand is the latest.
                     Err(e) => {
                         failed = true;
-                        tracing::warn!(node = %cfg.name, error = %e, "renewing the node lease");
+                        retrying(&cfg.name, "renewing the node lease", busy(&e), &e);
                     }
                 }
                 if pace.renewed(started.elapsed(), failed) {
@@ -115,10 +116,8 @@ pub async fn run_node(client: kube::Client, cfg: NodeConfig, runtime: Arc<dyn Ru
                         reported = None;
                     }
                 }
-                Some(Err(e)) => {
-                    tracing::warn!(node = %cfg.name, error = %e, "watching the node");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
+                // The stream waits before it tries again.
+                Some(Err(e)) => retrying(&cfg.name, "watching the node", watch_busy(&e), &e),
                 None => return,
             },
         }
@@ -159,7 +158,7 @@ pub async fn run_node(client: kube::Client, cfg: NodeConfig, runtime: Arc<dyn Ru
                     current = n;
                     reported = Some((readiness.clone(), Instant::now()));
                 }
-                Err(e) => tracing::warn!(node = %cfg.name, error = %e, "reporting node status"),
+                Err(e) => retrying(&cfg.name, "reporting node status", busy(&e), &e),
             }
         }
     }
@@ -175,6 +174,32 @@ fn shows(node: &Node, readiness: &Readiness) -> bool {
         .and_then(|s| s.conditions.as_ref())
         .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
         .is_some_and(|c| c.status == want)
+}
+
+/// Logs a request that failed and will be made again: a warning, unless the server only asked
+/// for patience (429 Too Many Requests: what thousands of nodes starting at once meet, flow
+/// control rather than news).
+fn retrying(about: &str, what: &str, busy: bool, error: &dyn std::fmt::Display) {
+    if busy {
+        tracing::debug!(about, %error, "{what}; retrying");
+    } else {
+        tracing::warn!(about, %error, "{what}; retrying");
+    }
+}
+
+/// Whether the server turned the request away for now (429).
+fn busy(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 429)
+}
+
+/// The same for a watch's list or watch request.
+fn watch_busy(e: &kube::runtime::watcher::Error) -> bool {
+    use kube::runtime::watcher::Error as E;
+    match e {
+        E::InitialListFailed(e) | E::WatchStartFailed(e) | E::WatchFailed(e) => busy(e),
+        E::WatchError(s) => s.code == 429,
+        E::NoResourceVersion => false,
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

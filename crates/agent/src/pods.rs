@@ -67,9 +67,9 @@ enum Message {
 pub async fn run(shared: Arc<Shared>) {
     let config = watcher::Config::default().fields(&format!("spec.nodeName={}", shared.node_name));
     // Workers never read managedFields; decoded they are most of a pod's size.
-    let mut events = std::pin::pin!(
-        watcher(shared.pods.clone(), config).modify(|p| p.metadata.managed_fields = None)
-    );
+    let mut events = std::pin::pin!(watcher(shared.pods.clone(), config)
+        .modify(|p| p.metadata.managed_fields = None)
+        .default_backoff());
     let mut workers: HashMap<String, mpsc::UnboundedSender<Message>> = HashMap::new();
     let mut seen: HashSet<String> = HashSet::new();
     let mut adopted = false;
@@ -77,8 +77,13 @@ pub async fn run(shared: Arc<Shared>) {
         let event = match event {
             Ok(e) => e,
             Err(e) => {
-                tracing::warn!(node = %shared.node_name, error = %e, "watching pods");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                // The stream waits before it tries again.
+                crate::retrying(
+                    &shared.node_name,
+                    "watching pods",
+                    crate::watch_busy(&e),
+                    &e,
+                );
                 continue;
             }
         };
@@ -210,10 +215,13 @@ impl Worker {
                 match self.sync(p).await {
                     Ok(()) => backoff = None,
                     Err(e) => {
-                        tracing::warn!(pod = %pod_key(p), error = %e, "pod sync");
-                        backoff = Some(backoff.map_or(Duration::from_secs(1), |b| {
-                            (b * 2).min(Duration::from_secs(30))
-                        }));
+                        let busy = e.downcast_ref::<kube::Error>().is_some_and(crate::busy);
+                        crate::retrying(&pod_key(p), "pod sync", busy, &e);
+                        // Spread, so pods turned away together do not come back together.
+                        let first =
+                            Duration::from_secs(1).mul_f64(0.5 + crate::spread(&pod_key(p)));
+                        backoff =
+                            Some(backoff.map_or(first, |b| (b * 2).min(Duration::from_secs(30))));
                     }
                 }
             }

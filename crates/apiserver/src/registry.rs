@@ -688,6 +688,60 @@ fn node_name(stored: &[u8]) -> Result<Option<String>, serde_json::Error> {
         .and_then(|s| s.node_name))
 }
 
+/// What a list or a watch's initial events keep of a stored object: the object, decoded, when
+/// the selectors match it. A selector on one name, or on the field the watch cache indexes (a
+/// pod's node), is checked first on what needs no decoding (the key; only that field).
+#[derive(Clone)]
+struct Selected {
+    res: Res,
+    selectors: Selectors,
+    name: Option<String>,
+    indexed: Option<(crate::watchcache::IndexFn, String)>,
+}
+
+impl Selected {
+    fn new(reg: &Registry, res: &Res, opts: &ListOptions) -> Selected {
+        let indexed = reg.cache.index(res.prefix.as_bytes()).and_then(|i| {
+            let want = opts.selectors.field_equals(i.field)?;
+            Some((i.value, want.to_string()))
+        });
+        Selected {
+            res: res.clone(),
+            name: opts
+                .selectors
+                .field_equals("metadata.name")
+                .map(str::to_string),
+            selectors: opts.selectors.clone(),
+            indexed,
+        }
+    }
+
+    fn keep(&self, kv: &KeyValue) -> Result<Option<Value>, ApiError> {
+        if let Some(name) = &self.name {
+            if crate::watchcache::name_of(&kv.key) != name.as_bytes() {
+                return Ok(None);
+            }
+        }
+        if let Some((value, want)) = &self.indexed {
+            // What cannot be read this way is decoded, and the selectors decide.
+            if value(&kv.value).is_ok_and(|has| has.as_deref().unwrap_or("") != want) {
+                return Ok(None);
+            }
+        }
+        let obj = decode(&self.res, kv)?;
+        Ok(self.selectors.matches(&obj).then_some(obj))
+    }
+}
+
+/// The range of the one key `prefix` + `name`: start and end.
+fn one_key(prefix: &[u8], name: &str) -> (Bytes, Bytes) {
+    let mut key = prefix.to_vec();
+    key.extend_from_slice(name.as_bytes());
+    let start = Bytes::from(key.clone());
+    key.push(0);
+    (start, Bytes::from(key))
+}
+
 /// The watch cache's indexes: pods (under `pods`) by node, for the node agents'
 /// `spec.nodeName=NODE` watches.
 fn watch_indexes(pods: Option<Bytes>) -> HashMap<Bytes, crate::watchcache::Index> {
@@ -1493,28 +1547,14 @@ impl Registry {
         // lists after its watch is sent back with a 410) is answered from the cache's index.
         // Where the cache cannot answer, the store is scanned, reading only that field of each
         // stored object before it decodes the few that match (what it cannot read is decoded).
-        let indexed = self
-            .cache
-            .index(res.prefix.as_bytes())
-            .and_then(|i| Some((i.value, opts.selectors.field_equals(i.field)?)));
-        let cached = match indexed {
+        let sel = Selected::new(self, res, opts);
+        let cached = match &sel.indexed {
             Some((_, want)) => self.list_indexed(res, ns, opts, want).await?,
             None => None,
         };
         let (items, list_meta) = match cached {
             Some(list) => list,
-            None => {
-                self.list_items(res, ns, opts, |kv| {
-                    if let Some((value, want)) = indexed {
-                        if value(&kv.value).is_ok_and(|has| has.as_deref().unwrap_or("") != want) {
-                            return Ok(None);
-                        }
-                    }
-                    let obj = decode(res, kv)?;
-                    Ok(opts.selectors.matches(&obj).then_some(obj))
-                })
-                .await?
-            }
+            None => self.list_items(res, ns, opts, |kv| sel.keep(kv)).await?,
         };
         Ok(json!({
             "kind": format!("{}List", res.kind),
@@ -1573,6 +1613,43 @@ impl Registry {
         Ok(Some((items, list_meta)))
     }
 
+    /// The stored objects of `res` (under `ns`) that `sel` may keep, as of the latest revision,
+    /// and that revision: from the watch cache's index when the selector names its field, else
+    /// one read of the store (of one key for one name in one namespace).
+    async fn snapshot(
+        &self,
+        res: &Res,
+        ns: Option<&str>,
+        sel: &Selected,
+    ) -> Result<(Revision, Vec<KeyValue>), ApiError> {
+        let mut range = res.range(ns);
+        if let (Some((_, want)), true) = (&sel.indexed, self.store.ordered_progress()) {
+            let feed = self.cache.feed(&Bytes::from(res.prefix.clone())).await?;
+            let now = self.store.current_revision().await?;
+            if let Some(cached) = feed.indexed_objects(want, &range.start, now).await {
+                return Ok(cached);
+            }
+        }
+        if let Some(name) = sel
+            .name
+            .as_deref()
+            .filter(|_| !res.namespaced || ns.is_some())
+        {
+            let (start, end) = one_key(&range.start, name);
+            range = KeyRange::between(start, end);
+        }
+        let resp = self
+            .store
+            .range(RangeRequest {
+                range,
+                revision: 0,
+                limit: 0,
+                count_only: false,
+            })
+            .await?;
+        Ok((resp.revision, resp.kvs))
+    }
+
     /// The pods bound to `node` (the Node authorizer's view of what a node runs).
     pub async fn pods_on_node(&self, node: &str) -> Result<Vec<Value>, ApiError> {
         let served = self
@@ -1588,9 +1665,9 @@ impl Registry {
             selectors,
             ..ListOptions::default()
         };
-        let list = self.list(&served.res, None, &opts).await?;
-        Ok(match list.get("items") {
-            Some(Value::Array(items)) => items.clone(),
+        let mut list = self.list(&served.res, None, &opts).await?;
+        Ok(match list.get_mut("items").map(Value::take) {
+            Some(Value::Array(items)) => items,
             _ => Vec::new(),
         })
     }
@@ -1676,12 +1753,22 @@ impl Registry {
         let range = res.range(ns);
         let prefix = range.start.clone();
         let (mut rev, mut start) = (0, range.start.clone());
+        let mut end = range.end.clone().unwrap_or_default();
+        // One name (what a watch of one object, say an agent's of its Node, lists first) in
+        // one namespace or of a cluster-scoped kind is one key, not a scan of them all.
+        if let Some(name) = opts
+            .selectors
+            .field_equals("metadata.name")
+            .filter(|_| !res.namespaced || ns.is_some())
+        {
+            (start, end) = one_key(&prefix, name);
+        }
         if let Some(token) = opts.continue_token.as_deref().filter(|t| !t.is_empty()) {
             let (r, s) = decode_continue(token)?;
             rev = r;
             let mut k = prefix.to_vec();
             k.extend_from_slice(s.as_bytes());
-            start = Bytes::from(k);
+            start = start.max(Bytes::from(k));
         } else if let (Some(rv), Some("Exact")) = (
             opts.resource_version.as_deref(),
             opts.resource_version_match.as_deref(),
@@ -1699,7 +1786,7 @@ impl Registry {
             let resp = self
                 .store
                 .range(RangeRequest {
-                    range: KeyRange::between(start.clone(), range.end.clone().unwrap_or_default()),
+                    range: KeyRange::between(start.clone(), end.clone()),
                     revision: rev,
                     limit: want.unwrap_or(0),
                     count_only: false,
@@ -1783,39 +1870,32 @@ impl Registry {
         let not_older_than = if no_rv { 0 } else { parse_rv(rv)? };
         let (initial, from) = match opts.send_initial_events.unwrap_or(no_rv) {
             true => {
-                let list = self
-                    .list(
-                        res,
-                        ns,
-                        &ListOptions {
-                            limit: None,
-                            continue_token: None,
-                            resource_version: None,
-                            resource_version_match: None,
-                            ..opts.clone()
-                        },
-                    )
-                    .await?;
-                let rev = parse_rv(list["metadata"]["resourceVersion"].as_str().unwrap_or("0"))?;
+                let sel = Selected::new(self, res, opts);
+                let (rev, kvs) = self.snapshot(res, ns, &sel).await?;
                 if not_older_than > rev {
                     let err = too_large_resource_version(not_older_than, rev);
                     return Ok(futures::stream::iter([WatchEvent::Error(err)]).boxed());
                 }
-                let mut items: Vec<WatchEvent> = match list.get("items") {
-                    Some(Value::Array(items)) => {
-                        items.iter().cloned().map(WatchEvent::Added).collect()
-                    }
-                    _ => Vec::new(),
-                };
-                if opts.send_initial_events == Some(true) && opts.allow_bookmarks {
-                    items.push(WatchEvent::InitialEventsEnd(rev));
-                }
-                (items, rev)
+                let end = (opts.send_initial_events == Some(true) && opts.allow_bookmarks)
+                    .then_some(WatchEvent::InitialEventsEnd(rev));
+                // Decoded as the watcher takes them, not all before the first is sent: the
+                // initial events of 150,000 pods are neither held at once nor one long step.
+                let items = futures::stream::iter(kvs).filter_map(move |kv| {
+                    let event = match sel.keep(&kv) {
+                        Ok(obj) => obj.map(WatchEvent::Added),
+                        Err(e) => Some(WatchEvent::Error(e)),
+                    };
+                    std::future::ready(event)
+                });
+                (items.chain(futures::stream::iter(end)).boxed(), rev)
             }
-            false if no_rv => (Vec::new(), self.store.current_revision().await?),
-            false => (Vec::new(), not_older_than),
+            false if no_rv => (
+                futures::stream::empty().boxed(),
+                self.store.current_revision().await?,
+            ),
+            false => (futures::stream::empty().boxed(), not_older_than),
         };
-        let head = futures::stream::iter(initial);
+        let head = initial;
         // A selector the feed's index answers takes the indexed subscription; the selectors
         // still apply to what it delivers.
         let indexed = ["spec.nodeName", "metadata.name"]

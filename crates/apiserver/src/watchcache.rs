@@ -383,7 +383,7 @@ impl Feed {
 }
 
 /// The last segment of a key: the object's name.
-fn name_of(key: &[u8]) -> &[u8] {
+pub(crate) fn name_of(key: &[u8]) -> &[u8] {
     key.rsplit(|b| *b == b'/').next().unwrap_or(key)
 }
 

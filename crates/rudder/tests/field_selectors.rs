@@ -128,6 +128,9 @@ fn nodes_by_unschedulable() {
         "an absent spec.unschedulable is false"
     );
     assert_eq!(names(&s, "nodes", "spec.unschedulable=true"), ["node/n2"]);
+    // One name is one key, read as such: not a prefix of others.
+    assert_eq!(names(&s, "nodes", "metadata.name=n2"), ["node/n2"]);
+    assert!(names(&s, "nodes", "metadata.name=n").is_empty());
     assert_eq!(
         names(&s, "nodes", "spec.unschedulable!=true,metadata.name=n1"),
         ["node/n1"]
@@ -324,6 +327,40 @@ fn node_pod_lists_from_the_watch_cache_match_the_store() {
         raw_pods(&s, "/api/v1/pods?fieldSelector=spec.nodeName%3D").0,
         Vec::<String>::new()
     );
+    // One name: in a namespace one key, across them all the keys that end in it.
+    let one = |ns: &str| {
+        let path = format!("{ns}/pods?fieldSelector=metadata.name%3Dc");
+        raw_pods(&s, &format!("/api/v1{path}")).0
+    };
+    assert_eq!(one("/namespaces/other"), ["c"]);
+    assert_eq!(one(""), ["c"]);
+    assert!(one("/namespaces/default").is_empty());
+    // A streaming list's initial events come from the same place.
+    let watch = s
+        .kubectl(&[
+            "get",
+            "--raw",
+            &format!(
+                "{n1}&watch=1&sendInitialEvents=true&allowWatchBookmarks=true\
+                 &resourceVersionMatch=NotOlderThan&timeoutSeconds=1"
+            ),
+        ])
+        .ok();
+    let events: Vec<(String, String)> = watch
+        .lines()
+        .map(|l| {
+            let e: serde_json::Value = serde_json::from_str(l).expect("a watch event");
+            let name = e["object"]["metadata"]["name"].as_str().unwrap_or("");
+            (e["type"].as_str().unwrap().to_string(), name.to_string())
+        })
+        .collect();
+    let added: Vec<&str> = events
+        .iter()
+        .filter(|(t, _)| t == "ADDED")
+        .map(|(_, n)| n.as_str())
+        .collect();
+    assert_eq!(added, ["b", "c", "e"]);
+    assert!(events.iter().any(|(t, _)| t == "BOOKMARK"), "{events:?}");
     // Paged: the first page from the cache, the rest from the store at its revision.
     let (first, rv1, next) = raw_pods(&s, &format!("{n1}&limit=2"));
     assert_eq!(first, ["b", "c"]);
