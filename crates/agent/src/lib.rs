@@ -97,7 +97,8 @@ pub async fn run_node(client: kube::Client, cfg: NodeConfig, runtime: Arc<dyn Ru
                     // Otherwise the write did not land, and the Lease in hand is the latest.
                     Err(e) => {
                         failed = true;
-                        retrying(&cfg.name, "renewing the node lease", busy(&e), &e);
+                        // Refused or not, a missed heartbeat is news.
+                        retrying(&cfg.name, "renewing the node lease", false, &e);
                     }
                 }
                 if pace.renewed(started.elapsed(), failed) {

@@ -53,6 +53,7 @@ pub struct Config {
 pub fn run(informers: &Informers, cfg: Config) -> impl Future<Output = ()> + Send {
     let client = informers.client().clone();
     let nodes_api: Api<Node> = Api::all(client.clone());
+    let leases_api: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
     let nodes = informers.store::<Node>();
     let leases = informers.store::<Lease>();
     let pods = informers.store::<Pod>();
@@ -72,7 +73,15 @@ pub fn run(informers: &Informers, cfg: Config) -> impl Future<Output = ()> + Sen
                 let name = node.name_any();
                 let lease = leases.get(&reflector::ObjectRef::new(&name).within("kube-node-lease"));
                 let grace = grace_for(cfg.grace, lease.as_deref());
-                let fresh = health.observe(&node, lease.as_deref(), now, grace);
+                let mut fresh = health.observe(&node, lease.as_deref(), now, grace);
+                if !fresh && ready_status(&node) != Some("Unknown") {
+                    // The cache may be behind the store (a loaded server delivers events
+                    // late): a renewal it has not seen yet is a heartbeat all the same.
+                    if let Ok(Some(current)) = leases_api.get_opt(&name).await {
+                        let grace = grace_for(cfg.grace, Some(&current));
+                        fresh = health.observe(&node, Some(&current), now, grace);
+                    }
+                }
                 let mut node = node;
                 if !fresh && ready_status(&node) != Some("Unknown") {
                     match mark_unknown(&nodes_api, &node).await {
