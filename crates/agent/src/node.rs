@@ -228,11 +228,17 @@ pub const MAX_LEASE_DURATION: Duration = Duration::from_secs(40);
 /// the node lifecycle controller, which gives each node the time its Lease declares, does not
 /// take a node for lost because the server was slow. Four quick renewals in a row (each
 /// under a tenth of its period) take a quarter off again, down to the configured duration.
+///
+/// A refused renewal did not land: the server still holds the Lease last written, so the next
+/// try comes a quarter of *that* Lease later (the longer one is written when a try lands).
 #[derive(Debug)]
 pub struct LeasePace {
     base: u64,
     secs: u64,
     quick: u32,
+    /// The duration of the Lease last written, and whether the last renewal failed.
+    written: u64,
+    failed: bool,
 }
 
 impl LeasePace {
@@ -242,6 +248,8 @@ impl LeasePace {
             base,
             secs: base,
             quick: 0,
+            written: base,
+            failed: false,
         }
     }
 
@@ -252,13 +260,20 @@ impl LeasePace {
 
     /// How long until the next renewal.
     pub fn period(&self) -> Duration {
-        self.duration() / 4
+        match self.failed {
+            true => Duration::from_secs(self.written) / 4,
+            false => self.duration() / 4,
+        }
     }
 
     /// Takes note of a renewal that took `took` and failed or not; whether the pace changed.
     pub fn renewed(&mut self, took: Duration, failed: bool) -> bool {
-        let period = self.period();
+        let period = self.duration() / 4;
         let before = self.secs;
+        self.failed = failed;
+        if !failed {
+            self.written = before;
+        }
         if failed || took > period / 2 {
             self.secs = (self.secs * 2).min(MAX_LEASE_DURATION.as_secs().max(self.base));
             self.quick = 0;
@@ -559,9 +574,14 @@ mod tests {
         // Slow or refused: twice as long each time, up to the kubelet's 40 s.
         assert!(pace.renewed(ms(600), false));
         assert_eq!(pace.duration(), Duration::from_secs(8));
+        // Refused: the server still holds the 4 s Lease written by the slow renewal, so the
+        // next try comes a second later; the one that lands writes the longer Lease.
+        pace.renewed(ms(5), true);
+        assert_eq!(pace.duration(), Duration::from_secs(16));
+        assert_eq!(pace.period(), Duration::from_secs(1));
         pace.renewed(ms(5), true);
         pace.renewed(ms(5), true);
-        pace.renewed(ms(5), true);
+        assert_eq!(pace.period(), Duration::from_secs(1));
         assert_eq!(pace.duration(), MAX_LEASE_DURATION);
         assert!(!pace.renewed(ms(5), true), "no longer than the cap");
         // Four quick renewals in a row take a quarter off; one ordinary one starts over.

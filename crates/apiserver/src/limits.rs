@@ -32,7 +32,8 @@
 //!   request waits in line for a few seconds when its pool is full rather than being refused
 //!   at once. Their heartbeats (Lease and Node status writes) have a pool apart from the rest
 //!   of their requests, as upstream's `system-node-high` priority level, so that a flood of
-//!   pod status updates cannot delay a renewal until the node is taken for lost. A request counts until its response body has been handed to the connection.
+//!   pod status updates cannot delay a renewal until the node is taken for lost, and a line
+//!   long enough for one heartbeat of each of 10,000 nodes. A request counts until its response body has been handed to the connection.
 //!
 //! Must not touch: routing and authentication (handlers), TLS configuration (pki).
 
@@ -889,6 +890,10 @@ pub struct Inflight {
 
 /// How long a node's request may wait for a place in its pool.
 pub const NODE_QUEUE_WAIT: Duration = Duration::from_secs(4);
+/// How many heartbeats may wait for a place: each node has at most one in flight, so this
+/// is one in line for each of 10,000 nodes. A heartbeat turned away is a node a step closer
+/// to being taken for lost; one in line costs only its small body.
+const HEARTBEAT_QUEUE: usize = 10_000;
 
 struct Pools {
     read_only: Option<Pool>,
@@ -971,7 +976,12 @@ impl Inflight {
         Inflight {
             others: Pools::new(limits, Duration::ZERO),
             nodes: Pools::new(limits, NODE_QUEUE_WAIT),
-            heartbeats: Pool::new(limits.max_mutating_requests_inflight, NODE_QUEUE_WAIT),
+            heartbeats: Pool::new(limits.max_mutating_requests_inflight, NODE_QUEUE_WAIT).map(
+                |p| Pool {
+                    queue: HEARTBEAT_QUEUE,
+                    ..p
+                },
+            ),
         }
     }
 
