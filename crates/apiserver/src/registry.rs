@@ -1549,7 +1549,7 @@ impl Registry {
         // stored object before it decodes the few that match (what it cannot read is decoded).
         let sel = Selected::new(self, res, opts);
         let cached = match &sel.indexed {
-            Some((_, want)) => self.list_indexed(res, ns, opts, want).await?,
+            Some((_, want)) => self.list_indexed(res, ns, opts, &sel, want).await?,
             None => None,
         };
         let (items, list_meta) = match cached {
@@ -1576,6 +1576,7 @@ impl Registry {
         res: &Res,
         ns: Option<&str>,
         opts: &ListOptions,
+        sel: &Selected,
         value: &str,
     ) -> Result<Option<(Vec<Value>, Value)>, ApiError> {
         let continued = opts
@@ -1598,10 +1599,7 @@ impl Registry {
         let mut items = Vec::new();
         let mut list_meta = json!({ "resourceVersion": rev.to_string() });
         for (i, kv) in kvs.iter().enumerate() {
-            let obj = decode(res, kv)?;
-            if opts.selectors.matches(&obj) {
-                items.push(obj);
-            }
+            items.extend(sel.keep(kv)?);
             if limit.is_some_and(|l| items.len() >= l) && i + 1 < kvs.len() {
                 let mut after = kv.key[range.start.len()..].to_vec();
                 after.push(0);
@@ -1868,7 +1866,7 @@ impl Registry {
         let rv = opts.resource_version.as_deref().unwrap_or("");
         let no_rv = rv.is_empty() || rv == "0";
         let not_older_than = if no_rv { 0 } else { parse_rv(rv)? };
-        let (initial, from) = match opts.send_initial_events.unwrap_or(no_rv) {
+        let (head, from) = match opts.send_initial_events.unwrap_or(no_rv) {
             true => {
                 let sel = Selected::new(self, res, opts);
                 let (rev, kvs) = self.snapshot(res, ns, &sel).await?;
@@ -1895,7 +1893,6 @@ impl Registry {
             ),
             false => (futures::stream::empty().boxed(), not_older_than),
         };
-        let head = initial;
         // A selector the feed's index answers takes the indexed subscription; the selectors
         // still apply to what it delivers.
         let indexed = ["spec.nodeName", "metadata.name"]
