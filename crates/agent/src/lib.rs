@@ -69,14 +69,13 @@ pub async fn run_node(client: kube::Client, cfg: NodeConfig, runtime: Arc<dyn Ru
         .unwrap_or_default();
     let mut readiness = Readiness::not_ready("network not ready: the node has no podCIDR yet");
     let mut reported: Option<(Readiness, Instant)> = None;
-    let mut lease: Option<Lease> = None;
+    // The heartbeat has a task of its own, as the kubelet's node lease controller is apart from
+    // its status updater: a status report waiting in a busy server's line must not hold back a
+    // renewal, or a merely slow node is taken for lost.
+    let (owner_tx, owner_rx) = tokio::sync::watch::channel(registered.metadata.uid.clone());
+    let _heartbeat = AbortOnDrop(tokio::spawn(heartbeat(leases, cfg.clone(), owner_rx)));
     let mut current = registered;
-    let mut pace = node::LeasePace::new(cfg.lease_duration);
-    // Nodes started together (`--fake-nodes`, a restarted rack) would otherwise renew in the
-    // same instant every period: a burst of one request per node. Each node keeps its own
-    // phase within the period instead, so the server sees an even rate.
     let phase = spread(&cfg.name);
-    let mut next_renewal = tokio::time::Instant::now() + pace.period().mul_f64(phase);
     let check_every = Duration::from_secs(10);
     let mut check = tokio::time::interval_at(
         tokio::time::Instant::now() + check_every.mul_f64(phase),
@@ -84,29 +83,6 @@ pub async fn run_node(client: kube::Client, cfg: NodeConfig, runtime: Arc<dyn Ru
     );
     loop {
         tokio::select! {
-            _ = tokio::time::sleep_until(next_renewal) => {
-                let started = tokio::time::Instant::now();
-                let renewed =
-                    node::renew_lease(&leases, &current, &cfg, lease.clone(), pace.duration())
-                        .await;
-                let mut failed = false;
-                match renewed {
-                    Ok(l) => lease = Some(l),
-                    // Someone else wrote it (or removed it): read it again.
-                    Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => lease = None,
-                    // Otherwise the write did not land, and the Lease in hand is the latest.
-                    Err(e) => {
-                        failed = true;
-                        // Refused or not, a missed heartbeat is news.
-                        retrying(&cfg.name, "renewing the node lease", false, &e);
-                    }
-                }
-                if pace.renewed(started.elapsed(), failed) {
-                    tracing::debug!(node = %cfg.name, lease = ?pace.duration(), "lease duration paced");
-                }
-                next_renewal = started + pace.period();
-                continue;
-            }
             _ = check.tick() => {}
             seen = own.next() => match seen {
                 Some(Ok(Some(n))) => current = n,
@@ -122,6 +98,11 @@ pub async fn run_node(client: kube::Client, cfg: NodeConfig, runtime: Arc<dyn Ru
                 None => return,
             },
         }
+        owner_tx.send_if_modified(|uid| {
+            let changed = *uid != current.metadata.uid;
+            uid.clone_from(&current.metadata.uid);
+            changed
+        });
         let cidr = current.spec.as_ref().and_then(|s| s.pod_cidr.clone());
         if let Some(cidr) = cidr {
             if lock(&shared.ips).is_none() {
@@ -162,6 +143,50 @@ pub async fn run_node(client: kube::Client, cfg: NodeConfig, runtime: Arc<dyn Ru
                 Err(e) => retrying(&cfg.name, "reporting node status", busy(&e), &e),
             }
         }
+    }
+}
+
+/// Renews the node's Lease every quarter of its duration until dropped; `owner` is the uid of
+/// the Node the Lease belongs to (a Lease created anew is owned by it).
+async fn heartbeat(
+    leases: Api<Lease>,
+    cfg: NodeConfig,
+    owner: tokio::sync::watch::Receiver<Option<String>>,
+) {
+    let mut lease: Option<Lease> = None;
+    let mut pace = node::LeasePace::new(cfg.lease_duration);
+    // Nodes started together (`--fake-nodes`, a restarted rack) would otherwise renew in the
+    // same instant every period: a burst of one request per node. Each node keeps its own
+    // phase within the period instead, so the server sees an even rate.
+    let mut next_renewal = tokio::time::Instant::now() + pace.period().mul_f64(spread(&cfg.name));
+    loop {
+        tokio::time::sleep_until(next_renewal).await;
+        let started = tokio::time::Instant::now();
+        let uid = owner.borrow().clone();
+        let renewed = node::renew_lease(
+            &leases,
+            uid.as_deref(),
+            &cfg,
+            lease.clone(),
+            pace.duration(),
+        )
+        .await;
+        let mut failed = false;
+        match renewed {
+            Ok(l) => lease = Some(l),
+            // Someone else wrote it (or removed it): read it again.
+            Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => lease = None,
+            // Otherwise the write did not land, and the Lease in hand is the latest.
+            Err(e) => {
+                failed = true;
+                // Refused or not, a missed heartbeat is news.
+                retrying(&cfg.name, "renewing the node lease", false, &e);
+            }
+        }
+        if pace.renewed(started.elapsed(), failed) {
+            tracing::debug!(node = %cfg.name, lease = ?pace.duration(), "lease duration paced");
+        }
+        next_renewal = started + pace.period();
     }
 }
 

@@ -290,12 +290,12 @@ impl LeasePace {
     }
 }
 
-/// The heartbeat: creates the node's Lease or renews it. `lease` is the last one written (its
-/// resourceVersion makes the renewal a compare-and-swap); on a conflict the caller drops it and
-/// the next call reads the current one.
+/// The heartbeat: creates the node's Lease (owned by the Node with uid `owner`) or renews it.
+/// `lease` is the last one written (its resourceVersion makes the renewal a compare-and-swap);
+/// on a conflict the caller drops it and the next call reads the current one.
 pub async fn renew_lease(
     api: &Api<Lease>,
-    node: &Node,
+    owner: Option<&str>,
     cfg: &NodeConfig,
     lease: Option<Lease>,
     duration: Duration,
@@ -320,12 +320,12 @@ pub async fn renew_lease(
                     name: Some(cfg.name.clone()),
                     namespace: Some("kube-node-lease".into()),
                     // Deleting the Node deletes its Lease.
-                    owner_references: node.metadata.uid.clone().map(|uid| {
+                    owner_references: owner.map(|uid| {
                         vec![OwnerReference {
                             api_version: "v1".into(),
                             kind: "Node".into(),
                             name: cfg.name.clone(),
-                            uid,
+                            uid: uid.to_string(),
                             ..Default::default()
                         }]
                     }),
