@@ -378,7 +378,7 @@ impl KeyIndex {
 
     async fn start(&self, reg: &Registry) -> Result<(), ApiError> {
         let prefix = Bytes::from_static(self.prefix.as_bytes());
-        let feed = reg.watch_cache().feed(&prefix).await?;
+        let feed = reg.watch_cache().feed(&prefix, None).await?;
         let listed = reg
             .store()
             .range(RangeRequest {

@@ -497,8 +497,14 @@ impl Store for MeasuredStore {
         out
     }
 
+    /// Counted when opened (the watch cache opens one per resource; more for a resource mean
+    /// watchers it could not serve); its duration is the time to open it.
     async fn watch(&self, req: WatchRequest) -> rudder_store::Result<Watch> {
-        self.inner.watch(req).await
+        let started = Instant::now();
+        let key = req.range.start.clone();
+        let out = self.inner.watch(req).await;
+        self.metrics.store_op("watch", &key, started.elapsed());
+        out
     }
 
     async fn compact(&self, revision: Revision) -> rudder_store::Result<()> {

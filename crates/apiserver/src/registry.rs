@@ -1591,7 +1591,10 @@ impl Registry {
             _ => return Ok(None),
         };
         let range = res.range(ns);
-        let feed = self.cache.feed(&Bytes::from(res.prefix.clone())).await?;
+        let feed = self
+            .cache
+            .feed(&Bytes::from(res.prefix.clone()), None)
+            .await?;
         let Some((rev, kvs)) = feed.indexed_objects(value, &range.start, min).await else {
             return Ok(None);
         };
@@ -1622,7 +1625,10 @@ impl Registry {
     ) -> Result<(Revision, Vec<KeyValue>), ApiError> {
         let mut range = res.range(ns);
         if let (Some((_, want)), true) = (&sel.indexed, self.store.ordered_progress()) {
-            let feed = self.cache.feed(&Bytes::from(res.prefix.clone())).await?;
+            let feed = self
+                .cache
+                .feed(&Bytes::from(res.prefix.clone()), None)
+                .await?;
             let now = self.store.current_revision().await?;
             if let Some(cached) = feed.indexed_objects(want, &range.start, now).await {
                 return Ok(cached);
@@ -1861,12 +1867,18 @@ impl Registry {
         plain_json: bool,
     ) -> Result<impl Stream<Item = WatchEvent> + Send + 'static, ApiError> {
         let range = res.range(ns);
-        // The feed starts before the initial list, so it reaches back to the list's revision.
-        let feed = self.cache.feed(&Bytes::from(res.prefix.clone())).await?;
         let rv = opts.resource_version.as_deref().unwrap_or("");
         let no_rv = rv.is_empty() || rv == "0";
         let not_older_than = if no_rv { 0 } else { parse_rv(rv)? };
-        let (head, from) = match opts.send_initial_events.unwrap_or(no_rv) {
+        let initial = opts.send_initial_events.unwrap_or(no_rv);
+        // The feed starts before the initial list, so it reaches back to the list's revision;
+        // a feed this watch starts reaches back to where it resumes.
+        let resumes = (!initial && !no_rv).then_some(not_older_than);
+        let feed = self
+            .cache
+            .feed(&Bytes::from(res.prefix.clone()), resumes)
+            .await?;
+        let (head, from) = match initial {
             true => {
                 let sel = Selected::new(self, res, opts);
                 let (rev, kvs) = self.snapshot(res, ns, &sel).await?;

@@ -423,15 +423,38 @@ impl WatchCache {
         }
     }
 
-    /// The feed of a key prefix, started now if there is none (or the last one ended).
-    pub async fn feed(&self, prefix: &Bytes) -> Result<Arc<Feed>, StoreError> {
+    /// The feed of a key prefix, started if there is none (or the last one ended): from
+    /// `from`, the revision the watch that starts it resumes at, when the store still has
+    /// it; otherwise now. A feed started at the store's current revision could not serve
+    /// the client that listed a moment before an unrelated write, nor anyone who listed with
+    /// it: each would be given a store watch of its own (decoding every event) until it ends.
+    pub async fn feed(
+        &self,
+        prefix: &Bytes,
+        from: Option<Revision>,
+    ) -> Result<Arc<Feed>, StoreError> {
         let mut feeds = self.feeds.lock().await;
         if let Some(f) = feeds.get(prefix) {
             if !f.state.lock().map(|s| s.closed).unwrap_or(true) {
                 return Ok(f.clone());
             }
         }
-        let since = self.store.current_revision().await?;
+        let current = self.store.current_revision().await?;
+        let mut since = current;
+        if let Some(from) = from.filter(|f| (1..current).contains(f)) {
+            // Read at `from` to learn whether it was compacted away.
+            let probe = RangeRequest {
+                range: KeyRange::prefix(prefix.clone()),
+                revision: from,
+                limit: 1,
+                count_only: false,
+            };
+            match self.store.range(probe).await {
+                Ok(_) => since = from,
+                Err(StoreError::Compacted { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
         let mut req = WatchRequest::new(KeyRange::prefix(prefix.clone()), since + 1);
         req.progress_notify = true;
         let mut watch = self.store.watch(req).await?;

@@ -360,3 +360,37 @@ async fn list_options_upstream_refuses_are_422() {
     .await;
     assert_eq!(code, 200, "{body}");
 }
+
+/// A watch that resumes from a list's resourceVersion, after an unrelated write, and is the
+/// first of its resource (so it starts the watch cache's feed) is served by the feed: the
+/// store is watched once for the resource, not once more for this watcher.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feed_started_by_a_resuming_watch_reaches_back_to_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let api = start(dir.path()).await;
+    let client = api.client(admin(), "default");
+    namespace_with_configmaps(&client, "resume", &["a"]).await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "resume");
+    let listed = cms.list(&Default::default()).await.expect("list");
+    let rv = listed.metadata.resource_version.expect("list revision");
+    // Another resource moves the store's revision past the list's.
+    let other: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), "resume");
+    let secret = serde_json::from_value(json!({"metadata": {"name": "s"}})).expect("secret");
+    other
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("secret");
+    let uri = format!("/api/v1/namespaces/resume/configmaps?watch=true&resourceVersion={rv}");
+    let body = client.request_stream(get(&uri)).await.expect("watch");
+    let mut lines = Box::pin(body).lines();
+    create_configmap(&client, "resume", "b").await;
+    let line = lines.next().await.expect("an event").expect("line");
+    let event: Value = serde_json::from_str(&line).expect("json");
+    assert_eq!(event["type"], "ADDED");
+    assert_eq!(event["object"]["metadata"]["name"], "b");
+    let metrics = client.request_text(get("/metrics")).await.expect("scrape");
+    let watches = metrics.lines().find_map(|l| {
+        l.strip_prefix(r#"etcd_requests_total{operation="watch",type="configmaps"} "#)
+    });
+    assert_eq!(watches, Some("1"), "{metrics}");
+}
