@@ -348,6 +348,11 @@ struct SchedulerArgs {
     /// upstream's adaptive default (50% less 1% per 125 nodes, at least 5% and 100 nodes).
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100))]
     percentage_of_nodes_to_score: u32,
+    /// Bindings sent at once. Keep it below the server's --max-mutating-requests-inflight
+    /// when the scheduler's identity is not in system:masters.
+    #[arg(long, default_value_t = rudder_scheduler::Config::default().max_in_flight_bindings as u64,
+          value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    max_in_flight_bindings: u64,
 }
 
 impl SchedulerArgs {
@@ -355,6 +360,7 @@ impl SchedulerArgs {
         rudder_scheduler::Config {
             percentage_of_nodes_to_score: (self.percentage_of_nodes_to_score > 0)
                 .then_some(self.percentage_of_nodes_to_score),
+            max_in_flight_bindings: self.max_in_flight_bindings as usize,
             ..Default::default()
         }
     }
