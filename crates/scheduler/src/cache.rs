@@ -124,6 +124,10 @@ pub struct NodeInfo {
     pub pods_with_affinity: usize,
     /// Images present on the node (every name it is known by) and their sizes.
     pub images: HashMap<String, i64>,
+    /// Copied from the Node, which every filter asks for: read here, next to the counts,
+    /// rather than through the Node, which would cost a cache miss per node and pod.
+    unschedulable: bool,
+    taints: Vec<Taint>,
 }
 
 impl NodeInfo {
@@ -136,19 +140,11 @@ impl NodeInfo {
     }
 
     pub fn taints(&self) -> &[Taint] {
-        self.node
-            .as_ref()
-            .and_then(|n| n.spec.as_ref())
-            .and_then(|s| s.taints.as_deref())
-            .unwrap_or(&[])
+        &self.taints
     }
 
     pub fn unschedulable(&self) -> bool {
-        self.node
-            .as_ref()
-            .and_then(|n| n.spec.as_ref())
-            .and_then(|s| s.unschedulable)
-            .unwrap_or(false)
+        self.unschedulable
     }
 
     fn set_node(&mut self, node: Arc<Node>) {
@@ -161,7 +157,16 @@ impl NodeInfo {
                 self.images.insert(normalized_image(n), size);
             }
         }
+        let spec = node.spec.as_ref();
+        self.unschedulable = spec.and_then(|s| s.unschedulable).unwrap_or(false);
+        self.taints = spec.and_then(|s| s.taints.clone()).unwrap_or_default();
         self.node = Some(node);
+    }
+
+    fn clear_node(&mut self) {
+        self.node = None;
+        self.unschedulable = false;
+        self.taints = Vec::new();
     }
 
     pub fn add_pod(&mut self, p: Arc<PodInfo>) {
@@ -356,7 +361,7 @@ impl Cache {
         self.count_images(&before, &[]);
         if !self.nodes[i].pods.is_empty() {
             // Its pods still count until they are gone (they may come back with the node).
-            self.nodes[i].node = None;
+            self.nodes[i].clear_node();
         } else {
             self.remove_slot(i);
         }

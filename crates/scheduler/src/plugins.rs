@@ -756,23 +756,17 @@ pub fn balanced_allocation(st: &PodState, n: &NodeInfo) -> i64 {
             Some((req as f64 / cap as f64).min(1.0))
         }
     };
-    let f: Vec<f64> = [
-        frac(
-            n.requested.milli_cpu + st.request.req.milli_cpu,
-            n.allocatable.milli_cpu,
-        ),
-        frac(
-            n.requested.memory + st.request.req.memory,
-            n.allocatable.memory,
-        ),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    let std = if f.len() == 2 {
-        (f[0] - f[1]).abs() / 2.0
-    } else {
-        0.0
+    let cpu = frac(
+        n.requested.milli_cpu + st.request.req.milli_cpu,
+        n.allocatable.milli_cpu,
+    );
+    let mem = frac(
+        n.requested.memory + st.request.req.memory,
+        n.allocatable.memory,
+    );
+    let std = match (cpu, mem) {
+        (Some(c), Some(m)) => (c - m).abs() / 2.0,
+        _ => 0.0,
     };
     ((1.0 - std) * MAX_NODE_SCORE as f64) as i64
 }
