@@ -1176,6 +1176,40 @@ impl Registry {
         .map(|o| res.present(o))
     }
 
+    /// Changes the stored object in place, as upstream's storage-level `GuaranteedUpdate`
+    /// does for `pods/binding`: a compare-and-swap on the revision it read, tried again on a
+    /// conflict, with no admission, field manager or strategy of the object's own kind (the
+    /// request was admitted as what it is, a Binding).
+    pub async fn guaranteed_update(
+        &self,
+        res: &Res,
+        ns: Option<&str>,
+        name: &str,
+        dry_run: bool,
+        change: impl Fn(&mut Value) -> Result<(), ApiError>,
+    ) -> Result<(), ApiError> {
+        let key = res.key(ns, name);
+        loop {
+            let (mut obj, rev) = self.read(res, ns, name).await?;
+            change(&mut obj)?;
+            // What the change brought in (annotations) is held to the rules of metadata, and
+            // the whole to its type.
+            check_meta(res, &obj, None)?;
+            let encoded = encode(res, &obj)?;
+            if dry_run {
+                return Ok(());
+            }
+            match self.store.update(key.clone(), encoded, rev).await {
+                Ok(_) => return Ok(()),
+                Err(StoreError::Conflict { current: None, .. }) => {
+                    return Err(ApiError::not_found(res.target(name)))
+                }
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
     /// Server-side apply (PATCH `application/apply-patch+yaml`) of `config` by
     /// `w.field_manager`: merged into the live object by the schema, or creating the object
     /// when it does not exist (not through a subresource). Returns the object and whether it

@@ -286,31 +286,29 @@ async fn bind(
             }],
         ));
     }
-    reg.patch(res, ns, name, Part::All, w, |old| {
-        if old["metadata"].get("deletionTimestamp").is_some() {
+    reg.guaranteed_update(res, ns, name, w.dry_run, |pod| {
+        if pod["metadata"].get("deletionTimestamp").is_some() {
             return Err(ApiError::conflict(
                 pod_target(name),
                 &format!("pod {name} is being deleted, cannot be assigned to a host"),
             ));
         }
-        if let Some(current) = old["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
+        if let Some(current) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
             return Err(ApiError::conflict(
                 pod_target(name),
                 &format!("pod {name} is already assigned to node {current:?}"),
             ));
         }
-        let mut new = old.clone();
-        rudder_api::value::set(&mut new, &["spec", "nodeName"], json!(node));
+        rudder_api::value::set(pod, &["spec", "nodeName"], json!(node));
         if let Some(extra) = binding["metadata"]["annotations"].as_object() {
             for (k, v) in extra {
-                rudder_api::value::set(&mut new, &["metadata", "annotations", k], v.clone());
+                rudder_api::value::set(pod, &["metadata", "annotations", k], v.clone());
             }
         }
-        set_condition(&mut new, "PodScheduled", "True");
-        Ok(new)
+        set_condition(pod, "PodScheduled", "True");
+        Ok(())
     })
     .await
-    .map(|_| ())
 }
 
 fn set_condition(pod: &mut Value, kind: &str, status: &str) {

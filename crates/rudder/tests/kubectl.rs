@@ -918,9 +918,26 @@ fn pods_binding_eviction_streams_and_graceful_deletion() {
     let binding = dir.path().join("binding.json");
     std::fs::write(
         &binding,
-        r#"{"apiVersion":"v1","kind":"Binding","metadata":{"name":"p"},"target":{"apiVersion":"v1","kind":"Node","name":"node1"}}"#,
+        r#"{"apiVersion":"v1","kind":"Binding","metadata":{"name":"p","annotations":{"example.com/by":"test"}},"target":{"apiVersion":"v1","kind":"Node","name":"node1"}}"#,
     )
     .unwrap();
+    // The binding's annotations go onto the pod, so they are held to the pod's rules.
+    for (annotations, why) in [
+        (r#"{"not a key!":"x"}"#, "Invalid value: \"not a key!\""),
+        (r#"{"n":5}"#, "cannot unmarshal number"),
+    ] {
+        let bad = dir.path().join("bad-binding.json");
+        std::fs::write(
+            &bad,
+            format!(r#"{{"apiVersion":"v1","kind":"Binding","metadata":{{"name":"p","annotations":{annotations}}},"target":{{"name":"node1"}}}}"#),
+        )
+        .unwrap();
+        let path = "/api/v1/namespaces/default/pods/p/binding";
+        let err = s
+            .kubectl(&["create", "--raw", path, "-f", bad.to_str().unwrap()])
+            .fails();
+        assert!(err.contains(why), "{annotations}: {err}");
+    }
     let bind = |s: &RudderServer| {
         s.kubectl(&[
             "create",
@@ -937,10 +954,10 @@ fn pods_binding_eviction_streams_and_graceful_deletion() {
             "pod",
             "p",
             "-o",
-            "jsonpath={.spec.nodeName} {.status.conditions[?(@.type==\"PodScheduled\")].status}",
+            "jsonpath={.spec.nodeName} {.status.conditions[?(@.type==\"PodScheduled\")].status} {.metadata.annotations.example\\.com/by}",
         ])
         .ok();
-    assert_eq!(pod, "node1 True");
+    assert_eq!(pod, "node1 True test");
     let err = bind(&s).fails();
     assert!(
         err.contains("pod p is already assigned to node \"node1\""),
