@@ -886,6 +886,27 @@ pub struct Inflight {
     nodes: Pools,
     /// Nodes' heartbeats: writes of their Leases and Node status.
     heartbeats: Option<Pool>,
+    trouble: HeartbeatTrouble,
+}
+
+/// A heartbeat kept in line this long is the server falling behind its nodes.
+const HEARTBEAT_SLOW: Duration = Duration::from_secs(1);
+
+/// When this server last kept a node's heartbeat waiting in line for long
+/// ([`HEARTBEAT_SLOW`]) or turned one away: until the grace period has passed since, a node's
+/// silence may be the server's doing rather than the node's, and the node lifecycle
+/// controller running in the same process does not take nodes for lost on it.
+#[derive(Clone, Debug, Default)]
+pub struct HeartbeatTrouble(Arc<Mutex<Option<std::time::Instant>>>);
+
+impl HeartbeatTrouble {
+    pub fn last(&self) -> Option<std::time::Instant> {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn note(&self) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::time::Instant::now());
+    }
 }
 
 /// How long a node's request may wait for a place in its pool.
@@ -982,7 +1003,13 @@ impl Inflight {
                     ..p
                 },
             ),
+            trouble: HeartbeatTrouble::default(),
         }
+    }
+
+    /// When heartbeats last waited long or were turned away.
+    pub fn heartbeat_trouble(&self) -> HeartbeatTrouble {
+        self.trouble.clone()
     }
 
     /// A place for a request of this kind from a member of `groups`: `Ok(None)` when it is
@@ -1001,10 +1028,15 @@ impl Inflight {
         }
         let node = member(NODES_GROUP);
         if node && heartbeat && kind == RequestKind::Mutating {
-            return match &self.heartbeats {
-                Some(pool) => pool.admit().await.map(Some),
-                None => Ok(None),
+            let Some(pool) = &self.heartbeats else {
+                return Ok(None);
             };
+            let asked = std::time::Instant::now();
+            let admitted = pool.admit().await;
+            if admitted.is_err() || asked.elapsed() > HEARTBEAT_SLOW {
+                self.trouble.note();
+            }
+            return admitted.map(Some);
         }
         let pools = if node { &self.nodes } else { &self.others };
         let pool = match kind {
@@ -1375,6 +1407,7 @@ mod tests {
             others: Pools::new(&limits, Duration::ZERO),
             nodes: Pools::new(&limits, Duration::from_millis(200)),
             heartbeats: Pool::new(1, Duration::from_millis(200)),
+            trouble: HeartbeatTrouble::default(),
         };
         let user = vec!["system:authenticated".to_string()];
         let admin = vec!["system:masters".to_string()];
@@ -1421,6 +1454,15 @@ mod tests {
         assert_eq!(other_write.err().map(|e| e.code), Some(429));
         let heartbeat = inflight.admit(RequestKind::Mutating, true, &node).await;
         assert!(matches!(heartbeat, Ok(Some(_))));
+        assert_eq!(
+            inflight.heartbeat_trouble().last(),
+            None,
+            "admitted at once"
+        );
+        // A heartbeat turned away is noted: the silence it causes is the server's doing.
+        let refused = inflight.admit(RequestKind::Mutating, true, &node).await;
+        assert_eq!(refused.err().map(|e| e.code), Some(429));
+        assert!(inflight.heartbeat_trouble().last().is_some());
         drop((node_write, heartbeat));
         drop(node_held);
         assert!(matches!(

@@ -55,9 +55,16 @@ pub struct ApiServer {
     app: Router,
     registry: Arc<Registry>,
     ca_pem: String,
+    heartbeats: limits::HeartbeatTrouble,
 }
 
 impl ApiServer {
+    /// When this server last kept nodes' heartbeats waiting or turned them away (for the node
+    /// lifecycle controller in the same process).
+    pub fn heartbeat_trouble(&self) -> limits::HeartbeatTrouble {
+        self.heartbeats.clone()
+    }
+
     /// The cluster CA certificate (PEM): what clients verify this server with, and what the
     /// root CA publisher puts into every namespace.
     pub fn ca_pem(&self) -> &str {
@@ -335,6 +342,8 @@ pub async fn start(cfg: Config, store: Arc<dyn Store>) -> anyhow::Result<ApiServ
         max_mutating_requests_inflight = cfg.limits.max_mutating_requests_inflight,
         "connection limits"
     );
+    let inflight = Inflight::new(&cfg.limits);
+    let heartbeats = inflight.heartbeat_trouble();
     let state = Arc::new(AppState {
         authorizer: crate::authz::Union::standard(registry.clone()),
         registry: registry.clone(),
@@ -343,7 +352,7 @@ pub async fn start(cfg: Config, store: Arc<dyn Store>) -> anyhow::Result<ApiServ
         version: version_doc(),
         server_address: format!("{host}:{}", addr.port()),
         body_timeout: cfg.limits.request_body_timeout,
-        inflight: Inflight::new(&cfg.limits),
+        inflight,
         metrics,
     });
     // The OpenAPI documents, built off the request path, then freed memory given back.
@@ -367,6 +376,7 @@ pub async fn start(cfg: Config, store: Arc<dyn Store>) -> anyhow::Result<ApiServ
         app,
         registry,
         ca_pem: pki.ca_pem().to_string(),
+        heartbeats,
     })
 }
 

@@ -47,6 +47,27 @@ pub struct Config {
     pub grace: Duration,
     /// How often nodes are looked at (`--node-monitor-period`).
     pub period: Duration,
+    /// When the API server this runs in last kept nodes' heartbeats waiting or turned them
+    /// away; none when it runs standalone.
+    pub server_trouble: Option<ServerTrouble>,
+}
+
+/// When the API server in this process last fell behind its nodes' heartbeats.
+#[derive(Clone)]
+pub struct ServerTrouble(pub Arc<dyn Fn() -> Option<Instant> + Send + Sync>);
+
+impl std::fmt::Debug for ServerTrouble {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServerTrouble")
+    }
+}
+
+/// Whether a node's silence at `now` may be the server's own doing: it kept heartbeats
+/// waiting or turned them away within the node's grace period. The node is not taken for lost
+/// until the server has kept up for a whole grace period (a slower failover while the server
+/// is overloaded, rather than nodes evicted for its slowness).
+fn server_excuses(trouble: Option<Instant>, now: Instant, grace: Duration) -> bool {
+    trouble.is_some_and(|at| now.saturating_duration_since(at) <= grace)
 }
 
 /// Runs the controller until the task is dropped.
@@ -80,6 +101,13 @@ pub fn run(informers: &Informers, cfg: Config) -> impl Future<Output = ()> + Sen
                     if let Ok(Some(current)) = leases_api.get_opt(&name).await {
                         let grace = grace_for(cfg.grace, Some(&current));
                         fresh = health.observe(&node, Some(&current), now, grace);
+                    }
+                }
+                if !fresh && ready_status(&node) != Some("Unknown") {
+                    let trouble = cfg.server_trouble.as_ref().and_then(|t| (t.0)());
+                    if server_excuses(trouble, now, grace) {
+                        tracing::debug!(node = %name, "silent, but the server is behind its heartbeats");
+                        fresh = true;
                     }
                 }
                 let mut node = node;
@@ -757,6 +785,30 @@ mod tests {
         assert_eq!(let_through(&mut d, &[("a", 60, 40)], t0).len(), 1);
         let later = t0 + SECONDARY_EVICTION_INTERVAL;
         assert_eq!(let_through(&mut d, &[("a", 60, 40)], later).len(), 2);
+    }
+
+    #[test]
+    fn a_server_behind_its_heartbeats_excuses_silence_for_a_grace_period() {
+        let now = Instant::now();
+        let grace = Duration::from_secs(5);
+        assert!(!server_excuses(None, now, grace));
+        assert!(server_excuses(Some(now), now, grace));
+        assert!(server_excuses(
+            Some(now - Duration::from_secs(5)),
+            now,
+            grace
+        ));
+        assert!(!server_excuses(
+            Some(now - Duration::from_secs(6)),
+            now,
+            grace
+        ));
+        // Trouble noted after the pass began still counts.
+        assert!(server_excuses(
+            Some(now + Duration::from_millis(10)),
+            now,
+            grace
+        ));
     }
 
     #[test]

@@ -242,6 +242,7 @@ impl ControllerArgs {
             node_lifecycle: rudder_controllers::nodelifecycle::Config {
                 grace: self.node_monitor_grace_period,
                 period: self.node_monitor_period,
+                server_trouble: None,
             },
             pod_gc: rudder_controllers::podgc::Config {
                 terminated_threshold: self.terminated_pod_gc_threshold,
@@ -847,10 +848,14 @@ async fn server(args: ServerArgs) -> Result<()> {
             uid: None,
         };
         let client = api.client(user, "default");
-        let start = controller_loops(
-            caches.with_client(client.clone()),
-            args.controllers.config(api.ca_pem().to_string()),
-        )?;
+        let mut cfg = args.controllers.config(api.ca_pem().to_string());
+        // In the server's process, the node lifecycle controller knows when the server itself
+        // fell behind the nodes' heartbeats.
+        let trouble = api.heartbeat_trouble();
+        cfg.node_lifecycle.server_trouble = Some(rudder_controllers::nodelifecycle::ServerTrouble(
+            Arc::new(move || trouble.last()),
+        ));
+        let start = controller_loops(caches.with_client(client.clone()), cfg)?;
         loops.push(args.leader.spawn(
             client,
             "kube-controller-manager",
