@@ -96,18 +96,16 @@ pub fn run(informers: &Informers, cfg: Config) -> impl Future<Output = ()> + Sen
                 let grace = grace_for(cfg.grace, lease.as_deref());
                 let mut fresh = health.observe(&node, lease.as_deref(), now, grace);
                 if !fresh && ready_status(&node) != Some("Unknown") {
-                    // The cache may be behind the store (a loaded server delivers events
-                    // late): a renewal it has not seen yet is a heartbeat all the same.
-                    if let Ok(Some(current)) = leases_api.get_opt(&name).await {
-                        let grace = grace_for(cfg.grace, Some(&current));
-                        fresh = health.observe(&node, Some(&current), now, grace);
-                    }
-                }
-                if !fresh && ready_status(&node) != Some("Unknown") {
                     let trouble = cfg.server_trouble.as_ref().and_then(|t| (t.0)());
                     if server_excuses(trouble, now, grace) {
+                        // Asked first: a server behind its heartbeats is spared the read.
                         tracing::debug!(node = %name, "silent, but the server is behind its heartbeats");
                         fresh = true;
+                    } else if let Ok(Some(current)) = leases_api.get_opt(&name).await {
+                        // The cache may be behind the store (a loaded server delivers events
+                        // late): a renewal it has not seen yet is a heartbeat all the same.
+                        let grace = grace_for(cfg.grace, Some(&current));
+                        fresh = health.observe(&node, Some(&current), now, grace);
                     }
                 }
                 let mut node = node;
