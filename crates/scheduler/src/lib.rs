@@ -619,6 +619,7 @@ impl Scheduler {
                     &pdbs,
                     nominated.as_deref(),
                     offset,
+                    &ns_labels,
                 );
                 let victims = match &outcome {
                     preemption::Outcome::Nominate(c) => c.victims.pods.len(),
@@ -1009,7 +1010,7 @@ mod tests {
         let u = select_node(&mut cache, &p, &mut cursor, None, &|_| None).unwrap_err();
         let st = u.state.as_deref().unwrap();
         let preemption::Outcome::NoCandidate(why) =
-            preemption::preempt(&cache, st, &u.failures, &[], None, 0)
+            preemption::preempt(&cache, st, &u.failures, &[], None, 0, &|_| None)
         else {
             panic!("no victims expected")
         };
@@ -1033,6 +1034,7 @@ mod tests {
             &[],
             None,
             0,
+            &|_| None,
         ) else {
             panic!("not eligible expected")
         };

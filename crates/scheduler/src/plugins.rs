@@ -5,6 +5,7 @@
 //! check of one node, and each score a number per node, normalized and weighted as upstream's
 //! default profile does.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -18,7 +19,7 @@ use crate::cache::{host_ports, normalized_image, HostPort, NodeInfo, PodInfo};
 use crate::resources::PodRequest;
 use crate::selectors::{label_selector_matches, node_term_matches, tolerated};
 
-type Labels = BTreeMap<String, String>;
+pub type Labels = BTreeMap<String, String>;
 
 /// The largest score a plugin gives a node.
 pub const MAX_NODE_SCORE: i64 = 100;
@@ -228,6 +229,13 @@ impl Spread {
         }
     }
 
+    /// Whether an existing pod counts towards the constraint (terminating pods do not).
+    fn counts_pod(&self, p: &PodInfo, ns: &str) -> bool {
+        p.namespace() == ns
+            && p.pod.metadata.deletion_timestamp.is_none()
+            && label_selector_matches(&self.selector, p.labels())
+    }
+
     fn min_match(&self) -> i64 {
         let domains = self.counts.len() as i64;
         if self.min_domains.is_some_and(|m| domains < m) {
@@ -237,7 +245,25 @@ impl Spread {
     }
 }
 
+/// Adds `by` to a domain's count; a count that falls to zero is dropped, as upstream does.
+fn bump(c: &mut DomainCounts, d: (String, String), by: i64) {
+    match c.entry(d) {
+        Entry::Occupied(mut e) => {
+            *e.get_mut() += by;
+            if *e.get() == 0 {
+                e.remove();
+            }
+        }
+        Entry::Vacant(e) => {
+            if by != 0 {
+                e.insert(by);
+            }
+        }
+    }
+}
+
 /// What is worked out once per pod before its nodes are filtered and scored.
+#[derive(Clone)]
 pub struct PodState {
     pub pod: Arc<Pod>,
     pub request: PodRequest,
@@ -253,8 +279,12 @@ pub struct PodState {
     pub existing_anti: DomainCounts,
     pub affinity_counts: Vec<DomainCounts>,
     pub anti_counts: Vec<DomainCounts>,
-    /// No pod in the cluster matches the pod's affinity terms, and the pod matches them itself.
+    /// The pod matches its own required affinity terms (the first of a group may go where
+    /// no pod matches them yet).
     pub affinity_self_match: bool,
+    /// Whether the InterPodAffinity counts above were worked out (they are skipped when no
+    /// pod involved has pod (anti-)affinity terms).
+    affinity_counted: bool,
     pub hard_spread: Vec<Spread>,
     pub soft_spread: Vec<Spread>,
     /// InterPodAffinity PreScore: affinity weight per domain.
@@ -325,6 +355,7 @@ impl PodState {
             affinity_counts: Vec::new(),
             anti_counts: Vec::new(),
             affinity_self_match: false,
+            affinity_counted: false,
             hard_spread: Vec::new(),
             soft_spread: Vec::new(),
             affinity_scores: DomainCounts::new(),
@@ -353,6 +384,7 @@ impl PodState {
         if !own && !scoring && !self.cluster_has_affinity {
             return;
         }
+        self.affinity_counted = true;
         self.affinity_counts = vec![DomainCounts::new(); a.required.len()];
         self.anti_counts = vec![DomainCounts::new(); self.affinity.required_anti.len()];
         for &i in live {
@@ -365,19 +397,56 @@ impl PodState {
                 if !mine && !p.any_affinity {
                     continue;
                 }
-                self.count_existing(n, p, ns_labels);
+                self.count_existing(n, p, 1, ns_labels);
             }
         }
         let a = &self.affinity;
-        if !a.required.is_empty() && self.affinity_counts.iter().all(|c| c.is_empty()) {
-            self.affinity_self_match = a.required.iter().all(|t| t.matches(&self.pod, ns_labels));
+        self.affinity_self_match =
+            !a.required.is_empty() && a.required.iter().all(|t| t.matches(&self.pod, ns_labels));
+    }
+
+    /// Upstream's AddPod/RemovePod PreFilter extensions: the counts worked out before
+    /// filtering, as if `p` were added to node `n` (`delta` 1) or removed from it (-1). What
+    /// preemption uses to see a node with some of its pods gone (or nominated pods added).
+    pub fn update_with(
+        &mut self,
+        n: &NodeInfo,
+        p: &PodInfo,
+        delta: i64,
+        ns_labels: &dyn Fn(&str) -> Option<Labels>,
+    ) {
+        if self.affinity_counted {
+            self.count_existing(n, p, delta, ns_labels);
+        }
+        let ns = self.pod.metadata.namespace.as_deref().unwrap_or("");
+        for list in [&mut self.hard_spread, &mut self.soft_spread] {
+            if !list.iter().all(|s| n.label(&s.topology_key).is_some()) {
+                continue;
+            }
+            for s in list.iter_mut() {
+                if !s.counts_pod(p, ns) {
+                    continue;
+                }
+                // Only domains of eligible nodes are counted; others stay out.
+                let v = n.label(&s.topology_key).unwrap_or_default();
+                if let Some(c) = s.counts.get_mut(v) {
+                    *c += delta;
+                }
+            }
         }
     }
 
+    /// Whether preemption has to update the state per victim ([`PodState::update_with`]).
+    pub fn counts_pods(&self) -> bool {
+        self.affinity_counted || !self.hard_spread.is_empty() || !self.soft_spread.is_empty()
+    }
+
+    /// Counts existing pod `p` on node `n` (`delta` 1), or takes it back out (-1).
     fn count_existing(
         &mut self,
         n: &NodeInfo,
         p: &PodInfo,
+        delta: i64,
         ns_labels: &dyn Fn(&str) -> Option<Labels>,
     ) {
         let domain = |key: &str| n.label(key).map(|v| (key.to_string(), v.to_string()));
@@ -387,7 +456,7 @@ impl PodState {
             for t in &theirs.required_anti {
                 if t.matches(&self.pod, ns_labels) {
                     if let Some(d) = domain(&t.topology_key) {
-                        *self.existing_anti.entry(d).or_default() += 1;
+                        bump(&mut self.existing_anti, d, delta);
                     }
                 }
             }
@@ -399,8 +468,8 @@ impl PodState {
                 for t in terms {
                     if t.matches(&self.pod, ns_labels) {
                         if let Some(d) = domain(&t.topology_key) {
-                            *self.affinity_scores.entry(d).or_default() +=
-                                sign * weight.unwrap_or(t.weight);
+                            let w = sign * weight.unwrap_or(t.weight);
+                            bump(&mut self.affinity_scores, d, w * delta);
                         }
                     }
                 }
@@ -411,14 +480,14 @@ impl PodState {
         if !a.required.is_empty() && a.required.iter().all(|t| t.matches(&p.pod, ns_labels)) {
             for (i, t) in a.required.iter().enumerate() {
                 if let Some(d) = domain(&t.topology_key) {
-                    *self.affinity_counts[i].entry(d).or_default() += 1;
+                    bump(&mut self.affinity_counts[i], d, delta);
                 }
             }
         }
         for (i, t) in a.required_anti.iter().enumerate() {
             if t.matches(&p.pod, ns_labels) {
                 if let Some(d) = domain(&t.topology_key) {
-                    *self.anti_counts[i].entry(d).or_default() += 1;
+                    bump(&mut self.anti_counts[i], d, delta);
                 }
             }
         }
@@ -426,7 +495,7 @@ impl PodState {
             for t in terms {
                 if t.matches(&p.pod, ns_labels) {
                     if let Some(d) = domain(&t.topology_key) {
-                        *self.affinity_scores.entry(d).or_default() += sign * t.weight;
+                        bump(&mut self.affinity_scores, d, sign * t.weight * delta);
                     }
                 }
             }
@@ -471,15 +540,7 @@ impl PodState {
                         continue;
                     }
                     let v = n.label(&s.topology_key).unwrap_or_default().to_string();
-                    let matching = n
-                        .pods
-                        .values()
-                        .filter(|p| {
-                            p.namespace() == ns
-                                && p.pod.metadata.deletion_timestamp.is_none()
-                                && label_selector_matches(&s.selector, p.labels())
-                        })
-                        .count() as i64;
+                    let matching = n.pods.values().filter(|p| s.counts_pod(p, &ns)).count() as i64;
                     *s.counts.entry(v).or_default() += matching;
                 }
             }
@@ -687,20 +748,16 @@ pub fn inter_pod_affinity(st: &PodState, n: &NodeInfo) -> Status {
             ));
         }
     }
-    if !st.affinity.required.is_empty() {
-        let ok = if st.affinity_self_match {
-            // The first of a group: any node with the topology keys.
-            st.affinity
-                .required
-                .iter()
-                .all(|t| n.label(&t.topology_key).is_some())
-        } else {
-            st.affinity
-                .required
+    let required = &st.affinity.required;
+    if !required.is_empty() {
+        // Every topology key on the node, and a matching pod in each term's domain; or, when
+        // no pod matches the terms anywhere, the pod itself (the first of a group).
+        let ok = required.iter().all(|t| n.label(&t.topology_key).is_some())
+            && (required
                 .iter()
                 .enumerate()
                 .all(|(i, t)| count(&st.affinity_counts[i], &t.topology_key) > 0)
-        };
+                || (st.affinity_self_match && st.affinity_counts.iter().all(|c| c.is_empty())));
         if !ok {
             return Err(Failure::new(
                 "InterPodAffinity",

@@ -7,11 +7,12 @@
 //! `Preempted` events, the preemptor's `nominatedNodeName`).
 //!
 //! Removing a victim is simulated on a copy of its node, so everything the filters read from
-//! the node (requests, pod count, host ports) sees it gone; the per-pod state worked out
-//! before filtering (inter-pod affinity and spreading counts over the cluster) is not
-//! recomputed, so a node that only removing a victim's anti-affinity would free is not a
-//! candidate (upstream updates those counts too).
+//! the node (requests, pod count, host ports) sees it gone, and on a copy of the per-pod state
+//! worked out before filtering (inter-pod affinity and spreading counts over the cluster, as
+//! upstream's RemovePod/AddPod extensions do), so a node that only removing a victim's
+//! (anti-)affinity or its share of a spread would free is a candidate too.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -21,7 +22,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use crate::cache::{priority, uid, Cache, NodeInfo, PodInfo};
-use crate::plugins::{self, Code, Failure, PodState};
+use crate::plugins::{self, Code, Failure, Labels, PodState};
 use crate::selectors::label_selector_matches;
 
 /// Upstream's reason when a node has no pod of lower priority.
@@ -154,9 +155,23 @@ pub fn select_victims(
     node: &NodeInfo,
     nominated: &[Arc<PodInfo>],
     pdbs: &[Pdb],
+    ns_labels: &dyn Fn(&str) -> Option<Labels>,
 ) -> Result<Victims, Failure> {
     let prio = priority(&st.pod);
     let mut sim = node.clone();
+    let mut st = Cow::Borrowed(st);
+    // Moves a pod on or off the simulated node, in the node and in the pod's state.
+    let set = |sim: &mut NodeInfo, st: &mut Cow<PodState>, p: &Arc<PodInfo>, on: bool| {
+        if st.counts_pods() {
+            st.to_mut()
+                .update_with(node, p, if on { 1 } else { -1 }, ns_labels);
+        }
+        if on {
+            sim.add_pod(p.clone());
+        } else {
+            sim.remove_pod(p.uid());
+        }
+    };
     let mut potential: Vec<Arc<PodInfo>> = node
         .pods
         .values()
@@ -171,15 +186,15 @@ pub fn select_victims(
         });
     }
     for p in &potential {
-        sim.remove_pod(p.uid());
+        set(&mut sim, &mut st, p, false);
     }
-    let me = uid(&st.pod);
+    let me = uid(&st.pod).to_string();
     for p in nominated {
         if p.uid() != me && p.priority() >= prio {
-            sim.add_pod(p.clone());
+            set(&mut sim, &mut st, p, true);
         }
     }
-    plugins::filter(st, &sim)?;
+    plugins::filter(&st, &sim)?;
     let now = now_nanos();
     potential.sort_by(|a, b| {
         more_important(&a.pod, &b.pod, now)
@@ -194,9 +209,9 @@ pub fn select_victims(
         .map(|p| (true, p))
         .chain(fine.into_iter().map(|p| (false, p)))
     {
-        sim.add_pod(p.clone());
-        if plugins::filter(st, &sim).is_err() {
-            sim.remove_pod(p.uid());
+        set(&mut sim, &mut st, &p, true);
+        if plugins::filter(&st, &sim).is_err() {
+            set(&mut sim, &mut st, &p, false);
             pdb_violations += usize::from(breaks);
             victims.push(p);
         }
@@ -278,6 +293,7 @@ pub fn preempt(
     pdbs: &[Pdb],
     nominated: Option<&str>,
     offset: usize,
+    ns_labels: &dyn Fn(&str) -> Option<Labels>,
 ) -> Outcome {
     let pod = &st.pod;
     if pod
@@ -319,7 +335,7 @@ pub fn preempt(
     for k in 0..potential.len() {
         let n = &nodes[potential[(offset + k) % potential.len()]];
         evaluated += 1;
-        match select_victims(st, n, cache.nominated_on(&n.name), pdbs) {
+        match select_victims(st, n, cache.nominated_on(&n.name), pdbs, ns_labels) {
             Ok(v) if v.pods.is_empty() => reasons.push(format!(
                 "expected at least one victim pod on node {:?}",
                 n.name
@@ -409,7 +425,7 @@ mod tests {
                     .map(|f| (i, f))
             })
             .collect();
-        preempt(cache, &st, &failures, pdbs, None, 0)
+        preempt(cache, &st, &failures, pdbs, None, 0, &|_| None)
     }
 
     fn names(v: &Victims) -> Vec<String> {
@@ -614,7 +630,7 @@ mod tests {
             .iter()
             .filter_map(|&i| plugins::filter(&st, &c.nodes()[i]).err().map(|f| (i, f)))
             .collect();
-        match preempt(&c, &st, &failures, &[], Some("n1"), 0) {
+        match preempt(&c, &st, &failures, &[], Some("n1"), 0, &|_| None) {
             Outcome::NotEligible(m) => assert_eq!(m, TERMINATING),
             o => panic!("unexpected {o:?}"),
         }
@@ -636,5 +652,77 @@ mod tests {
         assert!(matches!(run(&mut c, &p, &[]), Outcome::Nominate(_)));
         c.clear_nomination("first");
         assert!(!c.has_nominations());
+    }
+
+    /// `pod` with more spec, as JSON.
+    fn with_spec(p: Arc<Pod>, spec: serde_json::Value) -> Arc<Pod> {
+        let mut v = serde_json::to_value(&*p).unwrap();
+        for (k, x) in spec.as_object().unwrap() {
+            v["spec"][k] = x.clone();
+        }
+        Arc::new(serde_json::from_value(v).unwrap())
+    }
+
+    fn anti(app: &str) -> serde_json::Value {
+        json!({"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{
+            "labelSelector": {"matchLabels": {"app": app}},
+            "topologyKey": "kubernetes.io/hostname"}]}})
+    }
+
+    #[test]
+    fn victims_that_block_by_affinity_or_spread_are_found() {
+        // An existing pod of lower priority whose anti-affinity keeps the pod off its node.
+        let mut c = Cache::default();
+        c.apply_node(node("n1", "4"));
+        c.apply_pod(&with_spec(
+            pod("guard1", Some("n1"), "1", 0, None),
+            json!({"affinity": anti("hi")}),
+        ));
+        c.apply_pod(&pod("other1", Some("n1"), "1", 0, None));
+        let p = pod("hi", None, "1", 10, None);
+        let Outcome::Nominate(cand) = run(&mut c, &p, &[]) else {
+            panic!("expected a candidate")
+        };
+        assert_eq!(names(&cand.victims), ["guard1"]);
+
+        // The pod's own anti-affinity against a pod of lower priority.
+        let mut c = Cache::default();
+        c.apply_node(node("n1", "4"));
+        c.apply_pod(&pod("web1", Some("n1"), "1", 0, None));
+        c.apply_pod(&pod("other1", Some("n1"), "1", 0, None));
+        let p = with_spec(
+            pod("hi", None, "1", 10, None),
+            json!({"affinity": anti("web")}),
+        );
+        let Outcome::Nominate(cand) = run(&mut c, &p, &[]) else {
+            panic!("expected a candidate")
+        };
+        assert_eq!(names(&cand.victims), ["web1"]);
+        // Not if that pod is of higher priority.
+        let mut c = Cache::default();
+        c.apply_node(node("n1", "4"));
+        c.apply_pod(&pod("web1", Some("n1"), "1", 50, None));
+        assert!(matches!(run(&mut c, &p, &[]), Outcome::NoCandidate(_)));
+
+        // A spread constraint: n1 holds two matching pods of lower priority, n2 one of higher
+        // priority and no room. One victim on n1 brings the skew within bounds.
+        let mut c = Cache::default();
+        c.apply_node(node("n1", "4"));
+        c.apply_node(node("n2", "1"));
+        c.apply_pod(&pod("s1", Some("n1"), "1", 0, Some("2025-01-01T00:00:00Z")));
+        c.apply_pod(&pod("s2", Some("n1"), "1", 0, Some("2025-02-01T00:00:00Z")));
+        c.apply_pod(&pod("s3", Some("n2"), "1", 100, None));
+        let p = with_spec(
+            pod("s", None, "1", 10, None),
+            json!({"topologySpreadConstraints": [{"maxSkew": 1,
+                "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "DoNotSchedule",
+                "labelSelector": {"matchLabels": {"app": "s"}}}]}),
+        );
+        let Outcome::Nominate(cand) = run(&mut c, &p, &[]) else {
+            panic!("expected a candidate")
+        };
+        assert_eq!(cand.node, "n1");
+        // s1 runs longer, so it is put back first and s2 goes.
+        assert_eq!(names(&cand.victims), ["s2"]);
     }
 }
