@@ -580,6 +580,7 @@ pub async fn scale(opts: &ScaleOptions) -> Result<()> {
     tokio::time::sleep(SETTLE).await;
     let settled_rss = rss_mib(pid)?;
     let peak_rss = status_mib(pid, "VmHWM")?;
+    let agent_rss = rss_mib(agent.0.id())?;
     drop(agent);
     let rows = [
         ["scale", "rudder", "target", "", "notes"],
@@ -634,6 +635,13 @@ pub async fn scale(opts: &ScaleOptions) -> Result<()> {
             "",
             "",
             "",
+        ],
+        [
+            &format!("agent RSS ({} fake nodes), pods Running", opts.nodes),
+            &format!("{agent_rss:.0} MiB"),
+            "",
+            "",
+            "one `rudder agent --fake-nodes` process",
         ],
         [
             "kubectl get pods -A (median of 3)",
