@@ -20,14 +20,16 @@ export CARGO_TARGET_DIR
 RUDDER_BIN="$CARGO_TARGET_DIR/release/rudder"
 
 # Debian packages, by what needs them. ensure_apt installs only the missing ones.
-# To build: protoc for the gRPC/protobuf code (etcd-client); its recommended libprotobuf-dev
-# brings the well-known .proto files.
-RUDDER_BUILD_APT=(protobuf-compiler)
+# To build: protoc for the gRPC/protobuf code (etcd-client, k8s-cri); its recommended
+# libprotobuf-dev brings the well-known .proto files. libc6-dev for the static sandbox (pause)
+# program the agent crate compiles (crates/agent/build.rs).
+RUDDER_BUILD_APT=(protobuf-compiler libc6-dev)
 # To run `rudder server` on this machine (nothing yet; containerd, CNI plugins, nftables later).
 RUDDER_RUNTIME_APT=()
 # To run the test suite: a real etcd for the etcd backend's contract tests; curl for the raw
-# requests kubectl never sends (YAML and broken bodies).
-RUDDER_TEST_APT=(etcd-server etcd-client curl)
+# requests kubectl never sends (YAML and broken bodies); containerd and runc, and busybox-static
+# for the images the tests make, for the agent's CRI tests (crates/agent/tests/cri.rs).
+RUDDER_TEST_APT=(etcd-server etcd-client curl containerd runc busybox-static)
 # To run the test suite: the official Kubernetes Python client, for crates/rudder/tests/python.rs,
 # and pytest, which runs the client's own suites there
 # (pip requirement specifiers; ensure_pip installs the missing ones).

@@ -10,7 +10,10 @@
 //! authorizer allows), other nodes' objects, anything of the server's.
 
 pub mod connect;
+pub mod containerd;
+pub mod cri;
 pub mod fake;
+pub mod image;
 pub mod ipam;
 pub mod node;
 pub mod pods;

@@ -1,0 +1,194 @@
+//! The agent's own containerd and its CRI, for real: containerd started as the agent starts it,
+//! the sandbox image and a busybox image made on the spot (no registry), and a pod sandbox with
+//! one container run through the CRI to its exit, its log read from the file the runtime wrote.
+//! Needs root and containerd, runc and busybox-static (scripts/test installs them).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rudder_agent::containerd::{self, Containerd, Layout, Settings};
+use rudder_agent::cri::{api, Cri};
+use rudder_agent::image::{self, Entry, Spec, PAUSE_IMAGE};
+
+const BUSYBOX: &str = "rudder.local/test/busybox:1";
+
+/// A busybox image from the host's static busybox: `/bin/busybox` and the applets the test runs.
+fn busybox_archive() -> Vec<u8> {
+    let data = std::fs::read("/bin/busybox")
+        .expect("/bin/busybox (Debian busybox-static; scripts/test installs it)");
+    let mut entries = vec![
+        Entry::Dir { path: "bin".into() },
+        Entry::File {
+            path: "bin/busybox".into(),
+            mode: 0o755,
+            data,
+        },
+    ];
+    for applet in ["sh", "echo", "cat", "sleep"] {
+        entries.push(Entry::Symlink {
+            path: format!("bin/{applet}"),
+            target: "busybox".into(),
+        });
+    }
+    image::archive(&Spec {
+        name: BUSYBOX.into(),
+        cmd: vec!["sh".into()],
+        env: vec!["PATH=/bin".into()],
+        entries,
+        ..Spec::default()
+    })
+    .unwrap()
+}
+
+async fn import(layout: &Layout, dir: &Path, name: &str, archive: Vec<u8>) {
+    let path = dir.join(format!("{name}.tar"));
+    std::fs::write(&path, archive).unwrap();
+    containerd::import(&layout.socket(), &path).await.unwrap();
+}
+
+/// The namespaces of a pod on the node's network (the pod network is not set up here).
+fn namespaces() -> Option<api::NamespaceOption> {
+    Some(api::NamespaceOption {
+        network: api::NamespaceMode::Node as i32,
+        pid: api::NamespaceMode::Container as i32,
+        ipc: api::NamespaceMode::Pod as i32,
+        ..Default::default()
+    })
+}
+
+#[tokio::test]
+async fn containerd_runs_a_pod_from_images_made_on_the_node() {
+    let dir = tempfile::Builder::new()
+        .prefix("rudder-cri-")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let layout = Layout::new(dir.path().join("containerd"));
+    let mut ctd = Containerd::start(layout.clone(), &Settings::for_this_machine(PAUSE_IMAGE))
+        .await
+        .unwrap();
+    import(
+        &layout,
+        dir.path(),
+        "pause",
+        image::pause_archive().unwrap(),
+    )
+    .await;
+    import(&layout, dir.path(), "busybox", busybox_archive()).await;
+
+    let cri = Cri::connect(&layout.socket()).await.unwrap();
+    let v = cri.version().await.unwrap();
+    assert_eq!(v.runtime_name, "containerd");
+    assert_eq!(v.runtime_api_version, "v1");
+    assert!(cri.image(PAUSE_IMAGE).await.unwrap().is_some());
+    assert!(cri.image(BUSYBOX).await.unwrap().is_some());
+    assert!(cri.image("rudder.local/missing:1").await.unwrap().is_none());
+
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(logs.join("c")).unwrap();
+    let sandbox_config = api::PodSandboxConfig {
+        metadata: Some(api::PodSandboxMetadata {
+            name: "p".into(),
+            uid: "uid-1".into(),
+            namespace: "default".into(),
+            attempt: 0,
+        }),
+        log_directory: logs.to_string_lossy().into_owned(),
+        linux: Some(api::LinuxPodSandboxConfig {
+            security_context: Some(api::LinuxSandboxSecurityContext {
+                namespace_options: namespaces(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let mut rt = cri.runtime.clone();
+    let sandbox = rt
+        .run_pod_sandbox(api::RunPodSandboxRequest {
+            config: Some(sandbox_config.clone()),
+            runtime_handler: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .pod_sandbox_id;
+    let container = rt
+        .create_container(api::CreateContainerRequest {
+            pod_sandbox_id: sandbox.clone(),
+            config: Some(api::ContainerConfig {
+                metadata: Some(api::ContainerMetadata {
+                    name: "c".into(),
+                    attempt: 0,
+                }),
+                image: Some(api::ImageSpec {
+                    image: BUSYBOX.into(),
+                    ..Default::default()
+                }),
+                command: vec!["sh".into(), "-c".into(), "echo hello; exit 3".into()],
+                log_path: "c/0.log".into(),
+                linux: Some(api::LinuxContainerConfig {
+                    security_context: Some(api::LinuxContainerSecurityContext {
+                        namespace_options: namespaces(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            sandbox_config: Some(sandbox_config),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .container_id;
+    rt.start_container(api::StartContainerRequest {
+        container_id: container.clone(),
+    })
+    .await
+    .unwrap();
+    // A deadline against a hang, not a measurement.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        let s = rt
+            .container_status(api::ContainerStatusRequest {
+                container_id: container.clone(),
+                verbose: false,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+            .unwrap();
+        if s.state == api::ContainerState::ContainerExited as i32 {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the container did not exit: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(status.exit_code, 3, "{status:?}");
+    assert_eq!(status.reason, "Error", "{status:?}");
+    let log = std::fs::read_to_string(logs.join("c/0.log")).unwrap();
+    assert!(log.contains(" stdout F hello\n"), "{log:?}");
+
+    rt.stop_pod_sandbox(api::StopPodSandboxRequest {
+        pod_sandbox_id: sandbox.clone(),
+    })
+    .await
+    .unwrap();
+    rt.remove_pod_sandbox(api::RemovePodSandboxRequest {
+        pod_sandbox_id: sandbox,
+    })
+    .await
+    .unwrap();
+    let left = rt
+        .list_containers(api::ListContainersRequest { filter: None })
+        .await
+        .unwrap()
+        .into_inner()
+        .containers;
+    assert!(left.is_empty(), "{left:?}");
+    ctd.stop(Duration::from_secs(10)).await;
+}
