@@ -12,6 +12,7 @@
 pub mod connect;
 pub mod containerd;
 pub mod cri;
+pub mod cri_runtime;
 pub mod fake;
 pub mod image;
 pub mod ipam;

@@ -565,6 +565,10 @@ struct NodeArgs {
     /// Container runtime.
     #[arg(long, value_enum, default_value_t = RuntimeKind::Fake)]
     runtime: RuntimeKind,
+    /// The CRI socket of a running containerd for `--runtime cri` (default: the agent starts
+    /// its own containerd under <data-dir>/agent/containerd).
+    #[arg(long)]
+    container_runtime_endpoint: Option<PathBuf>,
     /// How long the node's heartbeat Lease lasts; the agent renews it every quarter of that.
     #[arg(long, default_value = "4s", value_parser = humantime::parse_duration)]
     node_lease_duration: Duration,
@@ -574,6 +578,9 @@ struct NodeArgs {
 enum RuntimeKind {
     /// Runs no containers: pods go Running at once (simulation, scale tests).
     Fake,
+    /// Runs pods as containers through containerd's CRI (only hostNetwork pods until the pod
+    /// network lands).
+    Cri,
 }
 
 #[derive(Args)]
@@ -594,7 +601,35 @@ struct AgentArgs {
     fake_nodes: usize,
 }
 
+/// The node agent's runtime when it is not the fake one, and what must be stopped with it.
+type NodeRuntime = (
+    Arc<dyn rudder_agent::runtime::Runtime>,
+    Option<rudder_agent::containerd::Containerd>,
+);
+
 impl NodeArgs {
+    /// Starts the CRI runtime for `--runtime cri` (`None` for the fake runtime, which every
+    /// node of a process makes for itself).
+    async fn runtime(&self, agent_dir: &Path) -> Result<Option<NodeRuntime>> {
+        match self.runtime {
+            RuntimeKind::Fake => {
+                if self.container_runtime_endpoint.is_some() {
+                    bail!("--container-runtime-endpoint needs --runtime cri");
+                }
+                Ok(None)
+            }
+            RuntimeKind::Cri => {
+                let (rt, child) = rudder_agent::cri_runtime::start_on_node(
+                    agent_dir,
+                    self.container_runtime_endpoint.as_deref(),
+                )
+                .await
+                .context("start the cri runtime")?;
+                Ok(Some((Arc::new(rt), child)))
+            }
+        }
+    }
+
     /// The node's configuration; `extra_labels` are what the server adds to its own node.
     fn config(
         &self,
@@ -627,11 +662,10 @@ impl NodeArgs {
         if self.node_lease_duration < Duration::from_secs(1) {
             bail!("--node-lease-duration must be at least 1s");
         }
-        let runtime_version = match self.runtime {
-            RuntimeKind::Fake => {
-                use rudder_agent::runtime::Runtime as _;
-                rudder_agent::fake::Fake::new().version()
-            }
+        // The CRI runtime's version is known once it runs (NodeArgs::runtime).
+        let runtime_version = {
+            use rudder_agent::runtime::Runtime as _;
+            rudder_agent::fake::Fake::new().version()
         };
         Ok(node::NodeConfig {
             name,
@@ -901,15 +935,35 @@ async fn server(args: ServerArgs) -> Result<()> {
             },
             "default",
         );
-        Some(tokio::spawn(rudder_agent::run_fake_nodes(
-            cfg,
-            0,
-            move |_| client.clone(),
-        )))
+        let agent_dir = data_dir.join("agent");
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&agent_dir)
+            .with_context(|| format!("create data dir {}", agent_dir.display()))?;
+        match args.node.runtime(&agent_dir).await? {
+            None => Some((
+                tokio::spawn(rudder_agent::run_fake_nodes(cfg, 0, move |_| {
+                    client.clone()
+                })),
+                None,
+            )),
+            Some((runtime, child)) => {
+                let mut cfg = cfg;
+                cfg.system.container_runtime_version = runtime.version();
+                Some((
+                    tokio::spawn(rudder_agent::run_node(client, cfg, runtime)),
+                    child,
+                ))
+            }
+        }
     };
     shutdown.await;
-    if let Some(a) = agent {
+    if let Some((a, child)) = agent {
         a.abort();
+        if let Some(mut c) = child {
+            c.stop(Duration::from_secs(10)).await;
+        }
     }
     let _ = stop_loops.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
@@ -942,6 +996,9 @@ async fn agent(args: AgentArgs) -> Result<()> {
         .mode(0o700)
         .create(&agent_dir)
         .with_context(|| format!("create data dir {}", agent_dir.display()))?;
+    if args.fake_nodes > 0 && !matches!(args.node.runtime, RuntimeKind::Fake) {
+        bail!("--fake-nodes needs the fake runtime (--runtime fake)");
+    }
     let token = connect::Token::parse(&args.token).context("--token")?;
     let ca = connect::fetch_ca(&args.server, &token).await?;
     let template = args.node.config(&agent_dir, &[])?;
@@ -970,12 +1027,27 @@ async fn agent(args: AgentArgs) -> Result<()> {
         e => anyhow::Error::new(e).context(format!("reach the server at {}", args.server)),
     })?;
     tracing::info!(server = %args.server, nodes = clients.len(), "agent ready");
-    let run = rudder_agent::run_fake_nodes(template, args.fake_nodes, move |name| {
-        clients.get(name).cloned().unwrap_or_else(|| first.clone())
-    });
+    let mut child = None;
+    let run: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> =
+        match args.node.runtime(&agent_dir).await? {
+            None => Box::pin(rudder_agent::run_fake_nodes(
+                template,
+                args.fake_nodes,
+                move |name| clients.get(name).cloned().unwrap_or_else(|| first.clone()),
+            )),
+            Some((runtime, c)) => {
+                child = c;
+                let mut cfg = template;
+                cfg.system.container_runtime_version = runtime.version();
+                Box::pin(rudder_agent::run_node(first, cfg, runtime))
+            }
+        };
     tokio::select! {
         _ = run => {}
         _ = shutdown => tracing::info!("shutting down"),
+    }
+    if let Some(mut c) = child {
+        c.stop(Duration::from_secs(10)).await;
     }
     Ok(())
 }

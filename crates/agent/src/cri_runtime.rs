@@ -1,0 +1,665 @@
+//! The `cri` runtime: pods as real containers through a CRI runtime (containerd). Sandboxes and
+//! containers carry the pod's labels, so that after an agent restart the pod workers find and
+//! adopt them; container logs are the CRI log files under the sandbox's log directory.
+//!
+//! Not yet: the pod network (a sandbox that is not on the node's network needs the CNI
+//! configuration, which comes with the networking issue), volumes, resources and probes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use k8s_openapi::jiff::Timestamp;
+
+use crate::cri::{api, Cri};
+use crate::runtime::{
+    Container, ContainerConfig, ContainerState, ContainerStats, LogOptions, Result, Runtime,
+    RuntimeError, Sandbox, SandboxConfig, SandboxState,
+};
+
+/// How often pod workers look at their containers: CRI v1 on containerd 1.6 sends no events.
+const POLL: Duration = Duration::from_secs(1);
+
+pub struct CriRuntime {
+    cri: Cri,
+    /// `containerd://1.6.20` as the Node's nodeInfo shows it.
+    version: String,
+    /// Each pod's log directory is `<logs>/<namespace>_<name>_<uid>`, as the kubelet's
+    /// `/var/log/pods`.
+    logs: PathBuf,
+    /// Whether sandboxes may have a network of their own (a CNI configuration exists).
+    pod_network: bool,
+}
+
+fn failed(what: &str) -> impl FnOnce(crate::cri::Error) -> RuntimeError + '_ {
+    move |e| match e {
+        crate::cri::Error::Call(s) if s.code() == tonic::Code::NotFound => {
+            RuntimeError::NotFound(format!("{what}: {}", s.message()))
+        }
+        crate::cri::Error::Call(s) => RuntimeError::Failed(format!("{what}: {}", s.message())),
+        e => RuntimeError::Failed(format!("{what}: {e}")),
+    }
+}
+
+fn status(what: &str) -> impl FnOnce(tonic::Status) -> RuntimeError + '_ {
+    move |s| failed(what)(crate::cri::Error::Call(s))
+}
+
+fn timestamp(nanos: i64) -> Option<Timestamp> {
+    (nanos > 0)
+        .then(|| Timestamp::from_nanosecond(i128::from(nanos)).ok())
+        .flatten()
+}
+
+fn labels(l: &HashMap<String, String>) -> BTreeMap<String, String> {
+    l.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+/// The node's CRI runtime as the agent starts it: its own containerd under
+/// `<agent_dir>/containerd` unless `endpoint` names a running one, the sandbox image imported,
+/// then every `<agent_dir>/images/*.tar` (airgap images), and pod logs under
+/// `<agent_dir>/pods`. The containerd child, if any, is returned to be stopped with the agent.
+pub async fn start_on_node(
+    agent_dir: &std::path::Path,
+    endpoint: Option<&std::path::Path>,
+) -> anyhow::Result<(CriRuntime, Option<crate::containerd::Containerd>)> {
+    use anyhow::Context;
+
+    use crate::containerd::{self, Containerd, Layout, Settings};
+    use crate::image;
+
+    let layout = Layout::new(agent_dir.join("containerd"));
+    let (socket, child) = match endpoint {
+        Some(e) => (e.to_path_buf(), None),
+        None => {
+            let c = Containerd::start(
+                layout.clone(),
+                &Settings::for_this_machine(image::PAUSE_IMAGE),
+            )
+            .await?;
+            tracing::info!(pid = ?c.pid(), socket = %layout.socket().display(), "containerd started");
+            (layout.socket(), Some(c))
+        }
+    };
+    let pause = agent_dir.join("pause.tar");
+    std::fs::write(&pause, image::pause_archive()?)
+        .with_context(|| format!("writing {}", pause.display()))?;
+    containerd::import(&socket, &pause).await?;
+    let images = agent_dir.join("images");
+    if let Ok(dir) = std::fs::read_dir(&images) {
+        let mut tars: Vec<PathBuf> = dir
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "tar"))
+            .collect();
+        tars.sort();
+        for t in tars {
+            containerd::import(&socket, &t).await?;
+            tracing::info!(archive = %t.display(), "image imported");
+        }
+    }
+    let cri = Cri::connect(&socket).await?;
+    let runtime = CriRuntime::new(cri, agent_dir.join("pods"), false).await?;
+    Ok((runtime, child))
+}
+
+impl CriRuntime {
+    /// A runtime over `cri`; `logs` is where pod log directories go.
+    pub async fn new(cri: Cri, logs: PathBuf, pod_network: bool) -> Result<CriRuntime> {
+        let v = cri
+            .version()
+            .await
+            .map_err(failed("the runtime's version"))?;
+        Ok(CriRuntime {
+            cri,
+            version: format!("{}://{}", v.runtime_name, v.runtime_version),
+            logs,
+            pod_network,
+        })
+    }
+
+    fn namespaces(host_network: bool) -> Option<api::NamespaceOption> {
+        Some(api::NamespaceOption {
+            network: if host_network {
+                api::NamespaceMode::Node
+            } else {
+                api::NamespaceMode::Pod
+            } as i32,
+            // A v1 pod does not share its process namespace unless it asks to.
+            pid: api::NamespaceMode::Container as i32,
+            ipc: api::NamespaceMode::Pod as i32,
+            ..Default::default()
+        })
+    }
+
+    fn sandbox_config(&self, c: &SandboxConfig) -> api::PodSandboxConfig {
+        api::PodSandboxConfig {
+            metadata: Some(api::PodSandboxMetadata {
+                name: c.name.clone(),
+                uid: c.pod_uid.clone(),
+                namespace: c.namespace.clone(),
+                attempt: 0,
+            }),
+            hostname: if c.host_network {
+                String::new()
+            } else {
+                c.hostname.clone()
+            },
+            log_directory: self
+                .logs
+                .join(format!("{}_{}_{}", c.namespace, c.name, c.pod_uid))
+                .to_string_lossy()
+                .into_owned(),
+            labels: c
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            linux: Some(api::LinuxPodSandboxConfig {
+                security_context: Some(api::LinuxSandboxSecurityContext {
+                    namespace_options: Self::namespaces(c.host_network),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    async fn sandbox_status(&self, id: &str) -> Result<api::PodSandboxStatus> {
+        self.cri
+            .runtime
+            .clone()
+            .pod_sandbox_status(api::PodSandboxStatusRequest {
+                pod_sandbox_id: id.into(),
+                verbose: false,
+            })
+            .await
+            .map_err(status("sandbox status"))?
+            .into_inner()
+            .status
+            .ok_or_else(|| RuntimeError::NotFound(format!("sandbox {id}")))
+    }
+
+    fn sandbox_of(s: &api::PodSandboxStatus) -> Sandbox {
+        Sandbox {
+            id: s.id.clone(),
+            state: if s.state == api::PodSandboxState::SandboxReady as i32 {
+                SandboxState::Ready
+            } else {
+                SandboxState::NotReady
+            },
+            ip: s.network.as_ref().and_then(|n| n.ip.parse::<IpAddr>().ok()),
+            created_at: timestamp(s.created_at).unwrap_or_else(Timestamp::now),
+            labels: labels(&s.labels),
+        }
+    }
+
+    async fn container_status(&self, id: &str) -> Result<api::ContainerStatus> {
+        self.cri
+            .runtime
+            .clone()
+            .container_status(api::ContainerStatusRequest {
+                container_id: id.into(),
+                verbose: false,
+            })
+            .await
+            .map_err(status("container status"))?
+            .into_inner()
+            .status
+            .ok_or_else(|| RuntimeError::NotFound(format!("container {id}")))
+    }
+
+    /// The sandbox's configuration as the runtime holds it, rebuilt from its status (CRI wants
+    /// it again for every container it creates in the sandbox).
+    async fn config_of_sandbox(&self, id: &str) -> Result<api::PodSandboxConfig> {
+        let s = self.sandbox_status(id).await?;
+        let m = s.metadata.clone().unwrap_or_default();
+        let host_network = s
+            .linux
+            .as_ref()
+            .and_then(|l| l.namespaces.as_ref())
+            .and_then(|n| n.options.as_ref())
+            .is_some_and(|o| o.network == api::NamespaceMode::Node as i32);
+        Ok(self.sandbox_config(&SandboxConfig {
+            pod_uid: m.uid,
+            namespace: m.namespace,
+            name: m.name,
+            hostname: String::new(),
+            host_network,
+            ip: None,
+            labels: labels(&s.labels),
+        }))
+    }
+}
+
+/// The parts of a CRI log line (`TIMESTAMP STREAM TAG CONTENT`): the timestamp and the content,
+/// and whether the content ends a line (tag `F`) or continues in the next (`P`).
+fn parse_log_line(line: &str) -> Option<(&str, bool, &str)> {
+    let (ts, rest) = line.split_once(' ')?;
+    let (_stream, rest) = rest.split_once(' ')?;
+    let (tag, content) = rest.split_once(' ').unwrap_or((rest, ""));
+    Some((ts, !tag.starts_with('P'), content))
+}
+
+/// A container's output from its CRI log file, as `kubectl logs` shows it: whole lines, each
+/// prefixed with its timestamp when asked, the last `tail_lines` of them, at most `limit_bytes`.
+pub fn read_cri_log(text: &str, options: &LogOptions) -> Vec<u8> {
+    let mut lines: Vec<String> = Vec::new();
+    let mut partial = String::new();
+    for raw in text.lines() {
+        let Some((ts, full, content)) = parse_log_line(raw) else {
+            continue;
+        };
+        if partial.is_empty() && options.timestamps {
+            partial.push_str(ts);
+            partial.push(' ');
+        }
+        partial.push_str(content);
+        if full {
+            lines.push(std::mem::take(&mut partial));
+        }
+    }
+    if !partial.is_empty() {
+        lines.push(partial);
+    }
+    if let Some(n) = options.tail_lines {
+        lines.drain(..lines.len().saturating_sub(n));
+    }
+    let mut out = Vec::new();
+    for l in lines {
+        out.extend_from_slice(l.as_bytes());
+        out.push(b'\n');
+    }
+    if let Some(n) = options.limit_bytes {
+        out.truncate(n);
+    }
+    out
+}
+
+#[async_trait]
+impl Runtime for CriRuntime {
+    fn version(&self) -> String {
+        self.version.clone()
+    }
+
+    fn id_scheme(&self) -> &'static str {
+        "containerd"
+    }
+
+    fn poll_period(&self) -> Option<Duration> {
+        Some(POLL)
+    }
+
+    async fn pull_image(&self, image: &str) -> Result<String> {
+        let fail = |message: String| RuntimeError::Image {
+            image: image.to_string(),
+            message,
+        };
+        if image.trim().is_empty() || image.chars().any(char::is_whitespace) {
+            return Err(fail("invalid reference format".into()));
+        }
+        if let Some(found) = self
+            .cri
+            .image(image)
+            .await
+            .map_err(|e| fail(e.to_string()))?
+        {
+            return Ok(found.id);
+        }
+        let pulled = self
+            .cri
+            .images
+            .clone()
+            .pull_image(api::PullImageRequest {
+                image: Some(api::ImageSpec {
+                    image: image.into(),
+                    ..Default::default()
+                }),
+                auth: None,
+                sandbox_config: None,
+            })
+            .await
+            .map_err(|s| fail(s.message().to_string()))?;
+        Ok(pulled.into_inner().image_ref)
+    }
+
+    async fn run_sandbox(&self, config: &SandboxConfig) -> Result<Sandbox> {
+        if !config.host_network && !self.pod_network {
+            return Err(RuntimeError::Unsupported(
+                "no pod network is configured on this node yet: only pods with \
+                 hostNetwork: true run on the cri runtime"
+                    .into(),
+            ));
+        }
+        let c = self.sandbox_config(config);
+        std::fs::create_dir_all(&c.log_directory)
+            .map_err(|e| RuntimeError::Failed(format!("{}: {e}", c.log_directory)))?;
+        let id = self
+            .cri
+            .runtime
+            .clone()
+            .run_pod_sandbox(api::RunPodSandboxRequest {
+                config: Some(c),
+                runtime_handler: String::new(),
+            })
+            .await
+            .map_err(status("running the pod sandbox"))?
+            .into_inner()
+            .pod_sandbox_id;
+        Ok(Self::sandbox_of(&self.sandbox_status(&id).await?))
+    }
+
+    async fn stop_sandbox(&self, id: &str) -> Result<()> {
+        self.cri
+            .runtime
+            .clone()
+            .stop_pod_sandbox(api::StopPodSandboxRequest {
+                pod_sandbox_id: id.into(),
+            })
+            .await
+            .map_err(status("stopping the pod sandbox"))?;
+        Ok(())
+    }
+
+    async fn remove_sandbox(&self, id: &str) -> Result<()> {
+        let s = self.sandbox_status(id).await.ok();
+        self.cri
+            .runtime
+            .clone()
+            .remove_pod_sandbox(api::RemovePodSandboxRequest {
+                pod_sandbox_id: id.into(),
+            })
+            .await
+            .map_err(status("removing the pod sandbox"))?;
+        // Its logs go with it, as the kubelet removes a deleted pod's log directory.
+        if let Some(m) = s.and_then(|s| s.metadata) {
+            let dir = self
+                .logs
+                .join(format!("{}_{}_{}", m.namespace, m.name, m.uid));
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        Ok(())
+    }
+
+    async fn list_sandboxes(&self) -> Result<Vec<Sandbox>> {
+        let items = self
+            .cri
+            .runtime
+            .clone()
+            .list_pod_sandbox(api::ListPodSandboxRequest { filter: None })
+            .await
+            .map_err(status("listing pod sandboxes"))?
+            .into_inner()
+            .items;
+        let mut out = Vec::with_capacity(items.len());
+        for s in items {
+            // The address is only in the status.
+            let ip = match self.sandbox_status(&s.id).await {
+                Ok(st) => Self::sandbox_of(&st).ip,
+                Err(_) => None,
+            };
+            out.push(Sandbox {
+                id: s.id,
+                state: if s.state == api::PodSandboxState::SandboxReady as i32 {
+                    SandboxState::Ready
+                } else {
+                    SandboxState::NotReady
+                },
+                ip,
+                created_at: timestamp(s.created_at).unwrap_or_else(Timestamp::now),
+                labels: labels(&s.labels),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn create_container(&self, sandbox_id: &str, config: &ContainerConfig) -> Result<String> {
+        let sandbox_config = self.config_of_sandbox(sandbox_id).await?;
+        let host_network = sandbox_config
+            .linux
+            .as_ref()
+            .and_then(|l| l.security_context.as_ref())
+            .and_then(|s| s.namespace_options.as_ref())
+            .is_some_and(|o| o.network == api::NamespaceMode::Node as i32);
+        // CRI keeps (name, attempt) unique in a sandbox: the attempt counts earlier instances.
+        let attempt = self
+            .list_containers(sandbox_id)
+            .await?
+            .iter()
+            .filter(|c| c.name == config.name)
+            .count() as u32;
+        let c = api::ContainerConfig {
+            metadata: Some(api::ContainerMetadata {
+                name: config.name.clone(),
+                attempt,
+            }),
+            image: Some(api::ImageSpec {
+                image: config.image.clone(),
+                ..Default::default()
+            }),
+            command: config.command.clone(),
+            args: config.args.clone(),
+            working_dir: config.working_dir.clone().unwrap_or_default(),
+            envs: config
+                .env
+                .iter()
+                .map(|(k, v)| api::KeyValue {
+                    key: k.clone(),
+                    value: v.clone(),
+                })
+                .collect(),
+            labels: config
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            log_path: format!("{}/{attempt}.log", config.name),
+            stdin: config.stdin,
+            tty: config.tty,
+            linux: Some(api::LinuxContainerConfig {
+                security_context: Some(api::LinuxContainerSecurityContext {
+                    namespace_options: Self::namespaces(host_network),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let dir = PathBuf::from(&sandbox_config.log_directory).join(&config.name);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| RuntimeError::Failed(format!("{}: {e}", dir.display())))?;
+        Ok(self
+            .cri
+            .runtime
+            .clone()
+            .create_container(api::CreateContainerRequest {
+                pod_sandbox_id: sandbox_id.into(),
+                config: Some(c),
+                sandbox_config: Some(sandbox_config),
+            })
+            .await
+            .map_err(status("creating the container"))?
+            .into_inner()
+            .container_id)
+    }
+
+    async fn start_container(&self, id: &str) -> Result<()> {
+        self.cri
+            .runtime
+            .clone()
+            .start_container(api::StartContainerRequest {
+                container_id: id.into(),
+            })
+            .await
+            .map_err(status("starting the container"))?;
+        Ok(())
+    }
+
+    async fn stop_container(&self, id: &str, grace: Duration) -> Result<()> {
+        self.cri
+            .runtime
+            .clone()
+            .stop_container(api::StopContainerRequest {
+                container_id: id.into(),
+                timeout: i64::try_from(grace.as_secs()).unwrap_or(i64::MAX),
+            })
+            .await
+            .map_err(status("stopping the container"))?;
+        Ok(())
+    }
+
+    async fn remove_container(&self, id: &str) -> Result<()> {
+        self.cri
+            .runtime
+            .clone()
+            .remove_container(api::RemoveContainerRequest {
+                container_id: id.into(),
+            })
+            .await
+            .map_err(status("removing the container"))?;
+        Ok(())
+    }
+
+    async fn list_containers(&self, sandbox_id: &str) -> Result<Vec<Container>> {
+        let listed = self
+            .cri
+            .runtime
+            .clone()
+            .list_containers(api::ListContainersRequest {
+                filter: Some(api::ContainerFilter {
+                    pod_sandbox_id: sandbox_id.into(),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .map_err(status("listing containers"))?
+            .into_inner()
+            .containers;
+        let mut out = Vec::with_capacity(listed.len());
+        for c in listed {
+            // Exit codes and times are only in the status.
+            let s = match self.container_status(&c.id).await {
+                Ok(s) => s,
+                Err(RuntimeError::NotFound(_)) => continue,
+                Err(e) => return Err(e),
+            };
+            let state = match api::ContainerState::try_from(s.state) {
+                Ok(api::ContainerState::ContainerRunning) => ContainerState::Running {
+                    started_at: timestamp(s.started_at).unwrap_or_else(Timestamp::now),
+                },
+                Ok(api::ContainerState::ContainerExited) => ContainerState::Exited {
+                    started_at: timestamp(s.started_at),
+                    finished_at: timestamp(s.finished_at).unwrap_or_else(Timestamp::now),
+                    exit_code: s.exit_code,
+                    reason: (!s.reason.is_empty()).then(|| s.reason.clone()),
+                    message: (!s.message.is_empty()).then(|| s.message.clone()),
+                },
+                _ => ContainerState::Created,
+            };
+            out.push(Container {
+                id: c.id,
+                sandbox_id: c.pod_sandbox_id,
+                name: c.metadata.map(|m| m.name).unwrap_or_default(),
+                image: s.image.map(|i| i.image).unwrap_or_default(),
+                image_ref: s.image_ref,
+                state,
+                labels: labels(&c.labels),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn logs(&self, container_id: &str, options: &LogOptions) -> Result<Vec<u8>> {
+        let s = self.container_status(container_id).await?;
+        let text = std::fs::read(&s.log_path)
+            .map_err(|e| RuntimeError::Failed(format!("{}: {e}", s.log_path)))?;
+        Ok(read_cri_log(&String::from_utf8_lossy(&text), options))
+    }
+
+    async fn exec_sync(
+        &self,
+        container_id: &str,
+        command: &[String],
+        timeout: Duration,
+    ) -> Result<(i32, Vec<u8>)> {
+        let r = self
+            .cri
+            .runtime
+            .clone()
+            .exec_sync(api::ExecSyncRequest {
+                container_id: container_id.into(),
+                cmd: command.to_vec(),
+                timeout: i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX),
+            })
+            .await
+            .map_err(status("exec"))?
+            .into_inner();
+        let mut out = r.stdout;
+        out.extend_from_slice(&r.stderr);
+        Ok((r.exit_code, out))
+    }
+
+    async fn stats(&self, container_id: &str) -> Result<ContainerStats> {
+        let s = self
+            .cri
+            .runtime
+            .clone()
+            .container_stats(api::ContainerStatsRequest {
+                container_id: container_id.into(),
+            })
+            .await
+            .map_err(status("container stats"))?
+            .into_inner()
+            .stats
+            .unwrap_or_default();
+        let cpu = s.cpu.unwrap_or_default();
+        Ok(ContainerStats {
+            timestamp: timestamp(cpu.timestamp),
+            cpu_usage_nano_cores: cpu.usage_nano_cores.map(|v| v.value).unwrap_or(0),
+            memory_working_set_bytes: s
+                .memory
+                .and_then(|m| m.working_set_bytes)
+                .map(|v| v.value)
+                .unwrap_or(0),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cri_logs_read_as_kubectl_shows_them() {
+        let text = "2026-12-05T10:00:00.1Z stdout F one\n\
+                    2026-12-05T10:00:01.1Z stderr P tw\n\
+                    2026-12-05T10:00:01.2Z stderr F o\n\
+                    2026-12-05T10:00:02.1Z stdout F \n\
+                    garbage\n\
+                    2026-12-05T10:00:03.1Z stdout F three\n";
+        let all = read_cri_log(text, &LogOptions::default());
+        assert_eq!(String::from_utf8(all).unwrap(), "one\ntwo\n\nthree\n");
+        let tail = read_cri_log(
+            text,
+            &LogOptions {
+                tail_lines: Some(2),
+                timestamps: true,
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            String::from_utf8(tail).unwrap(),
+            "2026-12-05T10:00:02.1Z \n2026-12-05T10:00:03.1Z three\n"
+        );
+        let limited = read_cri_log(
+            text,
+            &LogOptions {
+                limit_bytes: Some(5),
+                ..Default::default()
+            },
+        );
+        assert_eq!(limited, b"one\ntw");
+    }
+}

@@ -1,0 +1,208 @@
+//! Pods as real containers: `rudder agent --runtime cri` starts its own containerd, imports the
+//! sandbox image it makes and the images in `<data-dir>/agent/images`, and runs the pods the
+//! scheduler binds to it; kubectl sees them Running, and a container's exit code and reason.
+//! Deleting the pods removes their containers and sandboxes from containerd. Needs root and
+//! containerd, runc and busybox-static (scripts/test installs them).
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rudder_agent::cri::{api, Cri};
+use rudder_agent::image::{self, Entry, Spec};
+use rudder_testkit::RudderServer;
+use serde_json::{json, Value};
+
+const BUSYBOX: &str = "rudder.local/test/busybox:1";
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_rudder"))
+}
+
+/// A busybox image from the host's static busybox.
+fn busybox_archive() -> Vec<u8> {
+    let data = std::fs::read("/bin/busybox")
+        .expect("/bin/busybox (Debian busybox-static; scripts/test installs it)");
+    let mut entries = vec![
+        Entry::Dir { path: "bin".into() },
+        Entry::File {
+            path: "bin/busybox".into(),
+            mode: 0o755,
+            data,
+        },
+    ];
+    for applet in ["sh", "echo", "sleep"] {
+        entries.push(Entry::Symlink {
+            path: format!("bin/{applet}"),
+            target: "busybox".into(),
+        });
+    }
+    image::archive(&Spec {
+        name: BUSYBOX.into(),
+        cmd: vec!["sh".into()],
+        env: vec!["PATH=/bin".into()],
+        entries,
+        ..Spec::default()
+    })
+    .unwrap()
+}
+
+/// The agent process; stopped with SIGTERM (so that it stops its containerd) on drop.
+struct Agent(Child);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Ok(pid) = i32::try_from(self.0.id()) {
+            // SAFETY: kill(2) on our own child, not yet reaped.
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn pod(name: &str, command: &str, restart: &str) -> String {
+    json!({"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": name, "namespace": "default"},
+           "spec": {"hostNetwork": true, "restartPolicy": restart,
+                    "terminationGracePeriodSeconds": 1,
+                    "containers": [{"name": "main", "image": BUSYBOX,
+                                    "command": ["sh", "-c", command]}]}})
+    .to_string()
+}
+
+fn get(s: &RudderServer, what: &str) -> Value {
+    serde_json::from_str(&s.kubectl(&["get", what, "-o", "json"]).ok()).unwrap()
+}
+
+/// Polls until `check` holds; the deadline only bounds a broken run.
+fn eventually(what: &str, agent_log: &Path, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !check() {
+        assert!(
+            Instant::now() < deadline,
+            "never happened: {what}; the agent's log:\n{}",
+            std::fs::read_to_string(agent_log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn pods_run_as_containers_through_the_agents_own_containerd() {
+    let s = RudderServer::start(bin(), &["--disable-agent"]).unwrap();
+    let token = s.node_token().unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("rudder-cri-agent-")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let images = dir.path().join("agent/images");
+    std::fs::create_dir_all(&images).unwrap();
+    std::fs::write(images.join("busybox.tar"), busybox_archive()).unwrap();
+    let log = dir.path().join("agent.log");
+    let out = std::fs::File::create(&log).unwrap();
+    let _agent = Agent(
+        Command::new(bin())
+            .args(["agent", "--server", &s.url, "--token", token.trim()])
+            .args(["--node-name", "cri-node", "--node-ip", "127.0.0.1"])
+            .args(["--runtime", "cri"])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .env_remove("RUDDER_TOKEN")
+            .env_remove("RUDDER_URL")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap(),
+    );
+    eventually("node Ready", &log, || {
+        s.kubectl(&["get", "node", "cri-node", "-o", "json"])
+            .stdout()
+            .contains("\"KubeletReady\"")
+    });
+    let node = get(&s, "node/cri-node");
+    let version = node["status"]["nodeInfo"]["containerRuntimeVersion"]
+        .as_str()
+        .unwrap();
+    assert!(version.starts_with("containerd://"), "{version}");
+
+    s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &pod("sleeper", "echo started; sleep 3600", "Always"),
+    )
+    .ok();
+    s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &pod("quitter", "echo bye; exit 3", "Never"),
+    )
+    .ok();
+    eventually("sleeper Running", &log, || {
+        get(&s, "pod/sleeper")["status"]["containerStatuses"][0]["state"]["running"].is_object()
+    });
+    let sleeper = get(&s, "pod/sleeper");
+    let st = &sleeper["status"]["containerStatuses"][0];
+    assert!(
+        st["containerID"]
+            .as_str()
+            .unwrap()
+            .starts_with("containerd://"),
+        "{st}"
+    );
+    assert_eq!(st["ready"], json!(true), "{st}");
+    assert_eq!(sleeper["spec"]["nodeName"], json!("cri-node"));
+    eventually("quitter Failed", &log, || {
+        get(&s, "pod/quitter")["status"]["phase"] == "Failed"
+    });
+    let quitter = get(&s, "pod/quitter");
+    let term = &quitter["status"]["containerStatuses"][0]["state"]["terminated"];
+    assert_eq!(term["exitCode"], json!(3), "{quitter}");
+    assert_eq!(term["reason"], json!("Error"), "{quitter}");
+
+    // containerd holds both pods' sandboxes and containers, labelled with their pods.
+    let socket = dir.path().join("agent/containerd/containerd.sock");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let cri = rt.block_on(Cri::connect(&socket)).unwrap();
+    let containers = || {
+        rt.block_on(
+            cri.runtime
+                .clone()
+                .list_containers(api::ListContainersRequest { filter: None }),
+        )
+        .unwrap()
+        .into_inner()
+        .containers
+    };
+    let names: Vec<String> = containers()
+        .iter()
+        .map(|c| c.labels["io.kubernetes.pod.name"].clone())
+        .collect();
+    assert!(names.contains(&"sleeper".to_string()), "{names:?}");
+    assert!(names.contains(&"quitter".to_string()), "{names:?}");
+
+    s.kubectl(&["delete", "pod", "sleeper", "quitter", "--timeout=60s"])
+        .ok();
+    eventually("containers removed", &log, || containers().is_empty());
+    let sandboxes = rt
+        .block_on(
+            cri.runtime
+                .clone()
+                .list_pod_sandbox(api::ListPodSandboxRequest { filter: None }),
+        )
+        .unwrap()
+        .into_inner()
+        .items;
+    assert!(sandboxes.is_empty(), "{sandboxes:?}");
+}
