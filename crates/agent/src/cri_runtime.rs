@@ -660,6 +660,6 @@ mod tests {
                 ..Default::default()
             },
         );
-        assert_eq!(limited, b"one\ntw");
+        assert_eq!(limited, b"one\nt");
     }
 }

@@ -136,6 +136,13 @@ fn pods_run_as_containers_through_the_agents_own_containerd() {
         .unwrap();
     assert!(version.starts_with("containerd://"), "{version}");
 
+    // Pods are admitted once their namespace's default ServiceAccount exists (its controller
+    // makes it just after start, as upstream's does).
+    eventually("the default service account", &log, || {
+        s.kubectl(&["get", "serviceaccount", "default", "-o", "name"])
+            .stdout()
+            .contains("serviceaccount/default")
+    });
     s.kubectl_stdin(
         &["apply", "-f", "-"],
         &pod("sleeper", "echo started; sleep 3600", "Always"),
