@@ -201,15 +201,18 @@ fn pods_run_as_containers_through_the_agents_own_containerd() {
 
     s.kubectl(&["delete", "pod", "sleeper", "quitter", "--timeout=60s"])
         .ok();
-    eventually("containers removed", &log, || containers().is_empty());
-    let sandboxes = rt
-        .block_on(
+    let sandboxes = || {
+        rt.block_on(
             cri.runtime
                 .clone()
                 .list_pod_sandbox(api::ListPodSandboxRequest { filter: None }),
         )
         .unwrap()
         .into_inner()
-        .items;
-    assert!(sandboxes.is_empty(), "{sandboxes:?}");
+        .items
+    };
+    // The agent removes the containers, then the sandbox: both go, one after the other.
+    eventually("containers and sandboxes removed", &log, || {
+        containers().is_empty() && sandboxes().is_empty()
+    });
 }
