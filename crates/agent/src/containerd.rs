@@ -194,8 +194,19 @@ pub struct Containerd {
 
 impl Containerd {
     /// Writes the configuration and starts containerd; returns once its socket accepts
-    /// connections.
+    /// connections. A containerd still serving the socket (left running by an agent that was
+    /// killed) is used as it is, so that its containers are adopted, not started twice.
     pub async fn start(layout: Layout, settings: &Settings) -> Result<Containerd, Error> {
+        if tokio::net::UnixStream::connect(layout.socket())
+            .await
+            .is_ok()
+        {
+            tracing::info!(socket = %layout.socket().display(), "containerd already running; using it");
+            return Ok(Containerd {
+                layout,
+                child: None,
+            });
+        }
         let bin = on_path("containerd").ok_or(Error::NotInstalled)?;
         for dir in [
             layout.dir.clone(),
@@ -223,6 +234,9 @@ impl Containerd {
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log2))
+            // Its own process group: a Ctrl-C meant for the agent does not reach it, and the
+            // agent stops it after its pods' workers.
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .map_err(io("starting", &bin))?;
@@ -264,7 +278,8 @@ impl Containerd {
         &self.layout
     }
 
-    /// The process id, while it runs.
+    /// The process id of the child, while it runs (`None` for a containerd that was found
+    /// running).
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().and_then(Child::id)
     }

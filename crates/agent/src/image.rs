@@ -216,6 +216,33 @@ pub fn pause_archive() -> Result<Vec<u8>, Error> {
     })
 }
 
+/// A busybox image: a static `busybox` as `/bin/busybox`, each applet a link to it, `PATH=/bin`
+/// and `sh` as its command (what tests and airgapped nodes run; Debian's busybox-static has
+/// the binary at `/bin/busybox`).
+pub fn busybox_archive(name: &str, busybox: Vec<u8>, applets: &[&str]) -> Result<Vec<u8>, Error> {
+    let mut entries = vec![
+        Entry::Dir { path: "bin".into() },
+        Entry::File {
+            path: "bin/busybox".into(),
+            mode: 0o755,
+            data: busybox,
+        },
+    ];
+    for applet in applets {
+        entries.push(Entry::Symlink {
+            path: format!("bin/{applet}"),
+            target: "busybox".into(),
+        });
+    }
+    archive(&Spec {
+        name: name.into(),
+        cmd: vec!["sh".into()],
+        env: vec!["PATH=/bin".into()],
+        entries,
+        ..Spec::default()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

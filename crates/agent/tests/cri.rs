@@ -8,36 +8,15 @@ use std::time::{Duration, Instant};
 
 use rudder_agent::containerd::{self, Containerd, Layout, Settings};
 use rudder_agent::cri::{api, Cri};
-use rudder_agent::image::{self, Entry, Spec, PAUSE_IMAGE};
+use rudder_agent::image::{self, PAUSE_IMAGE};
 
 const BUSYBOX: &str = "rudder.local/test/busybox:1";
 
-/// A busybox image from the host's static busybox: `/bin/busybox` and the applets the test runs.
+/// A busybox image from the host's static busybox.
 fn busybox_archive() -> Vec<u8> {
     let data = std::fs::read("/bin/busybox")
         .expect("/bin/busybox (Debian busybox-static; scripts/test installs it)");
-    let mut entries = vec![
-        Entry::Dir { path: "bin".into() },
-        Entry::File {
-            path: "bin/busybox".into(),
-            mode: 0o755,
-            data,
-        },
-    ];
-    for applet in ["sh", "echo", "cat", "sleep"] {
-        entries.push(Entry::Symlink {
-            path: format!("bin/{applet}"),
-            target: "busybox".into(),
-        });
-    }
-    image::archive(&Spec {
-        name: BUSYBOX.into(),
-        cmd: vec!["sh".into()],
-        env: vec!["PATH=/bin".into()],
-        entries,
-        ..Spec::default()
-    })
-    .unwrap()
+    image::busybox_archive(BUSYBOX, data, &["sh", "echo", "cat", "sleep"]).unwrap()
 }
 
 async fn import(layout: &Layout, dir: &Path, name: &str, archive: Vec<u8>) {
@@ -66,6 +45,13 @@ async fn containerd_runs_a_pod_from_images_made_on_the_node() {
     let mut ctd = Containerd::start(layout.clone(), &Settings::for_this_machine(PAUSE_IMAGE))
         .await
         .unwrap();
+    assert!(ctd.pid().is_some());
+    // An agent started again while its containerd still runs uses that containerd.
+    let again = Containerd::start(layout.clone(), &Settings::for_this_machine(PAUSE_IMAGE))
+        .await
+        .unwrap();
+    assert!(again.pid().is_none(), "the running containerd is used");
+    drop(again);
     import(
         &layout,
         dir.path(),

@@ -783,11 +783,7 @@ async fn server(args: ServerArgs) -> Result<()> {
     let data_dir = args.datastore.data_dir();
     let server_dir = data_dir.join("server");
     // Private: it holds the store (Secrets), the cluster's keys and the node token.
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&server_dir)
-        .with_context(|| format!("create data dir {}", server_dir.display()))?;
+    create_private_dir(&server_dir)?;
     tighten_dir(&server_dir)?;
     let (store, embedded) = open_server_store(&args, &server_dir).await?;
     let revision = store.current_revision().await?;
@@ -936,11 +932,7 @@ async fn server(args: ServerArgs) -> Result<()> {
             "default",
         );
         let agent_dir = data_dir.join("agent");
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&agent_dir)
-            .with_context(|| format!("create data dir {}", agent_dir.display()))?;
+        create_private_dir(&agent_dir)?;
         match args.node.runtime(&agent_dir).await? {
             None => Some((
                 tokio::spawn(rudder_agent::run_fake_nodes(cfg, 0, move |_| {
@@ -991,11 +983,7 @@ async fn agent(args: AgentArgs) -> Result<()> {
     let shutdown = shutdown_signal()?;
     let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
     let agent_dir = data_dir.join("agent");
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&agent_dir)
-        .with_context(|| format!("create data dir {}", agent_dir.display()))?;
+    create_private_dir(&agent_dir)?;
     if args.fake_nodes > 0 && !matches!(args.node.runtime, RuntimeKind::Fake) {
         bail!("--fake-nodes needs the fake runtime (--runtime fake)");
     }
@@ -1050,6 +1038,15 @@ async fn agent(args: AgentArgs) -> Result<()> {
         c.stop(Duration::from_secs(10)).await;
     }
     Ok(())
+}
+
+/// Creates a data directory (and its parents) that only its owner may open.
+fn create_private_dir(dir: &Path) -> Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("create data dir {}", dir.display()))
 }
 
 /// Takes group and other access away from a directory of the server's.

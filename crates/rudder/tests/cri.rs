@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rudder_agent::cri::{api, Cri};
-use rudder_agent::image::{self, Entry, Spec};
+use rudder_agent::image;
 use rudder_testkit::RudderServer;
 use serde_json::{json, Value};
 
@@ -23,28 +23,7 @@ fn bin() -> &'static Path {
 fn busybox_archive() -> Vec<u8> {
     let data = std::fs::read("/bin/busybox")
         .expect("/bin/busybox (Debian busybox-static; scripts/test installs it)");
-    let mut entries = vec![
-        Entry::Dir { path: "bin".into() },
-        Entry::File {
-            path: "bin/busybox".into(),
-            mode: 0o755,
-            data,
-        },
-    ];
-    for applet in ["sh", "echo", "sleep"] {
-        entries.push(Entry::Symlink {
-            path: format!("bin/{applet}"),
-            target: "busybox".into(),
-        });
-    }
-    image::archive(&Spec {
-        name: BUSYBOX.into(),
-        cmd: vec!["sh".into()],
-        env: vec!["PATH=/bin".into()],
-        entries,
-        ..Spec::default()
-    })
-    .unwrap()
+    image::busybox_archive(BUSYBOX, data, &["sh", "echo", "sleep"]).unwrap()
 }
 
 /// The agent process; stopped with SIGTERM (so that it stops its containerd) on drop.
