@@ -2,12 +2,15 @@
 //! containers carry the pod's labels, so that after an agent restart the pod workers find and
 //! adopt them; container logs are the CRI log files under the sandbox's log directory.
 //!
-//! Not yet: the pod network (a sandbox that is not on the node's network needs the CNI
-//! configuration, which comes with the networking issue), volumes, resources and probes.
+//! The pod network: once the node has its podCIDR, the agent writes the CNI configuration of
+//! its own containerd (a `rudder0` bridge, host-local addresses from the podCIDR); until then a
+//! pod that is not on the node's network waits. Routes between nodes, masquerading and host
+//! ports come with the networking issue; volumes, resources and probes are not there yet.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -30,7 +33,51 @@ pub struct CriRuntime {
     /// `/var/log/pods`.
     logs: PathBuf,
     /// Whether sandboxes may have a network of their own (a CNI configuration exists).
-    pod_network: bool,
+    pod_network: AtomicBool,
+    /// Where the agent writes the CNI configuration of its own containerd; `None` for a
+    /// containerd the agent did not start, which has its own.
+    cni: Option<Cni>,
+}
+
+/// The CNI configuration the agent writes for its own containerd.
+#[derive(Clone, Debug)]
+pub struct Cni {
+    /// containerd's CNI `conf_dir`.
+    pub conf_dir: PathBuf,
+    /// host-local's record of the addresses it gave out.
+    pub data_dir: PathBuf,
+}
+
+/// The bridge pods on this node join.
+pub const BRIDGE: &str = "rudder0";
+
+/// The CNI network configuration list for pods on `pod_cidr`: a bridge that is the pods'
+/// gateway, addresses from host-local (its records under `data_dir`), the loopback interface
+/// coming from containerd itself.
+pub fn conflist(pod_cidr: &str, data_dir: &std::path::Path) -> String {
+    let default_route = if pod_cidr.contains(':') {
+        "::/0"
+    } else {
+        "0.0.0.0/0"
+    };
+    serde_json::to_string_pretty(&serde_json::json!({
+        "cniVersion": "0.4.0",
+        "name": "rudder",
+        "plugins": [{
+            "type": "bridge",
+            "bridge": BRIDGE,
+            "isGateway": true,
+            "ipMasq": false,
+            "hairpinMode": true,
+            "ipam": {
+                "type": "host-local",
+                "dataDir": data_dir,
+                "ranges": [[{"subnet": pod_cidr}]],
+                "routes": [{"dst": default_route}],
+            },
+        }],
+    }))
+    .unwrap_or_default()
 }
 
 fn failed(what: &str) -> impl FnOnce(crate::cri::Error) -> RuntimeError + '_ {
@@ -100,13 +147,19 @@ pub async fn start_on_node(
         }
     }
     let cri = Cri::connect(&socket).await?;
-    let runtime = CriRuntime::new(cri, agent_dir.join("pods"), false).await?;
+    let cni = child.is_some().then(|| Cni {
+        conf_dir: layout.cni_conf_dir(),
+        data_dir: agent_dir.join("cni"),
+    });
+    let runtime = CriRuntime::new(cri, agent_dir.join("pods"), cni).await?;
     Ok((runtime, child))
 }
 
 impl CriRuntime {
-    /// A runtime over `cri`; `logs` is where pod log directories go.
-    pub async fn new(cri: Cri, logs: PathBuf, pod_network: bool) -> Result<CriRuntime> {
+    /// A runtime over `cri`; `logs` is where pod log directories go; `cni`, where the pod
+    /// network's configuration goes once the podCIDR is known (`None`: the runtime has its
+    /// own).
+    pub async fn new(cri: Cri, logs: PathBuf, cni: Option<Cni>) -> Result<CriRuntime> {
         let v = cri
             .version()
             .await
@@ -115,7 +168,8 @@ impl CriRuntime {
             cri,
             version: format!("{}://{}", v.runtime_name, v.runtime_version),
             logs,
-            pod_network,
+            pod_network: AtomicBool::new(cni.is_none()),
+            cni,
         })
     }
 
@@ -292,6 +346,25 @@ impl Runtime for CriRuntime {
         Some(POLL)
     }
 
+    async fn configure_pod_network(&self, pod_cidr: &str) -> Result<()> {
+        let Some(cni) = &self.cni else {
+            return Ok(());
+        };
+        let io = |what: &std::path::Path, e: std::io::Error| {
+            RuntimeError::Failed(format!("{}: {e}", what.display()))
+        };
+        for dir in [&cni.conf_dir, &cni.data_dir] {
+            std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+        }
+        // Written whole, then renamed: containerd reloads the directory when it changes.
+        let path = cni.conf_dir.join("10-rudder.conflist");
+        let tmp = cni.conf_dir.join(".10-rudder.conflist.tmp");
+        std::fs::write(&tmp, conflist(pod_cidr, &cni.data_dir)).map_err(|e| io(&tmp, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| io(&path, e))?;
+        self.pod_network.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
     async fn pull_image(&self, image: &str) -> Result<String> {
         let fail = |message: String| RuntimeError::Image {
             image: image.to_string(),
@@ -326,11 +399,9 @@ impl Runtime for CriRuntime {
     }
 
     async fn run_sandbox(&self, config: &SandboxConfig) -> Result<Sandbox> {
-        if !config.host_network && !self.pod_network {
+        if !config.host_network && !self.pod_network.load(Ordering::SeqCst) {
             return Err(RuntimeError::Unsupported(
-                "no pod network is configured on this node yet: only pods with \
-                 hostNetwork: true run on the cri runtime"
-                    .into(),
+                "the pod network is not configured yet (the node has no podCIDR)".into(),
             ));
         }
         let c = self.sandbox_config(config);
@@ -630,6 +701,23 @@ impl Runtime for CriRuntime {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pod_network_is_a_bridge_over_the_pod_cidr() {
+        let c: serde_json::Value =
+            serde_json::from_str(&conflist("10.42.3.0/24", std::path::Path::new("/d/cni")))
+                .unwrap();
+        let bridge = &c["plugins"][0];
+        assert_eq!(bridge["type"], "bridge");
+        assert_eq!(bridge["bridge"], BRIDGE);
+        assert_eq!(bridge["isGateway"], true);
+        assert_eq!(bridge["ipam"]["ranges"][0][0]["subnet"], "10.42.3.0/24");
+        assert_eq!(bridge["ipam"]["dataDir"], "/d/cni");
+        assert_eq!(bridge["ipam"]["routes"][0]["dst"], "0.0.0.0/0");
+        let v6: serde_json::Value =
+            serde_json::from_str(&conflist("fd00:42::/64", std::path::Path::new("/d"))).unwrap();
+        assert_eq!(v6["plugins"][0]["ipam"]["routes"][0]["dst"], "::/0");
+    }
 
     #[test]
     fn cri_logs_read_as_kubectl_shows_them() {

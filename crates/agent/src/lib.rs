@@ -110,7 +110,15 @@ pub async fn run_node(client: kube::Client, cfg: NodeConfig, runtime: Arc<dyn Ru
         let cidr = current.spec.as_ref().and_then(|s| s.pod_cidr.clone());
         if let Some(cidr) = cidr {
             if lock(&shared.ips).is_none() {
-                match PodIps::new(&cidr) {
+                let prepared = match PodIps::new(&cidr) {
+                    Ok(ips) => runtime
+                        .configure_pod_network(&cidr)
+                        .await
+                        .map(|()| ips)
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                match prepared {
                     Ok(mut ips) => {
                         // Addresses pods already have (containers that outlived a restart).
                         for sb in runtime.list_sandboxes().await.unwrap_or_default() {

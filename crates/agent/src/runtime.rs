@@ -135,6 +135,12 @@ pub trait Runtime: Send + Sync + 'static {
     /// when one changes; `None` when it never changes on its own.
     fn poll_period(&self) -> Option<Duration>;
 
+    /// Sets up the pod network over the node's podCIDR (for a CRI runtime, the CNI
+    /// configuration its sandboxes join). Runtimes that need none do nothing.
+    async fn configure_pod_network(&self, _pod_cidr: &str) -> Result<()> {
+        Ok(())
+    }
+
     async fn pull_image(&self, image: &str) -> Result<String>;
 
     async fn run_sandbox(&self, config: &SandboxConfig) -> Result<Sandbox>;

@@ -1,10 +1,12 @@
 //! Pods as real containers: `rudder agent --runtime cri` starts its own containerd, imports the
 //! sandbox image it makes and the images in `<data-dir>/agent/images`, and runs the pods the
 //! scheduler binds to it; kubectl sees them Running, and a container's exit code and reason.
-//! Deleting the pods removes their containers and sandboxes from containerd. Needs root and
-//! containerd, runc and busybox-static (scripts/test installs them).
+//! Deleting the pods removes their containers and sandboxes from containerd. A pod off the
+//! node's network gets an address from the node's podCIDR on the agent's bridge and answers
+//! there; that test runs in a network namespace of its own. Needs root and containerd, runc,
+//! containernetworking-plugins, iproute2 and busybox-static (scripts/test installs them).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -23,14 +25,45 @@ fn bin() -> &'static Path {
 fn busybox_archive() -> Vec<u8> {
     let data = std::fs::read("/bin/busybox")
         .expect("/bin/busybox (Debian busybox-static; scripts/test installs it)");
-    image::busybox_archive(BUSYBOX, data, &["sh", "echo", "sleep"]).unwrap()
+    image::busybox_archive(BUSYBOX, data, &["sh", "echo", "sleep", "mkdir", "httpd"]).unwrap()
 }
 
-/// The agent process; stopped with SIGTERM (so that it stops its containerd) on drop.
-struct Agent(Child);
+/// The agent process and its containerd's socket. On drop, whatever pods are left (a failed
+/// test) are removed through the CRI, as containers outlive their agent; then the agent is
+/// stopped with SIGTERM, so that it stops its containerd.
+struct Agent(Child, PathBuf);
 
 impl Drop for Agent {
     fn drop(&mut self) {
+        if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            rt.block_on(async {
+                let Ok(cri) = Cri::connect(&self.1).await else {
+                    return;
+                };
+                let mut c = cri.runtime.clone();
+                let Ok(list) = c
+                    .list_pod_sandbox(api::ListPodSandboxRequest { filter: None })
+                    .await
+                else {
+                    return;
+                };
+                for sb in list.into_inner().items {
+                    let _ = c
+                        .stop_pod_sandbox(api::StopPodSandboxRequest {
+                            pod_sandbox_id: sb.id.clone(),
+                        })
+                        .await;
+                    let _ = c
+                        .remove_pod_sandbox(api::RemovePodSandboxRequest {
+                            pod_sandbox_id: sb.id,
+                        })
+                        .await;
+                }
+            });
+        }
         if let Ok(pid) = i32::try_from(self.0.id()) {
             // SAFETY: kill(2) on our own child, not yet reaped.
             unsafe {
@@ -76,10 +109,9 @@ fn eventually(what: &str, agent_log: &Path, mut check: impl FnMut() -> bool) {
     }
 }
 
-#[test]
-fn pods_run_as_containers_through_the_agents_own_containerd() {
-    let s = RudderServer::start(bin(), &["--disable-agent"]).unwrap();
-    let token = s.node_token().unwrap();
+/// A `rudder agent --runtime cri` named `node` joined to `s`, with the busybox image in its
+/// images folder: its data dir, its log file and the process.
+fn start_agent(s: &RudderServer, token: &str, node: &str) -> (tempfile::TempDir, PathBuf, Agent) {
     let dir = tempfile::Builder::new()
         .prefix("rudder-cri-agent-")
         .tempdir_in("/var/tmp")
@@ -89,10 +121,10 @@ fn pods_run_as_containers_through_the_agents_own_containerd() {
     std::fs::write(images.join("busybox.tar"), busybox_archive()).unwrap();
     let log = dir.path().join("agent.log");
     let out = std::fs::File::create(&log).unwrap();
-    let _agent = Agent(
+    let agent = Agent(
         Command::new(bin())
             .args(["agent", "--server", &s.url, "--token", token.trim()])
-            .args(["--node-name", "cri-node", "--node-ip", "127.0.0.1"])
+            .args(["--node-name", node, "--node-ip", "127.0.0.1"])
             .args(["--runtime", "cri"])
             .arg("--data-dir")
             .arg(dir.path())
@@ -103,7 +135,16 @@ fn pods_run_as_containers_through_the_agents_own_containerd() {
             .stderr(out)
             .spawn()
             .unwrap(),
+        dir.path().join("agent/containerd/containerd.sock"),
     );
+    (dir, log, agent)
+}
+
+#[test]
+fn pods_run_as_containers_through_the_agents_own_containerd() {
+    let s = RudderServer::start(bin(), &["--disable-agent"]).unwrap();
+    let token = s.node_token().unwrap();
+    let (dir, log, _agent) = start_agent(&s, &token, "cri-node");
     eventually("node Ready", &log, || {
         s.kubectl(&["get", "node", "cri-node", "-o", "json"])
             .stdout()
@@ -193,5 +234,112 @@ fn pods_run_as_containers_through_the_agents_own_containerd() {
     // The agent removes the containers, then the sandbox: both go, one after the other.
     eventually("containers and sandboxes removed", &log, || {
         containers().is_empty() && sandboxes().is_empty()
+    });
+}
+
+/// A plain HTTP/1.0 GET of `/` from `addr`: the whole answer, head and body.
+fn http_get(addr: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let addr: std::net::SocketAddr = addr.parse().map_err(std::io::Error::other)?;
+    let mut c = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    c.set_read_timeout(Some(Duration::from_secs(2)))?;
+    c.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+    let mut out = String::new();
+    c.read_to_string(&mut out)?;
+    Ok(out)
+}
+
+/// Runs `f` on a thread of its own in a new network namespace with its loopback up: the
+/// processes it starts (server, agent, containerd, the pods and their bridge) live there, and
+/// the namespace goes away with them. A panic in `f` fails the caller.
+fn in_new_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let t = std::thread::spawn(move || {
+        // SAFETY: unshare(2) moves only this thread into a new network namespace.
+        let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+        assert_eq!(
+            rc,
+            0,
+            "unshare(CLONE_NEWNET): {}",
+            std::io::Error::last_os_error()
+        );
+        let up = Command::new("ip")
+            .args(["link", "set", "lo", "up"])
+            .status()
+            .expect("ip (Debian iproute2)");
+        assert!(up.success(), "ip link set lo up: {up}");
+        f()
+    });
+    t.join().unwrap_or_else(|e| std::panic::resume_unwind(e))
+}
+
+#[test]
+fn a_pod_gets_an_address_from_the_pod_cidr_and_answers_on_it() {
+    in_new_netns(|| {
+        let s = RudderServer::start(bin(), &["--disable-agent"]).unwrap();
+        let token = s.node_token().unwrap();
+        let (dir, log, _agent) = start_agent(&s, &token, "net-node");
+        eventually("node Ready", &log, || {
+            s.kubectl(&["get", "node", "net-node", "-o", "json"])
+                .stdout()
+                .contains("\"KubeletReady\"")
+        });
+        eventually("the default service account", &log, || {
+            s.kubectl(&["get", "serviceaccount", "default", "-o", "name"])
+                .stdout()
+                .contains("serviceaccount/default")
+        });
+        let web = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"terminationGracePeriodSeconds": 1,
+                     "containers": [{"name": "httpd", "image": BUSYBOX, "command": ["sh", "-c",
+                        "mkdir -p /www && echo hello-from-pod > /www/index.html && \
+                         exec httpd -f -p 8080 -h /www"]}]}});
+        s.kubectl_stdin(&["apply", "-f", "-"], &web.to_string())
+            .ok();
+        eventually("web Running", &log, || {
+            get(&s, "pod/web")["status"]["containerStatuses"][0]["state"]["running"].is_object()
+        });
+        let pod = get(&s, "pod/web");
+        let ip = pod["status"]["podIP"].as_str().unwrap().to_string();
+        let cidr = get(&s, "node/net-node")["spec"]["podCIDR"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        // The first address of the podCIDR is the bridge's; pods get the ones after it.
+        let prefix = cidr.rsplit_once('.').unwrap().0;
+        assert!(ip.starts_with(&format!("{prefix}.")), "{ip} not in {cidr}");
+        assert_eq!(pod["status"]["podIPs"], json!([{"ip": ip}]));
+        assert_ne!(pod["status"]["hostIP"], json!(ip));
+        // From the node (this thread is in the test's namespace): through the bridge to the
+        // pod's own address.
+        let mut body = String::new();
+        eventually("the pod answers on its address", &log, || {
+            match http_get(&format!("{ip}:8080")) {
+                Ok(b) => {
+                    body = b;
+                    true
+                }
+                Err(_) => false,
+            }
+        });
+        assert!(body.ends_with("\r\n\r\nhello-from-pod\n"), "{body:?}");
+        s.kubectl(&["delete", "pod", "web", "--timeout=60s"]).ok();
+        let socket = dir.path().join("agent/containerd/containerd.sock");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let cri = rt.block_on(Cri::connect(&socket)).unwrap();
+        eventually("the sandbox removed", &log, || {
+            rt.block_on(
+                cri.runtime
+                    .clone()
+                    .list_pod_sandbox(api::ListPodSandboxRequest { filter: None }),
+            )
+            .unwrap()
+            .into_inner()
+            .items
+            .is_empty()
+        });
     });
 }
