@@ -312,24 +312,27 @@ async fn bind(
 }
 
 fn set_condition(pod: &mut Value, kind: &str, status: &str) {
-    let now = crate::registry::now_rfc3339();
     let conditions = &mut pod["status"]["conditions"];
     if !conditions.is_array() {
         *conditions = json!([]);
     }
     let list = conditions.as_array_mut().expect("an array");
-    match list.iter_mut().find(|c| c["type"] == kind) {
-        Some(c) if c["status"] == status => {}
-        Some(c) => {
-            rudder_api::value::set(c, &["status"], json!(status));
-            rudder_api::value::set(c, &["lastTransitionTime"], json!(now));
-        }
-        None => list.push(json!({
-            "type": kind,
-            "status": status,
-            "lastProbeTime": null,
-            "lastTransitionTime": now,
-        })),
+    let at = list.iter().position(|c| c["type"] == kind);
+    // As upstream's UpdatePodCondition: the condition is replaced whole (a reason and message
+    // of an earlier status go), and keeps its transition time while its status stays.
+    let since = match at.map(|i| &list[i]) {
+        Some(c) if c["status"] == status => c["lastTransitionTime"].clone(),
+        _ => json!(crate::registry::now_rfc3339()),
+    };
+    let condition = json!({
+        "type": kind,
+        "status": status,
+        "lastProbeTime": null,
+        "lastTransitionTime": since,
+    });
+    match at {
+        Some(i) => list[i] = condition,
+        None => list.push(condition),
     }
 }
 

@@ -109,6 +109,50 @@ fn eventually(what: &str, agent_log: &Path, mut check: impl FnMut() -> bool) {
     }
 }
 
+/// The CRI of an agent's containerd, read from a test (blocking).
+struct CriView {
+    rt: tokio::runtime::Runtime,
+    cri: Cri,
+}
+
+impl CriView {
+    fn of(agent_dir: &Path) -> CriView {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let socket = agent_dir.join("agent/containerd/containerd.sock");
+        let cri = rt.block_on(Cri::connect(&socket)).unwrap();
+        CriView { rt, cri }
+    }
+
+    fn containers(&self) -> Vec<api::Container> {
+        self.rt
+            .block_on(
+                self.cri
+                    .runtime
+                    .clone()
+                    .list_containers(api::ListContainersRequest { filter: None }),
+            )
+            .unwrap()
+            .into_inner()
+            .containers
+    }
+
+    fn sandboxes(&self) -> Vec<api::PodSandbox> {
+        self.rt
+            .block_on(
+                self.cri
+                    .runtime
+                    .clone()
+                    .list_pod_sandbox(api::ListPodSandboxRequest { filter: None }),
+            )
+            .unwrap()
+            .into_inner()
+            .items
+    }
+}
+
 /// A `rudder agent --runtime cri` named `node` joined to `s`, with the busybox image in its
 /// images folder: its data dir, its log file and the process.
 fn start_agent(s: &RudderServer, token: &str, node: &str) -> (tempfile::TempDir, PathBuf, Agent) {
@@ -196,23 +240,9 @@ fn pods_run_as_containers_through_the_agents_own_containerd() {
     assert_eq!(term["reason"], json!("Error"), "{quitter}");
 
     // containerd holds both pods' sandboxes and containers, labelled with their pods.
-    let socket = dir.path().join("agent/containerd/containerd.sock");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let cri = rt.block_on(Cri::connect(&socket)).unwrap();
-    let containers = || {
-        rt.block_on(
-            cri.runtime
-                .clone()
-                .list_containers(api::ListContainersRequest { filter: None }),
-        )
-        .unwrap()
-        .into_inner()
-        .containers
-    };
-    let names: Vec<String> = containers()
+    let view = CriView::of(dir.path());
+    let names: Vec<String> = view
+        .containers()
         .iter()
         .map(|c| c.labels["io.kubernetes.pod.name"].clone())
         .collect();
@@ -221,19 +251,9 @@ fn pods_run_as_containers_through_the_agents_own_containerd() {
 
     s.kubectl(&["delete", "pod", "sleeper", "quitter", "--timeout=60s"])
         .ok();
-    let sandboxes = || {
-        rt.block_on(
-            cri.runtime
-                .clone()
-                .list_pod_sandbox(api::ListPodSandboxRequest { filter: None }),
-        )
-        .unwrap()
-        .into_inner()
-        .items
-    };
     // The agent removes the containers, then the sandbox: both go, one after the other.
     eventually("containers and sandboxes removed", &log, || {
-        containers().is_empty() && sandboxes().is_empty()
+        view.containers().is_empty() && view.sandboxes().is_empty()
     });
 }
 
@@ -324,22 +344,7 @@ fn a_pod_gets_an_address_from_the_pod_cidr_and_answers_on_it() {
         });
         assert!(body.ends_with("\r\n\r\nhello-from-pod\n"), "{body:?}");
         s.kubectl(&["delete", "pod", "web", "--timeout=60s"]).ok();
-        let socket = dir.path().join("agent/containerd/containerd.sock");
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let cri = rt.block_on(Cri::connect(&socket)).unwrap();
-        eventually("the sandbox removed", &log, || {
-            rt.block_on(
-                cri.runtime
-                    .clone()
-                    .list_pod_sandbox(api::ListPodSandboxRequest { filter: None }),
-            )
-            .unwrap()
-            .into_inner()
-            .items
-            .is_empty()
-        });
+        let view = CriView::of(dir.path());
+        eventually("the sandbox removed", &log, || view.sandboxes().is_empty());
     });
 }

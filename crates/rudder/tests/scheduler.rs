@@ -209,6 +209,9 @@ fn pods_land_where_selectors_taints_and_requests_say_and_wait_for_a_node_that_fi
         .and_then(|cs| cs.iter().find(|c| c["type"] == "PodScheduled").cloned())
         .expect("PodScheduled condition");
     assert_eq!(cond["status"], "True");
+    // The binding replaced the Unschedulable report whole, as upstream's does.
+    assert_eq!(cond.get("reason"), None, "{cond}");
+    assert_eq!(cond.get("message"), None, "{cond}");
 }
 
 #[test]
