@@ -266,8 +266,9 @@ impl CriRuntime {
     }
 
     /// The sandbox's configuration as the runtime holds it, rebuilt from its status (CRI wants
-    /// it again for every container it creates in the sandbox).
-    async fn config_of_sandbox(&self, id: &str) -> Result<api::PodSandboxConfig> {
+    /// it again for every container it creates in the sandbox), and whether the sandbox is on
+    /// the node's network.
+    async fn config_of_sandbox(&self, id: &str) -> Result<(api::PodSandboxConfig, bool)> {
         let s = self.sandbox_status(id).await?;
         let m = s.metadata.clone().unwrap_or_default();
         let host_network = s
@@ -276,7 +277,7 @@ impl CriRuntime {
             .and_then(|l| l.namespaces.as_ref())
             .and_then(|n| n.options.as_ref())
             .is_some_and(|o| o.network == api::NamespaceMode::Node as i32);
-        Ok(self.sandbox_config(&SandboxConfig {
+        let config = self.sandbox_config(&SandboxConfig {
             pod_uid: m.uid,
             namespace: m.namespace,
             name: m.name,
@@ -284,7 +285,8 @@ impl CriRuntime {
             host_network,
             ip: None,
             labels: labels(&s.labels),
-        }))
+        });
+        Ok((config, host_network))
     }
 }
 
@@ -370,9 +372,7 @@ impl Runtime for CriRuntime {
             image: image.to_string(),
             message,
         };
-        if image.trim().is_empty() || image.chars().any(char::is_whitespace) {
-            return Err(fail("invalid reference format".into()));
-        }
+        crate::runtime::check_image_reference(image)?;
         if let Some(found) = self
             .cri
             .image(image)
@@ -466,34 +466,18 @@ impl Runtime for CriRuntime {
             .items;
         let mut out = Vec::with_capacity(items.len());
         for s in items {
-            // The address is only in the status.
-            let ip = match self.sandbox_status(&s.id).await {
-                Ok(st) => Self::sandbox_of(&st).ip,
-                Err(_) => None,
-            };
-            out.push(Sandbox {
-                id: s.id,
-                state: if s.state == api::PodSandboxState::SandboxReady as i32 {
-                    SandboxState::Ready
-                } else {
-                    SandboxState::NotReady
-                },
-                ip,
-                created_at: timestamp(s.created_at).unwrap_or_else(Timestamp::now),
-                labels: labels(&s.labels),
-            });
+            // The address is only in the status; a sandbox removed meanwhile is left out.
+            match self.sandbox_status(&s.id).await {
+                Ok(st) => out.push(Self::sandbox_of(&st)),
+                Err(RuntimeError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
         }
         Ok(out)
     }
 
     async fn create_container(&self, sandbox_id: &str, config: &ContainerConfig) -> Result<String> {
-        let sandbox_config = self.config_of_sandbox(sandbox_id).await?;
-        let host_network = sandbox_config
-            .linux
-            .as_ref()
-            .and_then(|l| l.security_context.as_ref())
-            .and_then(|s| s.namespace_options.as_ref())
-            .is_some_and(|o| o.network == api::NamespaceMode::Node as i32);
+        let (sandbox_config, host_network) = self.config_of_sandbox(sandbox_id).await?;
         // CRI keeps (name, attempt) unique in a sandbox: the attempt counts earlier instances.
         let attempt = self
             .list_containers(sandbox_id)

@@ -72,12 +72,7 @@ impl Runtime for Fake {
     }
 
     async fn pull_image(&self, image: &str) -> Result<String> {
-        if image.trim().is_empty() || image.chars().any(char::is_whitespace) {
-            return Err(RuntimeError::Image {
-                image: image.to_string(),
-                message: "invalid reference format".into(),
-            });
-        }
+        crate::runtime::check_image_reference(image)?;
         Ok(image.to_string())
     }
 

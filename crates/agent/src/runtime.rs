@@ -29,6 +29,18 @@ pub enum RuntimeError {
 
 pub type Result<T> = std::result::Result<T, RuntimeError>;
 
+/// Refuses an image reference no runtime could pull (empty, or with spaces), with the
+/// message container runtimes give.
+pub fn check_image_reference(image: &str) -> Result<()> {
+    if image.trim().is_empty() || image.chars().any(char::is_whitespace) {
+        return Err(RuntimeError::Image {
+            image: image.to_string(),
+            message: "invalid reference format".into(),
+        });
+    }
+    Ok(())
+}
+
 /// Labels that tie runtime objects to their pod (as the kubelet labels CRI objects).
 pub const POD_UID_LABEL: &str = "io.kubernetes.pod.uid";
 pub const POD_NAME_LABEL: &str = "io.kubernetes.pod.name";
