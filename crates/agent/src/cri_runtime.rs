@@ -348,6 +348,10 @@ impl Runtime for CriRuntime {
         Some(POLL)
     }
 
+    fn assigns_addresses(&self) -> bool {
+        true
+    }
+
     async fn configure_pod_network(&self, pod_cidr: &str) -> Result<()> {
         let Some(cni) = &self.cni else {
             return Ok(());
@@ -367,20 +371,21 @@ impl Runtime for CriRuntime {
         Ok(())
     }
 
-    async fn pull_image(&self, image: &str) -> Result<String> {
-        let fail = |message: String| RuntimeError::Image {
-            image: image.to_string(),
-            message,
-        };
+    async fn image_status(&self, image: &str) -> Result<Option<String>> {
         crate::runtime::check_image_reference(image)?;
-        if let Some(found) = self
+        let found = self
             .cri
             .image(image)
             .await
-            .map_err(|e| fail(e.to_string()))?
-        {
-            return Ok(found.id);
-        }
+            .map_err(|e| RuntimeError::Image {
+                image: image.to_string(),
+                message: e.to_string(),
+            })?;
+        Ok(found.map(|i| i.id))
+    }
+
+    async fn pull_image(&self, image: &str) -> Result<String> {
+        crate::runtime::check_image_reference(image)?;
         let pulled = self
             .cri
             .images
@@ -394,7 +399,10 @@ impl Runtime for CriRuntime {
                 sandbox_config: None,
             })
             .await
-            .map_err(|s| fail(s.message().to_string()))?;
+            .map_err(|s| RuntimeError::Image {
+                image: image.to_string(),
+                message: s.message().to_string(),
+            })?;
         Ok(pulled.into_inner().image_ref)
     }
 
@@ -478,13 +486,16 @@ impl Runtime for CriRuntime {
 
     async fn create_container(&self, sandbox_id: &str, config: &ContainerConfig) -> Result<String> {
         let (sandbox_config, host_network) = self.config_of_sandbox(sandbox_id).await?;
-        // CRI keeps (name, attempt) unique in a sandbox: the attempt counts earlier instances.
+        // CRI keeps (name, attempt) unique in a sandbox: the attempt follows the newest earlier
+        // instance (older ones may have been removed).
         let attempt = self
             .list_containers(sandbox_id)
             .await?
             .iter()
             .filter(|c| c.name == config.name)
-            .count() as u32;
+            .map(|c| c.attempt + 1)
+            .max()
+            .unwrap_or(0);
         let c = api::ContainerConfig {
             metadata: Some(api::ContainerMetadata {
                 name: config.name.clone(),
@@ -613,10 +624,12 @@ impl Runtime for CriRuntime {
                 },
                 _ => ContainerState::Created,
             };
+            let (name, attempt) = c.metadata.map(|m| (m.name, m.attempt)).unwrap_or_default();
             out.push(Container {
                 id: c.id,
                 sandbox_id: c.pod_sandbox_id,
-                name: c.metadata.map(|m| m.name).unwrap_or_default(),
+                name,
+                attempt,
                 image: s.image.map(|i| i.image).unwrap_or_default(),
                 image_ref: s.image_ref,
                 state,

@@ -71,6 +71,11 @@ impl Runtime for Fake {
         None
     }
 
+    async fn image_status(&self, image: &str) -> Result<Option<String>> {
+        crate::runtime::check_image_reference(image)?;
+        Ok(Some(image.to_string()))
+    }
+
     async fn pull_image(&self, image: &str) -> Result<String> {
         crate::runtime::check_image_reference(image)?;
         Ok(image.to_string())
@@ -126,6 +131,13 @@ impl Runtime for Fake {
             }
             let mut log = Vec::new();
             log_line(&mut log, &format!("fake container {} created", config.name));
+            let attempt = s
+                .containers
+                .values()
+                .filter(|c| c.container.sandbox_id == sandbox_id && c.container.name == config.name)
+                .map(|c| c.container.attempt + 1)
+                .max()
+                .unwrap_or(0);
             s.containers.insert(
                 id.clone(),
                 FakeContainer {
@@ -135,6 +147,7 @@ impl Runtime for Fake {
                         name: config.name.clone(),
                         image: config.image.clone(),
                         image_ref: config.image.clone(),
+                        attempt,
                         state: ContainerState::Created,
                         labels: config.labels.clone(),
                     },

@@ -9,6 +9,7 @@
 //! Must not touch: the store (it is a client of the API like any kubelet, held to what the Node
 //! authorizer allows), other nodes' objects, anything of the server's.
 
+pub mod backoff;
 pub mod connect;
 pub mod containerd;
 pub mod cri;
@@ -59,6 +60,9 @@ pub async fn run_node(client: kube::Client, cfg: NodeConfig, runtime: Arc<dyn Ru
         node_ip: cfg.node_ip,
         ips: Mutex::new(None),
         network_ready: network_rx,
+        events: cfg.record_events.then(|| {
+            rudder_controllers::events::Events::for_instance(client.clone(), "kubelet", &cfg.name)
+        }),
     });
     let workers = tokio::spawn(pods::run(shared.clone()));
     let _stop_workers = AbortOnDrop(workers);
@@ -271,6 +275,8 @@ pub async fn run_fake_nodes(
     for name in names {
         let mut cfg = template.clone();
         cfg.name = name.clone();
+        // Thousands of simulated nodes would flood the API with the events of their pods.
+        cfg.record_events = count == 0;
         let runtime: Arc<dyn Runtime> = Arc::new(fake::Fake::new());
         cfg.system.container_runtime_version = runtime.version();
         tasks.push(AbortOnDrop(tokio::spawn(run_node(

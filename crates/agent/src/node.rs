@@ -31,6 +31,8 @@ pub struct NodeConfig {
     pub system: NodeSystemInfo,
     pub lease_duration: Duration,
     pub status_report_period: Duration,
+    /// Whether the node records events about its pods (Pulled, Started, BackOff, ...).
+    pub record_events: bool,
 }
 
 const FIELD_MANAGER: &str = "rudder-agent";

@@ -15,18 +15,22 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{
     ContainerState as K8sState, ContainerStateRunning, ContainerStateTerminated,
-    ContainerStateWaiting, ContainerStatus, HostIP, Pod, PodCondition, PodIP, PodStatus,
+    ContainerStateWaiting, ContainerStatus, HostIP, ObjectReference, Pod, PodCondition, PodIP,
+    PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use k8s_openapi::jiff::Timestamp;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::runtime::events::EventType;
 use kube::runtime::{watcher, WatchStreamExt};
+use rudder_controllers::events::Events;
 use tokio::sync::mpsc;
 
+use crate::backoff::{self, Backoff};
 use crate::ipam::PodIps;
 use crate::runtime::{
-    Container, ContainerConfig, ContainerState, Runtime, Sandbox, SandboxConfig, SandboxState,
-    CONTAINER_NAME_LABEL, POD_NAMESPACE_LABEL, POD_NAME_LABEL, POD_UID_LABEL,
+    Container, ContainerConfig, ContainerState, Runtime, RuntimeError, Sandbox, SandboxConfig,
+    SandboxState, CONTAINER_NAME_LABEL, POD_NAMESPACE_LABEL, POD_NAME_LABEL, POD_UID_LABEL,
 };
 
 const FIELD_MANAGER: &str = "rudder-agent";
@@ -41,6 +45,8 @@ pub struct Shared {
     pub ips: Mutex<Option<PodIps>>,
     /// Wakes workers waiting for the podCIDR.
     pub network_ready: tokio::sync::watch::Receiver<bool>,
+    /// Where the node's events go (`None`: not recorded, as for simulated nodes at scale).
+    pub events: Option<Events>,
 }
 
 impl Shared {
@@ -173,10 +179,25 @@ struct Worker {
     shared: Arc<Shared>,
     uid: String,
     sandbox: Option<Sandbox>,
-    restarts: HashMap<String, i32>,
+    /// Restart back-off per container name, pull back-off per image.
+    backoff: Backoff,
+    /// Why a container is not running, for as long as that holds.
+    waiting: HashMap<String, Waiting>,
+    /// When a back-off runs out and the worker must look again.
+    wake: Option<Timestamp>,
     /// The status last written, to write only changes (boxed: most of a worker's size).
     written: Option<Box<PodStatus>>,
     finished: bool,
+}
+
+/// A container's waiting reason and message in the pod's status (`CrashLoopBackOff`,
+/// `ErrImagePull`, ...), and until when it stands; without a time it is worked out again at
+/// the next sync.
+#[derive(Clone, Debug)]
+struct Waiting {
+    reason: &'static str,
+    message: String,
+    until: Option<Timestamp>,
 }
 
 impl Worker {
@@ -185,7 +206,9 @@ impl Worker {
             shared,
             uid,
             sandbox: None,
-            restarts: HashMap::new(),
+            backoff: Backoff::default(),
+            waiting: HashMap::new(),
+            wake: None,
             written: None,
             finished: false,
         }
@@ -227,11 +250,15 @@ impl Worker {
                     }
                 }
             }
-            let wait = match (backoff, poll) {
+            let mut wait = match (backoff, poll) {
                 (Some(b), Some(p)) => b.min(p),
                 (Some(b), None) => b,
                 (None, p) => p.unwrap_or(Duration::from_secs(3600)),
             };
+            if let Some(at) = self.wake {
+                let left = at.duration_since(Timestamp::now());
+                wait = wait.min(Duration::try_from(left).unwrap_or(Duration::ZERO));
+            }
             let retry = tokio::time::sleep(wait);
             tokio::select! {
                 m = rx.recv() => match m {
@@ -301,14 +328,15 @@ impl Worker {
         }
         let host_network = spec.host_network.unwrap_or(false);
         if self.sandbox.is_none() {
-            let ip = if host_network {
-                None
-            } else {
+            let ip = {
                 let mut ips = lock(&self.shared.ips);
                 match ips.as_mut() {
                     // No podCIDR yet: the pod waits, as it waits for the CNI on a kubelet.
-                    None => return Ok(()),
-                    Some(p) => Some(p.allocate()?),
+                    None if !host_network => return Ok(()),
+                    Some(p) if !host_network && !self.shared.runtime.assigns_addresses() => {
+                        Some(p.allocate()?)
+                    }
+                    _ => None,
                 }
             };
             let config = SandboxConfig {
@@ -330,6 +358,12 @@ impl Worker {
                     if let Some(ip) = ip {
                         self.shared.release(ip);
                     }
+                    self.event(
+                        pod,
+                        EventType::Warning,
+                        "FailedCreatePodSandBox",
+                        format!("Failed to create pod sandbox: {e}"),
+                    );
                     return Err(e.into());
                 }
             }
@@ -340,46 +374,46 @@ impl Worker {
         let rt = self.shared.runtime.clone();
         let mut running = rt.list_containers(&sandbox.id).await?;
         let restart_policy = spec.restart_policy.as_deref().unwrap_or("Always");
-        // Init containers, one at a time and in order.
+        let now = Timestamp::now();
+        self.waiting.retain(|_, w| w.until.is_some_and(|u| u > now));
+        self.wake = None;
+        // Init containers, one at a time and in order; a failed one runs again unless the
+        // pod's restartPolicy is Never.
         let mut initialized = true;
         for c in spec.init_containers.iter().flatten() {
-            match newest(&running, &c.name).map(|c| c.state.clone()) {
+            let current = newest(&running, &c.name).cloned();
+            match current.as_ref().map(|c| &c.state) {
                 Some(ContainerState::Exited { exit_code: 0, .. }) => continue,
                 Some(ContainerState::Exited { .. }) if restart_policy == "Never" => {
-                    initialized = false;
                     self.finished = true;
-                    break;
                 }
-                Some(ContainerState::Running { .. } | ContainerState::Created) => {
-                    initialized = false;
-                    break;
-                }
+                Some(ContainerState::Running { .. }) => {}
                 _ => {
-                    self.start(pod, &sandbox, c, true).await?;
-                    initialized = false;
-                    break;
+                    self.ensure(pod, &sandbox, c, true, current.as_ref(), &running)
+                        .await
                 }
             }
+            initialized = false;
+            break;
         }
         if initialized {
             for c in &spec.containers {
-                let restart = match newest(&running, &c.name).map(|c| &c.state) {
-                    None => true,
+                let current = newest(&running, &c.name).cloned();
+                let due = match current.as_ref().map(|c| &c.state) {
+                    None | Some(ContainerState::Created) => true,
                     Some(ContainerState::Exited { exit_code, .. }) => {
-                        let again = restart_policy == "Always"
-                            || (restart_policy == "OnFailure" && *exit_code != 0);
-                        if again {
-                            *self.restarts.entry(c.name.clone()).or_insert(0) += 1;
-                        }
-                        again
+                        restart_policy == "Always"
+                            || (restart_policy == "OnFailure" && *exit_code != 0)
                     }
-                    Some(_) => false,
+                    Some(ContainerState::Running { .. }) => false,
                 };
-                if restart {
-                    self.start(pod, &sandbox, c, false).await?;
+                if due {
+                    self.ensure(pod, &sandbox, c, false, current.as_ref(), &running)
+                        .await;
                 }
             }
         }
+        self.wake = self.waiting.values().filter_map(|w| w.until).min();
         running = rt.list_containers(&sandbox.id).await?;
         let status = self.status(pod, &sandbox, &running, initialized);
         if self.written.as_deref() != Some(&status) {
@@ -387,6 +421,268 @@ impl Worker {
             self.written = Some(Box::new(status));
         }
         Ok(())
+    }
+
+    /// Brings up container `c`, whose newest instance is `current` (`None`, never started,
+    /// or exited and due to run again), unless a back-off holds it; what stands in the way is
+    /// left in `self.waiting` for the status.
+    async fn ensure(
+        &mut self,
+        pod: &Pod,
+        sandbox: &Sandbox,
+        c: &k8s_openapi::api::core::v1::Container,
+        init: bool,
+        current: Option<&Container>,
+        all: &[Container],
+    ) {
+        let image = c.image.clone().unwrap_or_default();
+        if let Some(w) = self.waiting.get_mut(&c.name) {
+            // Still backing off from a failure.
+            if w.reason == "ErrImagePull" {
+                w.reason = "ImagePullBackOff";
+                w.message = format!("Back-off pulling image {image:?}");
+                let message = w.message.clone();
+                self.event(pod, EventType::Normal, "BackOff", message);
+                self.event(
+                    pod,
+                    EventType::Warning,
+                    "Failed",
+                    "Error: ImagePullBackOff".into(),
+                );
+            }
+            return;
+        }
+        let rt = self.shared.runtime.clone();
+        let now = Timestamp::now();
+        match current {
+            Some(
+                cur @ Container {
+                    state: ContainerState::Exited { finished_at, .. },
+                    ..
+                },
+            ) => {
+                if let Some((until, delay)) = self.backoff.waiting(&c.name, *finished_at, now) {
+                    let message = format!(
+                        "back-off {} restarting failed container={} pod={}({})",
+                        backoff::go_duration(delay),
+                        c.name,
+                        pod_name_ns(pod),
+                        self.uid
+                    );
+                    self.waiting.insert(
+                        c.name.clone(),
+                        Waiting {
+                            reason: "CrashLoopBackOff",
+                            message,
+                            until: Some(until),
+                        },
+                    );
+                    self.event(
+                        pod,
+                        EventType::Warning,
+                        "BackOff",
+                        format!(
+                            "Back-off restarting failed container {} in pod {}({})",
+                            c.name,
+                            pod_name_ns(pod),
+                            self.uid
+                        ),
+                    );
+                    return;
+                }
+                self.backoff.next(&c.name, *finished_at);
+                // The instance before stays for `kubectl logs --previous`; older ones go.
+                for old in all.iter().filter(|o| {
+                    o.name == c.name
+                        && o.id != cur.id
+                        && matches!(o.state, ContainerState::Exited { .. })
+                }) {
+                    let _ = rt.remove_container(&old.id).await;
+                }
+            }
+            // Created but never started (the agent stopped in between): made again.
+            Some(Container {
+                state: ContainerState::Created,
+                id,
+                ..
+            }) => {
+                let _ = rt.remove_container(id).await;
+            }
+            _ => {}
+        }
+        if let Err(w) = self.start(pod, sandbox, c, init, &image).await {
+            self.waiting.insert(c.name.clone(), w);
+        }
+    }
+
+    /// Pulls the image as the container's imagePullPolicy says, then creates and starts the
+    /// container, recording the kubelet's events on the way.
+    async fn start(
+        &mut self,
+        pod: &Pod,
+        sandbox: &Sandbox,
+        c: &k8s_openapi::api::core::v1::Container,
+        init: bool,
+        image: &str,
+    ) -> Result<(), Waiting> {
+        let rt = self.shared.runtime.clone();
+        let failed = |reason: &'static str, message: String, until: Option<Timestamp>| Waiting {
+            reason,
+            message,
+            until,
+        };
+        let present = match rt.image_status(image).await {
+            Ok(id) => id.is_some(),
+            Err(RuntimeError::InvalidImageName(_)) => {
+                let message = format!(
+                    "Failed to apply default image tag {image:?}: couldn't parse image name {image:?}: invalid reference format"
+                );
+                self.event(pod, EventType::Warning, "InspectFailed", message.clone());
+                self.event(
+                    pod,
+                    EventType::Warning,
+                    "Failed",
+                    "Error: InvalidImageName".into(),
+                );
+                return Err(failed("InvalidImageName", message, None));
+            }
+            Err(_) => false,
+        };
+        let policy = c.image_pull_policy.as_deref().unwrap_or("IfNotPresent");
+        if present && policy != "Always" {
+            self.event(
+                pod,
+                EventType::Normal,
+                "Pulled",
+                format!("Container image {image:?} already present on machine"),
+            );
+        } else if policy == "Never" {
+            let message =
+                format!("Container image {image:?} is not present with pull policy of Never");
+            self.event(
+                pod,
+                EventType::Warning,
+                "ErrImageNeverPull",
+                message.clone(),
+            );
+            self.event(
+                pod,
+                EventType::Warning,
+                "Failed",
+                "Error: ErrImageNeverPull".into(),
+            );
+            return Err(failed("ErrImageNeverPull", message, None));
+        } else {
+            self.event(
+                pod,
+                EventType::Normal,
+                "Pulling",
+                format!("Pulling image {image:?}"),
+            );
+            let began = std::time::Instant::now();
+            match rt.pull_image(image).await {
+                Ok(_) => self.event(
+                    pod,
+                    EventType::Normal,
+                    "Pulled",
+                    format!(
+                        "Successfully pulled image {image:?} in {:.3}s",
+                        began.elapsed().as_secs_f64()
+                    ),
+                ),
+                Err(e) => {
+                    let message = match e {
+                        RuntimeError::Image { message, .. } => message,
+                        e => e.to_string(),
+                    };
+                    let key = format!("pull:{image}");
+                    let now = Timestamp::now();
+                    self.backoff.next(&key, now);
+                    let until = now
+                        .checked_add(
+                            SignedDuration::try_from(self.backoff.delay(&key)).unwrap_or_default(),
+                        )
+                        .ok();
+                    self.event(
+                        pod,
+                        EventType::Warning,
+                        "Failed",
+                        format!("Failed to pull image {image:?}: {message}"),
+                    );
+                    self.event(
+                        pod,
+                        EventType::Warning,
+                        "Failed",
+                        "Error: ErrImagePull".into(),
+                    );
+                    return Err(failed("ErrImagePull", message, until));
+                }
+            }
+        }
+        let config = ContainerConfig {
+            name: c.name.clone(),
+            image: image.to_string(),
+            command: c.command.clone().unwrap_or_default(),
+            args: c.args.clone().unwrap_or_default(),
+            working_dir: c.working_dir.clone(),
+            env: c
+                .env
+                .iter()
+                .flatten()
+                .filter_map(|e| e.value.clone().map(|v| (e.name.clone(), v)))
+                .collect(),
+            labels: self.labels(pod, Some(&c.name)),
+            tty: c.tty.unwrap_or(false),
+            stdin: c.stdin.unwrap_or(false),
+            run_to_completion: init,
+        };
+        // A failure to create or start backs off as a crash does.
+        let back_off = |w: &mut Worker, reason: &'static str, e: RuntimeError| {
+            let now = Timestamp::now();
+            w.backoff.next(&c.name, now);
+            let until = now
+                .checked_add(SignedDuration::try_from(w.backoff.delay(&c.name)).unwrap_or_default())
+                .ok();
+            w.event(pod, EventType::Warning, "Failed", format!("Error: {e}"));
+            failed(reason, e.to_string(), until)
+        };
+        let id = match rt.create_container(&sandbox.id, &config).await {
+            Ok(id) => id,
+            Err(e) => return Err(back_off(self, "CreateContainerError", e)),
+        };
+        self.event(
+            pod,
+            EventType::Normal,
+            "Created",
+            format!("Created container: {}", c.name),
+        );
+        if let Err(e) = rt.start_container(&id).await {
+            return Err(back_off(self, "RunContainerError", e));
+        }
+        self.event(
+            pod,
+            EventType::Normal,
+            "Started",
+            format!("Started container {}", c.name),
+        );
+        Ok(())
+    }
+
+    /// Records an event on the pod as the kubelet of this node.
+    fn event(&self, pod: &Pod, type_: EventType, reason: &str, note: String) {
+        let Some(events) = &self.shared.events else {
+            return;
+        };
+        let regarding = ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Pod".into()),
+            name: pod.metadata.name.clone(),
+            namespace: pod.metadata.namespace.clone(),
+            uid: Some(self.uid.clone()),
+            resource_version: pod.metadata.resource_version.clone(),
+            field_path: None,
+        };
+        events.queue(regarding, type_, reason, reason, note);
     }
 
     fn labels(&self, pod: &Pod, container: Option<&str>) -> BTreeMap<String, String> {
@@ -407,38 +703,6 @@ impl Worker {
         l
     }
 
-    async fn start(
-        &self,
-        pod: &Pod,
-        sandbox: &Sandbox,
-        c: &k8s_openapi::api::core::v1::Container,
-        init: bool,
-    ) -> anyhow::Result<()> {
-        let rt = &self.shared.runtime;
-        let image = c.image.clone().unwrap_or_default();
-        rt.pull_image(&image).await?;
-        let config = ContainerConfig {
-            name: c.name.clone(),
-            image,
-            command: c.command.clone().unwrap_or_default(),
-            args: c.args.clone().unwrap_or_default(),
-            working_dir: c.working_dir.clone(),
-            env: c
-                .env
-                .iter()
-                .flatten()
-                .filter_map(|e| e.value.clone().map(|v| (e.name.clone(), v)))
-                .collect(),
-            labels: self.labels(pod, Some(&c.name)),
-            tty: c.tty.unwrap_or(false),
-            stdin: c.stdin.unwrap_or(false),
-            run_to_completion: init,
-        };
-        let id = rt.create_container(&sandbox.id, &config).await?;
-        rt.start_container(&id).await?;
-        Ok(())
-    }
-
     fn status(
         &self,
         pod: &Pod,
@@ -449,64 +713,81 @@ impl Worker {
         let spec = pod.spec.clone().unwrap_or_default();
         let old = pod.status.clone().unwrap_or_default();
         let scheme = self.shared.runtime.id_scheme();
+        let terminated = |k: &Container| match &k.state {
+            ContainerState::Exited {
+                started_at,
+                finished_at,
+                exit_code,
+                reason,
+                message,
+            } => Some(K8sState {
+                terminated: Some(ContainerStateTerminated {
+                    container_id: Some(format!("{scheme}://{}", k.id)),
+                    exit_code: *exit_code,
+                    finished_at: Some(Time(*finished_at)),
+                    started_at: started_at.map(Time),
+                    reason: Some(reason.clone().unwrap_or_else(|| {
+                        if *exit_code == 0 {
+                            "Completed".into()
+                        } else {
+                            "Error".into()
+                        }
+                    })),
+                    message: message.clone(),
+                    signal: None,
+                }),
+                ..Default::default()
+            }),
+            _ => None,
+        };
+        let waiting = |reason: &str, message: Option<String>| K8sState {
+            waiting: Some(ContainerStateWaiting {
+                reason: Some(reason.into()),
+                message,
+            }),
+            ..Default::default()
+        };
         let status_of = |c: &k8s_openapi::api::core::v1::Container, init: bool| {
-            let current = newest(running, &c.name);
-            let (state, started, ready) = match current.map(|c| &c.state) {
-                None | Some(ContainerState::Created) => (
-                    K8sState {
-                        waiting: Some(ContainerStateWaiting {
-                            reason: Some(
-                                if init || initialized {
-                                    "ContainerCreating"
-                                } else {
-                                    "PodInitializing"
-                                }
-                                .into(),
-                            ),
-                            message: None,
-                        }),
-                        ..Default::default()
-                    },
-                    false,
-                    false,
-                ),
-                Some(ContainerState::Running { started_at }) => (
+            let mut instances: Vec<&Container> =
+                running.iter().filter(|k| k.name == c.name).collect();
+            instances.sort_by_key(|k| std::cmp::Reverse(k.attempt));
+            let current = instances.first().copied();
+            let previous = instances.get(1).and_then(|k| terminated(k));
+            let held = self.waiting.get(&c.name);
+            let (state, last_state, started, ready) = match (current.map(|k| &k.state), held) {
+                (Some(ContainerState::Running { started_at }), _) => (
                     K8sState {
                         running: Some(ContainerStateRunning {
                             started_at: Some(Time(*started_at)),
                         }),
                         ..Default::default()
                     },
+                    previous,
                     true,
                     !init,
                 ),
-                Some(ContainerState::Exited {
-                    started_at,
-                    finished_at,
-                    exit_code,
-                    reason,
-                    message,
-                }) => (
-                    K8sState {
-                        terminated: Some(ContainerStateTerminated {
-                            container_id: current.map(|k| format!("{scheme}://{}", k.id)),
-                            exit_code: *exit_code,
-                            finished_at: Some(Time(*finished_at)),
-                            started_at: started_at.map(Time),
-                            reason: Some(reason.clone().unwrap_or_else(|| {
-                                if *exit_code == 0 {
-                                    "Completed".into()
-                                } else {
-                                    "Error".into()
-                                }
-                            })),
-                            message: message.clone(),
-                            signal: None,
-                        }),
-                        ..Default::default()
-                    },
+                // Exited and waiting to run again: the exit is the last state.
+                (Some(ContainerState::Exited { .. }), Some(w)) => (
+                    waiting(w.reason, Some(w.message.clone())),
+                    current.and_then(terminated),
+                    false,
+                    false,
+                ),
+                (Some(ContainerState::Exited { exit_code, .. }), None) => (
+                    current.and_then(terminated).unwrap_or_default(),
+                    previous,
                     false,
                     init && *exit_code == 0,
+                ),
+                (None | Some(ContainerState::Created), held) => (
+                    match held {
+                        Some(w) => waiting(w.reason, Some(w.message.clone())),
+                        None if init || initialized => waiting("ContainerCreating", None),
+                        None => waiting("PodInitializing", None),
+                    },
+                    previous,
+                    false,
+                    false,
                 ),
             };
             ContainerStatus {
@@ -516,8 +797,9 @@ impl Worker {
                 container_id: current.map(|k| format!("{scheme}://{}", k.id)),
                 ready,
                 started: Some(started),
-                restart_count: self.restarts.get(&c.name).copied().unwrap_or(0),
+                restart_count: current.map_or(0, |k| i32::try_from(k.attempt).unwrap_or(i32::MAX)),
                 state: Some(state),
+                last_state: last_state.or_else(|| Some(K8sState::default())),
                 ..Default::default()
             }
         };
@@ -542,35 +824,15 @@ impl Worker {
             .filter(|s| !s.ready)
             .map(|s| s.name.as_str())
             .collect();
-        let all_exited = statuses
-            .iter()
-            .all(|s| s.state.as_ref().is_some_and(|st| st.terminated.is_some()));
-        let failed_init = self.finished && !initialized;
-        let phase = if failed_init {
+        let phase = if self.finished && !initialized {
             "Failed"
-        } else if initialized && all_exited && !statuses.is_empty() {
-            let restart_policy = spec.restart_policy.as_deref().unwrap_or("Always");
-            let any_failed = statuses.iter().any(|s| {
-                s.state
-                    .as_ref()
-                    .and_then(|st| st.terminated.as_ref())
-                    .is_some_and(|t| t.exit_code != 0)
-            });
-            match restart_policy {
-                "Always" => "Running",
-                _ if any_failed && restart_policy == "Never" => "Failed",
-                "OnFailure" if any_failed => "Running",
-                _ => "Succeeded",
-            }
-        } else if initialized
-            && statuses.iter().all(|s| {
-                s.started == Some(true)
-                    || s.state.as_ref().is_some_and(|st| st.terminated.is_some())
-            })
-        {
-            "Running"
-        } else {
+        } else if !initialized {
             "Pending"
+        } else {
+            phase_of(
+                &statuses,
+                spec.restart_policy.as_deref().unwrap_or("Always"),
+            )
         };
         let now = Time(Timestamp::now());
         let keep = |kind: &str, status: &str| {
@@ -746,6 +1008,12 @@ impl Worker {
         for sb in &sandboxes {
             for c in rt.list_containers(&sb.id).await.unwrap_or_default() {
                 if matches!(c.state, ContainerState::Running { .. }) {
+                    self.event(
+                        pod,
+                        EventType::Normal,
+                        "Killing",
+                        format!("Stopping container {}", c.name),
+                    );
                     rt.stop_container(&c.id, grace).await?;
                 }
             }
@@ -770,21 +1038,62 @@ impl Worker {
     }
 }
 
-/// The most recent container of this name (restarts leave the exited ones behind).
-fn newest<'a>(running: &'a [Container], name: &str) -> Option<&'a Container> {
-    let started = |c: &Container| match &c.state {
-        ContainerState::Created => None,
-        ContainerState::Running { started_at } => Some(*started_at),
-        ContainerState::Exited {
-            started_at,
-            finished_at,
-            ..
-        } => Some(started_at.unwrap_or(*finished_at)),
-    };
-    running
+/// The most recent container of this name (restarts leave the one before behind).
+fn newest<'a>(containers: &'a [Container], name: &str) -> Option<&'a Container> {
+    containers
         .iter()
         .filter(|c| c.name == name)
-        .max_by_key(|c| (started(c).is_none(), started(c)))
+        .max_by_key(|c| c.attempt)
+}
+
+/// The pod's phase from its containers' statuses once it is initialized, as the kubelet's
+/// getPhase: a container waiting to run for the first time keeps the pod Pending; one waiting to
+/// run again counts as stopped.
+fn phase_of(statuses: &[ContainerStatus], restart_policy: &str) -> &'static str {
+    let (mut waiting, mut running, mut stopped, mut succeeded) = (0, 0, 0, 0);
+    for s in statuses {
+        let state = s.state.clone().unwrap_or_default();
+        if state.running.is_some() {
+            running += 1;
+        } else if let Some(t) = &state.terminated {
+            stopped += 1;
+            if t.exit_code == 0 {
+                succeeded += 1;
+            }
+        } else if s
+            .last_state
+            .as_ref()
+            .is_some_and(|l| l.terminated.is_some())
+        {
+            stopped += 1;
+        } else {
+            waiting += 1;
+        }
+    }
+    if waiting > 0 {
+        "Pending"
+    } else if running > 0 {
+        "Running"
+    } else if stopped == 0 {
+        "Pending"
+    } else if restart_policy == "Always" {
+        "Running"
+    } else if stopped == succeeded {
+        "Succeeded"
+    } else if restart_policy == "Never" {
+        "Failed"
+    } else {
+        "Running"
+    }
+}
+
+/// `NAME_NAMESPACE`, as the kubelet names a pod in its messages.
+fn pod_name_ns(p: &Pod) -> String {
+    format!(
+        "{}_{}",
+        p.metadata.name.as_deref().unwrap_or(""),
+        p.metadata.namespace.as_deref().unwrap_or("")
+    )
 }
 
 fn pod_key(p: &Pod) -> String {
@@ -818,10 +1127,47 @@ mod tests {
             node_ip: IpAddr::from([10, 0, 0, 1]),
             ips: Mutex::new(None),
             network_ready,
+            events: None,
         });
         let (_tx, rx) = mpsc::unbounded_channel();
         let worker = Worker::new(shared, "uid".into()).run(rx);
         let size = std::mem::size_of_val(&worker);
         assert!(size <= 1024, "a worker's future is {size} bytes");
+    }
+
+    fn container(state: serde_json::Value, last: serde_json::Value) -> ContainerStatus {
+        serde_json::from_value(serde_json::json!({
+            "name": "c", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+            "state": state, "lastState": last,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_phase_follows_the_containers_as_upstream() {
+        use serde_json::json;
+        let running = container(json!({"running": {}}), json!({}));
+        let creating = container(
+            json!({"waiting": {"reason": "ContainerCreating"}}),
+            json!({}),
+        );
+        let ok = container(json!({"terminated": {"exitCode": 0}}), json!({}));
+        let failed = container(json!({"terminated": {"exitCode": 1}}), json!({}));
+        let crashing = container(
+            json!({"waiting": {"reason": "CrashLoopBackOff"}}),
+            json!({"terminated": {"exitCode": 1}}),
+        );
+        let phase = |s: &[&ContainerStatus], policy| {
+            let s: Vec<ContainerStatus> = s.iter().map(|c| (*c).clone()).collect();
+            phase_of(&s, policy)
+        };
+        assert_eq!(phase(&[&running, &creating], "Always"), "Pending");
+        assert_eq!(phase(&[&running, &failed], "Never"), "Running");
+        assert_eq!(phase(&[&crashing], "Always"), "Running");
+        assert_eq!(phase(&[&crashing], "OnFailure"), "Running");
+        assert_eq!(phase(&[&ok, &ok], "OnFailure"), "Succeeded");
+        assert_eq!(phase(&[&ok, &failed], "Never"), "Failed");
+        assert_eq!(phase(&[&ok, &failed], "OnFailure"), "Running");
+        assert_eq!(phase(&[&ok], "Always"), "Running");
     }
 }

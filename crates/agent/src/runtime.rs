@@ -21,6 +21,9 @@ pub enum RuntimeError {
     NotFound(String),
     #[error("image {image}: {message}")]
     Image { image: String, message: String },
+    /// An image reference that does not parse; trying again cannot help.
+    #[error("couldn't parse image name {0:?}: invalid reference format")]
+    InvalidImageName(String),
     #[error("{0}")]
     Unsupported(String),
     #[error("{0}")]
@@ -33,10 +36,7 @@ pub type Result<T> = std::result::Result<T, RuntimeError>;
 /// message container runtimes give.
 pub fn check_image_reference(image: &str) -> Result<()> {
     if image.trim().is_empty() || image.chars().any(char::is_whitespace) {
-        return Err(RuntimeError::Image {
-            image: image.to_string(),
-            message: "invalid reference format".into(),
-        });
+        return Err(RuntimeError::InvalidImageName(image.to_string()));
     }
     Ok(())
 }
@@ -55,7 +55,8 @@ pub struct SandboxConfig {
     pub name: String,
     pub hostname: String,
     pub host_network: bool,
-    /// The address the agent chose for the pod from the node's podCIDR (none with host network).
+    /// The address the agent chose for the pod from the node's podCIDR (none with host network
+    /// or when the runtime assigns addresses).
     pub ip: Option<IpAddr>,
     pub labels: BTreeMap<String, String>,
 }
@@ -117,6 +118,8 @@ pub struct Container {
     pub image: String,
     /// The resolved image (digest form), as `imageID` reports it.
     pub image_ref: String,
+    /// How many containers of this name the pod had before this one (CRI's attempt).
+    pub attempt: u32,
     pub state: ContainerState,
     pub labels: BTreeMap<String, String>,
 }
@@ -153,6 +156,15 @@ pub trait Runtime: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Whether the runtime gives pods their addresses itself (through CNI); otherwise the
+    /// agent chooses one from the podCIDR for each sandbox.
+    fn assigns_addresses(&self) -> bool {
+        false
+    }
+
+    /// The image's ID if the node has it.
+    async fn image_status(&self, image: &str) -> Result<Option<String>>;
+    /// Pulls the image (again, if present) and returns its ID.
     async fn pull_image(&self, image: &str) -> Result<String>;
 
     async fn run_sandbox(&self, config: &SandboxConfig) -> Result<Sandbox>;

@@ -48,10 +48,17 @@ impl Events {
     /// A recorder whose worker runs on the current Tokio runtime until the recorder is dropped
     /// and its queue written.
     pub fn new(client: kube::Client, controller: &str) -> Events {
+        Events::for_instance(client, controller, controller)
+    }
+
+    /// A recorder for one instance of a component (the kubelet of one node: `kubelet`, the
+    /// node's name), as Events name their reporter.
+    pub fn for_instance(client: kube::Client, controller: &str, instance: &str) -> Events {
         let (tx, rx) = mpsc::channel(QUEUE);
         let worker = Worker {
             client,
             controller: controller.into(),
+            instance: instance.into(),
             cache: HashMap::new(),
             seq: 0,
         };
@@ -81,6 +88,19 @@ impl Events {
         action: &str,
         note: String,
     ) {
+        self.queue(regarding, type_, reason, action, note);
+    }
+
+    /// Queues an event without waiting (recording never waits anyway): for callers that are
+    /// not async.
+    pub fn queue(
+        &self,
+        regarding: ObjectReference,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
         let pending = Pending {
             regarding,
             type_: match type_ {
@@ -102,6 +122,7 @@ impl Events {
 struct Worker {
     client: kube::Client,
     controller: String,
+    instance: String,
     /// The Event last written for each key, for series.
     cache: HashMap<Key, Event>,
     seq: u64,
@@ -179,7 +200,7 @@ impl Worker {
                     event_time: Some(MicroTime(p.at)),
                     regarding: Some(p.regarding),
                     reporting_controller: Some(self.controller.clone()),
-                    reporting_instance: Some(self.controller.clone()),
+                    reporting_instance: Some(self.instance.clone()),
                     ..Default::default()
                 })
             }
@@ -248,6 +269,7 @@ mod tests {
         Worker {
             client: kube::Client::new(unused, "default"),
             controller: "test-controller".into(),
+            instance: "test-controller".into(),
             cache: HashMap::new(),
             seq: 0,
         }

@@ -677,6 +677,7 @@ impl NodeArgs {
             system: node::system_info(runtime_version),
             lease_duration: self.node_lease_duration,
             status_report_period: Duration::from_secs(300),
+            record_events: true,
         })
     }
 }

@@ -348,3 +348,109 @@ fn a_pod_gets_an_address_from_the_pod_cidr_and_answers_on_it() {
         eventually("the sandbox removed", &log, || view.sandboxes().is_empty());
     });
 }
+
+/// The waiting state of the pod's first container: reason and message.
+fn waiting(s: &RudderServer, pod: &str) -> (String, String) {
+    let p = get(s, &format!("pod/{pod}"));
+    let w = &p["status"]["containerStatuses"][0]["state"]["waiting"];
+    (
+        w["reason"].as_str().unwrap_or_default().to_string(),
+        w["message"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+#[test]
+fn crashing_containers_back_off_and_failed_pulls_say_why() {
+    let s = RudderServer::start(bin(), &["--disable-agent"]).unwrap();
+    let token = s.node_token().unwrap();
+    let (_dir, log, _agent) = start_agent(&s, &token, "crash-node");
+    eventually("the default service account", &log, || {
+        s.kubectl(&["get", "serviceaccount", "default", "-o", "name"])
+            .stdout()
+            .contains("serviceaccount/default")
+    });
+    s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &pod("crasher", "echo crash; exit 1", "Always"),
+    )
+    .ok();
+    // Nothing listens on port 9 of loopback: the pull fails at once.
+    let mut unpullable: Value = serde_json::from_str(&pod("unpullable", "true", "Always")).unwrap();
+    unpullable["spec"]["containers"][0]["image"] = json!("127.0.0.1:9/nothing:1");
+    let mut never: Value = serde_json::from_str(&pod("never", "true", "Always")).unwrap();
+    never["spec"]["containers"][0]["image"] = json!("rudder.local/absent:1");
+    never["spec"]["containers"][0]["imagePullPolicy"] = json!("Never");
+    for p in [&unpullable, &never] {
+        s.kubectl_stdin(&["apply", "-f", "-"], &p.to_string()).ok();
+    }
+
+    // The first exit is restarted at once, the second waits 10 s, the third 20 s.
+    eventually("crasher backs off for 20 s", &log, || {
+        waiting(&s, "crasher").1.starts_with("back-off 20s ")
+    });
+    let p = get(&s, "pod/crasher");
+    let st = &p["status"]["containerStatuses"][0];
+    let (reason, message) = waiting(&s, "crasher");
+    assert_eq!(reason, "CrashLoopBackOff", "{st}");
+    let uid = p["metadata"]["uid"].as_str().unwrap();
+    assert_eq!(
+        message,
+        format!("back-off 20s restarting failed container=main pod=crasher_default({uid})")
+    );
+    assert_eq!(st["restartCount"], json!(2), "{st}");
+    assert_eq!(st["lastState"]["terminated"]["exitCode"], json!(1), "{st}");
+    assert_eq!(
+        st["lastState"]["terminated"]["reason"],
+        json!("Error"),
+        "{st}"
+    );
+    assert_eq!(p["status"]["phase"], json!("Running"), "{p}");
+    // kubectl shows what a kubelet's events say.
+    let described = s.kubectl(&["describe", "pod", "crasher"]).ok();
+    for line in [
+        "Back-off restarting failed container main in pod crasher_default",
+        "Created container: main",
+        "Started container main",
+        &format!("Container image \"{BUSYBOX}\" already present on machine"),
+    ] {
+        assert!(described.contains(line), "{line:?} not in:\n{described}");
+    }
+
+    eventually("unpullable backs off", &log, || {
+        waiting(&s, "unpullable").0 == "ImagePullBackOff"
+    });
+    assert_eq!(
+        waiting(&s, "unpullable").1,
+        "Back-off pulling image \"127.0.0.1:9/nothing:1\""
+    );
+    let described = s.kubectl(&["describe", "pod", "unpullable"]).ok();
+    assert!(
+        described.contains("Failed to pull image \"127.0.0.1:9/nothing:1\""),
+        "{described}"
+    );
+    eventually("never refused", &log, || {
+        waiting(&s, "never").0 == "ErrImageNeverPull"
+    });
+    assert_eq!(
+        waiting(&s, "never"),
+        (
+            "ErrImageNeverPull".to_string(),
+            "Container image \"rudder.local/absent:1\" is not present with pull policy of Never"
+                .to_string()
+        )
+    );
+    let table = s.kubectl(&["get", "pods"]).ok();
+    for (pod, status) in [
+        ("crasher", "CrashLoopBackOff"),
+        ("unpullable", "ImagePullBackOff"),
+        ("never", "ErrImageNeverPull"),
+    ] {
+        assert!(
+            table
+                .lines()
+                .any(|l| l.starts_with(pod) && l.contains(status)),
+            "{pod} not {status}:\n{table}"
+        );
+    }
+    s.kubectl(&["delete", "pod", "--all", "--timeout=60s"]).ok();
+}
