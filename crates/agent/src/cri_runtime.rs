@@ -17,9 +17,10 @@ use async_trait::async_trait;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::cri::{api, Cri};
+use crate::logs::LogSource;
 use crate::runtime::{
-    Container, ContainerConfig, ContainerState, ContainerStats, LogOptions, Result, Runtime,
-    RuntimeError, Sandbox, SandboxConfig, SandboxState,
+    Container, ContainerConfig, ContainerState, ContainerStats, Result, Runtime, RuntimeError,
+    Sandbox, SandboxConfig, SandboxState,
 };
 
 /// How often pod workers look at their containers: CRI v1 on containerd 1.6 sends no events.
@@ -288,50 +289,6 @@ impl CriRuntime {
         });
         Ok((config, host_network))
     }
-}
-
-/// The parts of a CRI log line (`TIMESTAMP STREAM TAG CONTENT`): the timestamp and the content,
-/// and whether the content ends a line (tag `F`) or continues in the next (`P`).
-fn parse_log_line(line: &str) -> Option<(&str, bool, &str)> {
-    let (ts, rest) = line.split_once(' ')?;
-    let (_stream, rest) = rest.split_once(' ')?;
-    let (tag, content) = rest.split_once(' ').unwrap_or((rest, ""));
-    Some((ts, !tag.starts_with('P'), content))
-}
-
-/// A container's output from its CRI log file, as `kubectl logs` shows it: whole lines, each
-/// prefixed with its timestamp when asked, the last `tail_lines` of them, at most `limit_bytes`.
-pub fn read_cri_log(text: &str, options: &LogOptions) -> Vec<u8> {
-    let mut lines: Vec<String> = Vec::new();
-    let mut partial = String::new();
-    for raw in text.lines() {
-        let Some((ts, full, content)) = parse_log_line(raw) else {
-            continue;
-        };
-        if partial.is_empty() && options.timestamps {
-            partial.push_str(ts);
-            partial.push(' ');
-        }
-        partial.push_str(content);
-        if full {
-            lines.push(std::mem::take(&mut partial));
-        }
-    }
-    if !partial.is_empty() {
-        lines.push(partial);
-    }
-    if let Some(n) = options.tail_lines {
-        lines.drain(..lines.len().saturating_sub(n));
-    }
-    let mut out = Vec::new();
-    for l in lines {
-        out.extend_from_slice(l.as_bytes());
-        out.push(b'\n');
-    }
-    if let Some(n) = options.limit_bytes {
-        out.truncate(n);
-    }
-    out
 }
 
 #[async_trait]
@@ -639,11 +596,9 @@ impl Runtime for CriRuntime {
         Ok(out)
     }
 
-    async fn logs(&self, container_id: &str, options: &LogOptions) -> Result<Vec<u8>> {
+    async fn log_source(&self, container_id: &str) -> Result<LogSource> {
         let s = self.container_status(container_id).await?;
-        let text = std::fs::read(&s.log_path)
-            .map_err(|e| RuntimeError::Failed(format!("{}: {e}", s.log_path)))?;
-        Ok(read_cri_log(&String::from_utf8_lossy(&text), options))
+        Ok(LogSource::File(s.log_path.into()))
     }
 
     async fn exec_sync(
@@ -714,37 +669,5 @@ mod tests {
         let v6: serde_json::Value =
             serde_json::from_str(&conflist("fd00:42::/64", std::path::Path::new("/d"))).unwrap();
         assert_eq!(v6["plugins"][0]["ipam"]["routes"][0]["dst"], "::/0");
-    }
-
-    #[test]
-    fn cri_logs_read_as_kubectl_shows_them() {
-        let text = "2026-12-05T10:00:00.1Z stdout F one\n\
-                    2026-12-05T10:00:01.1Z stderr P tw\n\
-                    2026-12-05T10:00:01.2Z stderr F o\n\
-                    2026-12-05T10:00:02.1Z stdout F \n\
-                    garbage\n\
-                    2026-12-05T10:00:03.1Z stdout F three\n";
-        let all = read_cri_log(text, &LogOptions::default());
-        assert_eq!(String::from_utf8(all).unwrap(), "one\ntwo\n\nthree\n");
-        let tail = read_cri_log(
-            text,
-            &LogOptions {
-                tail_lines: Some(2),
-                timestamps: true,
-                ..Default::default()
-            },
-        );
-        assert_eq!(
-            String::from_utf8(tail).unwrap(),
-            "2026-12-05T10:00:02.1Z \n2026-12-05T10:00:03.1Z three\n"
-        );
-        let limited = read_cri_log(
-            text,
-            &LogOptions {
-                limit_bytes: Some(5),
-                ..Default::default()
-            },
-        );
-        assert_eq!(limited, b"one\nt");
     }
 }

@@ -11,9 +11,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use k8s_openapi::jiff::Timestamp;
 
+use crate::logs::LogSource;
 use crate::runtime::{
-    Container, ContainerConfig, ContainerState, ContainerStats, LogOptions, Result, Runtime,
-    RuntimeError, Sandbox, SandboxConfig, SandboxState,
+    Container, ContainerConfig, ContainerState, ContainerStats, Result, Runtime, RuntimeError,
+    Sandbox, SandboxConfig, SandboxState,
 };
 
 #[derive(Default)]
@@ -54,7 +55,7 @@ impl Fake {
 }
 
 fn log_line(log: &mut Vec<u8>, what: &str) {
-    log.extend_from_slice(format!("{} {what}\n", Timestamp::now()).as_bytes());
+    log.extend_from_slice(crate::logs::record(Timestamp::now(), "stdout", what).as_bytes());
 }
 
 #[async_trait]
@@ -208,32 +209,10 @@ impl Runtime for Fake {
         }))
     }
 
-    async fn logs(&self, container_id: &str, options: &LogOptions) -> Result<Vec<u8>> {
-        self.with(|s| {
-            let c = s
-                .containers
-                .get(container_id)
-                .ok_or_else(|| RuntimeError::NotFound(format!("container {container_id}")))?;
-            let text = String::from_utf8_lossy(&c.log);
-            let mut lines: Vec<&str> = text.lines().collect();
-            if let Some(n) = options.tail_lines {
-                lines = lines.split_off(lines.len().saturating_sub(n));
-            }
-            let mut out = Vec::new();
-            for l in lines {
-                // Each line is "<timestamp> <text>", as the CRI log format keeps it.
-                let l = if options.timestamps {
-                    l
-                } else {
-                    l.split_once(' ').map_or(l, |(_, t)| t)
-                };
-                out.extend_from_slice(l.as_bytes());
-                out.push(b'\n');
-            }
-            if let Some(n) = options.limit_bytes {
-                out.truncate(n);
-            }
-            Ok(out)
+    async fn log_source(&self, container_id: &str) -> Result<LogSource> {
+        self.with(|s| match s.containers.get(container_id) {
+            Some(c) => Ok(LogSource::Memory(c.log.clone())),
+            None => Err(RuntimeError::NotFound(format!("container {container_id}"))),
         })
     }
 
@@ -312,7 +291,9 @@ mod tests {
             state(&m, &all),
             ContainerState::Exited { exit_code: 0, .. }
         ));
-        let log = rt.logs(&m, &LogOptions::default()).await.unwrap();
+        let log = crate::logs::read_all(rt.log_source(&m).await.unwrap(), Default::default())
+            .await
+            .unwrap();
         assert_eq!(
             String::from_utf8(log).unwrap(),
             "fake container main created\nfake container started\nfake container stopped\n"

@@ -17,9 +17,11 @@ pub mod cri_runtime;
 pub mod fake;
 pub mod image;
 pub mod ipam;
+pub mod logs;
 pub mod node;
 pub mod pods;
 pub mod runtime;
+pub mod serve;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -248,7 +250,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+/// Aborts the task when dropped.
+pub struct AbortOnDrop(pub tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
@@ -256,27 +259,20 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Runs `count` simulated nodes named `NAME-0` … `NAME-(count-1)` (or one named `NAME` when
-/// `count` is 0), each with its own client from `client_for(node name)` and its own fake
-/// runtime, until dropped.
+/// Runs `count` simulated nodes named `NAME-0` … `NAME-(count-1)`, each with its own client
+/// from `client_for(node name)` and its own fake runtime, until dropped.
 pub async fn run_fake_nodes(
     template: NodeConfig,
     count: usize,
     client_for: impl Fn(&str) -> kube::Client,
 ) {
-    let names: Vec<String> = if count == 0 {
-        vec![template.name.clone()]
-    } else {
-        (0..count)
-            .map(|i| format!("{}-{i}", template.name))
-            .collect()
-    };
-    let mut tasks = Vec::with_capacity(names.len());
+    let names = (0..count).map(|i| format!("{}-{i}", template.name));
+    let mut tasks = Vec::with_capacity(count);
     for name in names {
         let mut cfg = template.clone();
         cfg.name = name.clone();
         // Thousands of simulated nodes would flood the API with the events of their pods.
-        cfg.record_events = count == 0;
+        cfg.record_events = false;
         let runtime: Arc<dyn Runtime> = Arc::new(fake::Fake::new());
         cfg.system.container_runtime_version = runtime.version();
         tasks.push(AbortOnDrop(tokio::spawn(run_node(

@@ -33,6 +33,8 @@ pub struct NodeConfig {
     pub status_report_period: Duration,
     /// Whether the node records events about its pods (Pulled, Started, BackOff, ...).
     pub record_events: bool,
+    /// The port of the node's own server (0: it has none, as simulated nodes).
+    pub kubelet_port: u16,
 }
 
 const FIELD_MANAGER: &str = "rudder-agent";
@@ -196,7 +198,9 @@ pub fn status(cfg: &NodeConfig, readiness: &Readiness, previous: &[NodeCondition
             ),
         ]),
         daemon_endpoints: Some(NodeDaemonEndpoints {
-            kubelet_endpoint: Some(k8s_openapi::api::core::v1::DaemonEndpoint { port: 10250 }),
+            kubelet_endpoint: Some(k8s_openapi::api::core::v1::DaemonEndpoint {
+                port: i32::from(cfg.kubelet_port),
+            }),
         }),
         node_info: Some(cfg.system.clone()),
         ..Default::default()

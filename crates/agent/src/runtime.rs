@@ -15,6 +15,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use k8s_openapi::jiff::Timestamp;
 
+use crate::logs::LogSource;
+
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
     #[error("{0} not found")]
@@ -132,14 +134,6 @@ pub struct ContainerStats {
     pub memory_working_set_bytes: u64,
 }
 
-/// Which part of a container's log to read.
-#[derive(Clone, Debug, Default)]
-pub struct LogOptions {
-    pub tail_lines: Option<usize>,
-    pub limit_bytes: Option<usize>,
-    pub timestamps: bool,
-}
-
 #[async_trait]
 pub trait Runtime: Send + Sync + 'static {
     /// `containerRuntimeVersion` in the Node's nodeInfo, e.g. `fake://0.1.0`.
@@ -179,7 +173,8 @@ pub trait Runtime: Send + Sync + 'static {
     async fn remove_container(&self, id: &str) -> Result<()>;
     async fn list_containers(&self, sandbox_id: &str) -> Result<Vec<Container>>;
 
-    async fn logs(&self, container_id: &str, options: &LogOptions) -> Result<Vec<u8>>;
+    /// Where the container's log is, in the CRI log format.
+    async fn log_source(&self, container_id: &str) -> Result<LogSource>;
     /// Runs `command` in the container and returns its exit code and output.
     async fn exec_sync(
         &self,

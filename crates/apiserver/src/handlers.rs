@@ -47,6 +47,8 @@ pub struct AppState {
     pub body_timeout: Duration,
     pub inflight: Inflight,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The client for node agents (logs, exec, port-forward).
+    pub kubelets: crate::kubelet::Kubelets,
 }
 
 pub(crate) type Query = Vec<(String, String)>;

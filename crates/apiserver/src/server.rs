@@ -354,6 +354,7 @@ pub async fn start(cfg: Config, store: Arc<dyn Store>) -> anyhow::Result<ApiServ
         body_timeout: cfg.limits.request_body_timeout,
         inflight,
         metrics,
+        kubelets: crate::kubelet::Kubelets::new(&pki).context("the client for node agents")?,
     });
     // The OpenAPI documents, built off the request path, then freed memory given back.
     crate::memory::start_trimmer();

@@ -92,28 +92,31 @@ pub async fn serve(st: &AppState, r: SubRequest<'_>) -> Result<Response, ApiErro
         }
         ("log" | "exec" | "attach" | "portforward", _) => {
             let pod = reg.get(res, r.ns, r.name).await?;
-            if let Some(c) = crate::handlers::param(r.query, "container") {
-                let known = ["containers", "initContainers", "ephemeralContainers"]
-                    .iter()
-                    .flat_map(|k| pod["spec"][k].as_array().into_iter().flatten())
-                    .any(|x| x["name"] == c);
-                if !known {
-                    return Err(ApiError::bad_request(format!(
-                        "container {c} is not valid for pod {}",
-                        r.name
-                    )));
-                }
-            }
-            match pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
-                None => Err(ApiError::bad_request(format!(
+            // As upstream: the container first, then the host.
+            let container =
+                crate::kubelet::container_of(&pod, crate::handlers::param(r.query, "container"))?;
+            let Some(node) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) else {
+                return Err(ApiError::bad_request(format!(
                     "pod {} does not have a host assigned",
                     r.name
-                ))),
-                Some(node) => Err(ApiError::unavailable(format!(
-                    "the node agent on {node} is not reachable: {} needs the agent, which this server does not run yet",
+                )));
+            };
+            if r.sub != "log" {
+                return Err(ApiError::unavailable(format!(
+                    "{} is not served by the node agent on {node} yet",
                     r.sub
-                ))),
+                )));
             }
+            if r.method != Method::GET {
+                return Err(ApiError::method_not_allowed(r.method.as_str()));
+            }
+            let nodes = st
+                .registry
+                .resources()
+                .resolve("", "v1", "nodes")
+                .ok_or_else(|| ApiError::internal("the nodes resource is not served"))?;
+            let node = reg.get(&nodes.res, None, node).await?;
+            st.kubelets.logs(&pod, &container, &node, r.query).await
         }
         (_, m) => Err(ApiError::method_not_allowed(m.as_str())),
     }

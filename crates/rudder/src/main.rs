@@ -569,6 +569,10 @@ struct NodeArgs {
     /// its own containerd under <data-dir>/agent/containerd).
     #[arg(long)]
     container_runtime_endpoint: Option<PathBuf>,
+    /// The port of the node's own HTTPS server, which the API server reaches for logs (0: any
+    /// free port; the node reports the one it got).
+    #[arg(long, default_value_t = 10250)]
+    kubelet_port: u16,
     /// How long the node's heartbeat Lease lasts; the agent renews it every quarter of that.
     #[arg(long, default_value = "4s", value_parser = humantime::parse_duration)]
     node_lease_duration: Duration,
@@ -608,15 +612,15 @@ type NodeRuntime = (
 );
 
 impl NodeArgs {
-    /// Starts the CRI runtime for `--runtime cri` (`None` for the fake runtime, which every
-    /// node of a process makes for itself).
-    async fn runtime(&self, agent_dir: &Path) -> Result<Option<NodeRuntime>> {
+    /// Starts the node's runtime: the fake one, or for `--runtime cri` the CRI runtime (with
+    /// its containerd child, if the agent starts one).
+    async fn runtime(&self, agent_dir: &Path) -> Result<NodeRuntime> {
         match self.runtime {
             RuntimeKind::Fake => {
                 if self.container_runtime_endpoint.is_some() {
                     bail!("--container-runtime-endpoint needs --runtime cri");
                 }
-                Ok(None)
+                Ok((Arc::new(rudder_agent::fake::Fake::new()), None))
             }
             RuntimeKind::Cri => {
                 let (rt, child) = rudder_agent::cri_runtime::start_on_node(
@@ -625,9 +629,39 @@ impl NodeArgs {
                 )
                 .await
                 .context("start the cri runtime")?;
-                Ok(Some((Arc::new(rt), child)))
+                Ok((Arc::new(rt), Some(child).flatten()))
             }
         }
+    }
+
+    /// Runs one node: its server on `--kubelet-port` (clients checked against `ca_pem`), then
+    /// the agent's loops, until the task is aborted.
+    async fn run(
+        &self,
+        client: kube::Client,
+        mut cfg: rudder_agent::node::NodeConfig,
+        runtime: Arc<dyn rudder_agent::runtime::Runtime>,
+        ca_pem: &str,
+    ) -> Result<tokio::task::JoinHandle<()>> {
+        let port = self.kubelet_port;
+        // Every address, IPv6 and IPv4 alike where the machine has IPv6.
+        let listener = match tokio::net::TcpListener::bind((std::net::Ipv6Addr::UNSPECIFIED, port))
+            .await
+        {
+            Ok(l) => l,
+            Err(_) => tokio::net::TcpListener::bind((std::net::Ipv4Addr::UNSPECIFIED, port))
+                .await
+                .with_context(|| format!("listen on the node's port {port} (--kubelet-port)"))?,
+        };
+        cfg.kubelet_port = listener.local_addr()?.port();
+        cfg.system.container_runtime_version = runtime.version();
+        let tls = rudder_agent::serve::tls_config(ca_pem, cfg.node_ip, &cfg.name)?;
+        tracing::info!(port = cfg.kubelet_port, "node server listening");
+        let server = tokio::spawn(rudder_agent::serve::serve(listener, tls, runtime.clone()));
+        Ok(tokio::spawn(async move {
+            let _server = rudder_agent::AbortOnDrop(server);
+            rudder_agent::run_node(client, cfg, runtime).await;
+        }))
     }
 
     /// The node's configuration; `extra_labels` are what the server adds to its own node.
@@ -678,6 +712,7 @@ impl NodeArgs {
             lease_duration: self.node_lease_duration,
             status_report_period: Duration::from_secs(300),
             record_events: true,
+            kubelet_port: 0,
         })
     }
 }
@@ -934,22 +969,11 @@ async fn server(args: ServerArgs) -> Result<()> {
         );
         let agent_dir = data_dir.join("agent");
         create_private_dir(&agent_dir)?;
-        match args.node.runtime(&agent_dir).await? {
-            None => Some((
-                tokio::spawn(rudder_agent::run_fake_nodes(cfg, 0, move |_| {
-                    client.clone()
-                })),
-                None,
-            )),
-            Some((runtime, child)) => {
-                let mut cfg = cfg;
-                cfg.system.container_runtime_version = runtime.version();
-                Some((
-                    tokio::spawn(rudder_agent::run_node(client, cfg, runtime)),
-                    child,
-                ))
-            }
-        }
+        let (runtime, child) = args.node.runtime(&agent_dir).await?;
+        Some((
+            args.node.run(client, cfg, runtime, api.ca_pem()).await?,
+            child,
+        ))
     };
     shutdown.await;
     if let Some((a, child)) = agent {
@@ -1016,20 +1040,20 @@ async fn agent(args: AgentArgs) -> Result<()> {
         e => anyhow::Error::new(e).context(format!("reach the server at {}", args.server)),
     })?;
     tracing::info!(server = %args.server, nodes = clients.len(), "agent ready");
-    let mut child = None;
+    let (runtime, child) = args.node.runtime(&agent_dir).await?;
     let run: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> =
-        match args.node.runtime(&agent_dir).await? {
-            None => Box::pin(rudder_agent::run_fake_nodes(
+        if args.fake_nodes > 0 {
+            Box::pin(rudder_agent::run_fake_nodes(
                 template,
                 args.fake_nodes,
                 move |name| clients.get(name).cloned().unwrap_or_else(|| first.clone()),
-            )),
-            Some((runtime, c)) => {
-                child = c;
-                let mut cfg = template;
-                cfg.system.container_runtime_version = runtime.version();
-                Box::pin(rudder_agent::run_node(first, cfg, runtime))
-            }
+            ))
+        } else {
+            let mut node =
+                rudder_agent::AbortOnDrop(args.node.run(first, template, runtime, &ca).await?);
+            Box::pin(async move {
+                let _ = (&mut node.0).await;
+            })
         };
     tokio::select! {
         _ = run => {}

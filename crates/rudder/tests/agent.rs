@@ -119,6 +119,31 @@ fn the_servers_own_node_runs_bound_pods_and_deletes_them() {
         wide.contains("2/2") && wide.contains("Running") && wide.contains("box"),
         "{wide}"
     );
+    // The node's own server answers for logs, the fake runtime's record of the container.
+    assert_eq!(
+        s.kubectl(&["logs", "p1", "-c", "web"]).ok(),
+        "fake container web created\nfake container started\n"
+    );
+    // (kubectl picks the first container itself; the API asks for one.)
+    let err = s
+        .kubectl(&["get", "--raw", "/api/v1/namespaces/default/pods/p1/log"])
+        .fails();
+    assert!(
+        err.contains("a container name must be specified for pod p1, choose one of: [web side] or one of the init containers: [setup]"),
+        "{err}"
+    );
+    // The node records what it did, as a kubelet does.
+    let events = s
+        .kubectl(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=p1",
+        ])
+        .ok();
+    for what in ["Created container: web", "Started container side"] {
+        assert!(events.contains(what), "{what} not in:\n{events}");
+    }
 
     // A readiness gate holds Ready back until its condition is True.
     let gated = json!({"apiVersion": "v1", "kind": "Pod",

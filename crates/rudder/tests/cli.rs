@@ -60,6 +60,9 @@ fn server_cmd(data_dir: &Path, extra: &[&str]) -> Command {
         "0",
         "--bind-address",
         "127.0.0.1",
+        // Tests run side by side, each server with a node of its own.
+        "--kubelet-port",
+        "0",
     ])
     .arg("--data-dir")
     .arg(data_dir)

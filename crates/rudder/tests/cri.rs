@@ -168,7 +168,14 @@ fn start_agent(s: &RudderServer, token: &str, node: &str) -> (tempfile::TempDir,
     let agent = Agent(
         Command::new(bin())
             .args(["agent", "--server", &s.url, "--token", token.trim()])
-            .args(["--node-name", node, "--node-ip", "127.0.0.1"])
+            .args([
+                "--node-name",
+                node,
+                "--node-ip",
+                "127.0.0.1",
+                "--kubelet-port",
+                "0",
+            ])
             .args(["--runtime", "cri"])
             .arg("--data-dir")
             .arg(dir.path())
@@ -239,6 +246,35 @@ fn pods_run_as_containers_through_the_agents_own_containerd() {
     assert_eq!(term["exitCode"], json!(3), "{quitter}");
     assert_eq!(term["reason"], json!("Error"), "{quitter}");
 
+    // Logs come from the node's own server, through the API server.
+    assert_eq!(s.kubectl(&["logs", "sleeper"]).ok(), "started\n");
+    assert_eq!(s.kubectl(&["logs", "quitter"]).ok(), "bye\n");
+    let stamped = s.kubectl(&["logs", "quitter", "--timestamps"]).ok();
+    assert!(stamped.ends_with("Z bye\n"), "{stamped:?}");
+    assert_eq!(s.kubectl(&["logs", "sleeper", "--tail=0"]).ok(), "");
+    let err = s.kubectl(&["logs", "quitter", "--previous"]).fails();
+    assert!(
+        err.contains("previous terminated container \"main\" in pod \"quitter\" not found"),
+        "{err}"
+    );
+    // Followed, the log ends when the container does.
+    s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &pod(
+            "counter",
+            "sleep 1; for i in 1 2 3; do echo line $i; sleep 1; done",
+            "Never",
+        ),
+    )
+    .ok();
+    eventually("counter started", &log, || {
+        get(&s, "pod/counter")["status"]["containerStatuses"][0]["state"]["running"].is_object()
+    });
+    assert_eq!(
+        s.kubectl(&["logs", "-f", "counter"]).ok(),
+        "line 1\nline 2\nline 3\n"
+    );
+
     // containerd holds both pods' sandboxes and containers, labelled with their pods.
     let view = CriView::of(dir.path());
     let names: Vec<String> = view
@@ -248,9 +284,17 @@ fn pods_run_as_containers_through_the_agents_own_containerd() {
         .collect();
     assert!(names.contains(&"sleeper".to_string()), "{names:?}");
     assert!(names.contains(&"quitter".to_string()), "{names:?}");
+    assert!(names.contains(&"counter".to_string()), "{names:?}");
 
-    s.kubectl(&["delete", "pod", "sleeper", "quitter", "--timeout=60s"])
-        .ok();
+    s.kubectl(&[
+        "delete",
+        "pod",
+        "sleeper",
+        "quitter",
+        "counter",
+        "--timeout=60s",
+    ])
+    .ok();
     // The agent removes the containers, then the sandbox: both go, one after the other.
     eventually("containers and sandboxes removed", &log, || {
         view.containers().is_empty() && view.sandboxes().is_empty()
@@ -405,6 +449,12 @@ fn crashing_containers_back_off_and_failed_pulls_say_why() {
         "{st}"
     );
     assert_eq!(p["status"]["phase"], json!("Running"), "{p}");
+    // Backing off, the container's log is the last crash's, as is the previous one's.
+    assert_eq!(s.kubectl(&["logs", "crasher"]).ok(), "crash\n");
+    assert_eq!(
+        s.kubectl(&["logs", "crasher", "--previous"]).ok(),
+        "crash\n"
+    );
     // kubectl shows what a kubelet's events say.
     let described = s.kubectl(&["describe", "pod", "crasher"]).ok();
     for line in [

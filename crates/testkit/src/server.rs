@@ -43,6 +43,9 @@ impl RudderServer {
                 "0",
                 "--bind-address",
                 "127.0.0.1",
+                // Servers of parallel tests each have a node of their own.
+                "--kubelet-port",
+                "0",
             ])
             .arg("--data-dir")
             .arg(dir.path())
@@ -345,7 +348,7 @@ impl AgentProcess {
         let dir = tempfile::tempdir().context("agent data dir")?;
         let child = Command::new(bin)
             .args(["agent", "--server", &server.url, "--token", token])
-            .args(["--node-ip", "127.0.0.1"])
+            .args(["--node-ip", "127.0.0.1", "--kubelet-port", "0"])
             .arg("--data-dir")
             .arg(dir.path())
             .args(extra)
