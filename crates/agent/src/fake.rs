@@ -72,6 +72,10 @@ impl Runtime for Fake {
         None
     }
 
+    fn simulated(&self) -> bool {
+        true
+    }
+
     async fn image_status(&self, image: &str) -> Result<Option<String>> {
         crate::runtime::check_image_reference(image)?;
         Ok(Some(image.to_string()))

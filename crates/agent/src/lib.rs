@@ -20,8 +20,10 @@ pub mod ipam;
 pub mod logs;
 pub mod node;
 pub mod pods;
+pub mod probes;
 pub mod runtime;
 pub mod serve;
+pub mod tls;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

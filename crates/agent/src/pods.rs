@@ -28,6 +28,7 @@ use tokio::sync::mpsc;
 
 use crate::backoff::{self, Backoff};
 use crate::ipam::PodIps;
+use crate::probes::{Probes, Target};
 use crate::runtime::{
     Container, ContainerConfig, ContainerState, Runtime, RuntimeError, Sandbox, SandboxConfig,
     SandboxState, CONTAINER_NAME_LABEL, POD_NAMESPACE_LABEL, POD_NAME_LABEL, POD_UID_LABEL,
@@ -183,8 +184,9 @@ struct Worker {
     backoff: Backoff,
     /// Why a container is not running, for as long as that holds.
     waiting: HashMap<String, Waiting>,
-    /// When a back-off runs out and the worker must look again.
+    /// When a back-off runs out or a probe is due and the worker must look again.
     wake: Option<Timestamp>,
+    probes: Probes,
     /// The status last written, to write only changes (boxed: most of a worker's size).
     written: Option<Box<PodStatus>>,
     finished: bool,
@@ -209,6 +211,7 @@ impl Worker {
             backoff: Backoff::default(),
             waiting: HashMap::new(),
             wake: None,
+            probes: Probes::default(),
             written: None,
             finished: false,
         }
@@ -413,7 +416,21 @@ impl Worker {
                 }
             }
         }
-        self.wake = self.waiting.values().filter_map(|w| w.until).min();
+        if initialized {
+            self.probe(pod, &sandbox, &running).await;
+        }
+        let probe_due = self.probes.next_due().and_then(|at| {
+            let wait = at.saturating_duration_since(tokio::time::Instant::now());
+            Timestamp::now()
+                .checked_add(SignedDuration::try_from(wait).ok()?)
+                .ok()
+        });
+        self.wake = self
+            .waiting
+            .values()
+            .filter_map(|w| w.until)
+            .chain(probe_due)
+            .min();
         running = rt.list_containers(&sandbox.id).await?;
         let status = self.status(pod, &sandbox, &running, initialized);
         if self.written.as_deref() != Some(&status) {
@@ -421,6 +438,62 @@ impl Worker {
             self.written = Some(Box::new(status));
         }
         Ok(())
+    }
+
+    /// Runs the probes that are due for the running containers; a container that failed its
+    /// liveness or startup probe is killed (and so restarted as the restartPolicy says).
+    async fn probe(&mut self, pod: &Pod, sandbox: &Sandbox, running: &[Container]) {
+        let spec = pod.spec.clone().unwrap_or_default();
+        let rt = self.shared.runtime.clone();
+        let ip = if spec.host_network.unwrap_or(false) {
+            Some(self.shared.node_ip)
+        } else {
+            sandbox.ip
+        };
+        let grace = Duration::from_secs(
+            u64::try_from(spec.termination_grace_period_seconds.unwrap_or(30)).unwrap_or(0),
+        );
+        let mut live: Vec<&str> = Vec::new();
+        for c in &spec.containers {
+            let Some(k) = newest(running, &c.name) else {
+                continue;
+            };
+            if !matches!(k.state, ContainerState::Running { .. }) {
+                continue;
+            }
+            live.push(&c.name);
+            let target = Target {
+                runtime: &rt,
+                container_id: &k.id,
+                ip,
+                spec: c,
+            };
+            let verdict = self.probes.run(&target, rt.simulated()).await;
+            for (kind, output) in verdict.failures {
+                self.event(
+                    pod,
+                    EventType::Warning,
+                    "Unhealthy",
+                    format!("{} probe failed: {output}", kind.name()),
+                );
+            }
+            if let Some(kind) = verdict.kill {
+                self.event(
+                    pod,
+                    EventType::Normal,
+                    "Killing",
+                    format!(
+                        "Container {} failed {} probe, will be restarted",
+                        c.name,
+                        kind.name().to_ascii_lowercase()
+                    ),
+                );
+                if let Err(e) = rt.stop_container(&k.id, grace).await {
+                    tracing::warn!(pod = %pod_key(pod), container = %c.name, error = %e, "killing an unhealthy container");
+                }
+            }
+        }
+        self.probes.keep_only(&live);
     }
 
     /// Brings up container `c`, whose newest instance is `current` (`None`, never started,
@@ -763,8 +836,8 @@ impl Worker {
                         ..Default::default()
                     },
                     previous,
-                    true,
-                    !init,
+                    self.probes.started(&c.name, c),
+                    !init && self.probes.ready(&c.name, c),
                 ),
                 // Exited and waiting to run again: the exit is the last state.
                 (Some(ContainerState::Exited { .. }), Some(w)) => (

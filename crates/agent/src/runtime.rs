@@ -150,6 +150,11 @@ pub trait Runtime: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Whether the runtime only simulates containers (nothing to probe: probes succeed).
+    fn simulated(&self) -> bool {
+        false
+    }
+
     /// Whether the runtime gives pods their addresses itself (through CNI); otherwise the
     /// agent chooses one from the podCIDR for each sandbox.
     fn assigns_addresses(&self) -> bool {

@@ -25,7 +25,14 @@ fn bin() -> &'static Path {
 fn busybox_archive() -> Vec<u8> {
     let data = std::fs::read("/bin/busybox")
         .expect("/bin/busybox (Debian busybox-static; scripts/test installs it)");
-    image::busybox_archive(BUSYBOX, data, &["sh", "echo", "sleep", "mkdir", "httpd"]).unwrap()
+    image::busybox_archive(
+        BUSYBOX,
+        data,
+        &[
+            "sh", "echo", "sleep", "mkdir", "httpd", "cat", "touch", "rm",
+        ],
+    )
+    .unwrap()
 }
 
 /// The agent process and its containerd's socket. On drop, whatever pods are left (a failed
@@ -502,5 +509,91 @@ fn crashing_containers_back_off_and_failed_pulls_say_why() {
             "{pod} not {status}:\n{table}"
         );
     }
+    s.kubectl(&["delete", "pod", "--all", "--timeout=60s"]).ok();
+}
+
+#[test]
+fn probes_decide_readiness_and_restart_unhealthy_containers() {
+    let s = RudderServer::start(bin(), &["--disable-agent"]).unwrap();
+    let token = s.node_token().unwrap();
+    let (_dir, log, _agent) = start_agent(&s, &token, "probe-node");
+    eventually("the default service account", &log, || {
+        s.kubectl(&["get", "serviceaccount", "default", "-o", "name"])
+            .stdout()
+            .contains("serviceaccount/default")
+    });
+    let exec_probe = |file: &str| {
+        json!({"exec": {"command": ["cat", file]},
+                                         "periodSeconds": 1, "failureThreshold": 1})
+    };
+    // Ready from the second to the fifth second, then not.
+    let mut toggling: Value = serde_json::from_str(&pod(
+        "toggling",
+        "sleep 2; touch /ready; sleep 3; rm /ready; sleep 3600",
+        "Always",
+    ))
+    .unwrap();
+    toggling["spec"]["containers"][0]["readinessProbe"] = exec_probe("/ready");
+    // Alive for two seconds after each start.
+    let mut dying: Value = serde_json::from_str(&pod(
+        "dying",
+        "touch /alive; sleep 2; rm /alive; sleep 3600",
+        "Always",
+    ))
+    .unwrap();
+    dying["spec"]["containers"][0]["livenessProbe"] = exec_probe("/alive");
+    for p in [&toggling, &dying] {
+        s.kubectl_stdin(&["apply", "-f", "-"], &p.to_string()).ok();
+    }
+    let ready = |s: &RudderServer| {
+        get(s, "pod/toggling")["status"]["containerStatuses"][0]["ready"] == json!(true)
+    };
+    eventually("toggling running", &log, || {
+        get(&s, "pod/toggling")["status"]["containerStatuses"][0]["state"]["running"].is_object()
+    });
+    eventually("toggling ready", &log, || ready(&s));
+    let p = get(&s, "pod/toggling");
+    let cond = p["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap()
+        .clone();
+    assert_eq!(cond["status"], json!("True"), "{p}");
+    eventually("toggling unready again", &log, || !ready(&s));
+    assert_eq!(
+        get(&s, "pod/toggling")["status"]["containerStatuses"][0]["restartCount"],
+        json!(0)
+    );
+
+    eventually("dying restarted by its liveness probe", &log, || {
+        get(&s, "pod/dying")["status"]["containerStatuses"][0]["restartCount"]
+            .as_i64()
+            .is_some_and(|n| n >= 1)
+    });
+    let events = s
+        .kubectl(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=dying",
+        ])
+        .ok();
+    for what in [
+        "Liveness probe failed: cat: can't open '/alive': No such file or directory",
+        "Container main failed liveness probe, will be restarted",
+    ] {
+        assert!(events.contains(what), "{what:?} not in:\n{events}");
+    }
+    let events = s
+        .kubectl(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=toggling",
+        ])
+        .ok();
+    assert!(events.contains("Readiness probe failed"), "{events}");
     s.kubectl(&["delete", "pod", "--all", "--timeout=60s"]).ok();
 }
