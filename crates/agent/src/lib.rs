@@ -14,6 +14,7 @@ pub mod connect;
 pub mod containerd;
 pub mod cri;
 pub mod cri_runtime;
+pub mod env;
 pub mod fake;
 pub mod image;
 pub mod ipam;
@@ -67,6 +68,7 @@ pub async fn run_node(client: kube::Client, cfg: NodeConfig, runtime: Arc<dyn Ru
         events: cfg.record_events.then(|| {
             rudder_controllers::events::Events::for_instance(client.clone(), "kubelet", &cfg.name)
         }),
+        allocatable: cfg.allocatable.clone(),
     });
     let workers = tokio::spawn(pods::run(shared.clone()));
     let _stop_workers = AbortOnDrop(workers);

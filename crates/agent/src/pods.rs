@@ -18,6 +18,7 @@ use k8s_openapi::api::core::v1::{
     ContainerStateWaiting, ContainerStatus, HostIP, ObjectReference, Pod, PodCondition, PodIP,
     PodStatus,
 };
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
@@ -27,6 +28,7 @@ use rudder_controllers::events::Events;
 use tokio::sync::mpsc;
 
 use crate::backoff::{self, Backoff};
+use crate::env;
 use crate::ipam::PodIps;
 use crate::probes::{Probes, Target};
 use crate::runtime::{
@@ -48,6 +50,8 @@ pub struct Shared {
     pub network_ready: tokio::sync::watch::Receiver<bool>,
     /// Where the node's events go (`None`: not recorded, as for simulated nodes at scale).
     pub events: Option<Events>,
+    /// The node's allocatable resources (what `resourceFieldRef` gives without a limit).
+    pub allocatable: BTreeMap<String, Quantity>,
 }
 
 impl Shared {
@@ -692,18 +696,54 @@ impl Worker {
                 }
             }
         }
-        let config = ContainerConfig {
-            name: c.name.clone(),
-            image: image.to_string(),
-            command: c.command.clone().unwrap_or_default(),
-            args: c.args.clone().unwrap_or_default(),
-            working_dir: c.working_dir.clone(),
-            env: c
-                .env
+        // A simulated container has no process to see its environment: the API is spared.
+        let env = if rt.simulated() {
+            c.env
                 .iter()
                 .flatten()
                 .filter_map(|e| e.value.clone().map(|v| (e.name.clone(), v)))
-                .collect(),
+                .collect()
+        } else {
+            let client = self.shared.pods.clone().into_client();
+            let mut sources = env::Sources::new(&client, &self.shared.allocatable);
+            match env::environment(&mut sources, pod, c).await {
+                Ok(env) => env,
+                Err(message) => {
+                    let now = Timestamp::now();
+                    self.backoff.next(&c.name, now);
+                    let until = now
+                        .checked_add(
+                            SignedDuration::try_from(self.backoff.delay(&c.name))
+                                .unwrap_or_default(),
+                        )
+                        .ok();
+                    self.event(
+                        pod,
+                        EventType::Warning,
+                        "Failed",
+                        format!("Error: {message}"),
+                    );
+                    return Err(failed("CreateContainerConfigError", message, until));
+                }
+            }
+        };
+        let known: HashMap<&str, &str> = env
+            .iter()
+            .map(|(k, v): &(String, String)| (k.as_str(), v.as_str()))
+            .collect();
+        let expanded = |list: &Option<Vec<String>>| -> Vec<String> {
+            list.iter()
+                .flatten()
+                .map(|a| env::expand(a, &known))
+                .collect()
+        };
+        let config = ContainerConfig {
+            name: c.name.clone(),
+            image: image.to_string(),
+            command: expanded(&c.command),
+            args: expanded(&c.args),
+            working_dir: c.working_dir.clone(),
+            env: env.clone(),
             labels: self.labels(pod, Some(&c.name)),
             tty: c.tty.unwrap_or(false),
             stdin: c.stdin.unwrap_or(false),
@@ -1201,6 +1241,7 @@ mod tests {
             ips: Mutex::new(None),
             network_ready,
             events: None,
+            allocatable: BTreeMap::new(),
         });
         let (_tx, rx) = mpsc::unbounded_channel();
         let worker = Worker::new(shared, "uid".into()).run(rx);

@@ -597,3 +597,84 @@ fn probes_decide_readiness_and_restart_unhealthy_containers() {
     assert!(events.contains("Readiness probe failed"), "{events}");
     s.kubectl(&["delete", "pod", "--all", "--timeout=60s"]).ok();
 }
+
+#[test]
+fn containers_get_their_environment_from_config_secrets_and_the_pod() {
+    let s = RudderServer::start(bin(), &["--disable-agent"]).unwrap();
+    let token = s.node_token().unwrap();
+    let (_dir, log, _agent) = start_agent(&s, &token, "env-node");
+    eventually("the default service account", &log, || {
+        s.kubectl(&["get", "serviceaccount", "default", "-o", "name"])
+            .stdout()
+            .contains("serviceaccount/default")
+    });
+    s.kubectl(&[
+        "create",
+        "configmap",
+        "settings",
+        "--from-literal=greeting=hello",
+    ])
+    .ok();
+    s.kubectl(&[
+        "create",
+        "secret",
+        "generic",
+        "creds",
+        "--from-literal=password=s3cret",
+    ])
+    .ok();
+    let mut envy: Value = serde_json::from_str(&pod(
+        "envy",
+        "echo $(GREETING) $GREETING $PW $POD $MEM $CM_greeting $KUBERNETES_SERVICE_HOST; sleep 3600",
+        "Always",
+    ))
+    .unwrap();
+    envy["spec"]["containers"][0]["resources"] = json!({"limits": {"memory": "64Mi"}});
+    envy["spec"]["containers"][0]["envFrom"] =
+        json!([{"prefix": "CM_", "configMapRef": {"name": "settings"}}]);
+    envy["spec"]["containers"][0]["env"] = json!([
+        {"name": "GREETING", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "greeting"}}},
+        {"name": "PW", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "password"}}},
+        {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "MEM", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}}},
+    ]);
+    let mut later: Value =
+        serde_json::from_str(&pod("later", "echo $LATE; sleep 3600", "Always")).unwrap();
+    later["spec"]["containers"][0]["env"] = json!([
+        {"name": "LATE", "valueFrom": {"configMapKeyRef": {"name": "later", "key": "k"}}},
+    ]);
+    for p in [&envy, &later] {
+        s.kubectl_stdin(&["apply", "-f", "-"], &p.to_string()).ok();
+    }
+    eventually("envy running", &log, || {
+        get(&s, "pod/envy")["status"]["containerStatuses"][0]["state"]["running"].is_object()
+    });
+    let cluster_ip = s
+        .kubectl(&[
+            "get",
+            "svc",
+            "kubernetes",
+            "-o",
+            "jsonpath={.spec.clusterIP}",
+        ])
+        .ok();
+    eventually("envy's output", &log, || {
+        !s.kubectl(&["logs", "envy"]).stdout().is_empty()
+    });
+    assert_eq!(
+        s.kubectl(&["logs", "envy"]).ok(),
+        format!("hello hello s3cret envy 64 hello {cluster_ip}\n")
+    );
+
+    // A ConfigMap that does not exist yet holds the container back, saying which.
+    eventually("later waits for its ConfigMap", &log, || {
+        waiting(&s, "later").0 == "CreateContainerConfigError"
+    });
+    assert_eq!(waiting(&s, "later").1, "configmap \"later\" not found");
+    s.kubectl(&["create", "configmap", "later", "--from-literal=k=arrived"])
+        .ok();
+    eventually("later runs once it exists", &log, || {
+        s.kubectl(&["logs", "later"]).stdout() == "arrived\n"
+    });
+    s.kubectl(&["delete", "pod", "--all", "--timeout=60s"]).ok();
+}
