@@ -30,7 +30,7 @@ use tokio::sync::mpsc;
 use crate::backoff::{self, Backoff};
 use crate::env;
 use crate::ipam::PodIps;
-use crate::probes::{Probes, Target};
+use crate::probes::{self, Probes, Target};
 use crate::runtime::{
     Container, ContainerConfig, ContainerState, Runtime, RuntimeError, Sandbox, SandboxConfig,
     SandboxState, CONTAINER_NAME_LABEL, POD_NAMESPACE_LABEL, POD_NAME_LABEL, POD_UID_LABEL,
@@ -778,6 +778,35 @@ impl Worker {
             "Started",
             format!("Started container {}", c.name),
         );
+        let post_start = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref());
+        if let (Some(hook), false) = (post_start, rt.simulated()) {
+            let spec = pod.spec.clone().unwrap_or_default();
+            let ip = if spec.host_network.unwrap_or(false) {
+                Some(self.shared.node_ip)
+            } else {
+                sandbox.ip
+            };
+            let target = Target {
+                runtime: &rt,
+                container_id: &id,
+                ip,
+                spec: c,
+            };
+            let grace = Duration::from_secs(
+                u64::try_from(spec.termination_grace_period_seconds.unwrap_or(30)).unwrap_or(0),
+            );
+            // As the kubelet: a container whose postStart hook fails is killed, and restarted
+            // as the restartPolicy says.
+            if let Err(e) = probes::run_hook(hook, &target, Duration::from_secs(30)).await {
+                self.event(
+                    pod,
+                    EventType::Warning,
+                    "FailedPostStartHook",
+                    format!("PostStartHook failed: {e}"),
+                );
+                let _ = rt.stop_container(&id, grace).await;
+            }
+        }
         Ok(())
     }
 
@@ -1118,17 +1147,61 @@ impl Worker {
             Some(sb) => vec![sb.clone()],
             None => self.find_sandboxes().await,
         };
+        let spec = pod.spec.clone().unwrap_or_default();
+        let began = std::time::Instant::now();
         for sb in &sandboxes {
-            for c in rt.list_containers(&sb.id).await.unwrap_or_default() {
-                if matches!(c.state, ContainerState::Running { .. }) {
-                    self.event(
-                        pod,
-                        EventType::Normal,
-                        "Killing",
-                        format!("Stopping container {}", c.name),
-                    );
-                    rt.stop_container(&c.id, grace).await?;
+            let running: Vec<Container> = rt
+                .list_containers(&sb.id)
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|c| matches!(c.state, ContainerState::Running { .. }))
+                .collect();
+            let ip = if spec.host_network.unwrap_or(false) {
+                Some(self.shared.node_ip)
+            } else {
+                sb.ip
+            };
+            // All containers at once, each running its preStop hook first, all within the
+            // one grace period.
+            let stops = running.iter().map(|c| {
+                let rt = rt.clone();
+                let container = spec
+                    .containers
+                    .iter()
+                    .chain(spec.init_containers.iter().flatten())
+                    .find(|s| s.name == c.name);
+                self.event(
+                    pod,
+                    EventType::Normal,
+                    "Killing",
+                    format!("Stopping container {}", c.name),
+                );
+                async move {
+                    let hook = container
+                        .and_then(|s| s.lifecycle.as_ref())
+                        .and_then(|l| l.pre_stop.as_ref());
+                    let mut failed = None;
+                    if let (Some(hook), Some(spec), false) = (hook, container, rt.simulated()) {
+                        let target = Target {
+                            runtime: &rt,
+                            container_id: &c.id,
+                            ip,
+                            spec,
+                        };
+                        if let Err(e) = probes::run_hook(hook, &target, grace).await {
+                            failed = Some(format!("PreStopHook failed: {e}"));
+                        }
+                    }
+                    let left = grace.saturating_sub(began.elapsed());
+                    (failed, rt.stop_container(&c.id, left).await)
                 }
+            });
+            for (failed, stopped) in futures::future::join_all(stops).await {
+                if let Some(message) = failed {
+                    self.event(pod, EventType::Warning, "FailedPreStopHook", message);
+                }
+                stopped?;
             }
             rt.stop_sandbox(&sb.id).await?;
         }

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Container, Probe};
+use k8s_openapi::api::core::v1::{Container, LifecycleHandler, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use tokio::time::Instant;
 
@@ -174,6 +174,28 @@ impl Probes {
         self.trackers
             .retain(|(n, _), _| running.contains(&n.as_str()));
     }
+}
+
+/// Runs a lifecycle hook (postStart, preStop) for at most `timeout`: `Ok` when it succeeded,
+/// else what went wrong.
+pub async fn run_hook(
+    hook: &LifecycleHandler,
+    target: &Target<'_>,
+    timeout: Duration,
+) -> Result<(), String> {
+    if let Some(sleep) = &hook.sleep {
+        let d = Duration::from_secs(u64::try_from(sleep.seconds).unwrap_or(0));
+        tokio::time::sleep(d.min(timeout)).await;
+        return Ok(());
+    }
+    let as_probe = Probe {
+        exec: hook.exec.clone(),
+        http_get: hook.http_get.clone(),
+        tcp_socket: hook.tcp_socket.clone(),
+        timeout_seconds: Some(i32::try_from(timeout.as_secs()).unwrap_or(i32::MAX)),
+        ..Default::default()
+    };
+    check(&as_probe, target).await
 }
 
 /// Runs one probe once: `Ok` on success, else the output to report.

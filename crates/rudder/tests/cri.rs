@@ -678,3 +678,81 @@ fn containers_get_their_environment_from_config_secrets_and_the_pod() {
     });
     s.kubectl(&["delete", "pod", "--all", "--timeout=60s"]).ok();
 }
+
+#[test]
+fn lifecycle_hooks_run_at_start_and_before_stop() {
+    let s = RudderServer::start(bin(), &["--disable-agent"]).unwrap();
+    let token = s.node_token().unwrap();
+    let (_dir, log, _agent) = start_agent(&s, &token, "hook-node");
+    eventually("the default service account", &log, || {
+        s.kubectl(&["get", "serviceaccount", "default", "-o", "name"])
+            .stdout()
+            .contains("serviceaccount/default")
+    });
+    // The preStop hook calls the test, which records what it is asked.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let asked = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut c, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 1024];
+        let n = c.read(&mut buf).unwrap();
+        let _ = c.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+        String::from_utf8_lossy(&buf[..n]).to_string()
+    });
+    let mut hooked: Value = serde_json::from_str(&pod(
+        "hooked",
+        "trap '' TERM; while true; do sleep 1; done",
+        "Always",
+    ))
+    .unwrap();
+    hooked["spec"]["terminationGracePeriodSeconds"] = json!(3);
+    hooked["spec"]["containers"][0]["lifecycle"] = json!({
+        "postStart": {"exec": {"command": ["sh", "-c", "echo post-start > /marker"]}},
+        "preStop": {"httpGet": {"host": "127.0.0.1", "port": port, "path": "/pre-stop"}},
+    });
+    let mut failing: Value =
+        serde_json::from_str(&pod("failing-hook", "sleep 3600", "Always")).unwrap();
+    failing["spec"]["containers"][0]["lifecycle"] =
+        json!({"postStart": {"exec": {"command": ["sh", "-c", "exit 3"]}}});
+    for p in [&hooked, &failing] {
+        s.kubectl_stdin(&["apply", "-f", "-"], &p.to_string()).ok();
+    }
+    eventually("hooked running", &log, || {
+        get(&s, "pod/hooked")["status"]["containerStatuses"][0]["state"]["running"].is_object()
+    });
+    eventually(
+        "the failed postStart hook restarts its container",
+        &log,
+        || {
+            get(&s, "pod/failing-hook")["status"]["containerStatuses"][0]["restartCount"]
+                .as_i64()
+                .is_some_and(|n| n >= 1)
+        },
+    );
+    let events = s
+        .kubectl(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=failing-hook",
+        ])
+        .ok();
+    assert!(events.contains("FailedPostStartHook"), "{events}");
+    // The container ignores SIGTERM: it goes when the grace period is over, after its
+    // preStop hook has been called.
+    s.kubectl(&["delete", "pod", "hooked", "--timeout=60s"])
+        .ok();
+    let request = asked.join().unwrap();
+    assert!(
+        request.starts_with("GET /pre-stop HTTP/1.1\r\n"),
+        "{request}"
+    );
+    assert!(
+        request
+            .to_ascii_lowercase()
+            .contains("user-agent: kube-probe/"),
+        "{request}"
+    );
+    s.kubectl(&["delete", "pod", "--all", "--timeout=60s"]).ok();
+}
