@@ -19,8 +19,7 @@ pub struct Sources<'a> {
     pub client: &'a kube::Client,
     /// The node's allocatable resources (a container's limit when it sets none).
     pub allocatable: &'a BTreeMap<String, Quantity>,
-    pub configmaps: HashMap<String, Option<BTreeMap<String, String>>>,
-    pub secrets: HashMap<String, Option<BTreeMap<String, String>>>,
+    read: HashMap<(Kind, String), Option<BTreeMap<String, String>>>,
 }
 
 impl<'a> Sources<'a> {
@@ -28,56 +27,105 @@ impl<'a> Sources<'a> {
         Sources {
             client,
             allocatable,
-            configmaps: HashMap::new(),
-            secrets: HashMap::new(),
+            read: HashMap::new(),
         }
     }
 
-    /// A ConfigMap's data (binary data is not for variables); `None` if it does not exist.
-    async fn configmap(
+    /// A ConfigMap's data (binary data is not for variables) or a Secret's (as text); `None`
+    /// if it does not exist.
+    async fn data(
         &mut self,
+        kind: Kind,
         ns: &str,
         name: &str,
     ) -> Result<Option<BTreeMap<String, String>>, String> {
-        if let Some(found) = self.configmaps.get(name) {
+        let key = (kind, name.to_string());
+        if let Some(found) = self.read.get(&key) {
             return Ok(found.clone());
         }
-        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), ns);
-        let found = api
-            .get_opt(name)
-            .await
-            .map_err(|e| format!("reading configmap {name:?}: {e}"))?
-            .map(|c| c.data.unwrap_or_default());
-        self.configmaps.insert(name.to_string(), found.clone());
+        let failed = |e: kube::Error| format!("reading {} {name:?}: {e}", kind.lower());
+        let found = match kind {
+            Kind::ConfigMap => Api::<ConfigMap>::namespaced(self.client.clone(), ns)
+                .get_opt(name)
+                .await
+                .map_err(failed)?
+                .map(|c| c.data.unwrap_or_default()),
+            Kind::Secret => Api::<Secret>::namespaced(self.client.clone(), ns)
+                .get_opt(name)
+                .await
+                .map_err(failed)?
+                .map(|s| {
+                    let mut data: BTreeMap<String, String> = s
+                        .data
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+                        .collect();
+                    data.extend(s.string_data.unwrap_or_default());
+                    data
+                }),
+        };
+        self.read.insert(key, found.clone());
         Ok(found)
     }
 
-    /// A Secret's data as text (and `stringData`, should it be there).
-    async fn secret(
+    /// The object's data, or `None` when it is absent and `optional`.
+    async fn required(
         &mut self,
+        kind: Kind,
         ns: &str,
         name: &str,
+        optional: Option<bool>,
     ) -> Result<Option<BTreeMap<String, String>>, String> {
-        if let Some(found) = self.secrets.get(name) {
-            return Ok(found.clone());
+        match self.data(kind, ns, name).await? {
+            Some(d) => Ok(Some(d)),
+            None if optional == Some(true) => Ok(None),
+            None => Err(format!("{} {name:?} not found", kind.lower())),
         }
-        let api: Api<Secret> = Api::namespaced(self.client.clone(), ns);
-        let found = api
-            .get_opt(name)
-            .await
-            .map_err(|e| format!("reading secret {name:?}: {e}"))?
-            .map(|s| {
-                let mut data: BTreeMap<String, String> = s
-                    .data
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
-                    .collect();
-                data.extend(s.string_data.unwrap_or_default());
-                data
-            });
-        self.secrets.insert(name.to_string(), found.clone());
-        Ok(found)
+    }
+
+    /// One key of the object, or `None` when it (or the object) is absent and `optional`.
+    async fn key(
+        &mut self,
+        kind: Kind,
+        ns: &str,
+        name: &str,
+        key: &str,
+        optional: Option<bool>,
+    ) -> Result<Option<String>, String> {
+        let Some(data) = self.required(kind, ns, name, optional).await? else {
+            return Ok(None);
+        };
+        match data.get(key) {
+            Some(v) => Ok(Some(v.clone())),
+            None if optional == Some(true) => Ok(None),
+            None => Err(format!(
+                "couldn't find key {key} in {} {ns}/{name}",
+                kind.title()
+            )),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Kind {
+    ConfigMap,
+    Secret,
+}
+
+impl Kind {
+    fn lower(self) -> &'static str {
+        match self {
+            Kind::ConfigMap => "configmap",
+            Kind::Secret => "secret",
+        }
+    }
+
+    fn title(self) -> &'static str {
+        match self {
+            Kind::ConfigMap => "ConfigMap",
+            Kind::Secret => "Secret",
+        }
     }
 }
 
@@ -109,26 +157,19 @@ pub async fn environment(
     }
     for from in c.env_from.iter().flatten() {
         let prefix = from.prefix.clone().unwrap_or_default();
-        if let Some(r) = &from.config_map_ref {
-            match sources.configmap(&ns, &r.name).await? {
-                Some(data) => {
-                    for (k, v) in data {
-                        set(&mut out, format!("{prefix}{k}"), v);
-                    }
+        let refs = [
+            from.config_map_ref
+                .as_ref()
+                .map(|r| (Kind::ConfigMap, &r.name, r.optional)),
+            from.secret_ref
+                .as_ref()
+                .map(|r| (Kind::Secret, &r.name, r.optional)),
+        ];
+        for (kind, name, optional) in refs.into_iter().flatten() {
+            if let Some(data) = sources.required(kind, &ns, name, optional).await? {
+                for (k, v) in data {
+                    set(&mut out, format!("{prefix}{k}"), v);
                 }
-                None if r.optional == Some(true) => {}
-                None => return Err(format!("configmap {:?} not found", r.name)),
-            }
-        }
-        if let Some(r) = &from.secret_ref {
-            match sources.secret(&ns, &r.name).await? {
-                Some(data) => {
-                    for (k, v) in data {
-                        set(&mut out, format!("{prefix}{k}"), v);
-                    }
-                }
-                None if r.optional == Some(true) => {}
-                None => return Err(format!("secret {:?} not found", r.name)),
             }
         }
     }
@@ -138,37 +179,18 @@ pub async fn environment(
                 out.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
             expand(v, &known)
         } else if let Some(from) = &e.value_from {
-            if let Some(r) = &from.config_map_key_ref {
-                let optional = r.optional == Some(true);
-                match sources.configmap(&ns, &r.name).await? {
-                    Some(data) => match data.get(&r.key) {
-                        Some(v) => v.clone(),
-                        None if optional => continue,
-                        None => {
-                            return Err(format!(
-                                "couldn't find key {} in ConfigMap {ns}/{}",
-                                r.key, r.name
-                            ))
-                        }
-                    },
-                    None if optional => continue,
-                    None => return Err(format!("configmap {:?} not found", r.name)),
-                }
-            } else if let Some(r) = &from.secret_key_ref {
-                let optional = r.optional == Some(true);
-                match sources.secret(&ns, &r.name).await? {
-                    Some(data) => match data.get(&r.key) {
-                        Some(v) => v.clone(),
-                        None if optional => continue,
-                        None => {
-                            return Err(format!(
-                                "couldn't find key {} in Secret {ns}/{}",
-                                r.key, r.name
-                            ))
-                        }
-                    },
-                    None if optional => continue,
-                    None => return Err(format!("secret {:?} not found", r.name)),
+            let key_ref = from
+                .config_map_key_ref
+                .as_ref()
+                .map(|r| (Kind::ConfigMap, &r.name, &r.key, r.optional))
+                .or(from
+                    .secret_key_ref
+                    .as_ref()
+                    .map(|r| (Kind::Secret, &r.name, &r.key, r.optional)));
+            if let Some((kind, name, key, optional)) = key_ref {
+                match sources.key(kind, &ns, name, key, optional).await? {
+                    Some(v) => v,
+                    None => continue,
                 }
             } else if let Some(f) = &from.field_ref {
                 field(pod, &f.field_path)?

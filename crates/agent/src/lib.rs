@@ -24,7 +24,6 @@ pub mod pods;
 pub mod probes;
 pub mod runtime;
 pub mod serve;
-pub mod tls;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

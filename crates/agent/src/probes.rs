@@ -299,7 +299,7 @@ async fn http_get(
     http: &k8s_openapi::api::core::v1::HTTPGetAction,
 ) -> Result<u16, String> {
     use http_body_util::Empty;
-    let tls = crate::tls::client_without_verification(None).map_err(|e| e.to_string())?;
+    let tls = rudder_api::tls::client_without_verification(None).map_err(|e| e.to_string())?;
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()

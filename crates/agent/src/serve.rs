@@ -170,6 +170,14 @@ fn status(code: StatusCode, reason: &str, message: String) -> Response<Body> {
         .unwrap_or_default()
 }
 
+fn internal(e: impl std::fmt::Display) -> Response<Body> {
+    status(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "InternalError",
+        e.to_string(),
+    )
+}
+
 fn bad_request(message: String) -> Response<Body> {
     status(StatusCode::BAD_REQUEST, "BadRequest", message)
 }
@@ -263,13 +271,7 @@ async fn container_logs(
     };
     let sandboxes = match runtime.list_sandboxes().await {
         Ok(s) => s,
-        Err(e) => {
-            return status(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "InternalError",
-                e.to_string(),
-            )
-        }
+        Err(e) => return internal(e),
     };
     let sandbox = sandboxes
         .into_iter()
@@ -287,13 +289,7 @@ async fn container_logs(
     };
     let mut instances: Vec<Container> = match runtime.list_containers(&sandbox.id).await {
         Ok(c) => c.into_iter().filter(|c| c.name == container).collect(),
-        Err(e) => {
-            return status(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "InternalError",
-                e.to_string(),
-            )
-        }
+        Err(e) => return internal(e),
     };
     instances.sort_by_key(|c| std::cmp::Reverse(c.attempt));
     let exited = |c: &&Container| matches!(c.state, ContainerState::Exited { .. });
@@ -322,13 +318,7 @@ async fn container_logs(
     };
     let source = match runtime.log_source(&target.id).await {
         Ok(s) => s,
-        Err(e) => {
-            return status(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "InternalError",
-                e.to_string(),
-            )
-        }
+        Err(e) => return internal(e),
     };
     let follow = flag(q, "follow") && matches!(target.state, ContainerState::Running { .. });
     let running: Option<StillRunning> = follow.then(|| {
@@ -406,7 +396,7 @@ mod tests {
                 PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
             )
         });
-        let config = crate::tls::client_without_verification(identity).unwrap();
+        let config = rudder_api::tls::client_without_verification(identity).unwrap();
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(config)
             .https_only()

@@ -26,5 +26,6 @@ pub mod quota;
 pub mod schema;
 pub mod selector;
 pub mod strategy;
+pub mod tls;
 pub mod validation;
 pub mod value;

@@ -75,24 +75,11 @@ impl Events {
         action: &str,
         note: String,
     ) {
-        self.record_ref(obj.object_ref(&()), type_, reason, action, note)
-            .await;
+        self.queue(obj.object_ref(&()), type_, reason, action, note);
     }
 
-    /// Records an event on the object `regarding` names (for objects without a typed kind).
-    pub async fn record_ref(
-        &self,
-        regarding: ObjectReference,
-        type_: EventType,
-        reason: &str,
-        action: &str,
-        note: String,
-    ) {
-        self.queue(regarding, type_, reason, action, note);
-    }
-
-    /// Queues an event without waiting (recording never waits anyway): for callers that are
-    /// not async.
+    /// Records an event on the object `regarding` names (for objects without a typed kind, and
+    /// callers that are not async: recording only queues).
     pub fn queue(
         &self,
         regarding: ObjectReference,

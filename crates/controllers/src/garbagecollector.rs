@@ -790,15 +790,13 @@ impl Collector {
             uid: Some(item.uid.clone()),
             ..ObjectReference::default()
         };
-        self.recorder
-            .record_ref(
-                reference,
-                EventType::Warning,
-                "OwnerRefInvalidNamespace",
-                "GarbageCollect",
-                invalid_namespace_message(r, &ns),
-            )
-            .await;
+        self.recorder.queue(
+            reference,
+            EventType::Warning,
+            "OwnerRefInvalidNamespace",
+            "GarbageCollect",
+            invalid_namespace_message(r, &ns),
+        );
     }
 
     /// An owner being deleted in the foreground: its blocking dependents go first, then the

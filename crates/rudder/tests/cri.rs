@@ -198,11 +198,26 @@ fn start_agent(s: &RudderServer, token: &str, node: &str) -> (tempfile::TempDir,
     (dir, log, agent)
 }
 
-#[test]
-fn pods_run_as_containers_through_the_agents_own_containerd() {
+/// A server without a node of its own and a `rudder agent --runtime cri` named `node` joined
+/// to it, once pods can be created (the default ServiceAccount exists): the server, the
+/// agent's data dir and log, and the agent.
+fn cluster(node: &str) -> (RudderServer, tempfile::TempDir, PathBuf, Agent) {
     let s = RudderServer::start(bin(), &["--disable-agent"]).unwrap();
     let token = s.node_token().unwrap();
-    let (dir, log, _agent) = start_agent(&s, &token, "cri-node");
+    let (dir, log, agent) = start_agent(&s, &token, node);
+    // Pods are admitted once their namespace's default ServiceAccount exists (its controller
+    // makes it just after start, as upstream's does).
+    eventually("the default service account", &log, || {
+        s.kubectl(&["get", "serviceaccount", "default", "-o", "name"])
+            .stdout()
+            .contains("serviceaccount/default")
+    });
+    (s, dir, log, agent)
+}
+
+#[test]
+fn pods_run_as_containers_through_the_agents_own_containerd() {
+    let (s, dir, log, _agent) = cluster("cri-node");
     eventually("node Ready", &log, || {
         s.kubectl(&["get", "node", "cri-node", "-o", "json"])
             .stdout()
@@ -214,13 +229,6 @@ fn pods_run_as_containers_through_the_agents_own_containerd() {
         .unwrap();
     assert!(version.starts_with("containerd://"), "{version}");
 
-    // Pods are admitted once their namespace's default ServiceAccount exists (its controller
-    // makes it just after start, as upstream's does).
-    eventually("the default service account", &log, || {
-        s.kubectl(&["get", "serviceaccount", "default", "-o", "name"])
-            .stdout()
-            .contains("serviceaccount/default")
-    });
     s.kubectl_stdin(
         &["apply", "-f", "-"],
         &pod("sleeper", "echo started; sleep 3600", "Always"),
@@ -346,18 +354,11 @@ fn in_new_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T 
 #[test]
 fn a_pod_gets_an_address_from_the_pod_cidr_and_answers_on_it() {
     in_new_netns(|| {
-        let s = RudderServer::start(bin(), &["--disable-agent"]).unwrap();
-        let token = s.node_token().unwrap();
-        let (dir, log, _agent) = start_agent(&s, &token, "net-node");
+        let (s, dir, log, _agent) = cluster("net-node");
         eventually("node Ready", &log, || {
             s.kubectl(&["get", "node", "net-node", "-o", "json"])
                 .stdout()
                 .contains("\"KubeletReady\"")
-        });
-        eventually("the default service account", &log, || {
-            s.kubectl(&["get", "serviceaccount", "default", "-o", "name"])
-                .stdout()
-                .contains("serviceaccount/default")
         });
         let web = json!({"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": "web", "namespace": "default"},
@@ -412,14 +413,7 @@ fn waiting(s: &RudderServer, pod: &str) -> (String, String) {
 
 #[test]
 fn crashing_containers_back_off_and_failed_pulls_say_why() {
-    let s = RudderServer::start(bin(), &["--disable-agent"]).unwrap();
-    let token = s.node_token().unwrap();
-    let (_dir, log, _agent) = start_agent(&s, &token, "crash-node");
-    eventually("the default service account", &log, || {
-        s.kubectl(&["get", "serviceaccount", "default", "-o", "name"])
-            .stdout()
-            .contains("serviceaccount/default")
-    });
+    let (s, _dir, log, _agent) = cluster("crash-node");
     s.kubectl_stdin(
         &["apply", "-f", "-"],
         &pod("crasher", "echo crash; exit 1", "Always"),
@@ -514,14 +508,7 @@ fn crashing_containers_back_off_and_failed_pulls_say_why() {
 
 #[test]
 fn probes_decide_readiness_and_restart_unhealthy_containers() {
-    let s = RudderServer::start(bin(), &["--disable-agent"]).unwrap();
-    let token = s.node_token().unwrap();
-    let (_dir, log, _agent) = start_agent(&s, &token, "probe-node");
-    eventually("the default service account", &log, || {
-        s.kubectl(&["get", "serviceaccount", "default", "-o", "name"])
-            .stdout()
-            .contains("serviceaccount/default")
-    });
+    let (s, _dir, log, _agent) = cluster("probe-node");
     let exec_probe = |file: &str| {
         json!({"exec": {"command": ["cat", file]},
                                          "periodSeconds": 1, "failureThreshold": 1})
@@ -600,14 +587,7 @@ fn probes_decide_readiness_and_restart_unhealthy_containers() {
 
 #[test]
 fn containers_get_their_environment_from_config_secrets_and_the_pod() {
-    let s = RudderServer::start(bin(), &["--disable-agent"]).unwrap();
-    let token = s.node_token().unwrap();
-    let (_dir, log, _agent) = start_agent(&s, &token, "env-node");
-    eventually("the default service account", &log, || {
-        s.kubectl(&["get", "serviceaccount", "default", "-o", "name"])
-            .stdout()
-            .contains("serviceaccount/default")
-    });
+    let (s, _dir, log, _agent) = cluster("env-node");
     s.kubectl(&[
         "create",
         "configmap",
@@ -681,14 +661,7 @@ fn containers_get_their_environment_from_config_secrets_and_the_pod() {
 
 #[test]
 fn lifecycle_hooks_run_at_start_and_before_stop() {
-    let s = RudderServer::start(bin(), &["--disable-agent"]).unwrap();
-    let token = s.node_token().unwrap();
-    let (_dir, log, _agent) = start_agent(&s, &token, "hook-node");
-    eventually("the default service account", &log, || {
-        s.kubectl(&["get", "serviceaccount", "default", "-o", "name"])
-            .stdout()
-            .contains("serviceaccount/default")
-    });
+    let (s, _dir, log, _agent) = cluster("hook-node");
     // The preStop hook calls the test, which records what it is asked.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();

@@ -1,5 +1,7 @@
-//! TLS clients of the agent that do not check the server's certificate: HTTPS probes (as the
-//! kubelet's do not).
+//! TLS clients that do not check the server's certificate: the agent's HTTPS probes (the
+//! kubelet's do not check either) and the API server's calls to agents, whose serving
+//! certificates are self-signed (upstream checks them only with
+//! `--kubelet-certificate-authority`).
 
 use std::sync::Arc;
 
