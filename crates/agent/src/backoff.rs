@@ -57,6 +57,14 @@ impl Backoff {
             .insert(key.to_string(), Entry { delay, last: event });
     }
 
+    /// Records a failure of `key` at `now` (see [`Backoff::next`]) and returns when it may be
+    /// tried again.
+    pub fn failed(&mut self, key: &str, now: Timestamp) -> Option<Timestamp> {
+        self.next(key, now);
+        now.checked_add(SignedDuration::try_from(self.delay(key)).ok()?)
+            .ok()
+    }
+
     /// The delay the next failure of `key` would wait.
     pub fn delay(&self, key: &str) -> Duration {
         self.entries.get(key).map_or(INITIAL, |e| e.delay)

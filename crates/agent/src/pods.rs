@@ -672,14 +672,9 @@ impl Worker {
                         RuntimeError::Image { message, .. } => message,
                         e => e.to_string(),
                     };
-                    let key = format!("pull:{image}");
-                    let now = Timestamp::now();
-                    self.backoff.next(&key, now);
-                    let until = now
-                        .checked_add(
-                            SignedDuration::try_from(self.backoff.delay(&key)).unwrap_or_default(),
-                        )
-                        .ok();
+                    let until = self
+                        .backoff
+                        .failed(&format!("pull:{image}"), Timestamp::now());
                     self.event(
                         pod,
                         EventType::Warning,
@@ -709,14 +704,7 @@ impl Worker {
             match env::environment(&mut sources, pod, c).await {
                 Ok(env) => env,
                 Err(message) => {
-                    let now = Timestamp::now();
-                    self.backoff.next(&c.name, now);
-                    let until = now
-                        .checked_add(
-                            SignedDuration::try_from(self.backoff.delay(&c.name))
-                                .unwrap_or_default(),
-                        )
-                        .ok();
+                    let until = self.backoff.failed(&c.name, Timestamp::now());
                     self.event(
                         pod,
                         EventType::Warning,
@@ -751,11 +739,7 @@ impl Worker {
         };
         // A failure to create or start backs off as a crash does.
         let back_off = |w: &mut Worker, reason: &'static str, e: RuntimeError| {
-            let now = Timestamp::now();
-            w.backoff.next(&c.name, now);
-            let until = now
-                .checked_add(SignedDuration::try_from(w.backoff.delay(&c.name)).unwrap_or_default())
-                .ok();
+            let until = w.backoff.failed(&c.name, Timestamp::now());
             w.event(pod, EventType::Warning, "Failed", format!("Error: {e}"));
             failed(reason, e.to_string(), until)
         };
