@@ -20,7 +20,7 @@ use crate::cri::{api, Cri};
 use crate::logs::LogSource;
 use crate::runtime::{
     Container, ContainerConfig, ContainerState, ContainerStats, Result, Runtime, RuntimeError,
-    Sandbox, SandboxConfig, SandboxState,
+    Sandbox, SandboxConfig, SandboxState, StreamRequest,
 };
 
 /// How often pod workers look at their containers: CRI v1 on containerd 1.6 sends no events.
@@ -622,6 +622,54 @@ impl Runtime for CriRuntime {
         let mut out = r.stdout;
         out.extend_from_slice(&r.stderr);
         Ok((r.exit_code, out))
+    }
+
+    async fn stream_url(&self, request: &StreamRequest) -> Result<String> {
+        let mut rt = self.cri.runtime.clone();
+        let url = match request {
+            StreamRequest::Exec {
+                container_id,
+                command,
+                io,
+            } => {
+                rt.exec(api::ExecRequest {
+                    container_id: container_id.clone(),
+                    cmd: command.clone(),
+                    tty: io.tty,
+                    stdin: io.stdin,
+                    stdout: io.stdout,
+                    stderr: io.stderr && !io.tty,
+                })
+                .await
+                .map_err(status("exec"))?
+                .into_inner()
+                .url
+            }
+            StreamRequest::Attach { container_id, io } => {
+                rt.attach(api::AttachRequest {
+                    container_id: container_id.clone(),
+                    tty: io.tty,
+                    stdin: io.stdin,
+                    stdout: io.stdout,
+                    stderr: io.stderr && !io.tty,
+                })
+                .await
+                .map_err(status("attach"))?
+                .into_inner()
+                .url
+            }
+            StreamRequest::PortForward { sandbox_id, ports } => {
+                rt.port_forward(api::PortForwardRequest {
+                    pod_sandbox_id: sandbox_id.clone(),
+                    port: ports.clone(),
+                })
+                .await
+                .map_err(status("port-forward"))?
+                .into_inner()
+                .url
+            }
+        };
+        Ok(url)
     }
 
     async fn stats(&self, container_id: &str) -> Result<ContainerStats> {

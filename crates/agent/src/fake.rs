@@ -14,7 +14,7 @@ use k8s_openapi::jiff::Timestamp;
 use crate::logs::LogSource;
 use crate::runtime::{
     Container, ContainerConfig, ContainerState, ContainerStats, Result, Runtime, RuntimeError,
-    Sandbox, SandboxConfig, SandboxState,
+    Sandbox, SandboxConfig, SandboxState, StreamRequest,
 };
 
 #[derive(Default)]
@@ -228,6 +228,12 @@ impl Runtime for Fake {
     ) -> Result<(i32, Vec<u8>)> {
         Err(RuntimeError::Unsupported(
             "the fake runtime runs no processes, so it cannot exec into a container".into(),
+        ))
+    }
+
+    async fn stream_url(&self, _request: &StreamRequest) -> Result<String> {
+        Err(RuntimeError::Unsupported(
+            "the fake runtime runs no processes, so it has nothing to stream".into(),
         ))
     }
 

@@ -24,6 +24,8 @@ pub mod pods;
 pub mod probes;
 pub mod runtime;
 pub mod serve;
+pub mod spdy;
+pub mod streaming;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

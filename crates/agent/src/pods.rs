@@ -621,7 +621,10 @@ impl Worker {
                     "Failed",
                     "Error: InvalidImageName".into(),
                 );
-                return Err(failed("InvalidImageName", message, None));
+                let until = self
+                    .backoff
+                    .failed(&format!("pull:{image}"), Timestamp::now());
+                return Err(failed("InvalidImageName", message, until));
             }
             Err(_) => false,
         };
@@ -648,7 +651,10 @@ impl Worker {
                 "Failed",
                 "Error: ErrImageNeverPull".into(),
             );
-            return Err(failed("ErrImageNeverPull", message, None));
+            let until = self
+                .backoff
+                .failed(&format!("pull:{image}"), Timestamp::now());
+            return Err(failed("ErrImageNeverPull", message, until));
         } else {
             self.event(
                 pod,

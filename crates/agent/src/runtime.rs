@@ -127,6 +127,35 @@ pub struct Container {
 }
 
 /// One container's resource use at a moment (what `kubectl top` shows).
+/// A streaming session (`kubectl exec`, `attach`, `port-forward`) that the runtime serves on
+/// its own streaming server, as the CRI's Exec, Attach and PortForward calls describe one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StreamRequest {
+    Exec {
+        container_id: String,
+        command: Vec<String>,
+        io: StreamIo,
+    },
+    Attach {
+        container_id: String,
+        io: StreamIo,
+    },
+    PortForward {
+        sandbox_id: String,
+        ports: Vec<i32>,
+    },
+}
+
+/// Which of a process's streams a session carries (stderr is merged into the terminal with a
+/// TTY, so it is never asked for with one).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StreamIo {
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+    pub tty: bool,
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct ContainerStats {
     pub timestamp: Option<Timestamp>,
@@ -188,4 +217,8 @@ pub trait Runtime: Send + Sync + 'static {
         timeout: Duration,
     ) -> Result<(i32, Vec<u8>)>;
     async fn stats(&self, container_id: &str) -> Result<ContainerStats>;
+
+    /// The URL (plain HTTP, on this machine) where the runtime's streaming server takes the
+    /// session over: an SPDY/3.1 or WebSocket upgrade of the Kubernetes streaming protocols.
+    async fn stream_url(&self, request: &StreamRequest) -> Result<String>;
 }

@@ -1,6 +1,7 @@
 //! The agent's own HTTPS server (the kubelet's port, 10250 by default), which the API server
-//! reaches for what only the node can answer: `GET /containerLogs/NS/POD/CONTAINER` today;
-//! exec, attach, port-forward and stats come with the rest of the streaming work.
+//! reaches for what only the node can answer: `GET /containerLogs/NS/POD/CONTAINER`, and
+//! `/exec/NS/POD/CONTAINER`, `/attach/NS/POD/CONTAINER` and `/portForward/NS/POD` upgrades
+//! (see [`crate::streaming`]).
 //!
 //! Only clients with a certificate from the cluster CA whose user is the API server's kubelet
 //! client (`kube-apiserver-kubelet-client`) or in `system:masters` get an answer; the TLS
@@ -31,8 +32,9 @@ use tokio::sync::{mpsc, Semaphore};
 
 use crate::logs::{self, LogOptions, StillRunning};
 use crate::runtime::{
-    Container, ContainerState, Runtime, SandboxState, POD_NAMESPACE_LABEL, POD_NAME_LABEL,
+    Container, ContainerState, Runtime, Sandbox, SandboxState, POD_NAMESPACE_LABEL, POD_NAME_LABEL,
 };
+use crate::streaming::{self, Kind};
 
 /// The user the API server's client certificate for agents names.
 pub const APISERVER_CLIENT: &str = "kube-apiserver-kubelet-client";
@@ -42,7 +44,7 @@ pub const MAX_CONNECTIONS: usize = 256;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
-type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+pub(crate) type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 
 /// The TLS configuration of a node's server: a self-signed certificate for its address and
 /// name, clients verified against the cluster CA (`ca_pem`).
@@ -153,7 +155,7 @@ pub async fn serve(listener: TcpListener, tls: ServerConfig, runtime: Arc<dyn Ru
 }
 
 /// A Kubernetes `Status` answer.
-fn status(code: StatusCode, reason: &str, message: String) -> Response<Body> {
+pub(crate) fn status(code: StatusCode, reason: &str, message: String) -> Response<Body> {
     let body = serde_json::json!({
         "kind": "Status",
         "apiVersion": "v1",
@@ -170,7 +172,7 @@ fn status(code: StatusCode, reason: &str, message: String) -> Response<Body> {
         .unwrap_or_default()
 }
 
-fn internal(e: impl std::fmt::Display) -> Response<Body> {
+pub(crate) fn internal(e: impl std::fmt::Display) -> Response<Body> {
     status(
         StatusCode::INTERNAL_SERVER_ERROR,
         "InternalError",
@@ -178,7 +180,7 @@ fn internal(e: impl std::fmt::Display) -> Response<Body> {
     )
 }
 
-fn bad_request(message: String) -> Response<Body> {
+pub(crate) fn bad_request(message: String) -> Response<Body> {
     status(StatusCode::BAD_REQUEST, "BadRequest", message)
 }
 
@@ -195,6 +197,19 @@ async fn route(runtime: Arc<dyn Runtime>, req: Request<Incoming>) -> Response<Bo
         (&Method::GET, ["containerLogs", ns, pod, container]) => {
             container_logs(runtime, ns, pod, container, &query).await
         }
+        (&Method::GET | &Method::POST, [kind @ ("exec" | "attach"), ns, pod, container]) => {
+            let kind = if *kind == "exec" {
+                Kind::Exec
+            } else {
+                Kind::Attach
+            };
+            let (ns, pod, container) = (ns.to_string(), pod.to_string(), container.to_string());
+            streaming::serve(runtime, kind, &ns, &pod, Some(&container), &query, req).await
+        }
+        (&Method::GET | &Method::POST, ["portForward", ns, pod]) => {
+            let (ns, pod) = (ns.to_string(), pod.to_string());
+            streaming::serve(runtime, Kind::PortForward, &ns, &pod, None, &query, req).await
+        }
         _ => status(
             StatusCode::NOT_FOUND,
             "NotFound",
@@ -208,7 +223,7 @@ fn param<'a>(q: &'a [(String, String)], name: &str) -> Option<&'a str> {
 }
 
 /// A boolean parameter as the API decodes it: absent, `false` and `0` are false.
-fn flag(q: &[(String, String)], name: &str) -> bool {
+pub(crate) fn flag(q: &[(String, String)], name: &str) -> bool {
     param(q, name).is_some_and(|v| !(v.eq_ignore_ascii_case("false") || v == "0"))
 }
 
@@ -255,6 +270,30 @@ fn log_options(q: &[(String, String)]) -> Result<LogOptions, String> {
     })
 }
 
+/// The sandbox of pod `ns/pod` on this node (the ready one, else the newest), or the answer
+/// saying it has none.
+pub(crate) async fn pod_sandbox(
+    runtime: &Arc<dyn Runtime>,
+    ns: &str,
+    pod: &str,
+) -> Result<Sandbox, Response<Body>> {
+    let sandboxes = runtime.list_sandboxes().await.map_err(internal)?;
+    sandboxes
+        .into_iter()
+        .filter(|sb| {
+            sb.labels.get(POD_NAMESPACE_LABEL).map(String::as_str) == Some(ns)
+                && sb.labels.get(POD_NAME_LABEL).map(String::as_str) == Some(pod)
+        })
+        .max_by_key(|sb| (sb.state == SandboxState::Ready, sb.created_at))
+        .ok_or_else(|| {
+            status(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                format!("pod \"{pod}\" in namespace \"{ns}\" is not running on this node"),
+            )
+        })
+}
+
 /// `GET /containerLogs/NS/POD/CONTAINER`: the container's log, the newest instance's, or with
 /// `previous` the one before (in a crash loop, the one that crashed last, as the kubelet's
 /// lastState); with `follow`, streamed until the container stops.
@@ -269,23 +308,9 @@ async fn container_logs(
         Ok(o) => o,
         Err(why) => return bad_request(why),
     };
-    let sandboxes = match runtime.list_sandboxes().await {
+    let sandbox = match pod_sandbox(&runtime, ns, pod).await {
         Ok(s) => s,
-        Err(e) => return internal(e),
-    };
-    let sandbox = sandboxes
-        .into_iter()
-        .filter(|sb| {
-            sb.labels.get(POD_NAMESPACE_LABEL).map(String::as_str) == Some(ns)
-                && sb.labels.get(POD_NAME_LABEL).map(String::as_str) == Some(pod)
-        })
-        .max_by_key(|sb| (sb.state == SandboxState::Ready, sb.created_at));
-    let Some(sandbox) = sandbox else {
-        return status(
-            StatusCode::NOT_FOUND,
-            "NotFound",
-            format!("pod \"{pod}\" in namespace \"{ns}\" is not running on this node"),
-        );
+        Err(answer) => return answer,
     };
     let mut instances: Vec<Container> = match runtime.list_containers(&sandbox.id).await {
         Ok(c) => c.into_iter().filter(|c| c.name == container).collect(),

@@ -868,6 +868,8 @@ async fn route(
                     let apply = content_type(req.headers()) == crate::patch::APPLY_PATCH;
                     let mut write = write(&q, user, req.headers(), options, apply)?;
                     write.subresource = Some(sub.to_string());
+                    let mut req = req;
+                    let upgrade = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>();
                     let (headers, body) = read_body(st, req).await?;
                     let request = crate::subresources::SubRequest {
                         served: &served,
@@ -877,10 +879,11 @@ async fn route(
                         method,
                         query: &q,
                         content_type: content_type(&headers),
+                        headers: &headers,
                         body: &body,
                         write,
                     };
-                    return crate::subresources::serve(st, request).await;
+                    return crate::subresources::serve(st, request, upgrade).await;
                 }
                 Some(_) => return Err(ApiError::no_route()),
             };

@@ -1,24 +1,28 @@
-//! Reaching node agents for what only a node can answer (`pods/log` today; exec, attach and
-//! port-forward next): the pod's node is looked up, its address and port taken from the Node's
-//! status (`InternalIP`, then `ExternalIP`, then `Hostname`; `daemonEndpoints.kubeletEndpoint`),
+//! Reaching node agents for what only a node can answer (`pods/log`, and the upgrades of
+//! `pods/exec|attach|portforward`, joined to the agent's): the pod's node is looked up, its
+//! address and port taken from the Node's status (`InternalIP`, then `ExternalIP`, then `Hostname`; `daemonEndpoints.kubeletEndpoint`),
 //! and the request made over HTTPS with the API server's own client certificate
 //! (`kube-apiserver-kubelet-client`, from the cluster CA), which is all the agent accepts. The
 //! agent's serving certificate is not checked, as upstream does not check it unless
 //! `--kubelet-certificate-authority` is given.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use rudder_api::validation::FieldError;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::Value;
+use tokio::sync::Semaphore;
 
 use crate::error::ApiError;
 use crate::handlers::{param, Query};
@@ -36,6 +40,23 @@ type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Byt
 /// The API server's client for agents.
 pub struct Kubelets {
     client: HttpsClient,
+    /// Places for exec, attach and port-forward sessions, at most [`MAX_SESSIONS`].
+    sessions: Arc<Semaphore>,
+}
+
+/// Streaming sessions (exec, attach, port-forward) the API server carries at once.
+pub const MAX_SESSIONS: usize = 1024;
+
+/// An exec, attach or port-forward to make of a pod's agent.
+pub struct Stream<'a> {
+    pub pod: &'a Value,
+    pub container: &'a str,
+    pub node: &'a Value,
+    /// `exec`, `attach` or `portforward`.
+    pub sub: &'a str,
+    pub query: &'a Query,
+    pub headers: &'a HeaderMap,
+    pub method: Method,
 }
 
 impl Kubelets {
@@ -61,18 +82,47 @@ impl Kubelets {
             .wrap_connector(http);
         Ok(Kubelets {
             client: Client::builder(TokioExecutor::new()).build(https),
+            sessions: Arc::new(Semaphore::new(MAX_SESSIONS)),
         })
     }
 
     /// `GET path?query` on the agent of `node`, the answer streamed back: a 200 as it comes,
     /// an error as the `Status` the agent gave (or its text as a BadRequest).
     async fn get(&self, node: &Value, path: &str, query: &str) -> Result<Response, ApiError> {
+        let resp = self
+            .send(node, Method::GET, path, query, HeaderMap::new())
+            .await?;
+        let (parts, body) = resp.into_parts();
+        let content_type = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .cloned()
+            .unwrap_or(header::HeaderValue::from_static("text/plain"));
+        Ok(Response::builder()
+            .header(header::CONTENT_TYPE, content_type)
+            .body(Body::new(body))
+            .unwrap_or_default())
+    }
+
+    /// `method path?query` with `headers` on the agent of `node`: its answer when it is a
+    /// success (2xx or 101), else the error it says.
+    async fn send(
+        &self,
+        node: &Value,
+        method: Method,
+        path: &str,
+        query: &str,
+        headers: HeaderMap,
+    ) -> Result<axum::http::Response<Incoming>, ApiError> {
         let name = node["metadata"]["name"].as_str().unwrap_or_default();
         let (host, port) = endpoint(node)?;
         let uri = format!("https://{host}:{port}{path}?{query}");
-        let req = axum::http::Request::get(&uri)
+        let mut req = axum::http::Request::builder()
+            .method(method)
+            .uri(&uri)
             .body(Empty::new())
             .map_err(|e| ApiError::internal(e.to_string()))?;
+        *req.headers_mut() = headers;
         let resp = self.client.request(req).await.map_err(|e| {
             let mut why = e.to_string();
             let mut source = std::error::Error::source(&e);
@@ -84,18 +134,10 @@ impl Kubelets {
                 "error trying to reach the node agent of {name} at {host}:{port}: {why}"
             ))
         })?;
-        let (parts, body) = resp.into_parts();
-        if parts.status == StatusCode::OK {
-            let content_type = parts
-                .headers
-                .get(header::CONTENT_TYPE)
-                .cloned()
-                .unwrap_or(header::HeaderValue::from_static("text/plain"));
-            return Ok(Response::builder()
-                .header(header::CONTENT_TYPE, content_type)
-                .body(Body::new(body))
-                .unwrap_or_default());
+        if resp.status().is_success() || resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            return Ok(resp);
         }
+        let (parts, body) = resp.into_parts();
         let text = match Limited::new(body, MAX_ERROR_BODY).collect().await {
             Ok(b) => b.to_bytes(),
             Err(_) => Bytes::new(),
@@ -111,6 +153,62 @@ impl Kubelets {
                 String::from_utf8_lossy(&text).trim().to_string(),
             )),
         }
+    }
+
+    /// `pods/exec|attach|portforward`: the client's upgrade is made of the agent with the
+    /// same protocol headers, then the two connections are joined. The agent answers in
+    /// whichever protocol the client asked for (`rudder_agent::streaming`).
+    pub async fn stream(&self, s: Stream<'_>, upgrade: OnUpgrade) -> Result<Response, ApiError> {
+        let permit = self
+            .sessions
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| ApiError::too_many_requests())?;
+        let name = s.pod["metadata"]["name"].as_str().unwrap_or_default();
+        let ns = s.pod["metadata"]["namespace"].as_str().unwrap_or_default();
+        let query = agent_query(s.sub, s.query);
+        let path = match s.sub {
+            "portforward" => format!("/portForward/{ns}/{name}"),
+            sub => format!("/{sub}/{ns}/{name}/{}", s.container),
+        };
+        let forwarded: HeaderMap = s
+            .headers
+            .iter()
+            .filter(|(n, _)| {
+                let n = n.as_str();
+                n == "connection"
+                    || n == "upgrade"
+                    || n == "x-stream-protocol-version"
+                    || n.starts_with("sec-websocket-")
+            })
+            .map(|(n, v)| (n.clone(), v.clone()))
+            .collect();
+        let resp = self
+            .send(s.node, s.method, &path, &query, forwarded)
+            .await?;
+        if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+            return Err(ApiError::internal(format!(
+                "the node agent answered {} instead of switching protocols",
+                resp.status()
+            )));
+        }
+        let mut answer = Response::builder().status(StatusCode::SWITCHING_PROTOCOLS);
+        for (n, v) in resp.headers() {
+            if n != header::CONTENT_LENGTH {
+                answer = answer.header(n, v);
+            }
+        }
+        tokio::spawn(async move {
+            let _permit = permit;
+            let (agent, client) = match tokio::join!(hyper::upgrade::on(resp), upgrade) {
+                (Ok(a), Ok(c)) => (a, c),
+                _ => return,
+            };
+            let _ =
+                tokio::io::copy_bidirectional(&mut TokioIo::new(client), &mut TokioIo::new(agent))
+                    .await;
+        });
+        Ok(answer.body(Body::empty()).unwrap_or_default())
     }
 
     /// `pods/log` of `container` (see [`container_of`]): checks the options as upstream does,
@@ -147,6 +245,29 @@ impl Kubelets {
         )
         .await
     }
+}
+
+/// An exec, attach or port-forward's parameters as the agent (and upstream's kubelet) reads
+/// them: `input`, `output` and `error` for stdin, stdout and stderr; `port` for each port.
+fn agent_query(sub: &str, q: &Query) -> String {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in q.iter() {
+        let renamed = match (sub, k.as_str()) {
+            ("exec", "command") => "command",
+            ("exec" | "attach", "stdin") => "input",
+            ("exec" | "attach", "stdout") => "output",
+            ("exec" | "attach", "stderr") => "error",
+            ("exec" | "attach", "tty") => "tty",
+            ("portforward", "ports") => "port",
+            _ => continue,
+        };
+        match renamed {
+            "command" | "port" => query.append_pair(renamed, v),
+            _ if crate::handlers::flag(q, k) => query.append_pair(renamed, "1"),
+            _ => continue,
+        };
+    }
+    query.finish()
 }
 
 fn reason_of(code: StatusCode) -> &'static str {

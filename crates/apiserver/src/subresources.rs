@@ -2,8 +2,9 @@
 //! replicas), namespaces' `finalize`, pods' `binding` and `eviction`, and the streaming ones
 //! (`log`, `exec`, `attach`, `portforward`) that need a node agent to answer.
 
-use axum::http::{Method, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
+use hyper::upgrade::OnUpgrade;
 use rudder_api::printers::label_selector;
 use rudder_api::validation::FieldError;
 use serde_json::{json, Value};
@@ -24,11 +25,17 @@ pub struct SubRequest<'a> {
     pub method: Method,
     pub query: &'a Query,
     pub content_type: String,
+    pub headers: &'a HeaderMap,
     pub body: &'a [u8],
     pub write: Write,
 }
 
-pub async fn serve(st: &AppState, r: SubRequest<'_>) -> Result<Response, ApiError> {
+/// Serves `r`; `upgrade` is the connection's, for exec, attach and port-forward.
+pub async fn serve(
+    st: &AppState,
+    r: SubRequest<'_>,
+    upgrade: Option<OnUpgrade>,
+) -> Result<Response, ApiError> {
     let reg = &st.registry;
     let res = &r.served.res;
     match (r.sub, &r.method) {
@@ -92,22 +99,20 @@ pub async fn serve(st: &AppState, r: SubRequest<'_>) -> Result<Response, ApiErro
         }
         ("log" | "exec" | "attach" | "portforward", _) => {
             let pod = reg.get(res, r.ns, r.name).await?;
-            // As upstream: the container first, then the host.
-            let container =
-                crate::kubelet::container_of(&pod, crate::handlers::param(r.query, "container"))?;
+            // As upstream: the container first (a port-forward is to the pod), then the host.
+            let container = if r.sub == "portforward" {
+                String::new()
+            } else {
+                crate::kubelet::container_of(&pod, crate::handlers::param(r.query, "container"))?
+            };
             let Some(node) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) else {
                 return Err(ApiError::bad_request(format!(
                     "pod {} does not have a host assigned",
                     r.name
                 )));
             };
-            if r.sub != "log" {
-                return Err(ApiError::unavailable(format!(
-                    "{} is not served by the node agent on {node} yet",
-                    r.sub
-                )));
-            }
-            if r.method != Method::GET {
+            let streaming = r.sub != "log";
+            if r.method != Method::GET && !(streaming && r.method == Method::POST) {
                 return Err(ApiError::method_not_allowed(r.method.as_str()));
             }
             let nodes = st
@@ -116,7 +121,21 @@ pub async fn serve(st: &AppState, r: SubRequest<'_>) -> Result<Response, ApiErro
                 .resolve("", "v1", "nodes")
                 .ok_or_else(|| ApiError::internal("the nodes resource is not served"))?;
             let node = reg.get(&nodes.res, None, node).await?;
-            st.kubelets.logs(&pod, &container, &node, r.query).await
+            if !streaming {
+                return st.kubelets.logs(&pod, &container, &node, r.query).await;
+            }
+            let upgrade =
+                upgrade.ok_or_else(|| ApiError::bad_request("Upgrade request required"))?;
+            let stream = crate::kubelet::Stream {
+                pod: &pod,
+                container: &container,
+                node: &node,
+                sub: r.sub,
+                query: r.query,
+                headers: r.headers,
+                method: r.method,
+            };
+            st.kubelets.stream(stream, upgrade).await
         }
         (_, m) => Err(ApiError::method_not_allowed(m.as_str())),
     }

@@ -29,7 +29,7 @@ fn busybox_archive() -> Vec<u8> {
         BUSYBOX,
         data,
         &[
-            "sh", "echo", "sleep", "mkdir", "httpd", "cat", "touch", "rm",
+            "sh", "echo", "sleep", "mkdir", "httpd", "cat", "touch", "rm", "tty",
         ],
     )
     .unwrap()
@@ -728,4 +728,191 @@ fn lifecycle_hooks_run_at_start_and_before_stop() {
         "{request}"
     );
     s.kubectl(&["delete", "pod", "--all", "--timeout=60s"]).ok();
+}
+
+/// `kubectl port-forward` of `target` to a free local port, running until dropped: the
+/// process and the local port it reported.
+struct PortForward(Child, u16);
+
+impl PortForward {
+    fn start(s: &RudderServer, minor: u32, target: &str, port: u16) -> PortForward {
+        use std::io::BufRead as _;
+        let mut child = s
+            .kubectl_cmd(minor)
+            .args(["port-forward", target, &format!(":{port}")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        // "Forwarding from 127.0.0.1:41234 -> 8080"
+        let local = line
+            .split_once("127.0.0.1:")
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("kubectl 1.{minor} port-forward said {line:?}"));
+        // The rest of its output is not read: keep the pipe drained.
+        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+        PortForward(child, local)
+    }
+}
+
+impl Drop for PortForward {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn exec_attach_and_port_forward_reach_the_containers_on_every_kubectl() {
+    in_new_netns(|| {
+        let (s, _dir, log, _agent) = cluster("stream-node");
+        let pods = json!({"apiVersion": "v1", "kind": "List", "items": [
+            {"apiVersion": "v1", "kind": "Pod",
+             "metadata": {"name": "shell", "namespace": "default"},
+             "spec": {"terminationGracePeriodSeconds": 1,
+                      "containers": [{"name": "main", "image": BUSYBOX,
+                                      "command": ["sh", "-c", "while true; do echo tick; sleep 1; done"]}]}},
+            {"apiVersion": "v1", "kind": "Pod",
+             "metadata": {"name": "web", "namespace": "default"},
+             "spec": {"terminationGracePeriodSeconds": 1,
+                      "containers": [{"name": "httpd", "image": BUSYBOX, "command": ["sh", "-c",
+                        "mkdir -p /www && echo hello-through-the-tunnel > /www/index.html && \
+                         exec httpd -f -p 8080 -h /www"]}]}}]});
+        s.kubectl_stdin(&["apply", "-f", "-"], &pods.to_string())
+            .ok();
+        for pod in ["shell", "web"] {
+            eventually(&format!("{pod} Running"), &log, || {
+                get(&s, &format!("pod/{pod}"))["status"]["containerStatuses"][0]["state"]["running"]
+                    .is_object()
+            });
+        }
+        // 1.27 speaks SPDY for all of it; 1.32 and 1.33 WebSocket v5 for exec and attach and
+        // SPDY tunnelled in WebSocket for port-forward.
+        for minor in [27, 32, 33] {
+            let run = s.kubectl_version(
+                minor,
+                &[
+                    "exec",
+                    "shell",
+                    "--",
+                    "sh",
+                    "-c",
+                    "echo out; echo err >&2; exit 3",
+                ],
+            );
+            assert_eq!(
+                run.out.status.code(),
+                Some(3),
+                "1.{minor}: {}",
+                run.stderr()
+            );
+            assert_eq!(run.stdout(), "out\n", "1.{minor}");
+            assert!(
+                run.stderr().contains("err\n"),
+                "1.{minor}: {}",
+                run.stderr()
+            );
+
+            // stdin reaches the process, and its end ends `cat`.
+            let run =
+                s.kubectl_version_stdin(minor, &["exec", "-i", "shell", "--", "cat"], "one\ntwo\n");
+            assert_eq!(run.ok(), "one\ntwo\n", "1.{minor}");
+
+            // With a terminal (under script(1)): the process gets one too.
+            let kubectl = kubectl_with(&s, minor);
+            let out = Command::new("script")
+                .args([
+                    "-qec",
+                    &format!("{kubectl} exec -it shell -- tty"),
+                    "/dev/null",
+                ])
+                .stdin(Stdio::null())
+                .output()
+                .expect("script (Debian bsdutils)");
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                text.contains("/dev/pts/"),
+                "1.{minor}: {text:?} {:?}",
+                out.status
+            );
+
+            // attach: the container's own output, as it comes.
+            let out = Command::new("timeout")
+                .args(["5"])
+                .args(kubectl.split(' '))
+                .args(["attach", "shell"])
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                text.contains("tick\n"),
+                "1.{minor}: {text:?} {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+
+            // port-forward: the pod's HTTP page through a local port.
+            let forward = PortForward::start(&s, minor, "pod/web", 8080);
+            let page = http_get(&format!("127.0.0.1:{}", forward.1)).unwrap();
+            assert!(
+                page.ends_with("hello-through-the-tunnel\n"),
+                "1.{minor}: {page:?}"
+            );
+            // A second connection through the same forward.
+            let page = http_get(&format!("127.0.0.1:{}", forward.1)).unwrap();
+            assert!(
+                page.ends_with("hello-through-the-tunnel\n"),
+                "1.{minor}: {page:?}"
+            );
+        }
+        // The official Python client: exec over WebSocket v5, port-forward over v4.
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/streaming.py");
+        assert_eq!(s.python(&script), "ok\n");
+        // Each protocol was spoken, none fallen back from.
+        let said = std::fs::read_to_string(&log).unwrap();
+        for (kind, protocol) in [
+            ("Exec", "SPDY/3.1"),
+            ("Exec", "v5.channel.k8s.io"),
+            ("Attach", "SPDY/3.1"),
+            ("Attach", "v5.channel.k8s.io"),
+            ("PortForward", "SPDY/3.1"),
+            ("PortForward", "SPDY/3.1 tunnelled in WebSocket"),
+            ("PortForward", "WebSocket, passed through"),
+        ] {
+            let protocol = format!("{protocol:?}");
+            assert!(
+                said.lines().any(|l| l.contains("streaming session")
+                    && l.contains(kind)
+                    && l.contains(&protocol)),
+                "no {kind} session over {protocol} in the agent's log:\n{said}"
+            );
+        }
+        // What cannot be streamed says why.
+        let err = s
+            .kubectl(&["exec", "shell", "-c", "nope", "--", "true"])
+            .fails();
+        assert!(
+            err.contains("container nope is not valid for pod shell"),
+            "{err}"
+        );
+    });
+}
+
+/// The shell words of kubectl 1.`minor` with `s`'s kubeconfig.
+fn kubectl_with(s: &RudderServer, minor: u32) -> String {
+    let cmd = s.kubectl_cmd(minor);
+    let mut words = vec![cmd.get_program().to_string_lossy().into_owned()];
+    words.extend(cmd.get_args().map(|a| a.to_string_lossy().into_owned()));
+    let kubeconfig = cmd
+        .get_envs()
+        .find(|(k, _)| *k == "KUBECONFIG")
+        .and_then(|(_, v)| v)
+        .map(|v| v.to_string_lossy().into_owned())
+        .unwrap();
+    words.push(format!("--kubeconfig={kubeconfig}"));
+    words.join(" ")
 }
