@@ -29,7 +29,7 @@ fn busybox_archive() -> Vec<u8> {
         BUSYBOX,
         data,
         &[
-            "sh", "echo", "sleep", "mkdir", "httpd", "cat", "touch", "rm", "tty",
+            "sh", "echo", "sleep", "mkdir", "httpd", "cat", "touch", "rm", "tty", "tar",
         ],
     )
     .unwrap()
@@ -853,6 +853,21 @@ fn exec_attach_and_port_forward_reach_the_containers_on_every_kubectl() {
                 text.contains("tick\n"),
                 "1.{minor}: {text:?} {}",
                 String::from_utf8_lossy(&out.stderr)
+            );
+
+            // cp both ways (tar through exec, its stdin closed at the end of the archive).
+            let local = tempfile::tempdir().unwrap();
+            let there = format!("shell:/copied-{minor}");
+            let original = local.path().join("original");
+            std::fs::write(&original, format!("copied with 1.{minor}\n")).unwrap();
+            s.kubectl_version(minor, &["cp", original.to_str().unwrap(), &there])
+                .ok();
+            let back = local.path().join("back");
+            s.kubectl_version(minor, &["cp", &there, back.to_str().unwrap()])
+                .ok();
+            assert_eq!(
+                std::fs::read_to_string(&back).unwrap(),
+                format!("copied with 1.{minor}\n")
             );
 
             // port-forward: the pod's HTTP page through a local port.
