@@ -211,6 +211,11 @@ impl CriRuntime {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
+            dns_config: c.dns.as_ref().map(|d| api::DnsConfig {
+                servers: d.servers.clone(),
+                searches: d.searches.clone(),
+                options: d.options.clone(),
+            }),
             linux: Some(api::LinuxPodSandboxConfig {
                 security_context: Some(api::LinuxSandboxSecurityContext {
                     namespace_options: Self::namespaces(c.host_network),
@@ -286,6 +291,7 @@ impl CriRuntime {
             host_network,
             ip: None,
             labels: labels(&s.labels),
+            dns: None,
         });
         Ok((config, host_network))
     }
@@ -477,6 +483,16 @@ impl Runtime for CriRuntime {
                 .labels
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            mounts: config
+                .mounts
+                .iter()
+                .map(|m| api::Mount {
+                    container_path: m.container_path.clone(),
+                    host_path: m.host_path.to_string_lossy().into_owned(),
+                    readonly: m.read_only,
+                    ..Default::default()
+                })
                 .collect(),
             log_path: format!("{}/{attempt}.log", config.name),
             stdin: config.stdin,

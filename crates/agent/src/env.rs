@@ -260,7 +260,7 @@ pub fn expand(s: &str, known: &HashMap<&str, &str>) -> String {
 }
 
 /// A downward-API field of the pod.
-fn field(pod: &Pod, path: &str) -> Result<String, String> {
+pub(crate) fn field(pod: &Pod, path: &str) -> Result<String, String> {
     let m = &pod.metadata;
     let spec = pod.spec.clone().unwrap_or_default();
     let status = pod.status.clone().unwrap_or_default();
@@ -300,7 +300,7 @@ fn field(pod: &Pod, path: &str) -> Result<String, String> {
 
 /// A container's resource for `resourceFieldRef`, in units of `divisor` rounded up; without a
 /// limit, the node's allocatable.
-fn resource(
+pub(crate) fn resource(
     c: &Container,
     name: &str,
     divisor: Option<&Quantity>,

@@ -26,6 +26,7 @@ pub mod runtime;
 pub mod serve;
 pub mod spdy;
 pub mod streaming;
+pub mod volumes;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -70,6 +71,8 @@ pub async fn run_node(client: kube::Client, cfg: NodeConfig, runtime: Arc<dyn Ru
             rudder_controllers::events::Events::for_instance(client.clone(), "kubelet", &cfg.name)
         }),
         allocatable: cfg.allocatable.clone(),
+        pods_dir: (!runtime.simulated()).then(|| cfg.pods_dir.clone()),
+        cluster_dns: cfg.cluster_dns,
     });
     let workers = tokio::spawn(pods::run(shared.clone()));
     let _stop_workers = AbortOnDrop(workers);

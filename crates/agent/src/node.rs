@@ -35,6 +35,10 @@ pub struct NodeConfig {
     pub record_events: bool,
     /// The port of the node's own server (0: it has none, as simulated nodes).
     pub kubelet_port: u16,
+    /// Where pods' volumes and files go on the node (`<agent dir>/pods`).
+    pub pods_dir: std::path::PathBuf,
+    /// The nameserver of pods with dnsPolicy ClusterFirst.
+    pub cluster_dns: Option<IpAddr>,
 }
 
 const FIELD_MANAGER: &str = "rudder-agent";

@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,6 +36,7 @@ use crate::runtime::{
     Container, ContainerConfig, ContainerState, Runtime, RuntimeError, Sandbox, SandboxConfig,
     SandboxState, CONTAINER_NAME_LABEL, POD_NAMESPACE_LABEL, POD_NAME_LABEL, POD_UID_LABEL,
 };
+use crate::volumes;
 
 const FIELD_MANAGER: &str = "rudder-agent";
 
@@ -52,6 +54,20 @@ pub struct Shared {
     pub events: Option<Events>,
     /// The node's allocatable resources (what `resourceFieldRef` gives without a limit).
     pub allocatable: BTreeMap<String, Quantity>,
+    /// Where pods' volumes and files go (`None`: a simulated runtime, which mounts nothing).
+    pub pods_dir: Option<PathBuf>,
+    /// The nameserver of pods with dnsPolicy ClusterFirst.
+    pub cluster_dns: Option<IpAddr>,
+}
+
+/// How often the volumes of ConfigMaps, Secrets and the downward API are brought up to date
+/// (the kubelet's sync period).
+const VOLUME_RESYNC: Duration = Duration::from_secs(60);
+
+/// A pod's volumes on the node: what is set up (once it is), and when to look again.
+struct PodVolumes {
+    ready: Option<(HashMap<String, volumes::Ready>, Option<PathBuf>)>,
+    next: Timestamp,
 }
 
 impl Shared {
@@ -174,6 +190,22 @@ async fn remove_orphans(shared: &Shared, live: &HashSet<String>) {
             }
         }
     }
+    // Their volumes and files too (the directories are named by pod UID).
+    let Some(root) = &shared.pods_dir else {
+        return;
+    };
+    for e in std::fs::read_dir(root).into_iter().flatten().flatten() {
+        let Some(uid) = e.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        // Log directories are NAMESPACE_NAME_UID; pod directories are the bare UID.
+        if uid.contains('_') || live.contains(&uid) {
+            continue;
+        }
+        if let Err(e) = volumes::PodDir::new(root, &uid).tear_down() {
+            tracing::warn!(%uid, error = %e, "removing an orphaned pod's volumes");
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -194,6 +226,7 @@ struct Worker {
     /// The status last written, to write only changes (boxed: most of a worker's size).
     written: Option<Box<PodStatus>>,
     finished: bool,
+    volumes: Option<Box<PodVolumes>>,
 }
 
 /// A container's waiting reason and message in the pod's status (`CrashLoopBackOff`,
@@ -218,6 +251,7 @@ impl Worker {
             probes: Probes::default(),
             written: None,
             finished: false,
+            volumes: None,
         }
     }
 
@@ -298,6 +332,58 @@ impl Worker {
                 self.shared.release(ip);
             }
         }
+        if let Some(root) = &self.shared.pods_dir {
+            if let Err(e) = volumes::PodDir::new(root, &self.uid).tear_down() {
+                tracing::warn!(uid = %self.uid, error = %e, "removing the pod's volumes");
+            }
+        }
+    }
+
+    /// Sets up the pod's volumes and /etc/hosts, or brings them up to date when that is due;
+    /// whether they are there for the containers. A failure is the kubelet's FailedMount.
+    async fn mount_volumes(&mut self, pod: &Pod, sandbox: &Sandbox) -> bool {
+        let Some(root) = self.shared.pods_dir.clone() else {
+            return true;
+        };
+        let now = Timestamp::now();
+        if self.volumes.as_ref().is_some_and(|v| v.next > now) {
+            return self.volumes.as_ref().is_some_and(|v| v.ready.is_some());
+        }
+        let dir = volumes::PodDir::new(&root, &self.uid);
+        let client = self.shared.pods.clone().into_client();
+        let host_network = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.host_network)
+            .unwrap_or(false);
+        let set_up = match dir.set_up(&client, pod, &self.shared.allocatable).await {
+            Ok(ready) if host_network => Ok((ready, None)),
+            Ok(ready) => dir
+                .write_hosts(pod, sandbox.ip)
+                .map(|hosts| (ready, Some(hosts)))
+                .map_err(|e| format!("writing the pod's /etc/hosts: {e}")),
+            Err(why) => Err(why),
+        };
+        let state = self.volumes.get_or_insert_with(|| {
+            Box::new(PodVolumes {
+                ready: None,
+                next: now,
+            })
+        });
+        match set_up {
+            Ok(ready) => {
+                state.ready = Some(ready);
+                state.next = now
+                    .checked_add(SignedDuration::try_from(VOLUME_RESYNC).unwrap_or_default())
+                    .unwrap_or(now);
+            }
+            Err(why) => {
+                // Containers already running keep what they have; new ones wait.
+                state.next = self.backoff.failed("volumes", now).unwrap_or(now);
+                self.event(pod, EventType::Warning, "FailedMount", why);
+            }
+        }
+        self.volumes.as_ref().is_some_and(|v| v.ready.is_some())
     }
 
     async fn find_sandboxes(&self) -> Vec<Sandbox> {
@@ -358,6 +444,7 @@ impl Worker {
                 host_network,
                 ip,
                 labels: self.labels(pod, None),
+                dns: volumes::dns_config(pod, self.shared.cluster_dns),
             };
             match self.shared.runtime.run_sandbox(&config).await {
                 Ok(sb) => self.sandbox = Some(sb),
@@ -386,8 +473,9 @@ impl Worker {
         self.wake = None;
         // Init containers, one at a time and in order; a failed one runs again unless the
         // pod's restartPolicy is Never.
-        let mut initialized = true;
-        for c in spec.init_containers.iter().flatten() {
+        let mounted = self.mount_volumes(pod, &sandbox).await;
+        let mut initialized = mounted;
+        for c in spec.init_containers.iter().flatten().filter(|_| mounted) {
             let current = newest(&running, &c.name).cloned();
             match current.as_ref().map(|c| &c.state) {
                 Some(ContainerState::Exited { exit_code: 0, .. }) => continue,
@@ -434,6 +522,7 @@ impl Worker {
             .values()
             .filter_map(|w| w.until)
             .chain(probe_due)
+            .chain(self.volumes.as_ref().map(|v| v.next))
             .min();
         running = rt.list_containers(&sandbox.id).await?;
         let status = self.status(pod, &sandbox, &running, initialized);
@@ -731,6 +820,22 @@ impl Worker {
                 .map(|a| env::expand(a, &known))
                 .collect()
         };
+        let mounts = match self.volumes.as_ref().and_then(|v| v.ready.as_ref()) {
+            Some((ready, hosts)) => match volumes::PodDir::mounts(c, ready, hosts.as_deref()) {
+                Ok(m) => m,
+                Err(message) => {
+                    let until = self.backoff.failed(&c.name, Timestamp::now());
+                    self.event(
+                        pod,
+                        EventType::Warning,
+                        "Failed",
+                        format!("Error: {message}"),
+                    );
+                    return Err(failed("CreateContainerConfigError", message, until));
+                }
+            },
+            None => Vec::new(),
+        };
         let config = ContainerConfig {
             name: c.name.clone(),
             image: image.to_string(),
@@ -742,6 +847,7 @@ impl Worker {
             tty: c.tty.unwrap_or(false),
             stdin: c.stdin.unwrap_or(false),
             run_to_completion: init,
+            mounts,
         };
         // A failure to create or start backs off as a crash does.
         let back_off = |w: &mut Worker, reason: &'static str, e: RuntimeError| {
@@ -1305,6 +1411,8 @@ mod tests {
             network_ready,
             events: None,
             allocatable: BTreeMap::new(),
+            pods_dir: None,
+            cluster_dns: None,
         });
         let (_tx, rx) = mpsc::unbounded_channel();
         let worker = Worker::new(shared, "uid".into()).run(rx);

@@ -61,6 +61,16 @@ pub struct SandboxConfig {
     /// or when the runtime assigns addresses).
     pub ip: Option<IpAddr>,
     pub labels: BTreeMap<String, String>,
+    /// The pod's resolv.conf; `None`: the node's own.
+    pub dns: Option<DnsConfig>,
+}
+
+/// A pod's resolv.conf: nameservers, search domains and options.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DnsConfig {
+    pub servers: Vec<String>,
+    pub searches: Vec<String>,
+    pub options: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -94,6 +104,8 @@ pub struct ContainerConfig {
     /// The container is expected to exit (an init container). Real runtimes ignore it; the
     /// fake runtime lets such a container complete as soon as it starts.
     pub run_to_completion: bool,
+    /// Host paths bind-mounted into the container (its volumes, the pod's /etc/hosts).
+    pub mounts: Vec<crate::volumes::Mount>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

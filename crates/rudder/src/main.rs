@@ -154,9 +154,6 @@ struct ServerArgs {
     /// Service network (ClusterIPs are allocated from it).
     #[arg(long, default_value = "10.43.0.0/16")]
     service_cidr: String,
-    /// Cluster DNS service IP.
-    #[arg(long, default_value = "10.43.0.10")]
-    cluster_dns: std::net::IpAddr,
     /// Start with an empty embedded store although this server's other state (certificates,
     /// node token) exists, i.e. deliberately start the cluster over. Without it such a start
     /// is refused, since the store's files are missing.
@@ -576,6 +573,9 @@ struct NodeArgs {
     /// How long the node's heartbeat Lease lasts; the agent renews it every quarter of that.
     #[arg(long, default_value = "4s", value_parser = humantime::parse_duration)]
     node_lease_duration: Duration,
+    /// The cluster DNS service's address, the nameserver of pods with dnsPolicy ClusterFirst.
+    #[arg(long, default_value = "10.43.0.10")]
+    cluster_dns: std::net::IpAddr,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -713,6 +713,8 @@ impl NodeArgs {
             status_report_period: Duration::from_secs(300),
             record_events: true,
             kubelet_port: 0,
+            pods_dir: PathBuf::new(),
+            cluster_dns: Some(self.cluster_dns),
         })
     }
 }
@@ -947,12 +949,10 @@ async fn server(args: ServerArgs) -> Result<()> {
             loops_stopping.clone(),
         )?);
     }
-    // Not built yet: runs once its issue lands; the flag is accepted now.
-    let _ = args.cluster_dns;
     let agent = if args.disable_agent {
         None
     } else {
-        let cfg = args.node.config(
+        let mut cfg = args.node.config(
             &data_dir,
             &[
                 ("node-role.kubernetes.io/control-plane", "true"),
@@ -969,6 +969,7 @@ async fn server(args: ServerArgs) -> Result<()> {
         );
         let agent_dir = data_dir.join("agent");
         create_private_dir(&agent_dir)?;
+        cfg.pods_dir = agent_dir.join("pods");
         let (runtime, child) = args.node.runtime(&agent_dir).await?;
         Some((
             args.node.run(client, cfg, runtime, api.ca_pem()).await?,
@@ -1014,7 +1015,8 @@ async fn agent(args: AgentArgs) -> Result<()> {
     }
     let token = connect::Token::parse(&args.token).context("--token")?;
     let ca = connect::fetch_ca(&args.server, &token).await?;
-    let template = args.node.config(&agent_dir, &[])?;
+    let mut template = args.node.config(&agent_dir, &[])?;
+    template.pods_dir = agent_dir.join("pods");
     // One client per node identity (the fake nodes of one process are many identities), over
     // shared HTTP/2 connections.
     let transport = connect::Transport::new(&args.server, &ca)?;

@@ -931,3 +931,170 @@ fn kubectl_with(s: &RudderServer, minor: u32) -> String {
     words.push(format!("--kubeconfig={kubeconfig}"));
     words.join(" ")
 }
+
+#[test]
+fn volumes_hosts_and_dns_reach_the_containers() {
+    in_new_netns(|| {
+        let (s, _dir, log, _agent) = cluster("vol-node");
+        let host_dir = tempfile::tempdir().unwrap();
+        let host_path = host_dir.path().join("made");
+        let objects = json!({"apiVersion": "v1", "kind": "List", "items": [
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg"},
+             "data": {"greeting": "hello\n", "other": "x"}},
+            {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "sec"},
+             "stringData": {"password": "s3cret"}},
+            {"apiVersion": "v1", "kind": "Pod",
+             "metadata": {"name": "vol", "labels": {"app": "vol"}},
+             "spec": {"terminationGracePeriodSeconds": 1,
+                      "hostAliases": [{"ip": "10.9.9.9", "hostnames": ["alias.example"]}],
+                      "volumes": [
+                          {"name": "cfg", "configMap": {"name": "cfg"}},
+                          {"name": "picked", "configMap": {"name": "cfg", "defaultMode": 0o400,
+                              "items": [{"key": "greeting", "path": "deep/hi.txt"}]}},
+                          {"name": "sec", "secret": {"secretName": "sec"}},
+                          {"name": "scratch", "emptyDir": {}},
+                          {"name": "mem", "emptyDir": {"medium": "Memory", "sizeLimit": "8Mi"}},
+                          {"name": "host", "hostPath": {"path": host_path, "type": "DirectoryOrCreate"}},
+                          {"name": "info", "downwardAPI": {"items": [
+                              {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}},
+                              {"path": "name", "fieldRef": {"fieldPath": "metadata.name"}}]}},
+                          {"name": "all", "projected": {"sources": [
+                              {"configMap": {"name": "cfg", "items": [{"key": "other", "path": "other"}]}},
+                              {"secret": {"name": "sec"}},
+                              {"downwardAPI": {"items": [{"path": "ns", "fieldRef": {"fieldPath": "metadata.namespace"}}]}}]}}],
+                      "containers": [
+                          {"name": "writer", "image": BUSYBOX,
+                           "command": ["sh", "-c", "echo shared > /scratch/note; echo on-host > /host/file; sleep 3600"],
+                           "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"},
+                                            {"name": "host", "mountPath": "/host"}]},
+                          {"name": "reader", "image": BUSYBOX, "command": ["sleep", "3600"],
+                           "volumeMounts": [
+                               {"name": "cfg", "mountPath": "/cfg"},
+                               {"name": "picked", "mountPath": "/picked"},
+                               {"name": "cfg", "mountPath": "/one/greeting", "subPath": "greeting"},
+                               {"name": "sec", "mountPath": "/sec"},
+                               {"name": "scratch", "mountPath": "/scratch", "readOnly": true},
+                               {"name": "mem", "mountPath": "/mem"},
+                               {"name": "info", "mountPath": "/info"},
+                               {"name": "all", "mountPath": "/all"}]}]}}]});
+        s.kubectl_stdin(&["apply", "-f", "-"], &objects.to_string())
+            .ok();
+        eventually("vol Running", &log, || {
+            get(&s, "pod/vol")["status"]["containerStatuses"]
+                .as_array()
+                .is_some_and(|c| c.iter().all(|c| c["state"]["running"].is_object()))
+        });
+        let cat = |path: &str| {
+            s.kubectl(&["exec", "vol", "-c", "reader", "--", "cat", path])
+                .ok()
+        };
+        assert_eq!(cat("/cfg/greeting"), "hello\n");
+        assert_eq!(cat("/cfg/other"), "x");
+        assert_eq!(cat("/picked/deep/hi.txt"), "hello\n");
+        assert_eq!(cat("/one/greeting"), "hello\n");
+        assert_eq!(cat("/sec/password"), "s3cret");
+        assert_eq!(cat("/info/labels"), "app=\"vol\"\n");
+        assert_eq!(cat("/info/name"), "vol");
+        assert_eq!(cat("/all/other"), "x");
+        assert_eq!(cat("/all/password"), "s3cret");
+        assert_eq!(cat("/all/ns"), "default");
+        eventually("the writer's note", &log, || {
+            s.kubectl(&["exec", "vol", "-c", "reader", "--", "cat", "/scratch/note"])
+                .stdout()
+                == "shared\n"
+        });
+        assert_eq!(
+            std::fs::read_to_string(host_path.join("file")).unwrap(),
+            "on-host\n"
+        );
+        // Read-only where they must be.
+        for path in ["/cfg/new", "/sec/new", "/scratch/new"] {
+            let run = s.kubectl(&["exec", "vol", "-c", "reader", "--", "touch", path]);
+            assert!(!run.out.status.success(), "{path} is writable");
+        }
+        s.kubectl(&["exec", "vol", "-c", "reader", "--", "touch", "/mem/ok"])
+            .ok();
+        let mounts = cat("/proc/mounts");
+        assert!(
+            mounts
+                .lines()
+                .any(|l| l.contains(" /mem tmpfs ") && l.contains("size=8192k")),
+            "{mounts}"
+        );
+        assert!(
+            mounts.lines().any(|l| l.contains(" /sec tmpfs ")),
+            "{mounts}"
+        );
+        // /etc/hosts and resolv.conf.
+        let ip = get(&s, "pod/vol")["status"]["podIP"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let hosts = cat("/etc/hosts");
+        assert!(hosts.contains(&format!("{ip}\tvol\n")), "{hosts}");
+        assert!(hosts.contains("10.9.9.9\talias.example\n"), "{hosts}");
+        let resolv = cat("/etc/resolv.conf");
+        assert!(resolv.contains("nameserver 10.43.0.10"), "{resolv}");
+        assert!(
+            resolv.contains("search default.svc.cluster.local svc.cluster.local cluster.local"),
+            "{resolv}"
+        );
+        assert!(resolv.contains("options ndots:5"), "{resolv}");
+
+        // An update of the ConfigMap reaches the running container.
+        s.kubectl(&[
+            "patch",
+            "configmap",
+            "cfg",
+            "-p",
+            r#"{"data":{"greeting":"updated\n"}}"#,
+        ])
+        .ok();
+        eventually("the volume updated", &log, || {
+            s.kubectl(&["exec", "vol", "-c", "reader", "--", "cat", "/cfg/greeting"])
+                .stdout()
+                == "updated\n"
+        });
+
+        // A ConfigMap that is not there holds the pod back, saying why, until it is.
+        let waiting = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "waits"},
+            "spec": {"terminationGracePeriodSeconds": 1,
+                     "volumes": [{"name": "v", "configMap": {"name": "later"}}],
+                     "containers": [{"name": "main", "image": BUSYBOX, "command": ["sleep", "3600"],
+                                     "volumeMounts": [{"name": "v", "mountPath": "/v"}]}]}});
+        s.kubectl_stdin(&["apply", "-f", "-"], &waiting.to_string())
+            .ok();
+        eventually("FailedMount", &log, || {
+            s.kubectl(&[
+                "get",
+                "events",
+                "--field-selector",
+                "involvedObject.name=waits,reason=FailedMount",
+                "-o",
+                "json",
+            ])
+            .stdout()
+            .contains("configmap \\\"later\\\" not found")
+        });
+        assert!(
+            get(&s, "pod/waits")["status"]["containerStatuses"][0]["state"]["running"].is_null()
+        );
+        s.kubectl(&["create", "configmap", "later", "--from-literal=k=v"])
+            .ok();
+        eventually("waits Running", &log, || {
+            get(&s, "pod/waits")["status"]["containerStatuses"][0]["state"]["running"].is_object()
+        });
+
+        // Deleting the pods unmounts and removes their volumes.
+        let uid = get(&s, "pod/vol")["metadata"]["uid"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        s.kubectl(&["delete", "pod", "vol", "waits", "--timeout=60s"])
+            .ok();
+        let pod_dir = _dir.path().join("agent/pods").join(&uid);
+        eventually("the pod's directory removed", &log, || !pod_dir.exists());
+        let host_mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+        assert!(!host_mounts.contains(&uid), "{host_mounts}");
+    });
+}
