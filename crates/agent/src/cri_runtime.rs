@@ -19,8 +19,8 @@ use k8s_openapi::jiff::Timestamp;
 use crate::cri::{api, Cri};
 use crate::logs::LogSource;
 use crate::runtime::{
-    Container, ContainerConfig, ContainerState, ContainerStats, Result, Runtime, RuntimeError,
-    Sandbox, SandboxConfig, SandboxState, StreamRequest,
+    Container, ContainerConfig, ContainerState, ContainerStats, ImageInfo, Result, Runtime,
+    RuntimeError, Sandbox, SandboxConfig, SandboxState, StreamRequest,
 };
 
 /// How often pod workers look at their containers: CRI v1 on containerd 1.6 sends no events.
@@ -188,6 +188,29 @@ impl CriRuntime {
         })
     }
 
+    fn security_context(
+        s: &crate::security::Security,
+        host_network: bool,
+    ) -> api::LinuxContainerSecurityContext {
+        api::LinuxContainerSecurityContext {
+            namespace_options: Self::namespaces(host_network),
+            capabilities: Some(api::Capability {
+                add_capabilities: s.add_capabilities.clone(),
+                drop_capabilities: s.drop_capabilities.clone(),
+                ..Default::default()
+            }),
+            privileged: s.privileged,
+            run_as_user: s.run_as_user.map(|value| api::Int64Value { value }),
+            run_as_group: s.run_as_group.map(|value| api::Int64Value { value }),
+            readonly_rootfs: s.readonly_rootfs,
+            supplemental_groups: s.supplemental_groups.clone(),
+            no_new_privs: s.no_new_privs,
+            masked_paths: s.masked_paths.clone(),
+            readonly_paths: s.readonly_paths.clone(),
+            ..Default::default()
+        }
+    }
+
     fn sandbox_config(&self, c: &SandboxConfig) -> api::PodSandboxConfig {
         api::PodSandboxConfig {
             metadata: Some(api::PodSandboxMetadata {
@@ -217,8 +240,10 @@ impl CriRuntime {
                 options: d.options.clone(),
             }),
             linux: Some(api::LinuxPodSandboxConfig {
+                cgroup_parent: c.cgroup_parent.clone(),
                 security_context: Some(api::LinuxSandboxSecurityContext {
                     namespace_options: Self::namespaces(c.host_network),
+                    privileged: c.privileged,
                     ..Default::default()
                 }),
                 ..Default::default()
@@ -292,6 +317,8 @@ impl CriRuntime {
             ip: None,
             labels: labels(&s.labels),
             dns: None,
+            cgroup_parent: String::new(),
+            privileged: false,
         });
         Ok((config, host_network))
     }
@@ -334,7 +361,7 @@ impl Runtime for CriRuntime {
         Ok(())
     }
 
-    async fn image_status(&self, image: &str) -> Result<Option<String>> {
+    async fn image_status(&self, image: &str) -> Result<Option<ImageInfo>> {
         crate::runtime::check_image_reference(image)?;
         let found = self
             .cri
@@ -344,7 +371,11 @@ impl Runtime for CriRuntime {
                 image: image.to_string(),
                 message: e.to_string(),
             })?;
-        Ok(found.map(|i| i.id))
+        Ok(found.map(|i| ImageInfo {
+            id: i.id,
+            uid: i.uid.map(|u| u.value),
+            username: i.username,
+        }))
     }
 
     async fn pull_image(&self, image: &str) -> Result<String> {
@@ -448,7 +479,10 @@ impl Runtime for CriRuntime {
     }
 
     async fn create_container(&self, sandbox_id: &str, config: &ContainerConfig) -> Result<String> {
-        let (sandbox_config, host_network) = self.config_of_sandbox(sandbox_id).await?;
+        let (mut sandbox_config, host_network) = self.config_of_sandbox(sandbox_id).await?;
+        if let Some(linux) = sandbox_config.linux.as_mut() {
+            linux.cgroup_parent = config.cgroup_parent.clone();
+        }
         // CRI keeps (name, attempt) unique in a sandbox: the attempt follows the newest earlier
         // instance (older ones may have been removed).
         let attempt = self
@@ -498,11 +532,15 @@ impl Runtime for CriRuntime {
             stdin: config.stdin,
             tty: config.tty,
             linux: Some(api::LinuxContainerConfig {
-                security_context: Some(api::LinuxContainerSecurityContext {
-                    namespace_options: Self::namespaces(host_network),
+                resources: Some(api::LinuxContainerResources {
+                    cpu_shares: config.resources.cpu_shares,
+                    cpu_quota: config.resources.cpu_quota,
+                    cpu_period: config.resources.cpu_period,
+                    memory_limit_in_bytes: config.resources.memory_limit,
+                    oom_score_adj: config.resources.oom_score_adj,
                     ..Default::default()
                 }),
-                ..Default::default()
+                security_context: Some(Self::security_context(&config.security, host_network)),
             }),
             ..Default::default()
         };

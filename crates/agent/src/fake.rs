@@ -13,8 +13,8 @@ use k8s_openapi::jiff::Timestamp;
 
 use crate::logs::LogSource;
 use crate::runtime::{
-    Container, ContainerConfig, ContainerState, ContainerStats, Result, Runtime, RuntimeError,
-    Sandbox, SandboxConfig, SandboxState, StreamRequest,
+    Container, ContainerConfig, ContainerState, ContainerStats, ImageInfo, Result, Runtime,
+    RuntimeError, Sandbox, SandboxConfig, SandboxState, StreamRequest,
 };
 
 #[derive(Default)]
@@ -76,9 +76,12 @@ impl Runtime for Fake {
         true
     }
 
-    async fn image_status(&self, image: &str) -> Result<Option<String>> {
+    async fn image_status(&self, image: &str) -> Result<Option<ImageInfo>> {
         crate::runtime::check_image_reference(image)?;
-        Ok(Some(image.to_string()))
+        Ok(Some(ImageInfo {
+            id: image.to_string(),
+            ..Default::default()
+        }))
     }
 
     async fn pull_image(&self, image: &str) -> Result<String> {

@@ -23,6 +23,7 @@ pub mod node;
 pub mod pods;
 pub mod probes;
 pub mod runtime;
+pub mod security;
 pub mod serve;
 pub mod spdy;
 pub mod streaming;

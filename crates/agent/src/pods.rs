@@ -36,6 +36,7 @@ use crate::runtime::{
     Container, ContainerConfig, ContainerState, Runtime, RuntimeError, Sandbox, SandboxConfig,
     SandboxState, CONTAINER_NAME_LABEL, POD_NAMESPACE_LABEL, POD_NAME_LABEL, POD_UID_LABEL,
 };
+use crate::security;
 use crate::volumes;
 
 const FIELD_MANAGER: &str = "rudder-agent";
@@ -336,6 +337,7 @@ impl Worker {
             if let Err(e) = volumes::PodDir::new(root, &self.uid).tear_down() {
                 tracing::warn!(uid = %self.uid, error = %e, "removing the pod's volumes");
             }
+            security::remove_pod_cgroups(&self.uid);
         }
     }
 
@@ -445,6 +447,17 @@ impl Worker {
                 ip,
                 labels: self.labels(pod, None),
                 dns: volumes::dns_config(pod, self.shared.cluster_dns),
+                cgroup_parent: security::cgroup_parent(pod),
+                privileged: spec
+                    .containers
+                    .iter()
+                    .chain(spec.init_containers.iter().flatten())
+                    .any(|c| {
+                        c.security_context
+                            .as_ref()
+                            .and_then(|s| s.privileged)
+                            .unwrap_or(false)
+                    }),
             };
             match self.shared.runtime.run_sandbox(&config).await {
                 Ok(sb) => self.sandbox = Some(sb),
@@ -681,6 +694,23 @@ impl Worker {
         }
     }
 
+    /// A container whose configuration cannot be made (`message` says why): the kubelet's
+    /// CreateContainerConfigError, tried again after the back-off.
+    fn config_error(&mut self, pod: &Pod, container: &str, message: String) -> Waiting {
+        let until = self.backoff.failed(container, Timestamp::now());
+        self.event(
+            pod,
+            EventType::Warning,
+            "Failed",
+            format!("Error: {message}"),
+        );
+        Waiting {
+            reason: "CreateContainerConfigError",
+            message,
+            until,
+        }
+    }
+
     /// Pulls the image as the container's imagePullPolicy says, then creates and starts the
     /// container, recording the kubelet's events on the way.
     async fn start(
@@ -697,8 +727,8 @@ impl Worker {
             message,
             until,
         };
-        let present = match rt.image_status(image).await {
-            Ok(id) => id.is_some(),
+        let info = match rt.image_status(image).await {
+            Ok(info) => info,
             Err(RuntimeError::InvalidImageName(_)) => {
                 let message = format!(
                     "Failed to apply default image tag {image:?}: couldn't parse image name {image:?}: invalid reference format"
@@ -715,8 +745,9 @@ impl Worker {
                     .failed(&format!("pull:{image}"), Timestamp::now());
                 return Err(failed("InvalidImageName", message, until));
             }
-            Err(_) => false,
+            Err(_) => None,
         };
+        let present = info.is_some();
         let policy = c.image_pull_policy.as_deref().unwrap_or("IfNotPresent");
         if present && policy != "Always" {
             self.event(
@@ -799,14 +830,7 @@ impl Worker {
             match env::environment(&mut sources, pod, c).await {
                 Ok(env) => env,
                 Err(message) => {
-                    let until = self.backoff.failed(&c.name, Timestamp::now());
-                    self.event(
-                        pod,
-                        EventType::Warning,
-                        "Failed",
-                        format!("Error: {message}"),
-                    );
-                    return Err(failed("CreateContainerConfigError", message, until));
+                    return Err(self.config_error(pod, &c.name, message));
                 }
             }
         };
@@ -824,18 +848,32 @@ impl Worker {
             Some((ready, hosts)) => match volumes::PodDir::mounts(c, ready, hosts.as_deref()) {
                 Ok(m) => m,
                 Err(message) => {
-                    let until = self.backoff.failed(&c.name, Timestamp::now());
-                    self.event(
-                        pod,
-                        EventType::Warning,
-                        "Failed",
-                        format!("Error: {message}"),
-                    );
-                    return Err(failed("CreateContainerConfigError", message, until));
+                    return Err(self.config_error(pod, &c.name, message));
                 }
             },
             None => Vec::new(),
         };
+        let security = security::security(pod, c);
+        let non_root = async {
+            // The image's user, known once it is here (after a pull, asked again).
+            let info = match &info {
+                Some(i) => Some(i.clone()),
+                None => rt.image_status(image).await.ok().flatten(),
+            };
+            let (uid, user) = info.map(|i| (i.uid, i.username)).unwrap_or_default();
+            security::verify_non_root(pod, c, &security, uid, &user)
+        };
+        if let Err(message) = non_root.await {
+            return Err(self.config_error(pod, &c.name, message));
+        }
+        let node_memory = self
+            .shared
+            .allocatable
+            .get("memory")
+            .and_then(|q| rudder_api::validation::Quantity::parse(&q.0))
+            .map_or(0, |q| {
+                i64::try_from(q.nanos() / 1_000_000_000).unwrap_or(i64::MAX)
+            });
         let config = ContainerConfig {
             name: c.name.clone(),
             image: image.to_string(),
@@ -848,6 +886,9 @@ impl Worker {
             stdin: c.stdin.unwrap_or(false),
             run_to_completion: init,
             mounts,
+            resources: security::resources(pod, c, node_memory),
+            security,
+            cgroup_parent: security::cgroup_parent(pod),
         };
         // A failure to create or start backs off as a crash does.
         let back_off = |w: &mut Worker, reason: &'static str, e: RuntimeError| {

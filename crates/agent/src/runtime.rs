@@ -63,6 +63,10 @@ pub struct SandboxConfig {
     pub labels: BTreeMap<String, String>,
     /// The pod's resolv.conf; `None`: the node's own.
     pub dns: Option<DnsConfig>,
+    /// The pod's cgroup (`/kubepods/...`; empty: the runtime's default).
+    pub cgroup_parent: String,
+    /// Whether any of its containers is privileged (the sandbox must allow it).
+    pub privileged: bool,
 }
 
 /// A pod's resolv.conf: nameservers, search domains and options.
@@ -106,6 +110,18 @@ pub struct ContainerConfig {
     pub run_to_completion: bool,
     /// Host paths bind-mounted into the container (its volumes, the pod's /etc/hosts).
     pub mounts: Vec<crate::volumes::Mount>,
+    pub resources: crate::security::Resources,
+    pub security: crate::security::Security,
+    /// The pod's cgroup, as its sandbox has it (the CRI wants it again for each container).
+    pub cgroup_parent: String,
+}
+
+/// An image present on the node: its id, and the user it runs as (`uid`, or a name).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImageInfo {
+    pub id: String,
+    pub uid: Option<i64>,
+    pub username: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -203,7 +219,7 @@ pub trait Runtime: Send + Sync + 'static {
     }
 
     /// The image's ID if the node has it.
-    async fn image_status(&self, image: &str) -> Result<Option<String>>;
+    async fn image_status(&self, image: &str) -> Result<Option<ImageInfo>>;
     /// Pulls the image (again, if present) and returns its ID.
     async fn pull_image(&self, image: &str) -> Result<String>;
 

@@ -29,7 +29,8 @@ fn busybox_archive() -> Vec<u8> {
         BUSYBOX,
         data,
         &[
-            "sh", "echo", "sleep", "mkdir", "httpd", "cat", "touch", "rm", "tty", "tar",
+            "sh", "echo", "sleep", "mkdir", "httpd", "cat", "touch", "rm", "tty", "tar", "tail",
+            "id",
         ],
     )
     .unwrap()
@@ -1097,4 +1098,111 @@ fn volumes_hosts_and_dns_reach_the_containers() {
         let host_mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
         assert!(!host_mounts.contains(&uid), "{host_mounts}");
     });
+}
+
+#[test]
+fn limits_security_contexts_and_oom_kills() {
+    let (s, _dir, log, _agent) = cluster("limits-node");
+    let pods = json!({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "limited"},
+         "spec": {"hostNetwork": true, "terminationGracePeriodSeconds": 1,
+                  "securityContext": {"runAsUser": 1234, "runAsGroup": 4321},
+                  "containers": [{"name": "main", "image": BUSYBOX, "command": ["sleep", "3600"],
+                                  "securityContext": {"readOnlyRootFilesystem": true,
+                                                      "allowPrivilegeEscalation": false},
+                                  "resources": {"requests": {"cpu": "100m", "memory": "32Mi"},
+                                                "limits": {"cpu": "250m", "memory": "64Mi"}}}]}},
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "hog"},
+         "spec": {"hostNetwork": true, "restartPolicy": "Never", "terminationGracePeriodSeconds": 1,
+                  "containers": [{"name": "main", "image": BUSYBOX, "command": ["tail", "/dev/zero"],
+                                  "resources": {"limits": {"memory": "16Mi"}}}]}},
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "rootless"},
+         "spec": {"hostNetwork": true, "terminationGracePeriodSeconds": 1,
+                  "securityContext": {"runAsNonRoot": true},
+                  "containers": [{"name": "main", "image": BUSYBOX, "command": ["sleep", "3600"]}]}}]});
+    s.kubectl_stdin(&["apply", "-f", "-"], &pods.to_string())
+        .ok();
+    eventually("limited Running", &log, || {
+        get(&s, "pod/limited")["status"]["containerStatuses"][0]["state"]["running"].is_object()
+    });
+    let exec = |args: &[&str]| {
+        let mut all = vec!["exec", "limited", "--"];
+        all.extend(args);
+        s.kubectl(&all)
+    };
+    assert_eq!(exec(&["id", "-u"]).ok(), "1234\n");
+    assert_eq!(exec(&["id", "-g"]).ok(), "4321\n");
+    assert!(!exec(&["touch", "/written"]).out.status.success());
+    // The container sees its own cgroup (v1: one hierarchy per controller; v2: one).
+    let v1 = std::path::Path::new("/sys/fs/cgroup/memory").is_dir();
+    if v1 {
+        assert_eq!(
+            exec(&["cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]).ok(),
+            format!("{}\n", 64 << 20)
+        );
+        assert_eq!(
+            exec(&["cat", "/sys/fs/cgroup/cpu/cpu.cfs_quota_us"]).ok(),
+            "25000\n"
+        );
+        assert_eq!(
+            exec(&["cat", "/sys/fs/cgroup/cpu/cpu.shares"]).ok(),
+            "102\n"
+        );
+    } else {
+        assert_eq!(
+            exec(&["cat", "/sys/fs/cgroup/memory.max"]).ok(),
+            format!("{}\n", 64 << 20)
+        );
+        assert_eq!(
+            exec(&["cat", "/sys/fs/cgroup/cpu.max"]).ok(),
+            "25000 100000\n"
+        );
+    }
+    let uid = get(&s, "pod/limited")["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let cgroup = exec(&["cat", "/proc/self/cgroup"]).ok();
+    // With a cgroup namespace (v2) the container's own path is "/".
+    assert!(
+        !v1 || cgroup.contains(&format!("/kubepods/burstable/pod{uid}/")),
+        "{cgroup}"
+    );
+    assert!(exec(&["cat", "/proc/kcore"])
+        .fails()
+        .contains("/proc/kcore"));
+
+    eventually("hog OOMKilled", &log, || {
+        get(&s, "pod/hog")["status"]["containerStatuses"][0]["state"]["terminated"]["reason"]
+            == "OOMKilled"
+    });
+    let hog = get(&s, "pod/hog");
+    assert_eq!(
+        hog["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"],
+        137
+    );
+    assert_eq!(hog["status"]["phase"], "Failed");
+
+    // Deleting the pod removes its cgroup too.
+    s.kubectl(&["delete", "pod", "limited", "--timeout=60s"])
+        .ok();
+    let pod_cgroup = if v1 {
+        format!("/sys/fs/cgroup/memory/kubepods/burstable/pod{uid}")
+    } else {
+        format!("/sys/fs/cgroup/kubepods/burstable/pod{uid}")
+    };
+    eventually("the pod's cgroup removed", &log, || {
+        !std::path::Path::new(&pod_cgroup).exists()
+    });
+
+    eventually("rootless refused", &log, || {
+        waiting(&s, "rootless").0 == "CreateContainerConfigError"
+    });
+    let (_, message) = waiting(&s, "rootless");
+    assert!(
+        message.starts_with(
+            "container has runAsNonRoot and image will run as root (pod: \"rootless_default("
+        ),
+        "{message}"
+    );
 }
