@@ -66,6 +66,9 @@ impl Layout {
     pub fn log(&self) -> PathBuf {
         self.dir.join("containerd.log")
     }
+    pub fn pid_file(&self) -> PathBuf {
+        self.dir.join("containerd.pid")
+    }
     pub fn cni_conf_dir(&self) -> PathBuf {
         self.dir.join("cni")
     }
@@ -190,6 +193,9 @@ fn log_tail(layout: &Layout) -> String {
 pub struct Containerd {
     layout: Layout,
     child: Option<Child>,
+    /// A containerd an earlier agent started and left running (it was killed): adopted, and
+    /// stopped by pid as the child would be.
+    adopted: Option<i32>,
 }
 
 impl Containerd {
@@ -201,10 +207,12 @@ impl Containerd {
             .await
             .is_ok()
         {
-            tracing::info!(socket = %layout.socket().display(), "containerd already running; using it");
+            let adopted = left_running(&layout);
+            tracing::info!(socket = %layout.socket().display(), pid = ?adopted, "containerd already running; using it");
             return Ok(Containerd {
                 layout,
                 child: None,
+                adopted,
             });
         }
         let bin = on_path("containerd").ok_or(Error::NotInstalled)?;
@@ -240,9 +248,14 @@ impl Containerd {
             .kill_on_drop(true)
             .spawn()
             .map_err(io("starting", &bin))?;
+        if let Some(pid) = child.id() {
+            let pid_file = layout.pid_file();
+            std::fs::write(&pid_file, pid.to_string()).map_err(io("writing", &pid_file))?;
+        }
         let mut me = Containerd {
             layout,
             child: Some(child),
+            adopted: None,
         };
         me.wait_ready().await?;
         Ok(me)
@@ -287,6 +300,10 @@ impl Containerd {
     /// Stops containerd: SIGTERM, then SIGKILL after `grace`. Containers keep running under
     /// their shims, as with a containerd restarted by its service manager.
     pub async fn stop(&mut self, grace: Duration) {
+        if let Some(pid) = self.adopted.take() {
+            stop_pid(pid, grace).await;
+            return;
+        }
         let Some(mut child) = self.child.take() else {
             return;
         };
@@ -298,6 +315,41 @@ impl Containerd {
         }
         if tokio::time::timeout(grace, child.wait()).await.is_err() {
             let _ = child.kill().await;
+        }
+    }
+}
+
+/// The pid of the containerd an earlier agent started with this layout's configuration, if
+/// that process still runs (its command line names the configuration).
+fn left_running(layout: &Layout) -> Option<i32> {
+    let pid: i32 = std::fs::read_to_string(layout.pid_file())
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let config = layout.config();
+    let ours = cmdline
+        .split(|b| *b == 0)
+        .any(|arg| arg == config.as_os_str().as_encoded_bytes());
+    ours.then_some(pid)
+}
+
+/// SIGTERM to `pid`, then SIGKILL if it still runs after `grace`.
+async fn stop_pid(pid: i32, grace: Duration) {
+    let alive = || std::path::Path::new(&format!("/proc/{pid}")).exists();
+    // SAFETY: kill(2) on a pid checked to be our containerd (left_running).
+    unsafe {
+        libc::kill(pid, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + grace;
+    while alive() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if alive() {
+        // SAFETY: as above.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
         }
     }
 }

@@ -81,12 +81,22 @@ impl Drop for Agent {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.0.try_wait() {
-                return;
+                break;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
         let _ = self.0.kill();
         let _ = self.0.wait();
+        // The pods' tmpfs volumes stay mounted when an agent stops (as a kubelet's do), and
+        // the test's data dir could not be removed with them.
+        if let Some(data_dir) = self.1.ancestors().nth(3) {
+            let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+            for point in mounts.lines().filter_map(|l| l.split(' ').nth(1)) {
+                if Path::new(point).starts_with(data_dir) {
+                    let _ = Command::new("umount").args(["-l", point]).status();
+                }
+            }
+        }
     }
 }
 
@@ -171,8 +181,18 @@ fn start_agent(s: &RudderServer, token: &str, node: &str) -> (tempfile::TempDir,
     let images = dir.path().join("agent/images");
     std::fs::create_dir_all(&images).unwrap();
     std::fs::write(images.join("busybox.tar"), busybox_archive()).unwrap();
-    let log = dir.path().join("agent.log");
-    let out = std::fs::File::create(&log).unwrap();
+    let (log, agent) = run_agent(s, token, node, dir.path());
+    (dir, log, agent)
+}
+
+/// `rudder agent --runtime cri` as `node` on the data dir `dir` (appending to its log).
+fn run_agent(s: &RudderServer, token: &str, node: &str, dir: &Path) -> (PathBuf, Agent) {
+    let log = dir.join("agent.log");
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .unwrap();
     let agent = Agent(
         Command::new(bin())
             .args(["agent", "--server", &s.url, "--token", token.trim()])
@@ -186,7 +206,7 @@ fn start_agent(s: &RudderServer, token: &str, node: &str) -> (tempfile::TempDir,
             ])
             .args(["--runtime", "cri"])
             .arg("--data-dir")
-            .arg(dir.path())
+            .arg(dir)
             .env_remove("RUDDER_TOKEN")
             .env_remove("RUDDER_URL")
             .stdin(Stdio::null())
@@ -194,9 +214,9 @@ fn start_agent(s: &RudderServer, token: &str, node: &str) -> (tempfile::TempDir,
             .stderr(out)
             .spawn()
             .unwrap(),
-        dir.path().join("agent/containerd/containerd.sock"),
+        dir.join("agent/containerd/containerd.sock"),
     );
-    (dir, log, agent)
+    (log, agent)
 }
 
 /// A server without a node of its own and a `rudder agent --runtime cri` named `node` joined
@@ -1205,4 +1225,52 @@ fn limits_security_contexts_and_oom_kills() {
         ),
         "{message}"
     );
+}
+
+#[test]
+fn containers_outlive_a_killed_agent_and_are_adopted() {
+    let s = RudderServer::start(bin(), &["--disable-agent"]).unwrap();
+    let token = s.node_token().unwrap();
+    let (dir, log, agent) = start_agent(&s, &token, "phoenix");
+    eventually("the default service account", &log, || {
+        s.kubectl(&["get", "serviceaccount", "default", "-o", "name"])
+            .stdout()
+            .contains("serviceaccount/default")
+    });
+    s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &pod("survivor", "echo started; sleep 3600", "Always"),
+    )
+    .ok();
+    eventually("survivor Running", &log, || {
+        get(&s, "pod/survivor")["status"]["containerStatuses"][0]["state"]["running"].is_object()
+    });
+    let before = get(&s, "pod/survivor")["status"]["containerStatuses"][0].clone();
+    // kill -9: no chance to stop anything. Its Drop (which cleans up) must not run either.
+    let mut agent = std::mem::ManuallyDrop::new(agent);
+    agent.0.kill().unwrap();
+    agent.0.wait().unwrap();
+    let (_, again) = run_agent(&s, &token, "phoenix", dir.path());
+    eventually("the agent back", &log, || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .matches("node registered")
+            .count()
+            >= 2
+    });
+    // The same container, never restarted, and still reachable.
+    eventually("the pod's status written again", &log, || {
+        s.kubectl(&["exec", "survivor", "--", "echo", "alive"])
+            .stdout()
+            == "alive\n"
+    });
+    let after = get(&s, "pod/survivor")["status"]["containerStatuses"][0].clone();
+    assert_eq!(after["containerID"], before["containerID"]);
+    assert_eq!(after["restartCount"], 0);
+    assert_eq!(
+        after["state"]["running"]["startedAt"],
+        before["state"]["running"]["startedAt"]
+    );
+    assert_eq!(s.kubectl(&["logs", "survivor"]).ok(), "started\n");
+    drop(again);
 }
