@@ -61,6 +61,12 @@ pub async fn run_node(client: kube::Client, cfg: NodeConfig, runtime: Arc<dyn Ru
     };
     tracing::info!(node = %cfg.name, "node registered");
     let (network_tx, network_rx) = tokio::sync::watch::channel(false);
+    // Until when the node's Lease holds (the last renewal that landed, plus its duration).
+    let (held_tx, held_rx) =
+        tokio::sync::watch::channel(tokio::time::Instant::now() + cfg.lease_duration);
+    let (fenced_tx, fenced_rx) = tokio::sync::watch::channel(false);
+    let _fence = (!runtime.simulated())
+        .then(|| AbortOnDrop(tokio::spawn(fence(cfg.name.clone(), held_rx, fenced_tx))));
     let shared = Arc::new(pods::Shared {
         pods: Api::<Pod>::all(client.clone()),
         runtime: runtime.clone(),
@@ -74,6 +80,7 @@ pub async fn run_node(client: kube::Client, cfg: NodeConfig, runtime: Arc<dyn Ru
         allocatable: cfg.allocatable.clone(),
         pods_dir: (!runtime.simulated()).then(|| cfg.pods_dir.clone()),
         cluster_dns: cfg.cluster_dns,
+        fenced: fenced_rx,
     });
     let workers = tokio::spawn(pods::run(shared.clone()));
     let _stop_workers = AbortOnDrop(workers);
@@ -92,7 +99,12 @@ pub async fn run_node(client: kube::Client, cfg: NodeConfig, runtime: Arc<dyn Ru
     // its status updater: a status report waiting in a busy server's line must not hold back a
     // renewal, or a merely slow node is taken for lost.
     let (owner_tx, owner_rx) = tokio::sync::watch::channel(registered.metadata.uid.clone());
-    let _heartbeat = AbortOnDrop(tokio::spawn(heartbeat(leases, cfg.clone(), owner_rx)));
+    let _heartbeat = AbortOnDrop(tokio::spawn(heartbeat(
+        leases,
+        cfg.clone(),
+        owner_rx,
+        held_tx,
+    )));
     let mut current = registered;
     let phase = spread(&cfg.name);
     let check_every = Duration::from_secs(10);
@@ -179,6 +191,7 @@ async fn heartbeat(
     leases: Api<Lease>,
     cfg: NodeConfig,
     owner: tokio::sync::watch::Receiver<Option<String>>,
+    held: tokio::sync::watch::Sender<tokio::time::Instant>,
 ) {
     let mut lease: Option<Lease> = None;
     let mut pace = node::LeasePace::new(cfg.lease_duration);
@@ -200,7 +213,11 @@ async fn heartbeat(
         .await;
         let mut failed = false;
         match renewed {
-            Ok(l) => lease = Some(l),
+            Ok(l) => {
+                lease = Some(l);
+                // The renewal time written is no earlier than when the request went out.
+                held.send_replace(started + pace.duration());
+            }
             // Someone else wrote it (or removed it): read it again.
             Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => lease = None,
             // Otherwise the write did not land, and the Lease in hand is the latest.
@@ -214,6 +231,42 @@ async fn heartbeat(
             tracing::debug!(node = %cfg.name, lease = ?pace.duration(), "lease duration paced");
         }
         next_renewal = started + pace.period();
+    }
+}
+
+/// Fencing: once the node's Lease has run out without a renewal landing (the server
+/// unreachable, or refusing), the control plane may take the node for lost and start its pods
+/// elsewhere; the node's own containers must not run beside those, so `fenced` turns true and
+/// the pod workers stop them, until a renewal lands again.
+async fn fence(
+    node: String,
+    mut held: tokio::sync::watch::Receiver<tokio::time::Instant>,
+    fenced: tokio::sync::watch::Sender<bool>,
+) {
+    loop {
+        let until = *held.borrow_and_update();
+        if until > tokio::time::Instant::now() {
+            if *fenced.borrow() {
+                tracing::warn!(node, "the node lease is renewed again: pods run again");
+                fenced.send_replace(false);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(until) => {}
+                changed = held.changed() => if changed.is_err() { return },
+            }
+            continue;
+        }
+        if !*fenced.borrow() {
+            tracing::warn!(
+                node,
+                "the node lease ran out without a renewal: stopping the pods' containers, as \
+                 the control plane may run them elsewhere now"
+            );
+            fenced.send_replace(true);
+        }
+        if held.changed().await.is_err() {
+            return;
+        }
     }
 }
 

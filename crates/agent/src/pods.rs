@@ -59,6 +59,8 @@ pub struct Shared {
     pub pods_dir: Option<PathBuf>,
     /// The nameserver of pods with dnsPolicy ClusterFirst.
     pub cluster_dns: Option<IpAddr>,
+    /// True while the node's Lease has run out: no container may run (see `fence`).
+    pub fenced: tokio::sync::watch::Receiver<bool>,
 }
 
 /// How often the volumes of ConfigMaps, Secrets and the downward API are brought up to date
@@ -89,6 +91,8 @@ enum Message {
     Pod(Arc<Pod>),
     /// The pod object is gone from the API.
     Gone,
+    /// Look again (the node was fenced, or is no longer).
+    Wake,
 }
 
 /// Watches the node's pods and hands each to its worker until `shutdown` resolves.
@@ -101,7 +105,22 @@ pub async fn run(shared: Arc<Shared>) {
     let mut workers: HashMap<String, mpsc::UnboundedSender<Message>> = HashMap::new();
     let mut seen: HashSet<String> = HashSet::new();
     let mut adopted = false;
-    while let Some(event) = events.next().await {
+    let mut fenced = shared.fenced.clone();
+    loop {
+        let event = tokio::select! {
+            event = events.next() => match event {
+                Some(e) => e,
+                None => return,
+            },
+            // Every worker looks again when the node is fenced or no longer (no sender: a
+            // simulated node, never fenced).
+            Ok(()) = fenced.changed() => {
+                for tx in workers.values() {
+                    let _ = tx.send(Message::Wake);
+                }
+                continue;
+            }
+        };
         let event = match event {
             Ok(e) => e,
             Err(e) => {
@@ -270,6 +289,7 @@ impl Worker {
                 match m {
                     Message::Pod(p) => pod = Some(p),
                     Message::Gone => gone = true,
+                    Message::Wake => {}
                 }
             }
             // The work is boxed: an idle worker (what almost every worker is almost all the
@@ -305,6 +325,7 @@ impl Worker {
             tokio::select! {
                 m = rx.recv() => match m {
                     Some(Message::Pod(p)) => pod = Some(p),
+                    Some(Message::Wake) => {}
                     Some(Message::Gone) | None => {
                         Box::pin(self.teardown()).await;
                         return;
@@ -400,6 +421,21 @@ impl Worker {
     }
 
     async fn sync(&mut self, pod: &Pod) -> anyhow::Result<()> {
+        if *self.shared.fenced.borrow() {
+            // Fenced: the pod's containers stop at once and nothing starts (nor can the
+            // status be written).
+            for sb in self.find_sandboxes().await {
+                for c in self.shared.runtime.list_containers(&sb.id).await? {
+                    if matches!(c.state, ContainerState::Running { .. }) {
+                        self.shared
+                            .runtime
+                            .stop_container(&c.id, Duration::ZERO)
+                            .await?;
+                    }
+                }
+            }
+            return Ok(());
+        }
         let spec = pod.spec.clone().unwrap_or_default();
         let status = pod.status.clone().unwrap_or_default();
         if pod.metadata.deletion_timestamp.is_some() {
@@ -1454,6 +1490,7 @@ mod tests {
             allocatable: BTreeMap::new(),
             pods_dir: None,
             cluster_dns: None,
+            fenced: tokio::sync::watch::channel(false).1,
         });
         let (_tx, rx) = mpsc::unbounded_channel();
         let worker = Worker::new(shared, "uid".into()).run(rx);

@@ -1274,3 +1274,40 @@ fn containers_outlive_a_killed_agent_and_are_adopted() {
     assert_eq!(s.kubectl(&["logs", "survivor"]).ok(), "started\n");
     drop(again);
 }
+
+#[test]
+fn an_agent_cut_off_from_the_server_stops_its_containers_until_it_is_back() {
+    let (s, dir, log, _agent) = cluster("fenced");
+    s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &pod("guarded", "sleep 3600", "Always"),
+    )
+    .ok();
+    eventually("guarded Running", &log, || {
+        get(&s, "pod/guarded")["status"]["containerStatuses"][0]["state"]["running"].is_object()
+    });
+    let view = CriView::of(dir.path());
+    let running = |view: &CriView| {
+        view.containers()
+            .iter()
+            .filter(|c| c.state == api::ContainerState::ContainerRunning as i32)
+            .count()
+    };
+    assert_eq!(running(&view), 1);
+    // The server stops answering (SIGSTOP): the Lease runs out, and the container stops.
+    let pid = i32::try_from(s.pid()).unwrap();
+    // SAFETY: kill(2) on the server process this test started.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while running(&view) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let stopped = running(&view) == 0;
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    assert!(stopped, "the container still runs with the lease expired");
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert!(said.contains("the node lease ran out"), "{said}");
+    // Back in touch: the pod runs again (a restart, after the back-off).
+    eventually("guarded running again", &log, || running(&view) == 1);
+}
