@@ -35,8 +35,9 @@ RUDDER_TEST_APT=(etcd-server etcd-client curl containerd runc containernetworkin
 # and pytest, which runs the client's own suites there
 # (pip requirement specifiers; ensure_pip installs the missing ones).
 RUDDER_TEST_PIP=(kubernetes==37.0.2 pytest==9.2.0)
-# To run the benchmarks: etcd is the store benchmark's peer.
-RUDDER_BENCH_APT=(etcd-server etcd-client)
+# To run the benchmarks: etcd is the store benchmark's peer; containerd, runc and busybox the
+# pod-start benchmark's.
+RUDDER_BENCH_APT=(etcd-server etcd-client containerd runc busybox-static)
 
 # ---------------------------------------------------------------------------------------------
 # Messages

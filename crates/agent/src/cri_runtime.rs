@@ -38,6 +38,10 @@ pub struct CriRuntime {
     /// Where the agent writes the CNI configuration of its own containerd; `None` for a
     /// containerd the agent did not start, which has its own.
     cni: Option<Cni>,
+    /// The configuration each sandbox was run with, which the CRI wants again for every
+    /// container created in it (rebuilt from the sandbox's status after a restart).
+    sandbox_configs:
+        std::sync::Mutex<std::collections::HashMap<String, (api::PodSandboxConfig, bool)>>,
 }
 
 /// The CNI configuration the agent writes for its own containerd.
@@ -171,7 +175,17 @@ impl CriRuntime {
             logs,
             pod_network: AtomicBool::new(cni.is_none()),
             cni,
+            sandbox_configs: Default::default(),
         })
+    }
+
+    fn configs(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (api::PodSandboxConfig, bool)>>
+    {
+        self.sandbox_configs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     fn namespaces(host_network: bool) -> Option<api::NamespaceOption> {
@@ -414,13 +428,14 @@ impl Runtime for CriRuntime {
             .runtime
             .clone()
             .run_pod_sandbox(api::RunPodSandboxRequest {
-                config: Some(c),
+                config: Some(c.clone()),
                 runtime_handler: String::new(),
             })
             .await
             .map_err(status("running the pod sandbox"))?
             .into_inner()
             .pod_sandbox_id;
+        self.configs().insert(id.clone(), (c, config.host_network));
         Ok(Self::sandbox_of(&self.sandbox_status(&id).await?))
     }
 
@@ -437,6 +452,7 @@ impl Runtime for CriRuntime {
     }
 
     async fn remove_sandbox(&self, id: &str) -> Result<()> {
+        self.configs().remove(id);
         let s = self.sandbox_status(id).await.ok();
         self.cri
             .runtime
@@ -479,20 +495,15 @@ impl Runtime for CriRuntime {
     }
 
     async fn create_container(&self, sandbox_id: &str, config: &ContainerConfig) -> Result<String> {
-        let (mut sandbox_config, host_network) = self.config_of_sandbox(sandbox_id).await?;
+        let known = self.configs().get(sandbox_id).cloned();
+        let (mut sandbox_config, host_network) = match known {
+            Some(c) => c,
+            None => self.config_of_sandbox(sandbox_id).await?,
+        };
         if let Some(linux) = sandbox_config.linux.as_mut() {
             linux.cgroup_parent = config.cgroup_parent.clone();
         }
-        // CRI keeps (name, attempt) unique in a sandbox: the attempt follows the newest earlier
-        // instance (older ones may have been removed).
-        let attempt = self
-            .list_containers(sandbox_id)
-            .await?
-            .iter()
-            .filter(|c| c.name == config.name)
-            .map(|c| c.attempt + 1)
-            .max()
-            .unwrap_or(0);
+        let attempt = config.attempt;
         let c = api::ContainerConfig {
             metadata: Some(api::ContainerMetadata {
                 name: config.name.clone(),

@@ -139,13 +139,7 @@ impl Runtime for Fake {
             }
             let mut log = Vec::new();
             log_line(&mut log, &format!("fake container {} created", config.name));
-            let attempt = s
-                .containers
-                .values()
-                .filter(|c| c.container.sandbox_id == sandbox_id && c.container.name == config.name)
-                .map(|c| c.container.attempt + 1)
-                .max()
-                .unwrap_or(0);
+            let attempt = config.attempt;
             s.containers.insert(
                 id.clone(),
                 FakeContainer {

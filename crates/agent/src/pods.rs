@@ -725,7 +725,8 @@ impl Worker {
             }
             _ => {}
         }
-        if let Err(w) = self.start(pod, sandbox, c, init, &image).await {
+        let attempt = current.map_or(0, |k| k.attempt + 1);
+        if let Err(w) = self.start(pod, sandbox, c, init, &image, attempt).await {
             self.waiting.insert(c.name.clone(), w);
         }
     }
@@ -756,6 +757,7 @@ impl Worker {
         c: &k8s_openapi::api::core::v1::Container,
         init: bool,
         image: &str,
+        attempt: u32,
     ) -> Result<(), Waiting> {
         let rt = self.shared.runtime.clone();
         let failed = |reason: &'static str, message: String, until: Option<Timestamp>| Waiting {
@@ -925,6 +927,7 @@ impl Worker {
             resources: security::resources(pod, c, node_memory),
             security,
             cgroup_parent: security::cgroup_parent(pod),
+            attempt,
         };
         // A failure to create or start backs off as a crash does.
         let back_off = |w: &mut Worker, reason: &'static str, e: RuntimeError| {

@@ -114,6 +114,9 @@ pub struct ContainerConfig {
     pub security: crate::security::Security,
     /// The pod's cgroup, as its sandbox has it (the CRI wants it again for each container).
     pub cgroup_parent: String,
+    /// The container's restart count: one more than its newest earlier instance's (the CRI
+    /// keeps name and attempt unique in a sandbox).
+    pub attempt: u32,
 }
 
 /// An image present on the node: its id, and the user it runs as (`uid`, or a name).

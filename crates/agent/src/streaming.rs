@@ -321,13 +321,7 @@ async fn pass_through(
 ) -> Response<Body> {
     let forwarded: HeaderMap = headers
         .iter()
-        .filter(|(name, _)| {
-            let n = name.as_str();
-            n == "connection"
-                || n == "upgrade"
-                || n == "x-stream-protocol-version"
-                || n.starts_with("sec-websocket-")
-        })
+        .filter(|(name, _)| rudder_api::upgrade::is_upgrade_header(name.as_str()))
         .map(|(n, v)| (n.clone(), v.clone()))
         .collect();
     let (answer, backend) = match upgrade_backend(&url, method, forwarded).await {

@@ -27,5 +27,6 @@ pub mod schema;
 pub mod selector;
 pub mod strategy;
 pub mod tls;
+pub mod upgrade;
 pub mod validation;
 pub mod value;

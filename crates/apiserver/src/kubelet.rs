@@ -174,13 +174,7 @@ impl Kubelets {
         let forwarded: HeaderMap = s
             .headers
             .iter()
-            .filter(|(n, _)| {
-                let n = n.as_str();
-                n == "connection"
-                    || n == "upgrade"
-                    || n == "x-stream-protocol-version"
-                    || n.starts_with("sec-websocket-")
-            })
+            .filter(|(n, _)| rudder_api::upgrade::is_upgrade_header(n.as_str()))
             .map(|(n, v)| (n.clone(), v.clone()))
             .collect();
         let resp = self

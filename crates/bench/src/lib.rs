@@ -8,6 +8,7 @@ pub mod api;
 pub mod cluster;
 pub mod crash;
 pub mod failover;
+pub mod pods;
 pub mod store;
 
 /// Prints a benchmark's summary table: the first row is the header; the three figure columns

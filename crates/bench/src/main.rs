@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use rudder_bench::{api, cluster, crash, failover, store};
+use rudder_bench::{api, cluster, crash, failover, pods, store};
 
 #[derive(Parser)]
 #[command(
@@ -146,6 +146,15 @@ enum Bench {
         nodes: usize,
         #[arg(long, default_value_t = 1000)]
         replicas: i32,
+        #[arg(long)]
+        rudder: Option<PathBuf>,
+    },
+    /// Real containers on one node (`--runtime cri`, needs root and containerd): pods created
+    /// one after another to Running against `ctr run`, the agent's RSS, and Docker Swarm's
+    /// everyday operations (a 3-replica Deployment, scale to 10, a rolling update).
+    PodStart {
+        #[arg(long, default_value_t = 100)]
+        pods: usize,
         #[arg(long)]
         rudder: Option<PathBuf>,
     },
@@ -330,6 +339,13 @@ fn main() -> Result<()> {
                 rudder: rudder.unwrap_or_else(api::default_rudder_bin),
             },
         )),
+        Bench::PodStart {
+            pods: count,
+            rudder,
+        } => tokio::runtime::Runtime::new()?.block_on(pods::pod_start(&pods::Options {
+            rudder: rudder.unwrap_or_else(api::default_rudder_bin),
+            pods: count.max(1),
+        })),
         Bench::Scale {
             nodes,
             pods,

@@ -72,21 +72,7 @@ impl Drop for Agent {
                 }
             });
         }
-        if let Ok(pid) = i32::try_from(self.0.id()) {
-            // SAFETY: kill(2) on our own child, not yet reaped.
-            unsafe {
-                libc::kill(pid, libc::SIGTERM);
-            }
-        }
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        rudder_testkit::terminate(&mut self.0, Duration::from_secs(20));
         // The pods' tmpfs volumes stay mounted when an agent stops (as a kubelet's do), and
         // the test's data dir could not be removed with them.
         if let Some(data_dir) = self.1.ancestors().nth(3) {

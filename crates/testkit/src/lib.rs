@@ -28,6 +28,26 @@ pub use server::{
     kubectl_path, AgentProcess, Answer, Kubectl, RudderServer, KUBECTL_DEFAULT_MINOR,
 };
 
+/// Stops a child as a service manager would: SIGTERM, then SIGKILL if it is still running
+/// after `patience` (a rudder agent stops its containerd on SIGTERM; SIGKILL would leave it).
+pub fn terminate(child: &mut std::process::Child, patience: std::time::Duration) {
+    if let Ok(pid) = i32::try_from(child.id()) {
+        // SAFETY: kill(2) on our own child, not yet reaped.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+    }
+    let deadline = std::time::Instant::now() + patience;
+    while std::time::Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 /// Where Debian's `etcd-server` package installs the server.
 pub const DEFAULT_ETCD_BIN: &str = "/usr/bin/etcd";
 

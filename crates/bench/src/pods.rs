@@ -1,0 +1,390 @@
+//! `rudder-bench pod-start`: real containers on one node (`rudder agent --runtime cri`, its own
+//! containerd), a busybox image made on the node (no registry): pods created one after another,
+//! creation to Running, against `ctr run` of the same image on the same containerd; the agent's
+//! RSS idle and with the pods; and the operations users time on Docker Swarm (a 3-replica
+//! Deployment to all Running, scale 3 → 10, a rolling update of 10). Needs root and containerd.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::watcher;
+use rudder_testkit::RudderServer;
+
+use crate::cluster::{client_of, wait_for};
+
+const IMAGE: &str = "rudder.local/bench/busybox:1";
+const IMAGE2: &str = "rudder.local/bench/busybox:2";
+const CTR_NAMESPACE: &str = "rudder-bench";
+
+pub struct Options {
+    pub rudder: PathBuf,
+    pub pods: usize,
+}
+
+/// The agent process, stopped with SIGTERM (so that it stops its containerd) on drop.
+struct AgentGuard(Child);
+
+impl Drop for AgentGuard {
+    fn drop(&mut self) {
+        rudder_testkit::terminate(&mut self.0, Duration::from_secs(20));
+    }
+}
+
+fn busybox(name: &str) -> Result<Vec<u8>> {
+    let data = std::fs::read("/bin/busybox").context("/bin/busybox (Debian busybox-static)")?;
+    Ok(rudder_agent::image::busybox_archive(
+        name,
+        data,
+        &["sh", "sleep"],
+    )?)
+}
+
+fn pod(name: &str) -> Result<Pod> {
+    Ok(serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "labels": {"bench": "pod-start"}},
+        "spec": {"hostNetwork": true, "terminationGracePeriodSeconds": 0,
+                 "containers": [{"name": "main", "image": IMAGE, "command": ["sleep", "3600"]}]}
+    }))?)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn rss_mib(pid: u32) -> Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .context("VmRSS")?
+        .parse()?;
+    Ok(kb / 1024.0)
+}
+
+pub async fn pod_start(opts: &Options) -> Result<()> {
+    let server = RudderServer::start(&opts.rudder, &["--disable-agent"])?;
+    let client = client_of(&server).await?;
+    let token = server.node_token()?;
+    let dir = tempfile::Builder::new()
+        .prefix("rudder-bench-pods-")
+        .tempdir_in("/var/tmp")?;
+    let images = dir.path().join("agent/images");
+    std::fs::create_dir_all(&images)?;
+    std::fs::write(images.join("busybox-1.tar"), busybox(IMAGE)?)?;
+    std::fs::write(images.join("busybox-2.tar"), busybox(IMAGE2)?)?;
+    let log = std::fs::File::create(dir.path().join("agent.log"))?;
+    let agent = AgentGuard(
+        Command::new(&opts.rudder)
+            .args(["agent", "--server", &server.url, "--token", token.trim()])
+            .args(["--node-name", "bench-node", "--node-ip", "127.0.0.1"])
+            .args(["--kubelet-port", "0", "--runtime", "cri"])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .env_remove("RUDDER_TOKEN")
+            .env_remove("RUDDER_URL")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("start rudder agent")?,
+    );
+    let agent_pid = agent.0.id();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let sa: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+        Api::namespaced(client.clone(), "default");
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
+    wait_for(
+        "the node Ready and the default account",
+        Duration::from_secs(120),
+        Duration::from_millis(100),
+        || async {
+            let ready = nodes.get_opt("bench-node").await?.is_some_and(|n| {
+                n.status
+                    .and_then(|s| s.conditions)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True")
+            });
+            Ok(ready && sa.get_opt("default").await?.is_some())
+        },
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let idle_rss = rss_mib(agent_pid)?;
+
+    // Pods one after another: creation to Running, seen through a watch.
+    let (tx, mut running) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
+    let watch = tokio::spawn({
+        let pods = pods.clone();
+        async move {
+            let mut seen = std::collections::HashSet::new();
+            let mut events = std::pin::pin!(watcher::watcher(
+                pods,
+                watcher::Config::default().labels("bench=pod-start")
+            ));
+            while let Some(e) = events.next().await {
+                let list = match e {
+                    Ok(watcher::Event::Apply(p)) | Ok(watcher::Event::InitApply(p)) => vec![p],
+                    _ => continue,
+                };
+                for p in list {
+                    let up = p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+                    let name = p.metadata.name.clone().unwrap_or_default();
+                    if up && seen.insert(name.clone()) {
+                        let _ = tx.send((name, Instant::now()));
+                    }
+                }
+            }
+        }
+    });
+    let mut rudder_times = Vec::new();
+    let mut early: HashMap<String, Instant> = HashMap::new();
+    for i in 0..opts.pods {
+        let name = format!("p{i}");
+        let started = Instant::now();
+        pods.create(&PostParams::default(), &pod(&name)?).await?;
+        let at = loop {
+            if let Some(at) = early.remove(&name) {
+                break at;
+            }
+            let (n, at) = tokio::time::timeout(Duration::from_secs(120), running.recv())
+                .await
+                .with_context(|| format!("{name} Running"))?
+                .context("the watch ended")?;
+            if n == name {
+                break at;
+            }
+            early.insert(n, at);
+        };
+        rudder_times.push(at.duration_since(started).as_secs_f64());
+    }
+    watch.abort();
+    let busy_rss = rss_mib(agent_pid)?;
+    pods.delete_collection(
+        &DeleteParams::default(),
+        &ListParams::default().labels("bench=pod-start"),
+    )
+    .await?;
+    wait_for(
+        "the pods gone",
+        Duration::from_secs(300),
+        Duration::from_millis(200),
+        || async {
+            Ok(pods
+                .list(&ListParams::default().labels("bench=pod-start"))
+                .await?
+                .items
+                .is_empty())
+        },
+    )
+    .await?;
+
+    // The same image with ctr on the same containerd, one after another.
+    let socket = dir.path().join("agent/containerd/containerd.sock");
+    let raw_times = ctr_runs(&socket, opts.pods)?;
+
+    // Docker Swarm's everyday operations.
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    let d: Deployment = serde_json::from_value(serde_json::json!({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}},
+                              "spec": {"hostNetwork": true, "terminationGracePeriodSeconds": 0,
+                                       "containers": [{"name": "main", "image": IMAGE,
+                                                       "command": ["sleep", "3600"]}]}}}
+    }))?;
+    let settled = |want: i32| {
+        let deployments = deployments.clone();
+        move || {
+            let deployments = deployments.clone();
+            async move {
+                let d = deployments.get("web").await?;
+                let gen = d.metadata.generation;
+                let s = d.status.unwrap_or_default();
+                Ok(s.observed_generation == gen
+                    && s.replicas == Some(want)
+                    && s.updated_replicas == Some(want)
+                    && s.ready_replicas == Some(want)
+                    && s.available_replicas == Some(want))
+            }
+        }
+    };
+    let t = Instant::now();
+    deployments.create(&PostParams::default(), &d).await?;
+    wait_for(
+        "3 replicas Running",
+        Duration::from_secs(300),
+        Duration::from_millis(20),
+        settled(3),
+    )
+    .await?;
+    let create3 = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    deployments
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"replicas": 10}})),
+        )
+        .await?;
+    wait_for(
+        "10 replicas Running",
+        Duration::from_secs(300),
+        Duration::from_millis(20),
+        settled(10),
+    )
+    .await?;
+    let scale10 = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let image = serde_json::json!({"spec": {"template": {"spec": {"containers": [
+        {"name": "main", "image": IMAGE2}]}}}});
+    deployments
+        .patch("web", &PatchParams::default(), &Patch::Strategic(image))
+        .await?;
+    wait_for(
+        "the rolling update done",
+        Duration::from_secs(600),
+        Duration::from_millis(20),
+        settled(10),
+    )
+    .await?;
+    let rollout = t.elapsed().as_secs_f64();
+    deployments.delete("web", &DeleteParams::default()).await?;
+    wait_for(
+        "the deployment's pods gone",
+        Duration::from_secs(300),
+        Duration::from_millis(200),
+        || async {
+            Ok(pods
+                .list(&ListParams::default().labels("app=web"))
+                .await?
+                .items
+                .is_empty())
+        },
+    )
+    .await?;
+    drop(agent);
+
+    let mut r = rudder_times.clone();
+    r.sort_by(f64::total_cmp);
+    let mut c = raw_times.clone();
+    c.sort_by(f64::total_cmp);
+    let ms = |v: f64| format!("{:.0} ms", v * 1000.0);
+    let n = opts.pods;
+    let rows = [
+        [
+            "pod start (one node, present image)",
+            "rudder",
+            "ctr run",
+            "ratio",
+            "target",
+        ],
+        [
+            &format!("{n} pods one after another, creation to Running, p50"),
+            &ms(percentile(&r, 0.5)),
+            &ms(percentile(&c, 0.5)),
+            &format!("{:.2}x", percentile(&r, 0.5) / percentile(&c, 0.5)),
+            "≤ 1.2x",
+        ],
+        [
+            "p99",
+            &ms(percentile(&r, 0.99)),
+            &ms(percentile(&c, 0.99)),
+            &format!("{:.2}x", percentile(&r, 0.99) / percentile(&c, 0.99)),
+            "≤ 1.2x",
+        ],
+        [
+            "agent RSS idle / with the pods running",
+            &format!("{idle_rss:.1} / {busy_rss:.1} MiB"),
+            "",
+            "",
+            "≤ 25 MiB idle",
+        ],
+    ];
+    crate::print_table(&rows);
+    let rows = [
+        [
+            "operation (one node)",
+            "rudder",
+            "Docker Swarm 20.10",
+            "ratio",
+            "target",
+        ],
+        [
+            "3-replica Deployment, create to all Running",
+            &format!("{create3:.2} s"),
+            "40 s",
+            &format!("{:.3}x", create3 / 40.0),
+            "≤ 2 s",
+        ],
+        [
+            "scale 3 → 10, all Running",
+            &format!("{scale10:.2} s"),
+            "80 s",
+            &format!("{:.3}x", scale10 / 80.0),
+            "≤ 2 s",
+        ],
+        [
+            "rolling update of 10",
+            &format!("{rollout:.2} s"),
+            "210 s",
+            &format!("{:.3}x", rollout / 210.0),
+            "≤ 10 s",
+        ],
+    ];
+    crate::print_table(&rows);
+    Ok(())
+}
+
+/// `ctr run -d` of the bench image `count` times on the containerd at `socket`, each timed
+/// (the command returns once the task runs); the containers are removed afterwards.
+fn ctr_runs(socket: &Path, count: usize) -> Result<Vec<f64>> {
+    let ctr = |args: &[&str]| -> Result<std::process::Output> {
+        Command::new("ctr")
+            .arg("--address")
+            .arg(socket)
+            .args(["--namespace", CTR_NAMESPACE])
+            .args(args)
+            .output()
+            .context("ctr (installed with containerd)")
+    };
+    // The image, in ctr's namespace (the CRI's is another).
+    let archive = socket.with_file_name("bench-image.tar");
+    std::fs::write(&archive, busybox(IMAGE)?)?;
+    let out = ctr(&["images", "import", archive.to_str().context("path")?])?;
+    if !out.status.success() {
+        bail!(
+            "ctr images import: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut times = Vec::new();
+    for i in 0..count {
+        let id = format!("raw-{i}");
+        let t = Instant::now();
+        let out = ctr(&["run", "-d", "--net-host", IMAGE, &id, "sleep", "3600"])?;
+        if !out.status.success() {
+            bail!("ctr run: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        times.push(t.elapsed().as_secs_f64());
+    }
+    for i in 0..count {
+        let id = format!("raw-{i}");
+        let _ = ctr(&["tasks", "delete", "--force", &id]);
+        let _ = ctr(&["containers", "delete", &id]);
+    }
+    Ok(times)
+}
