@@ -60,6 +60,17 @@ impl Cri {
         })
     }
 
+    /// Every image the runtime holds.
+    pub async fn list_images(&self) -> Result<Vec<api::Image>, Error> {
+        Ok(self
+            .images
+            .clone()
+            .list_images(api::ListImagesRequest { filter: None })
+            .await?
+            .into_inner()
+            .images)
+    }
+
     /// The runtime's name and version, and the CRI version it speaks.
     pub async fn version(&self) -> Result<api::VersionResponse, Error> {
         Ok(self

@@ -61,8 +61,123 @@ enum Command {
         #[command(subcommand)]
         command: StoreCommand,
     },
+    /// The node's images (in its containerd's CRI namespace): import archives by hand, list them.
+    Images {
+        #[command(subcommand)]
+        command: ImagesCommand,
+    },
     /// Print the version.
     Version,
+}
+
+#[derive(Subcommand)]
+enum ImagesCommand {
+    /// Import image archives (OCI layout or `docker save` tar) into the node's containerd, as
+    /// the agent imports `<data-dir>/agent/images/*.tar` when it starts.
+    Import {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        node: ImagesArgs,
+    },
+    /// List the images the node's containerd holds for pods.
+    List {
+        #[command(flatten)]
+        node: ImagesArgs,
+    },
+}
+
+#[derive(Args)]
+struct ImagesArgs {
+    /// The agent's data directory, whose containerd is used (default /var/lib/rudder as root).
+    #[arg(long, env = "RUDDER_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// The CRI socket of another containerd instead of the agent's own.
+    #[arg(long)]
+    container_runtime_endpoint: Option<PathBuf>,
+}
+
+impl ImagesArgs {
+    /// The containerd socket, checked to answer.
+    async fn socket(&self) -> Result<PathBuf> {
+        let socket = match &self.container_runtime_endpoint {
+            Some(s) => {
+                let s = s.to_string_lossy();
+                PathBuf::from(s.strip_prefix("unix://").unwrap_or(&s))
+            }
+            None => rudder_agent::containerd::Layout::new(
+                self.data_dir
+                    .clone()
+                    .unwrap_or_else(default_data_dir)
+                    .join("agent/containerd"),
+            )
+            .socket(),
+        };
+        if tokio::net::UnixStream::connect(&socket).await.is_err() {
+            bail!(
+                "no containerd answers at {}: start the node first (rudder server or rudder \
+                 agent with --runtime cri), or give --data-dir or --container-runtime-endpoint",
+                socket.display()
+            );
+        }
+        Ok(socket)
+    }
+}
+
+async fn images(command: ImagesCommand) -> Result<()> {
+    match command {
+        ImagesCommand::Import { files, node } => {
+            let socket = node.socket().await?;
+            for f in &files {
+                if !f.is_file() {
+                    bail!("{}: not a file", f.display());
+                }
+                rudder_agent::containerd::import(&socket, f).await?;
+                println!("imported {}", f.display());
+            }
+            Ok(())
+        }
+        ImagesCommand::List { node } => {
+            let socket = node.socket().await?;
+            let cri = rudder_agent::cri::Cri::connect(&socket).await?;
+            let mut rows = vec![[
+                "IMAGE".to_string(),
+                "TAG".to_string(),
+                "IMAGE ID".to_string(),
+                "SIZE".to_string(),
+            ]];
+            for image in cri.list_images().await? {
+                let id = image.id.trim_start_matches("sha256:");
+                let id = id.get(..13).unwrap_or(id).to_string();
+                let size = format!("{:.1}MB", image.size as f64 / 1e6);
+                let tags = if image.repo_tags.is_empty() {
+                    vec!["<none>:<none>".to_string()]
+                } else {
+                    image.repo_tags
+                };
+                for tag in tags {
+                    let (repo, tag) = tag.rsplit_once(':').unwrap_or((&tag, ""));
+                    rows.push([repo.to_string(), tag.to_string(), id.clone(), size.clone()]);
+                }
+            }
+            let widths: Vec<usize> = (0..4)
+                .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+                .collect();
+            for r in rows {
+                println!(
+                    "{:<w0$}   {:<w1$}   {:<w2$}   {}",
+                    r[0],
+                    r[1],
+                    r[2],
+                    r[3],
+                    w0 = widths[0],
+                    w1 = widths[1],
+                    w2 = widths[2]
+                );
+            }
+            Ok(())
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -803,6 +918,7 @@ async fn main() -> Result<()> {
         Command::Agent(args) => agent(*args).await,
         Command::Controllers(args) => controllers(args).await,
         Command::Scheduler(args) => scheduler(args).await,
+        Command::Images { command } => images(command).await,
         Command::Store {
             command: StoreCommand::Snapshot { command },
         } => match command {

@@ -1237,6 +1237,43 @@ fn containers_outlive_a_killed_agent_and_are_adopted() {
     agent.0.kill().unwrap();
     agent.0.wait().unwrap();
     let (_, again) = run_agent(&s, &token, "phoenix", dir.path());
+    // Images by hand, into the node's containerd (the airgap way besides the images folder).
+    let archive = dir.path().join("extra.tar");
+    std::fs::write(
+        &archive,
+        image::busybox_archive(
+            "rudder.local/test/extra:7",
+            std::fs::read("/bin/busybox").unwrap(),
+            &["sh"],
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let rudder = |args: &[&str]| {
+        let out = Command::new(bin())
+            .args(args)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "rudder {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    eventually("the agent's containerd back", &log, || {
+        CriView::of(dir.path()).sandboxes().len() == 1
+    });
+    rudder(&["images", "import", archive.to_str().unwrap()]);
+    let list = rudder(&["images", "list"]);
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("rudder.local/test/extra ") && l.contains(" 7 ")),
+        "{list}"
+    );
+    assert!(list.contains("rudder.local/test/busybox "), "{list}");
     eventually("the agent back", &log, || {
         std::fs::read_to_string(&log)
             .unwrap_or_default()
