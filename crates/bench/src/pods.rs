@@ -276,7 +276,37 @@ pub async fn pod_start(opts: &Options) -> Result<()> {
         },
     )
     .await?;
+    // The agent removes a deleted pod's sandbox after the pod object is gone: what is left
+    // goes through the CRI, then the agent stops (and stops its containerd).
+    let cri = rudder_agent::cri::Cri::connect(&socket).await?;
+    let mut rt = cri.runtime.clone();
+    let sandboxes = rt
+        .list_pod_sandbox(rudder_agent::cri::api::ListPodSandboxRequest { filter: None })
+        .await?
+        .into_inner()
+        .items;
+    for sb in sandboxes {
+        // The agent may be removing it at the same time: what is gone is gone.
+        let id = sb.id;
+        let _ = rt
+            .stop_pod_sandbox(rudder_agent::cri::api::StopPodSandboxRequest {
+                pod_sandbox_id: id.clone(),
+            })
+            .await;
+        let _ = rt
+            .remove_pod_sandbox(rudder_agent::cri::api::RemovePodSandboxRequest {
+                pod_sandbox_id: id,
+            })
+            .await;
+    }
     drop(agent);
+    // Pods' tmpfs volumes stay mounted when an agent stops, as a kubelet's do.
+    let mounts = std::fs::read_to_string("/proc/self/mounts")?;
+    for point in mounts.lines().filter_map(|l| l.split(' ').nth(1)) {
+        if Path::new(point).starts_with(dir.path()) {
+            let _ = Command::new("umount").args(["-l", point]).status();
+        }
+    }
 
     let mut r = rudder_times.clone();
     r.sort_by(f64::total_cmp);
