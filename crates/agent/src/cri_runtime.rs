@@ -40,8 +40,7 @@ pub struct CriRuntime {
     cni: Option<Cni>,
     /// The configuration each sandbox was run with, which the CRI wants again for every
     /// container created in it (rebuilt from the sandbox's status after a restart).
-    sandbox_configs:
-        std::sync::Mutex<std::collections::HashMap<String, (api::PodSandboxConfig, bool)>>,
+    sandbox_configs: std::sync::Mutex<std::collections::HashMap<String, api::PodSandboxConfig>>,
 }
 
 /// The CNI configuration the agent writes for its own containerd.
@@ -181,22 +180,24 @@ impl CriRuntime {
 
     fn configs(
         &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (api::PodSandboxConfig, bool)>>
-    {
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, api::PodSandboxConfig>> {
         self.sandbox_configs
             .lock()
             .unwrap_or_else(|e| e.into_inner())
     }
 
-    fn namespaces(host_network: bool) -> Option<api::NamespaceOption> {
-        Some(api::NamespaceOption {
-            network: if host_network {
-                api::NamespaceMode::Node
+    fn namespaces(c: &SandboxConfig) -> Option<api::NamespaceOption> {
+        let mode = |shared: bool, yes| {
+            if shared {
+                yes
             } else {
                 api::NamespaceMode::Pod
-            } as i32,
-            // A v1 pod does not share its process namespace unless it asks to.
-            pid: api::NamespaceMode::Container as i32,
+            }
+        };
+        Some(api::NamespaceOption {
+            network: mode(c.host_network, api::NamespaceMode::Node) as i32,
+            // A pod does not share its process namespace unless it asks to.
+            pid: mode(!c.share_processes, api::NamespaceMode::Container) as i32,
             ipc: api::NamespaceMode::Pod as i32,
             ..Default::default()
         })
@@ -204,10 +205,10 @@ impl CriRuntime {
 
     fn security_context(
         s: &crate::security::Security,
-        host_network: bool,
+        namespace_options: Option<api::NamespaceOption>,
     ) -> api::LinuxContainerSecurityContext {
         api::LinuxContainerSecurityContext {
-            namespace_options: Self::namespaces(host_network),
+            namespace_options,
             capabilities: Some(api::Capability {
                 add_capabilities: s.add_capabilities.clone(),
                 drop_capabilities: s.drop_capabilities.clone(),
@@ -256,7 +257,7 @@ impl CriRuntime {
             linux: Some(api::LinuxPodSandboxConfig {
                 cgroup_parent: c.cgroup_parent.clone(),
                 security_context: Some(api::LinuxSandboxSecurityContext {
-                    namespace_options: Self::namespaces(c.host_network),
+                    namespace_options: Self::namespaces(c),
                     privileged: c.privileged,
                     ..Default::default()
                 }),
@@ -311,30 +312,36 @@ impl CriRuntime {
     }
 
     /// The sandbox's configuration as the runtime holds it, rebuilt from its status (CRI wants
-    /// it again for every container it creates in the sandbox), and whether the sandbox is on
-    /// the node's network.
-    async fn config_of_sandbox(&self, id: &str) -> Result<(api::PodSandboxConfig, bool)> {
+    /// it again for every container it creates in the sandbox).
+    async fn config_of_sandbox(&self, id: &str) -> Result<api::PodSandboxConfig> {
         let s = self.sandbox_status(id).await?;
         let m = s.metadata.clone().unwrap_or_default();
-        let host_network = s
+        let namespaces = s
             .linux
             .as_ref()
             .and_then(|l| l.namespaces.as_ref())
-            .and_then(|n| n.options.as_ref())
-            .is_some_and(|o| o.network == api::NamespaceMode::Node as i32);
-        let config = self.sandbox_config(&SandboxConfig {
+            .and_then(|n| n.options.clone());
+        let mut config = self.sandbox_config(&SandboxConfig {
             pod_uid: m.uid,
             namespace: m.namespace,
             name: m.name,
             hostname: String::new(),
-            host_network,
+            host_network: false,
+            share_processes: false,
             ip: None,
             labels: labels(&s.labels),
             dns: None,
             cgroup_parent: String::new(),
             privileged: false,
         });
-        Ok((config, host_network))
+        if let Some(sc) = config
+            .linux
+            .as_mut()
+            .and_then(|l| l.security_context.as_mut())
+        {
+            sc.namespace_options = namespaces;
+        }
+        Ok(config)
     }
 }
 
@@ -435,7 +442,7 @@ impl Runtime for CriRuntime {
             .map_err(status("running the pod sandbox"))?
             .into_inner()
             .pod_sandbox_id;
-        self.configs().insert(id.clone(), (c, config.host_network));
+        self.configs().insert(id.clone(), c);
         Ok(Self::sandbox_of(&self.sandbox_status(&id).await?))
     }
 
@@ -496,12 +503,22 @@ impl Runtime for CriRuntime {
 
     async fn create_container(&self, sandbox_id: &str, config: &ContainerConfig) -> Result<String> {
         let known = self.configs().get(sandbox_id).cloned();
-        let (mut sandbox_config, host_network) = match known {
+        let mut sandbox_config = match known {
             Some(c) => c,
             None => self.config_of_sandbox(sandbox_id).await?,
         };
         if let Some(linux) = sandbox_config.linux.as_mut() {
             linux.cgroup_parent = config.cgroup_parent.clone();
+        }
+        // The sandbox's namespaces; an ephemeral container joins its target's processes.
+        let mut namespaces = sandbox_config
+            .linux
+            .as_ref()
+            .and_then(|l| l.security_context.as_ref())
+            .and_then(|s| s.namespace_options.clone());
+        if let (Some(n), Some(target)) = (namespaces.as_mut(), &config.pid_target) {
+            n.pid = api::NamespaceMode::Target as i32;
+            n.target_id = target.clone();
         }
         let attempt = config.attempt;
         let c = api::ContainerConfig {
@@ -551,7 +568,7 @@ impl Runtime for CriRuntime {
                     oom_score_adj: config.resources.oom_score_adj,
                     ..Default::default()
                 }),
-                security_context: Some(Self::security_context(&config.security, host_network)),
+                security_context: Some(Self::security_context(&config.security, namespaces)),
             }),
             ..Default::default()
         };

@@ -16,8 +16,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{
     ContainerState as K8sState, ContainerStateRunning, ContainerStateTerminated,
-    ContainerStateWaiting, ContainerStatus, HostIP, ObjectReference, Pod, PodCondition, PodIP,
-    PodStatus,
+    ContainerStateWaiting, ContainerStatus, EphemeralContainer, HostIP, ObjectReference, Pod,
+    PodCondition, PodIP, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -480,6 +480,7 @@ impl Worker {
                     .or_else(|| pod.metadata.name.clone())
                     .unwrap_or_default(),
                 host_network,
+                share_processes: spec.share_process_namespace.unwrap_or(false),
                 ip,
                 labels: self.labels(pod, None),
                 dns: volumes::dns_config(pod, self.shared.cluster_dns),
@@ -533,7 +534,7 @@ impl Worker {
                 }
                 Some(ContainerState::Running { .. }) => {}
                 _ => {
-                    self.ensure(pod, &sandbox, c, true, current.as_ref(), &running)
+                    self.ensure(pod, &sandbox, c, Role::Init, current.as_ref(), &running)
                         .await
                 }
             }
@@ -552,10 +553,44 @@ impl Worker {
                     Some(ContainerState::Running { .. }) => false,
                 };
                 if due {
-                    self.ensure(pod, &sandbox, c, false, current.as_ref(), &running)
+                    self.ensure(pod, &sandbox, c, Role::App, current.as_ref(), &running)
                         .await;
                 }
             }
+        }
+        // Ephemeral containers run once each, initialized or not, joining their target's
+        // processes when they name one.
+        for e in spec
+            .ephemeral_containers
+            .iter()
+            .flatten()
+            .filter(|_| mounted)
+        {
+            let current = newest(&running, &e.name).cloned();
+            if !matches!(
+                current.as_ref().map(|c| &c.state),
+                None | Some(ContainerState::Created)
+            ) {
+                continue;
+            }
+            let c = as_container(e);
+            let role = match e.target_container_name.as_deref() {
+                None => Role::Ephemeral(None),
+                Some(target) => match newest(&running, target)
+                    .filter(|k| matches!(k.state, ContainerState::Running { .. }))
+                {
+                    Some(k) => Role::Ephemeral(Some(k.id.clone())),
+                    None if self.waiting.contains_key(&e.name) => continue,
+                    None => {
+                        let message = format!("target container {target:?} is not running");
+                        let w = self.config_error(pod, &e.name, message);
+                        self.waiting.insert(e.name.clone(), w);
+                        continue;
+                    }
+                },
+            };
+            self.ensure(pod, &sandbox, &c, role, current.as_ref(), &running)
+                .await;
         }
         if initialized {
             self.probe(pod, &sandbox, &running).await;
@@ -646,7 +681,7 @@ impl Worker {
         pod: &Pod,
         sandbox: &Sandbox,
         c: &k8s_openapi::api::core::v1::Container,
-        init: bool,
+        role: Role,
         current: Option<&Container>,
         all: &[Container],
     ) {
@@ -726,7 +761,7 @@ impl Worker {
             _ => {}
         }
         let attempt = current.map_or(0, |k| k.attempt + 1);
-        if let Err(w) = self.start(pod, sandbox, c, init, &image, attempt).await {
+        if let Err(w) = self.start(pod, sandbox, c, role, &image, attempt).await {
             self.waiting.insert(c.name.clone(), w);
         }
     }
@@ -755,7 +790,7 @@ impl Worker {
         pod: &Pod,
         sandbox: &Sandbox,
         c: &k8s_openapi::api::core::v1::Container,
-        init: bool,
+        role: Role,
         image: &str,
         attempt: u32,
     ) -> Result<(), Waiting> {
@@ -922,12 +957,16 @@ impl Worker {
             labels: self.labels(pod, Some(&c.name)),
             tty: c.tty.unwrap_or(false),
             stdin: c.stdin.unwrap_or(false),
-            run_to_completion: init,
+            run_to_completion: role == Role::Init,
             mounts,
             resources: security::resources(pod, c, node_memory),
             security,
             cgroup_parent: security::cgroup_parent(pod),
             attempt,
+            pid_target: match role {
+                Role::Ephemeral(target) => target,
+                Role::Init | Role::App => None,
+            },
         };
         // A failure to create or start backs off as a crash does.
         let back_off = |w: &mut Worker, reason: &'static str, e: RuntimeError| {
@@ -1132,6 +1171,17 @@ impl Worker {
             .iter()
             .map(|c| status_of(c, false))
             .collect();
+        // As the kubelet's: never ready, and no `started` (no probes run on them).
+        let ephemeral_statuses: Vec<ContainerStatus> = spec
+            .ephemeral_containers
+            .iter()
+            .flatten()
+            .map(|e| ContainerStatus {
+                ready: false,
+                started: None,
+                ..status_of(&as_container(e), false)
+            })
+            .collect();
         let unready: Vec<&str> = statuses
             .iter()
             .filter(|s| !s.ready)
@@ -1282,6 +1332,8 @@ impl Worker {
             start_time: old.start_time.clone().or(Some(Time(sandbox.created_at))),
             container_statuses: Some(statuses),
             init_container_statuses: (!init_statuses.is_empty()).then_some(init_statuses),
+            ephemeral_container_statuses: (!ephemeral_statuses.is_empty())
+                .then_some(ephemeral_statuses),
             qos_class: old.qos_class.clone(),
             ..Default::default()
         }
@@ -1397,6 +1449,38 @@ impl Worker {
             Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+/// What a container is to its pod.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Role {
+    Init,
+    App,
+    /// An ephemeral container, with the id of the container whose processes it joins.
+    Ephemeral(Option<String>),
+}
+
+/// The container an ephemeral container runs as: the same fields, less those it may not set.
+fn as_container(e: &EphemeralContainer) -> k8s_openapi::api::core::v1::Container {
+    k8s_openapi::api::core::v1::Container {
+        name: e.name.clone(),
+        image: e.image.clone(),
+        image_pull_policy: e.image_pull_policy.clone(),
+        command: e.command.clone(),
+        args: e.args.clone(),
+        working_dir: e.working_dir.clone(),
+        env: e.env.clone(),
+        env_from: e.env_from.clone(),
+        volume_mounts: e.volume_mounts.clone(),
+        volume_devices: e.volume_devices.clone(),
+        security_context: e.security_context.clone(),
+        stdin: e.stdin,
+        stdin_once: e.stdin_once,
+        tty: e.tty,
+        termination_message_path: e.termination_message_path.clone(),
+        termination_message_policy: e.termination_message_policy.clone(),
+        ..Default::default()
     }
 }
 

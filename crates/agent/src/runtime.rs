@@ -57,6 +57,8 @@ pub struct SandboxConfig {
     pub name: String,
     pub hostname: String,
     pub host_network: bool,
+    /// `shareProcessNamespace`: the containers see each other's processes.
+    pub share_processes: bool,
     /// The address the agent chose for the pod from the node's podCIDR (none with host network
     /// or when the runtime assigns addresses).
     pub ip: Option<IpAddr>,
@@ -117,6 +119,8 @@ pub struct ContainerConfig {
     /// The container's restart count: one more than its newest earlier instance's (the CRI
     /// keeps name and attempt unique in a sandbox).
     pub attempt: u32,
+    /// The container whose processes this one sees (an ephemeral container's target).
+    pub pid_target: Option<String>,
 }
 
 /// An image present on the node: its id, and the user it runs as (`uid`, or a name).

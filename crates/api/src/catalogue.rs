@@ -106,6 +106,9 @@ pub struct Subresource {
     /// (`autoscaling/v1` for `Scale`, `policy/v1` for `Eviction`); `None` means the parent's.
     pub object_group_version: Option<GroupVersion>,
     pub verbs: &'static [Verb],
+    /// For a subresource served as its parent object whose writes may change only one field
+    /// of it (`pods/ephemeralcontainers`: `spec.ephemeralContainers`), that field's path.
+    pub writes: Option<&'static [&'static str]>,
 }
 
 impl Subresource {
@@ -404,6 +407,7 @@ const fn sub(name: &'static str, kind: &'static str, verbs: &'static [Verb]) -> 
         kind,
         object_group_version: None,
         verbs,
+        writes: None,
     }
 }
 
@@ -416,6 +420,7 @@ const SCALE: Subresource = Subresource {
     kind: "Scale",
     object_group_version: Some(AUTOSCALING_V1),
     verbs: GET_PATCH_UPDATE,
+    writes: None,
 };
 
 const fn stored(
@@ -595,10 +600,12 @@ pub static RESOURCES: &[ResourceType] = &[
             sub("attach", "PodAttachOptions", CREATE_GET),
             sub("binding", "Binding", CREATE_ONLY),
             Subresource {
-                name: "eviction",
-                kind: "Eviction",
+                writes: Some(&["spec", "ephemeralContainers"]),
+                ..sub("ephemeralcontainers", "Pod", GET_PATCH_UPDATE)
+            },
+            Subresource {
                 object_group_version: Some(POLICY_V1),
-                verbs: CREATE_ONLY,
+                ..sub("eviction", "Eviction", CREATE_ONLY)
             },
             sub("exec", "PodExecOptions", CREATE_GET),
             sub("log", "Pod", GET_ONLY),
@@ -1227,6 +1234,7 @@ mod tests {
             [
                 "attach",
                 "binding",
+                "ephemeralcontainers",
                 "eviction",
                 "exec",
                 "log",

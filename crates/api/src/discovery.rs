@@ -691,8 +691,8 @@ mod tests {
         sorted.sort();
         assert_eq!(names, sorted);
         let pods_at = names.iter().position(|n| *n == "pods").unwrap();
-        assert_eq!(names[pods_at + 7], "pods/status");
-        assert_eq!(names[pods_at + 8], "podtemplates");
+        assert_eq!(names[pods_at + 8], "pods/status");
+        assert_eq!(names[pods_at + 9], "podtemplates");
     }
 
     #[test]

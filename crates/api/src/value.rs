@@ -25,6 +25,20 @@ pub fn set<K: AsRef<str>>(v: &mut Value, path: &[K], x: Value) {
     }
 }
 
+/// Removes `v.path` where the path is made of objects; anything else is left as it is.
+pub fn remove<K: AsRef<str>>(v: &mut Value, path: &[K]) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut at = Some(v);
+    for key in parents {
+        at = at.and_then(|a| a.get_mut(key.as_ref()));
+    }
+    if let Some(m) = at.and_then(Value::as_object_mut) {
+        m.remove(last.as_ref());
+    }
+}
+
 /// The object `v` is, making one of a `null`; `None` for anything else.
 fn object(v: &mut Value) -> Option<&mut Map<String, Value>> {
     if v.is_null() {
@@ -49,6 +63,11 @@ mod tests {
             v,
             json!({"a": {"b": 1, "c": 2}, "s": "text", "n": {"x": {"y": 3}}, "new": {"z": 4}})
         );
+        remove(&mut v, &["a", "b"]);
+        remove(&mut v, &["s", "x"]);
+        remove(&mut v, &["missing", "x"]);
+        assert_eq!(v["a"], json!({"c": 2}));
+        assert_eq!(v["s"], json!("text"));
         let mut top = json!("scalar");
         set(&mut top, &["a"], json!(1));
         assert_eq!(top, json!("scalar"));

@@ -86,7 +86,11 @@ impl<'a> Attributes<'a> {
         Attributes {
             operation,
             res,
-            subresource: if part == Part::Status { "status" } else { "" },
+            subresource: match part {
+                Part::Status => "status",
+                Part::Field(sub) => sub.name,
+                Part::Main | Part::All => "",
+            },
             namespace: namespace.filter(|_| res.namespaced),
             name,
             user: w.user.as_ref(),

@@ -856,10 +856,14 @@ async fn route(
             sub,
         } => {
             let res = &served.res;
-            let part = match sub {
-                None => Part::Main,
-                Some("status") if res.has_status => Part::Status,
-                Some(sub) if served.rt.subresource(sub).is_some() => {
+            let field = sub
+                .and_then(|s| served.rt.subresource(s))
+                .filter(|s| s.writes.is_some());
+            let part = match (sub, field) {
+                (None, _) => Part::Main,
+                (Some(_), Some(field)) => Part::Field(field),
+                (Some("status"), None) if res.has_status => Part::Status,
+                (Some(sub), None) if served.rt.subresource(sub).is_some() => {
                     let options = match method {
                         Method::PUT => "UpdateOptions",
                         Method::PATCH => "PatchOptions",
@@ -885,7 +889,7 @@ async fn route(
                     };
                     return crate::subresources::serve(st, request, upgrade).await;
                 }
-                Some(_) => return Err(ApiError::no_route()),
+                (Some(_), None) => return Err(ApiError::no_route()),
             };
             match method {
                 Method::GET => {

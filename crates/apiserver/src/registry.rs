@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
+use rudder_api::catalogue::Subresource;
 use rudder_api::conversion::Conversion;
 use rudder_api::managed;
 use rudder_api::schema::Type as SchemaType;
@@ -107,6 +108,7 @@ fn writer<'a>(
 ) -> managed::Writer<'a> {
     let (subresource, reset) = match part {
         Part::Status => ("status", managed::Reset::AllButStatus),
+        Part::Field(sub) => (sub.name, managed::Reset::Status),
         _ if res.has_status => (
             w.subresource.as_deref().unwrap_or(""),
             managed::Reset::Status,
@@ -291,6 +293,9 @@ pub enum Part {
     /// Both at once, written by the server itself (a pod's binding, a namespace marked for
     /// deletion): the kind's rules for client updates are not checked.
     All,
+    /// The one field a subresource writes ([`Subresource::writes`]; pods'
+    /// `spec.ephemeralContainers`); the rest of the object stays as it is.
+    Field(&'static Subresource),
 }
 
 /// Query options of a list or watch.
@@ -658,7 +663,10 @@ fn check_meta(res: &Res, obj: &Value, old: Option<&Value>) -> Result<(), ApiErro
 
 /// The kind's own validation (after defaults), as a 422.
 fn check_kind(res: &Res, obj: &Value, old: Option<&Value>) -> Result<(), ApiError> {
-    let errs = res.strategy.validate(obj, old);
+    check_errors(res, obj, res.strategy.validate(obj, old))
+}
+
+fn check_errors(res: &Res, obj: &Value, errs: Vec<FieldError>) -> Result<(), ApiError> {
     if errs.is_empty() {
         Ok(())
     } else {
@@ -1025,6 +1033,15 @@ impl Registry {
                     }
                 }
             }
+            Part::Field(sub) => {
+                let path = sub.writes.unwrap_or_default();
+                let field = new.pointer(&format!("/{}", path.join("/"))).cloned();
+                *new = old.clone();
+                match field {
+                    Some(f) => rudder_api::value::set(new, path, f),
+                    None => rudder_api::value::remove(new, path),
+                }
+            }
             Part::Main if res.has_status => match old.get("status") {
                 Some(s) => rudder_api::value::set(new, &["status"], s.clone()),
                 None => {
@@ -1387,6 +1404,11 @@ impl Registry {
             let taken = before_write(res, &mut new, Some(&old), dry_run).await?;
             let mut checked = match part {
                 Part::All => Ok(()),
+                Part::Field(sub) => check_errors(
+                    res,
+                    &new,
+                    res.strategy.validate_field_update(sub.name, &new, &old),
+                ),
                 _ => check_kind(res, &new, Some(&old)),
             };
             if checked.is_ok() {

@@ -341,3 +341,129 @@ fn agents_join_with_the_token_and_silent_nodes_lose_their_pods() {
             .is_some_and(|t| t.len() == 1 && t[0]["key"] == "dedicated")
     });
 }
+
+/// `kubectl debug` adds an ephemeral container through `pods/ephemeralcontainers`, the agent
+/// runs it and reports it apart from the pod's containers; that subresource may only add
+/// ephemeral containers, and a pod's own update may not touch them.
+#[test]
+fn ephemeral_containers_come_only_through_their_subresource() {
+    let s = RudderServer::start(bin(), &["--node-name", "box", "--node-ip", "127.0.0.1"])
+        .expect("start rudder server");
+    let resources: Value =
+        serde_json::from_str(&s.kubectl(&["get", "--raw", "/api/v1"]).ok()).unwrap();
+    let sub = resources["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "pods/ephemeralcontainers")
+        .expect("pods/ephemeralcontainers in discovery");
+    assert_eq!(sub["kind"], "Pod");
+    assert_eq!(sub["verbs"], json!(["get", "patch", "update"]));
+
+    s.kubectl_stdin(&["create", "-f", "-"], &bound_pod("p", "box"))
+        .ok();
+    s.kubectl(&["wait", "--for=condition=Ready", "pod/p", "--timeout=60s"])
+        .ok();
+    // A pod's own update may not add one.
+    let err = s
+        .kubectl(&[
+            "patch",
+            "pod",
+            "p",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"ephemeralContainers":[{"name":"x","image":"busybox"}]}}"#,
+        ])
+        .fails();
+    assert!(err.contains("pod updates may not change fields"), "{err}");
+
+    for minor in [27, 32, 33] {
+        let name = format!("dbg{minor}");
+        s.kubectl_version(
+            minor,
+            &["debug", "p", "--image=busybox", "-c", &name, "--target=web"],
+        )
+        .ok();
+        eventually(&format!("{name} runs"), || {
+            get(&s, &["pod", "p"])["status"]["ephemeralContainerStatuses"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["name"] == name.as_str() && c["state"]["running"].is_object())
+        });
+    }
+    let pod = get(&s, &["pod", "p"]);
+    let dbg = &pod["spec"]["ephemeralContainers"][0];
+    assert_eq!(dbg["targetContainerName"], "web");
+    assert_eq!(dbg["terminationMessagePolicy"], "File", "defaulted: {dbg}");
+    let status = &pod["status"]["ephemeralContainerStatuses"][0];
+    assert_eq!(status["ready"], false);
+    assert!(status.get("started").is_none(), "{status}");
+    assert_eq!(
+        pod["status"]["containerStatuses"].as_array().unwrap().len(),
+        2
+    );
+    // Still Ready, still two containers for kubectl.
+    let table = s.kubectl(&["get", "pod", "p"]).ok();
+    assert!(
+        table.contains("2/2") && table.contains("Running"),
+        "{table}"
+    );
+    assert_eq!(
+        s.kubectl(&["logs", "p", "-c", "dbg27"]).ok(),
+        "fake container dbg27 created\nfake container started\n"
+    );
+
+    // Through the subresource: GET is the pod; removing or changing one is refused.
+    let path = "/api/v1/namespaces/default/pods/p/ephemeralcontainers";
+    let got: Value = serde_json::from_str(&s.kubectl(&["get", "--raw", path]).ok()).unwrap();
+    assert_eq!(got["kind"], "Pod");
+    let replace =
+        |pod: &Value| s.kubectl_stdin(&["replace", "--raw", path, "-f", "-"], &pod.to_string());
+    let mut removed = got.clone();
+    removed["spec"]["ephemeralContainers"]
+        .as_array_mut()
+        .unwrap()
+        .remove(0);
+    let err = replace(&removed).fails();
+    assert!(
+        err.contains(r#"existing ephemeral containers "dbg27" may not be removed"#),
+        "{err}"
+    );
+    let mut changed = got.clone();
+    changed["spec"]["ephemeralContainers"][0]["image"] = json!("other");
+    let err = replace(&changed).fails();
+    assert!(
+        err.contains(r#"spec.ephemeralContainers[dbg27]: Forbidden: existing ephemeral containers "dbg27" may not be changed"#),
+        "{err}"
+    );
+    let mut bad = got.clone();
+    bad["spec"]["ephemeralContainers"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "web", "image": "busybox", "ports": [{"containerPort": 80}]}));
+    let err = replace(&bad).fails();
+    for what in [
+        r#"spec.ephemeralContainers[3].name: Duplicate value: "web""#,
+        "spec.ephemeralContainers[3].ports: Forbidden: cannot be set for an Ephemeral Container",
+    ] {
+        assert!(err.contains(what), "{what} not in {err}");
+    }
+    // Everything but the ephemeral containers is kept from the stored pod.
+    let mut more = got.clone();
+    more["metadata"]["labels"] = json!({"sneaky": "yes"});
+    more["spec"]["ephemeralContainers"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "late", "image": "busybox"}));
+    let out: Value = serde_json::from_str(&replace(&more).ok()).unwrap();
+    assert_eq!(out["spec"]["ephemeralContainers"][3]["name"], "late");
+    assert!(out["metadata"]["labels"].get("sneaky").is_none(), "{out}");
+    let fields = out["metadata"]["managedFields"].as_array().unwrap();
+    assert!(
+        fields
+            .iter()
+            .any(|f| f["subresource"] == "ephemeralcontainers"),
+        "{fields:?}"
+    );
+}

@@ -30,7 +30,7 @@ fn busybox_archive() -> Vec<u8> {
         data,
         &[
             "sh", "echo", "sleep", "mkdir", "httpd", "cat", "touch", "rm", "tty", "tar", "tail",
-            "id",
+            "id", "ps",
         ],
     )
     .unwrap()
@@ -922,6 +922,124 @@ fn exec_attach_and_port_forward_reach_the_containers_on_every_kubectl() {
             "{err}"
         );
     });
+}
+
+/// `kubectl debug` adds an ephemeral container to a running pod that sees the target
+/// container's processes, and attaches to it; on every kubectl.
+#[test]
+fn kubectl_debug_attaches_an_ephemeral_container_to_a_running_pod() {
+    let (s, _dir, log, _agent) = cluster("debug-node");
+    s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &pod("app", "echo up; exec sleep 3600", "Always"),
+    )
+    .ok();
+    eventually("app Running", &log, || {
+        get(&s, "pod/app")["status"]["containerStatuses"][0]["state"]["running"].is_object()
+    });
+    for minor in [27, 32, 33] {
+        let name = format!("debugger{minor}");
+        let debug = format!(
+            "{} debug app -i{} --image={BUSYBOX} --image-pull-policy=Never -c {name} --target=main -- sh",
+            kubectl_with(&s, minor),
+            if minor == 33 { "t" } else { "" }
+        );
+        // 1.33 with a terminal (under script(1)), the others through pipes.
+        let cmd = if minor == 33 {
+            let mut c = Command::new("script");
+            c.args(["-qec", &debug, "/dev/null"]);
+            c
+        } else {
+            let mut words = debug.split(' ');
+            let mut c = Command::new(words.next().unwrap());
+            c.args(words);
+            c
+        };
+        // The target's process as its pid namespace has it (pid 1), seen once attached.
+        let out = converse(cmd, "ps -o pid,args\n", "1 sleep 3600", "exit 0\n");
+        assert!(out.contains("1 sleep 3600"), "1.{minor}: {out:?}");
+        eventually(&format!("{name} exits"), &log, || {
+            get(&s, "pod/app")["status"]["ephemeralContainerStatuses"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| {
+                    c["name"] == name.as_str()
+                        && c["state"]["terminated"]["exitCode"] == 0
+                        && c["ready"] == false
+                })
+        });
+    }
+    // An exited ephemeral container is not run again, and the pod's own container was left
+    // alone.
+    let pod = get(&s, "pod/app");
+    assert_eq!(pod["status"]["containerStatuses"][0]["restartCount"], 0);
+    assert_eq!(pod["status"]["phase"], "Running");
+    let events = s
+        .kubectl(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=app",
+        ])
+        .ok();
+    assert!(events.contains("Started container debugger27"), "{events}");
+    // Its logs stay readable.
+    let logs = s.kubectl(&["logs", "app", "-c", "debugger33"]).ok();
+    assert!(logs.contains("sleep 3600"), "{logs}");
+    s.kubectl(&["delete", "pod", "app", "--timeout=60s"]).ok();
+}
+
+/// Runs `cmd`, writes `first` to its stdin, reads its output until `until` appears (a minute
+/// at most), then writes `then`, closes its stdin and waits for it: everything it wrote.
+fn converse(mut cmd: Command, first: &str, until: &str, then: &str) -> String {
+    use std::io::{Read, Write};
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(first.as_bytes()).unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = stdout.read(&mut buf) {
+            if tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !String::from_utf8_lossy(&out).contains(until) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(chunk) => out.extend(chunk),
+            Err(_) => break,
+        }
+    }
+    let _ = stdin.write_all(then.as_bytes());
+    drop(stdin);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        match child.try_wait().unwrap() {
+            Some(status) => break Some(status),
+            None if Instant::now() > deadline => {
+                let _ = child.kill();
+                break None;
+            }
+            None => std::thread::sleep(Duration::from_millis(50)),
+        }
+    };
+    while let Ok(chunk) = rx.recv_timeout(Duration::from_millis(100)) {
+        out.extend(chunk);
+    }
+    let out = String::from_utf8_lossy(&out).into_owned();
+    assert!(status.is_some_and(|s| s.success()), "{status:?}: {out:?}");
+    out
 }
 
 /// The shell words of kubectl 1.`minor` with `s`'s kubeconfig.

@@ -61,6 +61,12 @@ pub trait Strategy: Send + Sync + std::fmt::Debug {
         Vec::new()
     }
 
+    /// Validation of an update through subresource `sub`, which writes one field of the
+    /// object (`Subresource::writes`): `obj` is `old` with that field replaced.
+    fn validate_field_update(&self, _sub: &str, _obj: &Value, _old: &Value) -> Vec<FieldError> {
+        Vec::new()
+    }
+
     /// Seconds a delete of this (stored) object waits before it is gone (upstream's
     /// `CheckGracefulDelete`); 0 goes at once.
     fn grace_period(&self, _obj: &Value, _requested: Option<i64>) -> i64 {
@@ -124,6 +130,7 @@ pub struct BuiltIn {
     kind: &'static str,
     prepare: fn(&mut Value, Option<&Value>),
     validate: fn(&Value, Option<&Value>) -> Vec<FieldError>,
+    validate_field: fn(&str, &Value, &Value) -> Vec<FieldError>,
     grace_period: fn(&Value, Option<i64>) -> i64,
     may_go: fn(&Value) -> bool,
     name_rule: NameRule,
@@ -146,6 +153,7 @@ const fn kind(group: &'static str, kind: &'static str) -> BuiltIn {
         kind,
         prepare: |_, _| {},
         validate: |_, _| Vec::new(),
+        validate_field: |_, _, _| Vec::new(),
         grace_period: |_, _| 0,
         may_go: |_| true,
         name_rule: NameRule::Subdomain,
@@ -201,6 +209,16 @@ impl BuiltIn {
         BuiltIn { validate, ..self }
     }
 
+    const fn validate_field(
+        self,
+        validate_field: fn(&str, &Value, &Value) -> Vec<FieldError>,
+    ) -> BuiltIn {
+        BuiltIn {
+            validate_field,
+            ..self
+        }
+    }
+
     const fn grace(self, grace_period: fn(&Value, Option<i64>) -> i64) -> BuiltIn {
         BuiltIn {
             grace_period,
@@ -225,6 +243,10 @@ impl Strategy for BuiltIn {
             copy
         });
         (self.validate)(obj, old_defaulted.as_ref())
+    }
+
+    fn validate_field_update(&self, sub: &str, obj: &Value, old: &Value) -> Vec<FieldError> {
+        (self.validate_field)(sub, obj, old)
     }
 
     fn grace_period(&self, obj: &Value, requested: Option<i64>) -> i64 {
@@ -293,6 +315,7 @@ pub static BUILT_IN: &[BuiltIn] = &[
             &["spec", "preemptionPolicy"],
         ])
         .validate(pod::validate_pod)
+        .validate_field(pod::validate_ephemeral_update)
         .fields(&fields::PODS)
         .returns_deleted()
         .grace(pod::grace_period),

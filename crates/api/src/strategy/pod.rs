@@ -447,6 +447,43 @@ pub(crate) fn validate_pod(obj: &Value, old: Option<&Value>) -> Vec<FieldError> 
     errs
 }
 
+/// `ValidatePodEphemeralContainersUpdate` minus object metadata: the pods/ephemeralcontainers
+/// subresource may add ephemeral containers, never change or remove one.
+pub(crate) fn validate_ephemeral_update(_sub: &str, obj: &Value, old: &Value) -> Vec<FieldError> {
+    let annotations = omap(old.get("metadata").unwrap_or(&Value::Null), "annotations");
+    if annotations.is_some_and(|a| a.contains_key("kubernetes.io/config.mirror")) {
+        return vec![forbidden(
+            "",
+            "static pods do not support ephemeral containers",
+        )];
+    }
+    let mut errs = Vec::new();
+    let spec = obj.get("spec").unwrap_or(&Value::Null);
+    validate_pod_spec(&mut errs, spec, "spec", true);
+    let now = arr(spec, "ephemeralContainers");
+    for before in arr(
+        old.get("spec").unwrap_or(&Value::Null),
+        "ephemeralContainers",
+    ) {
+        let name = sz(before, "name");
+        match now.iter().find(|c| sz(c, "name") == name) {
+            None => errs.push(forbidden(
+                "spec.ephemeralContainers",
+                &format!("existing ephemeral containers {name:?} may not be removed\n"),
+            )),
+            Some(c) if !sem_eq(Some(c), Some(before)) => errs.push(forbidden(
+                format!("spec.ephemeralContainers[{name}]"),
+                &format!(
+                    "existing ephemeral containers {name:?} may not be changed\n{}",
+                    diff(before, c)
+                ),
+            )),
+            Some(_) => {}
+        }
+    }
+    errs
+}
+
 const UPDATABLE_POD_FIELDS: &str = "`spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)";
 
 fn validate_pod_update(errs: &mut Vec<FieldError>, new: &Value, old: &Value) {
