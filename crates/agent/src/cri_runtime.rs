@@ -754,29 +754,48 @@ impl Runtime for CriRuntime {
         Ok(url)
     }
 
-    async fn stats(&self, container_id: &str) -> Result<ContainerStats> {
-        let s = self
-            .cri
-            .runtime
-            .clone()
-            .container_stats(api::ContainerStatsRequest {
-                container_id: container_id.into(),
+    async fn container_stats(&self) -> Result<Vec<ContainerStats>> {
+        let mut rt = self.cri.runtime.clone();
+        let running: std::collections::HashSet<String> = rt
+            .list_containers(api::ListContainersRequest {
+                filter: Some(api::ContainerFilter {
+                    state: Some(api::ContainerStateValue {
+                        state: api::ContainerState::ContainerRunning as i32,
+                    }),
+                    ..Default::default()
+                }),
             })
+            .await
+            .map_err(status("listing containers"))?
+            .into_inner()
+            .containers
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        let stats = rt
+            .list_container_stats(api::ListContainerStatsRequest { filter: None })
             .await
             .map_err(status("container stats"))?
             .into_inner()
-            .stats
-            .unwrap_or_default();
-        let cpu = s.cpu.unwrap_or_default();
-        Ok(ContainerStats {
-            timestamp: timestamp(cpu.timestamp),
-            cpu_usage_nano_cores: cpu.usage_nano_cores.map(|v| v.value).unwrap_or(0),
-            memory_working_set_bytes: s
-                .memory
-                .and_then(|m| m.working_set_bytes)
-                .map(|v| v.value)
-                .unwrap_or(0),
-        })
+            .stats;
+        Ok(stats
+            .into_iter()
+            .filter_map(|s| {
+                let attributes = s.attributes?;
+                running.contains(&attributes.id).then(|| ContainerStats {
+                    id: attributes.id,
+                    labels: labels(&attributes.labels),
+                    cpu_core_nanos: s
+                        .cpu
+                        .and_then(|c| c.usage_core_nano_seconds)
+                        .map_or(0, |v| v.value),
+                    memory_working_set_bytes: s
+                        .memory
+                        .and_then(|m| m.working_set_bytes)
+                        .map_or(0, |v| v.value),
+                })
+            })
+            .collect())
     }
 }
 

@@ -234,17 +234,10 @@ impl Runtime for Fake {
         ))
     }
 
-    async fn stats(&self, container_id: &str) -> Result<ContainerStats> {
-        self.with(|s| {
-            if !s.containers.contains_key(container_id) {
-                return Err(RuntimeError::NotFound(format!("container {container_id}")));
-            }
-            Ok(ContainerStats {
-                timestamp: Some(Timestamp::now()),
-                cpu_usage_nano_cores: 0,
-                memory_working_set_bytes: 0,
-            })
-        })
+    async fn container_stats(&self) -> Result<Vec<ContainerStats>> {
+        Err(RuntimeError::Unsupported(
+            "the fake runtime runs no processes to measure".into(),
+        ))
     }
 }
 

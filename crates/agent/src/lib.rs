@@ -26,6 +26,7 @@ pub mod runtime;
 pub mod security;
 pub mod serve;
 pub mod spdy;
+pub mod stats;
 pub mod streaming;
 pub mod volumes;
 

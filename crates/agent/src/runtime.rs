@@ -161,7 +161,6 @@ pub struct Container {
     pub labels: BTreeMap<String, String>,
 }
 
-/// One container's resource use at a moment (what `kubectl top` shows).
 /// A streaming session (`kubectl exec`, `attach`, `port-forward`) that the runtime serves on
 /// its own streaming server, as the CRI's Exec, Attach and PortForward calls describe one.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -191,10 +190,14 @@ pub struct StreamIo {
     pub tty: bool,
 }
 
-#[derive(Clone, Debug, Default)]
+/// A running container's resource use so far (what `kubectl top` is made of).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ContainerStats {
-    pub timestamp: Option<Timestamp>,
-    pub cpu_usage_nano_cores: u64,
+    pub id: String,
+    /// The labels the agent gave it (pod UID, name and namespace, container name).
+    pub labels: BTreeMap<String, String>,
+    /// CPU time used since it started, in nanoseconds.
+    pub cpu_core_nanos: u64,
     pub memory_working_set_bytes: u64,
 }
 
@@ -251,7 +254,8 @@ pub trait Runtime: Send + Sync + 'static {
         command: &[String],
         timeout: Duration,
     ) -> Result<(i32, Vec<u8>)>;
-    async fn stats(&self, container_id: &str) -> Result<ContainerStats>;
+    /// The resource use of every running container.
+    async fn container_stats(&self) -> Result<Vec<ContainerStats>>;
 
     /// The URL (plain HTTP, on this machine) where the runtime's streaming server takes the
     /// session over: an SPDY/3.1 or WebSocket upgrade of the Kubernetes streaming protocols.

@@ -1,7 +1,7 @@
 //! The agent's own HTTPS server (the kubelet's port, 10250 by default), which the API server
 //! reaches for what only the node can answer: `GET /containerLogs/NS/POD/CONTAINER`, and
 //! `/exec/NS/POD/CONTAINER`, `/attach/NS/POD/CONTAINER` and `/portForward/NS/POD` upgrades
-//! (see [`crate::streaming`]).
+//! (see [`crate::streaming`]), and `GET /stats/resource` (see [`crate::stats`]).
 //!
 //! Only clients with a certificate from the cluster CA whose user is the API server's kubelet
 //! client (`kube-apiserver-kubelet-client`) or in `system:masters` get an answer; the TLS
@@ -34,6 +34,7 @@ use crate::logs::{self, LogOptions, StillRunning};
 use crate::runtime::{
     Container, ContainerState, Runtime, Sandbox, SandboxState, POD_NAMESPACE_LABEL, POD_NAME_LABEL,
 };
+use crate::stats::Sampler;
 use crate::streaming::{self, Kind};
 
 /// The user the API server's client certificate for agents names.
@@ -99,6 +100,7 @@ fn allowed(der: &[u8]) -> bool {
 pub async fn serve(listener: TcpListener, tls: ServerConfig, runtime: Arc<dyn Runtime>) {
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let sampler = Arc::new(Sampler::default());
     loop {
         let Ok(permit) = slots.clone().acquire_owned().await else {
             return;
@@ -113,6 +115,7 @@ pub async fn serve(listener: TcpListener, tls: ServerConfig, runtime: Arc<dyn Ru
         };
         let acceptor = acceptor.clone();
         let runtime = runtime.clone();
+        let sampler = sampler.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
@@ -131,6 +134,7 @@ pub async fn serve(listener: TcpListener, tls: ServerConfig, runtime: Arc<dyn Ru
                 .is_some_and(|c| allowed(c.as_ref()));
             let service = hyper::service::service_fn(move |req| {
                 let runtime = runtime.clone();
+                let sampler = sampler.clone();
                 async move {
                     if !ok {
                         return Ok::<_, Infallible>(status(
@@ -139,7 +143,7 @@ pub async fn serve(listener: TcpListener, tls: ServerConfig, runtime: Arc<dyn Ru
                             "this client may not use the node's API".into(),
                         ));
                     }
-                    Ok(route(runtime, req).await)
+                    Ok(route(runtime, &sampler, req).await)
                 }
             });
             let conn = hyper::server::conn::http1::Builder::new()
@@ -184,7 +188,11 @@ pub(crate) fn bad_request(message: String) -> Response<Body> {
     status(StatusCode::BAD_REQUEST, "BadRequest", message)
 }
 
-async fn route(runtime: Arc<dyn Runtime>, req: Request<Incoming>) -> Response<Body> {
+async fn route(
+    runtime: Arc<dyn Runtime>,
+    sampler: &Sampler,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let path = req.uri().path().to_string();
     let query: Vec<(String, String)> = req
         .uri()
@@ -194,6 +202,13 @@ async fn route(runtime: Arc<dyn Runtime>, req: Request<Incoming>) -> Response<Bo
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match (req.method(), parts.as_slice()) {
         (&Method::GET, ["healthz"]) => Response::new(Full::new(Bytes::from("ok")).boxed()),
+        (&Method::GET, ["stats", "resource"]) => {
+            let summary = sampler.summary(runtime.as_ref()).await;
+            Response::builder()
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .body(Full::new(Bytes::from(summary.to_string())).boxed())
+                .unwrap_or_default()
+        }
         (&Method::GET, ["containerLogs", ns, pod, container]) => {
             container_logs(runtime, ns, pod, container, &query).await
         }

@@ -226,7 +226,8 @@ pub const CORE_GROUP: ApiGroup = ApiGroup {
 /// Groups served under `/apis`, in upstream's `/apis` order (descending group priority:
 /// apiregistration.k8s.io first (the aggregator gives itself 20001), apps 17800, events.k8s.io 17750, authentication 17700, authorization 17600, autoscaling
 /// 17500, batch 17400, networking 17200, policy 17100, rbac 17000, storage 16800, scheduling
-/// 16600, coordination 16500, discovery 16200). Versions are preferred first.
+/// 16600, coordination 16500, discovery 16200, metrics 100 as metrics-server registers it).
+/// Versions are preferred first.
 pub static API_GROUPS: &[ApiGroup] = &[
     ApiGroup {
         name: "apiregistration.k8s.io",
@@ -284,6 +285,10 @@ pub static API_GROUPS: &[ApiGroup] = &[
         name: "discovery.k8s.io",
         versions: &["v1"],
     },
+    ApiGroup {
+        name: "metrics.k8s.io",
+        versions: &["v1beta1"],
+    },
 ];
 
 /// The `groupPriorityMinimum` and `versionPriority` of the APIService upstream's aggregator
@@ -308,6 +313,8 @@ pub fn api_service_priority(group: &str, version: &str) -> Option<(i32, i32)> {
         ("scheduling.k8s.io", "v1") => (16600, 15),
         ("coordination.k8s.io", "v1") => (16500, 15),
         ("discovery.k8s.io", "v1") => (16200, 15),
+        // What metrics-server's APIService asks for.
+        ("metrics.k8s.io", "v1beta1") => (100, 100),
         _ => return None,
     })
 }
@@ -386,6 +393,7 @@ const ALL_VERBS: &[Verb] = &[
 /// Namespaces: no deletecollection.
 const NO_DELETECOLLECTION: &[Verb] = &[Create, Delete, Get, List, Patch, Update, Watch];
 const CREATE_ONLY: &[Verb] = &[Create];
+const GET_LIST: &[Verb] = &[Get, List];
 const UPDATE_ONLY: &[Verb] = &[Update];
 const GET_PATCH_UPDATE: &[Verb] = &[Get, Patch, Update];
 /// Streaming (connect) subresources: GET and POST upgrade.
@@ -964,6 +972,29 @@ pub static RESOURCES: &[ResourceType] = &[
         NS,
         "qgS0xkrxYAI=",
     ),
+    // ---- metrics.k8s.io/v1beta1 (as metrics-server serves it; answered from the agents) --
+    row(
+        "metrics.k8s.io",
+        "v1beta1",
+        "NodeMetrics",
+        "nodes",
+        "",
+        CLUSTER,
+        "",
+    )
+    .with_verbs(GET_LIST)
+    .store(None),
+    row(
+        "metrics.k8s.io",
+        "v1beta1",
+        "PodMetrics",
+        "pods",
+        "",
+        NS,
+        "",
+    )
+    .with_verbs(GET_LIST)
+    .store(None),
 ];
 
 #[cfg(test)]
@@ -1383,6 +1414,9 @@ mod tests {
             "authentication.k8s.io/v1/selfsubjectreviews",
             "authentication.k8s.io/v1beta1/selfsubjectreviews",
             "apiregistration.k8s.io/v1/apiservices",
+            // `kubectl top`.
+            "metrics.k8s.io/v1beta1/nodes",
+            "metrics.k8s.io/v1beta1/pods",
         ]
         .into_iter()
         .map(String::from)

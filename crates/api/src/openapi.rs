@@ -252,9 +252,12 @@ fn sha512_hex(data: &[u8]) -> String {
 }
 
 /// Every served group-version, core first, then `/apis` order.
+/// The group/versions described: all served but `metrics.k8s.io`, whose kinds are
+/// metrics-server's own, not in Kubernetes' OpenAPI (kubectl top does not read it).
 fn served_group_versions() -> Vec<catalogue::GroupVersion> {
     std::iter::once(&catalogue::CORE_GROUP)
         .chain(catalogue::API_GROUPS.iter())
+        .filter(|g| g.name != METRICS_GROUP)
         .flat_map(|g| {
             g.versions.iter().map(move |v| catalogue::GroupVersion {
                 group: g.name,
@@ -264,6 +267,7 @@ fn served_group_versions() -> Vec<catalogue::GroupVersion> {
         .collect()
 }
 
+pub const METRICS_GROUP: &str = "metrics.k8s.io";
 const SCHEMA_PREFIX_V3: &str = "#/components/schemas/";
 const SCHEMA_PREFIX_V2: &str = "#/definitions/";
 const META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.";

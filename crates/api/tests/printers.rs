@@ -326,6 +326,8 @@ fn printers_cover_the_catalogue() {
         "SelfSubjectRulesReview",
         "SubjectAccessReview",
         "LocalSubjectAccessReview",
+        "NodeMetrics",
+        "PodMetrics",
     ];
     for r in RESOURCES {
         let cols = columns(r.group, r.kind);

@@ -311,9 +311,12 @@ fn public(st: &AppState, path: &str) -> Response {
 
 /// What a path names.
 enum Target<'a> {
-    /// A create-only resource that is answered, never stored (access and identity reviews).
-    Review {
+    /// A resource that is answered, never stored: access and identity reviews (created),
+    /// metrics (read).
+    Unstored {
         rt: &'static ResourceType,
+        ns: Option<&'a str>,
+        name: Option<&'a str>,
     },
     Collection {
         served: Served,
@@ -335,6 +338,17 @@ fn parse_target<'a>(registry: &Registry, path: &'a str) -> Result<Option<Target<
         _ => return Ok(None),
     };
     let find = |plural: &str| registry.resolve(group, version, plural);
+    let unstored = |plural: &str, ns: Option<&'a str>, tail: &[&'a str]| {
+        let rt = catalogue::lookup(group, version, plural).filter(|rt| rt.storage.is_none())?;
+        match tail {
+            [] | [_] if rt.namespaced() == ns.is_some() => Some(Target::Unstored {
+                rt,
+                ns,
+                name: tail.first().copied(),
+            }),
+            _ => None,
+        }
+    };
     let t = match rest {
         ["namespaces", ns, plural, tail @ ..] if find(plural).is_some() => {
             let served = find(plural).ok_or_else(ApiError::no_route)?;
@@ -370,12 +384,11 @@ fn parse_target<'a>(registry: &Registry, path: &'a str) -> Result<Option<Target<
                 sub: Some(sub),
             }
         }
-        [plural] | ["namespaces", _, plural] if find(plural).is_none() => {
-            let rt = catalogue::lookup(group, version, plural).ok_or_else(ApiError::no_route)?;
-            if rt.namespaced() != (rest.len() == 3) {
-                return Err(ApiError::no_route());
-            }
-            Target::Review { rt }
+        ["namespaces", ns, plural, tail @ ..] if find(plural).is_none() => {
+            unstored(plural, Some(ns), tail).ok_or_else(ApiError::no_route)?
+        }
+        [plural, tail @ ..] if find(plural).is_none() => {
+            unstored(plural, None, tail).ok_or_else(ApiError::no_route)?
         }
         [plural, tail @ ..] => {
             let served = find(plural).ok_or_else(ApiError::no_route)?;
@@ -506,7 +519,7 @@ fn decode_body_strict(content_type: &str, body: &[u8]) -> Result<(Value, Duplica
     }
 }
 
-fn list_options(served: &Served, q: &Query) -> Result<ListOptions, ApiError> {
+pub(crate) fn list_options(served: &Served, q: &Query) -> Result<ListOptions, ApiError> {
     let selectors = Selectors::parse(
         param(q, "labelSelector"),
         param(q, "fieldSelector"),
@@ -746,8 +759,14 @@ async fn route(
     let table_wanted = matches!(output, Ok(Output::Table));
     let include = IncludeObject::parse(param(&q, "includeObject"));
     match target {
-        Target::Review { rt } => {
-            if method != Method::POST {
+        Target::Unstored { rt, ns, name } if !rt.supports(Verb::Create) => {
+            if method != Method::GET {
+                return Err(ApiError::method_not_allowed(method.as_str()));
+            }
+            crate::resource_metrics::serve(st, rt, ns, name, &q).await
+        }
+        Target::Unstored { rt, name, .. } => {
+            if method != Method::POST || name.is_some() {
                 return Err(ApiError::method_not_allowed(method.as_str()));
             }
             let (headers, body) = read_body(st, req).await?;

@@ -32,6 +32,11 @@ use crate::pki::Pki;
 pub const CLIENT_USER: &str = "kube-apiserver-kubelet-client";
 /// How long connecting to an agent may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// What an agent's stats may hold (a few hundred bytes a pod).
+const MAX_STATS_BODY: usize = 8 << 20;
+/// How long an agent's stats may take (it measures for a second when asked for the first time
+/// in a minute).
+const STATS_TIMEOUT: Duration = Duration::from_secs(10);
 /// What an agent's error answer may hold.
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
@@ -102,6 +107,26 @@ impl Kubelets {
             .header(header::CONTENT_TYPE, content_type)
             .body(Body::new(body))
             .unwrap_or_default())
+    }
+
+    /// The agent's resource use summary (`GET /stats/resource`, see `rudder_agent::stats`):
+    /// at most [`MAX_STATS_BODY`] bytes, within [`STATS_TIMEOUT`].
+    pub async fn stats(&self, node: &Value) -> Result<Value, ApiError> {
+        let ask = async {
+            let resp = self
+                .send(node, Method::GET, "/stats/resource", "", HeaderMap::new())
+                .await?;
+            let body = Limited::new(resp.into_body(), MAX_STATS_BODY)
+                .collect()
+                .await
+                .map_err(|e| ApiError::internal(format!("reading a node's stats: {e}")))?
+                .to_bytes();
+            serde_json::from_slice(&body)
+                .map_err(|e| ApiError::internal(format!("a node's stats: {e}")))
+        };
+        tokio::time::timeout(STATS_TIMEOUT, ask)
+            .await
+            .map_err(|_| ApiError::internal("the node agent's stats took too long"))?
     }
 
     /// `method path?query` with `headers` on the agent of `node`: its answer when it is a

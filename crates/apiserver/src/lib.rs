@@ -23,6 +23,7 @@ pub mod openapi_routes;
 pub mod patch;
 pub mod pki;
 pub mod registry;
+pub mod resource_metrics;
 pub mod resources;
 pub mod server;
 pub mod services;

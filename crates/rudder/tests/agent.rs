@@ -467,3 +467,92 @@ fn ephemeral_containers_come_only_through_their_subresource() {
         "{fields:?}"
     );
 }
+
+/// `metrics.k8s.io` is discovered and answered from the agents: the node's own figures
+/// (read from /proc), none for pods of the fake runtime, which runs no processes.
+#[test]
+fn kubectl_top_reads_node_metrics_from_the_agents() {
+    let s = RudderServer::start(bin(), &["--node-name", "box", "--node-ip", "127.0.0.1"])
+        .expect("start rudder server");
+    s.kubectl(&["wait", "--for=condition=Ready", "node/box", "--timeout=60s"])
+        .ok();
+    let list: Value = serde_json::from_str(
+        &s.kubectl(&["get", "--raw", "/apis/metrics.k8s.io/v1beta1/nodes"])
+            .ok(),
+    )
+    .unwrap();
+    assert_eq!(list["kind"], "NodeMetricsList");
+    let item = &list["items"][0];
+    assert_eq!(item["metadata"]["name"], "box");
+    assert!(item["window"].as_str().unwrap().ends_with('s'), "{item}");
+    for q in ["cpu", "memory"] {
+        assert!(item["usage"][q].is_string(), "{item}");
+    }
+    let one: Value = serde_json::from_str(
+        &s.kubectl(&["get", "--raw", "/apis/metrics.k8s.io/v1beta1/nodes/box"])
+            .ok(),
+    )
+    .unwrap();
+    assert_eq!(
+        (&one["kind"], &one["apiVersion"]),
+        (&json!("NodeMetrics"), &json!("metrics.k8s.io/v1beta1"))
+    );
+    let err = s
+        .kubectl(&["get", "--raw", "/apis/metrics.k8s.io/v1beta1/nodes/nope"])
+        .fails();
+    assert!(
+        err.contains(r#"nodemetrics.metrics.k8s.io "nope" not found"#),
+        "{err}"
+    );
+    for minor in [27, 32, 33] {
+        let top = s.kubectl_version(minor, &["top", "node"]).ok();
+        let line = top
+            .lines()
+            .find(|l| l.starts_with("box "))
+            .unwrap_or_else(|| {
+                panic!("1.{minor}: {top}");
+            });
+        // NAME CPU(cores) CPU% MEMORY(bytes) MEMORY%
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        assert!(cols[1].ends_with('m') && cols[2].ends_with('%'), "{line}");
+        assert!(cols[3].ends_with("Mi") && cols[4].ends_with('%'), "{line}");
+        assert_ne!(cols[3], "0Mi", "{line}");
+    }
+    s.kubectl_stdin(&["create", "-f", "-"], &bound_pod("p", "box"))
+        .ok();
+    s.kubectl(&["wait", "--for=condition=Ready", "pod/p", "--timeout=60s"])
+        .ok();
+    let pods: Value = serde_json::from_str(
+        &s.kubectl(&[
+            "get",
+            "--raw",
+            "/apis/metrics.k8s.io/v1beta1/namespaces/default/pods",
+        ])
+        .ok(),
+    )
+    .unwrap();
+    assert_eq!(pods["kind"], "PodMetricsList");
+    assert_eq!(pods["items"], json!([]));
+    let err = s.kubectl(&["top", "pod", "p"]).fails();
+    assert!(
+        err.contains(r#"podmetrics.metrics.k8s.io "default/p" not found"#),
+        "{err}"
+    );
+    // Read only.
+    let err = s
+        .kubectl_stdin(
+            &[
+                "create",
+                "--raw",
+                "/apis/metrics.k8s.io/v1beta1/nodes",
+                "-f",
+                "-",
+            ],
+            "{}",
+        )
+        .fails();
+    assert!(
+        err.contains("MethodNotAllowed") || err.contains("not allowed"),
+        "{err}"
+    );
+}

@@ -990,6 +990,39 @@ fn kubectl_debug_attaches_an_ephemeral_container_to_a_running_pod() {
     s.kubectl(&["delete", "pod", "app", "--timeout=60s"]).ok();
 }
 
+/// `kubectl top pod` shows what a pod's containers use, measured by containerd.
+#[test]
+fn kubectl_top_shows_what_pods_use() {
+    let (s, _dir, log, _agent) = cluster("top-node");
+    s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &pod("busy", "while :; do :; done", "Always"),
+    )
+    .ok();
+    eventually("busy Running", &log, || {
+        get(&s, "pod/busy")["status"]["containerStatuses"][0]["state"]["running"].is_object()
+    });
+    for minor in [27, 32, 33] {
+        let top = s
+            .kubectl_version(minor, &["top", "pod", "busy", "--containers"])
+            .ok();
+        // POD NAME CPU(cores) MEMORY(bytes)
+        let line = top
+            .lines()
+            .find(|l| l.starts_with("busy "))
+            .unwrap_or_else(|| panic!("1.{minor}: {top}"));
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(cols[1], "main", "{line}");
+        let millicores: u64 = cols[2].trim_end_matches('m').parse().unwrap();
+        // A busy loop on one of the node's cores.
+        assert!(millicores >= 100, "1.{minor}: {line}");
+        assert!(cols[3].ends_with("Mi"), "{line}");
+    }
+    let top = s.kubectl(&["top", "node"]).ok();
+    assert!(top.contains("top-node"), "{top}");
+    s.kubectl(&["delete", "pod", "busy", "--timeout=60s"]).ok();
+}
+
 /// Runs `cmd`, writes `first` to its stdin, reads its output until `until` appears (a minute
 /// at most), then writes `then`, closes its stdin and waits for it: everything it wrote.
 fn converse(mut cmd: Command, first: &str, until: &str, then: &str) -> String {
