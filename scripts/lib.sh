@@ -29,8 +29,9 @@ RUDDER_RUNTIME_APT=()
 # To run the test suite: a real etcd for the etcd backend's contract tests; curl for the raw
 # requests kubectl never sends (YAML and broken bodies); for the CRI tests (crates/agent/tests/
 # cri.rs, crates/rudder/tests/cri.rs): containerd and runc, the CNI plugins, iproute2 for the
-# network namespace a test makes, busybox-static for the images the tests make.
-RUDDER_TEST_APT=(etcd-server etcd-client curl containerd runc containernetworking-plugins iproute2 busybox-static)
+# network namespace a test makes, busybox-static for the images the tests make, docker-registry
+# for the registry they pull from.
+RUDDER_TEST_APT=(etcd-server etcd-client curl containerd runc containernetworking-plugins iproute2 busybox-static docker-registry)
 # To run the test suite: the official Kubernetes Python client, for crates/rudder/tests/python.rs,
 # and pytest, which runs the client's own suites there
 # (pip requirement specifiers; ensure_pip installs the missing ones).

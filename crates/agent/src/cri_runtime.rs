@@ -18,6 +18,7 @@ use k8s_openapi::jiff::Timestamp;
 
 use crate::cri::{api, Cri};
 use crate::logs::LogSource;
+use crate::registries::{PullAuth, Registries};
 use crate::runtime::{
     Container, ContainerConfig, ContainerState, ContainerStats, ImageInfo, Result, Runtime,
     RuntimeError, Sandbox, SandboxConfig, SandboxState, StreamRequest,
@@ -41,6 +42,8 @@ pub struct CriRuntime {
     /// The configuration each sandbox was run with, which the CRI wants again for every
     /// container created in it (rebuilt from the sandbox's status after a restart).
     sandbox_configs: std::sync::Mutex<std::collections::HashMap<String, api::PodSandboxConfig>>,
+    /// The registries configuration (`--private-registry`), for its credentials.
+    registries: Registries,
 }
 
 /// The CNI configuration the agent writes for its own containerd.
@@ -115,6 +118,7 @@ fn labels(l: &HashMap<String, String>) -> BTreeMap<String, String> {
 pub async fn start_on_node(
     agent_dir: &std::path::Path,
     endpoint: Option<&std::path::Path>,
+    registries: Registries,
 ) -> anyhow::Result<(CriRuntime, Option<crate::containerd::Containerd>)> {
     use anyhow::Context;
 
@@ -131,9 +135,16 @@ pub async fn start_on_node(
             )
             .await?;
             tracing::info!(pid = ?c.pid(), socket = %layout.socket().display(), "containerd started");
+            // Read by containerd at each pull.
+            registries
+                .write_hosts(&layout.registries())
+                .with_context(|| format!("writing {}", layout.registries().display()))?;
             (layout.socket(), Some(c))
         }
     };
+    if endpoint.is_some() && !registries.mirrors.is_empty() {
+        tracing::warn!("registry mirrors are written for the agent's own containerd only; configure them in the containerd at --container-runtime-endpoint");
+    }
     let pause = agent_dir.join("pause.tar");
     std::fs::write(&pause, image::pause_archive()?)
         .with_context(|| format!("writing {}", pause.display()))?;
@@ -155,7 +166,8 @@ pub async fn start_on_node(
         conf_dir: layout.cni_conf_dir(),
         data_dir: agent_dir.join("cni"),
     });
-    let runtime = CriRuntime::new(cri, agent_dir.join("pods"), cni).await?;
+    let mut runtime = CriRuntime::new(cri, agent_dir.join("pods"), cni).await?;
+    runtime.registries = registries;
     Ok((runtime, child))
 }
 
@@ -175,6 +187,7 @@ impl CriRuntime {
             pod_network: AtomicBool::new(cni.is_none()),
             cni,
             sandbox_configs: Default::default(),
+            registries: Registries::default(),
         })
     }
 
@@ -399,26 +412,49 @@ impl Runtime for CriRuntime {
         }))
     }
 
-    async fn pull_image(&self, image: &str) -> Result<String> {
+    async fn pull_image(&self, image: &str, secrets: &[PullAuth]) -> Result<String> {
         crate::runtime::check_image_reference(image)?;
-        let pulled = self
-            .cri
-            .images
-            .clone()
-            .pull_image(api::PullImageRequest {
-                image: Some(api::ImageSpec {
-                    image: image.into(),
-                    ..Default::default()
-                }),
-                auth: None,
-                sandbox_config: None,
-            })
-            .await
-            .map_err(|s| RuntimeError::Image {
-                image: image.to_string(),
-                message: s.message().to_string(),
-            })?;
-        Ok(pulled.into_inner().image_ref)
+        // As the kubelet: each credential in turn, the last failure if none works; without
+        // any, anonymously.
+        let configured = self.registries.credentials(image);
+        let mut tries: Vec<Option<&PullAuth>> =
+            secrets.iter().chain(&configured).map(Some).collect();
+        if tries.is_empty() {
+            tries.push(None);
+        }
+        let mut failure = None;
+        for auth in tries {
+            let pulled = self
+                .cri
+                .images
+                .clone()
+                .pull_image(api::PullImageRequest {
+                    image: Some(api::ImageSpec {
+                        image: image.into(),
+                        ..Default::default()
+                    }),
+                    auth: auth.map(|a| api::AuthConfig {
+                        username: a.auth.username.clone(),
+                        password: a.auth.password.clone(),
+                        auth: a.auth.auth.clone(),
+                        identity_token: a.auth.identitytoken.clone(),
+                        server_address: a.server.clone(),
+                        ..Default::default()
+                    }),
+                    sandbox_config: None,
+                })
+                .await;
+            match pulled {
+                Ok(p) => return Ok(p.into_inner().image_ref),
+                Err(s) => {
+                    failure = Some(RuntimeError::Image {
+                        image: image.to_string(),
+                        message: s.message().to_string(),
+                    })
+                }
+            }
+        }
+        Err(failure.unwrap_or_else(|| RuntimeError::Failed(format!("pulling {image}"))))
     }
 
     async fn run_sandbox(&self, config: &SandboxConfig) -> Result<Sandbox> {

@@ -84,7 +84,11 @@ impl Runtime for Fake {
         }))
     }
 
-    async fn pull_image(&self, image: &str) -> Result<String> {
+    async fn pull_image(
+        &self,
+        image: &str,
+        _secrets: &[crate::registries::PullAuth],
+    ) -> Result<String> {
         crate::runtime::check_image_reference(image)?;
         Ok(image.to_string())
     }
@@ -300,7 +304,7 @@ mod tests {
         );
         rt.remove_sandbox(&sb.id).await.unwrap();
         assert!(rt.list_containers(&sb.id).await.unwrap().is_empty());
-        assert!(rt.pull_image("bad image").await.is_err());
+        assert!(rt.pull_image("bad image", &[]).await.is_err());
         assert!(rt.exec_sync(&m, &[], Duration::from_secs(1)).await.is_err());
     }
 }

@@ -22,6 +22,7 @@ pub mod logs;
 pub mod node;
 pub mod pods;
 pub mod probes;
+pub mod registries;
 pub mod runtime;
 pub mod security;
 pub mod serve;

@@ -17,7 +17,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{
     ContainerState as K8sState, ContainerStateRunning, ContainerStateTerminated,
     ContainerStateWaiting, ContainerStatus, EphemeralContainer, HostIP, ObjectReference, Pod,
-    PodCondition, PodIP, PodStatus,
+    PodCondition, PodIP, PodStatus, Secret,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -856,7 +856,8 @@ impl Worker {
                 format!("Pulling image {image:?}"),
             );
             let began = std::time::Instant::now();
-            match rt.pull_image(image).await {
+            let secrets = self.pull_secrets(pod, image).await;
+            match rt.pull_image(image, &secrets).await {
                 Ok(_) => self.event(
                     pod,
                     EventType::Normal,
@@ -1023,6 +1024,57 @@ impl Worker {
             }
         }
         Ok(())
+    }
+
+    /// The credentials of the pod's image pull secrets for `image`'s registry; a secret that
+    /// cannot be read is left out with the kubelet's warning.
+    async fn pull_secrets(&self, pod: &Pod, image: &str) -> Vec<crate::registries::PullAuth> {
+        let names: Vec<String> = pod
+            .spec
+            .iter()
+            .flat_map(|s| s.image_pull_secrets.iter().flatten())
+            .map(|r| r.name.clone())
+            .collect();
+        if names.is_empty() {
+            return Vec::new();
+        }
+        let ns = pod.metadata.namespace.clone().unwrap_or_default();
+        let api: Api<Secret> = Api::namespaced(self.shared.pods.clone().into_client(), &ns);
+        let mut found = Vec::new();
+        let mut missing = Vec::new();
+        for name in names {
+            let credentials = match api.get(&name).await {
+                Ok(secret) => {
+                    let data = secret
+                        .data
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (k, v.0))
+                        .collect();
+                    crate::registries::secret_credentials(&data, image)
+                }
+                Err(e) => Err(e.to_string()),
+            };
+            match credentials {
+                Ok(c) => found.extend(c),
+                Err(why) => {
+                    tracing::debug!(pod = %pod_key(pod), secret = %name, %why, "image pull secret");
+                    missing.push(name);
+                }
+            }
+        }
+        if !missing.is_empty() {
+            self.event(
+                pod,
+                EventType::Warning,
+                "FailedToRetrieveImagePullSecret",
+                format!(
+                    "Unable to retrieve some image pull secrets ({}); attempting to pull the image may not succeed.",
+                    missing.join(", ")
+                ),
+            );
+        }
+        found
     }
 
     /// Records an event on the pod as the kubelet of this node.

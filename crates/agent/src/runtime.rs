@@ -230,8 +230,14 @@ pub trait Runtime: Send + Sync + 'static {
 
     /// The image's ID if the node has it.
     async fn image_status(&self, image: &str) -> Result<Option<ImageInfo>>;
-    /// Pulls the image (again, if present) and returns its ID.
-    async fn pull_image(&self, image: &str) -> Result<String>;
+    /// Pulls the image (again, if present) and returns its ID; `secrets` are the credentials
+    /// of the pod's image pull secrets for its registry, tried in order (before those the
+    /// runtime has configured itself).
+    async fn pull_image(
+        &self,
+        image: &str,
+        secrets: &[crate::registries::PullAuth],
+    ) -> Result<String>;
 
     async fn run_sandbox(&self, config: &SandboxConfig) -> Result<Sandbox>;
     async fn stop_sandbox(&self, id: &str) -> Result<()>;

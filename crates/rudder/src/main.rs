@@ -691,6 +691,10 @@ struct NodeArgs {
     /// The cluster DNS service's address, the nameserver of pods with dnsPolicy ClusterFirst.
     #[arg(long, default_value = "10.43.0.10")]
     cluster_dns: std::net::IpAddr,
+    /// Registry mirrors, credentials and TLS for `--runtime cri`, in k3s's registries.yaml
+    /// format (used when the file exists).
+    #[arg(long, default_value = "/etc/rudder/registries.yaml")]
+    private_registry: PathBuf,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -738,9 +742,16 @@ impl NodeArgs {
                 Ok((Arc::new(rudder_agent::fake::Fake::new()), None))
             }
             RuntimeKind::Cri => {
+                let registries = if self.private_registry.exists() {
+                    rudder_agent::registries::Registries::load(&self.private_registry)
+                        .map_err(|e| anyhow::anyhow!("--private-registry {e}"))?
+                } else {
+                    Default::default()
+                };
                 let (rt, child) = rudder_agent::cri_runtime::start_on_node(
                     agent_dir,
                     self.container_runtime_endpoint.as_deref(),
+                    registries,
                 )
                 .await
                 .context("start the cri runtime")?;

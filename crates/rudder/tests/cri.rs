@@ -193,6 +193,9 @@ fn run_agent(s: &RudderServer, token: &str, node: &str, dir: &Path) -> (PathBuf,
             .args(["--runtime", "cri"])
             .arg("--data-dir")
             .arg(dir)
+            // Used when a test writes it.
+            .arg("--private-registry")
+            .arg(dir.join("registries.yaml"))
             .env_remove("RUDDER_TOKEN")
             .env_remove("RUDDER_URL")
             .stdin(Stdio::null())
@@ -1021,6 +1024,248 @@ fn kubectl_top_shows_what_pods_use() {
     let top = s.kubectl(&["top", "node"]).ok();
     assert!(top.contains("top-node"), "{top}");
     s.kubectl(&["delete", "pod", "busy", "--timeout=60s"]).ok();
+}
+
+/// A `docker-registry` (Debian's, the CNCF distribution) on a free loopback port with one
+/// user (htpasswd, bcrypt), killed on drop.
+struct Registry {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+const REGISTRY_USER: (&str, &str) = ("puller", "s3cret");
+
+impl Registry {
+    fn start() -> Registry {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let hash = bcrypt::hash(REGISTRY_USER.1, 4).unwrap();
+        std::fs::write(
+            dir.path().join("htpasswd"),
+            format!("{}:{hash}\n", REGISTRY_USER.0),
+        )
+        .unwrap();
+        let config = format!(
+            "version: 0.1\nlog: {{level: warn}}\nstorage:\n  filesystem: {{rootdirectory: {}}}\n\
+             http:\n  addr: 127.0.0.1:{port}\nauth:\n  htpasswd: {{realm: rudder-test, path: {}}}\n",
+            dir.path().join("data").display(),
+            dir.path().join("htpasswd").display()
+        );
+        let config_path = dir.path().join("config.yml");
+        std::fs::write(&config_path, config).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config_path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("docker-registry (Debian docker-registry; scripts/test installs it)");
+        let r = Registry {
+            child,
+            port,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while r.request("GET", "/v2/", &[], b"").0 == 0 {
+            assert!(Instant::now() < deadline, "docker-registry never answered");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        r
+    }
+
+    /// One HTTP/1.1 request as the registry's user: the status (0 when nothing answered) and
+    /// the Location header.
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> (u16, String) {
+        use base64::Engine as _;
+        use std::io::{Read, Write};
+        let Ok(mut tcp) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
+            return (0, String::new());
+        };
+        let basic = base64::engine::general_purpose::STANDARD
+            .encode(format!("{}:{}", REGISTRY_USER.0, REGISTRY_USER.1));
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAuthorization: Basic {basic}\r\n\
+             Content-Length: {}\r\nConnection: close\r\n",
+            self.port,
+            body.len()
+        );
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        tcp.write_all(head.as_bytes()).unwrap();
+        tcp.write_all(body).unwrap();
+        let mut answer = Vec::new();
+        let _ = tcp.read_to_end(&mut answer);
+        let text = String::from_utf8_lossy(&answer);
+        let status = text
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let location = text
+            .lines()
+            .take_while(|l| !l.is_empty())
+            .find_map(|l| l.strip_prefix("Location: "))
+            .unwrap_or_default()
+            .to_string();
+        (status, location)
+    }
+
+    /// Pushes the OCI layout `archive` (one image) as `repo:tag`.
+    fn push(&self, archive: &[u8], repo: &str, tag: &str) {
+        let mut blobs = std::collections::BTreeMap::new();
+        let mut index = Value::Null;
+        for entry in tar::Archive::new(archive).entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let path = entry.path().unwrap().to_string_lossy().into_owned();
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(&mut entry, &mut data).unwrap();
+            if path == "index.json" {
+                index = serde_json::from_slice(&data).unwrap();
+            } else if let Some(d) = path.strip_prefix("blobs/sha256/") {
+                blobs.insert(format!("sha256:{d}"), data);
+            }
+        }
+        let manifest_digest = index["manifests"][0]["digest"].as_str().unwrap();
+        let manifest = &blobs[manifest_digest];
+        let parsed: Value = serde_json::from_slice(manifest).unwrap();
+        let mut digests = vec![parsed["config"]["digest"].as_str().unwrap()];
+        digests.extend(
+            parsed["layers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| l["digest"].as_str().unwrap()),
+        );
+        for digest in digests {
+            let (status, location) =
+                self.request("POST", &format!("/v2/{repo}/blobs/uploads/"), &[], b"");
+            assert_eq!(status, 202, "starting an upload");
+            let location = location
+                .strip_prefix(&format!("http://127.0.0.1:{}", self.port))
+                .unwrap_or(&location)
+                .to_string();
+            let sep = if location.contains('?') { '&' } else { '?' };
+            let (status, _) = self.request(
+                "PUT",
+                &format!("{location}{sep}digest={digest}"),
+                &[("Content-Type", "application/octet-stream")],
+                &blobs[digest],
+            );
+            assert_eq!(status, 201, "uploading {digest}");
+        }
+        let (status, _) = self.request(
+            "PUT",
+            &format!("/v2/{repo}/manifests/{tag}"),
+            &[("Content-Type", "application/vnd.oci.image.manifest.v1+json")],
+            manifest,
+        );
+        assert_eq!(status, 201, "pushing the manifest");
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Images come from a real registry (plain HTTP on loopback, with a password): through a
+/// mirror and the credentials of the agent's registries.yaml, and with a pod's
+/// imagePullSecrets; without credentials the pull is refused and the pod says so.
+#[test]
+fn images_are_pulled_through_mirrors_and_with_pull_secrets() {
+    let registry = Registry::start();
+    registry.push(&busybox_archive(), "test/shell", "1");
+    let port = registry.port;
+    let s = RudderServer::start(bin(), &["--disable-agent"]).unwrap();
+    let token = s.node_token().unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("rudder-cri-agent-")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    // `mirrored.example` exists only as a mirror of the local registry, reached as
+    // `localhost` with configured credentials; `127.0.0.1:PORT` has none configured.
+    std::fs::write(
+        dir.path().join("registries.yaml"),
+        format!(
+            "mirrors:\n  mirrored.example:\n    endpoint: [\"http://localhost:{port}\"]\n\
+             \x20 \"127.0.0.1:{port}\":\n    endpoint: [\"http://127.0.0.1:{port}\"]\n\
+             configs:\n  \"localhost:{port}\":\n    auth: {{username: {}, password: {}}}\n",
+            REGISTRY_USER.0, REGISTRY_USER.1
+        ),
+    )
+    .unwrap();
+    let (log, _agent) = run_agent(&s, &token, "pull-node", dir.path());
+    eventually("the default service account", &log, || {
+        s.kubectl(&["get", "serviceaccount", "default", "-o", "name"])
+            .stdout()
+            .contains("serviceaccount/default")
+    });
+    let direct = format!("127.0.0.1:{port}/test/shell:1");
+    s.kubectl(&[
+        "create",
+        "secret",
+        "docker-registry",
+        "regcred",
+        &format!("--docker-server=127.0.0.1:{port}"),
+        &format!("--docker-username={}", REGISTRY_USER.0),
+        &format!("--docker-password={}", REGISTRY_USER.1),
+    ])
+    .ok();
+    let shell = |name: &str, image: &str, secret: Option<&str>| {
+        let mut p: Value =
+            serde_json::from_str(&pod(name, "echo pulled; sleep 3600", "Always")).unwrap();
+        p["spec"]["containers"][0]["image"] = json!(image);
+        p["spec"]["containers"][0]["imagePullPolicy"] = json!("Always");
+        if let Some(secret) = secret {
+            p["spec"]["imagePullSecrets"] = json!([{"name": secret}]);
+        }
+        s.kubectl_stdin(&["apply", "-f", "-"], &p.to_string()).ok();
+    };
+    shell("mirrored", "mirrored.example/test/shell:1", None);
+    shell("secret", &direct, Some("regcred"));
+    shell("anonymous", &direct, None);
+    shell("missing", &direct, Some("nosuch"));
+    for name in ["mirrored", "secret"] {
+        eventually(&format!("{name} runs"), &log, || {
+            s.kubectl(&["logs", name]).stdout() == "pulled\n"
+        });
+    }
+    // Without credentials the registry says no; the pod waits with the kubelet's reasons.
+    for name in ["anonymous", "missing"] {
+        eventually(&format!("{name} cannot pull"), &log, || {
+            let w = waiting(&s, name).0;
+            w == "ErrImagePull" || w == "ImagePullBackOff"
+        });
+    }
+    let events = s.kubectl(&["describe", "pod", "anonymous"]).ok();
+    assert!(
+        events.contains(&format!("Failed to pull image \"{direct}\""))
+            && events.contains("401 Unauthorized"),
+        "{events}"
+    );
+    let events = s.kubectl(&["describe", "pod", "missing"]).ok();
+    assert!(
+        events.contains("Unable to retrieve some image pull secrets (nosuch)"),
+        "{events}"
+    );
+    let pulled = s.kubectl(&["describe", "pod", "secret"]).ok();
+    assert!(pulled.contains("Successfully pulled image"), "{pulled}");
+    s.kubectl(&["delete", "pod", "--all", "--timeout=60s"]).ok();
 }
 
 /// Runs `cmd`, writes `first` to its stdin, reads its output until `until` appears (a minute
