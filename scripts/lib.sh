@@ -24,8 +24,9 @@ RUDDER_BIN="$CARGO_TARGET_DIR/release/rudder"
 # libprotobuf-dev brings the well-known .proto files. libc6-dev for the static sandbox (pause)
 # program the agent crate compiles (crates/agent/build.rs).
 RUDDER_BUILD_APT=(protobuf-compiler libc6-dev)
-# To run `rudder server` on this machine (nothing yet; containerd, CNI plugins, nftables later).
-RUDDER_RUNTIME_APT=()
+# To run `rudder server` on this machine with real containers (its default runtime when
+# containerd is there and it runs as root): containerd, runc and the CNI plugins.
+RUDDER_RUNTIME_APT=(containerd runc containernetworking-plugins)
 # To run the test suite: a real etcd for the etcd backend's contract tests; curl for the raw
 # requests kubectl never sends (YAML and broken bodies); for the CRI tests (crates/agent/tests/
 # cri.rs, crates/rudder/tests/cri.rs): containerd and runc, the CNI plugins, iproute2 for the

@@ -674,9 +674,10 @@ struct NodeArgs {
     /// What the node offers instead of this machine's figures: cpu=4,memory=8Gi,pods=110.
     #[arg(long, value_delimiter = ',')]
     node_capacity: Vec<String>,
-    /// Container runtime.
-    #[arg(long, value_enum, default_value_t = RuntimeKind::Fake)]
-    runtime: RuntimeKind,
+    /// Container runtime (default: cri when containerd is installed and this runs as root,
+    /// else fake, saying why).
+    #[arg(long, value_enum, env = "RUDDER_RUNTIME")]
+    runtime: Option<RuntimeKind>,
     /// The CRI socket of a running containerd for `--runtime cri` (default: the agent starts
     /// its own containerd under <data-dir>/agent/containerd).
     #[arg(long)]
@@ -731,10 +732,31 @@ type NodeRuntime = (
 );
 
 impl NodeArgs {
-    /// Starts the node's runtime: the fake one, or for `--runtime cri` the CRI runtime (with
-    /// its containerd child, if the agent starts one).
+    /// The runtime asked for, else the CRI one where containerd can run pods (installed, and
+    /// this process root), else the fake one with a word on why.
+    fn runtime_kind(&self) -> RuntimeKind {
+        if let Some(kind) = self.runtime {
+            return kind;
+        }
+        if self.container_runtime_endpoint.is_some() {
+            return RuntimeKind::Cri;
+        }
+        let root = effective_uid() == 0;
+        let why = match (rudder_agent::containerd::on_path("containerd"), root) {
+            (Some(_), true) => return RuntimeKind::Cri,
+            (None, _) => "containerd is not installed (apt install containerd runc containernetworking-plugins)",
+            (Some(_), false) => "containers need root",
+        };
+        tracing::warn!(
+            "pods are simulated, no container runs (the fake runtime): {why}; --runtime fake says this is meant"
+        );
+        RuntimeKind::Fake
+    }
+
+    /// Starts the node's runtime: the fake one, or the CRI runtime (with its containerd
+    /// child, if the agent starts one).
     async fn runtime(&self, agent_dir: &Path) -> Result<NodeRuntime> {
-        match self.runtime {
+        match self.runtime_kind() {
             RuntimeKind::Fake => {
                 if self.container_runtime_endpoint.is_some() {
                     bail!("--container-runtime-endpoint needs --runtime cri");
@@ -1131,14 +1153,17 @@ async fn server(args: ServerArgs) -> Result<()> {
     Ok(())
 }
 
-async fn agent(args: AgentArgs) -> Result<()> {
+async fn agent(mut args: AgentArgs) -> Result<()> {
     use rudder_agent::connect;
     let shutdown = shutdown_signal()?;
     let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
     let agent_dir = data_dir.join("agent");
     create_private_dir(&agent_dir)?;
-    if args.fake_nodes > 0 && !matches!(args.node.runtime, RuntimeKind::Fake) {
-        bail!("--fake-nodes needs the fake runtime (--runtime fake)");
+    if args.fake_nodes > 0 {
+        if matches!(args.node.runtime, Some(RuntimeKind::Cri)) {
+            bail!("--fake-nodes needs the fake runtime (--runtime fake)");
+        }
+        args.node.runtime = Some(RuntimeKind::Fake);
     }
     let token = connect::Token::parse(&args.token).context("--token")?;
     let ca = connect::fetch_ca(&args.server, &token).await?;

@@ -66,7 +66,8 @@ fn server_cmd(data_dir: &Path, extra: &[&str]) -> Command {
     ])
     .arg("--data-dir")
     .arg(data_dir)
-    .args(extra);
+    .args(extra)
+    .env("RUDDER_RUNTIME", "fake");
     c
 }
 

@@ -52,6 +52,8 @@ impl RudderServer {
             .args(extra)
             .env_remove("RUDDER_DATA_DIR")
             .env_remove("RUDDER_DATASTORE_ENDPOINT")
+            // Simulated pods unless a test asks for containers (`--runtime cri`).
+            .env("RUDDER_RUNTIME", "fake")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -354,6 +356,7 @@ impl AgentProcess {
             .args(extra)
             .env_remove("RUDDER_TOKEN")
             .env_remove("RUDDER_URL")
+            .env("RUDDER_RUNTIME", "fake")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
