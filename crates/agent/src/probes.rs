@@ -269,11 +269,72 @@ async fn check(probe: &Probe, target: &Target<'_>) -> Result<(), String> {
             )),
         };
     }
-    if probe.grpc.is_some() {
-        return Err("gRPC probes are not supported by this agent yet".into());
+    if let Some(grpc) = &probe.grpc {
+        let port = u16::try_from(grpc.port).map_err(|_| format!("invalid port {}", grpc.port))?;
+        let addr = join_host_port(&ip?.to_string(), port);
+        return grpc_check(&addr, grpc.service.as_deref().unwrap_or(""), timeout).await;
     }
-    Err("the probe has no handler (exec, httpGet, tcpSocket)".into())
+    Err("the probe has no handler (exec, httpGet, tcpSocket, grpc)".into())
 }
+
+/// The gRPC health protocol's `Check` of `service` at `addr` (plain text, as the kubelet's
+/// probe): success when it answers SERVING, else what the kubelet would say.
+async fn grpc_check(addr: &str, service: &str, timeout: Duration) -> Result<(), String> {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| format!("invalid address {addr:?}: {e}"))?
+        .connect_timeout(timeout)
+        .timeout(timeout)
+        .user_agent(USER_AGENT)
+        .map_err(|e| e.to_string())?;
+    let channel = match tokio::time::timeout(timeout, endpoint.connect()).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            return Err(format!(
+                "timeout: failed to connect service {addr:?} within {}s: {e}",
+                timeout.as_secs()
+            ))
+        }
+        Err(_) => {
+            return Err(format!(
+                "timeout: failed to connect service {addr:?} within {}s: context deadline exceeded",
+                timeout.as_secs()
+            ))
+        }
+    };
+    let request = HealthCheckRequest {
+        service: service.to_string(),
+    };
+    match HealthClient::new(channel).check(request).await {
+        Ok(r) => {
+            let status = r.into_inner().status;
+            if status == ServingStatus::Serving as i32 {
+                Ok(())
+            } else {
+                let name = ServingStatus::try_from(status)
+                    .map_or_else(|_| status.to_string(), |s| s.as_str_name().to_string());
+                Err(format!("service unhealthy (responded with {name:?})"))
+            }
+        }
+        Err(s) if s.code() == tonic::Code::Unimplemented => Err(format!(
+            "this server does not implement the grpc health protocol (grpc.health.v1.Health): {}",
+            s.message()
+        )),
+        Err(s)
+            if s.code() == tonic::Code::DeadlineExceeded || s.code() == tonic::Code::Cancelled =>
+        {
+            Err(format!(
+                "timeout: health rpc did not complete within {}s",
+                timeout.as_secs()
+            ))
+        }
+        Err(s) => Err(format!("error: health rpc probe failed: {s}")),
+    }
+}
+
+/// What probes call themselves, as the kubelet's `kube-probe/VERSION`.
+const USER_AGENT: &str = concat!("kube-probe/", env!("CARGO_PKG_VERSION"));
 
 fn join_host_port(host: &str, port: u16) -> String {
     if host.contains(':') {
@@ -314,10 +375,7 @@ async fn http_get(
         req = req.header(h.name.as_str(), h.value.as_str());
     }
     if !agent {
-        req = req.header(
-            "User-Agent",
-            concat!("kube-probe/", env!("CARGO_PKG_VERSION")),
-        );
+        req = req.header("User-Agent", USER_AGENT);
     }
     let req = req.body(Empty::new()).map_err(|e| e.to_string())?;
     let resp = client.request(req).await.map_err(|e| {
@@ -446,5 +504,62 @@ mod tests {
         let mut fake = Probes::default();
         assert!(fake.run(&target, true).await.failures.is_empty());
         assert!(fake.ready("t", &spec));
+    }
+
+    #[tokio::test]
+    async fn grpc_probes_ask_the_health_service() {
+        use tonic_health::ServingStatus;
+        let (reporter, service) = tonic_health::server::health_reporter();
+        reporter
+            .set_service_status("db", ServingStatus::NotServing)
+            .await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        let addr = format!("127.0.0.1:{port}");
+        let second = Duration::from_secs(1);
+        // The whole server ("") is serving; "db" is not; "nosuch" is unknown to it.
+        assert_eq!(grpc_check(&addr, "", second).await, Ok(()));
+        assert_eq!(
+            grpc_check(&addr, "db", second).await,
+            Err("service unhealthy (responded with \"NOT_SERVING\")".into())
+        );
+        let err = grpc_check(&addr, "nosuch", second).await.unwrap_err();
+        assert!(err.starts_with("error: health rpc probe failed"), "{err}");
+        // Nothing listening.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let closed = listener.local_addr().unwrap();
+        drop(listener);
+        let err = grpc_check(&closed.to_string(), "", second)
+            .await
+            .unwrap_err();
+        assert!(
+            err.starts_with(&format!(
+                "timeout: failed to connect service \"{closed}\" within 1s"
+            )),
+            "{err}"
+        );
+        // Through a probe, against the pod's address and port.
+        let probe = Probe {
+            grpc: Some(k8s_openapi::api::core::v1::GRPCAction {
+                port: i32::from(port),
+                service: Some("db".into()),
+            }),
+            ..Default::default()
+        };
+        let spec = container(probe);
+        let runtime: Arc<dyn Runtime> = Arc::new(crate::fake::Fake::new());
+        let target = Target {
+            runtime: &runtime,
+            container_id: "g",
+            ip: Some("127.0.0.1".parse().unwrap()),
+            spec: &spec,
+        };
+        let v = Probes::default().run(&target, false).await;
+        assert_eq!(v.failures.len(), 2, "{v:?}");
     }
 }
