@@ -17,11 +17,12 @@ use async_trait::async_trait;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::cri::{api, Cri};
-use crate::logs::LogSource;
+use crate::logs::{LogLimits, LogSource};
 use crate::registries::{PullAuth, Registries};
 use crate::runtime::{
     Container, ContainerConfig, ContainerState, ContainerStats, ImageInfo, Result, Runtime,
-    RuntimeError, Sandbox, SandboxConfig, SandboxState, StreamRequest,
+    RuntimeError, Sandbox, SandboxConfig, SandboxState, StreamRequest, POD_NAMESPACE_LABEL,
+    POD_NAME_LABEL, POD_UID_LABEL,
 };
 
 /// How often pod workers look at their containers: CRI v1 on containerd 1.6 sends no events.
@@ -44,6 +45,8 @@ pub struct CriRuntime {
     sandbox_configs: std::sync::Mutex<std::collections::HashMap<String, api::PodSandboxConfig>>,
     /// The registries configuration (`--private-registry`), for its credentials.
     registries: Registries,
+    /// When containers' logs are rotated.
+    log_limits: LogLimits,
 }
 
 /// The CNI configuration the agent writes for its own containerd.
@@ -119,6 +122,7 @@ pub async fn start_on_node(
     agent_dir: &std::path::Path,
     endpoint: Option<&std::path::Path>,
     registries: Registries,
+    log_limits: LogLimits,
 ) -> anyhow::Result<(CriRuntime, Option<crate::containerd::Containerd>)> {
     use anyhow::Context;
 
@@ -168,6 +172,7 @@ pub async fn start_on_node(
     });
     let mut runtime = CriRuntime::new(cri, agent_dir.join("pods"), cni).await?;
     runtime.registries = registries;
+    runtime.log_limits = log_limits;
     Ok((runtime, child))
 }
 
@@ -188,6 +193,7 @@ impl CriRuntime {
             cni,
             sandbox_configs: Default::default(),
             registries: Registries::default(),
+            log_limits: LogLimits::default(),
         })
     }
 
@@ -717,6 +723,57 @@ impl Runtime for CriRuntime {
     async fn log_source(&self, container_id: &str) -> Result<LogSource> {
         let s = self.container_status(container_id).await?;
         Ok(LogSource::File(s.log_path.into()))
+    }
+
+    async fn rotate_logs(&self) -> Result<()> {
+        let mut rt = self.cri.runtime.clone();
+        let running = rt
+            .list_containers(api::ListContainersRequest {
+                filter: Some(api::ContainerFilter {
+                    state: Some(api::ContainerStateValue {
+                        state: api::ContainerState::ContainerRunning as i32,
+                    }),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .map_err(status("listing containers"))?
+            .into_inner()
+            .containers;
+        for c in running {
+            // The path the sandbox's log directory and the container's metadata make.
+            let (Some(m), Some(ns), Some(name), Some(uid)) = (
+                c.metadata.as_ref(),
+                c.labels.get(POD_NAMESPACE_LABEL),
+                c.labels.get(POD_NAME_LABEL),
+                c.labels.get(POD_UID_LABEL),
+            ) else {
+                continue;
+            };
+            let path = self
+                .logs
+                .join(format!("{ns}_{name}_{uid}"))
+                .join(&m.name)
+                .join(format!("{}.log", m.attempt));
+            let rotated = match crate::logs::rotate(&path, self.log_limits, Timestamp::now()) {
+                Ok(Some(r)) => r,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(log = %path.display(), error = %e, "rotating a container log");
+                    continue;
+                }
+            };
+            let reopened = rt
+                .reopen_container_log(api::ReopenContainerLogRequest {
+                    container_id: c.id.clone(),
+                })
+                .await;
+            if let Err(e) = reopened {
+                tracing::warn!(container = %c.id, error = %e.message(), "reopening a rotated log");
+                let _ = std::fs::rename(&rotated, &path);
+            }
+        }
+        Ok(())
     }
 
     async fn exec_sync(

@@ -86,6 +86,17 @@ pub async fn run_node(client: kube::Client, cfg: NodeConfig, runtime: Arc<dyn Ru
     });
     let workers = tokio::spawn(pods::run(shared.clone()));
     let _stop_workers = AbortOnDrop(workers);
+    let _rotate_logs = (!runtime.simulated()).then(|| {
+        let runtime = runtime.clone();
+        AbortOnDrop(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(logs::ROTATION_PERIOD).await;
+                if let Err(e) = runtime.rotate_logs().await {
+                    tracing::warn!(error = %e, "rotating container logs");
+                }
+            }
+        }))
+    });
 
     let mut own = std::pin::pin!(
         kube::runtime::watcher::watch_object(nodes.clone(), &cfg.name).default_backoff()

@@ -38,6 +38,73 @@ pub type StillRunning = Box<dyn FnMut() -> Pin<Box<dyn Future<Output = bool> + S
 
 /// How long a followed log waits for more lines before it looks again.
 const FOLLOW_POLL: Duration = Duration::from_millis(200);
+
+/// How often running containers' logs are looked at for rotation (the kubelet's 10 s).
+pub const ROTATION_PERIOD: Duration = Duration::from_secs(10);
+
+/// When a container's log file is rotated and how many files of it are kept, the current one
+/// included (the kubelet's `--container-log-max-size` and `--container-log-max-files`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogLimits {
+    pub max_size: u64,
+    pub max_files: usize,
+}
+
+impl Default for LogLimits {
+    fn default() -> Self {
+        LogLimits {
+            max_size: 10 << 20,
+            max_files: 5,
+        }
+    }
+}
+
+/// Rotates the log at `path` if it outgrew `limits`: the oldest rotated files go so that at
+/// most `max_files` remain with the new one, and `path` is renamed `path.YYYYMMDD-HHMMSS`
+/// (the kubelet's names). Returns that name: the runtime must then reopen the log (and,
+/// if it cannot, the file is renamed back).
+pub fn rotate(
+    path: &std::path::Path,
+    limits: LogLimits,
+    now: Timestamp,
+) -> std::io::Result<Option<PathBuf>> {
+    let size = match std::fs::metadata(path) {
+        Ok(m) => m.len(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if size <= limits.max_size {
+        return Ok(None);
+    }
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+        return Ok(None);
+    };
+    let prefix = format!("{name}.");
+    let mut rotated: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with(&prefix))
+        })
+        .map(|e| e.path())
+        .collect();
+    rotated.sort();
+    let keep = limits.max_files.max(2) - 2;
+    let excess = rotated.len().saturating_sub(keep);
+    for old in rotated.drain(..excess) {
+        std::fs::remove_file(old)?;
+    }
+    let stamp = now.strftime("%Y%m%d-%H%M%S").to_string();
+    let mut target = dir.join(format!("{prefix}{stamp}"));
+    let mut n = 1;
+    while target.exists() {
+        target = dir.join(format!("{prefix}{stamp}.{n}"));
+        n += 1;
+    }
+    std::fs::rename(path, &target)?;
+    Ok(Some(target))
+}
 /// A line longer than this (the runtime splits long lines into pieces of 16 KiB) is cut.
 const MAX_LINE: usize = 1 << 20;
 
@@ -243,6 +310,54 @@ pub fn record(at: Timestamp, stream: &str, line: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_grown_log_is_renamed_and_old_ones_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("0.log");
+        let limits = LogLimits {
+            max_size: 10,
+            max_files: 3,
+        };
+        let at = |s: &str| s.parse::<Timestamp>().unwrap();
+        std::fs::write(&log, "small").unwrap();
+        assert_eq!(
+            rotate(&log, limits, at("2026-12-05T10:00:00Z")).unwrap(),
+            None
+        );
+        assert_eq!(
+            rotate(
+                &dir.path().join("none.log"),
+                limits,
+                at("2026-12-05T10:00:00Z")
+            )
+            .unwrap(),
+            None
+        );
+        for (i, when) in [
+            "2026-12-05T10:00:01Z",
+            "2026-12-05T10:00:02Z",
+            "2026-12-05T10:00:02Z",
+        ]
+        .iter()
+        .enumerate()
+        {
+            std::fs::write(&log, format!("grown past ten bytes {i}")).unwrap();
+            let rotated = rotate(&log, limits, at(when)).unwrap().unwrap();
+            assert!(!log.exists());
+            assert_eq!(
+                std::fs::read_to_string(&rotated).unwrap(),
+                format!("grown past ten bytes {i}")
+            );
+        }
+        // Two rotated files at most beside the current one; the same second gets a suffix.
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["0.log.20261205-100002", "0.log.20261205-100002.1"]);
+    }
 
     const TEXT: &str = "2026-12-05T10:00:00.1Z stdout F one\n\
                         2026-12-05T10:00:01.1Z stderr P tw\n\

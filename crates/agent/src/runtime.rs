@@ -253,6 +253,11 @@ pub trait Runtime: Send + Sync + 'static {
 
     /// Where the container's log is, in the CRI log format.
     async fn log_source(&self, container_id: &str) -> Result<LogSource>;
+    /// Rotates the logs of running containers that outgrew the runtime's limit; a runtime
+    /// whose logs have no files does nothing.
+    async fn rotate_logs(&self) -> Result<()> {
+        Ok(())
+    }
     /// Runs `command` in the container and returns its exit code and output.
     async fn exec_sync(
         &self,

@@ -696,6 +696,22 @@ struct NodeArgs {
     /// format (used when the file exists).
     #[arg(long, default_value = "/etc/rudder/registries.yaml")]
     private_registry: PathBuf,
+    /// The size past which a container's log file is rotated (a quantity: 10Mi).
+    #[arg(long, default_value = "10Mi", value_parser = log_size)]
+    container_log_max_size: u64,
+    /// How many log files of a container are kept, the current one included (at least 2).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(2..))]
+    container_log_max_files: u16,
+}
+
+/// A log size limit: a quantity of bytes of at least 1Ki.
+fn log_size(s: &str) -> Result<u64, String> {
+    let q = rudder_api::validation::Quantity::parse(s)
+        .ok_or_else(|| format!("{s:?} is not a quantity (e.g. 10Mi)"))?;
+    u64::try_from(q.nanos() / 1_000_000_000)
+        .ok()
+        .filter(|&n| n >= 1024)
+        .ok_or_else(|| format!("{s:?}: a log must be allowed at least 1Ki"))
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -774,6 +790,10 @@ impl NodeArgs {
                     agent_dir,
                     self.container_runtime_endpoint.as_deref(),
                     registries,
+                    rudder_agent::logs::LogLimits {
+                        max_size: self.container_log_max_size,
+                        max_files: usize::from(self.container_log_max_files),
+                    },
                 )
                 .await
                 .context("start the cri runtime")?;

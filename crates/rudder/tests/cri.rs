@@ -167,12 +167,19 @@ fn start_agent(s: &RudderServer, token: &str, node: &str) -> (tempfile::TempDir,
     let images = dir.path().join("agent/images");
     std::fs::create_dir_all(&images).unwrap();
     std::fs::write(images.join("busybox.tar"), busybox_archive()).unwrap();
-    let (log, agent) = run_agent(s, token, node, dir.path());
+    let (log, agent) = run_agent(s, token, node, dir.path(), &[]);
     (dir, log, agent)
 }
 
-/// `rudder agent --runtime cri` as `node` on the data dir `dir` (appending to its log).
-fn run_agent(s: &RudderServer, token: &str, node: &str, dir: &Path) -> (PathBuf, Agent) {
+/// `rudder agent --runtime cri` as `node` on the data dir `dir` (appending to its log), with
+/// the `extra` flags.
+fn run_agent(
+    s: &RudderServer,
+    token: &str,
+    node: &str,
+    dir: &Path,
+    extra: &[&str],
+) -> (PathBuf, Agent) {
     let log = dir.join("agent.log");
     let out = std::fs::OpenOptions::new()
         .create(true)
@@ -196,6 +203,7 @@ fn run_agent(s: &RudderServer, token: &str, node: &str, dir: &Path) -> (PathBuf,
             // Used when a test writes it.
             .arg("--private-registry")
             .arg(dir.join("registries.yaml"))
+            .args(extra)
             .env_remove("RUDDER_TOKEN")
             .env_remove("RUDDER_URL")
             .stdin(Stdio::null())
@@ -1026,6 +1034,92 @@ fn kubectl_top_shows_what_pods_use() {
     s.kubectl(&["delete", "pod", "busy", "--timeout=60s"]).ok();
 }
 
+/// A log that outgrows `--container-log-max-size` is rotated (renamed, then reopened by
+/// containerd), at most `--container-log-max-files` kept, and `kubectl logs` reads on.
+#[test]
+fn container_logs_are_rotated() {
+    let s = RudderServer::start(bin(), &["--disable-agent"]).unwrap();
+    let token = s.node_token().unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("rudder-cri-agent-")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let images = dir.path().join("agent/images");
+    std::fs::create_dir_all(&images).unwrap();
+    std::fs::write(images.join("busybox.tar"), busybox_archive()).unwrap();
+    let flags = [
+        "--container-log-max-size",
+        "16Ki",
+        "--container-log-max-files",
+        "3",
+    ];
+    let (log, _agent) = run_agent(&s, &token, "log-node", dir.path(), &flags);
+    eventually("the default service account", &log, || {
+        s.kubectl(&["get", "serviceaccount", "default", "-o", "name"])
+            .stdout()
+            .contains("serviceaccount/default")
+    });
+    // About 40 KiB a second.
+    let line = "x".repeat(400);
+    s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &pod(
+            "chatty",
+            &format!("i=0; while :; do i=$((i+1)); echo \"$i {line}\"; sleep 0.01; done"),
+            "Always",
+        ),
+    )
+    .ok();
+    let uid = {
+        let mut uid = String::new();
+        eventually("chatty runs", &log, || {
+            let p = get(&s, "pod/chatty");
+            uid = p["metadata"]["uid"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            p["status"]["containerStatuses"][0]["state"]["running"].is_object()
+        });
+        uid
+    };
+    let logs_dir = dir
+        .path()
+        .join(format!("agent/pods/default_chatty_{uid}/main"));
+    let files = || -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(&logs_dir)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    };
+    // Rotated twice (the agent looks every 10 s): two old files beside the current one.
+    eventually("two rotations", &log, || files().len() == 3);
+    let names = files();
+    assert_eq!(names[0], "0.log", "{names:?}");
+    assert!(
+        names[1..].iter().all(|n| n.starts_with("0.log.")),
+        "{names:?}"
+    );
+    // The current file is written again after each rotation, and read by kubectl logs.
+    let tail = |s: &RudderServer| -> u64 {
+        let out = s.kubectl(&["logs", "chatty", "--tail=1"]).ok();
+        out.split(' ')
+            .next()
+            .unwrap_or("0")
+            .trim()
+            .parse()
+            .unwrap_or(0)
+    };
+    let before = tail(&s);
+    eventually("the log goes on", &log, || tail(&s) > before);
+    s.kubectl(&["delete", "pod", "chatty", "--timeout=60s"])
+        .ok();
+}
+
 /// A `docker-registry` (Debian's, the CNCF distribution) on a free loopback port with one
 /// user (htpasswd, bcrypt), killed on drop.
 struct Registry {
@@ -1209,7 +1303,7 @@ fn images_are_pulled_through_mirrors_and_with_pull_secrets() {
         ),
     )
     .unwrap();
-    let (log, _agent) = run_agent(&s, &token, "pull-node", dir.path());
+    let (log, _agent) = run_agent(&s, &token, "pull-node", dir.path(), &[]);
     eventually("the default service account", &log, || {
         s.kubectl(&["get", "serviceaccount", "default", "-o", "name"])
             .stdout()
@@ -1632,7 +1726,7 @@ fn containers_outlive_a_killed_agent_and_are_adopted() {
     let mut agent = std::mem::ManuallyDrop::new(agent);
     agent.0.kill().unwrap();
     agent.0.wait().unwrap();
-    let (_, again) = run_agent(&s, &token, "phoenix", dir.path());
+    let (_, again) = run_agent(&s, &token, "phoenix", dir.path(), &[]);
     // Images by hand, into the node's containerd (the airgap way besides the images folder).
     let archive = dir.path().join("extra.tar");
     std::fs::write(
