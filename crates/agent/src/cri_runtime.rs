@@ -330,6 +330,26 @@ impl CriRuntime {
             .ok_or_else(|| RuntimeError::NotFound(format!("container {id}")))
     }
 
+    /// The containers running now, as the CRI lists them (one call).
+    async fn running_containers(&self) -> Result<Vec<api::Container>> {
+        Ok(self
+            .cri
+            .runtime
+            .clone()
+            .list_containers(api::ListContainersRequest {
+                filter: Some(api::ContainerFilter {
+                    state: Some(api::ContainerStateValue {
+                        state: api::ContainerState::ContainerRunning as i32,
+                    }),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .map_err(status("listing containers"))?
+            .into_inner()
+            .containers)
+    }
+
     /// The sandbox's configuration as the runtime holds it, rebuilt from its status (CRI wants
     /// it again for every container it creates in the sandbox).
     async fn config_of_sandbox(&self, id: &str) -> Result<api::PodSandboxConfig> {
@@ -726,21 +746,7 @@ impl Runtime for CriRuntime {
     }
 
     async fn rotate_logs(&self) -> Result<()> {
-        let mut rt = self.cri.runtime.clone();
-        let running = rt
-            .list_containers(api::ListContainersRequest {
-                filter: Some(api::ContainerFilter {
-                    state: Some(api::ContainerStateValue {
-                        state: api::ContainerState::ContainerRunning as i32,
-                    }),
-                    ..Default::default()
-                }),
-            })
-            .await
-            .map_err(status("listing containers"))?
-            .into_inner()
-            .containers;
-        for c in running {
+        for c in self.running_containers().await? {
             // The path the sandbox's log directory and the container's metadata make.
             let (Some(m), Some(ns), Some(name), Some(uid)) = (
                 c.metadata.as_ref(),
@@ -763,7 +769,10 @@ impl Runtime for CriRuntime {
                     continue;
                 }
             };
-            let reopened = rt
+            let reopened = self
+                .cri
+                .runtime
+                .clone()
                 .reopen_container_log(api::ReopenContainerLogRequest {
                     container_id: c.id.clone(),
                 })
@@ -813,7 +822,7 @@ impl Runtime for CriRuntime {
                     tty: io.tty,
                     stdin: io.stdin,
                     stdout: io.stdout,
-                    stderr: io.stderr && !io.tty,
+                    stderr: io.stderr,
                 })
                 .await
                 .map_err(status("exec"))?
@@ -826,7 +835,7 @@ impl Runtime for CriRuntime {
                     tty: io.tty,
                     stdin: io.stdin,
                     stdout: io.stdout,
-                    stderr: io.stderr && !io.tty,
+                    stderr: io.stderr,
                 })
                 .await
                 .map_err(status("attach"))?
@@ -848,24 +857,16 @@ impl Runtime for CriRuntime {
     }
 
     async fn container_stats(&self) -> Result<Vec<ContainerStats>> {
-        let mut rt = self.cri.runtime.clone();
-        let running: std::collections::HashSet<String> = rt
-            .list_containers(api::ListContainersRequest {
-                filter: Some(api::ContainerFilter {
-                    state: Some(api::ContainerStateValue {
-                        state: api::ContainerState::ContainerRunning as i32,
-                    }),
-                    ..Default::default()
-                }),
-            })
-            .await
-            .map_err(status("listing containers"))?
-            .into_inner()
-            .containers
+        let running: std::collections::HashSet<String> = self
+            .running_containers()
+            .await?
             .into_iter()
             .map(|c| c.id)
             .collect();
-        let stats = rt
+        let stats = self
+            .cri
+            .runtime
+            .clone()
             .list_container_stats(api::ListContainerStatsRequest { filter: None })
             .await
             .map_err(status("container stats"))?

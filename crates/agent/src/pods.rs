@@ -928,17 +928,16 @@ impl Worker {
             None => Vec::new(),
         };
         let security = security::security(pod, c);
-        let non_root = async {
+        if security::requires_non_root(pod, c) {
             // The image's user, known once it is here (after a pull, asked again).
             let info = match &info {
                 Some(i) => Some(i.clone()),
                 None => rt.image_status(image).await.ok().flatten(),
             };
             let (uid, user) = info.map(|i| (i.uid, i.username)).unwrap_or_default();
-            security::verify_non_root(pod, c, &security, uid, &user)
-        };
-        if let Err(message) = non_root.await {
-            return Err(self.config_error(pod, &c.name, message));
+            if let Err(message) = security::verify_non_root(pod, c, &security, uid, &user) {
+                return Err(self.config_error(pod, &c.name, message));
+            }
         }
         let node_memory = self
             .shared

@@ -202,6 +202,21 @@ pub fn security(pod: &Pod, c: &Container) -> Security {
     }
 }
 
+/// Whether the container must not run as root (`runAsNonRoot`, the container's over the
+/// pod's).
+pub fn requires_non_root(pod: &Pod, c: &Container) -> bool {
+    c.security_context
+        .as_ref()
+        .and_then(|s| s.run_as_non_root)
+        .or_else(|| {
+            pod.spec
+                .as_ref()
+                .and_then(|s| s.security_context.as_ref())
+                .and_then(|s| s.run_as_non_root)
+        })
+        .unwrap_or(false)
+}
+
 /// Whether `runAsNonRoot` holds for the container, given the user its image runs as (`uid`,
 /// or a `username`); the error is the kubelet's CreateContainerConfigError message.
 pub fn verify_non_root(
@@ -211,18 +226,7 @@ pub fn verify_non_root(
     image_uid: Option<i64>,
     image_user: &str,
 ) -> Result<(), String> {
-    let non_root = c
-        .security_context
-        .as_ref()
-        .and_then(|s| s.run_as_non_root)
-        .or_else(|| {
-            pod.spec
-                .as_ref()
-                .and_then(|s| s.security_context.as_ref())
-                .and_then(|s| s.run_as_non_root)
-        })
-        .unwrap_or(false);
-    if !non_root {
+    if !requires_non_root(pod, c) {
         return Ok(());
     }
     let name = pod.metadata.name.as_deref().unwrap_or_default();

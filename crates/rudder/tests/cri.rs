@@ -100,6 +100,11 @@ fn get(s: &RudderServer, what: &str) -> Value {
     serde_json::from_str(&s.kubectl(&["get", what, "-o", "json"]).ok()).unwrap()
 }
 
+/// Whether the first container of pod `name` runs.
+fn running(s: &RudderServer, name: &str) -> bool {
+    get(s, &format!("pod/{name}"))["status"]["containerStatuses"][0]["state"]["running"].is_object()
+}
+
 /// Polls until `check` holds; the deadline only bounds a broken run.
 fn eventually(what: &str, agent_log: &Path, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(90);
@@ -157,9 +162,16 @@ impl CriView {
     }
 }
 
-/// A `rudder agent --runtime cri` named `node` joined to `s`, with the busybox image in its
-/// images folder: its data dir, its log file and the process.
-fn start_agent(s: &RudderServer, token: &str, node: &str) -> (tempfile::TempDir, PathBuf, Agent) {
+/// A `rudder agent --runtime cri` named `node` joined to `s` with the `extra` flags, with the
+/// busybox image in its images folder and whatever `prepare` puts in its data dir: the data
+/// dir, its log file and the process.
+fn start_agent(
+    s: &RudderServer,
+    token: &str,
+    node: &str,
+    extra: &[&str],
+    prepare: impl FnOnce(&Path),
+) -> (tempfile::TempDir, PathBuf, Agent) {
     let dir = tempfile::Builder::new()
         .prefix("rudder-cri-agent-")
         .tempdir_in("/var/tmp")
@@ -167,7 +179,8 @@ fn start_agent(s: &RudderServer, token: &str, node: &str) -> (tempfile::TempDir,
     let images = dir.path().join("agent/images");
     std::fs::create_dir_all(&images).unwrap();
     std::fs::write(images.join("busybox.tar"), busybox_archive()).unwrap();
-    let (log, agent) = run_agent(s, token, node, dir.path(), &[]);
+    prepare(dir.path());
+    let (log, agent) = run_agent(s, token, node, dir.path(), extra);
     (dir, log, agent)
 }
 
@@ -220,9 +233,18 @@ fn run_agent(
 /// to it, once pods can be created (the default ServiceAccount exists): the server, the
 /// agent's data dir and log, and the agent.
 fn cluster(node: &str) -> (RudderServer, tempfile::TempDir, PathBuf, Agent) {
+    cluster_with(node, &[], |_| {})
+}
+
+/// [`cluster`], the agent started with `extra` flags after `prepare` wrote into its data dir.
+fn cluster_with(
+    node: &str,
+    extra: &[&str],
+    prepare: impl FnOnce(&Path),
+) -> (RudderServer, tempfile::TempDir, PathBuf, Agent) {
     let s = RudderServer::start(bin(), &["--disable-agent"]).unwrap();
     let token = s.node_token().unwrap();
-    let (dir, log, agent) = start_agent(&s, &token, node);
+    let (dir, log, agent) = start_agent(&s, &token, node, extra, prepare);
     // Pods are admitted once their namespace's default ServiceAccount exists (its controller
     // makes it just after start, as upstream's does).
     eventually("the default service account", &log, || {
@@ -257,9 +279,7 @@ fn pods_run_as_containers_through_the_agents_own_containerd() {
         &pod("quitter", "echo bye; exit 3", "Never"),
     )
     .ok();
-    eventually("sleeper Running", &log, || {
-        get(&s, "pod/sleeper")["status"]["containerStatuses"][0]["state"]["running"].is_object()
-    });
+    eventually("sleeper Running", &log, || running(&s, "sleeper"));
     let sleeper = get(&s, "pod/sleeper");
     let st = &sleeper["status"]["containerStatuses"][0];
     assert!(
@@ -300,9 +320,7 @@ fn pods_run_as_containers_through_the_agents_own_containerd() {
         ),
     )
     .ok();
-    eventually("counter started", &log, || {
-        get(&s, "pod/counter")["status"]["containerStatuses"][0]["state"]["running"].is_object()
-    });
+    eventually("counter started", &log, || running(&s, "counter"));
     assert_eq!(
         s.kubectl(&["logs", "-f", "counter"]).ok(),
         "line 1\nline 2\nline 3\n"
@@ -386,9 +404,7 @@ fn a_pod_gets_an_address_from_the_pod_cidr_and_answers_on_it() {
                          exec httpd -f -p 8080 -h /www"]}]}});
         s.kubectl_stdin(&["apply", "-f", "-"], &web.to_string())
             .ok();
-        eventually("web Running", &log, || {
-            get(&s, "pod/web")["status"]["containerStatuses"][0]["state"]["running"].is_object()
-        });
+        eventually("web Running", &log, || running(&s, "web"));
         let pod = get(&s, "pod/web");
         let ip = pod["status"]["podIP"].as_str().unwrap().to_string();
         let cidr = get(&s, "node/net-node")["spec"]["podCIDR"]
@@ -553,9 +569,7 @@ fn probes_decide_readiness_and_restart_unhealthy_containers() {
     let ready = |s: &RudderServer| {
         get(s, "pod/toggling")["status"]["containerStatuses"][0]["ready"] == json!(true)
     };
-    eventually("toggling running", &log, || {
-        get(&s, "pod/toggling")["status"]["containerStatuses"][0]["state"]["running"].is_object()
-    });
+    eventually("toggling running", &log, || running(&s, "toggling"));
     eventually("toggling ready", &log, || ready(&s));
     let p = get(&s, "pod/toggling");
     let cond = p["status"]["conditions"]
@@ -644,9 +658,7 @@ fn containers_get_their_environment_from_config_secrets_and_the_pod() {
     for p in [&envy, &later] {
         s.kubectl_stdin(&["apply", "-f", "-"], &p.to_string()).ok();
     }
-    eventually("envy running", &log, || {
-        get(&s, "pod/envy")["status"]["containerStatuses"][0]["state"]["running"].is_object()
-    });
+    eventually("envy running", &log, || running(&s, "envy"));
     let cluster_ip = s
         .kubectl(&[
             "get",
@@ -709,9 +721,7 @@ fn lifecycle_hooks_run_at_start_and_before_stop() {
     for p in [&hooked, &failing] {
         s.kubectl_stdin(&["apply", "-f", "-"], &p.to_string()).ok();
     }
-    eventually("hooked running", &log, || {
-        get(&s, "pod/hooked")["status"]["containerStatuses"][0]["state"]["running"].is_object()
-    });
+    eventually("hooked running", &log, || running(&s, "hooked"));
     eventually(
         "the failed postStart hook restarts its container",
         &log,
@@ -804,10 +814,7 @@ fn exec_attach_and_port_forward_reach_the_containers_on_every_kubectl() {
         s.kubectl_stdin(&["apply", "-f", "-"], &pods.to_string())
             .ok();
         for pod in ["shell", "web"] {
-            eventually(&format!("{pod} Running"), &log, || {
-                get(&s, &format!("pod/{pod}"))["status"]["containerStatuses"][0]["state"]["running"]
-                    .is_object()
-            });
+            eventually(&format!("{pod} Running"), &log, || running(&s, pod));
         }
         // 1.27 speaks SPDY for all of it; 1.32 and 1.33 WebSocket v5 for exec and attach and
         // SPDY tunnelled in WebSocket for port-forward.
@@ -945,9 +952,7 @@ fn kubectl_debug_attaches_an_ephemeral_container_to_a_running_pod() {
         &pod("app", "echo up; exec sleep 3600", "Always"),
     )
     .ok();
-    eventually("app Running", &log, || {
-        get(&s, "pod/app")["status"]["containerStatuses"][0]["state"]["running"].is_object()
-    });
+    eventually("app Running", &log, || running(&s, "app"));
     for minor in [27, 32, 33] {
         let name = format!("debugger{minor}");
         let debug = format!(
@@ -1010,9 +1015,7 @@ fn kubectl_top_shows_what_pods_use() {
         &pod("busy", "while :; do :; done", "Always"),
     )
     .ok();
-    eventually("busy Running", &log, || {
-        get(&s, "pod/busy")["status"]["containerStatuses"][0]["state"]["running"].is_object()
-    });
+    eventually("busy Running", &log, || running(&s, "busy"));
     for minor in [27, 32, 33] {
         let top = s
             .kubectl_version(minor, &["top", "pod", "busy", "--containers"])
@@ -1038,27 +1041,13 @@ fn kubectl_top_shows_what_pods_use() {
 /// containerd), at most `--container-log-max-files` kept, and `kubectl logs` reads on.
 #[test]
 fn container_logs_are_rotated() {
-    let s = RudderServer::start(bin(), &["--disable-agent"]).unwrap();
-    let token = s.node_token().unwrap();
-    let dir = tempfile::Builder::new()
-        .prefix("rudder-cri-agent-")
-        .tempdir_in("/var/tmp")
-        .unwrap();
-    let images = dir.path().join("agent/images");
-    std::fs::create_dir_all(&images).unwrap();
-    std::fs::write(images.join("busybox.tar"), busybox_archive()).unwrap();
     let flags = [
         "--container-log-max-size",
         "16Ki",
         "--container-log-max-files",
         "3",
     ];
-    let (log, _agent) = run_agent(&s, &token, "log-node", dir.path(), &flags);
-    eventually("the default service account", &log, || {
-        s.kubectl(&["get", "serviceaccount", "default", "-o", "name"])
-            .stdout()
-            .contains("serviceaccount/default")
-    });
+    let (s, dir, log, _agent) = cluster_with("log-node", &flags, |_| {});
     // About 40 KiB a second.
     let line = "x".repeat(400);
     s.kubectl_stdin(
@@ -1285,29 +1274,16 @@ fn images_are_pulled_through_mirrors_and_with_pull_secrets() {
     let registry = Registry::start();
     registry.push(&busybox_archive(), "test/shell", "1");
     let port = registry.port;
-    let s = RudderServer::start(bin(), &["--disable-agent"]).unwrap();
-    let token = s.node_token().unwrap();
-    let dir = tempfile::Builder::new()
-        .prefix("rudder-cri-agent-")
-        .tempdir_in("/var/tmp")
-        .unwrap();
     // `mirrored.example` exists only as a mirror of the local registry, reached as
     // `localhost` with configured credentials; `127.0.0.1:PORT` has none configured.
-    std::fs::write(
-        dir.path().join("registries.yaml"),
-        format!(
-            "mirrors:\n  mirrored.example:\n    endpoint: [\"http://localhost:{port}\"]\n\
-             \x20 \"127.0.0.1:{port}\":\n    endpoint: [\"http://127.0.0.1:{port}\"]\n\
-             configs:\n  \"localhost:{port}\":\n    auth: {{username: {}, password: {}}}\n",
-            REGISTRY_USER.0, REGISTRY_USER.1
-        ),
-    )
-    .unwrap();
-    let (log, _agent) = run_agent(&s, &token, "pull-node", dir.path(), &[]);
-    eventually("the default service account", &log, || {
-        s.kubectl(&["get", "serviceaccount", "default", "-o", "name"])
-            .stdout()
-            .contains("serviceaccount/default")
+    let registries = format!(
+        "mirrors:\n  mirrored.example:\n    endpoint: [\"http://localhost:{port}\"]\n\
+         \x20 \"127.0.0.1:{port}\":\n    endpoint: [\"http://127.0.0.1:{port}\"]\n\
+         configs:\n  \"localhost:{port}\":\n    auth: {{username: {}, password: {}}}\n",
+        REGISTRY_USER.0, REGISTRY_USER.1
+    );
+    let (s, _dir, log, _agent) = cluster_with("pull-node", &[], |dir| {
+        std::fs::write(dir.join("registries.yaml"), registries).unwrap()
     });
     let direct = format!("127.0.0.1:{port}/test/shell:1");
     s.kubectl(&[
@@ -1578,9 +1554,7 @@ fn volumes_hosts_and_dns_reach_the_containers() {
         );
         s.kubectl(&["create", "configmap", "later", "--from-literal=k=v"])
             .ok();
-        eventually("waits Running", &log, || {
-            get(&s, "pod/waits")["status"]["containerStatuses"][0]["state"]["running"].is_object()
-        });
+        eventually("waits Running", &log, || running(&s, "waits"));
 
         // Deleting the pods unmounts and removes their volumes.
         let uid = get(&s, "pod/vol")["metadata"]["uid"]
@@ -1618,9 +1592,7 @@ fn limits_security_contexts_and_oom_kills() {
                   "containers": [{"name": "main", "image": BUSYBOX, "command": ["sleep", "3600"]}]}}]});
     s.kubectl_stdin(&["apply", "-f", "-"], &pods.to_string())
         .ok();
-    eventually("limited Running", &log, || {
-        get(&s, "pod/limited")["status"]["containerStatuses"][0]["state"]["running"].is_object()
-    });
+    eventually("limited Running", &log, || running(&s, "limited"));
     let exec = |args: &[&str]| {
         let mut all = vec!["exec", "limited", "--"];
         all.extend(args);
@@ -1707,7 +1679,7 @@ fn limits_security_contexts_and_oom_kills() {
 fn containers_outlive_a_killed_agent_and_are_adopted() {
     let s = RudderServer::start(bin(), &["--disable-agent"]).unwrap();
     let token = s.node_token().unwrap();
-    let (dir, log, agent) = start_agent(&s, &token, "phoenix");
+    let (dir, log, agent) = start_agent(&s, &token, "phoenix", &[], |_| {});
     eventually("the default service account", &log, || {
         s.kubectl(&["get", "serviceaccount", "default", "-o", "name"])
             .stdout()
@@ -1718,9 +1690,7 @@ fn containers_outlive_a_killed_agent_and_are_adopted() {
         &pod("survivor", "echo started; sleep 3600", "Always"),
     )
     .ok();
-    eventually("survivor Running", &log, || {
-        get(&s, "pod/survivor")["status"]["containerStatuses"][0]["state"]["running"].is_object()
-    });
+    eventually("survivor Running", &log, || running(&s, "survivor"));
     let before = get(&s, "pod/survivor")["status"]["containerStatuses"][0].clone();
     // kill -9: no chance to stop anything. Its Drop (which cleans up) must not run either.
     let mut agent = std::mem::ManuallyDrop::new(agent);
@@ -1796,9 +1766,7 @@ fn an_agent_cut_off_from_the_server_stops_its_containers_until_it_is_back() {
         &pod("guarded", "sleep 3600", "Always"),
     )
     .ok();
-    eventually("guarded Running", &log, || {
-        get(&s, "pod/guarded")["status"]["containerStatuses"][0]["state"]["running"].is_object()
-    });
+    eventually("guarded Running", &log, || running(&s, "guarded"));
     let view = CriView::of(dir.path());
     let running = |view: &CriView| {
         view.containers()
