@@ -1,7 +1,8 @@
 //! Resource use for `kubectl top`: the node's CPU and memory from `/proc`, each running
 //! container's from the runtime. CPU is a rate, so it is measured over a window: from the
 //! sample the previous request left when it is between [`MIN_WINDOW`] and [`MAX_WINDOW`]
-//! old, else over two samples [`MIN_WINDOW`] apart. Nothing is sampled between requests.
+//! old, else over two samples [`MIN_WINDOW`] apart; a request within [`MIN_WINDOW`] of the
+//! last answer gets that answer. Nothing is sampled between requests.
 //!
 //! `GET /stats/resource` on the agent's port answers
 //! `{"timestamp", "windowMillis", "node": {"cpu", "memory"}, "pods": [{"uid", "name",
@@ -23,10 +24,10 @@ use crate::runtime::{
 const MIN_WINDOW: Duration = Duration::from_secs(1);
 const MAX_WINDOW: Duration = Duration::from_secs(60);
 
-/// The last sample taken, for the next request's window.
+/// The last sample taken, for the next request's window, and the summary it ended.
 #[derive(Default)]
 pub struct Sampler {
-    last: Mutex<Option<Sample>>,
+    last: Mutex<Option<(Sample, Value)>>,
 }
 
 #[derive(Clone)]
@@ -39,12 +40,19 @@ struct Sample {
 }
 
 impl Sampler {
-    /// The node's and its containers' use now, CPU over the window that ends now.
+    /// The node's and its containers' use now, CPU over the window that ends now. Requests
+    /// within [`MIN_WINDOW`] of the last answer (concurrent ones, waiting on each other) get
+    /// that answer again.
     pub async fn summary(&self, runtime: &dyn Runtime) -> Value {
         let mut last = self.last.lock().await;
+        if let Some((b, summary)) = last.as_ref() {
+            if b.at.elapsed() < MIN_WINDOW {
+                return summary.clone();
+            }
+        }
         let mut now = sample(runtime).await;
         let before = match last.take() {
-            Some(b) if (MIN_WINDOW..=MAX_WINDOW).contains(&now.at.duration_since(b.at)) => b,
+            Some((b, _)) if now.at.duration_since(b.at) <= MAX_WINDOW => b,
             _ => {
                 let first = now;
                 tokio::time::sleep(MIN_WINDOW).await;
@@ -53,7 +61,7 @@ impl Sampler {
             }
         };
         let summary = between(&before, &now);
-        *last = Some(now);
+        *last = Some((now, summary.clone()));
         summary
     }
 }
