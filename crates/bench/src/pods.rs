@@ -178,19 +178,7 @@ pub async fn pod_start(opts: &Options) -> Result<()> {
         &ListParams::default().labels("bench=pod-start"),
     )
     .await?;
-    wait_for(
-        "the pods gone",
-        Duration::from_secs(300),
-        Duration::from_millis(200),
-        || async {
-            Ok(pods
-                .list(&ListParams::default().labels("bench=pod-start"))
-                .await?
-                .items
-                .is_empty())
-        },
-    )
-    .await?;
+    pods_gone(&pods, "bench=pod-start").await?;
 
     // The same image with ctr on the same containerd, one after another.
     let socket = dir.path().join("agent/containerd/containerd.sock");
@@ -263,19 +251,7 @@ pub async fn pod_start(opts: &Options) -> Result<()> {
     .await?;
     let rollout = t.elapsed().as_secs_f64();
     deployments.delete("web", &DeleteParams::default()).await?;
-    wait_for(
-        "the deployment's pods gone",
-        Duration::from_secs(300),
-        Duration::from_millis(200),
-        || async {
-            Ok(pods
-                .list(&ListParams::default().labels("app=web"))
-                .await?
-                .items
-                .is_empty())
-        },
-    )
-    .await?;
+    pods_gone(&pods, "app=web").await?;
     // The agent removes a deleted pod's sandbox after the pod object is gone: what is left
     // goes through the CRI, then the agent stops (and stops its containerd).
     let cri = rudder_agent::cri::Cri::connect(&socket).await?;
@@ -417,4 +393,22 @@ fn ctr_runs(socket: &Path, count: usize) -> Result<Vec<f64>> {
         let _ = ctr(&["containers", "delete", &id]);
     }
     Ok(times)
+}
+
+/// Waits until no pod has the labels of `selector`.
+async fn pods_gone(pods: &Api<Pod>, selector: &str) -> Result<()> {
+    wait_for(
+        &format!("the pods {selector} gone"),
+        Duration::from_secs(300),
+        Duration::from_millis(200),
+        || async {
+            Ok(pods
+                .list(&ListParams::default().labels(selector))
+                .await?
+                .items
+                .is_empty())
+        },
+    )
+    .await?;
+    Ok(())
 }

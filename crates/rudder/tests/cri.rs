@@ -100,6 +100,16 @@ fn get(s: &RudderServer, what: &str) -> Value {
     serde_json::from_str(&s.kubectl(&["get", what, "-o", "json"]).ok()).unwrap()
 }
 
+/// Applies the pod `manifest` and waits until its first container runs.
+fn start_pod(s: &RudderServer, log: &Path, manifest: &str) {
+    let name = serde_json::from_str::<Value>(manifest).unwrap()["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.kubectl_stdin(&["apply", "-f", "-"], manifest).ok();
+    eventually(&format!("{name} Running"), log, || running(s, &name));
+}
+
 /// Whether the first container of pod `name` runs.
 fn running(s: &RudderServer, name: &str) -> bool {
     get(s, &format!("pod/{name}"))["status"]["containerStatuses"][0]["state"]["running"].is_object()
@@ -947,12 +957,7 @@ fn exec_attach_and_port_forward_reach_the_containers_on_every_kubectl() {
 #[test]
 fn kubectl_debug_attaches_an_ephemeral_container_to_a_running_pod() {
     let (s, _dir, log, _agent) = cluster("debug-node");
-    s.kubectl_stdin(
-        &["apply", "-f", "-"],
-        &pod("app", "echo up; exec sleep 3600", "Always"),
-    )
-    .ok();
-    eventually("app Running", &log, || running(&s, "app"));
+    start_pod(&s, &log, &pod("app", "echo up; exec sleep 3600", "Always"));
     for minor in [27, 32, 33] {
         let name = format!("debugger{minor}");
         let debug = format!(
@@ -1010,12 +1015,7 @@ fn kubectl_debug_attaches_an_ephemeral_container_to_a_running_pod() {
 #[test]
 fn kubectl_top_shows_what_pods_use() {
     let (s, _dir, log, _agent) = cluster("top-node");
-    s.kubectl_stdin(
-        &["apply", "-f", "-"],
-        &pod("busy", "while :; do :; done", "Always"),
-    )
-    .ok();
-    eventually("busy Running", &log, || running(&s, "busy"));
+    start_pod(&s, &log, &pod("busy", "while :; do :; done", "Always"));
     for minor in [27, 32, 33] {
         let top = s
             .kubectl_version(minor, &["top", "pod", "busy", "--containers"])
@@ -1685,12 +1685,11 @@ fn containers_outlive_a_killed_agent_and_are_adopted() {
             .stdout()
             .contains("serviceaccount/default")
     });
-    s.kubectl_stdin(
-        &["apply", "-f", "-"],
+    start_pod(
+        &s,
+        &log,
         &pod("survivor", "echo started; sleep 3600", "Always"),
-    )
-    .ok();
-    eventually("survivor Running", &log, || running(&s, "survivor"));
+    );
     let before = get(&s, "pod/survivor")["status"]["containerStatuses"][0].clone();
     // kill -9: no chance to stop anything. Its Drop (which cleans up) must not run either.
     let mut agent = std::mem::ManuallyDrop::new(agent);
@@ -1761,12 +1760,7 @@ fn containers_outlive_a_killed_agent_and_are_adopted() {
 #[test]
 fn an_agent_cut_off_from_the_server_stops_its_containers_until_it_is_back() {
     let (s, dir, log, _agent) = cluster("fenced");
-    s.kubectl_stdin(
-        &["apply", "-f", "-"],
-        &pod("guarded", "sleep 3600", "Always"),
-    )
-    .ok();
-    eventually("guarded Running", &log, || running(&s, "guarded"));
+    start_pod(&s, &log, &pod("guarded", "sleep 3600", "Always"));
     let view = CriView::of(dir.path());
     let running = |view: &CriView| {
         view.containers()
