@@ -220,6 +220,11 @@ pub fn pause_archive() -> Result<Vec<u8>, Error> {
 /// and `sh` as its command (what tests and airgapped nodes run; Debian's busybox-static has
 /// the binary at `/bin/busybox`).
 pub fn busybox_archive(name: &str, busybox: Vec<u8>, applets: &[&str]) -> Result<Vec<u8>, Error> {
+    archive(&busybox_spec(name, busybox, applets))
+}
+
+/// The [`Spec`] of [`busybox_archive`], for images made of busybox and more.
+pub fn busybox_spec(name: &str, busybox: Vec<u8>, applets: &[&str]) -> Spec {
     let mut entries = vec![
         Entry::Dir { path: "bin".into() },
         Entry::File {
@@ -234,13 +239,13 @@ pub fn busybox_archive(name: &str, busybox: Vec<u8>, applets: &[&str]) -> Result
             target: "busybox".into(),
         });
     }
-    archive(&Spec {
+    Spec {
         name: name.into(),
         cmd: vec!["sh".into()],
         env: vec!["PATH=/bin".into()],
         entries,
         ..Spec::default()
-    })
+    }
 }
 
 #[cfg(test)]

@@ -95,63 +95,15 @@ fn python_server_side_apply() {
     run("apply.py", &[]);
 }
 
-/// Runs the official client's own suites with pytest and the `rudder_upstream` plugin
-/// (tests/python/upstream/rudder_upstream.py), which holds the list of expected failures and
-/// skips with their reasons and fails the run on anything else: a failure, an error, a skip,
-/// a listed failure that passes, or a listed test that no longer exists. `suites` are pytest
-/// arguments; `e2e_dir`, when given, is RUDDER_PYTHON_E2E_DIR (and the working directory, from
-/// which upstream's test_utils reads its YAML files).
+/// The official client's own suites against a new server without nodes, through the
+/// `rudder_upstream` plugin ([`RudderServer::python_upstream`]).
 fn upstream(suites: &[&str], e2e_dir: Option<&Path>) -> String {
     let s = server(&[]);
-    let plugin = manifest_dir().join("tests/python/upstream");
-    let mut cmd = s.python_cmd();
-    cmd.env("PYTHONPATH", &plugin)
-        .args([
-            "-m",
-            "pytest",
-            "-p",
-            "rudder_upstream",
-            "-p",
-            "no:cacheprovider",
-        ])
-        .args(["-q", "-rfEsx", "-o", "console_output_style=classic"])
-        // Test modules by their paths (e2e_test and aio/e2e_test share a folder name).
-        .arg("--import-mode=importlib")
-        .current_dir(s.data_dir());
-    if let Some(dir) = e2e_dir {
-        cmd.env("RUDDER_PYTHON_E2E_DIR", dir).current_dir(dir);
-    }
-    cmd.args(suites);
-    let out = cmd.output().expect("run python3 -m pytest");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "the client's suites failed against rudder ({}):\n{text}\n--- the end of the server's log\n{}",
-        out.status,
-        s.log().lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
-    );
-    let summary = text
-        .lines()
-        .find(|l| l.starts_with("RUDDER-UPSTREAM "))
-        .unwrap_or_else(|| panic!("no RUDDER-UPSTREAM summary line:\n{text}"));
-    let count = |what: &str| -> usize {
-        summary
-            .split(' ')
-            .find_map(|w| w.strip_prefix(&format!("{what}=")))
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("no {what}= in {summary}"))
-    };
-    assert_eq!(
-        (count("failed"), count("error"), count("xpassed")),
-        (0, 0, 0),
-        "{summary}"
-    );
-    assert!(count("passed") > 0, "nothing passed: {summary}");
-    summary.to_owned()
+    s.python_upstream(
+        &manifest_dir().join("tests/python/upstream"),
+        suites,
+        e2e_dir,
+    )
 }
 
 /// kubernetes-client/python's `kubernetes/dynamic/test_client.py` and `test_discovery.py`, as
@@ -168,38 +120,6 @@ fn python_upstream_dynamic_suites() {
         None,
     );
     assert!(summary.contains(" xfailed=4 "), "{summary}");
-}
-
-/// kubernetes-client/python's `kubernetes/e2e_test` and, if there, `kubernetes/aio/e2e_test`
-/// (with the dynamic suites), which no PyPI package contains: set RUDDER_PYTHON_E2E_DIR to a
-/// directory holding them from the same release as the installed client (e.g. `git archive
-/// TAG kubernetes/e2e_test kubernetes/aio/e2e_test | tar -x -C DIR` of the client's repository)
-/// and run with `--run-ignored all`. Against the suites of 37.0.2: 54 pass, 7 are skipped
-/// because they need running pods, 4 fail on upstream too.
-#[test]
-#[ignore = "needs RUDDER_PYTHON_E2E_DIR: kubernetes/e2e_test is not in any PyPI package"]
-fn python_upstream_e2e_suite() {
-    let dir = std::env::var_os("RUDDER_PYTHON_E2E_DIR")
-        .map(PathBuf::from)
-        .expect("RUDDER_PYTHON_E2E_DIR names a directory holding kubernetes/e2e_test");
-    let e2e = dir.join("kubernetes/e2e_test");
-    assert!(e2e.is_dir(), "{} is not a directory", e2e.display());
-    let mut suites = vec![e2e];
-    // The asyncio client's suite, when the directory has it too.
-    let aio = dir.join("kubernetes/aio/e2e_test");
-    if aio.is_dir() {
-        suites.push(aio);
-    }
-    let mut args: Vec<&str> = suites
-        .iter()
-        .map(|p| p.to_str().expect("a UTF-8 path"))
-        .collect();
-    args.extend([
-        "--pyargs",
-        "kubernetes.dynamic.test_client",
-        "kubernetes.dynamic.test_discovery",
-    ]);
-    upstream(&args, Some(&dir));
 }
 
 /// The package's directory, from the environment the test runs in (cargo and nextest set

@@ -1,12 +1,15 @@
 """A pytest plugin (`-p rudder_upstream`) that runs the official Kubernetes Python client's own
-end-to-end suites against `rudder server --disable-agent` (crates/rudder/tests/python.rs):
+end-to-end suites against Rudder:
 
 - `kubernetes/dynamic/test_client.py` and `test_discovery.py`, shipped inside the `kubernetes`
-  package on PyPI, so always available;
+  package on PyPI, so always available: against `rudder server --disable-agent`
+  (crates/rudder/tests/python.rs);
 - `kubernetes/e2e_test/` (and the asyncio client's `kubernetes/aio/e2e_test/`), which no PyPI
   package of `kubernetes` contains: a copy of those folders from kubernetes-client/python (same
   release as the installed client) is used when RUDDER_PYTHON_E2E_DIR names the directory
-  that holds `kubernetes/e2e_test` (and, optionally, `kubernetes/aio/e2e_test`).
+  that holds `kubernetes/e2e_test` (and, optionally, `kubernetes/aio/e2e_test`). They run
+  pods, so they run against a cluster whose node runs real containers through containerd
+  (crates/rudder/tests/cri.rs), with stand-ins for the images they name.
 
 Both suites take the cluster from `kubernetes.e2e_test.base.get_e2e_configuration()`, which
 reads KUBECONFIG. Without the e2e folder, this plugin provides that one function (our own
@@ -31,26 +34,10 @@ import pytest
 import kubernetes
 
 # Tests identified as "kubernetes/<path from the package>::Class::test".
-PODS = ("needs running pods: no node agent runs yet (rudder server --disable-agent), so a pod "
-        "stays Pending and the test waits forever for Running or for exec/attach/port-forward")
 V1BETA1_CRD = ("fails on upstream too: creates a CustomResourceDefinition through "
                "apiextensions.k8s.io/v1beta1, which Kubernetes removed in 1.22 (ResourceNotFoundError "
                "from discovery on any current cluster)")
 EXPECTED = {
-    # kubernetes/e2e_test (from kubernetes-client/python; not on PyPI)
-    "kubernetes/e2e_test/test_client.py::TestClient::test_pod_apis": ("skip", PODS),
-    "kubernetes/e2e_test/test_client.py::TestClient::test_pod_exec_close_channel": ("skip", PODS),
-    "kubernetes/e2e_test/test_client.py::TestClient::test_exit_code": ("skip", PODS),
-    "kubernetes/e2e_test/test_client.py::TestClient::test_portforward_raw": ("skip", PODS),
-    "kubernetes/e2e_test/test_client.py::TestClient::test_portforward_http": ("skip", PODS),
-    "kubernetes/e2e_test/test_utils.py::TestUtils::test_metrics_utilities_integration": (
-        "skip",
-        "needs a Running pod and metrics-server (metrics.k8s.io): without them it polls the "
-        "pod for 60 s and then skips itself ('Pod startup timeout'), as on any cluster "
-        "without metrics-server"),
-    # kubernetes/aio/e2e_test (the asyncio client's; from kubernetes-client/python, not on PyPI)
-    "kubernetes/aio/e2e_test/test_dynamic_client.py::TestDynamicClient::test_pod_apis": (
-        "skip", PODS),
     # kubernetes/dynamic (in the PyPI package)
     "kubernetes/dynamic/test_client.py::TestDynamicClient::test_cluster_custom_resources": (
         "xfail", V1BETA1_CRD),
