@@ -87,9 +87,12 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// crun when installed (it starts containers faster and smaller), else runc.
+    /// crun when installed (it starts containers faster and smaller) and the host has only the
+    /// unified cgroup hierarchy, else runc: crun refuses hybrid hosts (cgroup v1 controllers
+    /// with a cgroup2 tree beside them) with "cgroups in hybrid mode not supported".
     pub fn for_this_machine(sandbox_image: &str) -> Settings {
-        let runtime_binary = if on_path("crun").is_some() {
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+        let runtime_binary = if on_path("crun").is_some() && cgroup_unified(&mounts) {
             "crun"
         } else {
             "runc"
@@ -99,6 +102,14 @@ impl Settings {
             runtime_binary: runtime_binary.into(),
         }
     }
+}
+
+/// Whether the mount table (`/proc/self/mounts`) has cgroup2 itself at /sys/fs/cgroup.
+fn cgroup_unified(mounts: &str) -> bool {
+    mounts.lines().any(|l| {
+        let mut f = l.split(' ').skip(1);
+        (f.next(), f.next()) == (Some("/sys/fs/cgroup"), Some("cgroup2"))
+    })
 }
 
 /// A TOML basic string: quoted, with `"` and `\` escaped.
@@ -395,6 +406,17 @@ fn create_private_dir(dir: &Path) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn crun_needs_the_unified_cgroup_hierarchy() {
+        let unified = "sysfs /sys sysfs rw 0 0\ncgroup2 /sys/fs/cgroup cgroup2 rw,nosuid 0 0\n";
+        let hybrid = "tmpfs /sys/fs/cgroup tmpfs ro 0 0\n\
+                      cgroup2 /sys/fs/cgroup/unified cgroup2 rw 0 0\n\
+                      cgroup /sys/fs/cgroup/memory cgroup rw,memory 0 0\n";
+        assert!(cgroup_unified(unified));
+        assert!(!cgroup_unified(hybrid));
+        assert!(!cgroup_unified(""));
+    }
 
     #[test]
     fn the_configuration_names_every_path_and_quotes_them() {
