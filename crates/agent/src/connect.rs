@@ -130,7 +130,7 @@ impl Transport {
             .with_tls_config(tls)
             .https_only()
             .enable_http2()
-            .build();
+            .wrap_connector(tcp());
         Ok(Transport {
             server: url,
             connector,
@@ -190,7 +190,7 @@ pub fn http2_client(config: kube::Config) -> Result<kube::Client> {
         .with_tls_config(tls)
         .https_or_http()
         .enable_http2()
-        .build();
+        .wrap_connector(tcp());
     let pool: Pool =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .http2_only(true)
@@ -206,6 +206,17 @@ pub fn http2_client(config: kube::Config) -> Result<kube::Client> {
             |e| -> Box<dyn std::error::Error + Send + Sync> { Box::new(e) },
         ));
     Ok(kube::Client::new(service, config.default_namespace))
+}
+
+/// The TCP side of the connections to the server, with Nagle's algorithm off (as Go's and
+/// Python's clients have it): HTTP/2 writes a request's HEADERS and DATA frames apart, and
+/// the DATA would otherwise wait for the server's delayed ACK of the HEADERS, 40 ms on Linux,
+/// on every write (a pod's status patch took 44 ms instead of 4).
+fn tcp() -> hyper_util::client::legacy::connect::HttpConnector {
+    let mut c = hyper_util::client::legacy::connect::HttpConnector::new();
+    c.enforce_http(false);
+    c.set_nodelay(true);
+    c
 }
 
 /// `uri`'s path and query on `server`.

@@ -113,6 +113,8 @@ pub async fn serve(listener: TcpListener, tls: ServerConfig, runtime: Arc<dyn Ru
                 continue;
             }
         };
+        // Streams (exec keystrokes, log lines) go out as they come, not held for an ACK.
+        let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let runtime = runtime.clone();
         let sampler = sampler.clone();

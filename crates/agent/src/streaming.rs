@@ -261,6 +261,7 @@ async fn upgrade_backend(
     let tcp = tokio::net::TcpStream::connect(&authority)
         .await
         .map_err(|e| unreachable(&e))?;
+    let _ = tcp.set_nodelay(true);
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
         .await
         .map_err(|e| unreachable(&e))?;

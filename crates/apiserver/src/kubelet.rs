@@ -80,6 +80,8 @@ impl Kubelets {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        // Streams (exec keystrokes, port-forward) go on as they come, not held for an ACK.
+        http.set_nodelay(true);
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(config)
             .https_only()
