@@ -3,10 +3,10 @@
 //! does), stopping it when the agent stops.
 //!
 //! The configuration follows what this kind of machine needs (docs/architecture.md, "Node
-//! agent"): the CRI plugin with runc (crun when installed) under the cgroupfs driver, the
-//! overlayfs snapshotter, `restrict_oom_score_adj` (a process here may not lower its OOM
-//! score), the CNI binaries of Debian's containernetworking-plugins, the locally built sandbox
-//! image, and a registry configuration folder (`hosts.toml` per registry).
+//! agent"): the CRI plugin with runc (crun when installed on a cgroup-v2-only host) under the
+//! cgroupfs driver, the overlayfs snapshotter, `restrict_oom_score_adj` (a process here may not
+//! lower its OOM score), the CNI binaries of Debian's containernetworking-plugins, the locally
+//! built sandbox image, and a registry configuration folder (`hosts.toml` per registry).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
