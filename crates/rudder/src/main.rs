@@ -692,6 +692,10 @@ struct NodeArgs {
     /// The cluster DNS service's address, the nameserver of pods with dnsPolicy ClusterFirst.
     #[arg(long, default_value = "10.43.0.10")]
     cluster_dns: std::net::IpAddr,
+    /// The port on the node's address where the node serves the cluster DNS (UDP and TCP; 0:
+    /// any free port, as tests that run several nodes on one machine need).
+    #[arg(long, default_value_t = 53)]
+    cluster_dns_port: u16,
     /// Registry mirrors, credentials and TLS for `--runtime cri`, in k3s's registries.yaml
     /// format (used when the file exists).
     #[arg(long, default_value = "/etc/rudder/registries.yaml")]
@@ -826,9 +830,42 @@ impl NodeArgs {
         let tls = rudder_agent::serve::tls_config(ca_pem, cfg.node_ip, &cfg.name)?;
         tracing::info!(port = cfg.kubelet_port, "node server listening");
         let server = tokio::spawn(rudder_agent::serve::serve(listener, tls, runtime.clone()));
+        let dns = self.cluster_dns(client.clone(), cfg.node_ip).await;
         Ok(tokio::spawn(async move {
             let _server = rudder_agent::AbortOnDrop(server);
+            let _dns = dns.map(rudder_agent::AbortOnDrop);
             rudder_agent::run_node(client, cfg, runtime).await;
+        }))
+    }
+
+    /// The cluster DNS on the node's address and `--cluster-dns-port`, answering from the
+    /// cluster's Services and EndpointSlices and forwarding the rest to this machine's
+    /// resolvers. A port already taken is a warning: the node runs its pods without it.
+    async fn cluster_dns(
+        &self,
+        client: kube::Client,
+        node_ip: std::net::IpAddr,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        use rudder_net::dns;
+        let domain = rudder_agent::volumes::CLUSTER_DOMAIN;
+        let empty = dns::Records::build(domain, [], []).ok()?;
+        let (tx, rx) = tokio::sync::watch::channel(Arc::new(empty));
+        let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let upstream = dns::upstreams(&resolv, &[self.cluster_dns]);
+        let addr = std::net::SocketAddr::new(node_ip, self.cluster_dns_port);
+        let (local, serving) = match dns::serve(addr, rx, upstream.clone()).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "no cluster DNS on this node: {e} (--cluster-dns-port picks another port)");
+                return None;
+            }
+        };
+        tracing::info!(address = %local, upstream = ?upstream, "cluster DNS serving");
+        Some(tokio::spawn(async move {
+            let _serving = rudder_agent::AbortOnDrop(serving);
+            if let Err(e) = dns::watch_cluster(client, domain.into(), tx).await {
+                tracing::warn!(error = %e, "cluster DNS stopped");
+            }
         }))
     }
 

@@ -63,6 +63,8 @@ fn server_cmd(data_dir: &Path, extra: &[&str]) -> Command {
         // Tests run side by side, each server with a node of its own.
         "--kubelet-port",
         "0",
+        "--cluster-dns-port",
+        "0",
     ])
     .arg("--data-dir")
     .arg(data_dir)

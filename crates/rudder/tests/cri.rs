@@ -219,6 +219,8 @@ fn run_agent(
                 "127.0.0.1",
                 "--kubelet-port",
                 "0",
+                "--cluster-dns-port",
+                "0",
             ])
             .args(["--runtime", "cri"])
             .arg("--data-dir")

@@ -46,6 +46,8 @@ impl RudderServer {
                 // Servers of parallel tests each have a node of their own.
                 "--kubelet-port",
                 "0",
+                "--cluster-dns-port",
+                "0",
             ])
             .arg("--data-dir")
             .arg(dir.path())
@@ -351,6 +353,7 @@ impl AgentProcess {
         let child = Command::new(bin)
             .args(["agent", "--server", &server.url, "--token", token])
             .args(["--node-ip", "127.0.0.1", "--kubelet-port", "0"])
+            .args(["--cluster-dns-port", "0"])
             .arg("--data-dir")
             .arg(dir.path())
             .args(extra)
