@@ -38,6 +38,9 @@ pub struct Config {
     pub kubeconfig_mode: u32,
     /// ClusterIPs come from here; its first address is the `kubernetes` service's.
     pub service_cidr: String,
+    /// The cluster DNS address, given to the `kube-dns` service in kube-system (none: no such
+    /// service is made).
+    pub cluster_dns: Option<IpAddr>,
     /// Timeouts, connection caps and in-flight request limits.
     pub limits: Limits,
     /// Admission plugin settings.
@@ -119,8 +122,13 @@ fn version_doc() -> Value {
 /// The manager upstream's API server writes its own objects as.
 const APISERVER: &str = "kube-apiserver";
 
-/// Creates what a fresh cluster has: the four namespaces and the `kubernetes` service.
-async fn bootstrap(registry: &Registry, port: u16) -> Result<(), ApiError> {
+/// Creates what a fresh cluster has: the four namespaces, the `kubernetes` service and the
+/// `kube-dns` one.
+async fn bootstrap(
+    registry: &Registry,
+    port: u16,
+    cluster_dns: Option<IpAddr>,
+) -> Result<(), ApiError> {
     let ns = registry
         .resolve("", "v1", "namespaces")
         .ok_or_else(|| ApiError::internal("namespaces are not in the catalogue"))?;
@@ -158,6 +166,33 @@ async fn bootstrap(registry: &Registry, port: u16) -> Result<(), ApiError> {
         Ok(_) => {}
         Err(e) if e.reason == "AlreadyExists" => {}
         Err(e) => return Err(e),
+    }
+    if let Some(ip) = cluster_dns {
+        // The address pods are given as their nameserver, which every node's DNS answers
+        // (crates/net). Labelled as the cluster's DNS is (`kubectl cluster-info` lists it).
+        let dns = json!({
+            "metadata": {"name": "kube-dns", "namespace": "kube-system",
+                         "labels": {"k8s-app": "kube-dns",
+                                    "kubernetes.io/cluster-service": "true"}},
+            "spec": {"type": "ClusterIP", "clusterIP": ip.to_string(),
+                     "ports": [{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
+                               {"name": "dns-tcp", "port": 53, "protocol": "TCP",
+                                "targetPort": 53}]},
+        });
+        match registry
+            .create(
+                &svc.res,
+                Some("kube-system"),
+                dns,
+                &Write::server_as(APISERVER),
+            )
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if e.reason == "AlreadyExists" => {}
+            // Say why, but serve: a --cluster-dns outside --service-cidr, or taken.
+            Err(e) => tracing::warn!(error = %e.message, %ip, "no kube-dns service"),
+        }
     }
     api_services(registry).await?;
     let pcs = registry
@@ -291,7 +326,7 @@ pub async fn start(cfg: Config, store: Arc<dyn Store>) -> anyhow::Result<ApiServ
         Registry::new(store.clone(), crate::services::Allocator::new(store, cidr))
             .with_admission(cfg.admission.clone()),
     );
-    bootstrap(&registry, addr.port())
+    bootstrap(&registry, addr.port(), cfg.cluster_dns)
         .await
         .map_err(|e| anyhow::anyhow!("create the built-in objects: {e}"))?;
     // Every server repairs on its own schedule; the leak counts make that safe to share.

@@ -1060,6 +1060,7 @@ async fn server(args: ServerArgs) -> Result<()> {
             kubeconfig: args.write_kubeconfig.clone(),
             kubeconfig_mode: mode,
             service_cidr: args.service_cidr.clone(),
+            cluster_dns: Some(args.node.cluster_dns),
             limits: rudder_apiserver::limits::Limits {
                 tls_handshake_timeout: args.tls_handshake_timeout,
                 request_header_timeout: args.request_header_timeout,

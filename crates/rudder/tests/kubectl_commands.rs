@@ -1474,28 +1474,47 @@ fn discovery_cluster_info_and_config() {
         assert!(lines.contains(&gv), "{gv} in {versions}");
     }
 
-    // cluster-info: the control plane, then services labelled kubernetes.io/cluster-service.
+    // cluster-info: the control plane, then services labelled kubernetes.io/cluster-service:
+    // the cluster DNS's, which the server makes, named by kubernetes.io/name when it has one.
     let info = s.kubectl(&["cluster-info"]).ok();
+    let dns_proxy = format!(
+        "{}/api/v1/namespaces/kube-system/services/kube-dns:dns/proxy",
+        s.url
+    );
     assert_eq!(
         info.lines().collect::<Vec<_>>(),
         [
             format!("Kubernetes control plane is running at {}", s.url).as_str(),
+            format!("kube-dns is running at {dns_proxy}").as_str(),
             "",
             "To further debug and diagnose cluster problems, use 'kubectl cluster-info dump'."
         ]
     );
-    s.kubectl_stdin(
-        &["create", "-f", "-"],
-        "apiVersion: v1\nkind: Service\nmetadata:\n  name: kube-dns\n  namespace: kube-system\n  labels:\n    kubernetes.io/cluster-service: \"true\"\n    kubernetes.io/name: CoreDNS\nspec:\n  selector: {k8s-app: kube-dns}\n  ports:\n  - {name: dns, port: 53, protocol: UDP}\n  - {name: dns-tcp, port: 53, protocol: TCP}\n",
-    )
+    let dns = s
+        .kubectl(&[
+            "get",
+            "service",
+            "-n",
+            "kube-system",
+            "kube-dns",
+            "-o",
+            "jsonpath={.spec.clusterIP} {.spec.ports[*].protocol}",
+        ])
+        .ok();
+    assert_eq!(dns, "10.43.0.10 UDP TCP");
+    s.kubectl(&[
+        "label",
+        "service",
+        "-n",
+        "kube-system",
+        "kube-dns",
+        "kubernetes.io/name=CoreDNS",
+    ])
     .ok();
     let info = s.kubectl(&["cluster-info"]).ok();
     assert_eq!(
         info.lines().nth(1).unwrap(),
-        format!(
-            "CoreDNS is running at {}/api/v1/namespaces/kube-system/services/kube-dns:dns/proxy",
-            s.url
-        )
+        format!("CoreDNS is running at {dns_proxy}")
     );
 
     // config view: the admin kubeconfig the server wrote, secrets redacted.
@@ -2019,7 +2038,7 @@ fn output_formats() {
     // -A adds NAMESPACE.
     let t = Table::parse(&s.kubectl(&["get", "svc", "-A"]).ok());
     assert_eq!(t.headers()[0], "NAMESPACE");
-    assert_eq!(t.column("NAME"), ["kubernetes", "web"]);
+    assert_eq!(t.column("NAME"), ["kubernetes", "web", "kube-dns"]);
 }
 
 #[test]

@@ -21,6 +21,7 @@ pub async fn start(dir: &std::path::Path) -> ApiServer {
         kubeconfig: None,
         kubeconfig_mode: 0o600,
         service_cidr: "10.43.0.0/16".into(),
+        cluster_dns: None,
         limits: Default::default(),
         admission: Default::default(),
         extra_metrics: Vec::new(),
