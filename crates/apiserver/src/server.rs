@@ -134,14 +134,7 @@ async fn bootstrap(
         .ok_or_else(|| ApiError::internal("namespaces are not in the catalogue"))?;
     for name in crate::admission::SYSTEM_NAMESPACES {
         let obj = json!({"metadata": {"name": name}, "spec": {}});
-        match registry
-            .create(&ns.res, None, obj, &Write::server_as(APISERVER))
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if e.reason == "AlreadyExists" => {}
-            Err(e) => return Err(e),
-        }
+        create_if_missing(registry, &ns.res, None, obj).await?;
     }
     let svc = registry
         .resolve("", "v1", "services")
@@ -154,19 +147,7 @@ async fn bootstrap(
                  "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}],
                  "sessionAffinity": "None", "ipFamilyPolicy": "SingleStack"},
     });
-    match registry
-        .create(
-            &svc.res,
-            Some("default"),
-            kubernetes,
-            &Write::server_as(APISERVER),
-        )
-        .await
-    {
-        Ok(_) => {}
-        Err(e) if e.reason == "AlreadyExists" => {}
-        Err(e) => return Err(e),
-    }
+    create_if_missing(registry, &svc.res, Some("default"), kubernetes).await?;
     if let Some(ip) = cluster_dns {
         // The address pods are given as their nameserver, which every node's DNS answers
         // (crates/net). Labelled as the cluster's DNS is (`kubectl cluster-info` lists it).
@@ -179,19 +160,9 @@ async fn bootstrap(
                                {"name": "dns-tcp", "port": 53, "protocol": "TCP",
                                 "targetPort": 53}]},
         });
-        match registry
-            .create(
-                &svc.res,
-                Some("kube-system"),
-                dns,
-                &Write::server_as(APISERVER),
-            )
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if e.reason == "AlreadyExists" => {}
+        if let Err(e) = create_if_missing(registry, &svc.res, Some("kube-system"), dns).await {
             // Say why, but serve: a --cluster-dns outside --service-cidr, or taken.
-            Err(e) => tracing::warn!(error = %e.message, %ip, "no kube-dns service"),
+            tracing::warn!(error = %e.message, %ip, "no kube-dns service");
         }
     }
     api_services(registry).await?;
@@ -200,14 +171,7 @@ async fn bootstrap(
         .ok_or_else(|| ApiError::internal("priorityclasses are not in the catalogue"))?;
     for (name, value, description) in crate::admission::SYSTEM_PRIORITY_CLASSES {
         let pc = json!({"metadata": {"name": name}, "value": value, "description": description});
-        match registry
-            .create(&pcs.res, None, pc, &Write::server_as(APISERVER))
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if e.reason == "AlreadyExists" => {}
-            Err(e) => return Err(e),
-        }
+        create_if_missing(registry, &pcs.res, None, pc).await?;
     }
     // Every namespace has its default ServiceAccount (namespaces made from now on get it when
     // they are created).
@@ -224,6 +188,23 @@ async fn bootstrap(
     // back when it has stayed so for a few runs (another server may be mid-create).
     repair_services(registry).await;
     Ok(())
+}
+
+/// Creates `obj` as the API server unless it exists already (a restart).
+async fn create_if_missing(
+    registry: &Registry,
+    res: &crate::registry::Res,
+    namespace: Option<&str>,
+    obj: Value,
+) -> Result<(), ApiError> {
+    match registry
+        .create(res, namespace, obj, &Write::server_as(APISERVER))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.reason == "AlreadyExists" => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 async fn repair_services(registry: &Registry) {
