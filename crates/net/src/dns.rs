@@ -16,9 +16,10 @@
 //!   after [`FORWARD_TIMEOUT`], never a hang.
 //!
 //! Records are rebuilt from the watched Services and EndpointSlices after each burst of
-//! changes and swapped in whole, so a query sees one consistent view. What one client may cost
-//! is bounded: forwarded queries in flight ([`MAX_FORWARDS`]), TCP connections
-//! ([`MAX_TCP_CONNECTIONS`]) and their idle time.
+//! changes and swapped in whole, so a query sees one consistent view. Only clients at loopback,
+//! private and link-local addresses are served ([`private_source`]): a node with a public
+//! address is no open resolver. What one client may cost is bounded: forwarded queries in
+//! flight ([`MAX_FORWARDS`]), TCP connections ([`MAX_TCP_CONNECTIONS`]) and their idle time.
 //!
 //! The wire format is hickory-proto's; the answering rules are Kubernetes' and written here,
 //! since no crate answers from Kubernetes objects.
@@ -416,6 +417,30 @@ fn encode(mut m: Message, limit: usize) -> Option<Vec<u8>> {
     m.to_vec().ok()
 }
 
+/// Whether a client at `ip` is served: loopback, private (RFC 1918, the shared 100.64/10,
+/// IPv6 unique local) and link-local addresses, where pods and nodes are. A node with a public
+/// address must not become an open resolver for the Internet (spoofed queries would make it
+/// amplify floods), nor tell it the cluster's service names.
+pub fn private_source(ip: IpAddr) -> bool {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    };
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || (a == 100 && (64..128).contains(&b))
+        }
+        IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
+            v6.is_loopback() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80
+        }
+    }
+}
+
 /// The node's resolvers, from a resolv.conf, without `exclude` (the cluster DNS's own address:
 /// asking itself would loop).
 pub fn upstreams(resolv_conf: &str, exclude: &[IpAddr]) -> Vec<SocketAddr> {
@@ -527,6 +552,9 @@ impl Server {
                     continue;
                 }
             };
+            if !private_source(peer.ip()) {
+                continue;
+            }
             let query = &buf[..n];
             // The size the client takes: 512 bytes, or what its EDNS offers (up to 1232).
             let limit = Message::from_vec(query)
@@ -558,9 +586,12 @@ impl Server {
             let Ok(permit) = slots.clone().acquire_owned().await else {
                 return;
             };
-            let Ok((stream, _)) = listener.accept().await else {
+            let Ok((stream, peer)) = listener.accept().await else {
                 continue;
             };
+            if !private_source(peer.ip()) {
+                continue;
+            }
             let this = self.clone();
             tokio::spawn(async move {
                 let _permit = permit;

@@ -153,6 +153,33 @@ fn external_names_are_cnames_and_pods_are_named_by_address() {
 }
 
 #[test]
+fn only_private_clients_are_served() {
+    for ip in [
+        "127.0.0.1",
+        "10.42.0.5",
+        "172.16.3.4",
+        "192.168.1.9",
+        "100.64.0.1",
+        "169.254.20.10",
+        "::1",
+        "fd00::1",
+        "fe80::1",
+        "::ffff:10.0.0.1",
+    ] {
+        assert!(private_source(ip.parse().unwrap()), "{ip}");
+    }
+    for ip in [
+        "8.8.8.8",
+        "100.128.0.1",
+        "172.32.0.1",
+        "2001:db8::1",
+        "::ffff:1.1.1.1",
+    ] {
+        assert!(!private_source(ip.parse().unwrap()), "{ip}");
+    }
+}
+
+#[test]
 fn the_nodes_resolvers_come_from_resolv_conf_without_the_cluster_dns() {
     let conf = "# comment\nsearch example\nnameserver 10.43.0.10\nnameserver 192.0.2.1\n\
                 nameserver fe80::1%eth0\noptions ndots:5\n";
