@@ -333,7 +333,6 @@ const NODE_RULES: &[(&str, &str, &[&str])] = &[
     ("", "services", &["get", "list", "watch"]),
     ("", "events", &["create", "update", "patch"]),
     ("events.k8s.io", "events", &["create", "update", "patch"]),
-    ("", "endpoints", &["get"]),
     (
         "certificates.k8s.io",
         "certificatesigningrequests",
@@ -342,10 +341,11 @@ const NODE_RULES: &[(&str, &str, &[&str])] = &[
     ("storage.k8s.io", "volumeattachments", &["get"]),
     ("storage.k8s.io", "csidrivers", &["get", "list", "watch"]),
     ("node.k8s.io", "runtimeclasses", &["get", "list", "watch"]),
-    // Beyond the kubelet's: what upstream's `system:node-proxier` role gives kube-proxy, since
-    // a Rudder node is its own service proxy and cluster DNS (k3s's agents hold a kube-proxy
-    // identity beside the kubelet's for the same reason).
-    ("", "endpoints", &["list", "watch"]),
+    // Beyond the kubelet's (which may only get endpoints): what upstream's
+    // `system:node-proxier` role gives kube-proxy, since a Rudder node is its own service proxy
+    // and cluster DNS (k3s's agents hold a kube-proxy identity beside the kubelet's for the
+    // same reason).
+    ("", "endpoints", &["get", "list", "watch"]),
     (
         "discovery.k8s.io",
         "endpointslices",

@@ -36,7 +36,7 @@ use hickory_proto::rr::rdata::{A, AAAA, CNAME, PTR, SOA, SRV};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::runtime::watcher;
+use kube::runtime::{reflector, watcher};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{watch, Semaphore};
@@ -108,10 +108,21 @@ fn reverse(ip: &IpAddr) -> String {
     }
 }
 
+/// The A or AAAA data of `ip`.
+fn address(ip: IpAddr) -> RData {
+    match ip {
+        IpAddr::V4(v4) => RData::A(A(v4)),
+        IpAddr::V6(v6) => RData::AAAA(AAAA(v6)),
+    }
+}
+
 /// What the cluster's names resolve to.
 #[derive(Debug)]
 pub struct Records {
     zone: String,
+    /// `.ZONE` and `.pod.ZONE`, the suffixes asked names are matched against.
+    in_zone: String,
+    pods: String,
     soa: Record,
     /// Record data by name ([`key`]).
     data: HashMap<String, Vec<RData>>,
@@ -145,6 +156,8 @@ impl Records {
             )),
         );
         let mut r = Records {
+            in_zone: format!(".{zone}"),
+            pods: format!(".pod.{zone}"),
             zone,
             soa,
             data: HashMap::new(),
@@ -179,7 +192,7 @@ impl Records {
             return;
         };
         let k = key(&parsed);
-        if k.ends_with(&format!(".{}", self.zone)) {
+        if k.ends_with(&self.in_zone) {
             // Every name between it and the zone exists too.
             let mut at = k.as_str();
             while at.len() > self.zone.len() {
@@ -196,11 +209,7 @@ impl Records {
     }
 
     fn add_address(&mut self, name: &str, ip: IpAddr) {
-        let data = match ip {
-            IpAddr::V4(v4) => RData::A(A(v4)),
-            IpAddr::V6(v6) => RData::AAAA(AAAA(v6)),
-        };
-        self.add(name, data);
+        self.add(name, address(ip));
     }
 
     fn add_ptr(&mut self, ip: IpAddr, target: &str) {
@@ -285,7 +294,7 @@ impl Records {
 
     /// The address a `A-B-C-D.NS.pod.ZONE` name spells, if it is one.
     fn pod_address(&self, k: &str) -> Option<IpAddr> {
-        let rest = k.strip_suffix(&format!(".pod.{}", self.zone))?;
+        let rest = k.strip_suffix(&self.pods)?;
         let (host, ns) = rest.split_once('.')?;
         if ns.is_empty() || ns.contains('.') {
             return None;
@@ -300,41 +309,40 @@ impl Records {
     /// to be asked.
     pub fn resolve(&self, name: &Name, qtype: RecordType) -> Option<Resolution> {
         let k = key(name);
-        let in_zone = k == self.zone || k.ends_with(&format!(".{}", self.zone));
-        let found: Option<Vec<RData>> = self.data.get(&k).cloned().or_else(|| {
-            self.pod_address(&k).map(|ip| match ip {
-                IpAddr::V4(v4) => vec![RData::A(A(v4))],
-                IpAddr::V6(v6) => vec![RData::AAAA(AAAA(v6))],
-            })
-        });
-        let Some(data) = found else {
-            if !in_zone {
-                return None;
+        let pod;
+        let data: &[RData] = match (self.data.get(&k), self.pod_address(&k)) {
+            (Some(d), _) => d,
+            (None, Some(ip)) => {
+                pod = [address(ip)];
+                &pod
             }
-            let code = if k == self.zone || self.names.contains(&k) {
-                ResponseCode::NoError
-            } else {
-                ResponseCode::NXDomain
-            };
-            let answers = if k == self.zone && matches!(qtype, RecordType::SOA | RecordType::ANY) {
-                vec![self.soa.clone()]
-            } else {
-                Vec::new()
-            };
-            return Some(self.negative_or(code, answers));
+            (None, None) => {
+                if k != self.zone && !k.ends_with(&self.in_zone) {
+                    return None;
+                }
+                let code = if k == self.zone || self.names.contains(&k) {
+                    ResponseCode::NoError
+                } else {
+                    ResponseCode::NXDomain
+                };
+                let soa = k == self.zone && matches!(qtype, RecordType::SOA | RecordType::ANY);
+                let answers = if soa {
+                    vec![self.soa.clone()]
+                } else {
+                    Vec::new()
+                };
+                return Some(self.negative_or(code, answers));
+            }
         };
-        let cname = data.iter().find(|d| matches!(d, RData::CNAME(_)));
-        let chosen: Vec<RData> = match cname {
-            Some(c) if qtype != RecordType::CNAME => vec![c.clone()],
+        let record = |d: &RData| Record::from_rdata(name.clone(), TTL, d.clone());
+        let answers: Vec<Record> = match data.iter().find(|d| matches!(d, RData::CNAME(_))) {
+            Some(c) if qtype != RecordType::CNAME => vec![record(c)],
             _ => data
-                .into_iter()
+                .iter()
                 .filter(|d| qtype == RecordType::ANY || d.record_type() == qtype)
+                .map(record)
                 .collect(),
         };
-        let answers: Vec<Record> = chosen
-            .into_iter()
-            .map(|d| Record::from_rdata(name.clone(), TTL, d))
-            .collect();
         Some(self.negative_or(ResponseCode::NoError, answers))
     }
 
@@ -361,15 +369,8 @@ pub struct Resolution {
     pub authority: Vec<Record>,
 }
 
-/// What to do with one query message.
-enum Reply {
-    /// Send this.
-    Message(Message),
-    /// Ask the node's resolvers.
-    Forward,
-}
-
-fn reply(records: &Records, request: &Message) -> Reply {
+/// The answer to `request` from `records`, or `None` when the node's resolvers are to be asked.
+fn reply(records: &Records, request: &Message) -> Option<Message> {
     let mut m = Message::new();
     m.set_id(request.id())
         .set_message_type(MessageType::Response)
@@ -383,24 +384,22 @@ fn reply(records: &Records, request: &Message) -> Reply {
     }
     if request.op_code() != OpCode::Query {
         m.set_response_code(ResponseCode::NotImp);
-        return Reply::Message(m);
+        return Some(m);
     }
     let [query] = request.queries() else {
         m.set_response_code(ResponseCode::FormErr);
-        return Reply::Message(m);
+        return Some(m);
     };
     m.add_query(query.clone());
     if !matches!(query.query_class(), DNSClass::IN | DNSClass::ANY) {
-        return Reply::Forward;
+        return None;
     }
-    let Some(r) = records.resolve(query.name(), query.query_type()) else {
-        return Reply::Forward;
-    };
+    let r = records.resolve(query.name(), query.query_type())?;
     m.set_authoritative(true)
         .set_response_code(r.code)
         .add_answers(r.answers)
         .add_name_servers(r.authority);
-    Reply::Message(m)
+    Some(m)
 }
 
 /// `m` encoded to fit `limit` bytes: if it does not, without its records and marked truncated,
@@ -467,18 +466,28 @@ pub async fn serve(
     records: watch::Receiver<Arc<Records>>,
     upstream: Vec<SocketAddr>,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), Error> {
-    let udp = UdpSocket::bind(addr)
-        .await
-        .map_err(|source| Error::Bind { addr, source })?;
-    let local = udp
-        .local_addr()
-        .map_err(|source| Error::Bind { addr, source })?;
-    let tcp = TcpListener::bind(local)
-        .await
-        .map_err(|source| Error::Bind {
-            addr: local,
-            source,
-        })?;
+    // With port 0, the TCP port the UDP socket got may be another process's: pick again.
+    let attempts = if addr.port() == 0 { 8 } else { 1 };
+    let mut attempt = 0;
+    let (udp, tcp, local) = loop {
+        attempt += 1;
+        let udp = UdpSocket::bind(addr)
+            .await
+            .map_err(|source| Error::Bind { addr, source })?;
+        let local = udp
+            .local_addr()
+            .map_err(|source| Error::Bind { addr, source })?;
+        match TcpListener::bind(local).await {
+            Ok(tcp) => break (udp, tcp, local),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && attempt < attempts => {}
+            Err(source) => {
+                return Err(Error::Bind {
+                    addr: local,
+                    source,
+                })
+            }
+        }
+    };
     let server = Arc::new(Server {
         records,
         upstream,
@@ -504,9 +513,9 @@ enum Outcome {
 }
 
 impl Server {
-    /// The answer to the query `bytes` from the records (at most `limit` bytes long), or the
-    /// request to forward.
-    fn decide(&self, bytes: &[u8], limit: usize) -> Option<Outcome> {
+    /// The answer to the query `bytes` from the records, or the request to forward. Over UDP
+    /// (`udp`) the answer fits 512 bytes, or what the client's EDNS offers (up to 1232).
+    fn decide(&self, bytes: &[u8], udp: bool) -> Option<Outcome> {
         let request = match Message::from_vec(bytes) {
             Ok(m) => m,
             Err(_) => {
@@ -520,10 +529,15 @@ impl Server {
             // Never answered: two servers could bounce answers between them forever.
             return None;
         }
+        let limit = match (udp, request.extensions()) {
+            (false, _) => usize::from(u16::MAX),
+            (true, None) => UDP_PLAIN,
+            (true, Some(e)) => usize::from(e.max_payload().clamp(UDP_PLAIN as u16, UDP_MAX)),
+        };
         let records = self.records.borrow().clone();
         match reply(&records, &request) {
-            Reply::Message(m) => encode(m, limit).map(Outcome::Send),
-            Reply::Forward => Some(Outcome::Forward(request)),
+            Some(m) => encode(m, limit).map(Outcome::Send),
+            None => Some(Outcome::Forward(request)),
         }
     }
 
@@ -556,14 +570,7 @@ impl Server {
                 continue;
             }
             let query = &buf[..n];
-            // The size the client takes: 512 bytes, or what its EDNS offers (up to 1232).
-            let limit = Message::from_vec(query)
-                .ok()
-                .and_then(|m| m.extensions().as_ref().map(|e| e.max_payload()))
-                .map_or(UDP_PLAIN, |p| {
-                    usize::from(p.clamp(UDP_PLAIN as u16, UDP_MAX))
-                });
-            match self.decide(query, limit) {
+            match self.decide(query, true) {
                 Some(Outcome::Send(answer)) => {
                     let _ = socket.send_to(&answer, peer).await;
                 }
@@ -612,7 +619,7 @@ impl Server {
                 Ok(Ok(_)) => {}
                 _ => return,
             }
-            let answer = match self.decide(&query, usize::from(u16::MAX)) {
+            let answer = match self.decide(&query, false) {
                 Some(Outcome::Send(a)) => Some(a),
                 Some(Outcome::Forward(request)) => self.forwarded(&request, &query, true).await,
                 None => None,
@@ -693,68 +700,38 @@ pub async fn watch_cluster(
     domain: String,
     tx: watch::Sender<Arc<Records>>,
 ) -> Result<(), Error> {
-    enum Change {
-        Service(Box<watcher::Event<Service>>),
-        Slice(Box<watcher::Event<EndpointSlice>>),
-    }
-    let services = watcher::watcher(
-        kube::Api::<Service>::all(client.clone()),
-        watcher::Config::default(),
+    let (services, services_writer) = reflector::store::<Service>();
+    let (slices, slices_writer) = reflector::store::<EndpointSlice>();
+    let all = watcher::Config::default();
+    let service_events = reflector(
+        services_writer,
+        watcher(kube::Api::<Service>::all(client.clone()), all.clone()),
     )
-    .map(|e| e.map(|e| Change::Service(Box::new(e))));
-    let slices = watcher::watcher(
-        kube::Api::<EndpointSlice>::all(client),
-        watcher::Config::default(),
+    .map(|e| e.map(drop));
+    let slice_events = reflector(
+        slices_writer,
+        watcher(kube::Api::<EndpointSlice>::all(client), all),
     )
-    .map(|e| e.map(|e| Change::Slice(Box::new(e))));
-    let mut events = std::pin::pin!(futures::stream::select(services, slices));
-    let mut svc_store: BTreeMap<(String, String), Service> = BTreeMap::new();
-    let mut slice_store: BTreeMap<(String, String), EndpointSlice> = BTreeMap::new();
-    let mut svc_init: Option<BTreeMap<(String, String), Service>> = None;
-    let mut slice_init: Option<BTreeMap<(String, String), EndpointSlice>> = None;
-    let id = |m: &kube::api::ObjectMeta| {
-        (
-            m.namespace.clone().unwrap_or_default(),
-            m.name.clone().unwrap_or_default(),
-        )
-    };
+    .map(|e| e.map(drop));
+    let mut events = std::pin::pin!(futures::stream::select(service_events, slice_events));
     while let Some(event) = events.next().await {
         let mut next = Some(event);
         // Take in the whole burst, then build once.
         while let Some(event) = next {
-            match event {
-                Ok(Change::Service(e)) => apply(*e, &mut svc_store, &mut svc_init, id),
-                Ok(Change::Slice(e)) => apply(*e, &mut slice_store, &mut slice_init, id),
-                Err(e) => tracing::debug!(error = %e, "cluster DNS: watch"),
+            if let Err(e) = event {
+                tracing::debug!(error = %e, "cluster DNS: watch");
             }
             next = events.next().now_or_never().flatten();
         }
-        let records = Records::build(&domain, svc_store.values(), slice_store.values())?;
+        let (services, slices) = (services.state(), slices.state());
+        let records = Records::build(
+            &domain,
+            services.iter().map(|s| s.as_ref()),
+            slices.iter().map(|s| s.as_ref()),
+        )?;
         tx.send_replace(Arc::new(records));
     }
     Ok(())
-}
-
-fn apply<K: kube::Resource>(
-    event: watcher::Event<K>,
-    store: &mut BTreeMap<(String, String), K>,
-    init: &mut Option<BTreeMap<(String, String), K>>,
-    id: impl Fn(&kube::api::ObjectMeta) -> (String, String),
-) {
-    match event {
-        watcher::Event::Init => *init = Some(BTreeMap::new()),
-        watcher::Event::InitApply(o) => {
-            init.get_or_insert_with(BTreeMap::new)
-                .insert(id(o.meta()), o);
-        }
-        watcher::Event::InitDone => *store = init.take().unwrap_or_default(),
-        watcher::Event::Apply(o) => {
-            store.insert(id(o.meta()), o);
-        }
-        watcher::Event::Delete(o) => {
-            store.remove(&id(o.meta()));
-        }
-    }
 }
 
 #[cfg(test)]

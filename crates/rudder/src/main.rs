@@ -856,7 +856,9 @@ impl NodeArgs {
         let (local, serving) = match dns::serve(addr, rx, upstream.clone()).await {
             Ok(s) => s,
             Err(e) => {
-                tracing::warn!(error = %e, "no cluster DNS on this node: {e} (--cluster-dns-port picks another port)");
+                tracing::warn!(
+                    "no cluster DNS on this node: {e} (--cluster-dns-port picks another port)"
+                );
                 return None;
             }
         };
