@@ -8,6 +8,7 @@ pub mod api;
 pub mod cluster;
 pub mod crash;
 pub mod failover;
+pub mod net;
 pub mod pods;
 pub mod store;
 

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use rudder_bench::{api, cluster, crash, failover, pods, store};
+use rudder_bench::{api, cluster, crash, failover, net, pods, store};
 
 #[derive(Parser)]
 #[command(
@@ -155,6 +155,25 @@ enum Bench {
     PodStart {
         #[arg(long, default_value_t = 100)]
         pods: usize,
+        #[arg(long)]
+        rudder: Option<PathBuf>,
+    },
+    /// The service proxy and cluster DNS on a real node in a network namespace of its own:
+    /// HTTP through a cluster IP vs the pod's address, rule sync time with many Services, DNS
+    /// queries/s.
+    Net {
+        /// Services written for the rule sync measurement.
+        #[arg(long, default_value_t = 1000)]
+        services: usize,
+        /// Endpoints of each of them.
+        #[arg(long, default_value_t = 10)]
+        endpoints: usize,
+        /// EndpointSlice changes timed.
+        #[arg(long, default_value_t = 20)]
+        changes: usize,
+        /// Small GETs timed each way.
+        #[arg(long, default_value_t = 500)]
+        requests: usize,
         #[arg(long)]
         rudder: Option<PathBuf>,
     },
@@ -346,6 +365,23 @@ fn main() -> Result<()> {
             rudder: rudder.unwrap_or_else(api::default_rudder_bin),
             pods: count.max(1),
         })),
+        Bench::Net {
+            services,
+            endpoints,
+            changes,
+            requests,
+            rudder,
+        } => {
+            // Before the runtime: its threads and every process it starts are inside.
+            net::enter_netns()?;
+            tokio::runtime::Runtime::new()?.block_on(net::net(&net::Options {
+                rudder: rudder.unwrap_or_else(api::default_rudder_bin),
+                services: services.max(1),
+                endpoints: endpoints.max(1),
+                changes,
+                requests: requests.max(1),
+            }))
+        }
         Bench::Scale {
             nodes,
             pods,

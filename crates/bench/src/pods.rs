@@ -29,7 +29,7 @@ pub struct Options {
 }
 
 /// The agent process, stopped with SIGTERM (so that it stops its containerd) on drop.
-struct AgentGuard(Child);
+pub struct AgentGuard(pub Child);
 
 impl Drop for AgentGuard {
     fn drop(&mut self) {
@@ -74,24 +74,33 @@ fn rss_mib(pid: u32) -> Result<f64> {
     Ok(kb / 1024.0)
 }
 
-pub async fn pod_start(opts: &Options) -> Result<()> {
-    let server = RudderServer::start(&opts.rudder, &["--disable-agent"])?;
-    let client = client_of(&server).await?;
+/// A `rudder agent --runtime cri` named `bench-node` at `node_ip`, joined to `server`, with
+/// `images` (name, archive) in its images folder and the `extra` flags: its data dir (its log is
+/// `agent.log` there) and the process.
+pub fn start_cri_agent(
+    rudder: &Path,
+    server: &RudderServer,
+    node_ip: &str,
+    images: &[(&str, Vec<u8>)],
+    extra: &[&str],
+) -> Result<(tempfile::TempDir, AgentGuard)> {
     let token = server.node_token()?;
     let dir = tempfile::Builder::new()
-        .prefix("rudder-bench-pods-")
+        .prefix("rudder-bench-agent-")
         .tempdir_in("/var/tmp")?;
-    let images = dir.path().join("agent/images");
-    std::fs::create_dir_all(&images)?;
-    std::fs::write(images.join("busybox-1.tar"), busybox(IMAGE)?)?;
-    std::fs::write(images.join("busybox-2.tar"), busybox(IMAGE2)?)?;
+    let folder = dir.path().join("agent/images");
+    std::fs::create_dir_all(&folder)?;
+    for (name, archive) in images {
+        std::fs::write(folder.join(format!("{name}.tar")), archive)?;
+    }
     let log = std::fs::File::create(dir.path().join("agent.log"))?;
     let agent = AgentGuard(
-        Command::new(&opts.rudder)
+        Command::new(rudder)
             .args(["agent", "--server", &server.url, "--token", token.trim()])
-            .args(["--node-name", "bench-node", "--node-ip", "127.0.0.1"])
+            .args(["--node-name", "bench-node", "--node-ip", node_ip])
             .args(["--kubelet-port", "0", "--cluster-dns-port", "0"])
             .args(["--runtime", "cri"])
+            .args(extra)
             .arg("--data-dir")
             .arg(dir.path())
             .env_remove("RUDDER_TOKEN")
@@ -102,8 +111,11 @@ pub async fn pod_start(opts: &Options) -> Result<()> {
             .spawn()
             .context("start rudder agent")?,
     );
-    let agent_pid = agent.0.id();
-    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    Ok((dir, agent))
+}
+
+/// Waits until `bench-node` is Ready and pods can be made in `default` (its ServiceAccount).
+pub async fn wait_node_ready(client: &kube::Client) -> Result<()> {
     let sa: Api<k8s_openapi::api::core::v1::ServiceAccount> =
         Api::namespaced(client.clone(), "default");
     let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
@@ -123,6 +135,26 @@ pub async fn pod_start(opts: &Options) -> Result<()> {
         },
     )
     .await?;
+    Ok(())
+}
+
+pub async fn pod_start(opts: &Options) -> Result<()> {
+    let server = RudderServer::start(&opts.rudder, &["--disable-agent"])?;
+    let client = client_of(&server).await?;
+    // The proxy is not what is measured, and this runs in the machine's own network.
+    let (dir, agent) = start_cri_agent(
+        &opts.rudder,
+        &server,
+        "127.0.0.1",
+        &[
+            ("busybox-1", busybox(IMAGE)?),
+            ("busybox-2", busybox(IMAGE2)?),
+        ],
+        &["--disable-proxy"],
+    )?;
+    let agent_pid = agent.0.id();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    wait_node_ready(&client).await?;
     tokio::time::sleep(Duration::from_secs(5)).await;
     let idle_rss = rss_mib(agent_pid)?;
 

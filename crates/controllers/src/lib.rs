@@ -22,6 +22,7 @@ pub mod replicaset;
 pub mod resourcequota;
 pub mod rootca;
 pub mod serviceaccount;
+pub mod servicelb;
 
 use std::sync::Arc;
 
@@ -75,6 +76,7 @@ pub fn start_on(informers: &Informers, cfg: &Config) -> anyhow::Result<Controlle
         Box::pin(deployment::run(informers)),
         Box::pin(endpoints::run(informers)),
         Box::pin(endpointslice::run(informers)),
+        Box::pin(servicelb::run(informers)),
         Box::pin(serviceaccount::run(informers)),
         Box::pin(rootca::run(informers, cfg.root_ca_pem.clone())),
         Box::pin(disruption::run(informers)),

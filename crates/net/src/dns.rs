@@ -15,8 +15,8 @@
 //!   resolvers (`/etc/resolv.conf`), and without an answer from them SERVFAIL comes at once, or
 //!   after [`FORWARD_TIMEOUT`], never a hang.
 //!
-//! Records are rebuilt from the watched Services and EndpointSlices after each burst of
-//! changes and swapped in whole, so a query sees one consistent view. Only clients at loopback,
+//! Records are rebuilt from the watched Services and EndpointSlices ([`crate::watch_services`])
+//! after each burst of changes and swapped in whole, so a query sees one consistent view. Only clients at loopback,
 //! private and link-local addresses are served ([`private_source`]): a node with a public
 //! address is no open resolver. What one client may cost is bounded: forwarded queries in
 //! flight ([`MAX_FORWARDS`]), TCP connections ([`MAX_TCP_CONNECTIONS`]) and their idle time.
@@ -30,13 +30,11 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{FutureExt, StreamExt};
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, PTR, SOA, SRV};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::runtime::{reflector, watcher};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{watch, Semaphore};
@@ -693,41 +691,19 @@ async fn ask_tcp(server: SocketAddr, query: &[u8]) -> Option<Vec<u8>> {
     Some(answer)
 }
 
-/// Keeps `tx` holding the records of the cluster's Services and EndpointSlices in the zone
-/// `domain`, rebuilt after each burst of changes; returns only if a watch stream ends.
-pub async fn watch_cluster(
-    client: kube::Client,
+/// Keeps `tx` holding the records of the Services and EndpointSlices `services` holds, in the
+/// zone `domain`, rebuilt at each change; returns when `services`' sender is gone.
+pub async fn follow(
     domain: String,
+    mut services: watch::Receiver<Arc<crate::Services>>,
     tx: watch::Sender<Arc<Records>>,
 ) -> Result<(), Error> {
-    let (services, services_writer) = reflector::store::<Service>();
-    let (slices, slices_writer) = reflector::store::<EndpointSlice>();
-    let all = watcher::Config::default();
-    let service_events = reflector(
-        services_writer,
-        watcher(kube::Api::<Service>::all(client.clone()), all.clone()),
-    )
-    .map(|e| e.map(drop));
-    let slice_events = reflector(
-        slices_writer,
-        watcher(kube::Api::<EndpointSlice>::all(client), all),
-    )
-    .map(|e| e.map(drop));
-    let mut events = std::pin::pin!(futures::stream::select(service_events, slice_events));
-    while let Some(event) = events.next().await {
-        let mut next = Some(event);
-        // Take in the whole burst, then build once.
-        while let Some(event) = next {
-            if let Err(e) = event {
-                tracing::debug!(error = %e, "cluster DNS: watch");
-            }
-            next = events.next().now_or_never().flatten();
-        }
-        let (services, slices) = (services.state(), slices.state());
+    while services.changed().await.is_ok() {
+        let now = services.borrow_and_update().clone();
         let records = Records::build(
             &domain,
-            services.iter().map(|s| s.as_ref()),
-            slices.iter().map(|s| s.as_ref()),
+            now.services.iter().map(|s| s.as_ref()),
+            now.slices.iter().map(|s| s.as_ref()),
         )?;
         tx.send_replace(Arc::new(records));
     }

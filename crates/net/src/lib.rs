@@ -2,9 +2,71 @@
 //!
 //! Owns: the cluster DNS ([`dns`]): the names of Services and their endpoints, answered from
 //! the API's Services and EndpointSlices, everything else forwarded to the node's own
-//! resolvers. The service proxy and the pod network join it here.
+//! resolvers; the service proxy ([`proxy`]): nftables rules that send the traffic for a
+//! Service's addresses and ports to its endpoints. Both follow one watch of the cluster's
+//! Services and EndpointSlices ([`watch_services`]).
 //!
 //! Must not touch: the API server's internals (it is a client of the API like any other), or
-//! any network configuration of the machine it was not asked to serve on.
+//! any network configuration of the machine it was not asked to manage (the proxy keeps to its
+//! own nftables table).
+
+use std::sync::Arc;
+
+use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::runtime::{reflector, watcher};
+use tokio::sync::watch;
 
 pub mod dns;
+pub mod proxy;
+
+/// The cluster's Services and EndpointSlices at one moment.
+#[derive(Clone, Default)]
+pub struct Services {
+    pub services: Vec<Arc<Service>>,
+    pub slices: Vec<Arc<EndpointSlice>>,
+}
+
+/// Keeps `tx` holding the cluster's Services and EndpointSlices, sent again after each burst of
+/// changes (the first send is the complete initial list); returns when every receiver is gone.
+pub async fn watch_services(client: kube::Client, tx: watch::Sender<Arc<Services>>) {
+    let (services, services_writer) = reflector::store::<Service>();
+    let (slices, slices_writer) = reflector::store::<EndpointSlice>();
+    let all = watcher::Config::default();
+    let service_events = reflector(
+        services_writer,
+        watcher(kube::Api::<Service>::all(client.clone()), all.clone()),
+    )
+    .map(|e| e.map(drop));
+    let slice_events = reflector(
+        slices_writer,
+        watcher(kube::Api::<EndpointSlice>::all(client), all),
+    )
+    .map(|e| e.map(drop));
+    let mut events = std::pin::pin!(futures::stream::select(service_events, slice_events));
+    let (mut services_ready, mut slices_ready) = (false, false);
+    while let Some(event) = events.next().await {
+        let mut next = Some(event);
+        // Take in the whole burst, then send once.
+        while let Some(event) = next {
+            if let Err(e) = event {
+                tracing::debug!(error = %e, "watching Services and EndpointSlices");
+            }
+            next = events.next().now_or_never().flatten();
+        }
+        // Until both lists are in, a send would show Services without their endpoints.
+        services_ready = services_ready || services.wait_until_ready().now_or_never().is_some();
+        slices_ready = slices_ready || slices.wait_until_ready().now_or_never().is_some();
+        if !(services_ready && slices_ready) {
+            continue;
+        }
+        let now = Services {
+            services: services.state(),
+            slices: slices.state(),
+        };
+        if tx.send(Arc::new(now)).is_err() {
+            return;
+        }
+    }
+}

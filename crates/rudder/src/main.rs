@@ -13,6 +13,8 @@ use rudder_store::embedded::{Embedded, EmbeddedOptions};
 use rudder_store::etcd::{parse_endpoints, EtcdStore};
 use rudder_store::{snapshot, Store};
 
+mod service;
+
 /// mimalloc instead of glibc's malloc: the server's work is mostly small JSON values made and
 /// dropped per request, where glibc spent a third of the CPU (docs/benchmarks.md), and
 /// mimalloc gives freed pages back to the system by itself.
@@ -66,8 +68,24 @@ enum Command {
         #[command(subcommand)]
         command: ImagesCommand,
     },
+    /// Print the URLs where a Service answers (its load balancer, NodePorts on each Ready
+    /// node, its cluster IP), as `minikube service --url` does.
+    Service(ServiceArgs),
     /// Print the version.
     Version,
+}
+
+#[derive(Args)]
+struct ServiceArgs {
+    /// The Service's name.
+    name: String,
+    /// Its namespace.
+    #[arg(short, long, default_value = "default")]
+    namespace: String,
+    /// The kubeconfig to reach the cluster with (default: $KUBECONFIG, then ~/.kube/config,
+    /// then the server's <data-dir>/kubeconfig.yaml).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -696,6 +714,14 @@ struct NodeArgs {
     /// any free port, as tests that run several nodes on one machine need).
     #[arg(long, default_value_t = 53)]
     cluster_dns_port: u16,
+    /// Leave the machine's nftables alone: no service proxy on this node (Services answer
+    /// only where another proxy serves them). Nodes that simulate pods never run one.
+    #[arg(long)]
+    disable_proxy: bool,
+    /// On shutdown, remove the service rules this node wrote (they stay by default, so that
+    /// connections keep working while the agent restarts).
+    #[arg(long)]
+    cleanup: bool,
     /// Registry mirrors, credentials and TLS for `--runtime cri`, in k3s's registries.yaml
     /// format (used when the file exists).
     #[arg(long, default_value = "/etc/rudder/registries.yaml")]
@@ -830,22 +856,48 @@ impl NodeArgs {
         let tls = rudder_agent::serve::tls_config(ca_pem, cfg.node_ip, &cfg.name)?;
         tracing::info!(port = cfg.kubelet_port, "node server listening");
         let server = tokio::spawn(rudder_agent::serve::serve(listener, tls, runtime.clone()));
-        let dns = self.cluster_dns(client.clone(), cfg.node_ip).await;
+        // One watch of the Services and EndpointSlices feeds the DNS and the proxy.
+        let (services_tx, services) = tokio::sync::watch::channel(Default::default());
+        let watch = tokio::spawn(rudder_net::watch_services(client.clone(), services_tx));
+        let dns = self.cluster_dns(services.clone(), cfg.node_ip).await;
+        let proxy = (!runtime.simulated() && !self.disable_proxy).then(|| {
+            let proxy = rudder_net::proxy::Config {
+                node_name: cfg.name.clone(),
+                node_ips: vec![cfg.node_ip],
+                bridge: rudder_agent::cri_runtime::BRIDGE.into(),
+                local_dns: dns.as_ref().map(|(addr, _)| (self.cluster_dns, *addr)),
+            };
+            tokio::spawn(rudder_net::proxy::run(proxy, services))
+        });
         Ok(tokio::spawn(async move {
             let _server = rudder_agent::AbortOnDrop(server);
-            let _dns = dns.map(rudder_agent::AbortOnDrop);
+            let _watch = rudder_agent::AbortOnDrop(watch);
+            let _dns = dns.map(|(_, task)| rudder_agent::AbortOnDrop(task));
+            let _proxy = proxy.map(rudder_agent::AbortOnDrop);
             rudder_agent::run_node(client, cfg, runtime).await;
         }))
     }
 
+    /// What `--cleanup` asks for when the node stops: its service rules removed.
+    async fn clean_up(&self) {
+        if !self.cleanup {
+            return;
+        }
+        match rudder_net::proxy::cleanup().await {
+            Ok(()) => tracing::info!("service rules removed (--cleanup)"),
+            Err(e) => tracing::warn!(error = %e, "service rules not removed"),
+        }
+    }
+
     /// The cluster DNS on the node's address and `--cluster-dns-port`, answering from the
     /// cluster's Services and EndpointSlices and forwarding the rest to this machine's
-    /// resolvers. A port already taken is a warning: the node runs its pods without it.
+    /// resolvers: the address it serves on and its task. A port already taken is a warning:
+    /// the node runs its pods without it.
     async fn cluster_dns(
         &self,
-        client: kube::Client,
+        services: tokio::sync::watch::Receiver<Arc<rudder_net::Services>>,
         node_ip: std::net::IpAddr,
-    ) -> Option<tokio::task::JoinHandle<()>> {
+    ) -> Option<(std::net::SocketAddr, tokio::task::JoinHandle<()>)> {
         use rudder_net::dns;
         let domain = rudder_agent::volumes::CLUSTER_DOMAIN;
         let empty = dns::Records::build(domain, [], []).ok()?;
@@ -863,12 +915,13 @@ impl NodeArgs {
             }
         };
         tracing::info!(address = %local, upstream = ?upstream, "cluster DNS serving");
-        Some(tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let _serving = rudder_agent::AbortOnDrop(serving);
-            if let Err(e) = dns::watch_cluster(client, domain.into(), tx).await {
+            if let Err(e) = dns::follow(domain.into(), services, tx).await {
                 tracing::warn!(error = %e, "cluster DNS stopped");
             }
-        }))
+        });
+        Some((local, task))
     }
 
     /// The node's configuration; `extra_labels` are what the server adds to its own node.
@@ -1011,6 +1064,7 @@ async fn main() -> Result<()> {
         Command::Controllers(args) => controllers(args).await,
         Command::Scheduler(args) => scheduler(args).await,
         Command::Images { command } => images(command).await,
+        Command::Service(args) => service_urls(args).await,
         Command::Store {
             command: StoreCommand::Snapshot { command },
         } => match command {
@@ -1191,6 +1245,7 @@ async fn server(args: ServerArgs) -> Result<()> {
         if let Some(mut c) = child {
             c.stop(Duration::from_secs(10)).await;
         }
+        args.node.clean_up().await;
     }
     let _ = stop_loops.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
@@ -1275,6 +1330,40 @@ async fn agent(mut args: AgentArgs) -> Result<()> {
     }
     if let Some(mut c) = child {
         c.stop(Duration::from_secs(10)).await;
+    }
+    args.node.clean_up().await;
+    Ok(())
+}
+
+/// `rudder service NAME`: one URL per line.
+async fn service_urls(args: ServiceArgs) -> Result<()> {
+    use k8s_openapi::api::core::v1::{Node, Service};
+    let usual = std::env::var_os("KUBECONFIG").is_some()
+        || std::env::var_os("HOME").is_some_and(|h| Path::new(&h).join(".kube/config").exists());
+    let fallback = default_data_dir().join("kubeconfig.yaml");
+    let path = match args.kubeconfig {
+        Some(p) => Some(p),
+        None if !usual && fallback.exists() => Some(fallback),
+        None => None,
+    };
+    let (client, _ca) = kubeconfig_client(path.as_deref()).await?;
+    let services: kube::Api<Service> = kube::Api::namespaced(client.clone(), &args.namespace);
+    let svc = match services.get_opt(&args.name).await {
+        Ok(Some(s)) => s,
+        Ok(None) => bail!(
+            "service {} not found in namespace {}",
+            args.name,
+            args.namespace
+        ),
+        Err(e) => return Err(anyhow::Error::new(e).context("read the service")),
+    };
+    let nodes = kube::Api::<Node>::all(client)
+        .list(&Default::default())
+        .await
+        .context("list the nodes")?
+        .items;
+    for url in service::urls(&svc, &nodes).map_err(anyhow::Error::msg)? {
+        println!("{url}");
     }
     Ok(())
 }

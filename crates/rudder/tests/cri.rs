@@ -30,7 +30,7 @@ fn busybox_archive() -> Vec<u8> {
         data,
         &[
             "sh", "echo", "sleep", "mkdir", "httpd", "cat", "touch", "rm", "tty", "tar", "tail",
-            "id", "ps",
+            "id", "ps", "wget", "nslookup", "hostname", "timeout",
         ],
     )
     .unwrap()
@@ -212,17 +212,17 @@ fn run_agent(
     let agent = Agent(
         Command::new(bin())
             .args(["agent", "--server", &s.url, "--token", token.trim()])
-            .args([
-                "--node-name",
-                node,
-                "--node-ip",
-                "127.0.0.1",
-                "--kubelet-port",
-                "0",
-                "--cluster-dns-port",
-                "0",
-            ])
+            .args(["--node-name", node])
+            .args(["--kubelet-port", "0", "--cluster-dns-port", "0"])
+            .args(
+                (!extra.contains(&"--node-ip"))
+                    .then_some(["--node-ip", "127.0.0.1"])
+                    .into_iter()
+                    .flatten(),
+            )
             .args(["--runtime", "cri"])
+            // The service proxy writes nftables rules: only where the test made the network.
+            .args((!in_own_netns()).then_some("--disable-proxy"))
             .arg("--data-dir")
             .arg(dir)
             // Used when a test writes it.
@@ -376,6 +376,12 @@ fn http_get(addr: &str) -> std::io::Result<String> {
     Ok(out)
 }
 
+/// Whether this thread runs in a network namespace other than the machine's.
+fn in_own_netns() -> bool {
+    let ns = |p: &str| std::fs::read_link(p).ok();
+    ns("/proc/thread-self/ns/net") != ns("/proc/1/ns/net")
+}
+
 /// Runs `f` on a thread of its own in a new network namespace with its loopback up: the
 /// processes it starts (server, agent, containerd, the pods and their bridge) live there, and
 /// the namespace goes away with them. A panic in `f` fails the caller.
@@ -444,6 +450,185 @@ fn a_pod_gets_an_address_from_the_pod_cidr_and_answers_on_it() {
         s.kubectl(&["delete", "pod", "web", "--timeout=60s"]).ok();
         let view = CriView::of(dir.path());
         eventually("the sandbox removed", &log, || view.sandboxes().is_empty());
+    });
+}
+
+/// Gives this namespace an address that is not loopback and a default route, as a node has
+/// them: `ip` on one end of a veth pair whose other end is up too (no packet leaves the
+/// namespace). The route matters: the kernel routes a packet before the service rules
+/// rewrite its destination, and a cluster IP is reached by no other route.
+fn add_node_address(ip: &str) {
+    for args in [
+        vec![
+            "link",
+            "add",
+            "node0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "node0-peer",
+        ],
+        vec!["addr", "add", &format!("{ip}/24"), "dev", "node0"],
+        vec!["link", "set", "node0", "up"],
+        vec!["link", "set", "node0-peer", "up"],
+        vec!["route", "add", "default", "dev", "node0"],
+    ] {
+        let st = Command::new("ip").args(&args).status().unwrap();
+        assert!(st.success(), "ip {args:?}: {st}");
+    }
+}
+
+/// The body of `GET /` at `addr`, if it answers.
+fn body(addr: &str) -> Option<String> {
+    let answer = http_get(addr).ok()?;
+    Some(answer.split_once("\r\n\r\n")?.1.trim().to_string())
+}
+
+/// The answers of `n` GETs of `addr`, each different one once.
+fn answers(addr: &str, n: usize) -> std::collections::BTreeSet<String> {
+    (0..n).filter_map(|_| body(addr)).collect()
+}
+
+#[test]
+fn services_answer_on_cluster_ips_node_ports_load_balancers_and_by_name() {
+    in_new_netns(|| {
+        let node_ip = "192.168.77.1";
+        add_node_address(node_ip);
+        let (s, _dir, log, _agent) = cluster_with("svc-node", &["--node-ip", node_ip], |_| {});
+        // Two replicas that answer with their own name.
+        let web = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}},
+                    "spec": {"terminationGracePeriodSeconds": 1,
+                        "containers": [{"name": "httpd", "image": BUSYBOX,
+                            "command": ["sh", "-c", "mkdir -p /www && hostname > /www/index.html \
+                                && touch /ready && exec httpd -f -p 8080 -h /www"],
+                            "readinessProbe": {"exec": {"command": ["cat", "/ready"]},
+                                               "periodSeconds": 1, "failureThreshold": 1}}]}}}});
+        s.kubectl_stdin(&["apply", "-f", "-"], &web.to_string())
+            .ok();
+        s.kubectl(&[
+            "expose",
+            "deployment",
+            "web",
+            "--type=NodePort",
+            "--port=80",
+            "--target-port=8080",
+        ])
+        .ok();
+        let pods = || -> std::collections::BTreeSet<String> {
+            get(&s, "pods")["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|p| {
+                    p["status"]["conditions"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                })
+                .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+                .collect()
+        };
+        eventually("two ready replicas", &log, || pods().len() == 2);
+        let replicas = pods();
+        let svc = get(&s, "svc/web");
+        let cluster_ip = svc["spec"]["clusterIP"].as_str().unwrap().to_string();
+        let node_port = svc["spec"]["ports"][0]["nodePort"].as_u64().unwrap();
+        // The seed's first exercise: the NodePort on the node's address, and the cluster IP,
+        // each answered by every replica.
+        for addr in [format!("{node_ip}:{node_port}"), format!("{cluster_ip}:80")] {
+            eventually(&format!("every replica answers at {addr}"), &log, || {
+                answers(&addr, 20) == replicas
+            });
+        }
+        // `rudder service` prints where it answers.
+        let out = Command::new(bin())
+            .args(["service", "web", "--kubeconfig"])
+            .arg(&s.kubeconfig)
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("http://{node_ip}:{node_port}\nhttp://{cluster_ip}:80\n"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let missing = Command::new(bin())
+            .args(["service", "nothing", "-n", "default", "--kubeconfig"])
+            .arg(&s.kubeconfig)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&missing.stderr);
+        assert!(
+            !missing.status.success()
+                && err.contains("service nothing not found in namespace default"),
+            "{err}"
+        );
+        // From a pod, by name through the cluster DNS, short and full; a pod reaching itself
+        // through its Service (hairpin) is answered too.
+        let client = replicas.iter().next().unwrap().clone();
+        for url in ["http://web", "http://web.default.svc.cluster.local"] {
+            for _ in 0..4 {
+                let got = s
+                    .kubectl(&["exec", &client, "--", "timeout", "10", "wget", "-qO-", url])
+                    .ok();
+                assert!(replicas.contains(got.trim()), "{url}: {got:?}");
+            }
+        }
+        let lookup = s
+            .kubectl(&[
+                "exec",
+                &client,
+                "--",
+                "nslookup",
+                "web.default.svc.cluster.local",
+            ])
+            .ok();
+        assert!(lookup.contains(&cluster_ip), "{lookup}");
+        // A LoadBalancer gets the node's address and answers there.
+        s.kubectl(&[
+            "expose",
+            "deployment",
+            "web",
+            "--name=web-lb",
+            "--type=LoadBalancer",
+            "--port=8081",
+            "--target-port=8080",
+        ])
+        .ok();
+        eventually("the load balancer's ingress", &log, || {
+            get(&s, "svc/web-lb")["status"]["loadBalancer"]["ingress"]
+                == json!([{"ip": node_ip, "ipMode": "VIP"}])
+        });
+        let lb = s.kubectl(&["get", "svc", "web-lb"]).ok();
+        assert!(lb.contains(node_ip), "{lb}");
+        eventually("every replica answers at the load balancer", &log, || {
+            answers(&format!("{node_ip}:8081"), 20) == replicas
+        });
+        // A pod that stops being ready gets no more traffic.
+        let gone = replicas.iter().last().unwrap().clone();
+        s.kubectl(&["exec", &gone, "--", "rm", "/ready"]).ok();
+        let rest: std::collections::BTreeSet<String> =
+            replicas.iter().filter(|r| **r != gone).cloned().collect();
+        eventually("only the ready replica answers", &log, || {
+            answers(&format!("{cluster_ip}:80"), 10) == rest
+        });
+        // A Service with no endpoints refuses at once.
+        s.kubectl(&["create", "service", "clusterip", "nobody", "--tcp=80:80"])
+            .ok();
+        let nobody = get(&s, "svc/nobody")["spec"]["clusterIP"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        eventually(
+            "the empty service refuses",
+            &log,
+            || matches!(http_get(&format!("{nobody}:80")), Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused),
+        );
     });
 }
 
