@@ -6,7 +6,9 @@
 //! Authorizers, asked in order until one decides (upstream's union authorizer):
 //! - [`Masters`]: `system:masters` may do anything.
 //! - [`NodeAuthorizer`]: `system:node:NAME` in `system:nodes` may do what upstream's Node
-//!   authorizer lets a kubelet do: its own Node and Lease, pods bound to it (list/watch only
+//!   authorizer and `system:node` role let a kubelet do: read every Node, write Nodes (the
+//!   NodeRestriction admission that keeps writes to its own is not there yet), its own Lease,
+//!   pods bound to it (list/watch only
 //!   with the `spec.nodeName=NAME` field selector) and their status, the Secrets, ConfigMaps,
 //!   PVCs and PVs those pods use, events, services, and the access reviews it needs.
 //! - [`Everyone`]: what upstream's default roles give every authenticated user
@@ -451,18 +453,11 @@ impl NodeAuthorizer {
                     "can only access CSINode with the same name as the requesting node",
                 )
             }
+            // As upstream's `system:node` role: every Node may be read (the pod network needs
+            // the other nodes' podCIDRs and addresses, as flannel reads them in k3s).
             ("", "nodes") => match (sub, verb) {
-                ("", "create" | "update" | "patch") | ("status", "update" | "patch") => {
-                    Decision::Allow
-                }
-                ("", "get" | "list" | "watch") if req.name == node => Decision::Allow,
-                ("", "get" | "list" | "watch") if req.name.is_empty() => Decision::NoOpinion(
-                    format!("node '{node}' cannot read all nodes, only its own Node object"),
-                ),
-                ("", "get" | "list" | "watch") => Decision::NoOpinion(format!(
-                    "node '{node}' cannot read '{}', only its own Node object",
-                    req.name
-                )),
+                ("", "create" | "update" | "patch" | "get" | "list" | "watch")
+                | ("status", "update" | "patch") => Decision::Allow,
                 _ => Decision::NoOpinion(String::new()),
             },
             ("", "pods") => match (sub, verb) {

@@ -150,7 +150,7 @@ pub async fn pod_start(opts: &Options) -> Result<()> {
             ("busybox-1", busybox(IMAGE)?),
             ("busybox-2", busybox(IMAGE2)?),
         ],
-        &["--disable-proxy"],
+        &["--disable-proxy", "--pod-network", "none"],
     )?;
     let agent_pid = agent.0.id();
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");

@@ -718,8 +718,14 @@ struct NodeArgs {
     /// only where another proxy serves them). Nodes that simulate pods never run one.
     #[arg(long)]
     disable_proxy: bool,
-    /// On shutdown, remove the service rules this node wrote (they stay by default, so that
-    /// connections keep working while the agent restarts).
+    /// How pods reach other nodes' pods: `host-gw` routes each other node's podCIDR through
+    /// its address and masquerades what pods send outside the pods' addresses; `none` leaves
+    /// routing to something else (pods still get addresses on the node's bridge). Nodes that
+    /// simulate pods never route.
+    #[arg(long, value_enum, default_value = "host-gw")]
+    pod_network: PodNetwork,
+    /// On shutdown, remove the service rules, routes and masquerading this node wrote (they
+    /// stay by default, so that connections keep working while the agent restarts).
     #[arg(long)]
     cleanup: bool,
     /// Registry mirrors, credentials and TLS for `--runtime cri`, in k3s's registries.yaml
@@ -742,6 +748,12 @@ fn log_size(s: &str) -> Result<u64, String> {
         .ok()
         .filter(|&n| n >= 1024)
         .ok_or_else(|| format!("{s:?}: a log must be allowed at least 1Ki"))
+}
+
+#[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
+enum PodNetwork {
+    HostGw,
+    None,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -869,16 +881,26 @@ impl NodeArgs {
             };
             tokio::spawn(rudder_net::proxy::run(proxy, services))
         });
+        let routing = (!runtime.simulated() && self.pod_network == PodNetwork::HostGw).then(|| {
+            let (client, name) = (client.clone(), cfg.name.clone());
+            tokio::spawn(async move {
+                if let Err(e) = rudder_net::pods::run(client, name).await {
+                    tracing::warn!(error = %e, "no pod network between nodes");
+                }
+            })
+        });
         Ok(tokio::spawn(async move {
             let _server = rudder_agent::AbortOnDrop(server);
             let _watch = rudder_agent::AbortOnDrop(watch);
             let _dns = dns.map(|(_, task)| rudder_agent::AbortOnDrop(task));
             let _proxy = proxy.map(rudder_agent::AbortOnDrop);
+            let _routing = routing.map(rudder_agent::AbortOnDrop);
             rudder_agent::run_node(client, cfg, runtime).await;
         }))
     }
 
-    /// What `--cleanup` asks for when the node stops: its service rules removed.
+    /// What `--cleanup` asks for when the node stops: its service rules, routes and
+    /// masquerading removed.
     async fn clean_up(&self) {
         if !self.cleanup {
             return;
@@ -886,6 +908,10 @@ impl NodeArgs {
         match rudder_net::proxy::cleanup().await {
             Ok(()) => tracing::info!("service rules removed (--cleanup)"),
             Err(e) => tracing::warn!(error = %e, "service rules not removed"),
+        }
+        match rudder_net::pods::cleanup().await {
+            Ok(()) => tracing::info!("pod routes and masquerading removed (--cleanup)"),
+            Err(e) => tracing::warn!(error = %e, "pod routes and masquerading not removed"),
         }
     }
 

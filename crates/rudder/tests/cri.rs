@@ -221,8 +221,14 @@ fn run_agent(
                     .flatten(),
             )
             .args(["--runtime", "cri"])
-            // The service proxy writes nftables rules: only where the test made the network.
-            .args((!in_own_netns()).then_some("--disable-proxy"))
+            // The service proxy and the pod network write nftables rules and routes: only
+            // where the test made the network.
+            .args(
+                (!in_own_netns())
+                    .then_some(["--disable-proxy", "--pod-network", "none"])
+                    .into_iter()
+                    .flatten(),
+            )
             .arg("--data-dir")
             .arg(dir)
             // Used when a test writes it.
@@ -376,10 +382,11 @@ fn http_get(addr: &str) -> std::io::Result<String> {
     Ok(out)
 }
 
-/// Whether this thread runs in a network namespace other than the machine's.
+/// Whether this thread runs in a network namespace a test made: another than the test
+/// process's main thread's (pid 1's may not be readable).
 fn in_own_netns() -> bool {
-    let ns = |p: &str| std::fs::read_link(p).ok();
-    ns("/proc/thread-self/ns/net") != ns("/proc/1/ns/net")
+    let ns = |p: &str| std::fs::read_link(p).expect("read a network namespace link");
+    ns("/proc/thread-self/ns/net") != ns("/proc/self/ns/net")
 }
 
 /// Runs `f` on a thread of its own in a new network namespace with its loopback up: the
@@ -589,6 +596,28 @@ fn services_answer_on_cluster_ips_node_ports_load_balancers_and_by_name() {
             ])
             .ok();
         assert!(lookup.contains(&cluster_ip), "{lookup}");
+        // A headless Service names its pods; an ExternalName Service is a CNAME.
+        let others = json!({"apiVersion": "v1", "kind": "List", "items": [
+            {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web-pods"},
+             "spec": {"clusterIP": "None", "selector": {"app": "web"}, "ports": [{"port": 8080}]}},
+            {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "alias"},
+             "spec": {"type": "ExternalName", "externalName": "web.default.svc.cluster.local"}}]});
+        s.kubectl_stdin(&["apply", "-f", "-"], &others.to_string()).ok();
+        let pod_ips: Vec<String> = get(&s, "pods")["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["status"]["podIP"].as_str().unwrap().to_string())
+            .collect();
+        eventually("the headless Service's pods by name", &log, || {
+            let out = s.kubectl(&["exec", &client, "--", "nslookup", "web-pods.default.svc.cluster.local"]).stdout();
+            pod_ips.iter().all(|ip| out.contains(ip.as_str()))
+        });
+        let alias = s.kubectl(&["exec", &client, "--", "nslookup", "alias.default.svc.cluster.local"]).stdout();
+        assert!(
+            alias.contains("web.default.svc.cluster.local"),
+            "a CNAME to the external name: {alias}"
+        );
         // A LoadBalancer gets the node's address and answers there.
         s.kubectl(&[
             "expose",
@@ -629,6 +658,210 @@ fn services_answer_on_cluster_ips_node_ports_load_balancers_and_by_name() {
             &log,
             || matches!(http_get(&format!("{nobody}:80")), Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused),
         );
+    });
+}
+
+/// A named network namespace of the test's (`ip netns add`), deleted on drop.
+struct Netns(String);
+
+impl Netns {
+    fn new(tag: &str) -> Netns {
+        let name = format!("rudder-{}-{tag}", std::process::id());
+        ip(&format!("netns add {name}"));
+        Netns(name)
+    }
+
+    /// Runs `ip ARGS` inside.
+    fn ip(&self, args: &str) {
+        ip(&format!("-n {} {args}", self.0));
+    }
+
+    /// Runs `f` on a thread that has entered this namespace: the processes it starts live
+    /// there.
+    fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        use std::os::fd::AsRawFd;
+        let ns = std::fs::File::open(format!("/run/netns/{}", self.0)).unwrap();
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    // SAFETY: setns(2) on a namespace file we hold open; this thread only.
+                    let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+                    assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+                    f()
+                })
+                .join()
+                .unwrap_or_else(|e| std::panic::resume_unwind(e))
+        })
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// `ip ARGS`, which must succeed.
+fn ip(args: &str) {
+    let st = Command::new("ip")
+        .args(args.split_whitespace())
+        .status()
+        .expect("ip (Debian iproute2)");
+    assert!(st.success(), "ip {args}: {st}");
+}
+
+/// The ready pods of `app` with their nodes.
+fn ready_pods(s: &RudderServer, app: &str) -> std::collections::BTreeMap<String, (String, String)> {
+    let label = format!("app={app}");
+    let list: Value =
+        serde_json::from_str(&s.kubectl(&["get", "pods", "-l", &label, "-o", "json"]).ok())
+            .unwrap();
+    list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .filter(|p| {
+            p["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
+        .map(|p| {
+            let field = |f: &Value| f.as_str().unwrap_or_default().to_string();
+            (
+                field(&p["metadata"]["name"]),
+                (field(&p["spec"]["nodeName"]), field(&p["status"]["podIP"])),
+            )
+        })
+        .collect()
+}
+
+/// Seed exercise 1 across machines: a server and two agents, each node in a network namespace
+/// of its own joined to the server's by a bridge (the "LAN"); a Deployment spread over both
+/// nodes answers at each node's NodePort from every replica, pods reach pods on the other node
+/// and the Service by name; a node that dies (agent killed, link cut) has its replica come
+/// back on the other node while the Service keeps answering.
+#[test]
+fn two_nodes_form_one_pod_network_and_a_lost_nodes_pods_come_back() {
+    in_new_netns(|| {
+        ip("link add lan0 type bridge");
+        ip("addr add 192.168.80.1/24 dev lan0");
+        ip("link set lan0 up");
+        let s = RudderServer::start_on(bin(), "192.168.80.1", &["--disable-agent"]).unwrap();
+        let token = s.node_token().unwrap();
+        let mut nodes = Vec::new();
+        for i in 1..=2 {
+            let ns = Netns::new(&format!("n{i}"));
+            ip(&format!(
+                "link add lan-n{i} type veth peer name eth0 netns {}",
+                ns.0
+            ));
+            ip(&format!("link set lan-n{i} master lan0 up"));
+            ns.ip("link set lo up");
+            ns.ip(&format!("addr add 192.168.80.1{i}/24 dev eth0"));
+            ns.ip("link set eth0 up");
+            ns.ip("route add default via 192.168.80.1");
+            let node_ip = format!("192.168.80.1{i}");
+            let (dir, log, agent) = ns.run(|| {
+                start_agent(
+                    &s,
+                    &token,
+                    &format!("node-{i}"),
+                    &["--node-ip", &node_ip],
+                    |_| {},
+                )
+            });
+            nodes.push((ns, dir, log, Some(agent)));
+        }
+        let log = nodes[0].2.clone();
+        eventually("both nodes Ready and the default account", &log, || {
+            let ready = s.kubectl(&["get", "nodes"]).stdout();
+            ready.matches(" Ready ").count() == 2
+                && s.kubectl(&["get", "serviceaccount", "default"])
+                    .stdout()
+                    .contains("default")
+        });
+        let web = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}},
+                    "spec": {"terminationGracePeriodSeconds": 1,
+                        "topologySpreadConstraints": [{"maxSkew": 1,
+                            "topologyKey": "kubernetes.io/hostname",
+                            "whenUnsatisfiable": "ScheduleAnyway",
+                            "labelSelector": {"matchLabels": {"app": "web"}}}],
+                        "containers": [{"name": "httpd", "image": BUSYBOX,
+                            "command": ["sh", "-c", "mkdir -p /www && hostname > /www/index.html \
+                                && exec httpd -f -p 8080 -h /www"]}]}}}});
+        s.kubectl_stdin(&["apply", "-f", "-"], &web.to_string())
+            .ok();
+        s.kubectl(&[
+            "expose",
+            "deployment",
+            "web",
+            "--type=NodePort",
+            "--port=80",
+            "--target-port=8080",
+        ])
+        .ok();
+        eventually("two ready replicas", &log, || {
+            ready_pods(&s, "web").len() == 2
+        });
+        let pods = ready_pods(&s, "web");
+        let on: std::collections::BTreeSet<&String> = pods.values().map(|(n, _)| n).collect();
+        assert_eq!(on.len(), 2, "one replica per node: {pods:?}");
+        let names: std::collections::BTreeSet<String> = pods.keys().cloned().collect();
+        let node_port = get(&s, "svc/web")["spec"]["ports"][0]["nodePort"]
+            .as_u64()
+            .unwrap();
+        // From the LAN: each node's NodePort, answered by both replicas (one of them on the
+        // other node, through the route between the nodes).
+        for i in 1..=2 {
+            let addr = format!("192.168.80.1{i}:{node_port}");
+            eventually(&format!("both replicas answer at {addr}"), &log, || {
+                answers(&addr, 20) == names
+            });
+        }
+        // Pod to pod across nodes, and to the Service by name.
+        let mut it = pods.iter();
+        let (a, _) = it.next().unwrap();
+        let (b, (_, b_ip)) = it.next().unwrap();
+        let exec = |pod: &str, url: &str| {
+            s.kubectl(&["exec", pod, "--", "timeout", "10", "wget", "-qO-", url])
+                .ok()
+                .trim()
+                .to_string()
+        };
+        assert_eq!(exec(a, &format!("http://{b_ip}:8080")), *b);
+        let by_name: std::collections::BTreeSet<String> =
+            (0..12).map(|_| exec(a, "http://web")).collect();
+        assert_eq!(by_name, names);
+        // Node 2 dies: its agent frozen (SIGSTOP: no heartbeat, no chance to tidy up; thawed
+        // at the end so that it stops its containerd), its link cut. Its replica comes back on
+        // node 1, which answers with its own replicas.
+        let agent2 = nodes[1].3.as_ref().unwrap().0.id() as libc::pid_t;
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(agent2, libc::SIGSTOP) };
+        ip("link set lan-n2 down");
+        eventually("two ready replicas on node 1", &log, || {
+            let now = ready_pods(&s, "web");
+            now.len() == 2 && now.values().all(|(n, _)| n == "node-1")
+        });
+        let now: std::collections::BTreeSet<String> =
+            ready_pods(&s, "web").keys().cloned().collect();
+        eventually("the new replicas answer at node 1", &log, || {
+            answers(&format!("192.168.80.11:{node_port}"), 20) == now
+        });
+        // SAFETY: as above.
+        unsafe { libc::kill(agent2, libc::SIGCONT) };
+        // The agents go (their pods removed through their containerd), then the namespaces.
+        for (ns, dir, _, agent) in nodes.into_iter().rev() {
+            drop(agent);
+            drop(dir);
+            drop(ns);
+        }
     });
 }
 

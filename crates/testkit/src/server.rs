@@ -32,6 +32,12 @@ impl RudderServer {
     /// Starts `bin server` with `extra` flags and waits until it is ready (its log says
     /// "api server ready" and the kubeconfig exists).
     pub fn start(bin: &Path, extra: &[&str]) -> anyhow::Result<RudderServer> {
+        Self::start_on(bin, "127.0.0.1", extra)
+    }
+
+    /// [`RudderServer::start`] with the API server on `address` (its kubeconfig names it):
+    /// for agents in other network namespaces.
+    pub fn start_on(bin: &Path, address: &str, extra: &[&str]) -> anyhow::Result<RudderServer> {
         let dir = tempfile::Builder::new()
             .prefix("rudder-server-")
             .tempdir()
@@ -42,7 +48,7 @@ impl RudderServer {
                 "--https-listen-port",
                 "0",
                 "--bind-address",
-                "127.0.0.1",
+                address,
                 // Servers of parallel tests each have a node of their own.
                 "--kubelet-port",
                 "0",
