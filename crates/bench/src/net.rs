@@ -41,44 +41,10 @@ pub struct Options {
     pub requests: usize,
 }
 
-/// Moves the calling thread (and the threads and processes it starts later) into a new
-/// network namespace with loopback up, the node's address on a veth pair and a default route
-/// through it, so that the benchmark's traffic stays inside. Call before starting a runtime.
+/// Moves the calling thread, and what it starts later, into a network namespace of its own
+/// where the node's address is [`NODE_IP`]. Call before starting a runtime.
 pub fn enter_netns() -> Result<()> {
-    // SAFETY: unshare(2) changes only this thread's namespaces.
-    if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-        bail!(
-            "unshare(CLONE_NEWNET): {} (needs root)",
-            std::io::Error::last_os_error()
-        );
-    }
-    let addr = format!("{NODE_IP}/24");
-    for args in [
-        vec!["link", "set", "lo", "up"],
-        vec![
-            "link",
-            "add",
-            "node0",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "node0-peer",
-        ],
-        vec!["addr", "add", addr.as_str(), "dev", "node0"],
-        vec!["link", "set", "node0", "up"],
-        vec!["link", "set", "node0-peer", "up"],
-        vec!["route", "add", "default", "dev", "node0"],
-    ] {
-        let st = Command::new("ip")
-            .args(&args)
-            .status()
-            .context("ip (iproute2)")?;
-        if !st.success() {
-            bail!("ip {args:?}: {st}");
-        }
-    }
-    Ok(())
+    rudder_testkit::enter_node_netns(NODE_IP)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {

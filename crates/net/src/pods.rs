@@ -12,7 +12,8 @@
 //!   holds one set and one rule): `ip saddr @pods ip daddr != @pods masquerade`, `@pods` being
 //!   every node's podCIDR.
 //!
-//! Both follow a watch of the Nodes; [`cleanup`] removes both (`--cleanup`).
+//! Both follow a watch of the Nodes, and are written again every 30 s whatever happened to
+//! them meanwhile; [`cleanup`] removes both (`--cleanup`).
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -33,6 +34,9 @@ pub const ROUTE_PROTOCOL: u8 = 82;
 /// The masquerading table.
 pub const TABLE: &str = "ip rudder-pods";
 
+/// How often routes and masquerading are written again even if no Node changed.
+const RESYNC: std::time::Duration = std::time::Duration::from_secs(30);
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("netlink: {0}")]
@@ -41,6 +45,8 @@ pub enum Error {
     Socket(std::io::Error),
     #[error("{0}")]
     Nft(#[from] crate::proxy::Error),
+    #[error("the watch of Nodes ended")]
+    WatchEnded,
 }
 
 /// An IPv4 CIDR: its first address and prefix length.
@@ -187,7 +193,8 @@ async fn sync_routes(handle: &rtnetlink::Handle, want: &BTreeSet<Route>) -> Resu
 }
 
 /// Keeps this node's routes to the other nodes' pods, and the masquerading of its own pods'
-/// traffic, in step with the Nodes until the watch ends.
+/// traffic, in step with the Nodes (and writes them again every [`RESYNC`]) until the watch
+/// ends.
 pub async fn run(client: kube::Client, own: String) -> Result<(), Error> {
     let (connection, handle, _) = rtnetlink::new_connection().map_err(Error::Socket)?;
     let _connection = AbortOnDrop(tokio::spawn(connection));
@@ -198,13 +205,22 @@ pub async fn run(client: kube::Client, own: String) -> Result<(), Error> {
     );
     let mut events = std::pin::pin!(events);
     let mut written: Option<(BTreeSet<Route>, BTreeSet<Cidr>)> = None;
-    while let Some(event) = events.next().await {
-        let mut next = Some(event);
-        while let Some(event) = next {
-            if let Err(e) = event {
-                tracing::debug!(error = %e, "watching Nodes");
+    let mut resync = tokio::time::interval(RESYNC);
+    resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            event = events.next() => {
+                let mut next = Some(event.ok_or(Error::WatchEnded)?);
+                while let Some(event) = next {
+                    if let Err(e) = event {
+                        tracing::debug!(error = %e, "watching Nodes");
+                    }
+                    next = events.next().now_or_never().flatten();
+                }
             }
-            next = events.next().now_or_never().flatten();
+            // Whatever someone else did to the routes or the table, or a failed write: put
+            // right.
+            _ = resync.tick() => written = None,
         }
         if nodes.wait_until_ready().now_or_never().is_none() {
             continue;
@@ -220,7 +236,7 @@ pub async fn run(client: kube::Client, own: String) -> Result<(), Error> {
         match (routed, masqueraded) {
             (Ok(()), Ok(())) => written = Some((want, cidrs)),
             (r, m) => {
-                // Tried again at the next change of any Node (heartbeats make one soon).
+                // Tried again at the next change of a Node, or the next resync.
                 written = None;
                 for e in [r.err(), m.err().map(Error::from)].into_iter().flatten() {
                     tracing::warn!(error = %e, "pod network not in step");
@@ -228,7 +244,6 @@ pub async fn run(client: kube::Client, own: String) -> Result<(), Error> {
             }
         }
     }
-    Ok(())
 }
 
 /// Removes Rudder's routes and the masquerading table.

@@ -412,6 +412,16 @@ fn in_new_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T 
     t.join().unwrap_or_else(|e| std::panic::resume_unwind(e))
 }
 
+/// [`in_new_netns`], the namespace holding a node address `ip` with the default route
+/// through it ([`rudder_testkit::enter_node_netns`]).
+fn in_node_netns<T: Send + 'static>(ip: &'static str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let t = std::thread::spawn(move || {
+        rudder_testkit::enter_node_netns(ip).unwrap();
+        f()
+    });
+    t.join().unwrap_or_else(|e| std::panic::resume_unwind(e))
+}
+
 #[test]
 fn a_pod_gets_an_address_from_the_pod_cidr_and_answers_on_it() {
     in_new_netns(|| {
@@ -460,32 +470,6 @@ fn a_pod_gets_an_address_from_the_pod_cidr_and_answers_on_it() {
     });
 }
 
-/// Gives this namespace an address that is not loopback and a default route, as a node has
-/// them: `ip` on one end of a veth pair whose other end is up too (no packet leaves the
-/// namespace). The route matters: the kernel routes a packet before the service rules
-/// rewrite its destination, and a cluster IP is reached by no other route.
-fn add_node_address(ip: &str) {
-    for args in [
-        vec![
-            "link",
-            "add",
-            "node0",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "node0-peer",
-        ],
-        vec!["addr", "add", &format!("{ip}/24"), "dev", "node0"],
-        vec!["link", "set", "node0", "up"],
-        vec!["link", "set", "node0-peer", "up"],
-        vec!["route", "add", "default", "dev", "node0"],
-    ] {
-        let st = Command::new("ip").args(&args).status().unwrap();
-        assert!(st.success(), "ip {args:?}: {st}");
-    }
-}
-
 /// The body of `GET /` at `addr`, if it answers.
 fn body(addr: &str) -> Option<String> {
     let answer = http_get(addr).ok()?;
@@ -499,46 +483,18 @@ fn answers(addr: &str, n: usize) -> std::collections::BTreeSet<String> {
 
 #[test]
 fn services_answer_on_cluster_ips_node_ports_load_balancers_and_by_name() {
-    in_new_netns(|| {
-        let node_ip = "192.168.77.1";
-        add_node_address(node_ip);
+    let node_ip = "192.168.77.1";
+    in_node_netns(node_ip, move || {
         let (s, _dir, log, _agent) = cluster_with("svc-node", &["--node-ip", node_ip], |_| {});
-        // Two replicas that answer with their own name.
-        let web = json!({"apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "web", "namespace": "default"},
-            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
-                "template": {"metadata": {"labels": {"app": "web"}},
-                    "spec": {"terminationGracePeriodSeconds": 1,
-                        "containers": [{"name": "httpd", "image": BUSYBOX,
-                            "command": ["sh", "-c", "mkdir -p /www && hostname > /www/index.html \
-                                && touch /ready && exec httpd -f -p 8080 -h /www"],
-                            "readinessProbe": {"exec": {"command": ["cat", "/ready"]},
-                                               "periodSeconds": 1, "failureThreshold": 1}}]}}}});
-        s.kubectl_stdin(&["apply", "-f", "-"], &web.to_string())
-            .ok();
-        s.kubectl(&[
-            "expose",
-            "deployment",
-            "web",
-            "--type=NodePort",
-            "--port=80",
-            "--target-port=8080",
-        ])
-        .ok();
+        // Ready while /ready exists.
+        deploy_web(
+            &s,
+            json!({"readinessProbe": {"exec": {"command": ["cat", "/ready"]},
+                                      "periodSeconds": 1, "failureThreshold": 1}}),
+            json!({}),
+        );
         let pods = || -> std::collections::BTreeSet<String> {
-            get(&s, "pods")["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|p| {
-                    p["status"]["conditions"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
-                })
-                .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
-                .collect()
+            ready_pods(&s, "web").into_keys().collect()
         };
         eventually("two ready replicas", &log, || pods().len() == 2);
         let replicas = pods();
@@ -602,7 +558,8 @@ fn services_answer_on_cluster_ips_node_ports_load_balancers_and_by_name() {
              "spec": {"clusterIP": "None", "selector": {"app": "web"}, "ports": [{"port": 8080}]}},
             {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "alias"},
              "spec": {"type": "ExternalName", "externalName": "web.default.svc.cluster.local"}}]});
-        s.kubectl_stdin(&["apply", "-f", "-"], &others.to_string()).ok();
+        s.kubectl_stdin(&["apply", "-f", "-"], &others.to_string())
+            .ok();
         let pod_ips: Vec<String> = get(&s, "pods")["items"]
             .as_array()
             .unwrap()
@@ -610,10 +567,26 @@ fn services_answer_on_cluster_ips_node_ports_load_balancers_and_by_name() {
             .map(|p| p["status"]["podIP"].as_str().unwrap().to_string())
             .collect();
         eventually("the headless Service's pods by name", &log, || {
-            let out = s.kubectl(&["exec", &client, "--", "nslookup", "web-pods.default.svc.cluster.local"]).stdout();
+            let out = s
+                .kubectl(&[
+                    "exec",
+                    &client,
+                    "--",
+                    "nslookup",
+                    "web-pods.default.svc.cluster.local",
+                ])
+                .stdout();
             pod_ips.iter().all(|ip| out.contains(ip.as_str()))
         });
-        let alias = s.kubectl(&["exec", &client, "--", "nslookup", "alias.default.svc.cluster.local"]).stdout();
+        let alias = s
+            .kubectl(&[
+                "exec",
+                &client,
+                "--",
+                "nslookup",
+                "alias.default.svc.cluster.local",
+            ])
+            .stdout();
         assert!(
             alias.contains("web.default.svc.cluster.local"),
             "a CNAME to the external name: {alias}"
@@ -710,6 +683,37 @@ fn ip(args: &str) {
     assert!(st.success(), "ip {args}: {st}");
 }
 
+/// Deployment `web` of two busybox httpd replicas answering with their own name on port 8080
+/// (after `touch /ready`), the container given `container` fields and the pod `pod` fields,
+/// exposed by `kubectl expose --type=NodePort --port=80`.
+fn deploy_web(s: &RudderServer, container: Value, pod: Value) {
+    let mut c = json!({"name": "httpd", "image": BUSYBOX,
+        "command": ["sh", "-c", "mkdir -p /www && hostname > /www/index.html && touch /ready \
+                     && exec httpd -f -p 8080 -h /www"]});
+    let mut spec = json!({"terminationGracePeriodSeconds": 1});
+    for (into, from) in [(&mut c, container), (&mut spec, pod)] {
+        for (k, v) in from.as_object().unwrap() {
+            into[k] = v.clone();
+        }
+    }
+    spec["containers"] = json!([c]);
+    let web = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": spec}}});
+    s.kubectl_stdin(&["apply", "-f", "-"], &web.to_string())
+        .ok();
+    s.kubectl(&[
+        "expose",
+        "deployment",
+        "web",
+        "--type=NodePort",
+        "--port=80",
+        "--target-port=8080",
+    ])
+    .ok();
+}
+
 /// The ready pods of `app` with their nodes.
 fn ready_pods(s: &RudderServer, app: &str) -> std::collections::BTreeMap<String, (String, String)> {
     let label = format!("app={app}");
@@ -783,29 +787,15 @@ fn two_nodes_form_one_pod_network_and_a_lost_nodes_pods_come_back() {
                     .stdout()
                     .contains("default")
         });
-        let web = json!({"apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "web", "namespace": "default"},
-            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
-                "template": {"metadata": {"labels": {"app": "web"}},
-                    "spec": {"terminationGracePeriodSeconds": 1,
-                        "topologySpreadConstraints": [{"maxSkew": 1,
-                            "topologyKey": "kubernetes.io/hostname",
-                            "whenUnsatisfiable": "ScheduleAnyway",
-                            "labelSelector": {"matchLabels": {"app": "web"}}}],
-                        "containers": [{"name": "httpd", "image": BUSYBOX,
-                            "command": ["sh", "-c", "mkdir -p /www && hostname > /www/index.html \
-                                && exec httpd -f -p 8080 -h /www"]}]}}}});
-        s.kubectl_stdin(&["apply", "-f", "-"], &web.to_string())
-            .ok();
-        s.kubectl(&[
-            "expose",
-            "deployment",
-            "web",
-            "--type=NodePort",
-            "--port=80",
-            "--target-port=8080",
-        ])
-        .ok();
+        // One replica on each node.
+        deploy_web(
+            &s,
+            json!({}),
+            json!({"topologySpreadConstraints": [{"maxSkew": 1,
+                "topologyKey": "kubernetes.io/hostname",
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": {"matchLabels": {"app": "web"}}}]}),
+        );
         eventually("two ready replicas", &log, || {
             ready_pods(&s, "web").len() == 2
         });

@@ -28,6 +28,48 @@ pub use server::{
     kubectl_path, AgentProcess, Answer, Kubectl, RudderServer, KUBECTL_DEFAULT_MINOR,
 };
 
+/// Moves the calling thread (and the threads and processes it starts later) into a new
+/// network namespace with loopback up and an address `ip`/24 that is not loopback, as a node
+/// has one: on one end of a veth pair whose other end is up too, with the default route
+/// through it (the kernel routes a packet before service rules rewrite its destination, and a
+/// cluster IP has no other route). No packet leaves the namespace.
+pub fn enter_node_netns(ip: &str) -> anyhow::Result<()> {
+    // SAFETY: unshare(2) changes only this thread's namespaces.
+    if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+        bail!(
+            "unshare(CLONE_NEWNET): {} (needs root)",
+            std::io::Error::last_os_error()
+        );
+    }
+    let addr = format!("{ip}/24");
+    for args in [
+        vec!["link", "set", "lo", "up"],
+        vec![
+            "link",
+            "add",
+            "node0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "node0-peer",
+        ],
+        vec!["addr", "add", addr.as_str(), "dev", "node0"],
+        vec!["link", "set", "node0", "up"],
+        vec!["link", "set", "node0-peer", "up"],
+        vec!["route", "add", "default", "dev", "node0"],
+    ] {
+        let st = Command::new("ip")
+            .args(&args)
+            .status()
+            .context("ip (Debian iproute2)")?;
+        if !st.success() {
+            bail!("ip {args:?}: {st}");
+        }
+    }
+    Ok(())
+}
+
 /// Stops a child as a service manager would: SIGTERM, then SIGKILL if it is still running
 /// after `patience` (a rudder agent stops its containerd on SIGTERM; SIGKILL would leave it).
 pub fn terminate(child: &mut std::process::Child, patience: std::time::Duration) {
