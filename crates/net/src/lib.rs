@@ -47,20 +47,13 @@ pub async fn watch_services(client: kube::Client, tx: watch::Sender<Arc<Services
     )
     .map(|e| e.map(drop));
     let mut events = std::pin::pin!(futures::stream::select(service_events, slice_events));
-    let (mut services_ready, mut slices_ready) = (false, false);
     while let Some(event) = events.next().await {
-        let mut next = Some(event);
         // Take in the whole burst, then send once.
-        while let Some(event) = next {
-            if let Err(e) = event {
-                tracing::debug!(error = %e, "watching Services and EndpointSlices");
-            }
-            next = events.next().now_or_never().flatten();
-        }
+        take_burst(event, &mut events, "Services and EndpointSlices");
         // Until both lists are in, a send would show Services without their endpoints.
-        services_ready = services_ready || services.wait_until_ready().now_or_never().is_some();
-        slices_ready = slices_ready || slices.wait_until_ready().now_or_never().is_some();
-        if !(services_ready && slices_ready) {
+        if services.wait_until_ready().now_or_never().is_none()
+            || slices.wait_until_ready().now_or_never().is_none()
+        {
             continue;
         }
         let now = Services {
@@ -70,5 +63,21 @@ pub async fn watch_services(client: kube::Client, tx: watch::Sender<Arc<Services
         if tx.send(Arc::new(now)).is_err() {
             return;
         }
+    }
+}
+
+/// Takes in `first` and every watch event already waiting after it, logging the errors among
+/// them (the watcher retries by itself): a burst of changes is then acted on once.
+pub(crate) fn take_burst<T, E: std::fmt::Display>(
+    first: Result<T, E>,
+    events: &mut (impl futures::Stream<Item = Result<T, E>> + Unpin),
+    watching: &str,
+) {
+    let mut next = Some(first);
+    while let Some(event) = next {
+        if let Err(e) = event {
+            tracing::debug!(error = %e, "watching {watching}");
+        }
+        next = events.next().now_or_never().flatten();
     }
 }

@@ -210,13 +210,7 @@ pub async fn run(client: kube::Client, own: String) -> Result<(), Error> {
     loop {
         tokio::select! {
             event = events.next() => {
-                let mut next = Some(event.ok_or(Error::WatchEnded)?);
-                while let Some(event) = next {
-                    if let Err(e) = event {
-                        tracing::debug!(error = %e, "watching Nodes");
-                    }
-                    next = events.next().now_or_never().flatten();
-                }
+                crate::take_burst(event.ok_or(Error::WatchEnded)?, &mut events, "Nodes");
             }
             // Whatever someone else did to the routes or the table, or a failed write: put
             // right.

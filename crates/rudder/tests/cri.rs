@@ -780,9 +780,16 @@ fn two_nodes_form_one_pod_network_and_a_lost_nodes_pods_come_back() {
             nodes.push((ns, dir, log, Some(agent)));
         }
         let log = nodes[0].2.clone();
+        // Ready and untainted (the not-ready taint goes just after Ready): both may take pods.
         eventually("both nodes Ready and the default account", &log, || {
             let ready = s.kubectl(&["get", "nodes"]).stdout();
+            let tainted = get(&s, "nodes")["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|n| !n["spec"]["taints"].is_null());
             ready.matches(" Ready ").count() == 2
+                && !tainted
                 && s.kubectl(&["get", "serviceaccount", "default"])
                     .stdout()
                     .contains("default")
@@ -793,7 +800,10 @@ fn two_nodes_form_one_pod_network_and_a_lost_nodes_pods_come_back() {
             json!({}),
             json!({"topologySpreadConstraints": [{"maxSkew": 1,
                 "topologyKey": "kubernetes.io/hostname",
-                "whenUnsatisfiable": "ScheduleAnyway",
+                // Hard, over the nodes whose taints the pods tolerate: a lost node (tainted
+                // unreachable) no longer counts, and its replica may go to the other.
+                "whenUnsatisfiable": "DoNotSchedule",
+                "nodeTaintsPolicy": "Honor",
                 "labelSelector": {"matchLabels": {"app": "web"}}}]}),
         );
         eventually("two ready replicas", &log, || {
