@@ -1,10 +1,15 @@
 //! Joining a server from another process or machine, as a k3s agent does: the token is
 //! `K10<sha256 of the CA bundle>::<user>:<secret>`. The agent fetches the server's CA bundle from
 //! `/cacerts` (which needs no credentials), refuses it unless its hash is the token's, and then
-//! trusts only that CA. Each node authenticates with HTTP basic authentication, its node name
-//! and the token's secret, which the server maps to `system:node:NAME`.
+//! trusts only that CA. With the token's secret as a bearer token it then asks for its
+//! certificates ([`join`], see [`crate::identity`]) and talks to the server with its client
+//! certificate from then on; simulated nodes use HTTP basic authentication with their name and
+//! node password instead.
+
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
+use rudder_api::join::{JoinRequest, JoinResponse};
 
 /// A parsed join token.
 #[derive(Clone, Debug)]
@@ -55,19 +60,41 @@ fn sha256_hex(data: &[u8]) -> String {
 
 /// Fetches the server's CA bundle and checks it against the token. The PEM is returned.
 pub async fn fetch_ca(server: &str, token: &Token) -> Result<String> {
+    use http_body_util::BodyExt as _;
     let url: http::Uri = server
         .parse()
         .with_context(|| format!("invalid --server URL {server:?}"))?;
     // Not trusted yet: what it returns is checked against the token's hash below.
-    let mut probe = kube::Config::new(url);
-    probe.accept_invalid_certs = true;
-    let client = kube::Client::try_from(probe).context("an HTTPS client")?;
-    let req = http::Request::get("/cacerts")
-        .body(Vec::new())
+    let tls = rudder_api::tls::client_without_verification(None).context("TLS")?;
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only()
+        .enable_http2()
+        .wrap_connector(tcp());
+    let client: Pool =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .http2_only(true)
+            .build(connector);
+    let uri = rebase(&url, &http::Uri::from_static("/cacerts"))?;
+    let req = http::Request::get(uri)
+        .body(kube::client::Body::from(Vec::new()))
         .context("the /cacerts request")?;
-    let pem = client
-        .request_text(req)
+    let fetch = async {
+        let resp = client.request(req).await?;
+        if !resp.status().is_success() {
+            bail!("{}", resp.status());
+        }
+        // A CA bundle is a few KiB.
+        let body = http_body_util::Limited::new(resp.into_body(), 1 << 20)
+            .collect()
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(String::from_utf8(body.to_bytes().to_vec())?)
+    };
+    let pem = tokio::time::timeout(std::time::Duration::from_secs(30), fetch)
         .await
+        .map_err(|_| anyhow::anyhow!("timed out"))
+        .and_then(|r| r)
         .with_context(|| format!("fetch the CA bundle from {server}/cacerts"))?;
     match &token.ca_hash {
         Some(want) => {
@@ -94,10 +121,11 @@ const NODES_PER_CONNECTION: usize = 80;
 type Https = hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>;
 type Pool = hyper_util::client::legacy::Client<Https, kube::client::Body>;
 
-/// HTTP/2 connections to the server shared by the simulated nodes of one process, so that
-/// 5,000 nodes need a hundred connections rather than tens of thousands (kube's own client
-/// speaks HTTP/1.1: a connection per watch). Each node still authenticates every request as
-/// itself.
+/// HTTP/2 connections to the server, trusting only the cluster CA: one for a node with a
+/// client certificate, a few shared by the simulated nodes of one process, so that 5,000
+/// nodes need a hundred connections rather than tens of thousands (kube's own client speaks
+/// HTTP/1.1: a connection per watch). Each simulated node still authenticates every request
+/// as itself.
 pub struct Transport {
     server: http::Uri,
     connector: Https,
@@ -105,8 +133,13 @@ pub struct Transport {
 }
 
 impl Transport {
-    /// Connections to `server` trusting `ca_pem` only.
-    pub fn new(server: &str, ca_pem: &str) -> Result<Transport> {
+    /// Connections to `server` trusting `ca_pem` only, presenting the client certificate in
+    /// `identity` (if any) as it is at each handshake.
+    pub fn new(
+        server: &str,
+        ca_pem: &str,
+        identity: Option<Arc<dyn rustls::client::ResolvesClientCert>>,
+    ) -> Result<Arc<Transport>> {
         let url: http::Uri = server
             .parse()
             .with_context(|| format!("invalid --server URL {server:?}"))?;
@@ -119,62 +152,116 @@ impl Transport {
         if roots.is_empty() {
             bail!("the server's CA bundle holds no certificate");
         }
-        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
         .with_safe_default_protocol_versions()
         .context("TLS versions")?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+        let tls = match identity {
+            Some(resolver) => tls.with_client_cert_resolver(resolver),
+            None => tls.with_no_client_auth(),
+        };
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_only()
             .enable_http2()
             .wrap_connector(tcp());
-        Ok(Transport {
+        Ok(Arc::new(Transport {
             server: url,
             connector,
             pools: Default::default(),
-        })
+        }))
     }
 
-    /// The client of the `index`th node, named `node`, on its share of the connections.
-    pub fn client(&self, index: usize, node: &str, token: &Token) -> Result<kube::Client> {
+    /// The connections of the `index`th client (a new one every [`NODES_PER_CONNECTION`]).
+    fn pool(&self, index: usize) -> Pool {
+        let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        let slot = index / NODES_PER_CONNECTION;
+        while pools.len() <= slot {
+            let pool =
+                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                    .http2_only(true)
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .http2_keep_alive_interval(std::time::Duration::from_secs(30))
+                    .build(self.connector.clone());
+            pools.push(pool);
+        }
+        pools[slot].clone()
+    }
+
+    /// Drops the connections: requests from now on make new ones (with a renewed client
+    /// certificate); those in flight (watches) finish on the old ones.
+    pub fn reconnect(&self) {
+        self.pools.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    /// The client of the `index`th node; `basic` is a simulated node's name and password, or
+    /// `None` for the node whose client certificate the transport presents.
+    pub fn client(
+        self: &Arc<Self>,
+        index: usize,
+        basic: Option<(&str, &str)>,
+    ) -> Result<kube::Client> {
         use base64::Engine as _;
-        let pool = {
-            let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
-            let slot = index / NODES_PER_CONNECTION;
-            while pools.len() <= slot {
-                let pool = hyper_util::client::legacy::Client::builder(
-                    hyper_util::rt::TokioExecutor::new(),
-                )
-                .http2_only(true)
-                .timer(hyper_util::rt::TokioTimer::new())
-                .http2_keep_alive_interval(std::time::Duration::from_secs(30))
-                .build(self.connector.clone());
-                pools.push(pool);
+        let auth = match basic {
+            Some((node, password)) => {
+                let mut h = http::HeaderValue::try_from(format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(format!("{node}:{password}"))
+                ))
+                .context("the node password as a header")?;
+                h.set_sensitive(true);
+                Some(h)
             }
-            pools[slot].clone()
+            None => None,
         };
-        let mut auth = http::HeaderValue::try_from(format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(format!("{node}:{}", token.secret))
-        ))
-        .context("the token as a header")?;
-        auth.set_sensitive(true);
-        let server = self.server.clone();
+        let transport = self.clone();
         let svc = tower::service_fn(move |mut req: http::Request<kube::client::Body>| {
-            let pool = pool.clone();
-            let target = rebase(&server, req.uri());
+            let pool = transport.pool(index);
+            let target = rebase(&transport.server, req.uri());
             let auth = auth.clone();
             async move {
                 *req.uri_mut() = target?;
-                req.headers_mut().insert(http::header::AUTHORIZATION, auth);
+                if let Some(auth) = auth {
+                    req.headers_mut().insert(http::header::AUTHORIZATION, auth);
+                }
                 pool.request(req).await.map_err(anyhow::Error::new)
             }
         });
         Ok(kube::Client::new(svc, "default"))
     }
+}
+
+/// Asks `server` (trusting `ca_pem` only) for a node's certificates, or only registers its
+/// password, with the token's secret as the bearer token.
+pub async fn join(
+    server: &str,
+    ca_pem: &str,
+    token: &Token,
+    req: &JoinRequest,
+) -> Result<JoinResponse> {
+    let client = Transport::new(server, ca_pem, None)?.client(0, None)?;
+    let mut bearer = http::HeaderValue::try_from(format!("Bearer {}", token.secret))
+        .context("the token as a header")?;
+    bearer.set_sensitive(true);
+    let request = http::Request::post(rudder_api::join::PATH)
+        .header(http::header::AUTHORIZATION, bearer)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(serde_json::to_vec(req)?)
+        .context("the join request")?;
+    client.request(request).await.map_err(|e| match e {
+        kube::Error::Api(s) if s.code == 401 => anyhow::anyhow!(
+            "the server refused the token (401 Unauthorized): check --token against \
+             <data-dir>/server/node-token on the server"
+        ),
+        kube::Error::Api(s) => anyhow::anyhow!(
+            "the server refused to join node {:?}: {}",
+            req.node_name,
+            s.message
+        ),
+        e => anyhow::Error::new(e).context(format!("reach the server at {server}")),
+    })
 }
 
 /// A client for `config` (a kubeconfig's cluster and credentials) whose requests share one

@@ -16,6 +16,7 @@ pub mod cri;
 pub mod cri_runtime;
 pub mod env;
 pub mod fake;
+pub mod identity;
 pub mod image;
 pub mod ipam;
 pub mod logs;

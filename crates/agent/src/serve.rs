@@ -5,15 +5,14 @@
 //!
 //! Only clients with a certificate from the cluster CA whose user is the API server's kubelet
 //! client (`kube-apiserver-kubelet-client`) or in `system:masters` get an answer; the TLS
-//! handshake refuses anyone without such a certificate. The serving certificate is
-//! self-signed at start (the API server does not check it, as upstream's does not without
-//! `--kubelet-certificate-authority`; agents get CA-signed ones with the multi-node work).
+//! handshake refuses anyone without such a certificate. The serving certificate is the one the
+//! cluster CA signed for the node's name and address (see [`crate::identity`]), which the API
+//! server checks.
 //!
 //! What one connection may cost is bounded: a handshake has 10 s, at most
 //! [`MAX_CONNECTIONS`] are served at once, request heads are read with a timeout.
 
 use std::convert::Infallible;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,7 +23,6 @@ use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
 use tokio::net::TcpListener;
@@ -47,9 +45,13 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub(crate) type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 
-/// The TLS configuration of a node's server: a self-signed certificate for its address and
-/// name, clients verified against the cluster CA (`ca_pem`).
-pub fn tls_config(ca_pem: &str, node_ip: IpAddr, node_name: &str) -> anyhow::Result<ServerConfig> {
+/// The TLS configuration of a node's server: the serving certificate `serving` holds at each
+/// handshake (signed by the cluster CA, see [`crate::identity`]), clients verified against the
+/// cluster CA (`ca_pem`).
+pub fn tls_config(
+    ca_pem: &str,
+    serving: Arc<dyn rustls::server::ResolvesServerCert>,
+) -> anyhow::Result<ServerConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = RootCertStore::empty();
     for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(ca_pem.as_bytes()) {
@@ -58,22 +60,10 @@ pub fn tls_config(ca_pem: &str, node_ip: IpAddr, node_name: &str) -> anyhow::Res
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
         .context("the client certificate verifier")?;
-    let mut params =
-        rcgen::CertificateParams::new(vec![node_name.to_string(), "localhost".into()])?;
-    params
-        .subject_alt_names
-        .push(rcgen::SanType::IpAddress(node_ip));
-    params.distinguished_name.push(
-        rcgen::DnType::CommonName,
-        format!("{node_name}@rudder-agent"),
-    );
-    let key = rcgen::KeyPair::generate()?;
-    let cert = params.self_signed(&key)?;
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(vec![CertificateDer::from(cert.der().to_vec())], key)?;
+        .with_cert_resolver(serving);
     // HTTP/1.1 only: exec, attach and port-forward are upgrades of an HTTP/1.1 request.
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
@@ -432,6 +422,7 @@ mod tests {
     /// `GET /healthz` with the client certificate given (if any): the status, or the error.
     async fn healthz(port: u16, client: Option<(&str, &str)>) -> Result<u16, String> {
         use rustls::pki_types::pem::PemObject as _;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
         let identity = client.map(|(cert, key)| {
             (
                 vec![CertificateDer::from_pem_slice(cert.as_bytes()).unwrap()],
@@ -460,7 +451,13 @@ mod tests {
         let (ca_pem, issuer) = ca();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let tls = tls_config(&ca_pem, "127.0.0.1".parse().unwrap(), "n").unwrap();
+        let serving = rcgen::generate_simple_self_signed(vec!["n".to_string()]).unwrap();
+        let serving = crate::identity::Slot::from_pem(
+            &serving.cert.pem(),
+            &serving.signing_key.serialize_pem(),
+        )
+        .unwrap();
+        let tls = tls_config(&ca_pem, serving).unwrap();
         let server = tokio::spawn(serve(listener, tls, Arc::new(crate::fake::Fake::new())));
         let (cert, key) = client(&issuer, APISERVER_CLIENT, &[]);
         assert_eq!(healthz(port, Some((&cert, &key))).await, Ok(200));

@@ -16,6 +16,7 @@ pub mod catalogue;
 pub mod conversion;
 pub mod discovery;
 pub mod fields;
+pub mod join;
 pub mod managed;
 pub mod openapi;
 pub mod patch;

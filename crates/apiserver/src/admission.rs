@@ -6,7 +6,7 @@
 //! [`Registry`].
 //!
 //! The plugins, in upstream's order: NamespaceLifecycle, LimitRanger, ServiceAccount,
-//! TaintNodesByCondition, Priority, DefaultTolerationSeconds, ResourceQuota.
+//! NodeRestriction, TaintNodesByCondition, Priority, DefaultTolerationSeconds, ResourceQuota.
 //!
 //! The chain's [`Admission::written`] step, after a write is stored, records quotas' usage
 //! after deletes and quota writes (the resource quota controller in `rudder-controllers`
@@ -215,6 +215,7 @@ impl Admission {
                     index: KeyIndex::new("/registry/limitranges/", anything),
                 }),
                 Box::new(ServiceAccount),
+                Box::new(NodeRestriction),
                 Box::new(TaintNodesByCondition),
                 Box::new(Priority),
                 Box::new(DefaultTolerationSeconds {
@@ -719,6 +720,263 @@ impl Plugin for ServiceAccount {
         obj: &'a mut Value,
     ) -> Done<'a> {
         Self::admit(reg, a, obj).boxed()
+    }
+}
+
+// ---- TaintNodesByCondition ------------------------------------------------------------------
+
+// ---- NodeRestriction ------------------------------------------------------------------------
+
+/// What upstream's NodeRestriction keeps a node (`system:node:NAME`) to, beyond what the Node
+/// authorizer decides from the request alone: its own Node (not its taints, nor labels outside
+/// the kubelet's set), only pods bound to it (status, deletion; creation of mirror pods only),
+/// its own Lease.
+struct NodeRestriction;
+
+/// Labels a node may set on itself (upstream's `kubeletapis.IsKubeletLabel`).
+fn is_kubelet_label(key: &str) -> bool {
+    const LABELS: &[&str] = &[
+        "kubernetes.io/hostname",
+        "topology.kubernetes.io/zone",
+        "topology.kubernetes.io/region",
+        "failure-domain.beta.kubernetes.io/zone",
+        "failure-domain.beta.kubernetes.io/region",
+        "beta.kubernetes.io/instance-type",
+        "node.kubernetes.io/instance-type",
+        "kubernetes.io/os",
+        "kubernetes.io/arch",
+        "beta.kubernetes.io/os",
+        "beta.kubernetes.io/arch",
+    ];
+    let ns = label_namespace(key);
+    LABELS.contains(&key)
+        || in_domain(ns, "kubelet.kubernetes.io")
+        || in_domain(ns, "node.kubernetes.io")
+}
+
+fn label_namespace(key: &str) -> &str {
+    key.split_once('/').map_or("", |(ns, _)| ns)
+}
+
+fn in_domain(ns: &str, domain: &str) -> bool {
+    ns == domain || ns.strip_suffix(domain).is_some_and(|p| p.ends_with('.'))
+}
+
+/// Of the labels that differ between `new` and `old`, those a node may not set (upstream's
+/// `getForbiddenLabels`), sorted.
+pub fn forbidden_node_labels(new: &Value, old: Option<&Value>) -> Vec<String> {
+    let labels = |o: Option<&Value>| -> BTreeMap<String, String> {
+        o.and_then(|o| o["metadata"]["labels"].as_object())
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (a, b) = (labels(Some(new)), labels(old));
+    let modified: BTreeSet<&String> = a
+        .iter()
+        .filter(|(k, v)| b.get(*k) != Some(v))
+        .chain(b.iter().filter(|(k, v)| a.get(*k) != Some(v)))
+        .map(|(k, _)| k)
+        .collect();
+    modified
+        .into_iter()
+        .filter(|k| {
+            let ns = label_namespace(k);
+            let kubernetes = in_domain(ns, "kubernetes.io") || in_domain(ns, "k8s.io");
+            in_domain(ns, "node-restriction.kubernetes.io") || (kubernetes && !is_kubelet_label(k))
+        })
+        .cloned()
+        .collect()
+}
+
+impl NodeRestriction {
+    async fn check(
+        reg: &Registry,
+        a: &Attributes<'_>,
+        node: &str,
+        obj: &Value,
+    ) -> Result<(), ApiError> {
+        let bound = |pod: &Value| s(pod, &["spec", "nodeName"]) == node;
+        match (a.res.group, a.res.plural, a.subresource) {
+            ("", "pods", "") => match a.operation {
+                Operation::Create => Self::mirror_pod(reg, a, node, obj).await,
+                Operation::Delete => {
+                    if a.old.is_some_and(bound) {
+                        Ok(())
+                    } else {
+                        Err(a.forbidden(format!(
+                            "node {node:?} can only delete pods with spec.nodeName set to itself"
+                        )))
+                    }
+                }
+                op => Err(a.forbidden(format!(
+                    "unexpected operation {:?}, node {node:?} can only create and delete mirror pods",
+                    op.as_str()
+                ))),
+            },
+            ("", "pods", "status") => {
+                if !a.old.is_some_and(bound) {
+                    return Err(a.forbidden(format!(
+                        "node {node:?} can only update pod status for pods with spec.nodeName set to itself"
+                    )));
+                }
+                if a.old.map(|o| &o["metadata"]["labels"]) != Some(&obj["metadata"]["labels"]) {
+                    return Err(a.forbidden(format!(
+                        "node {node:?} cannot update labels through pod status"
+                    )));
+                }
+                Ok(())
+            }
+            ("", "pods", sub) if sub != "eviction" => Err(a.forbidden(format!(
+                "unexpected pod subresource {sub:?}, only 'status' and 'eviction' are allowed"
+            ))),
+            ("", "nodes", _) => {
+                let name = s(obj, &["metadata", "name"]);
+                if name != node {
+                    return Err(a.forbidden(format!(
+                        "node {node:?} is not allowed to modify node {name:?}"
+                    )));
+                }
+                match a.operation {
+                    Operation::Create => {
+                        if !obj["spec"]["configSource"].is_null() {
+                            return Err(a.forbidden(format!(
+                                "node {node:?} is not allowed to create pods with a non-nil configSource"
+                            )));
+                        }
+                        let forbidden = forbidden_node_labels(obj, None);
+                        if !forbidden.is_empty() {
+                            return Err(a.forbidden(format!(
+                                "node {node:?} is not allowed to set the following labels: {}",
+                                forbidden.join(", ")
+                            )));
+                        }
+                    }
+                    Operation::Update => {
+                        let old = a.old.unwrap_or(&Value::Null);
+                        let config = &obj["spec"]["configSource"];
+                        if !config.is_null() && *config != old["spec"]["configSource"] {
+                            return Err(a.forbidden(format!(
+                                "node {node:?} is not allowed to update configSource to a new non-nil configSource"
+                            )));
+                        }
+                        let taints = |o: &Value| o["spec"]["taints"].as_array().cloned().unwrap_or_default();
+                        if taints(obj) != taints(old) {
+                            return Err(a.forbidden(format!(
+                                "node {node:?} is not allowed to modify taints"
+                            )));
+                        }
+                        let forbidden = forbidden_node_labels(obj, Some(old));
+                        if !forbidden.is_empty() {
+                            return Err(a.forbidden(format!(
+                                "is not allowed to modify labels: {}",
+                                forbidden.join(", ")
+                            )));
+                        }
+                    }
+                    _ => {}
+                }
+                Ok(())
+            }
+            ("coordination.k8s.io", "leases", _) => {
+                if a.namespace != Some("kube-node-lease") {
+                    return Err(a.forbidden(
+                        "can only access leases in the \"kube-node-lease\" system namespace",
+                    ));
+                }
+                if s(obj, &["metadata", "name"]) != node {
+                    return Err(a.forbidden(
+                        "can only access node lease with the same name as the requesting node",
+                    ));
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// A node creates only mirror pods of its static pods: bound to it, owned by its Node,
+    /// referring to no other object.
+    async fn mirror_pod(
+        reg: &Registry,
+        a: &Attributes<'_>,
+        node: &str,
+        pod: &Value,
+    ) -> Result<(), ApiError> {
+        let forbidden = |why: String| Err(a.forbidden(why));
+        if pod["metadata"]["annotations"][MIRROR_ANNOTATION].is_null() {
+            return forbidden(format!(
+                "pod does not have \"{MIRROR_ANNOTATION}\" annotation, node {node:?} can only create mirror pods"
+            ));
+        }
+        if s(pod, &["spec", "nodeName"]) != node {
+            return forbidden(format!(
+                "node {node:?} can only create pods with spec.nodeName set to itself"
+            ));
+        }
+        let owners = items(pod, &["metadata", "ownerReferences"]);
+        let [owner] = owners else {
+            return forbidden(format!(
+                "node {node:?} can only create pods with a single owner reference set to itself"
+            ));
+        };
+        if s(owner, &["apiVersion"]) != "v1"
+            || s(owner, &["kind"]) != "Node"
+            || s(owner, &["name"]) != node
+        {
+            return forbidden(format!(
+                "node {node:?} can only create pods with an owner reference set to itself"
+            ));
+        }
+        if owner["controller"] != json!(true) {
+            return forbidden(format!(
+                "node {node:?} can only create pods with a controller owner reference set to itself"
+            ));
+        }
+        if owner["blockOwnerDeletion"] == json!(true) {
+            return forbidden(format!(
+                "node {node:?} must not set blockOwnerDeletion on an owner reference"
+            ));
+        }
+        let nodes = served(reg, "", "v1", "nodes")?;
+        let current = reg.get(&nodes, None, node).await?;
+        let uid = s(&current, &["metadata", "uid"]);
+        if s(owner, &["uid"]) != uid {
+            return forbidden(format!(
+                "node {node} UID mismatch: expected {} got {uid}",
+                s(owner, &["uid"])
+            ));
+        }
+        if !s(pod, &["spec", "serviceAccountName"]).is_empty() {
+            return forbidden(format!(
+                "node {node:?} can not create pods that reference a service account"
+            ));
+        }
+        for resource in ["secrets", "configmaps", "persistentvolumeclaims"] {
+            if !crate::authz::references(pod, resource).is_empty() {
+                return forbidden(format!(
+                    "node {node:?} can not create pods that reference {resource}"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Plugin for NodeRestriction {
+    fn validate<'a>(
+        &'a self,
+        reg: &'a Registry,
+        a: &'a Attributes<'a>,
+        obj: &'a Value,
+    ) -> Done<'a> {
+        let Some(node) = a.user.and_then(crate::authz::node_name) else {
+            return ok();
+        };
+        Self::check(reg, a, node, obj).boxed()
     }
 }
 

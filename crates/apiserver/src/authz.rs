@@ -7,7 +7,7 @@
 //! - [`Masters`]: `system:masters` may do anything.
 //! - [`NodeAuthorizer`]: `system:node:NAME` in `system:nodes` may do what upstream's Node
 //!   authorizer and `system:node` role let a kubelet do: read every Node, write Nodes (the
-//!   NodeRestriction admission that keeps writes to its own is not there yet), its own Lease,
+//!   NodeRestriction admission plugin keeps writes to its own), its own Lease,
 //!   pods bound to it (list/watch only
 //!   with the `spec.nodeName=NAME` field selector) and their status, the Secrets, ConfigMaps,
 //!   PVCs and PVs those pods use, events, services, and the access reviews it needs.

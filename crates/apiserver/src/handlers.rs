@@ -39,6 +39,8 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     pub authorizer: crate::authz::Union,
     pub token: NodeToken,
+    /// Node passwords and certificates.
+    pub join: Arc<crate::join::Join>,
     /// The cluster CA bundle, served at `/cacerts` for agents to check against their token.
     pub ca_pem: String,
     pub version: Value,
@@ -91,11 +93,12 @@ fn is_public(path: &str) -> bool {
         || path.starts_with("/readyz/")
 }
 
-/// Who the request is from: the connection's client certificate, or a node token. The node
-/// token as a bearer token is a bootstrap identity (it may discover and review itself only);
-/// as the password of HTTP basic authentication with a node's name as the user, it is that
-/// node (`system:node:NAME`), held to what the Node authorizer allows.
-fn authenticate(st: &AppState, conn: &ConnUser, headers: &HeaderMap) -> Option<User> {
+/// Who the request is from: the connection's client certificate, the node token, or a node
+/// password. The node token as a bearer token is a bootstrap identity (it may discover, review
+/// itself and join nodes, see [`crate::join`]); HTTP basic authentication with a node's name
+/// and the password it joined with is that node (`system:node:NAME`), held to what the Node
+/// authorizer and NodeRestriction allow.
+async fn authenticate(st: &AppState, conn: &ConnUser, headers: &HeaderMap) -> Option<User> {
     let authenticated = |mut u: User| {
         // Every authenticated user is also in system:authenticated, as upstream.
         if !u.groups.iter().any(|g| g == "system:authenticated") {
@@ -110,7 +113,10 @@ fn authenticate(st: &AppState, conn: &ConnUser, headers: &HeaderMap) -> Option<U
     if let Some(token) = auth.strip_prefix("Bearer ") {
         return st.token.matches_bearer(token.trim()).then(|| User {
             name: "system:bootstrap:node-token".into(),
-            groups: vec!["system:bootstrappers".into(), "system:authenticated".into()],
+            groups: vec![
+                crate::join::BOOTSTRAPPERS.into(),
+                "system:authenticated".into(),
+            ],
             uid: None,
         });
     }
@@ -123,13 +129,16 @@ fn authenticate(st: &AppState, conn: &ConnUser, headers: &HeaderMap) -> Option<U
     let (name, password) = decoded.split_once(':')?;
     let node = Some(name)
         .filter(|n| !n.is_empty() && rudder_api::validation::dns1123_subdomain(n).is_empty())?;
-    st.token.matches_bearer(password).then(|| {
-        authenticated(User {
-            name: format!("system:node:{node}"),
-            groups: vec![crate::authz::NODES.into()],
-            uid: None,
+    st.join
+        .password_matches(&st.registry, node, password)
+        .await
+        .then(|| {
+            authenticated(User {
+                name: format!("system:node:{node}"),
+                groups: vec![crate::authz::NODES.into()],
+                uid: None,
+            })
         })
-    })
 }
 
 /// `kubectl --as`: the `Impersonate-*` headers make the request act as another user; only
@@ -230,7 +239,7 @@ pub async fn handle(State(st): State<Arc<AppState>>, req: Request) -> Response {
         .get::<ConnUser>()
         .cloned()
         .unwrap_or_default();
-    let Some(user) = authenticate(&st, &conn, req.headers()) else {
+    let Some(user) = authenticate(&st, &conn, req.headers()).await else {
         return ApiError::unauthorized().into_response();
     };
     let user = match impersonate(user, req.headers()) {
@@ -261,6 +270,14 @@ pub async fn handle(State(st): State<Arc<AppState>>, req: Request) -> Response {
         }
     };
     let inflight = st.metrics.inflight(kind);
+    // Joining decides who may join itself (the bootstrap identity only).
+    if path == crate::join::PATH {
+        let response = st
+            .join
+            .handle(&st.registry, &user, st.body_timeout, req)
+            .await;
+        return response.unwrap_or_else(ApiError::into_response);
+    }
     if let Err(e) = st.authorizer.check(&user, &info).await {
         return e.into_response();
     }
@@ -852,7 +869,10 @@ async fn route(
                     let mut opts = list_options(&served, &q)?;
                     check_list_options(&mut opts, false)?;
                     let (headers, body) = read_body(st, req).await?;
-                    let delete = delete_options(&q, &headers, &body)?;
+                    let delete = DeleteOptions {
+                        user: Some(user.clone()),
+                        ..delete_options(&q, &headers, &body)?
+                    };
                     let list = st.registry.list(res, ns, &opts).await?;
                     for item in list["items"].as_array().into_iter().flatten() {
                         let name = item["metadata"]["name"].as_str().unwrap_or_default();
@@ -987,7 +1007,10 @@ async fn route(
                 }
                 Method::DELETE => {
                     let (headers, body) = read_body(st, req).await?;
-                    let opts = delete_options(&q, &headers, &body)?;
+                    let opts = DeleteOptions {
+                        user: Some(user.clone()),
+                        ..delete_options(&q, &headers, &body)?
+                    };
                     if let Some(h) = &res.hooks {
                         if let Some(obj) = h.delete(&st.registry, name, &opts).await {
                             return Ok(json_response(StatusCode::OK, &obj?));

@@ -65,7 +65,9 @@ pub struct Stream<'a> {
 }
 
 impl Kubelets {
-    /// A client with a certificate newly issued from `pki` (held in memory only).
+    /// A client with a certificate newly issued from `pki` (held in memory only), which
+    /// trusts agents whose serving certificate the cluster CA signed for the address it is
+    /// reached at (upstream's `--kubelet-certificate-authority`).
     pub fn new(pki: &Pki) -> anyhow::Result<Kubelets> {
         use anyhow::Context as _;
         use rustls::pki_types::pem::PemObject as _;
@@ -76,7 +78,14 @@ impl Kubelets {
                 .context("the kubelet client certificate")?;
         let key =
             PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).context("the kubelet client key")?;
-        let config = rudder_api::tls::client_without_verification(Some((certs, key)))?;
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(CertificateDer::from(pki.ca_der().to_vec()))?;
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(certs, key)?;
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_connect_timeout(Some(CONNECT_TIMEOUT));

@@ -13,6 +13,7 @@ pub mod decode;
 pub mod error;
 pub mod handlers;
 pub mod hooks;
+pub mod join;
 pub mod kubelet;
 pub mod limits;
 pub mod memory;

@@ -100,6 +100,8 @@ pub enum PkiError {
     InvalidSan { san: String, reason: String },
     #[error("invalid certificate subject: {0}")]
     InvalidSubject(String),
+    #[error("{0}")]
+    InvalidRequest(String),
     #[error("TLS configuration: {0}")]
     Tls(#[from] rustls::Error),
     #[error("TLS client certificate verifier: {0}")]
@@ -587,8 +589,37 @@ fn issue_leaf(
     sans: &[San],
     usage: ExtendedKeyUsagePurpose,
 ) -> Result<(String, String), PkiError> {
-    let subject = encode_subject(cn, orgs)?;
     let key = new_key()?;
+    let leaf = Leaf {
+        cn,
+        orgs,
+        sans,
+        usage,
+        not_before: now.saturating_sub(BACKDATE),
+        not_after: now.saturating_add(LEAF_VALIDITY),
+    };
+    Ok((sign_leaf(issuer, &leaf, &key)?, key.serialize_pem()))
+}
+
+/// What a leaf certificate says.
+struct Leaf<'a> {
+    cn: &'a str,
+    orgs: &'a [&'a str],
+    sans: &'a [San],
+    usage: ExtendedKeyUsagePurpose,
+    /// Unix seconds.
+    not_before: u64,
+    not_after: u64,
+}
+
+/// Signs `leaf` for the public key `key`; returns the certificate PEM.
+fn sign_leaf(
+    issuer: &Issuer<'static, KeyPair>,
+    leaf: &Leaf<'_>,
+    key: &impl rcgen::PublicKeyData,
+) -> Result<String, PkiError> {
+    let Leaf { cn, orgs, sans, .. } = *leaf;
+    let subject = encode_subject(cn, orgs)?;
     let mut params = CertificateParams::default();
     // rcgen writes a one-attribute placeholder; the real subject is put in below.
     let mut dn = DistinguishedName::new();
@@ -596,13 +627,34 @@ fn issue_leaf(
     params.distinguished_name = dn;
     params.subject_alt_names = sans.iter().map(San::to_rcgen).collect::<Result<_, _>>()?;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![usage];
+    params.extended_key_usages = vec![leaf.usage.clone()];
     params.use_authority_key_identifier_extension = true;
     params.serial_number = Some(random_serial());
-    set_validity(&mut params, now, LEAF_VALIDITY);
-    let cert = params.signed_by(&key, issuer)?;
+    let epoch = rcgen::date_time_ymd(1970, 1, 1);
+    params.not_before = epoch + Duration::from_secs(leaf.not_before);
+    params.not_after = epoch + Duration::from_secs(leaf.not_after);
+    let cert = params.signed_by(key, issuer)?;
     let der = replace_subject(cert.der(), &subject, issuer.key())?;
-    Ok((pem_encode("CERTIFICATE", &der), key.serialize_pem()))
+    Ok(pem_encode("CERTIFICATE", &der))
+}
+
+/// The certificates a node asks for (see [`Pki::sign_node`]), PEM.
+#[derive(Debug)]
+pub struct NodeCertificates {
+    /// `system:node:NAME` in `system:nodes`, for client authentication.
+    pub client: String,
+    /// For the node's server, naming the node and its addresses.
+    pub serving: String,
+}
+
+/// The public key of a PEM certificate signing request whose signature is valid (the
+/// requester holds the private key).
+fn csr_key(pem: &str, which: &str) -> Result<rcgen::CertificateSigningRequestParams, PkiError> {
+    rcgen::CertificateSigningRequestParams::from_pem(pem).map_err(|e| {
+        PkiError::InvalidRequest(format!(
+            "the {which} certificate request is not a valid signed PKCS#10 request ({e})"
+        ))
+    })
 }
 
 // ---- files ----
@@ -813,6 +865,50 @@ impl Pki {
             &[],
             ExtendedKeyUsagePurpose::ClientAuth,
         )
+    }
+
+    /// Signs a node's certificates for the keys of its PKCS#10 requests (their subjects and
+    /// extensions are not read: what a node is certified as is decided here): a client
+    /// certificate for `system:node:NAME` in `system:nodes`, and a serving certificate naming
+    /// `name` and `addresses`. Both are valid for `lifetime`, from a little before now (for
+    /// skewed clocks: an hour, or a quarter of a short lifetime).
+    pub fn sign_node(
+        &self,
+        name: &str,
+        addresses: &[IpAddr],
+        client_csr: &str,
+        serving_csr: &str,
+        lifetime: Duration,
+    ) -> Result<NodeCertificates, PkiError> {
+        let client_key = csr_key(client_csr, "client")?;
+        let serving_key = csr_key(serving_csr, "serving")?;
+        let now = unix_now();
+        let lifetime = lifetime.as_secs().max(1);
+        let not_before = now.saturating_sub(BACKDATE.min(lifetime / 4));
+        let not_after = now.saturating_add(lifetime);
+        let user = format!("system:node:{name}");
+        let client = Leaf {
+            cn: &user,
+            orgs: &["system:nodes"],
+            sans: &[],
+            usage: ExtendedKeyUsagePurpose::ClientAuth,
+            not_before,
+            not_after,
+        };
+        let mut sans = vec![San::Dns(name.to_string())];
+        sans.extend(addresses.iter().map(|ip| San::Ip(*ip)));
+        let serving = Leaf {
+            cn: &user,
+            orgs: &["system:nodes"],
+            sans: &sans,
+            usage: ExtendedKeyUsagePurpose::ServerAuth,
+            not_before,
+            not_after,
+        };
+        Ok(NodeCertificates {
+            client: sign_leaf(&self.issuer, &client, &client_key.public_key)?,
+            serving: sign_leaf(&self.issuer, &serving, &serving_key.public_key)?,
+        })
     }
 
     /// The TLS directory this PKI lives in.

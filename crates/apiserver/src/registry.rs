@@ -320,6 +320,8 @@ pub struct DeleteOptions {
     pub precondition_uid: Option<String>,
     pub precondition_resource_version: Option<String>,
     pub dry_run: bool,
+    /// Who asks (admission sees it); `None` for the server's own deletes.
+    pub user: Option<User>,
 }
 
 /// What a delete did.
@@ -1496,6 +1498,7 @@ impl Registry {
             }
             let w = Write {
                 dry_run: opts.dry_run,
+                user: opts.user.clone(),
                 ..Write::server()
             };
             let a =

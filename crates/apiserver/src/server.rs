@@ -48,6 +48,8 @@ pub struct Config {
     /// Metrics of the rest of the process (scheduler, controllers), served on `/metrics`
     /// after the server's own.
     pub extra_metrics: Vec<crate::metrics::Source>,
+    /// How long the certificates agents get are valid (`--cluster-signing-duration`).
+    pub node_cert_lifetime: Duration,
 }
 
 /// A running API server.
@@ -59,6 +61,7 @@ pub struct ApiServer {
     registry: Arc<Registry>,
     ca_pem: String,
     heartbeats: limits::HeartbeatTrouble,
+    join: Arc<crate::join::Join>,
 }
 
 impl ApiServer {
@@ -72,6 +75,14 @@ impl ApiServer {
     /// root CA publisher puts into every namespace.
     pub fn ca_pem(&self) -> &str {
         &self.ca_pem
+    }
+
+    /// Joins the server's own node as `POST /v1-rudder/node-certificates` does, in process.
+    pub fn joiner(&self) -> crate::join::Joiner {
+        crate::join::Joiner {
+            join: self.join.clone(),
+            registry: self.registry.clone(),
+        }
     }
 
     /// What this server serves: kinds may be added (and removed) while it serves.
@@ -283,8 +294,10 @@ pub async fn start(cfg: Config, store: Arc<dyn Store>) -> anyhow::Result<ApiServ
     use anyhow::Context as _;
     cfg.limits.check()?;
     let server_dir = cfg.data_dir.join("server");
-    let pki = Pki::load_or_create(&server_dir.join("tls"), &cfg.tls_sans)
-        .context("cluster certificates")?;
+    let pki = Arc::new(
+        Pki::load_or_create(&server_dir.join("tls"), &cfg.tls_sans)
+            .context("cluster certificates")?,
+    );
     let token = pki::load_or_create_token(
         &server_dir.join("node-token"),
         cfg.token.as_deref(),
@@ -360,7 +373,13 @@ pub async fn start(cfg: Config, store: Arc<dyn Store>) -> anyhow::Result<ApiServ
     );
     let inflight = Inflight::new(&cfg.limits);
     let heartbeats = inflight.heartbeat_trouble();
+    let join = Arc::new(crate::join::Join::new(
+        pki.clone(),
+        cfg.node_cert_lifetime,
+        cidr,
+    ));
     let state = Arc::new(AppState {
+        join: join.clone(),
         authorizer: crate::authz::Union::standard(registry.clone()),
         registry: registry.clone(),
         token,
@@ -394,6 +413,7 @@ pub async fn start(cfg: Config, store: Arc<dyn Store>) -> anyhow::Result<ApiServ
         registry,
         ca_pem: pki.ca_pem().to_string(),
         heartbeats,
+        join,
     })
 }
 

@@ -372,7 +372,10 @@ async fn evict(
             "name in URL does not match name in Eviction object: {n}"
         )));
     }
-    let mut opts = DeleteOptions::default();
+    let mut opts = DeleteOptions {
+        user: w.user.clone(),
+        ..DeleteOptions::default()
+    };
     crate::handlers::apply_delete_body(&eviction["deleteOptions"], &mut opts);
     opts.dry_run |= w.dry_run;
     let pod = reg.get(res, ns, name).await?;

@@ -267,6 +267,10 @@ struct ServerArgs {
     /// Another name or IP for the server certificate (repeatable).
     #[arg(long)]
     tls_san: Vec<String>,
+    /// How long the certificates agents get are valid; they renew them once 70-90% of that has
+    /// passed.
+    #[arg(long, default_value = "8760h", value_parser = humantime::parse_duration)]
+    cluster_signing_duration: Duration,
     /// Do not run the node agent on this machine.
     #[arg(long)]
     disable_agent: bool,
@@ -844,7 +848,8 @@ impl NodeArgs {
         }
     }
 
-    /// Runs one node: its server on `--kubelet-port` (clients checked against `ca_pem`), then
+    /// Runs one node: its server on `--kubelet-port` (with the serving certificate of
+    /// `certified`, clients checked against `ca_pem`), the renewal of its certificates, then
     /// the agent's loops, until the task is aborted.
     async fn run(
         &self,
@@ -852,6 +857,7 @@ impl NodeArgs {
         mut cfg: rudder_agent::node::NodeConfig,
         runtime: Arc<dyn rudder_agent::runtime::Runtime>,
         ca_pem: &str,
+        certified: Certified,
     ) -> Result<tokio::task::JoinHandle<()>> {
         let port = self.kubelet_port;
         // Every address, IPv6 and IPv4 alike where the machine has IPv6.
@@ -865,9 +871,17 @@ impl NodeArgs {
         };
         cfg.kubelet_port = listener.local_addr()?.port();
         cfg.system.container_runtime_version = runtime.version();
-        let tls = rudder_agent::serve::tls_config(ca_pem, cfg.node_ip, &cfg.name)?;
+        let tls = rudder_agent::serve::tls_config(ca_pem, certified.identity.serving.clone())?;
         tracing::info!(port = cfg.kubelet_port, "node server listening");
         let server = tokio::spawn(rudder_agent::serve::serve(listener, tls, runtime.clone()));
+        let renewing = tokio::spawn(async move {
+            let Certified {
+                identity,
+                issue,
+                renewed,
+            } = certified;
+            identity.keep_renewed(issue, renewed).await
+        });
         // One watch of the Services and EndpointSlices feeds the DNS and the proxy.
         let (services_tx, services) = tokio::sync::watch::channel(Default::default());
         let watch = tokio::spawn(rudder_net::watch_services(client.clone(), services_tx));
@@ -891,6 +905,7 @@ impl NodeArgs {
         });
         Ok(tokio::spawn(async move {
             let _server = rudder_agent::AbortOnDrop(server);
+            let _renewing = rudder_agent::AbortOnDrop(renewing);
             let _watch = rudder_agent::AbortOnDrop(watch);
             let _dns = dns.map(|(_, task)| rudder_agent::AbortOnDrop(task));
             let _proxy = proxy.map(rudder_agent::AbortOnDrop);
@@ -950,12 +965,8 @@ impl NodeArgs {
         Some((local, task))
     }
 
-    /// The node's configuration; `extra_labels` are what the server adds to its own node.
-    fn config(
-        &self,
-        data_dir: &Path,
-        extra_labels: &[(&str, &str)],
-    ) -> Result<rudder_agent::node::NodeConfig> {
+    /// The node's configuration.
+    fn config(&self, data_dir: &Path) -> Result<rudder_agent::node::NodeConfig> {
         use rudder_agent::node;
         let name = match &self.node_name {
             Some(n) => n.clone(),
@@ -968,9 +979,19 @@ impl NodeArgs {
         if !errs.is_empty() {
             bail!("invalid node name {name:?}: {}", errs.join("; "));
         }
-        let mut labels = node::parse_labels(&self.node_labels).map_err(anyhow::Error::msg)?;
-        for (k, v) in extra_labels {
-            labels.insert(k.to_string(), v.to_string());
+        let labels = node::parse_labels(&self.node_labels).map_err(anyhow::Error::msg)?;
+        let forbidden = rudder_apiserver::admission::forbidden_node_labels(
+            &serde_json::json!({"metadata": {"labels": labels}}),
+            None,
+        );
+        if !forbidden.is_empty() {
+            bail!(
+                "--node-labels: a node may not set these labels on itself: {} (in the \
+                 kubernetes.io and k8s.io namespaces only kubelet.kubernetes.io/…, \
+                 node.kubernetes.io/… and the well-known topology, os, arch, instance-type and \
+                 hostname labels; others are set with kubectl label node)",
+                forbidden.join(", ")
+            );
         }
         let taints = node::parse_taints(&self.node_taints).map_err(anyhow::Error::msg)?;
         let (capacity, allocatable) = node::machine_capacity(node::filesystem_bytes(data_dir));
@@ -1003,6 +1024,36 @@ impl NodeArgs {
             cluster_dns: Some(self.cluster_dns),
         })
     }
+}
+
+/// Puts the control-plane role labels on the server's own node once it is registered.
+async fn label_control_plane(client: kube::Client, name: String) {
+    use kube::api::{Patch, PatchParams};
+    let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client);
+    let patch = serde_json::json!({"metadata": {"labels": {
+        "node-role.kubernetes.io/control-plane": "true",
+        "node-role.kubernetes.io/master": "true",
+    }}});
+    let mut wait = Duration::from_millis(50);
+    loop {
+        match nodes
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => return,
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => tracing::warn!(error = %e, "the node's role labels not set yet"),
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// A node's certificates, how they are asked for, and what follows a renewal.
+struct Certified {
+    identity: Arc<rudder_agent::identity::Identity>,
+    issue: rudder_agent::identity::Issue,
+    renewed: Box<dyn Fn() + Send>,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -1172,6 +1223,7 @@ async fn server(args: ServerArgs) -> Result<()> {
             .into_iter()
             .flatten()
             .collect(),
+            node_cert_lifetime: args.cluster_signing_duration,
         },
         store.clone(),
     )
@@ -1241,13 +1293,18 @@ async fn server(args: ServerArgs) -> Result<()> {
     let agent = if args.disable_agent {
         None
     } else {
-        let mut cfg = args.node.config(
-            &data_dir,
-            &[
-                ("node-role.kubernetes.io/control-plane", "true"),
-                ("node-role.kubernetes.io/master", "true"),
-            ],
-        )?;
+        let mut cfg = args.node.config(&data_dir)?;
+        // As on k3s, the server gives its node the role labels: NodeRestriction keeps a node
+        // from setting them on itself.
+        let admin = api.client(
+            rudder_apiserver::pki::User {
+                name: "system:apiserver".into(),
+                groups: vec![rudder_apiserver::authz::MASTERS.into()],
+                uid: None,
+            },
+            "default",
+        );
+        tokio::spawn(label_control_plane(admin, cfg.name.clone()));
         let client = api.client(
             rudder_apiserver::pki::User {
                 name: format!("system:node:{}", cfg.name),
@@ -1259,9 +1316,37 @@ async fn server(args: ServerArgs) -> Result<()> {
         let agent_dir = data_dir.join("agent");
         create_private_dir(&agent_dir)?;
         cfg.pods_dir = agent_dir.join("pods");
+        // The server's node joins as any other does, in process: so its name is bound to this
+        // machine, and its server has a certificate from the cluster CA.
+        let joiner = api.joiner();
+        let issue: rudder_agent::identity::Issue = Arc::new(move |req| {
+            let joiner = joiner.clone();
+            Box::pin(async move {
+                joiner
+                    .join(req)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{}", e.message))
+            })
+        });
+        let identity = rudder_agent::identity::Identity::obtain(
+            &agent_dir,
+            &cfg.name,
+            vec![cfg.node_ip],
+            api.ca_pem(),
+            &issue,
+        )
+        .await
+        .context("the node's certificates")?;
+        let certified = Certified {
+            identity: Arc::new(identity),
+            issue,
+            renewed: Box::new(|| {}),
+        };
         let (runtime, child) = args.node.runtime(&agent_dir).await?;
         Some((
-            args.node.run(client, cfg, runtime, api.ca_pem()).await?,
+            args.node
+                .run(client, cfg, runtime, api.ca_pem(), certified)
+                .await?,
             child,
         ))
     };
@@ -1308,32 +1393,67 @@ async fn agent(mut args: AgentArgs) -> Result<()> {
     }
     let token = connect::Token::parse(&args.token).context("--token")?;
     let ca = connect::fetch_ca(&args.server, &token).await?;
-    let mut template = args.node.config(&agent_dir, &[])?;
+    let mut template = args.node.config(&agent_dir)?;
     template.pods_dir = agent_dir.join("pods");
-    // One client per node identity (the fake nodes of one process are many identities), over
-    // shared HTTP/2 connections.
-    let transport = connect::Transport::new(&args.server, &ca)?;
+    let password = rudder_agent::identity::node_password(&agent_dir)?;
     let mut clients = std::collections::HashMap::new();
-    let names: Vec<String> = if args.fake_nodes == 0 {
-        vec![template.name.clone()]
+    let mut certified = None;
+    if args.fake_nodes == 0 {
+        // The node's own certificates, asked for with the token.
+        let issue: rudder_agent::identity::Issue = {
+            let (server, ca, token) = (args.server.clone(), ca.clone(), token.clone());
+            Arc::new(move |req| {
+                let (server, ca, token) = (server.clone(), ca.clone(), token.clone());
+                Box::pin(async move { connect::join(&server, &ca, &token, &req).await })
+            })
+        };
+        let identity = rudder_agent::identity::Identity::obtain(
+            &agent_dir,
+            &template.name,
+            vec![template.node_ip],
+            &ca,
+            &issue,
+        )
+        .await?;
+        let identity = Arc::new(identity);
+        let transport = connect::Transport::new(&args.server, &ca, Some(identity.client.clone()))?;
+        clients.insert(template.name.clone(), transport.client(0, None)?);
+        certified = Some(Certified {
+            identity,
+            issue,
+            renewed: Box::new(move || transport.reconnect()),
+        });
     } else {
-        (0..args.fake_nodes)
+        // Simulated nodes: each name bound to this machine's password, which they then
+        // authenticate with, over shared HTTP/2 connections.
+        use futures::{StreamExt as _, TryStreamExt as _};
+        let names: Vec<String> = (0..args.fake_nodes)
             .map(|i| format!("{}-{i}", template.name))
-            .collect()
-    };
-    for (i, name) in names.into_iter().enumerate() {
-        let client = transport.client(i, &name, &token)?;
-        clients.insert(name, client);
+            .collect();
+        futures::stream::iter(&names)
+            .map(|name| {
+                let req = rudder_api::join::JoinRequest {
+                    node_name: name.clone(),
+                    node_password: password.clone(),
+                    ..Default::default()
+                };
+                let (server, ca, token) = (&args.server, &ca, &token);
+                async move { connect::join(server, ca, token, &req).await }
+            })
+            .buffer_unordered(32)
+            .try_collect::<Vec<_>>()
+            .await?;
+        let transport = connect::Transport::new(&args.server, &ca, None)?;
+        for (i, name) in names.into_iter().enumerate() {
+            let client = transport.client(i, Some((&name, &password)))?;
+            clients.insert(name, client);
+        }
     }
-    // The credentials are checked once here, so that a wrong token is a clear error.
     let first = clients.values().next().context("no node to run")?.clone();
-    first.list_core_api_versions().await.map_err(|e| match e {
-        kube::Error::Api(s) if s.code == 401 => anyhow::anyhow!(
-            "the server refused the token (401 Unauthorized): check --token against \
-             <data-dir>/server/node-token on the server"
-        ),
-        e => anyhow::Error::new(e).context(format!("reach the server at {}", args.server)),
-    })?;
+    first
+        .list_core_api_versions()
+        .await
+        .with_context(|| format!("reach the server at {}", args.server))?;
     tracing::info!(server = %args.server, nodes = clients.len(), "agent ready");
     let (runtime, child) = args.node.runtime(&agent_dir).await?;
     let run: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> =
@@ -1344,8 +1464,12 @@ async fn agent(mut args: AgentArgs) -> Result<()> {
                 move |name| clients.get(name).cloned().unwrap_or_else(|| first.clone()),
             ))
         } else {
-            let mut node =
-                rudder_agent::AbortOnDrop(args.node.run(first, template, runtime, &ca).await?);
+            let certified = certified.context("the node's certificates")?;
+            let mut node = rudder_agent::AbortOnDrop(
+                args.node
+                    .run(first, template, runtime, &ca, certified)
+                    .await?,
+            );
             Box::pin(async move {
                 let _ = (&mut node.0).await;
             })

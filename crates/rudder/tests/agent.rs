@@ -323,9 +323,16 @@ fn agents_join_with_the_token_and_silent_nodes_lose_their_pods() {
         .ok();
     assert!(events.contains("TaintManagerEviction"), "{events}");
 
-    // The agent comes back: Ready again, the taints go, and the pod it finds being deleted is
+    // The agent comes back (the same machine: its data dir holds the node password the names
+    // are bound to): Ready again, the taints go, and the pod it finds being deleted is
     // finished off.
-    let _sim = agent(&s, &token, &["--node-name", "sim", "--fake-nodes", "3"]);
+    sim.restart(
+        bin(),
+        &s,
+        &token,
+        &["--node-name", "sim", "--fake-nodes", "3"],
+    )
+    .expect("restart rudder agent");
     s.kubectl(&[
         "wait",
         "--for=condition=Ready",
@@ -340,6 +347,161 @@ fn agents_join_with_the_token_and_silent_nodes_lose_their_pods() {
             .as_array()
             .is_some_and(|t| t.len() == 1 && t[0]["key"] == "dedicated")
     });
+}
+
+/// A kubeconfig for `s` with the client certificate an agent in `dir` holds.
+fn node_kubeconfig(s: &RudderServer, dir: &Path) -> std::path::PathBuf {
+    let ca = s
+        .kubectl(&[
+            "config",
+            "view",
+            "--raw",
+            "-o",
+            "jsonpath={.clusters[0].cluster.certificate-authority-data}",
+        ])
+        .ok();
+    let tls = dir.join("agent/tls");
+    let path = dir.join("node-kubeconfig.yaml");
+    let config = json!({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "c", "cluster": {"server": s.url, "certificate-authority-data": ca}}],
+        "users": [{"name": "node", "user": {
+            "client-certificate": tls.join("client.crt"),
+            "client-key": tls.join("client.key")}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "node"}}],
+        "current-context": "c",
+    });
+    std::fs::write(&path, config.to_string()).unwrap();
+    path
+}
+
+/// A joined agent gets its own certificates (the token only joins), is then `system:node:NAME`
+/// held by NodeRestriction to its own Node and pods, renews its certificates before they
+/// expire, and keeps its name from another machine.
+#[test]
+fn joined_agents_act_with_their_own_renewed_certificates_on_their_own_node_only() {
+    let s = RudderServer::start(
+        bin(),
+        &[
+            "--node-name",
+            "srv",
+            "--node-ip",
+            "127.0.0.1",
+            "--cluster-signing-duration",
+            "20s",
+        ],
+    )
+    .expect("start rudder server");
+    let token = s.node_token().expect("node token");
+    let a = agent(&s, &token, &["--node-name", "n1"]);
+    eventually("node/n1 registered", || {
+        s.kubectl(&["get", "node/n1"]).out.status.success()
+    });
+    s.kubectl(&["wait", "--for=condition=Ready", "node/n1", "--timeout=60s"])
+        .ok();
+    // The server's node gets its role from the server, the agent's none.
+    eventually("the server's node labelled control-plane", || {
+        get(&s, &["node", "srv"])["metadata"]["labels"]["node-role.kubernetes.io/control-plane"]
+            == "true"
+    });
+
+    let kc = node_kubeconfig(&s, a.dir());
+    let kc = kc.to_str().unwrap();
+    let as_node = |args: &[&str]| {
+        let mut all = vec!["--kubeconfig", kc];
+        all.extend_from_slice(args);
+        s.kubectl(&all)
+    };
+    let who = as_node(&["auth", "whoami", "-o", "json"]).ok();
+    let who: Value = serde_json::from_str(&who).unwrap();
+    assert_eq!(who["status"]["userInfo"]["username"], "system:node:n1");
+    assert_eq!(
+        who["status"]["userInfo"]["groups"],
+        json!(["system:nodes", "system:authenticated"])
+    );
+
+    // NodeRestriction: its own Node only, not its taints nor the labels that steer workloads.
+    let err = as_node(&["label", "node", "srv", "x=y"]).fails();
+    assert!(
+        err.contains(r#"node "n1" is not allowed to modify node "srv""#),
+        "{err}"
+    );
+    let err = as_node(&["label", "node", "n1", "node-role.kubernetes.io/worker="]).fails();
+    assert!(
+        err.contains("is not allowed to modify labels: node-role.kubernetes.io/worker"),
+        "{err}"
+    );
+    let err = as_node(&["taint", "node", "n1", "a=b:NoSchedule"]).fails();
+    assert!(
+        err.contains(r#"node "n1" is not allowed to modify taints"#),
+        "{err}"
+    );
+    as_node(&["label", "node", "n1", "tier=edge"]).ok();
+    // Pods bound to another node are not its to delete; its node password is not its to read.
+    s.kubectl_stdin(&["create", "-f", "-"], &bound_pod("p", "srv"))
+        .ok();
+    let err = as_node(&["delete", "pod", "p"]).fails();
+    assert!(
+        err.contains(r#"node "n1" can only delete pods with spec.nodeName set to itself"#),
+        "{err}"
+    );
+    as_node(&[
+        "get",
+        "secret",
+        "-n",
+        "kube-system",
+        "n1.node-password.rudder",
+    ])
+    .fails();
+
+    // Another machine (its own data dir, so another node password) cannot take the name while
+    // the node exists.
+    let other = tempfile::tempdir().unwrap();
+    let out = Command::new(bin())
+        .args(["agent", "--server", &s.url, "--token", &token])
+        .args([
+            "--node-name",
+            "n1",
+            "--runtime",
+            "fake",
+            "--kubelet-port",
+            "0",
+        ])
+        .arg("--data-dir")
+        .arg(other.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(r#"node "n1" is already registered by another machine"#),
+        "{err}"
+    );
+
+    // The certificates are renewed (new keys) before they expire, and the agent goes on with
+    // the new ones: past the first certificate's end, the node still renews its lease.
+    let crt = a.dir().join("agent/tls/client.crt");
+    let first = std::fs::read_to_string(&crt).unwrap();
+    let since = Instant::now();
+    eventually("the client certificate renewed", || {
+        std::fs::read_to_string(&crt).unwrap() != first
+    });
+    std::thread::sleep(Duration::from_secs(20).saturating_sub(since.elapsed()));
+    let lease =
+        || get(&s, &["lease", "-n", "kube-node-lease", "n1"])["spec"]["renewTime"].to_string();
+    let renewed = lease();
+    eventually(
+        "the node's lease renewed past the first certificate",
+        || lease() != renewed,
+    );
+    let who = as_node(&[
+        "auth",
+        "whoami",
+        "-o",
+        "jsonpath={.status.userInfo.username}",
+    ])
+    .ok();
+    assert_eq!(who, "system:node:n1");
 }
 
 /// `kubectl debug` adds an ephemeral container through `pods/ephemeralcontainers`, the agent

@@ -1,6 +1,7 @@
 //! Authorization through the real server: `system:masters` may do anything; the node token
-//! alone only discovers; a node (`system:node:NAME` with the token) only does what upstream's
-//! Node authorizer lets a kubelet do; impersonation is for masters; the system namespaces
+//! alone only discovers and joins nodes, each name bound to the first machine's node password;
+//! a node (`system:node:NAME` with its password) only does what upstream's Node authorizer and
+//! NodeRestriction let a kubelet do; impersonation is for masters; the system namespaces
 //! cannot be deleted.
 
 use std::path::Path;
@@ -45,10 +46,15 @@ fn call(s: &RudderServer, auth: &str, method: &str, path: &str, body: &Value) ->
     )
 }
 
-fn node_auth(s: &RudderServer, node: &str) -> String {
+fn basic(user: &str, password: &str) -> String {
     use base64::Engine as _;
-    let creds = base64::engine::general_purpose::STANDARD.encode(format!("{node}:{}", token(s)));
+    let creds = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
     format!("Authorization: Basic {creds}")
+}
+
+/// Node `node`, registered with the token, authenticating with its node password.
+fn node_auth(s: &RudderServer, node: &str) -> String {
+    basic(node, &s.register_node(node).expect("register the node"))
 }
 
 fn assert_forbidden(answer: &(u16, Value), message: &str) {
@@ -96,6 +102,104 @@ fn the_node_token_alone_cannot_make_itself_admin() {
         .kubectl(&["get", "clusterrolebindings", "-o", "name"])
         .ok()
         .contains("pwned"));
+    // Nor is it any node: the token is not a node's password.
+    assert_eq!(
+        call(
+            &s,
+            &basic("n1", &token(&s)),
+            "GET",
+            "/api/v1/nodes",
+            &Value::Null
+        )
+        .0,
+        401
+    );
+}
+
+#[test]
+fn the_token_joins_a_name_once_and_only_the_token_joins() {
+    let s = server();
+    let bearer = format!("Authorization: Bearer {}", token(&s));
+    let join =
+        |auth: &str, body: Value| call(&s, auth, "POST", "/v1-rudder/node-certificates", &body);
+    let password = "the-first-machines-password";
+    let first = join(&bearer, json!({"nodeName": "n1", "nodePassword": password}));
+    assert_eq!(first.0, 200, "{}", first.1);
+    let n1 = basic("n1", password);
+    let node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}});
+    assert_eq!(call(&s, &n1, "POST", "/api/v1/nodes", &node).0, 201);
+    // A wrong password is no one; another password for a name whose Node exists is refused.
+    assert_eq!(
+        call(
+            &s,
+            &basic("n1", "not-the-password"),
+            "GET",
+            "/api/v1/nodes/n1",
+            &Value::Null
+        )
+        .0,
+        401
+    );
+    assert_forbidden(
+        &join(&bearer, json!({"nodeName": "n1", "nodePassword": "another-machines-password"})),
+        "node \"n1\" is already registered by another machine (its node password differs): join with another --node-name, or delete the node (kubectl delete node n1) if that machine is gone",
+    );
+    // Once the Node is deleted the name is free again.
+    s.kubectl(&["delete", "node", "n1"]).ok();
+    let again = join(
+        &bearer,
+        json!({"nodeName": "n1", "nodePassword": "another-machines-password"}),
+    );
+    assert_eq!(again.0, 200, "{}", again.1);
+    assert_eq!(call(&s, &n1, "GET", "/api/v1/nodes", &Value::Null).0, 401);
+    // Bad requests are refused with a reason; nodes and nobody cannot join.
+    let bad = [
+        (
+            json!({"nodeName": "Bad_Name", "nodePassword": password}),
+            "invalid node name",
+        ),
+        (
+            json!({"nodeName": "kubernetes", "nodePassword": password}),
+            "the API server's own name",
+        ),
+        (
+            json!({"nodeName": "n2", "nodePassword": "short"}),
+            "16 to 256 characters",
+        ),
+        (
+            json!({"nodeName": "n2", "nodePassword": password, "extra": 1}),
+            "unknown field",
+        ),
+        (
+            json!({"nodeName": "n2", "nodePassword": password,
+                   "clientRequest": "junk", "servingRequest": "junk"}),
+            "not a valid signed PKCS#10 request",
+        ),
+        (
+            json!({"nodeName": "n2", "nodePassword": password, "addresses": ["10.43.0.1"],
+                   "clientRequest": "x", "servingRequest": "x"}),
+            "10.43.0.1 cannot be a node's address",
+        ),
+    ];
+    for (body, message) in bad {
+        let (code, answer) = join(&bearer, body);
+        assert_eq!(code, 400, "{answer}");
+        assert!(
+            answer["message"].as_str().unwrap().contains(message),
+            "{answer}"
+        );
+    }
+    let node_join = join(
+        &basic("n1", "another-machines-password"),
+        json!({"nodeName": "n3", "nodePassword": password}),
+    );
+    assert_eq!(node_join.0, 403, "{}", node_join.1);
+    assert_eq!(join("X-None: 1", json!({})).0, 401);
+    let huge = "x".repeat(100 * 1024);
+    assert_eq!(
+        join(&bearer, json!({"nodeName": huge, "nodePassword": password})).0,
+        413
+    );
 }
 
 #[test]

@@ -52,7 +52,7 @@ enum Who<'a> {
     Anonymous,
     /// The admin client certificate (system:masters).
     Admin,
-    /// Node `n1`: the node token with the node's name (system:nodes, not privileged).
+    /// Node `n1` with its node password (system:nodes, not privileged).
     Node(&'a str),
 }
 
@@ -427,8 +427,8 @@ fn requests_beyond_the_inflight_limits_get_429() {
         ],
     )
     .expect("start rudder server");
-    let token = std::fs::read_to_string(s.data_dir().join("server/node-token")).expect("token");
-    let node = Who::Node(token.trim());
+    let password = s.register_node("n1").expect("register node n1");
+    let node = Who::Node(&password);
     // What node n1 may do (its pods, events, services), so the limits, not the authorizer,
     // decide the answers below.
     let events = "/api/v1/namespaces/default/events";

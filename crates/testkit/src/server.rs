@@ -338,13 +338,36 @@ impl RudderServer {
             .context("read the node token")?;
         Ok(t.trim().to_string())
     }
+
+    /// Registers node `name` with the node token as a joining agent does (no certificates),
+    /// and returns the password it then authenticates with over HTTP basic authentication, as
+    /// simulated nodes do.
+    pub fn register_node(&self, name: &str) -> anyhow::Result<String> {
+        let password = format!("{name}-password-made-by-the-test");
+        let body = serde_json::json!({"nodeName": name, "nodePassword": password});
+        let out = Command::new("curl")
+            .args(["-sS", "-k", "-X", "POST", "-w", "\n%{http_code}"])
+            .args([
+                "-H",
+                &format!("Authorization: Bearer {}", self.node_token()?),
+            ])
+            .args(["--data-binary", &body.to_string()])
+            .arg(format!("{}/v1-rudder/node-certificates", self.url))
+            .output()
+            .context("run curl")?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        if !text.ends_with("\n200") {
+            anyhow::bail!("registering node {name} failed: {text}");
+        }
+        Ok(password)
+    }
 }
 
 /// A `rudder agent` process joined to a server (node IP 127.0.0.1, its own data dir),
 /// killed on drop.
 pub struct AgentProcess {
     pub child: Child,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl AgentProcess {
@@ -356,12 +379,43 @@ impl AgentProcess {
         extra: &[&str],
     ) -> anyhow::Result<AgentProcess> {
         let dir = tempfile::tempdir().context("agent data dir")?;
-        let child = Command::new(bin)
+        let child = Self::spawn(bin, server, token, dir.path(), extra)?;
+        Ok(AgentProcess { child, dir })
+    }
+
+    /// Kills the agent and starts it again on the same data dir (the machine coming back,
+    /// with its node password and certificates), with the `extra` flags.
+    pub fn restart(
+        &mut self,
+        bin: &Path,
+        server: &RudderServer,
+        token: &str,
+        extra: &[&str],
+    ) -> anyhow::Result<()> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = Self::spawn(bin, server, token, self.dir.path(), extra)?;
+        Ok(())
+    }
+
+    /// The agent's data dir.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn spawn(
+        bin: &Path,
+        server: &RudderServer,
+        token: &str,
+        dir: &Path,
+        extra: &[&str],
+    ) -> anyhow::Result<Child> {
+        Command::new(bin)
             .args(["agent", "--server", &server.url, "--token", token])
             .args(["--node-ip", "127.0.0.1", "--kubelet-port", "0"])
             .args(["--cluster-dns-port", "0"])
             .arg("--data-dir")
-            .arg(dir.path())
+            .arg(dir)
             .args(extra)
             .env_remove("RUDDER_TOKEN")
             .env_remove("RUDDER_URL")
@@ -370,8 +424,7 @@ impl AgentProcess {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .with_context(|| format!("start {} agent", bin.display()))?;
-        Ok(AgentProcess { child, _dir: dir })
+            .with_context(|| format!("start {} agent", bin.display()))
     }
 }
 

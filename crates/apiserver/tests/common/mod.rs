@@ -25,6 +25,7 @@ pub async fn start(dir: &std::path::Path) -> ApiServer {
         limits: Default::default(),
         admission: Default::default(),
         extra_metrics: Vec::new(),
+        node_cert_lifetime: std::time::Duration::from_secs(365 * 24 * 3600),
     };
     server::start(cfg, Arc::new(store))
         .await
