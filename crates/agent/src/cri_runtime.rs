@@ -56,6 +56,8 @@ pub struct Cni {
     pub conf_dir: PathBuf,
     /// host-local's record of the addresses it gave out.
     pub data_dir: PathBuf,
+    /// The MTU of pods' interfaces (the overlay's, if their traffic may cross one).
+    pub mtu: Option<u32>,
 }
 
 /// The bridge pods on this node join.
@@ -63,29 +65,33 @@ pub const BRIDGE: &str = "rudder0";
 
 /// The CNI network configuration list for pods on `pod_cidr`: a bridge that is the pods'
 /// gateway, addresses from host-local (its records under `data_dir`), the loopback interface
-/// coming from containerd itself.
-pub fn conflist(pod_cidr: &str, data_dir: &std::path::Path) -> String {
+/// coming from containerd itself; `mtu` for the pods' interfaces, if not the default.
+pub fn conflist(pod_cidr: &str, data_dir: &std::path::Path, mtu: Option<u32>) -> String {
     let default_route = if pod_cidr.contains(':') {
         "::/0"
     } else {
         "0.0.0.0/0"
     };
+    let mut bridge = serde_json::json!({
+        "type": "bridge",
+        "bridge": BRIDGE,
+        "isGateway": true,
+        "ipMasq": false,
+        "hairpinMode": true,
+        "ipam": {
+            "type": "host-local",
+            "dataDir": data_dir,
+            "ranges": [[{"subnet": pod_cidr}]],
+            "routes": [{"dst": default_route}],
+        },
+    });
+    if let Some(mtu) = mtu {
+        bridge["mtu"] = serde_json::json!(mtu);
+    }
     serde_json::to_string_pretty(&serde_json::json!({
         "cniVersion": "0.4.0",
         "name": "rudder",
-        "plugins": [{
-            "type": "bridge",
-            "bridge": BRIDGE,
-            "isGateway": true,
-            "ipMasq": false,
-            "hairpinMode": true,
-            "ipam": {
-                "type": "host-local",
-                "dataDir": data_dir,
-                "ranges": [[{"subnet": pod_cidr}]],
-                "routes": [{"dst": default_route}],
-            },
-        }],
+        "plugins": [bridge],
     }))
     .unwrap_or_default()
 }
@@ -121,6 +127,7 @@ fn labels(l: &HashMap<String, String>) -> BTreeMap<String, String> {
 pub async fn start_on_node(
     agent_dir: &std::path::Path,
     endpoint: Option<&std::path::Path>,
+    pod_mtu: Option<u32>,
     registries: Registries,
     log_limits: LogLimits,
 ) -> anyhow::Result<(CriRuntime, Option<crate::containerd::Containerd>)> {
@@ -169,6 +176,7 @@ pub async fn start_on_node(
     let cni = child.is_some().then(|| Cni {
         conf_dir: layout.cni_conf_dir(),
         data_dir: agent_dir.join("cni"),
+        mtu: pod_mtu,
     });
     let mut runtime = CriRuntime::new(cri, agent_dir.join("pods"), cni).await?;
     runtime.registries = registries;
@@ -415,7 +423,8 @@ impl Runtime for CriRuntime {
         // Written whole, then renamed: containerd reloads the directory when it changes.
         let path = cni.conf_dir.join("10-rudder.conflist");
         let tmp = cni.conf_dir.join(".10-rudder.conflist.tmp");
-        std::fs::write(&tmp, conflist(pod_cidr, &cni.data_dir)).map_err(|e| io(&tmp, e))?;
+        std::fs::write(&tmp, conflist(pod_cidr, &cni.data_dir, cni.mtu))
+            .map_err(|e| io(&tmp, e))?;
         std::fs::rename(&tmp, &path).map_err(|e| io(&path, e))?;
         self.pod_network.store(true, Ordering::SeqCst);
         Ok(())
@@ -899,9 +908,12 @@ mod tests {
 
     #[test]
     fn the_pod_network_is_a_bridge_over_the_pod_cidr() {
-        let c: serde_json::Value =
-            serde_json::from_str(&conflist("10.42.3.0/24", std::path::Path::new("/d/cni")))
-                .unwrap();
+        let c: serde_json::Value = serde_json::from_str(&conflist(
+            "10.42.3.0/24",
+            std::path::Path::new("/d/cni"),
+            Some(1450),
+        ))
+        .unwrap();
         let bridge = &c["plugins"][0];
         assert_eq!(bridge["type"], "bridge");
         assert_eq!(bridge["bridge"], BRIDGE);
@@ -909,8 +921,11 @@ mod tests {
         assert_eq!(bridge["ipam"]["ranges"][0][0]["subnet"], "10.42.3.0/24");
         assert_eq!(bridge["ipam"]["dataDir"], "/d/cni");
         assert_eq!(bridge["ipam"]["routes"][0]["dst"], "0.0.0.0/0");
+        assert_eq!(bridge["mtu"], 1450);
         let v6: serde_json::Value =
-            serde_json::from_str(&conflist("fd00:42::/64", std::path::Path::new("/d"))).unwrap();
+            serde_json::from_str(&conflist("fd00:42::/64", std::path::Path::new("/d"), None))
+                .unwrap();
         assert_eq!(v6["plugins"][0]["ipam"]["routes"][0]["dst"], "::/0");
+        assert!(v6["plugins"][0].get("mtu").is_none());
     }
 }

@@ -722,11 +722,12 @@ struct NodeArgs {
     /// only where another proxy serves them). Nodes that simulate pods never run one.
     #[arg(long)]
     disable_proxy: bool,
-    /// How pods reach other nodes' pods: `host-gw` routes each other node's podCIDR through
-    /// its address and masquerades what pods send outside the pods' addresses; `none` leaves
-    /// routing to something else (pods still get addresses on the node's bridge). Nodes that
-    /// simulate pods never route.
-    #[arg(long, value_enum, default_value = "host-gw")]
+    /// How pods reach other nodes' pods: `vxlan` routes each other node's podCIDR through its
+    /// address when it is on a network this node shares, and through a VXLAN overlay when not;
+    /// `host-gw` only routes (the nodes must share a network); both masquerade what pods send
+    /// outside the pods' addresses. `none` leaves it to something else (pods still get
+    /// addresses on the node's bridge). Nodes that simulate pods never route.
+    #[arg(long, value_enum, default_value = "vxlan")]
     pod_network: PodNetwork,
     /// On shutdown, remove the service rules, routes and masquerading this node wrote (they
     /// stay by default, so that connections keep working while the agent restarts).
@@ -756,6 +757,7 @@ fn log_size(s: &str) -> Result<u64, String> {
 
 #[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
 enum PodNetwork {
+    Vxlan,
     HostGw,
     None,
 }
@@ -817,7 +819,7 @@ impl NodeArgs {
 
     /// Starts the node's runtime: the fake one, or the CRI runtime (with its containerd
     /// child, if the agent starts one).
-    async fn runtime(&self, agent_dir: &Path) -> Result<NodeRuntime> {
+    async fn runtime(&self, agent_dir: &Path, node_ip: std::net::IpAddr) -> Result<NodeRuntime> {
         match self.runtime_kind() {
             RuntimeKind::Fake => {
                 if self.container_runtime_endpoint.is_some() {
@@ -835,6 +837,7 @@ impl NodeArgs {
                 let (rt, child) = rudder_agent::cri_runtime::start_on_node(
                     agent_dir,
                     self.container_runtime_endpoint.as_deref(),
+                    self.pod_mtu(node_ip).await,
                     registries,
                     rudder_agent::logs::LogLimits {
                         max_size: self.container_log_max_size,
@@ -844,6 +847,21 @@ impl NodeArgs {
                 .await
                 .context("start the cri runtime")?;
                 Ok((Arc::new(rt), Some(child).flatten()))
+            }
+        }
+    }
+
+    /// The MTU of pods' interfaces: the overlay's when pods' traffic may cross it, else the
+    /// bridge's default.
+    async fn pod_mtu(&self, node_ip: std::net::IpAddr) -> Option<u32> {
+        let (PodNetwork::Vxlan, std::net::IpAddr::V4(ip)) = (self.pod_network, node_ip) else {
+            return None;
+        };
+        match rudder_net::pods::overlay_mtu(ip).await {
+            Ok(mtu) => Some(mtu),
+            Err(e) => {
+                tracing::warn!(error = %e, "pods keep the default MTU");
+                None
             }
         }
     }
@@ -895,14 +913,31 @@ impl NodeArgs {
             };
             tokio::spawn(rudder_net::proxy::run(proxy, services))
         });
-        let routing = (!runtime.simulated() && self.pod_network == PodNetwork::HostGw).then(|| {
-            let (client, name) = (client.clone(), cfg.name.clone());
-            tokio::spawn(async move {
-                if let Err(e) = rudder_net::pods::run(client, name).await {
-                    tracing::warn!(error = %e, "no pod network between nodes");
-                }
-            })
-        });
+        let backend = match self.pod_network {
+            PodNetwork::Vxlan => Some(rudder_net::pods::Backend::Vxlan),
+            PodNetwork::HostGw => Some(rudder_net::pods::Backend::HostGw),
+            PodNetwork::None => None,
+        };
+        let routing = match (backend, cfg.node_ip) {
+            (Some(backend), std::net::IpAddr::V4(node_ip)) if !runtime.simulated() => {
+                let pods = rudder_net::pods::Config {
+                    node_name: cfg.name.clone(),
+                    node_ip,
+                    backend,
+                };
+                let client = client.clone();
+                Some(tokio::spawn(async move {
+                    if let Err(e) = rudder_net::pods::run(client, pods).await {
+                        tracing::warn!(error = %e, "no pod network between nodes");
+                    }
+                }))
+            }
+            (Some(_), std::net::IpAddr::V6(_)) if !runtime.simulated() => {
+                tracing::warn!("no pod network between nodes: it needs an IPv4 --node-ip");
+                None
+            }
+            _ => None,
+        };
         Ok(tokio::spawn(async move {
             let _server = rudder_agent::AbortOnDrop(server);
             let _renewing = rudder_agent::AbortOnDrop(renewing);
@@ -1342,7 +1377,7 @@ async fn server(args: ServerArgs) -> Result<()> {
             issue,
             renewed: Box::new(|| {}),
         };
-        let (runtime, child) = args.node.runtime(&agent_dir).await?;
+        let (runtime, child) = args.node.runtime(&agent_dir, cfg.node_ip).await?;
         Some((
             args.node
                 .run(client, cfg, runtime, api.ca_pem(), certified)
@@ -1455,7 +1490,7 @@ async fn agent(mut args: AgentArgs) -> Result<()> {
         .await
         .with_context(|| format!("reach the server at {}", args.server))?;
     tracing::info!(server = %args.server, nodes = clients.len(), "agent ready");
-    let (runtime, child) = args.node.runtime(&agent_dir).await?;
+    let (runtime, child) = args.node.runtime(&agent_dir, template.node_ip).await?;
     let run: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> =
         if args.fake_nodes > 0 {
             Box::pin(rudder_agent::run_fake_nodes(

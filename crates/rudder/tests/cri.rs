@@ -742,102 +742,147 @@ fn ready_pods(s: &RudderServer, app: &str) -> std::collections::BTreeMap<String,
         .collect()
 }
 
+/// A node of the test's: its network namespace, data dir, agent log and agent.
+type LanNode = (Netns, tempfile::TempDir, PathBuf, Option<Agent>);
+
+/// Node `node-I` in a network namespace of its own, its `eth0` at `addr`/24 (default route
+/// through `gateway`) plugged into the bridge `lan` of the test's namespace, running an agent
+/// joined to `s`.
+fn lan_node(
+    s: &RudderServer,
+    token: &str,
+    i: usize,
+    lan: &str,
+    addr: &str,
+    gateway: &str,
+) -> LanNode {
+    let ns = Netns::new(&format!("n{i}"));
+    ip(&format!(
+        "link add lan-n{i} type veth peer name eth0 netns {}",
+        ns.0
+    ));
+    ip(&format!("link set lan-n{i} master {lan} up"));
+    ns.ip("link set lo up");
+    ns.ip(&format!("addr add {addr}/24 dev eth0"));
+    ns.ip("link set eth0 up");
+    ns.ip(&format!("route add default via {gateway}"));
+    let (dir, log, agent) =
+        ns.run(|| start_agent(s, token, &format!("node-{i}"), &["--node-ip", addr], |_| {}));
+    (ns, dir, log, Some(agent))
+}
+
+/// A bridge `name` in the test's namespace holding `addr`/24.
+fn lan(name: &str, addr: &str) {
+    ip(&format!("link add {name} type bridge"));
+    ip(&format!("addr add {addr}/24 dev {name}"));
+    ip(&format!("link set {name} up"));
+}
+
+/// Waits for both nodes to be Ready and untainted, deploys `web` with one replica on each,
+/// and checks that each node's NodePort (at `addrs`) is answered by both replicas, that a pod
+/// reaches the other node's pod and the Service by name: the NodePort.
+fn web_across_two_nodes(s: &RudderServer, log: &Path, addrs: [&str; 2]) -> u64 {
+    // Ready and untainted (the not-ready taint goes just after Ready): both may take pods.
+    eventually("both nodes Ready and the default account", log, || {
+        let ready = s.kubectl(&["get", "nodes"]).stdout();
+        let tainted = get(s, "nodes")["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|n| !n["spec"]["taints"].is_null());
+        ready.matches(" Ready ").count() == 2
+            && !tainted
+            && s.kubectl(&["get", "serviceaccount", "default"])
+                .stdout()
+                .contains("default")
+    });
+    // One replica on each node.
+    deploy_web(
+        s,
+        json!({}),
+        json!({"topologySpreadConstraints": [{"maxSkew": 1,
+            "topologyKey": "kubernetes.io/hostname",
+            // Hard, over the nodes whose taints the pods tolerate: a lost node (tainted
+            // unreachable) no longer counts, and its replica may go to the other.
+            "whenUnsatisfiable": "DoNotSchedule",
+            "nodeTaintsPolicy": "Honor",
+            "labelSelector": {"matchLabels": {"app": "web"}}}]}),
+    );
+    eventually("two ready replicas", log, || {
+        ready_pods(s, "web").len() == 2
+    });
+    let pods = ready_pods(s, "web");
+    let on: std::collections::BTreeSet<&String> = pods.values().map(|(n, _)| n).collect();
+    assert_eq!(on.len(), 2, "one replica per node: {pods:?}");
+    let names: std::collections::BTreeSet<String> = pods.keys().cloned().collect();
+    let node_port = get(s, "svc/web")["spec"]["ports"][0]["nodePort"]
+        .as_u64()
+        .unwrap();
+    // From the LAN: each node's NodePort, answered by both replicas (one of them on the
+    // other node, through the pod network between the nodes).
+    for addr in addrs {
+        let addr = format!("{addr}:{node_port}");
+        eventually(&format!("both replicas answer at {addr}"), log, || {
+            answers(&addr, 20) == names
+        });
+    }
+    // Pod to pod across nodes, and to the Service by name.
+    let mut it = pods.iter();
+    let (a, _) = it.next().unwrap();
+    let (b, (_, b_ip)) = it.next().unwrap();
+    let exec = |pod: &str, url: &str| {
+        s.kubectl(&["exec", pod, "--", "timeout", "10", "wget", "-qO-", url])
+            .ok()
+            .trim()
+            .to_string()
+    };
+    assert_eq!(exec(a, &format!("http://{b_ip}:8080")), *b);
+    let by_name: std::collections::BTreeSet<String> =
+        (0..12).map(|_| exec(a, "http://web")).collect();
+    assert_eq!(by_name, names);
+    node_port
+}
+
+/// The agents go (their pods removed through their containerd), then the namespaces.
+fn stop_nodes(nodes: Vec<LanNode>) {
+    for (ns, dir, _, agent) in nodes.into_iter().rev() {
+        drop(agent);
+        drop(dir);
+        drop(ns);
+    }
+}
+
 /// Seed exercise 1 across machines: a server and two agents, each node in a network namespace
 /// of its own joined to the server's by a bridge (the "LAN"); a Deployment spread over both
 /// nodes answers at each node's NodePort from every replica, pods reach pods on the other node
-/// and the Service by name; a node that dies (agent killed, link cut) has its replica come
-/// back on the other node while the Service keeps answering.
+/// (routed directly: the nodes share the LAN) and the Service by name; a node that dies (agent
+/// killed, link cut) has its replica come back on the other node while the Service keeps
+/// answering.
 #[test]
 fn two_nodes_form_one_pod_network_and_a_lost_nodes_pods_come_back() {
     in_new_netns(|| {
-        ip("link add lan0 type bridge");
-        ip("addr add 192.168.80.1/24 dev lan0");
-        ip("link set lan0 up");
+        lan("lan0", "192.168.80.1");
         let s = RudderServer::start_on(bin(), "192.168.80.1", &["--disable-agent"]).unwrap();
         let token = s.node_token().unwrap();
-        let mut nodes = Vec::new();
-        for i in 1..=2 {
-            let ns = Netns::new(&format!("n{i}"));
-            ip(&format!(
-                "link add lan-n{i} type veth peer name eth0 netns {}",
-                ns.0
-            ));
-            ip(&format!("link set lan-n{i} master lan0 up"));
-            ns.ip("link set lo up");
-            ns.ip(&format!("addr add 192.168.80.1{i}/24 dev eth0"));
-            ns.ip("link set eth0 up");
-            ns.ip("route add default via 192.168.80.1");
-            let node_ip = format!("192.168.80.1{i}");
-            let (dir, log, agent) = ns.run(|| {
-                start_agent(
+        let nodes: Vec<LanNode> = (1..=2)
+            .map(|i| {
+                lan_node(
                     &s,
                     &token,
-                    &format!("node-{i}"),
-                    &["--node-ip", &node_ip],
-                    |_| {},
+                    i,
+                    "lan0",
+                    &format!("192.168.80.1{i}"),
+                    "192.168.80.1",
                 )
-            });
-            nodes.push((ns, dir, log, Some(agent)));
-        }
+            })
+            .collect();
         let log = nodes[0].2.clone();
-        // Ready and untainted (the not-ready taint goes just after Ready): both may take pods.
-        eventually("both nodes Ready and the default account", &log, || {
-            let ready = s.kubectl(&["get", "nodes"]).stdout();
-            let tainted = get(&s, "nodes")["items"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|n| !n["spec"]["taints"].is_null());
-            ready.matches(" Ready ").count() == 2
-                && !tainted
-                && s.kubectl(&["get", "serviceaccount", "default"])
-                    .stdout()
-                    .contains("default")
-        });
-        // One replica on each node.
-        deploy_web(
-            &s,
-            json!({}),
-            json!({"topologySpreadConstraints": [{"maxSkew": 1,
-                "topologyKey": "kubernetes.io/hostname",
-                // Hard, over the nodes whose taints the pods tolerate: a lost node (tainted
-                // unreachable) no longer counts, and its replica may go to the other.
-                "whenUnsatisfiable": "DoNotSchedule",
-                "nodeTaintsPolicy": "Honor",
-                "labelSelector": {"matchLabels": {"app": "web"}}}]}),
-        );
-        eventually("two ready replicas", &log, || {
-            ready_pods(&s, "web").len() == 2
-        });
-        let pods = ready_pods(&s, "web");
-        let on: std::collections::BTreeSet<&String> = pods.values().map(|(n, _)| n).collect();
-        assert_eq!(on.len(), 2, "one replica per node: {pods:?}");
-        let names: std::collections::BTreeSet<String> = pods.keys().cloned().collect();
-        let node_port = get(&s, "svc/web")["spec"]["ports"][0]["nodePort"]
-            .as_u64()
-            .unwrap();
-        // From the LAN: each node's NodePort, answered by both replicas (one of them on the
-        // other node, through the route between the nodes).
-        for i in 1..=2 {
-            let addr = format!("192.168.80.1{i}:{node_port}");
-            eventually(&format!("both replicas answer at {addr}"), &log, || {
-                answers(&addr, 20) == names
-            });
-        }
-        // Pod to pod across nodes, and to the Service by name.
-        let mut it = pods.iter();
-        let (a, _) = it.next().unwrap();
-        let (b, (_, b_ip)) = it.next().unwrap();
-        let exec = |pod: &str, url: &str| {
-            s.kubectl(&["exec", pod, "--", "timeout", "10", "wget", "-qO-", url])
-                .ok()
-                .trim()
-                .to_string()
-        };
-        assert_eq!(exec(a, &format!("http://{b_ip}:8080")), *b);
-        let by_name: std::collections::BTreeSet<String> =
-            (0..12).map(|_| exec(a, "http://web")).collect();
-        assert_eq!(by_name, names);
+        let node_port = web_across_two_nodes(&s, &log, ["192.168.80.11", "192.168.80.12"]);
+        // Between nodes on one network, no overlay.
+        let routes = nodes[0]
+            .0
+            .run(|| command_output("ip", &["route", "show", "proto", "82"]));
+        assert!(routes.contains("via 192.168.80.12 dev eth0"), "{routes}");
         // Node 2 dies: its agent frozen (SIGSTOP: no heartbeat, no chance to tidy up; thawed
         // at the end so that it stops its containerd), its link cut. Its replica comes back on
         // node 1, which answers with its own replicas.
@@ -856,13 +901,57 @@ fn two_nodes_form_one_pod_network_and_a_lost_nodes_pods_come_back() {
         });
         // SAFETY: as above.
         unsafe { libc::kill(agent2, libc::SIGCONT) };
-        // The agents go (their pods removed through their containerd), then the namespaces.
-        for (ns, dir, _, agent) in nodes.into_iter().rev() {
-            drop(agent);
-            drop(dir);
-            drop(ns);
-        }
+        stop_nodes(nodes);
     });
+}
+
+/// Two nodes on different networks, joined by a router (the test's namespace) that knows
+/// nothing of pods: the NodePorts, pod-to-pod traffic and the Service by name work across them
+/// through the VXLAN overlay.
+#[test]
+fn nodes_on_different_networks_reach_each_others_pods_through_the_overlay() {
+    in_new_netns(|| {
+        lan("lan0", "192.168.80.1");
+        lan("lan1", "192.168.81.1");
+        let st = Command::new("sh")
+            .args(["-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let s = RudderServer::start_on(bin(), "192.168.80.1", &["--disable-agent"]).unwrap();
+        let token = s.node_token().unwrap();
+        let nodes = vec![
+            lan_node(&s, &token, 1, "lan0", "192.168.80.11", "192.168.80.1"),
+            lan_node(&s, &token, 2, "lan1", "192.168.81.12", "192.168.81.1"),
+        ];
+        let log = nodes[0].2.clone();
+        web_across_two_nodes(&s, &log, ["192.168.80.11", "192.168.81.12"]);
+        // Node 1 reaches node 2's pods through its VXLAN device, whose MAC node 2 announced.
+        let routes = nodes[0]
+            .0
+            .run(|| command_output("ip", &["route", "show", "proto", "82"]));
+        assert!(routes.contains("dev rudder.1 onlink"), "{routes}");
+        let node2 = get(&s, "node/node-2");
+        let mac = node2["metadata"]["annotations"]["rudder.io/vtep-mac"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let fdb = nodes[0]
+            .0
+            .run(|| command_output("bridge", &["fdb", "show", "dev", "rudder.1"]));
+        assert!(
+            fdb.contains(&format!("{mac} dst 192.168.81.12 self permanent")),
+            "{fdb}"
+        );
+        stop_nodes(nodes);
+    });
+}
+
+/// What `program args` prints (it must succeed).
+fn command_output(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program).args(args).output().unwrap();
+    assert!(out.status.success(), "{program} {args:?}: {out:?}");
+    String::from_utf8(out.stdout).unwrap()
 }
 
 /// The waiting state of the pod's first container: reason and message.
