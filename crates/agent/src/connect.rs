@@ -50,14 +50,6 @@ impl Token {
     }
 }
 
-fn sha256_hex(data: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, data)
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// Fetches the server's CA bundle and checks it against the token. The PEM is returned.
 pub async fn fetch_ca(server: &str, token: &Token) -> Result<String> {
     use http_body_util::BodyExt as _;
@@ -98,7 +90,7 @@ pub async fn fetch_ca(server: &str, token: &Token) -> Result<String> {
         .with_context(|| format!("fetch the CA bundle from {server}/cacerts"))?;
     match &token.ca_hash {
         Some(want) => {
-            let got = sha256_hex(pem.as_bytes());
+            let got = rudder_api::tls::sha256_hex(pem.as_bytes());
             if &got != want {
                 bail!(
                     "the server's CA bundle (sha256 {got}) is not the one the token names \
@@ -358,7 +350,7 @@ mod tests {
             assert!(Token::parse(bad).is_err(), "{bad}");
         }
         assert_eq!(
-            sha256_hex(b"abc"),
+            rudder_api::tls::sha256_hex(b"abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
     }

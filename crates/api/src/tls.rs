@@ -74,3 +74,14 @@ pub fn client_without_verification(
         None => Ok(builder.with_no_client_auth()),
     }
 }
+
+/// The SHA-256 of `data` in lower-case hex (what k3s's token carries of the CA bundle).
+pub fn sha256_hex(data: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let digest = ring::digest::digest(&ring::digest::SHA256, data);
+    let mut out = String::with_capacity(64);
+    for b in digest.as_ref() {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}

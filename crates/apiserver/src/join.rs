@@ -58,14 +58,6 @@ pub struct Join {
     verified: Mutex<HashMap<String, (String, Instant)>>,
 }
 
-fn sha256_hex(data: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, data)
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 fn same(a: &str, b: &str) -> bool {
     a.len() == b.len()
         && a.bytes()
@@ -143,7 +135,7 @@ impl Join {
     /// Whether `password` is the one node `node` registered (HTTP basic authentication of
     /// simulated nodes).
     pub async fn password_matches(&self, reg: &Registry, node: &str, password: &str) -> bool {
-        let hash = sha256_hex(password.as_bytes());
+        let hash = rudder_api::tls::sha256_hex(password.as_bytes());
         if let Some(known) = self.remembered(node) {
             if same(&known, &hash) {
                 return true;
@@ -179,7 +171,7 @@ impl Join {
                 "the node password must be 16 to 256 characters",
             ));
         }
-        let hash = sha256_hex(password.as_bytes());
+        let hash = rudder_api::tls::sha256_hex(password.as_bytes());
         let secrets = served(reg, "secrets")?;
         let name = secret_name(node);
         let w = Write::server_as(MANAGER);

@@ -1089,7 +1089,7 @@ fn leaf_problem(
 
 /// Hex SHA-256 of the CA certificate PEM bytes, as in k3s tokens.
 pub fn ca_hash(ca_pem: &str) -> String {
-    hex(ring::digest::digest(&ring::digest::SHA256, ca_pem.as_bytes()).as_ref())
+    rudder_api::tls::sha256_hex(ca_pem.as_bytes())
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -191,32 +191,26 @@ pub fn plan<'a>(
         let Some(&(gateway, _)) = cidrs.first() else {
             continue;
         };
-        if backend == Backend::HostGw || direct(ip) {
-            for (dst, prefix) in cidrs {
-                out.routes.insert(Route {
-                    dst,
-                    prefix,
-                    via: ip,
-                    overlay: false,
-                });
-            }
-            continue;
-        }
-        let Some(mac) = vtep_mac(node) else {
-            tracing::debug!(node = ?node.metadata.name, "no route to the node's pods yet: it has not announced its VXLAN device");
-            continue;
+        let (via, overlay) = if backend == Backend::HostGw || direct(ip) {
+            (ip, false)
+        } else {
+            let Some(mac) = vtep_mac(node) else {
+                tracing::debug!(node = ?node.metadata.name, "no route to the node's pods yet: it has not announced its VXLAN device");
+                continue;
+            };
+            out.vteps.insert(Vtep {
+                gateway,
+                mac,
+                node: ip,
+            });
+            (gateway, true)
         };
-        out.vteps.insert(Vtep {
-            gateway,
-            mac,
-            node: ip,
-        });
         for (dst, prefix) in cidrs {
             out.routes.insert(Route {
                 dst,
                 prefix,
-                via: gateway,
-                overlay: true,
+                via,
+                overlay,
             });
         }
     }
@@ -467,12 +461,27 @@ async fn sync_vteps(
     index: u32,
     want: &BTreeSet<Vtep>,
 ) -> Result<(), Error> {
-    let all: Vec<NeighbourMessage> = handle.neighbours().get().execute().try_collect().await?;
+    // Neighbours (ARP) and forwarding entries are listed apart.
+    let mut all: Vec<NeighbourMessage> = Vec::new();
+    for family in [AddressFamily::Inet, AddressFamily::Bridge] {
+        let listed: Vec<NeighbourMessage> = handle
+            .neighbours()
+            .get()
+            .set_address_family(family)
+            .execute()
+            .try_collect()
+            .await?;
+        all.extend(listed);
+    }
     // What is there: (family, address, MAC) of each entry on the device.
     let mut have = BTreeSet::new();
     for m in all.into_iter().filter(|m| m.header.ifindex == index) {
+        // A forwarding entry's destination comes as bytes (its family is the bridge's).
         let addr = m.attributes.iter().find_map(|a| match a {
             NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => Some(*ip),
+            NeighbourAttribute::Destination(NeighbourAddress::Other(b)) => {
+                <[u8; 4]>::try_from(b.as_slice()).ok().map(Ipv4Addr::from)
+            }
             _ => None,
         });
         let mac = m.attributes.iter().find_map(|a| match a {
