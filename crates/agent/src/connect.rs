@@ -63,10 +63,7 @@ pub async fn fetch_ca(server: &str, token: &Token) -> Result<String> {
         .https_only()
         .enable_http2()
         .wrap_connector(tcp());
-    let client: Pool =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .http2_only(true)
-            .build(connector);
+    let client = h2_pool(connector);
     let uri = rebase(&url, &http::Uri::from_static("/cacerts"))?;
     let req = http::Request::get(uri)
         .body(kube::client::Body::from(Vec::new()))
@@ -171,13 +168,7 @@ impl Transport {
         let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
         let slot = index / NODES_PER_CONNECTION;
         while pools.len() <= slot {
-            let pool =
-                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                    .http2_only(true)
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    .http2_keep_alive_interval(std::time::Duration::from_secs(30))
-                    .build(self.connector.clone());
-            pools.push(pool);
+            pools.push(h2_pool(self.connector.clone()));
         }
         pools[slot].clone()
     }
@@ -270,12 +261,7 @@ pub fn http2_client(config: kube::Config) -> Result<kube::Client> {
         .https_or_http()
         .enable_http2()
         .wrap_connector(tcp());
-    let pool: Pool =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .http2_only(true)
-            .timer(hyper_util::rt::TokioTimer::new())
-            .http2_keep_alive_interval(std::time::Duration::from_secs(30))
-            .build(connector);
+    let pool = h2_pool(connector);
     let service = tower::ServiceBuilder::new()
         .layer(config.base_uri_layer())
         .option_layer(config.auth_layer()?)
@@ -285,6 +271,15 @@ pub fn http2_client(config: kube::Config) -> Result<kube::Client> {
             |e| -> Box<dyn std::error::Error + Send + Sync> { Box::new(e) },
         ));
     Ok(kube::Client::new(service, config.default_namespace))
+}
+
+/// HTTP/2 connections over `connector`, pinged every 30 s (a server gone silent is noticed).
+fn h2_pool(connector: Https) -> Pool {
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .timer(hyper_util::rt::TokioTimer::new())
+        .http2_keep_alive_interval(std::time::Duration::from_secs(30))
+        .build(connector)
 }
 
 /// The TCP side of the connections to the server, with Nagle's algorithm off (as Go's and

@@ -625,6 +625,17 @@ async fn sync(
     Ok(Some((plan, cidrs)))
 }
 
+/// Deletes the link `name` if there is one; whether there was.
+pub async fn delete_link(name: &str) -> Result<bool, Error> {
+    let (connection, handle, _) = rtnetlink::new_connection().map_err(Error::Socket)?;
+    let _connection = AbortOnDrop(tokio::spawn(connection));
+    let Some(l) = link(&handle, name).await? else {
+        return Ok(false);
+    };
+    handle.link().del(l.header.index).execute().await?;
+    Ok(true)
+}
+
 /// Removes Rudder's routes, the VXLAN device and the masquerading table.
 pub async fn cleanup() -> Result<(), Error> {
     let (connection, handle, _) = rtnetlink::new_connection().map_err(Error::Socket)?;

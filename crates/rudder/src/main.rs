@@ -14,6 +14,7 @@ use rudder_store::etcd::{parse_endpoints, EtcdStore};
 use rudder_store::{snapshot, Store};
 
 mod service;
+mod uninstall;
 
 /// mimalloc instead of glibc's malloc: the server's work is mostly small JSON values made and
 /// dropped per request, where glibc spent a third of the CPU (docs/benchmarks.md), and
@@ -71,8 +72,21 @@ enum Command {
     /// Print the URLs where a Service answers (its load balancer, NodePorts on each Ready
     /// node, its cluster IP), as `minikube service --url` does.
     Service(ServiceArgs),
+    /// Stop Rudder on this machine and take away what it made: its processes, the pods'
+    /// containers, its networking, its mounts and (unless --keep-data) its data dir.
+    Uninstall(UninstallArgs),
     /// Print the version.
     Version,
+}
+
+#[derive(Args)]
+struct UninstallArgs {
+    /// The data dir of the server or agent to take away (default /var/lib/rudder as root).
+    #[arg(long, env = "RUDDER_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Stop everything and clean the machine up, but keep the data dir (k3s-killall.sh).
+    #[arg(long)]
+    keep_data: bool,
 }
 
 #[derive(Args)]
@@ -1177,6 +1191,13 @@ async fn main() -> Result<()> {
         Command::Scheduler(args) => scheduler(args).await,
         Command::Images { command } => images(command).await,
         Command::Service(args) => service_urls(args).await,
+        Command::Uninstall(args) => {
+            let dir = args.data_dir.unwrap_or_else(default_data_dir);
+            for line in uninstall::uninstall(&dir, &default_data_dir(), args.keep_data).await? {
+                println!("{line}");
+            }
+            Ok(())
+        }
         Command::Store {
             command: StoreCommand::Snapshot { command },
         } => match command {

@@ -947,6 +947,82 @@ fn nodes_on_different_networks_reach_each_others_pods_through_the_overlay() {
     });
 }
 
+/// `rudder uninstall` takes a running node away: the agent stops, its containerd and the pods'
+/// processes are killed, the node's nftables, routes, VXLAN device and bridge go, nothing
+/// stays mounted under the data dir, and the data dir is removed.
+#[test]
+fn uninstall_takes_away_the_node_its_pods_networking_mounts_and_data() {
+    let node_ip = "192.168.78.1";
+    in_node_netns(node_ip, move || {
+        let (s, dir, log, agent) = cluster_with("gone-node", &["--node-ip", node_ip], |_| {});
+        s.kubectl(&["create", "secret", "generic", "s", "--from-literal=a=b"])
+            .ok();
+        let mut p: Value =
+            serde_json::from_str(&pod("sleeper", "exec sleep 31337", "Always")).unwrap();
+        p["spec"]["hostNetwork"] = json!(false);
+        p["spec"]["volumes"] = json!([{"name": "s", "secret": {"secretName": "s"}}]);
+        p["spec"]["containers"][0]["volumeMounts"] = json!([{"name": "s", "mountPath": "/s"}]);
+        s.kubectl_stdin(&["apply", "-f", "-"], &p.to_string()).ok();
+        eventually("the pod Running", &log, || {
+            get(&s, "pod/sleeper")["status"]["phase"] == "Running"
+        });
+        let data = dir.path().canonicalize().unwrap();
+        let sleeping = || {
+            std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+                std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == b"sleep\x0031337\x00")
+            })
+        };
+        let mounted = || {
+            std::fs::read_to_string("/proc/self/mountinfo")
+                .unwrap()
+                .lines()
+                .filter(|l| l.contains(data.to_str().unwrap()))
+                .count()
+        };
+        assert!(sleeping());
+        assert!(mounted() > 0, "the secret volume and the image are mounted");
+        let tables = || command_output("nft", &["list", "tables"]);
+        assert!(tables().contains("inet rudder"), "{}", tables());
+
+        let out = Command::new(bin())
+            .args(["uninstall", "--data-dir"])
+            .arg(&data)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{said}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(said.contains("stopped 1 rudder process(es)"), "{said}");
+        assert!(
+            said.contains(&format!("removed {}", data.display())),
+            "{said}"
+        );
+        assert!(!sleeping(), "the pod's process is gone");
+        assert_eq!(mounted(), 0);
+        assert!(!data.exists());
+        assert_eq!(tables(), "");
+        assert_eq!(command_output("ip", &["route", "show", "proto", "82"]), "");
+        let links = command_output("ip", &["-o", "link", "show"]);
+        assert!(
+            !links.contains("rudder0") && !links.contains("rudder.1"),
+            "{links}"
+        );
+        // Nothing left to take away: a second run says the dir is not there.
+        let again = Command::new(bin())
+            .args(["uninstall", "--data-dir"])
+            .arg(&data)
+            .output()
+            .unwrap();
+        assert!(!again.status.success());
+        assert!(String::from_utf8_lossy(&again.stderr).contains("no such data dir"));
+        drop(agent);
+        drop(dir);
+    });
+}
+
 /// What `program args` prints (it must succeed).
 fn command_output(program: &str, args: &[&str]) -> String {
     let out = Command::new(program).args(args).output().unwrap();
