@@ -1360,7 +1360,7 @@ async fn server(args: ServerArgs) -> Result<()> {
             },
             "default",
         );
-        tokio::spawn(label_control_plane(admin, cfg.name.clone()));
+        let labeler = tokio::spawn(label_control_plane(admin, cfg.name.clone()));
         let client = api.client(
             rudder_apiserver::pki::User {
                 name: format!("system:node:{}", cfg.name),
@@ -1404,10 +1404,12 @@ async fn server(args: ServerArgs) -> Result<()> {
                 .run(client, cfg, runtime, api.ca_pem(), certified)
                 .await?,
             child,
+            labeler,
         ))
     };
     shutdown.await;
-    if let Some((a, child)) = agent {
+    if let Some((a, child, labeler)) = agent {
+        labeler.abort();
         a.abort();
         if let Some(mut c) = child {
             c.stop(Duration::from_secs(10)).await;
