@@ -86,7 +86,7 @@ pub fn conflist(pod_cidr: &str, data_dir: &std::path::Path, mtu: Option<u32>) ->
         },
     });
     if let Some(mtu) = mtu {
-        bridge["mtu"] = serde_json::json!(mtu);
+        rudder_api::value::set(&mut bridge, &["mtu"], serde_json::json!(mtu));
     }
     serde_json::to_string_pretty(&serde_json::json!({
         "cniVersion": "0.4.0",

@@ -351,15 +351,7 @@ fn agents_join_with_the_token_and_silent_nodes_lose_their_pods() {
 
 /// A kubeconfig for `s` with the client certificate an agent in `dir` holds.
 fn node_kubeconfig(s: &RudderServer, dir: &Path) -> std::path::PathBuf {
-    let ca = s
-        .kubectl(&[
-            "config",
-            "view",
-            "--raw",
-            "-o",
-            "jsonpath={.clusters[0].cluster.certificate-authority-data}",
-        ])
-        .ok();
+    let ca = s.ca_data();
     let tls = dir.join("agent/tls");
     let path = dir.join("node-kubeconfig.yaml");
     let config = json!({

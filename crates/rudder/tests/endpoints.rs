@@ -536,15 +536,7 @@ impl Drop for Killed {
 fn standalone_controllers_publish_the_ca_of_their_kubeconfig() {
     let s = RudderServer::start(bin(), &["--disable-agent", "--disable-controller-manager"])
         .expect("start rudder server");
-    let ca = s
-        .kubectl(&[
-            "config",
-            "view",
-            "--raw",
-            "-o",
-            "jsonpath={.clusters[0].cluster.certificate-authority-data}",
-        ])
-        .ok();
+    let ca = s.ca_data();
     let ca = String::from_utf8(
         base64::engine::general_purpose::STANDARD
             .decode(ca.trim())

@@ -332,6 +332,18 @@ impl RudderServer {
 }
 
 impl RudderServer {
+    /// The cluster CA of the kubeconfig, base64 (its `certificate-authority-data`).
+    pub fn ca_data(&self) -> String {
+        self.kubectl(&[
+            "config",
+            "view",
+            "--raw",
+            "-o",
+            "jsonpath={.clusters[0].cluster.certificate-authority-data}",
+        ])
+        .ok()
+    }
+
     /// The node token agents join with (`<data-dir>/server/node-token`).
     pub fn node_token(&self) -> anyhow::Result<String> {
         let t = std::fs::read_to_string(self.dir.path().join("server/node-token"))
