@@ -25,15 +25,15 @@ RUDDER_BIN="$CARGO_TARGET_DIR/release/rudder"
 # program the agent crate compiles (crates/agent/build.rs).
 RUDDER_BUILD_APT=(protobuf-compiler libc6-dev)
 # To run `rudder server` on this machine with real containers (its default runtime when
-# containerd is there and it runs as root): containerd, runc, the CNI plugins and nft, which
-# writes the service proxy's rules.
-RUDDER_RUNTIME_APT=(containerd runc containernetworking-plugins nftables)
+# containerd is there and it runs as root): containerd, runc, the CNI plugins, iptables for the
+# portmap plugin's hostPort rules and nft, which writes the service proxy's rules.
+RUDDER_RUNTIME_APT=(containerd runc containernetworking-plugins iptables nftables)
 # To run the test suite: a real etcd for the etcd backend's contract tests; curl for the raw
 # requests kubectl never sends (YAML and broken bodies); for the CRI tests (crates/agent/tests/
 # cri.rs, crates/rudder/tests/cri.rs): containerd and runc, the CNI plugins, iproute2 for the
 # network namespace a test makes, busybox-static for the images the tests make, docker-registry
-# for the registry they pull from, nftables for the service proxy.
-RUDDER_TEST_APT=(etcd-server etcd-client curl containerd runc containernetworking-plugins nftables iproute2 busybox-static docker-registry)
+# for the registry they pull from, iptables for hostPorts and nftables for the service proxy.
+RUDDER_TEST_APT=(etcd-server etcd-client curl containerd runc containernetworking-plugins iptables nftables iproute2 busybox-static docker-registry)
 # To run the test suite: the official Kubernetes Python client, for crates/rudder/tests/python.rs,
 # and pytest, which runs the client's own suites there
 # (pip requirement specifiers; ensure_pip installs the missing ones).

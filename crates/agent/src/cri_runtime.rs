@@ -63,9 +63,13 @@ pub struct Cni {
 /// The bridge pods on this node join.
 pub const BRIDGE: &str = "rudder0";
 
+/// The name of the CNI network pods join (the portmap plugin's rules carry it).
+pub const NETWORK: &str = "rudder";
+
 /// The CNI network configuration list for pods on `pod_cidr`: a bridge that is the pods'
-/// gateway, addresses from host-local (its records under `data_dir`), the loopback interface
-/// coming from containerd itself; `mtu` for the pods' interfaces, if not the default.
+/// gateway, addresses from host-local (its records under `data_dir`), portmap for the pods'
+/// `hostPort`s (the port mappings containerd passes it, in iptables' `nat` table), the loopback
+/// interface coming from containerd itself; `mtu` for the pods' interfaces, if not the default.
 pub fn conflist(pod_cidr: &str, data_dir: &std::path::Path, mtu: Option<u32>) -> String {
     let default_route = if pod_cidr.contains(':') {
         "::/0"
@@ -90,8 +94,12 @@ pub fn conflist(pod_cidr: &str, data_dir: &std::path::Path, mtu: Option<u32>) ->
     }
     serde_json::to_string_pretty(&serde_json::json!({
         "cniVersion": "0.4.0",
-        "name": "rudder",
-        "plugins": [bridge],
+        "name": NETWORK,
+        "plugins": [bridge, {
+            "type": "portmap",
+            "capabilities": {"portMappings": true},
+            "snat": true,
+        }],
     }))
     .unwrap_or_default()
 }
@@ -281,6 +289,21 @@ impl CriRuntime {
                 searches: d.searches.clone(),
                 options: d.options.clone(),
             }),
+            // containerd hands them to the portmap plugin of the CNI configuration.
+            port_mappings: c
+                .port_mappings
+                .iter()
+                .map(|p| api::PortMapping {
+                    protocol: match p.protocol.as_str() {
+                        "UDP" => api::Protocol::Udp,
+                        "SCTP" => api::Protocol::Sctp,
+                        _ => api::Protocol::Tcp,
+                    } as i32,
+                    container_port: p.container_port,
+                    host_port: p.host_port,
+                    host_ip: p.host_ip.clone(),
+                })
+                .collect(),
             linux: Some(api::LinuxPodSandboxConfig {
                 cgroup_parent: c.cgroup_parent.clone(),
                 security_context: Some(api::LinuxSandboxSecurityContext {
@@ -380,6 +403,7 @@ impl CriRuntime {
             dns: None,
             cgroup_parent: String::new(),
             privileged: false,
+            port_mappings: Vec::new(),
         });
         if let Some(sc) = config
             .linux
@@ -922,6 +946,9 @@ mod tests {
         assert_eq!(bridge["ipam"]["dataDir"], "/d/cni");
         assert_eq!(bridge["ipam"]["routes"][0]["dst"], "0.0.0.0/0");
         assert_eq!(bridge["mtu"], 1450);
+        let portmap = &c["plugins"][1];
+        assert_eq!(portmap["type"], "portmap");
+        assert_eq!(portmap["capabilities"]["portMappings"], true);
         let v6: serde_json::Value =
             serde_json::from_str(&conflist("fd00:42::/64", std::path::Path::new("/d"), None))
                 .unwrap();

@@ -33,8 +33,9 @@ use crate::env;
 use crate::ipam::PodIps;
 use crate::probes::{self, Probes, Target};
 use crate::runtime::{
-    Container, ContainerConfig, ContainerState, Runtime, RuntimeError, Sandbox, SandboxConfig,
-    SandboxState, CONTAINER_NAME_LABEL, POD_NAMESPACE_LABEL, POD_NAME_LABEL, POD_UID_LABEL,
+    Container, ContainerConfig, ContainerState, PortMapping, Runtime, RuntimeError, Sandbox,
+    SandboxConfig, SandboxState, CONTAINER_NAME_LABEL, POD_NAMESPACE_LABEL, POD_NAME_LABEL,
+    POD_UID_LABEL,
 };
 use crate::security;
 use crate::volumes;
@@ -495,6 +496,11 @@ impl Worker {
                             .and_then(|s| s.privileged)
                             .unwrap_or(false)
                     }),
+                port_mappings: if host_network {
+                    Vec::new()
+                } else {
+                    port_mappings(&spec)
+                },
             };
             match self.shared.runtime.run_sandbox(&config).await {
                 Ok(sb) => self.sandbox = Some(sb),
@@ -1535,6 +1541,23 @@ fn as_container(e: &EphemeralContainer) -> k8s_openapi::api::core::v1::Container
     }
 }
 
+/// The `hostPort`s of the pod's containers, as the kubelet hands them to the runtime: ports
+/// without one are the pod's own and need no mapping.
+fn port_mappings(spec: &k8s_openapi::api::core::v1::PodSpec) -> Vec<PortMapping> {
+    spec.containers
+        .iter()
+        .flat_map(|c| c.ports.iter().flatten())
+        .filter_map(|p| {
+            Some(PortMapping {
+                protocol: p.protocol.clone().unwrap_or_else(|| "TCP".into()),
+                container_port: p.container_port,
+                host_port: p.host_port.filter(|h| *h > 0)?,
+                host_ip: p.host_ip.clone().unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
 /// The most recent container of this name (restarts leave the one before behind).
 fn newest<'a>(containers: &'a [Container], name: &str) -> Option<&'a Container> {
     containers
@@ -1634,6 +1657,36 @@ mod tests {
         let worker = Worker::new(shared, "uid".into()).run(rx);
         let size = std::mem::size_of_val(&worker);
         assert!(size <= 1024, "a worker's future is {size} bytes");
+    }
+
+    #[test]
+    fn only_host_ports_are_mapped() {
+        let spec: k8s_openapi::api::core::v1::PodSpec = serde_json::from_value(serde_json::json!({
+            "containers": [
+                {"name": "a", "ports": [
+                    {"containerPort": 80, "hostPort": 8080},
+                    {"containerPort": 81},
+                ]},
+                {"name": "b", "ports": [
+                    {"containerPort": 53, "hostPort": 5353, "protocol": "UDP", "hostIP": "10.0.0.1"},
+                ]},
+            ],
+            "initContainers": [{"name": "i", "ports": [{"containerPort": 1, "hostPort": 1}]}],
+        }))
+        .unwrap();
+        let mapping = |protocol: &str, container_port, host_port, host_ip: &str| PortMapping {
+            protocol: protocol.into(),
+            container_port,
+            host_port,
+            host_ip: host_ip.into(),
+        };
+        assert_eq!(
+            port_mappings(&spec),
+            [
+                mapping("TCP", 80, 8080, ""),
+                mapping("UDP", 53, 5353, "10.0.0.1"),
+            ]
+        );
     }
 
     fn container(state: serde_json::Value, last: serde_json::Value) -> ContainerStatus {

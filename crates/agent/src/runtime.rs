@@ -69,6 +69,19 @@ pub struct SandboxConfig {
     pub cgroup_parent: String,
     /// Whether any of its containers is privileged (the sandbox must allow it).
     pub privileged: bool,
+    /// The containers' `hostPort`s (none with host network, where the ports are the node's).
+    pub port_mappings: Vec<PortMapping>,
+}
+
+/// A `hostPort`: the node's `host_ip` (empty: all its addresses) and `host_port` forwarded to
+/// the pod's `container_port`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortMapping {
+    /// `TCP`, `UDP` or `SCTP`.
+    pub protocol: String,
+    pub container_port: i32,
+    pub host_port: i32,
+    pub host_ip: String,
 }
 
 /// A pod's resolv.conf: nameservers, search domains and options.

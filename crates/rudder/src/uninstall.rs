@@ -4,8 +4,8 @@
 //! 1. the `rudder server` and `rudder agent` processes of that data dir are stopped (SIGTERM,
 //!    then SIGKILL after 30 s);
 //! 2. the agent's containerd, its shims and every process of the pods they run are killed;
-//! 3. the node's networking goes: the service proxy's table, the pod routes, the VXLAN
-//!    device, the masquerading table and the pods' bridge;
+//! 3. the node's networking goes: the service proxy's table, the pods' hostPort rules, the
+//!    pod routes, the VXLAN device, the masquerading table and the pods' bridge;
 //! 4. whatever is still mounted under the data dir (pods' volumes, image snapshots) is
 //!    unmounted;
 //! 5. the data dir is removed (not with `--keep-data`, which only stops and cleans up, as
@@ -256,6 +256,12 @@ pub async fn uninstall(dir: &Path, default: &Path, keep_data: bool) -> Result<Ve
         (
             "the service proxy's table",
             rudder_net::proxy::cleanup()
+                .await
+                .map_err(anyhow::Error::from),
+        ),
+        (
+            "the pods' hostPort rules",
+            rudder_net::hostports::cleanup(rudder_agent::cri_runtime::NETWORK)
                 .await
                 .map_err(anyhow::Error::from),
         ),

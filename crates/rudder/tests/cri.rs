@@ -619,6 +619,31 @@ fn services_answer_on_cluster_ips_node_ports_load_balancers_and_by_name() {
         eventually("only the ready replica answers", &log, || {
             answers(&format!("{cluster_ip}:80"), 10) == rest
         });
+        // A hostPort answers on the node's address (the CNI portmap plugin), and stops, its
+        // rules gone, with the pod.
+        let mut hp: Value = serde_json::from_str(&pod(
+            "hostport",
+            "echo hostport > /index.html && exec httpd -f -p 8080 -h /",
+            "Always",
+        ))
+        .unwrap();
+        hp["spec"]["hostNetwork"] = json!(false);
+        hp["spec"]["containers"][0]["ports"] = json!([{"containerPort": 8080, "hostPort": 9090}]);
+        s.kubectl_stdin(&["apply", "-f", "-"], &hp.to_string()).ok();
+        eventually("the hostPort answers", &log, || {
+            body(&format!("{node_ip}:9090")).as_deref() == Some("hostport")
+        });
+        let hostport_rules = || command_output("iptables-save", &["-t", "nat"]);
+        assert!(
+            hostport_rules().contains("dport 9090"),
+            "{}",
+            hostport_rules()
+        );
+        s.kubectl(&["delete", "pod", "hostport", "--wait"]).ok();
+        eventually("the hostPort's rules gone with its pod", &log, || {
+            !hostport_rules().contains("9090")
+        });
+        assert!(http_get(&format!("{node_ip}:9090")).is_err());
         // A Service with no endpoints refuses at once.
         s.kubectl(&["create", "service", "clusterip", "nobody", "--tcp=80:80"])
             .ok();
@@ -962,6 +987,7 @@ fn uninstall_takes_away_the_node_its_pods_networking_mounts_and_data() {
         p["spec"]["hostNetwork"] = json!(false);
         p["spec"]["volumes"] = json!([{"name": "s", "secret": {"secretName": "s"}}]);
         p["spec"]["containers"][0]["volumeMounts"] = json!([{"name": "s", "mountPath": "/s"}]);
+        p["spec"]["containers"][0]["ports"] = json!([{"containerPort": 80, "hostPort": 9091}]);
         s.kubectl_stdin(&["apply", "-f", "-"], &p.to_string()).ok();
         eventually("the pod Running", &log, || {
             get(&s, "pod/sleeper")["status"]["phase"] == "Running"
@@ -983,6 +1009,12 @@ fn uninstall_takes_away_the_node_its_pods_networking_mounts_and_data() {
         assert!(mounted() > 0, "the secret volume and the image are mounted");
         let tables = || command_output("nft", &["list", "tables"]);
         assert!(tables().contains("inet rudder"), "{}", tables());
+        let hostport_rules = || command_output("iptables-save", &["-t", "nat"]);
+        assert!(
+            hostport_rules().contains("dport 9091"),
+            "{}",
+            hostport_rules()
+        );
 
         let out = Command::new(bin())
             .args(["uninstall", "--data-dir"])
