@@ -5,8 +5,9 @@
 //! resolvers; the service proxy ([`proxy`]): nftables rules that send the traffic for a
 //! Service's addresses and ports to its endpoints. Both follow one watch of the cluster's
 //! Services and EndpointSlices ([`watch_services`]). The pod network between nodes ([`pods`]):
-//! routes to the other nodes' podCIDRs and masquerading of what pods send elsewhere; the
-//! hostPort rules of pods that outlived their runtime ([`hostports`]).
+//! routes to the other nodes' podCIDRs and masquerading of what pods send elsewhere, let past
+//! the machine's firewall, and the hostPort rules of pods that outlived their runtime taken
+//! away ([`iptables`]).
 //!
 //! Must not touch: the API server's internals (it is a client of the API like any other), or
 //! any network configuration of the machine it was not asked to manage (the proxy keeps to its
@@ -21,7 +22,7 @@ use kube::runtime::{reflector, watcher};
 use tokio::sync::watch;
 
 pub mod dns;
-pub mod hostports;
+pub mod iptables;
 pub mod pods;
 pub mod proxy;
 

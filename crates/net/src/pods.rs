@@ -83,6 +83,8 @@ pub enum Error {
     NoInterface(Ipv4Addr),
     #[error("announce the VXLAN device: {0}")]
     Announce(#[from] kube::Error),
+    #[error("let pods' traffic past the firewall's FORWARD chain: {0}")]
+    Firewall(std::io::Error),
 }
 
 /// An IPv4 CIDR: its first address and prefix length.
@@ -622,6 +624,9 @@ async fn sync(
         sync_vteps(handle, index, &plan.vteps).await?;
     }
     crate::proxy::apply(&masquerade_script(&cidrs)).await?;
+    crate::iptables::allow_forwarding(&cidrs)
+        .await
+        .map_err(Error::Firewall)?;
     Ok(Some((plan, cidrs)))
 }
 
@@ -636,7 +641,8 @@ pub async fn delete_link(name: &str) -> Result<bool, Error> {
     Ok(true)
 }
 
-/// Removes Rudder's routes, the VXLAN device and the masquerading table.
+/// Removes Rudder's routes, the VXLAN device, the masquerading table and the firewall's
+/// `RUDDER-FORWARD` chain.
 pub async fn cleanup() -> Result<(), Error> {
     let (connection, handle, _) = rtnetlink::new_connection().map_err(Error::Socket)?;
     let _connection = AbortOnDrop(tokio::spawn(connection));
@@ -645,6 +651,9 @@ pub async fn cleanup() -> Result<(), Error> {
         handle.link().del(vxlan.header.index).execute().await?;
     }
     crate::proxy::apply(&format!("add table {TABLE}\ndelete table {TABLE}\n")).await?;
+    crate::iptables::cleanup_forwarding()
+        .await
+        .map_err(Error::Firewall)?;
     Ok(())
 }
 

@@ -261,7 +261,7 @@ pub async fn uninstall(dir: &Path, default: &Path, keep_data: bool) -> Result<Ve
         ),
         (
             "the pods' hostPort rules",
-            rudder_net::hostports::cleanup(rudder_agent::cri_runtime::NETWORK)
+            rudder_net::iptables::cleanup_hostports(rudder_agent::cri_runtime::NETWORK)
                 .await
                 .map_err(anyhow::Error::from),
         ),

@@ -772,16 +772,19 @@ type LanNode = (Netns, tempfile::TempDir, PathBuf, Option<Agent>);
 
 /// Node `node-I` in a network namespace of its own, its `eth0` at `addr`/24 (default route
 /// through `gateway`) plugged into the bridge `lan` of the test's namespace, running an agent
-/// joined to `s`.
+/// joined to `s`. With `firewall`, the node's iptables drop what they forward unless told
+/// otherwise, as Docker has them.
 fn lan_node(
     s: &RudderServer,
     token: &str,
     i: usize,
-    lan: &str,
-    addr: &str,
-    gateway: &str,
+    (lan, addr, gateway): (&str, &str, &str),
+    firewall: bool,
 ) -> LanNode {
     let ns = Netns::new(&format!("n{i}"));
+    if firewall {
+        ns.run(|| command_output("iptables", &["-P", "FORWARD", "DROP"]));
+    }
     ip(&format!(
         "link add lan-n{i} type veth peer name eth0 netns {}",
         ns.0
@@ -891,14 +894,8 @@ fn two_nodes_form_one_pod_network_and_a_lost_nodes_pods_come_back() {
         let token = s.node_token().unwrap();
         let nodes: Vec<LanNode> = (1..=2)
             .map(|i| {
-                lan_node(
-                    &s,
-                    &token,
-                    i,
-                    "lan0",
-                    &format!("192.168.80.1{i}"),
-                    "192.168.80.1",
-                )
+                let addr = format!("192.168.80.1{i}");
+                lan_node(&s, &token, i, ("lan0", &addr, "192.168.80.1"), false)
             })
             .collect();
         let log = nodes[0].2.clone();
@@ -931,8 +928,9 @@ fn two_nodes_form_one_pod_network_and_a_lost_nodes_pods_come_back() {
 }
 
 /// Two nodes on different networks, joined by a router (the test's namespace) that knows
-/// nothing of pods: the NodePorts, pod-to-pod traffic and the Service by name work across them
-/// through the VXLAN overlay.
+/// nothing of pods, each behind a firewall that drops what it forwards by default: the
+/// NodePorts, pod-to-pod traffic and the Service by name work across them through the VXLAN
+/// overlay.
 #[test]
 fn nodes_on_different_networks_reach_each_others_pods_through_the_overlay() {
     in_new_netns(|| {
@@ -946,8 +944,20 @@ fn nodes_on_different_networks_reach_each_others_pods_through_the_overlay() {
         let s = RudderServer::start_on(bin(), "192.168.80.1", &["--disable-agent"]).unwrap();
         let token = s.node_token().unwrap();
         let nodes = vec![
-            lan_node(&s, &token, 1, "lan0", "192.168.80.11", "192.168.80.1"),
-            lan_node(&s, &token, 2, "lan1", "192.168.81.12", "192.168.81.1"),
+            lan_node(
+                &s,
+                &token,
+                1,
+                ("lan0", "192.168.80.11", "192.168.80.1"),
+                true,
+            ),
+            lan_node(
+                &s,
+                &token,
+                2,
+                ("lan1", "192.168.81.12", "192.168.81.1"),
+                true,
+            ),
         ];
         let log = nodes[0].2.clone();
         web_across_two_nodes(&s, &log, ["192.168.80.11", "192.168.81.12"]);
@@ -968,6 +978,10 @@ fn nodes_on_different_networks_reach_each_others_pods_through_the_overlay() {
             fdb.contains(&format!("{mac} dst 192.168.81.12 self permanent")),
             "{fdb}"
         );
+        let filter = nodes[0]
+            .0
+            .run(|| command_output("iptables-save", &["-t", "filter"]));
+        assert!(filter.contains("-j RUDDER-FORWARD"), "{filter}");
         stop_nodes(nodes);
     });
 }
