@@ -26,7 +26,9 @@
 //! written with one `nft -f -` transaction: the first one replaces the whole table, later ones
 //! change only the chains and map elements that differ, so a change of endpoints costs the
 //! same with 10 Services or 10,000. Conntrack keeps established connections through a rewrite
-//! and through an agent restart, which replaces the table at start.
+//! and through an agent restart, which replaces the table at start. A table someone else took
+//! away (a firewall reload's `flush ruleset`) is written again within [`CHECK`], and the whole
+//! table is replaced every [`FULL_RESYNC`] whatever happened.
 //!
 //! `nft` (Debian `nftables`) is run rather than netlink spoken here: its ruleset language is the
 //! stable interface kube-proxy also uses, and no maintained crate covers nftables' maps and
@@ -53,6 +55,13 @@ const MASQUERADE_MARK: &str = "0x4000";
 
 /// How long one `nft` run may take before it is killed and the sync retried.
 const NFT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How often the proxy checks that its table is still there.
+const CHECK: Duration = Duration::from_secs(10);
+
+/// How often the table is replaced whole even so, putting right whatever else changed in it
+/// (kube-proxy's nftables mode does the same hourly).
+const FULL_RESYNC: Duration = Duration::from_secs(3600);
 
 /// The default of `sessionAffinityConfig.clientIP.timeoutSeconds`: 3 hours.
 const DEFAULT_AFFINITY_SECONDS: i32 = 10_800;
@@ -708,6 +717,22 @@ pub async fn cleanup() -> Result<(), Error> {
     apply(&format!("add table {TABLE}\ndelete table {TABLE}\n")).await
 }
 
+/// Whether the proxy's table is there (`nft list tables`, cheap whatever the table holds); an
+/// `nft` that cannot say is taken as yes.
+async fn table_present() -> bool {
+    let listed = tokio::process::Command::new("nft")
+        .args(["list", "tables"])
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    match tokio::time::timeout(NFT_TIMEOUT, listed).await {
+        Ok(Ok(out)) if out.status.success() => String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .any(|l| l.trim() == format!("table {TABLE}")),
+        _ => true,
+    }
+}
+
 /// Sets what the proxy needs of the kernel, as k3s does: forwarding on, and bridged traffic
 /// through netfilter (`br_netfilter`), without which a pod's reply to a pod on the same bridge
 /// that reached it through a Service would skip the un-NAT. What cannot be set is a warning.
@@ -743,7 +768,23 @@ pub async fn run(cfg: Config, mut services: watch::Receiver<Arc<Services>>) {
     prepare_kernel();
     let mut written: Option<Rules> = None;
     let mut pause = Duration::from_millis(500);
-    while services.changed().await.is_ok() {
+    let mut check = tokio::time::interval_at(tokio::time::Instant::now() + CHECK, CHECK);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut replaced = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            changed = services.changed() => if changed.is_err() { return },
+            _ = check.tick() => {
+                // Someone else's `nft flush ruleset` (a firewall's reload) took the table
+                // away, or it is time for a whole new one: replaced from what is known.
+                if written.is_none()
+                    || (replaced.elapsed() < FULL_RESYNC && table_present().await)
+                {
+                    continue;
+                }
+                written = None;
+            }
+        }
         loop {
             let now = services.borrow_and_update().clone();
             let rules = Rules::build(&cfg, &now);
@@ -754,6 +795,9 @@ pub async fn run(cfg: Config, mut services: watch::Receiver<Arc<Services>>) {
             let started = std::time::Instant::now();
             match apply(&script).await {
                 Ok(()) => {
+                    if written.is_none() {
+                        replaced = tokio::time::Instant::now();
+                    }
                     tracing::debug!(
                         took = ?started.elapsed(),
                         chains = rules.chains.len(),

@@ -656,6 +656,11 @@ fn services_answer_on_cluster_ips_node_ports_load_balancers_and_by_name() {
             &log,
             || matches!(http_get(&format!("{nobody}:80")), Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused),
         );
+        // A firewall reload flushes every table: the proxy writes its own again.
+        command_output("nft", &["flush", "ruleset"]);
+        eventually("the rules back after a flush", &log, || {
+            answers(&format!("{cluster_ip}:80"), 10) == rest
+        });
     });
 }
 
