@@ -21,6 +21,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::{reflector, watcher};
 use tokio::sync::watch;
 
+pub mod conntrack;
 pub mod dns;
 pub mod iptables;
 pub mod pods;

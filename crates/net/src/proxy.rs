@@ -16,7 +16,9 @@
 //!   traffic to a cluster IP at a port it does not serve;
 //! - traffic from outside this node's pods to a cluster IP is masqueraded, and so is a pod's
 //!   traffic that its Service sends back to itself (hairpin);
-//! - headless and ExternalName Services have no rules (DNS answers for them).
+//! - headless and ExternalName Services have no rules (DNS answers for them);
+//! - UDP flows that a change of endpoints leaves stale are deleted from conntrack
+//!   ([`Rules::stale_udp`], [`crate::conntrack`]).
 //!
 //! The cluster DNS Service (at `--cluster-dns`) has no selector and no endpoints of its own:
 //! every node sends it to the DNS server it runs itself ([`Config::local_dns`]), so name
@@ -45,7 +47,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 
-use crate::Services;
+use crate::{conntrack, Services};
 
 /// The table Rudder's proxy owns; nothing else in the machine's rules is touched.
 pub const TABLE: &str = "inet rudder";
@@ -153,6 +155,36 @@ pub struct Rules {
     elements: BTreeMap<String, BTreeMap<String, String>>,
     /// Affinity set name → its declaration.
     affinity: BTreeMap<String, String>,
+    /// The UDP Service ports by chain id, for the flows to forget when their endpoints change.
+    udp: BTreeMap<String, UdpPort>,
+}
+
+/// A UDP Service port as its clients' flows know it.
+#[derive(Clone, Default, PartialEq, Debug)]
+struct UdpPort {
+    /// Where clients send: the cluster IPs, external IPs and load balancers' addresses.
+    addrs: Vec<IpAddr>,
+    port: u16,
+    node_port: Option<u16>,
+    /// Where the DNAT sends them.
+    endpoints: BTreeSet<IpAddr>,
+}
+
+impl UdpPort {
+    /// Filters for the flows to this port whose replies come from `from` (any, if `None`).
+    fn flows(&self, from: Option<IpAddr>) -> impl Iterator<Item = conntrack::Filter> + '_ {
+        let to_addrs = self.addrs.iter().map(move |a| conntrack::Filter {
+            dst: Some(*a),
+            dst_port: self.port,
+            reply_src: from,
+        });
+        let to_node_port = self.node_port.map(|np| conntrack::Filter {
+            dst: None,
+            dst_port: np,
+            reply_src: from,
+        });
+        to_addrs.chain(to_node_port)
+    }
 }
 
 /// The maps and sets of the skeleton, by family: (name, declaration).
@@ -445,6 +477,22 @@ impl Rules {
                 if family == Family::V6 {
                     id.push("v6");
                 }
+                let node_port = port.node_port.and_then(port_u16).filter(|_| nodeport_type);
+                if proto == "udp" {
+                    let addrs = ips.iter().chain(&external);
+                    self.udp.insert(
+                        name(&id),
+                        UdpPort {
+                            addrs: addrs
+                                .filter(|ip| Family::of(**ip) == family)
+                                .copied()
+                                .collect(),
+                            port: svc_port,
+                            node_port,
+                            endpoints: eps.iter().map(|e| e.ip).collect(),
+                        },
+                    );
+                }
                 self.add_port(
                     cfg,
                     PortRules {
@@ -452,7 +500,7 @@ impl Rules {
                         family,
                         proto,
                         svc_port,
-                        node_port: port.node_port.and_then(port_u16).filter(|_| nodeport_type),
+                        node_port,
                         cluster_ips: ips.iter().filter(|ip| Family::of(**ip) == family),
                         external_ips: external.iter().filter(|ip| Family::of(**ip) == family),
                         eps: &eps,
@@ -576,6 +624,30 @@ impl Rules {
                 &goto,
             );
         }
+    }
+
+    /// The UDP flows that these rules, replacing `previous`, leave stale (kube-proxy's
+    /// conntrack cleanup): those a DNAT sent to an endpoint that is gone; those to a port
+    /// that had no endpoints, which no DNAT caught; and those to a port that is gone.
+    pub fn stale_udp(&self, previous: &Rules) -> BTreeSet<conntrack::Filter> {
+        let mut stale = BTreeSet::new();
+        for (id, now) in &self.udp {
+            match previous.udp.get(id) {
+                Some(was) if !was.endpoints.is_empty() => {
+                    for gone in was.endpoints.difference(&now.endpoints) {
+                        stale.extend(now.flows(Some(*gone)));
+                    }
+                }
+                _ if !now.endpoints.is_empty() => stale.extend(now.flows(None)),
+                _ => {}
+            }
+        }
+        for (id, was) in &previous.udp {
+            if !self.udp.contains_key(id) {
+                stale.extend(was.flows(None));
+            }
+        }
+        stale
     }
 
     /// The nft script that turns the table from `previous` (what the last successful run
@@ -717,6 +789,21 @@ pub async fn cleanup() -> Result<(), Error> {
     apply(&format!("add table {TABLE}\ndelete table {TABLE}\n")).await
 }
 
+/// Deletes the UDP flows `stale` names, now that the rules that replace them are in force.
+/// (After a restart nothing is known of what was there before, and nothing is deleted: the
+/// flows that are not stale must go on.)
+async fn forget_stale_udp(stale: BTreeSet<conntrack::Filter>) {
+    if stale.is_empty() {
+        return;
+    }
+    let filters: Vec<conntrack::Filter> = stale.into_iter().collect();
+    match tokio::task::spawn_blocking(move || conntrack::delete_udp(&filters)).await {
+        Ok(Ok(n)) => tracing::debug!(flows = n, "stale UDP flows deleted"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "stale UDP flows not deleted"),
+        Err(e) => tracing::warn!(error = %e, "stale UDP flows not deleted"),
+    }
+}
+
 /// Whether the proxy's table is there (`nft list tables`, cheap whatever the table holds); an
 /// `nft` that cannot say is taken as yes.
 async fn table_present() -> bool {
@@ -795,8 +882,9 @@ pub async fn run(cfg: Config, mut services: watch::Receiver<Arc<Services>>) {
             let started = std::time::Instant::now();
             match apply(&script).await {
                 Ok(()) => {
-                    if written.is_none() {
-                        replaced = tokio::time::Instant::now();
+                    match &written {
+                        None => replaced = tokio::time::Instant::now(),
+                        Some(previous) => forget_stale_udp(rules.stale_udp(previous)).await,
                     }
                     tracing::debug!(
                         took = ?started.elapsed(),

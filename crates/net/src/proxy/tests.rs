@@ -378,3 +378,127 @@ fn the_kernel_takes_the_full_table_and_each_change() {
     assert!(listed.contains("dnat ip to 192.168.5.1:5353"), "{listed}");
     assert!(listed.contains("timeout 3h"), "{listed}");
 }
+
+/// A NodePort Service `dns` at 10.43.0.53 and 192.168.5.9 with a UDP and a TCP port 53, and
+/// its slice: `eps` on node n2 at 5353.
+fn udp_dns(eps: &[&str]) -> Services {
+    let svc = service(json!({"metadata": {"name": "dns", "namespace": "default"},
+        "spec": {"type": "NodePort", "clusterIP": "10.43.0.53", "clusterIPs": ["10.43.0.53"],
+                 "externalIPs": ["192.168.5.9"],
+                 "ports": [{"name": "dns", "port": 53, "protocol": "UDP", "nodePort": 30053},
+                           {"name": "tcp", "port": 53, "protocol": "TCP"}]}}));
+    let endpoints: Vec<serde_json::Value> = eps
+        .iter()
+        .map(|ip| json!({"addresses": [ip], "nodeName": "n2"}))
+        .collect();
+    let slice = Arc::new(
+        serde_json::from_value(json!({
+            "metadata": {"name": "dns-x", "namespace": "default",
+                         "labels": {"kubernetes.io/service-name": "dns"}},
+            "addressType": "IPv4",
+            "ports": [{"name": "dns", "port": 5353, "protocol": "UDP"},
+                      {"name": "tcp", "port": 5353, "protocol": "TCP"}],
+            "endpoints": endpoints}))
+        .unwrap(),
+    );
+    Services {
+        services: vec![svc],
+        slices: vec![slice],
+    }
+}
+
+#[test]
+fn udp_flows_left_stale_by_a_change_of_endpoints_are_named() {
+    let dns = |eps: &[&str]| Rules::build(&cfg(), &udp_dns(eps));
+    let filter = |dst: Option<&str>, port, from: Option<&str>| conntrack::Filter {
+        dst: dst.map(|d| d.parse().unwrap()),
+        dst_port: port,
+        reply_src: from.map(|f| f.parse().unwrap()),
+    };
+    let (two, one, none) = (
+        dns(&["10.42.1.7", "10.42.1.8"]),
+        dns(&["10.42.1.7"]),
+        dns(&[]),
+    );
+    // Nothing changed, or an endpoint came: nothing is stale.
+    assert!(two.stale_udp(&two).is_empty());
+    assert!(two.stale_udp(&one).is_empty());
+    // An endpoint went: the flows it answered, at every address of the port and its NodePort
+    // (TCP's flows are not the proxy's to cut).
+    let gone = Some("10.42.1.8");
+    assert_eq!(
+        Vec::from_iter(one.stale_udp(&two)),
+        [
+            filter(None, 30053, gone),
+            filter(Some("10.43.0.53"), 53, gone),
+            filter(Some("192.168.5.9"), 53, gone),
+        ]
+    );
+    // Endpoints after none: every flow to the port, which no DNAT caught.
+    let all = [
+        filter(None, 30053, None),
+        filter(Some("10.43.0.53"), 53, None),
+        filter(Some("192.168.5.9"), 53, None),
+    ];
+    assert_eq!(Vec::from_iter(one.stale_udp(&none)), all);
+    // The Service gone: every flow to it.
+    assert_eq!(Vec::from_iter(build(vec![], vec![]).stale_udp(&one)), all);
+}
+
+/// The real path, in a network namespace of the test's: the proxy's rules in nft, a UDP client
+/// on the node that keeps sending to the cluster IP from one socket, and endpoints at local
+/// addresses. When its endpoint is replaced, the client's flow follows to the new one.
+#[test]
+fn a_udp_client_follows_its_service_to_a_new_endpoint() {
+    use std::net::UdpSocket;
+    let moved = std::thread::spawn(|| {
+        // SAFETY: unshare(2) moves only this thread into a new network namespace.
+        assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0);
+        for args in [
+            "link set lo up",
+            "addr add 10.43.0.53/32 dev lo",
+            "addr add 10.99.0.1/32 dev lo",
+            "addr add 10.99.0.2/32 dev lo",
+        ] {
+            let st = std::process::Command::new("ip")
+                .args(args.split(' '))
+                .status()
+                .unwrap();
+            assert!(st.success(), "ip {args}");
+        }
+        let endpoint = |ip: &str| {
+            let s = UdpSocket::bind((ip, 5353)).unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
+            s
+        };
+        let (first, second) = (endpoint("10.99.0.1"), endpoint("10.99.0.2"));
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let reaches = |s: &UdpSocket| {
+            let mut buf = [0; 16];
+            (0..300).any(|_| {
+                client.send_to(b"ping", "10.43.0.53:53").unwrap();
+                s.recv(&mut buf).is_ok()
+            })
+        };
+        // Its threads are made here, in the namespace.
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (tx, rx) = watch::channel(Arc::new(Services::default()));
+        let cfg = Config {
+            local_dns: None,
+            ..cfg()
+        };
+        let _proxy = rt.spawn(run(cfg, rx));
+        tx.send(Arc::new(udp_dns(&["10.99.0.1"]))).unwrap();
+        let reached_first = reaches(&first);
+        tx.send(Arc::new(udp_dns(&["10.99.0.2"]))).unwrap();
+        (reached_first, reaches(&second))
+    })
+    .join()
+    .unwrap();
+    assert_eq!(moved, (true, true));
+}
