@@ -3,7 +3,8 @@
 //!
 //! 1. the `rudder server` and `rudder agent` processes of that data dir are stopped (SIGTERM,
 //!    then SIGKILL after 30 s);
-//! 2. the agent's containerd, its shims and every process of the pods they run are killed;
+//! 2. the agent's containerd, its shims and every process of the pods they run are killed, and
+//!    the pods' network namespaces removed;
 //! 3. the node's networking goes: the service proxy's table, the pods' hostPort rules, the
 //!    pod routes, the VXLAN device, the masquerading table and the pods' bridge;
 //! 4. whatever is still mounted under the data dir (pods' volumes, image snapshots) is
@@ -12,9 +13,8 @@
 //!    `k3s-killall.sh`).
 //!
 //! Processes are told apart by the data dir they were given (their arguments, or
-//! `RUDDER_DATA_DIR`), so other Rudder instances on the machine are left alone. Mounts of
-//! pods' network namespaces under `/run/netns` are the kernel's to free once their last process
-//! is gone.
+//! `RUDDER_DATA_DIR`), so other Rudder instances on the machine are left alone; the pods'
+//! network namespaces pinned under `/run/netns` by the sandboxes' bundles in the data dir.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -178,6 +178,48 @@ fn mounts_under(mountinfo: &str, dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// The network namespace a pod sandbox's OCI bundle (`config.json`) joins, if it is one
+/// containerd pinned under `/run/netns` (the pods'; containerd names them `cni-<random>`, so
+/// only the bundles tell ours from another runtime's).
+fn netns_of(bundle_config: &str) -> Option<PathBuf> {
+    let config: serde_json::Value = serde_json::from_str(bundle_config).ok()?;
+    let path = config["linux"]["namespaces"]
+        .as_array()?
+        .iter()
+        .find(|n| n["type"] == "network")?["path"]
+        .as_str()?;
+    let path = Path::new(path);
+    let plain = path.components().all(|c| {
+        matches!(
+            c,
+            std::path::Component::RootDir | std::path::Component::Normal(_)
+        )
+    });
+    let pinned = path
+        .parent()
+        .is_some_and(|p| p == Path::new("/run/netns") || p == Path::new("/var/run/netns"));
+    (plain && pinned).then(|| path.to_path_buf())
+}
+
+/// The network namespaces of the pods whose bundles are under containerd's task state
+/// directory `tasks` (`<namespace>/<id>/config.json`).
+fn pod_netns(tasks: &Path) -> BTreeSet<PathBuf> {
+    let dirs = |d: &Path| -> Vec<PathBuf> {
+        std::fs::read_dir(d)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .collect()
+    };
+    dirs(tasks)
+        .iter()
+        .flat_map(|ns| dirs(ns))
+        .filter_map(|bundle| std::fs::read_to_string(bundle.join("config.json")).ok())
+        .filter_map(|c| netns_of(&c))
+        .collect()
+}
+
 fn unmount(path: &Path) -> bool {
     use std::os::unix::ffi::OsStrExt as _;
     let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
@@ -223,7 +265,10 @@ pub async fn uninstall(dir: &Path, default: &Path, keep_data: bool) -> Result<Ve
         done.push(format!("stopped {} rudder process(es)", rudders.len()));
     }
 
-    // 2. Its containerd, the shims and the pods' processes under them.
+    // 2. Its containerd, the shims and the pods' processes under them; then the pods'
+    // network namespaces, which their bundles name.
+    let containerd = rudder_agent::containerd::Layout::new(dir.join("agent").join("containerd"));
+    let netns = pod_netns(&containerd.state().join("io.containerd.runtime.v2.task"));
     let all = processes();
     let runtime: BTreeSet<i32> = all
         .iter()
@@ -249,6 +294,16 @@ pub async fn uninstall(dir: &Path, default: &Path, keep_data: bool) -> Result<Ve
             "killed containerd, its shims and the pods' processes ({} in all)",
             everything.len()
         ));
+    }
+    let freed = netns
+        .iter()
+        .filter(|ns| {
+            unmount(ns);
+            std::fs::remove_file(ns).is_ok()
+        })
+        .count();
+    if freed > 0 {
+        done.push(format!("removed {freed} pod network namespace(s)"));
     }
 
     // 3. The node's networking (what is not there is no error).
@@ -365,6 +420,28 @@ mod tests {
             with_descendants(&all, &BTreeSet::from([5])),
             BTreeSet::from([5, 6, 7])
         );
+    }
+
+    #[test]
+    fn a_pods_network_namespace_is_the_one_its_bundle_pins() {
+        let bundle = |path: &str| {
+            serde_json::json!({"linux": {"namespaces": [
+                {"type": "pid"}, {"type": "network", "path": path}]}})
+            .to_string()
+        };
+        assert_eq!(
+            netns_of(&bundle("/var/run/netns/cni-1234")),
+            Some(PathBuf::from("/var/run/netns/cni-1234"))
+        );
+        // Another process's namespace, or anything not pinned there, is not a pod's to remove.
+        assert_eq!(netns_of(&bundle("/proc/42/ns/net")), None);
+        assert_eq!(netns_of(&bundle("/run/netns/../../etc/passwd")), None);
+        assert_eq!(netns_of(&bundle("/run/netns/..")), None);
+        assert_eq!(
+            netns_of(r#"{"linux": {"namespaces": [{"type": "pid"}]}}"#),
+            None
+        );
+        assert_eq!(netns_of("not json"), None);
     }
 
     #[test]

@@ -1026,6 +1026,26 @@ fn uninstall_takes_away_the_node_its_pods_networking_mounts_and_data() {
         };
         assert!(sleeping());
         assert!(mounted() > 0, "the secret volume and the image are mounted");
+        // The pod's network namespace, pinned by containerd under /run/netns.
+        let sleeper_netns = {
+            use std::os::unix::fs::MetadataExt as _;
+            let pid = std::fs::read_dir("/proc")
+                .unwrap()
+                .flatten()
+                .find(|e| {
+                    std::fs::read(e.path().join("cmdline"))
+                        .is_ok_and(|c| c == b"sleep\x0031337\x00")
+                })
+                .unwrap()
+                .path();
+            let inode = std::fs::metadata(pid.join("ns/net")).unwrap().ino();
+            std::fs::read_dir("/run/netns")
+                .unwrap()
+                .flatten()
+                .map(|e| e.path())
+                .find(|p| std::fs::metadata(p).is_ok_and(|m| m.ino() == inode))
+                .expect("the pod's netns under /run/netns")
+        };
         let tables = || command_output("nft", &["list", "tables"]);
         assert!(tables().contains("inet rudder"), "{}", tables());
         let hostport_rules = || command_output("iptables-save", &["-t", "nat"]);
@@ -1052,6 +1072,7 @@ fn uninstall_takes_away_the_node_its_pods_networking_mounts_and_data() {
             "{said}"
         );
         assert!(!sleeping(), "the pod's process is gone");
+        assert!(!sleeper_netns.exists(), "{}", sleeper_netns.display());
         assert_eq!(mounted(), 0);
         assert!(!data.exists());
         assert_eq!(tables(), "");
