@@ -60,6 +60,28 @@ impl Cri {
         })
     }
 
+    /// Stops and removes every pod sandbox the runtime holds, with its containers and its
+    /// network (its CNI DEL): for tests and benchmarks, whose nodes must leave nothing running
+    /// behind. A sandbox that will not go is left.
+    pub async fn remove_all_sandboxes(&self) -> Result<(), Error> {
+        let mut runtime = self.runtime.clone();
+        let list = runtime
+            .list_pod_sandbox(api::ListPodSandboxRequest { filter: None })
+            .await?;
+        for sb in list.into_inner().items {
+            let id = sb.id;
+            let _ = runtime
+                .stop_pod_sandbox(api::StopPodSandboxRequest {
+                    pod_sandbox_id: id.clone(),
+                })
+                .await;
+            let _ = runtime
+                .remove_pod_sandbox(api::RemovePodSandboxRequest { pod_sandbox_id: id })
+                .await;
+        }
+        Ok(())
+    }
+
     /// Every image the runtime holds.
     pub async fn list_images(&self) -> Result<Vec<api::Image>, Error> {
         Ok(self

@@ -28,11 +28,26 @@ pub struct Options {
     pub pods: usize,
 }
 
-/// The agent process, stopped with SIGTERM (so that it stops its containerd) on drop.
-pub struct AgentGuard(pub Child);
+/// The agent process and its containerd's socket. On drop its pods are removed through the
+/// CRI (containers outlive their agent), then it is stopped with SIGTERM, so that it stops its
+/// containerd.
+pub struct AgentGuard(pub Child, PathBuf);
 
 impl Drop for AgentGuard {
     fn drop(&mut self) {
+        let socket = self.1.clone();
+        // A runtime of its own, on a thread of its own: this may be dropped inside another.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async {
+                let cri = rudder_agent::cri::Cri::connect(&socket).await?;
+                cri.remove_all_sandboxes().await
+            })
+            .map_err(std::io::Error::other)
+        })
+        .join();
         rudder_testkit::terminate(&mut self.0, Duration::from_secs(20));
     }
 }
@@ -110,6 +125,7 @@ pub fn start_cri_agent(
             .stderr(log)
             .spawn()
             .context("start rudder agent")?,
+        rudder_agent::containerd::Layout::new(dir.path().join("agent/containerd")).socket(),
     );
     Ok((dir, agent))
 }
