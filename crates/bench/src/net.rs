@@ -97,7 +97,7 @@ pub async fn net(opts: &Options) -> Result<()> {
     let busybox = std::fs::read("/bin/busybox").context("/bin/busybox (busybox-static)")?;
     let image =
         rudder_agent::image::busybox_archive(IMAGE, busybox, &["sh", "mkdir", "httpd", "dd"])?;
-    let (dir, _agent) = start_cri_agent(&opts.rudder, &server, NODE_IP, &[("httpd", image)], &[])?;
+    let _agent = start_cri_agent(&opts.rudder, &server, NODE_IP, &[("httpd", image)], &[])?;
     wait_node_ready(&client).await?;
 
     // --- Traffic: one pod, one Service.
@@ -248,7 +248,6 @@ pub async fn net(opts: &Options) -> Result<()> {
         percentile(&dns_lat, 0.5),
         percentile(&dns_lat, 0.99)
     );
-    drop(dir);
     Ok(())
 }
 

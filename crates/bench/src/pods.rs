@@ -28,16 +28,31 @@ pub struct Options {
     pub pods: usize,
 }
 
-/// The agent process and its containerd's socket. On drop its pods are removed through the
-/// CRI (containers outlive their agent), then it is stopped with SIGTERM, so that it stops its
-/// containerd.
-pub struct AgentGuard(pub Child, PathBuf);
+/// A benchmark's agent: its process and its data dir. On drop its pods are removed through
+/// the CRI (containers outlive their agent), it is stopped with SIGTERM (so that it stops its
+/// containerd), what its pods left mounted is unmounted (a kubelet leaves tmpfs volumes too),
+/// and then its data dir goes.
+pub struct AgentGuard {
+    pub process: Child,
+    dir: tempfile::TempDir,
+}
+
+impl AgentGuard {
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Its containerd's socket.
+    pub fn socket(&self) -> PathBuf {
+        rudder_agent::containerd::Layout::new(self.dir().join("agent/containerd")).socket()
+    }
+}
 
 impl Drop for AgentGuard {
     fn drop(&mut self) {
-        let socket = self.1.clone();
+        let socket = self.socket();
         // A runtime of its own, on a thread of its own: this may be dropped inside another.
-        let _ = std::thread::spawn(move || {
+        let removed = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
@@ -48,7 +63,16 @@ impl Drop for AgentGuard {
             .map_err(std::io::Error::other)
         })
         .join();
-        rudder_testkit::terminate(&mut self.0, Duration::from_secs(20));
+        if let Ok(Err(e)) = removed {
+            eprintln!("the benchmark node's pods were not removed: {e}");
+        }
+        rudder_testkit::terminate(&mut self.process, Duration::from_secs(20));
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+        for point in mounts.lines().filter_map(|l| l.split(' ').nth(1)) {
+            if Path::new(point).starts_with(self.dir.path()) {
+                let _ = Command::new("umount").args(["-l", point]).status();
+            }
+        }
     }
 }
 
@@ -90,15 +114,15 @@ fn rss_mib(pid: u32) -> Result<f64> {
 }
 
 /// A `rudder agent --runtime cri` named `bench-node` at `node_ip`, joined to `server`, with
-/// `images` (name, archive) in its images folder and the `extra` flags: its data dir (its log is
-/// `agent.log` there) and the process.
+/// `images` (name, archive) in its images folder and the `extra` flags (its log is `agent.log`
+/// in its data dir).
 pub fn start_cri_agent(
     rudder: &Path,
     server: &RudderServer,
     node_ip: &str,
     images: &[(&str, Vec<u8>)],
     extra: &[&str],
-) -> Result<(tempfile::TempDir, AgentGuard)> {
+) -> Result<AgentGuard> {
     let token = server.node_token()?;
     let dir = tempfile::Builder::new()
         .prefix("rudder-bench-agent-")
@@ -109,25 +133,22 @@ pub fn start_cri_agent(
         std::fs::write(folder.join(format!("{name}.tar")), archive)?;
     }
     let log = std::fs::File::create(dir.path().join("agent.log"))?;
-    let agent = AgentGuard(
-        Command::new(rudder)
-            .args(["agent", "--server", &server.url, "--token", token.trim()])
-            .args(["--node-name", "bench-node", "--node-ip", node_ip])
-            .args(["--kubelet-port", "0", "--cluster-dns-port", "0"])
-            .args(["--runtime", "cri"])
-            .args(extra)
-            .arg("--data-dir")
-            .arg(dir.path())
-            .env_remove("RUDDER_TOKEN")
-            .env_remove("RUDDER_URL")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("start rudder agent")?,
-        rudder_agent::containerd::Layout::new(dir.path().join("agent/containerd")).socket(),
-    );
-    Ok((dir, agent))
+    let process = Command::new(rudder)
+        .args(["agent", "--server", &server.url, "--token", token.trim()])
+        .args(["--node-name", "bench-node", "--node-ip", node_ip])
+        .args(["--kubelet-port", "0", "--cluster-dns-port", "0"])
+        .args(["--runtime", "cri"])
+        .args(extra)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env_remove("RUDDER_TOKEN")
+        .env_remove("RUDDER_URL")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("start rudder agent")?;
+    Ok(AgentGuard { process, dir })
 }
 
 /// Waits until `bench-node` is Ready and pods can be made in `default` (its ServiceAccount).
@@ -158,7 +179,7 @@ pub async fn pod_start(opts: &Options) -> Result<()> {
     let server = RudderServer::start(&opts.rudder, &["--disable-agent"])?;
     let client = client_of(&server).await?;
     // The proxy is not what is measured, and this runs in the machine's own network.
-    let (dir, agent) = start_cri_agent(
+    let agent = start_cri_agent(
         &opts.rudder,
         &server,
         "127.0.0.1",
@@ -168,7 +189,7 @@ pub async fn pod_start(opts: &Options) -> Result<()> {
         ],
         &["--disable-proxy", "--pod-network", "none"],
     )?;
-    let agent_pid = agent.0.id();
+    let agent_pid = agent.process.id();
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     wait_node_ready(&client).await?;
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -230,8 +251,7 @@ pub async fn pod_start(opts: &Options) -> Result<()> {
     pods_gone(&pods, "bench=pod-start").await?;
 
     // The same image with ctr on the same containerd, one after another.
-    let socket = dir.path().join("agent/containerd/containerd.sock");
-    let raw_times = ctr_runs(&socket, opts.pods)?;
+    let raw_times = ctr_runs(&agent.socket(), opts.pods)?;
 
     // Docker Swarm's everyday operations.
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
@@ -301,37 +321,8 @@ pub async fn pod_start(opts: &Options) -> Result<()> {
     let rollout = t.elapsed().as_secs_f64();
     deployments.delete("web", &DeleteParams::default()).await?;
     pods_gone(&pods, "app=web").await?;
-    // The agent removes a deleted pod's sandbox after the pod object is gone: what is left
-    // goes through the CRI, then the agent stops (and stops its containerd).
-    let cri = rudder_agent::cri::Cri::connect(&socket).await?;
-    let mut rt = cri.runtime.clone();
-    let sandboxes = rt
-        .list_pod_sandbox(rudder_agent::cri::api::ListPodSandboxRequest { filter: None })
-        .await?
-        .into_inner()
-        .items;
-    for sb in sandboxes {
-        // The agent may be removing it at the same time: what is gone is gone.
-        let id = sb.id;
-        let _ = rt
-            .stop_pod_sandbox(rudder_agent::cri::api::StopPodSandboxRequest {
-                pod_sandbox_id: id.clone(),
-            })
-            .await;
-        let _ = rt
-            .remove_pod_sandbox(rudder_agent::cri::api::RemovePodSandboxRequest {
-                pod_sandbox_id: id,
-            })
-            .await;
-    }
+    // What the agent has not removed yet goes through the CRI as it stops.
     drop(agent);
-    // Pods' tmpfs volumes stay mounted when an agent stops, as a kubelet's do.
-    let mounts = std::fs::read_to_string("/proc/self/mounts")?;
-    for point in mounts.lines().filter_map(|l| l.split(' ').nth(1)) {
-        if Path::new(point).starts_with(dir.path()) {
-            let _ = Command::new("umount").args(["-l", point]).status();
-        }
-    }
 
     let mut r = rudder_times.clone();
     r.sort_by(f64::total_cmp);

@@ -29,8 +29,7 @@
 //! change only the chains and map elements that differ, so a change of endpoints costs the
 //! same with 10 Services or 10,000. Conntrack keeps established connections through a rewrite
 //! and through an agent restart, which replaces the table at start. A table someone else took
-//! away (a firewall reload's `flush ruleset`) is written again within [`CHECK`], and the whole
-//! table is replaced every [`FULL_RESYNC`] whatever happened.
+//! away (a firewall reload's `flush ruleset`) is written again within [`CHECK`].
 //!
 //! `nft` (Debian `nftables`) is run rather than netlink spoken here: its ruleset language is the
 //! stable interface kube-proxy also uses, and no maintained crate covers nftables' maps and
@@ -60,10 +59,6 @@ const NFT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How often the proxy checks that its table is still there.
 const CHECK: Duration = Duration::from_secs(10);
-
-/// How often the table is replaced whole even so, putting right whatever else changed in it
-/// (kube-proxy's nftables mode does the same hourly).
-const FULL_RESYNC: Duration = Duration::from_secs(3600);
 
 /// The default of `sessionAffinityConfig.clientIP.timeoutSeconds`: 3 hours.
 const DEFAULT_AFFINITY_SECONDS: i32 = 10_800;
@@ -857,16 +852,14 @@ pub async fn run(cfg: Config, mut services: watch::Receiver<Arc<Services>>) {
     let mut pause = Duration::from_millis(500);
     let mut check = tokio::time::interval_at(tokio::time::Instant::now() + CHECK, CHECK);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut replaced = tokio::time::Instant::now();
     loop {
         tokio::select! {
             changed = services.changed() => if changed.is_err() { return },
             _ = check.tick() => {
                 // Someone else's `nft flush ruleset` (a firewall's reload) took the table
-                // away, or it is time for a whole new one: replaced from what is known.
-                if written.is_none()
-                    || (replaced.elapsed() < FULL_RESYNC && table_present().await)
-                {
+                // away: written again from what is known. (A table that is there is not
+                // replaced on a timer: that would reset every client's affinity.)
+                if written.is_none() || table_present().await {
                     continue;
                 }
                 written = None;
@@ -882,9 +875,8 @@ pub async fn run(cfg: Config, mut services: watch::Receiver<Arc<Services>>) {
             let started = std::time::Instant::now();
             match apply(&script).await {
                 Ok(()) => {
-                    match &written {
-                        None => replaced = tokio::time::Instant::now(),
-                        Some(previous) => forget_stale_udp(rules.stale_udp(previous)).await,
+                    if let Some(previous) = &written {
+                        forget_stale_udp(rules.stale_udp(previous)).await;
                     }
                     tracing::debug!(
                         took = ?started.elapsed(),
