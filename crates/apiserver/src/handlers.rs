@@ -432,8 +432,16 @@ fn parse_target<'a>(registry: &Registry, path: &'a str) -> Result<Option<Target<
 }
 
 async fn read_body(st: &AppState, req: Request) -> Result<(HeaderMap, Bytes), ApiError> {
-    let too_large =
-        || ApiError::too_large(format!("the request body is larger than {MAX_BODY} bytes"));
+    read_bounded(req, MAX_BODY, st.body_timeout).await
+}
+
+/// A request's headers and body of at most `max` bytes, read within `timeout`.
+pub(crate) async fn read_bounded(
+    req: Request,
+    max: usize,
+    timeout: std::time::Duration,
+) -> Result<(HeaderMap, Bytes), ApiError> {
+    let too_large = || ApiError::too_large(format!("the request body is larger than {max} bytes"));
     // Refused before reading when the length is announced: the client (waiting for
     // `100 Continue`, or reading while it sends) gets the Status rather than a broken pipe.
     let announced = req
@@ -441,12 +449,12 @@ async fn read_body(st: &AppState, req: Request) -> Result<(HeaderMap, Bytes), Ap
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if announced.is_some_and(|n| n > MAX_BODY as u64) {
+    if announced.is_some_and(|n| n > max as u64) {
         return Err(too_large());
     }
     let (parts, body) = req.into_parts();
     // A client that stops sending gets upstream's request timeout, not a handler waiting forever.
-    let bytes = tokio::time::timeout(st.body_timeout, to_bytes(body, MAX_BODY))
+    let bytes = tokio::time::timeout(timeout, to_bytes(body, max))
         .await
         .map_err(|_| ApiError::timeout())?
         .map_err(|_| too_large())?;

@@ -23,7 +23,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::body::{to_bytes, Body};
+use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use axum::response::Response;
 use serde_json::json;
@@ -318,12 +318,7 @@ impl Join {
                 user.name
             )));
         }
-        let body = tokio::time::timeout(body_timeout, to_bytes(req.into_body(), MAX_BODY))
-            .await
-            .map_err(|_| ApiError::timeout())?
-            .map_err(|_| {
-                ApiError::too_large(format!("the request body is larger than {MAX_BODY} bytes"))
-            })?;
+        let (_, body) = crate::handlers::read_bounded(req, MAX_BODY, body_timeout).await?;
         let req: JoinRequest = serde_json::from_slice(&body)
             .map_err(|e| ApiError::bad_request(format!("invalid join request: {e}")))?;
         let answer = self.join(reg, req, false).await?;

@@ -1170,8 +1170,21 @@ impl DatastoreArgs {
     }
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
+fn main() -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+    let result = runtime.block_on(run_cli());
+    // Everything that must finish (the store's close, containerd's stop) was awaited. Blocking
+    // work still running is not waited for: the OpenAPI documents a server builds on a
+    // blocking thread as it starts take seconds of CPU on a loaded machine, and a SIGTERM
+    // right after "ready" would wait for them.
+    runtime.shutdown_background();
+    result
+}
+
+async fn run_cli() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
