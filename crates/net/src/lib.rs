@@ -18,7 +18,7 @@ use std::sync::Arc;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::runtime::{reflector, watcher};
+use kube::runtime::{reflector, watcher, WatchStreamExt};
 use tokio::sync::watch;
 
 pub mod conntrack;
@@ -42,12 +42,12 @@ pub async fn watch_services(client: kube::Client, tx: watch::Sender<Arc<Services
     let all = watcher::Config::default();
     let service_events = reflector(
         services_writer,
-        watcher(kube::Api::<Service>::all(client.clone()), all.clone()),
+        watcher(kube::Api::<Service>::all(client.clone()), all.clone()).default_backoff(),
     )
     .map(|e| e.map(drop));
     let slice_events = reflector(
         slices_writer,
-        watcher(kube::Api::<EndpointSlice>::all(client), all),
+        watcher(kube::Api::<EndpointSlice>::all(client), all).default_backoff(),
     )
     .map(|e| e.map(drop));
     let mut events = std::pin::pin!(futures::stream::select(service_events, slice_events));

@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 use futures::{FutureExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Node;
-use kube::runtime::{reflector, watcher};
+use kube::runtime::{reflector, watcher, WatchStreamExt};
 use netlink_packet_route::link::{InfoData, InfoVxlan, LinkAttribute, LinkInfo};
 use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
@@ -549,7 +549,12 @@ pub async fn run(client: kube::Client, cfg: Config) -> Result<(), Error> {
     let _connection = AbortOnDrop(tokio::spawn(connection));
     let api = kube::Api::<Node>::all(client);
     let (nodes, writer) = reflector::store::<Node>();
-    let events = reflector(writer, watcher(api.clone(), watcher::Config::default()));
+    // With a back-off: a watch that fails at once (the API server stopping) would otherwise be
+    // retried at once, for ever, inside one poll.
+    let events = reflector(
+        writer,
+        watcher(api.clone(), watcher::Config::default()).default_backoff(),
+    );
     let mut events = std::pin::pin!(events);
     let mut written: Option<(Plan, BTreeSet<Cidr>)> = None;
     let mut resync = tokio::time::interval(RESYNC);
