@@ -75,6 +75,9 @@ struct Entry<K: Kind> {
     subscribers: Subscribers<K>,
 }
 
+/// Each cache (an [`Entry`] of its kind) by its kind and field selector.
+type Caches = HashMap<(TypeId, Option<&'static str>), Box<dyn Any + Send>>;
+
 /// The shared caches of one process, seen with the client its user writes with: views made
 /// by [`Informers::with_client`] share the caches.
 #[derive(Clone)]
@@ -86,7 +89,7 @@ pub struct Informers {
 struct Shared {
     /// What the watches read with.
     client: kube::Client,
-    kinds: Mutex<HashMap<TypeId, Box<dyn Any + Send>>>,
+    kinds: Mutex<Caches>,
     /// The watches asked for and not started yet; `None` once started, when new ones start
     /// at once.
     pending: Mutex<Option<Vec<BoxFuture<'static, ()>>>>,
@@ -132,26 +135,33 @@ impl Informers {
     }
 
     fn entry<K: Kind>(&self) -> (Store<K>, Subscribers<K>) {
+        self.selected_entry::<K>(None)
+    }
+
+    /// The cache of the `K`s that match `fields` (a field selector; `None`: all of them).
+    fn selected_entry<K: Kind>(&self, fields: Option<&'static str>) -> (Store<K>, Subscribers<K>) {
         let shared = &self.shared;
         let mut kinds = shared.kinds.lock().unwrap();
-        if let Some(e) = kinds
-            .get(&TypeId::of::<K>())
-            .and_then(|b| b.downcast_ref::<Entry<K>>())
-        {
+        let key = (TypeId::of::<K>(), fields);
+        if let Some(e) = kinds.get(&key).and_then(|b| b.downcast_ref::<Entry<K>>()) {
             return (e.store.clone(), e.subscribers.clone());
         }
         let (store, writer) = reflector::store::<K>();
         let subscribers: Subscribers<K> = Arc::default();
         let api: Api<K> = Api::all(shared.client.clone());
+        let mut config = watcher::Config::default();
+        if let Some(fields) = fields {
+            config = config.fields(fields);
+        }
         let (listed, listed_rx) = watch::channel(false);
         shared.listed.lock().unwrap().push(listed_rx);
-        let watch = Box::pin(feed(api, writer, subscribers.clone(), listed));
+        let watch = Box::pin(feed(api, config, writer, subscribers.clone(), listed));
         match shared.pending.lock().unwrap().as_mut() {
             Some(pending) => pending.push(watch),
             None => shared.late.lock().unwrap().push(tokio::spawn(watch)),
         }
         kinds.insert(
-            TypeId::of::<K>(),
+            key,
             Box::new(Entry {
                 store: store.clone(),
                 subscribers: subscribers.clone(),
@@ -165,13 +175,36 @@ impl Informers {
         self.entry::<K>().0
     }
 
+    /// The shared cache of the `K`s that match the field selector `fields` (e.g.
+    /// `metadata.name=kube-root-ca.crt`), for a loop that looks at a few objects of a kind
+    /// of which there may be many.
+    pub fn store_selected<K: Kind>(&self, fields: &'static str) -> Store<K> {
+        self.selected_entry::<K>(Some(fields)).0
+    }
+
+    /// [`Informers::subscribe`] to the cache of [`Informers::store_selected`].
+    pub fn subscribe_selected<K: Kind>(
+        &self,
+        fields: &'static str,
+    ) -> impl Stream<Item = Arc<K>> + Send + 'static {
+        self.selected_changes::<K>(Some(fields))
+            .map(Change::into_object)
+    }
+
     /// Every change to a `K` from now on: first the whole cache (as it is now, and again once
     /// it is listed if it is not yet), then each change as it is seen. An object may come
     /// twice in a row, never older after newer. The stream must be consumed (or dropped):
     /// the watch waits for it.
     pub fn changes<K: Kind>(&self) -> impl Stream<Item = Change<K>> + Send + 'static {
+        self.selected_changes::<K>(None)
+    }
+
+    fn selected_changes<K: Kind>(
+        &self,
+        fields: Option<&'static str>,
+    ) -> impl Stream<Item = Change<K>> + Send + 'static {
         let (tx, rx) = mpsc::channel(BUFFER);
-        let (store, subscribers) = self.entry::<K>();
+        let (store, subscribers) = self.selected_entry::<K>(fields);
         // The watch applies a change to the store before it reads who to send it to: what the
         // snapshot misses, the channel gets.
         let now = {
@@ -278,7 +311,8 @@ fn slim_pod(pod: &mut Pod) {
     }
 }
 
-fn tokio_stream_of<T: Send + 'static>(
+/// The items a channel receives, as a stream.
+pub(crate) fn tokio_stream_of<T: Send + 'static>(
     mut rx: mpsc::Receiver<T>,
 ) -> impl Stream<Item = T> + Send + 'static {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
@@ -286,14 +320,13 @@ fn tokio_stream_of<T: Send + 'static>(
 
 async fn feed<K: Kind>(
     api: Api<K>,
+    config: watcher::Config,
     mut writer: reflector::store::Writer<K>,
     subscribers: Subscribers<K>,
     listed: watch::Sender<bool>,
 ) {
     let store = writer.as_reader();
-    let mut events = std::pin::pin!(watcher(api, watcher::Config::default())
-        .default_backoff()
-        .modify(slim::<K>));
+    let mut events = std::pin::pin!(watcher(api, config).default_backoff().modify(slim::<K>));
     while let Some(ev) = events.next().await {
         let ev = match ev {
             Ok(ev) => ev,

@@ -8,9 +8,12 @@
 //! changes or goes (a pod that finishes no longer counts: upstream's replenishment; deletions
 //! by the garbage collector or the namespace controller are deletions like any other), and on
 //! a full resync every `--resource-quota-sync-period`. Pods, services, replication
-//! controllers, config maps and claims are counted from the shared caches; `count/<resource>`
-//! of any other kind (and secrets, whose contents the process does not keep) is counted by
-//! listing the objects' metadata through the API page by page, so memory stays bounded. The
+//! controllers and claims are counted from the shared caches. Every other resource (config
+//! maps, secrets, `count/<resource>` of any kind) charges one per object: while a quota of a
+//! namespace charges it, the controller watches the metadata of that namespace's objects of
+//! it, counts them from that watch and recounts on each change; before the watch has listed,
+//! it counts by listing the metadata through the API page by page. So a namespace without
+//! quotas costs nothing, and the process keeps no contents of objects it only counts. The
 //! status is written with the quota's resourceVersion as precondition: a conflict means the
 //! quota changed and is counted again.
 
@@ -18,17 +21,20 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::FutureExt;
 use futures::{Future, Stream, StreamExt};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, PersistentVolumeClaim, Pod, ReplicationController, ResourceQuota, Service,
+    PersistentVolumeClaim, Pod, ReplicationController, ResourceQuota, Service,
 };
-use kube::api::{Api, ApiResource, DynamicObject, ListParams, PostParams};
+use kube::api::{Api, ApiResource, DynamicObject, ListParams, PartialObjectMeta, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Resource, ResourceExt};
 use rudder_api::quota::{self, GroupResource, Resources};
 use serde::Serialize;
 use serde_json::Value;
+use tokio::sync::mpsc;
 
 use crate::informers::Informers;
 
@@ -63,11 +69,28 @@ struct Ctx {
     pods: Store<Pod>,
     services: Store<Service>,
     rcs: Store<ReplicationController>,
-    configmaps: Store<ConfigMap>,
     claims: Store<PersistentVolumeClaim>,
-    /// The served resource of each (group, plural) counted through the API; `None`: not
-    /// served.
+    quotas: Store<ResourceQuota>,
+    /// The served resource of each (group, plural) counted by name; `None`: not served.
     discovered: Mutex<HashMap<(String, String), Option<ApiResource>>>,
+    /// The objects counted by name, watched per (group, plural, namespace) while a quota
+    /// charges them.
+    watched: Mutex<HashMap<(String, String, String), Watched>>,
+    /// Where those watches say which quotas to count again.
+    recount: mpsc::Sender<ObjectRef<ResourceQuota>>,
+}
+
+/// The metadata of one namespace's objects of one resource, kept by a watch that asks for the
+/// quotas charging them to be counted again at each change; the watch stops when this goes.
+struct Watched {
+    store: Store<PartialObjectMeta<DynamicObject>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// Runs the controller until the task is dropped.
@@ -90,7 +113,6 @@ pub fn run(informers: &Informers, cfg: Config) -> impl Future<Output = ()> + Sen
         &tracked,
         "replicationcontrollers",
     );
-    let controller = replenish::<ConfigMap>(controller, informers, &quotas, &tracked, "configmaps");
     let controller = replenish::<PersistentVolumeClaim>(
         controller,
         informers,
@@ -98,24 +120,47 @@ pub fn run(informers: &Informers, cfg: Config) -> impl Future<Output = ()> + Sen
         &tracked,
         "persistentvolumeclaims",
     );
-    let controller = controller.reconcile_all_on(ticks(cfg.resync));
+    let (recount, recounts) = mpsc::channel(64);
+    let controller = controller
+        .reconcile_all_on(ticks(cfg.resync))
+        .reconcile_on(crate::informers::tokio_stream_of(recounts));
     let ctx = Arc::new(Ctx {
         client: informers.client().clone(),
         pods: informers.store::<Pod>(),
         services: informers.store::<Service>(),
         rcs: informers.store::<ReplicationController>(),
-        configmaps: informers.store::<ConfigMap>(),
         claims: informers.store::<PersistentVolumeClaim>(),
+        quotas,
         discovered: Mutex::default(),
+        watched: Mutex::default(),
+        recount,
     });
-    controller
+    let prune = {
+        let ctx = ctx.clone();
+        async move {
+            loop {
+                tokio::time::sleep(PRUNE).await;
+                ctx.unwatch_uncharged();
+            }
+        }
+    };
+    let controller = controller
         .run(
             tracked.reconcile(reconcile),
             tracked.error_policy(error_policy),
             ctx,
         )
-        .for_each(tracked.results())
+        .for_each(tracked.results());
+    async move {
+        tokio::select! {
+            () = controller => {}
+            () = prune => {}
+        }
+    }
 }
+
+/// How often the watches of objects no quota charges any more are stopped.
+const PRUNE: Duration = Duration::from_secs(30);
 
 /// Whether a quota's status lacks what its spec asks for: `status.hard` is not `spec.hard`
 /// or a hard name has no usage (upstream's `addQuota` test).
@@ -237,7 +282,6 @@ impl Ctx {
                 "pods" => Some(cached(quota_json, &self.pods, ns, res)?),
                 "services" => Some(cached(quota_json, &self.services, ns, res)?),
                 "replicationcontrollers" => Some(cached(quota_json, &self.rcs, ns, res)?),
-                "configmaps" => Some(cached(quota_json, &self.configmaps, ns, res)?),
                 "persistentvolumeclaims" => Some(cached(quota_json, &self.claims, ns, res)?),
                 _ => None,
             };
@@ -252,23 +296,47 @@ impl Ctx {
         let Some(ar) = self.discover(res).await? else {
             return Ok(None);
         };
-        // Counted by name only: the other resources charge one per object.
-        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), ns, &ar);
-        let mut n = 0usize;
-        let mut lp = ListParams::default().limit(PAGE);
-        loop {
-            let page = api.list_metadata(&lp).await?;
-            n += page.items.len();
-            match page.metadata.continue_.filter(|c| !c.is_empty()) {
-                Some(token) => lp = lp.continue_token(&token),
-                None => break,
-            }
-        }
+        // The other resources charge one per object: counted by name.
+        let n = match self.watched_count(&ar, ns) {
+            Some(n) => n,
+            None => list_count(Api::namespaced_with(self.client.clone(), ns, &ar)).await?,
+        };
         let one = quota::usage(res, &Value::Object(Default::default()));
         let times = |q: &rudder_api::validation::Quantity| q.with_nanos(q.nanos() * n as i128);
         Ok(Some(
             one.iter().map(|(k, q)| (k.clone(), times(q))).collect(),
         ))
+    }
+
+    /// How many objects of `ar` `ns` holds, as the watch of them says once it has listed;
+    /// starts that watch if there is none.
+    fn watched_count(&self, ar: &ApiResource, ns: &str) -> Option<usize> {
+        let key = (ar.group.clone(), ar.plural.clone(), ns.to_string());
+        let mut watched = self.watched.lock().unwrap();
+        let w = watched.entry(key).or_insert_with(|| {
+            let writer = reflector::store::Writer::new(ar.clone());
+            let store = writer.as_reader();
+            let task = tokio::spawn(watch_counted(
+                Api::namespaced_with(self.client.clone(), ns, ar),
+                writer,
+                self.quotas.clone(),
+                (ar.group.clone(), ar.plural.clone(), ns.to_string()),
+                self.recount.clone(),
+            ));
+            Watched { store, task }
+        });
+        let listed = matches!(w.store.wait_until_ready().now_or_never(), Some(Ok(())));
+        listed.then(|| w.store.len())
+    }
+
+    /// Stops watching what no quota of its namespace charges any more.
+    fn unwatch_uncharged(&self) {
+        self.watched
+            .lock()
+            .unwrap()
+            .retain(|(group, plural, ns), _| {
+                !quotas_charging(&self.quotas, ns, GroupResource::new(group, plural)).is_empty()
+            });
     }
 
     /// The served resource `res` (its preferred version), asked of discovery once.
@@ -288,6 +356,46 @@ impl Ctx {
         };
         self.discovered.lock().unwrap().insert(key, found.clone());
         Ok(found)
+    }
+}
+
+/// How many objects `api` lists, page by page.
+async fn list_count(api: Api<DynamicObject>) -> Result<usize, kube::Error> {
+    let mut n = 0usize;
+    let mut lp = ListParams::default().limit(PAGE);
+    loop {
+        let page = api.list_metadata(&lp).await?;
+        n += page.items.len();
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => lp = lp.continue_token(&token),
+            None => return Ok(n),
+        }
+    }
+}
+
+/// Keeps the metadata of the objects `api` lists in `writer`'s store and, at each change,
+/// sends the quotas of the namespace that charge `(group, plural)` to be counted again.
+async fn watch_counted(
+    api: Api<PartialObjectMeta<DynamicObject>>,
+    writer: reflector::store::Writer<PartialObjectMeta<DynamicObject>>,
+    quotas: Store<ResourceQuota>,
+    (group, plural, ns): (String, String, String),
+    recount: mpsc::Sender<ObjectRef<ResourceQuota>>,
+) {
+    let events = watcher::watcher(api, watcher::Config::default()).default_backoff();
+    let mut events = std::pin::pin!(reflector::reflector(writer, events));
+    while let Some(ev) = events.next().await {
+        match ev {
+            Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_) | watcher::Event::InitDone) => {
+                for q in quotas_charging(&quotas, &ns, GroupResource::new(&group, &plural)) {
+                    if recount.send(q).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!(%group, %plural, %ns, error = %e, "quota count watch"),
+        }
     }
 }
 

@@ -18,6 +18,8 @@ use crate::informers::Informers;
 
 pub const NAME: &str = "kube-root-ca.crt";
 pub const KEY: &str = "ca.crt";
+/// The publisher's own ConfigMaps, the only ones it caches: there may be many others.
+const SELECTED: &str = "metadata.name=kube-root-ca.crt";
 pub const DESCRIPTION_ANNOTATION: &str = "kubernetes.io/description";
 pub const DESCRIPTION: &str = "Contains a CA bundle that can be used to verify the kube-apiserver \
     when using internal endpoints such as the internal service IP or kubernetes.default.svc. \
@@ -39,15 +41,16 @@ pub fn run(informers: &Informers, ca_pem: String) -> impl Future<Output = ()> + 
         namespaces,
     )
     .watches_shared_stream(
-        informers.subscribe::<ConfigMap>(),
+        informers.subscribe_selected::<ConfigMap>(SELECTED),
         tracked.mapper(|cm: Arc<ConfigMap>| {
-            (cm.name_any() == NAME)
-                .then(|| ObjectRef::<Namespace>::new(&cm.namespace().unwrap_or_default()))
+            Some(ObjectRef::<Namespace>::new(
+                &cm.namespace().unwrap_or_default(),
+            ))
         }),
     );
     let ctx = Arc::new(Ctx {
         client,
-        maps: informers.store::<ConfigMap>(),
+        maps: informers.store_selected::<ConfigMap>(SELECTED),
         ca: ca_pem,
     });
     controller

@@ -3,7 +3,8 @@
 //! usage (`kubectl describe quota`), a pod that finishes stops counting, deleted objects
 //! (directly or by the garbage collector) release their usage, a changed `spec.hard` shows in
 //! `status.hard`, scoped quotas count only the pods they cover, and a `status.used` written by
-//! someone else is counted again at the next resync.
+//! someone else is counted again at the next resync. Objects counted by name (config maps,
+//! secrets, `count/…`) are released as they go, not at the next resync.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -15,8 +16,9 @@ fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_rudder"))
 }
 
-/// A server whose own node `box` runs pods with the fake runtime.
-fn cluster() -> RudderServer {
+/// A server whose own node `box` runs pods with the fake runtime, every quota recounted every
+/// `resync`.
+fn cluster(resync: &str) -> RudderServer {
     let s = RudderServer::start(
         bin(),
         &[
@@ -25,7 +27,7 @@ fn cluster() -> RudderServer {
             "--node-ip",
             "127.0.0.1",
             "--resource-quota-sync-period",
-            "2s",
+            resync,
         ],
     )
     .expect("start rudder server");
@@ -101,9 +103,57 @@ fn running(s: &RudderServer, ns: &str, name: &str) {
     });
 }
 
+/// Config maps, secrets and `count/<resource>` are counted from a watch of the quota's
+/// namespace: with an hour between resyncs, what is created (by a user or by the root CA
+/// publisher) or deleted shows in `status.used` at once.
+#[test]
+fn objects_counted_by_name_are_counted_and_released_as_they_come_and_go() {
+    let s = cluster("1h");
+    let ns = "names";
+    s.kubectl(&["create", "namespace", ns]).ok();
+    for cm in ["c1", "c2"] {
+        s.kubectl(&["create", "configmap", cm, "-n", ns]).ok();
+    }
+    s.kubectl(&["create", "secret", "generic", "s1", "-n", ns])
+        .ok();
+    apply(
+        &s,
+        quota(
+            ns,
+            "names",
+            json!({"configmaps": "10", "secrets": "5", "count/serviceaccounts": "5"}),
+            &[],
+        ),
+    );
+    // kube-root-ca.crt is the third config map, "default" the service account.
+    wait_used(&s, ns, "names", "configmaps", "3");
+    wait_used(&s, ns, "names", "secrets", "1");
+    wait_used(&s, ns, "names", "count/serviceaccounts", "1");
+    s.kubectl(&["delete", "configmap", "c1", "-n", ns]).ok();
+    wait_used(&s, ns, "names", "configmaps", "2");
+    s.kubectl(&["delete", "secret", "s1", "-n", ns]).ok();
+    wait_used(&s, ns, "names", "secrets", "0");
+    s.kubectl(&["create", "serviceaccount", "bot", "-n", ns])
+        .ok();
+    wait_used(&s, ns, "names", "count/serviceaccounts", "2");
+    s.kubectl(&["delete", "serviceaccount", "bot", "-n", ns])
+        .ok();
+    wait_used(&s, ns, "names", "count/serviceaccounts", "1");
+    // The root CA publisher puts its config map back; the count follows.
+    s.kubectl(&["delete", "configmap", "kube-root-ca.crt", "-n", ns])
+        .ok();
+    eventually("kube-root-ca.crt put back", || {
+        s.kubectl(&["get", "configmap", "kube-root-ca.crt", "-n", ns])
+            .out
+            .status
+            .success()
+    });
+    wait_used(&s, ns, "names", "configmaps", "2");
+}
+
 #[test]
 fn quota_usage_follows_objects_created_before_finished_and_deleted() {
-    let s = cluster();
+    let s = cluster("2s");
     let ns = "team";
     s.kubectl(&["create", "namespace", ns]).ok();
     // Objects that exist before any quota.
