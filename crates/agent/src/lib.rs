@@ -83,6 +83,7 @@ pub async fn run_node(client: kube::Client, cfg: NodeConfig, runtime: Arc<dyn Ru
         allocatable: cfg.allocatable.clone(),
         pods_dir: (!runtime.simulated()).then(|| cfg.pods_dir.clone()),
         cluster_dns: cfg.cluster_dns,
+        volume_resync: cfg.sync_frequency,
         fenced: fenced_rx,
     });
     let workers = tokio::spawn(pods::run(shared.clone()));

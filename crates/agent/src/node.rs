@@ -31,6 +31,9 @@ pub struct NodeConfig {
     pub system: NodeSystemInfo,
     pub lease_duration: Duration,
     pub status_report_period: Duration,
+    /// How often a running pod's ConfigMap, Secret and downward API volumes are brought up
+    /// to date (the kubelet's `--sync-frequency`).
+    pub sync_frequency: Duration,
     /// Whether the node records events about its pods (Pulled, Started, BackOff, ...).
     pub record_events: bool,
     /// The port of the node's own server (0: it has none, as simulated nodes).

@@ -62,11 +62,10 @@ pub struct Shared {
     pub cluster_dns: Option<IpAddr>,
     /// True while the node's Lease has run out: no container may run (see `fence`).
     pub fenced: tokio::sync::watch::Receiver<bool>,
+    /// How often the volumes of ConfigMaps, Secrets and the downward API are brought up to
+    /// date (the kubelet's sync frequency).
+    pub volume_resync: Duration,
 }
-
-/// How often the volumes of ConfigMaps, Secrets and the downward API are brought up to date
-/// (the kubelet's sync period).
-const VOLUME_RESYNC: Duration = Duration::from_secs(60);
 
 /// A pod's volumes on the node: what is set up (once it is), and when to look again.
 struct PodVolumes {
@@ -398,7 +397,9 @@ impl Worker {
             Ok(ready) => {
                 state.ready = Some(ready);
                 state.next = now
-                    .checked_add(SignedDuration::try_from(VOLUME_RESYNC).unwrap_or_default())
+                    .checked_add(
+                        SignedDuration::try_from(self.shared.volume_resync).unwrap_or_default(),
+                    )
                     .unwrap_or(now);
             }
             Err(why) => {
@@ -1652,6 +1653,7 @@ mod tests {
             pods_dir: None,
             cluster_dns: None,
             fenced: tokio::sync::watch::channel(false).1,
+            volume_resync: Duration::from_secs(60),
         });
         let (_tx, rx) = mpsc::unbounded_channel();
         let worker = Worker::new(shared, "uid".into()).run(rx);

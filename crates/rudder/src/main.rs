@@ -725,6 +725,10 @@ struct NodeArgs {
     /// How long the node's heartbeat Lease lasts; the agent renews it every quarter of that.
     #[arg(long, default_value = "4s", value_parser = humantime::parse_duration)]
     node_lease_duration: Duration,
+    /// The longest time before a running pod's ConfigMap, Secret and downward API volumes show
+    /// a change (the kubelet's sync frequency).
+    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
+    sync_frequency: Duration,
     /// The cluster DNS service's address, the nameserver of pods with dnsPolicy ClusterFirst.
     #[arg(long, default_value = "10.43.0.10")]
     cluster_dns: std::net::IpAddr,
@@ -1052,6 +1056,9 @@ impl NodeArgs {
         if self.node_lease_duration < Duration::from_secs(1) {
             bail!("--node-lease-duration must be at least 1s");
         }
+        if self.sync_frequency < Duration::from_secs(1) {
+            bail!("--sync-frequency must be at least 1s");
+        }
         // The CRI runtime's version is known once it runs (NodeArgs::runtime).
         let runtime_version = {
             use rudder_agent::runtime::Runtime as _;
@@ -1067,6 +1074,7 @@ impl NodeArgs {
             system: node::system_info(runtime_version),
             lease_duration: self.node_lease_duration,
             status_report_period: Duration::from_secs(300),
+            sync_frequency: self.sync_frequency,
             record_events: true,
             kubelet_port: 0,
             pods_dir: PathBuf::new(),

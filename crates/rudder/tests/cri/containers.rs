@@ -320,7 +320,8 @@ fn lifecycle_hooks_run_at_start_and_before_stop() {
 #[test]
 fn volumes_hosts_and_dns_reach_the_containers() {
     in_new_netns(|| {
-        let (s, _dir, log, _agent) = cluster("vol-node");
+        // ConfigMap changes reach volumes within the sync frequency (the kubelet's, 1m).
+        let (s, _dir, log, _agent) = cluster_with("vol-node", &["--sync-frequency", "2s"], |_| {});
         let host_dir = tempfile::tempdir().unwrap();
         let host_path = host_dir.path().join("made");
         let objects = json!({"apiVersion": "v1", "kind": "List", "items": [
@@ -473,8 +474,13 @@ fn volumes_hosts_and_dns_reach_the_containers() {
             .as_str()
             .unwrap()
             .to_string();
-        s.kubectl(&["delete", "pod", "vol", "waits", "--timeout=60s"])
+        s.kubectl(&["delete", "pod", "vol", "waits", "--wait=false"])
             .ok();
+        eventually("the pods gone", &log, || {
+            s.kubectl(&["get", "pods", "-o", "name"])
+                .stdout()
+                .is_empty()
+        });
         let pod_dir = _dir.path().join("agent/pods").join(&uid);
         eventually("the pod's directory removed", &log, || !pod_dir.exists());
         let host_mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
