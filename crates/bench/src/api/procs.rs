@@ -35,6 +35,8 @@ pub struct Server {
     child: Option<Child>,
     port: u16,
     datastore: Option<String>,
+    /// Without the scheduler and the controllers: the API server alone.
+    api_alone: bool,
     pub endpoint: Endpoint,
     // Last: removed after the process is gone.
     dir: tempfile::TempDir,
@@ -48,6 +50,21 @@ impl Server {
         parent: &Path,
         datastore: Option<&str>,
     ) -> Result<(Server, Duration)> {
+        Self::start_as(bin, parent, datastore, false).await
+    }
+
+    /// [`Server::start`] on the embedded store with `--disable-scheduler
+    /// --disable-controller-manager`: the API server alone.
+    pub async fn start_api_alone(bin: &Path, parent: &Path) -> Result<(Server, Duration)> {
+        Self::start_as(bin, parent, None, true).await
+    }
+
+    async fn start_as(
+        bin: &Path,
+        parent: &Path,
+        datastore: Option<&str>,
+        api_alone: bool,
+    ) -> Result<(Server, Duration)> {
         let dir = tempfile::Builder::new()
             .prefix("rudder-bench-api-")
             .tempdir_in(parent)
@@ -55,7 +72,7 @@ impl Server {
         let mut last = None;
         for _ in 0..3 {
             let port = free_port()?;
-            let mut child = spawn(bin, dir.path(), port, datastore)?;
+            let mut child = spawn(bin, dir.path(), port, datastore, api_alone)?;
             match wait_ready(&mut child, dir.path(), port).await {
                 Ok((endpoint, took)) => {
                     let server = Server {
@@ -63,6 +80,7 @@ impl Server {
                         child: Some(child),
                         port,
                         datastore: datastore.map(str::to_string),
+                        api_alone,
                         endpoint,
                         dir,
                     };
@@ -103,6 +121,7 @@ impl Server {
             self.dir.path(),
             self.port,
             self.datastore.as_deref(),
+            self.api_alone,
         )?;
         match wait_ready(&mut child, self.dir.path(), self.port).await {
             Ok((endpoint, took)) => {
@@ -148,7 +167,13 @@ fn log_tail(dir: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-fn spawn(bin: &Path, dir: &Path, port: u16, datastore: Option<&str>) -> Result<Child> {
+fn spawn(
+    bin: &Path,
+    dir: &Path,
+    port: u16,
+    datastore: Option<&str>,
+    api_alone: bool,
+) -> Result<Child> {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -162,6 +187,9 @@ fn spawn(bin: &Path, dir: &Path, port: u16, datastore: Option<&str>) -> Result<C
         .arg(data_dir(dir));
     if let Some(ep) = datastore {
         cmd.arg("--datastore-endpoint").arg(ep);
+    }
+    if api_alone {
+        cmd.args(["--disable-scheduler", "--disable-controller-manager"]);
     }
     for var in [
         "RUDDER_DATA_DIR",
