@@ -7,7 +7,7 @@ use serde_json::Value;
 
 fn v3_doc(key: &str) -> Value {
     let doc = openapi::v3_document(key).unwrap_or_else(|| panic!("no v3 document {key}"));
-    serde_json::from_slice(&doc.body).expect("v3 document is JSON")
+    serde_json::from_slice(&doc.body()).expect("v3 document is JSON")
 }
 
 fn schema_with_gvk<'a>(
@@ -43,7 +43,7 @@ fn resolve<'a>(doc: &'a Value, s: &'a Value) -> &'a Value {
 #[test]
 fn index_lists_every_served_group_version_with_its_hash() {
     let v3 = openapi::v3();
-    let index: Value = serde_json::from_slice(&v3.index.body).unwrap();
+    let index: Value = serde_json::from_slice(&v3.index.body()).unwrap();
     let paths = index["paths"].as_object().unwrap();
     let mut served = vec![openapi::v3_key("", "v1")];
     for g in catalogue::API_GROUPS
@@ -146,7 +146,7 @@ fn every_reference_resolves() {
             );
         }
     }
-    let v2: Value = serde_json::from_slice(&openapi::v2().json.body).unwrap();
+    let v2: Value = serde_json::from_slice(&openapi::v2().json.body()).unwrap();
     let mut all = Vec::new();
     refs(&v2, &mut all);
     for r in all {
@@ -340,7 +340,7 @@ fn explain_finds_every_resource() {
 #[test]
 fn v2_json_and_protobuf_agree() {
     let v2 = openapi::v2();
-    let doc: Value = serde_json::from_slice(&v2.json.body).unwrap();
+    let doc: Value = serde_json::from_slice(&v2.json.body()).unwrap();
     assert_eq!(doc["swagger"], "2.0");
     let patch = &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
     assert!(patch["consumes"]
@@ -361,9 +361,10 @@ fn v2_json_and_protobuf_agree() {
         "#/definitions/io.k8s.api.core.v1.PodSpec"
     );
     // The protobuf decodes as a generic message tree whose definitions count matches.
-    assert!(!v2.protobuf.body.is_empty());
+    let protobuf = v2.protobuf.body();
+    assert!(!protobuf.is_empty());
     let definitions = doc["definitions"].as_object().unwrap().len();
-    let top = fields(&v2.protobuf.body);
+    let top = fields(&protobuf);
     let defs_msg = top
         .iter()
         .find(|(tag, _)| *tag == 9)
@@ -410,30 +411,30 @@ fn dump() {
     let dir = std::path::PathBuf::from(dir);
     let v3 = openapi::v3();
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("v3.json"), &v3.index.body).unwrap();
+    std::fs::write(dir.join("v3.json"), v3.index.body()).unwrap();
     for (key, doc) in &v3.group_versions {
         std::fs::write(
             dir.join(format!("{}.json", key.replace('/', "_"))),
-            &doc.body,
+            doc.body(),
         )
         .unwrap();
     }
     let v2 = openapi::v2();
-    std::fs::write(dir.join("v2.json"), &v2.json.body).unwrap();
-    std::fs::write(dir.join("v2.pb"), &v2.protobuf.body).unwrap();
+    std::fs::write(dir.join("v2.json"), v2.json.body()).unwrap();
+    std::fs::write(dir.join("v2.pb"), v2.protobuf.body()).unwrap();
     let mut report = format!(
         "v3 build {:?}, v2 build {:?}\nindex {} bytes\n",
         v3.build_time,
         v2.build_time,
-        v3.index.body.len()
+        v3.index.body().len()
     );
     for (key, doc) in &v3.group_versions {
-        report.push_str(&format!("{key} {} bytes\n", doc.body.len()));
+        report.push_str(&format!("{key} {} bytes\n", doc.body().len()));
     }
     report.push_str(&format!(
         "v2 json {} bytes, protobuf {} bytes\n",
-        v2.json.body.len(),
-        v2.protobuf.body.len()
+        v2.json.body().len(),
+        v2.protobuf.body().len()
     ));
     std::fs::write(dir.join("sizes.txt"), report).unwrap();
 }

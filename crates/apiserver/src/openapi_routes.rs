@@ -11,6 +11,9 @@
 //!   one redirects (301) to the current URL, a matching one makes the answer cacheable for a
 //!   year (the URL changes with the content); 404 for a group-version not served.
 //! - Every document has a strong ETag (its SHA-512) and answers `If-None-Match` with 304.
+//! - Documents are kept gzip-compressed: a client that accepts gzip (kubectl: Go's transport
+//!   asks for it) gets them so (`Content-Encoding: gzip`, as upstream's response compression
+//!   sends large answers), any other the plain bytes.
 //!
 //! Must not touch: routing, authentication and authorization (the caller decides who may read
 //! these; upstream's ClusterRole `system:discovery` grants them to every authenticated user).
@@ -97,7 +100,7 @@ fn document(
         .any(|t| t == "*" || t == etag);
     let mut builder = Response::builder()
         .header(header::ETAG, etag)
-        .header(header::VARY, "Accept");
+        .header(header::VARY, "Accept, Accept-Encoding");
     if immutable {
         builder = builder.header(
             header::CACHE_CONTROL,
@@ -107,10 +110,16 @@ fn document(
     let response = if fresh {
         builder.status(StatusCode::NOT_MODIFIED).body(Body::empty())
     } else {
-        builder
+        let builder = builder
             .status(StatusCode::OK)
-            .header(header::CONTENT_TYPE, content_type)
-            .body(Body::from(doc.body.as_slice()))
+            .header(header::CONTENT_TYPE, content_type);
+        if accepts_gzip(headers) {
+            builder
+                .header(header::CONTENT_ENCODING, "gzip")
+                .body(Body::from(doc.gzip()))
+        } else {
+            builder.body(Body::from(doc.body()))
+        }
     };
     response.unwrap_or_default()
 }
@@ -165,6 +174,35 @@ fn accepts(headers: &HeaderMap, offered: &[(&str, &str)]) -> bool {
             .iter()
             .any(|(ot, os)| (t == ot || t == "*") && (s == os || s == "*"))
     })
+}
+
+/// Whether `Accept-Encoding` allows gzip: a `gzip` (or `x-gzip`) or `*` coding whose `q` is
+/// not 0, unless gzip itself is given `q=0`.
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    let mut star = false;
+    for coding in headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+    {
+        let mut pieces = coding.split(';');
+        let name = pieces
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
+        let q = pieces
+            .filter_map(|p| p.trim().strip_prefix("q="))
+            .find_map(|q| q.trim().parse::<f32>().ok())
+            .unwrap_or(1.0);
+        match name.as_str() {
+            "gzip" | "x-gzip" => return q > 0.0,
+            "*" => star = q > 0.0,
+            _ => {}
+        }
+    }
+    star
 }
 
 fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
@@ -225,6 +263,47 @@ mod tests {
         )
         .unwrap();
         assert_eq!(bad.status(), StatusCode::NOT_ACCEPTABLE);
+    }
+
+    #[test]
+    fn documents_go_compressed_to_clients_that_take_gzip() {
+        let doc = openapi::v3_document("api/v1").unwrap();
+        let body = |r: Response| {
+            let bytes =
+                futures::executor::block_on(axum::body::to_bytes(r.into_body(), usize::MAX));
+            bytes.unwrap().to_vec()
+        };
+        let encoding = |r: &Response| r.headers().get(header::CONTENT_ENCODING).cloned();
+        for (accept_encoding, gzip) in [
+            ("gzip", true),
+            ("deflate, gzip;q=0.5", true),
+            ("*", true),
+            ("gzip;q=0, *", false),
+            ("identity", false),
+            ("br", false),
+        ] {
+            let h = headers(&[(header::ACCEPT_ENCODING, accept_encoding)]);
+            let r = serve("/openapi/v3/api/v1", &h, None).unwrap();
+            assert_eq!(r.status(), StatusCode::OK, "{accept_encoding}");
+            assert_eq!(encoding(&r).is_some(), gzip, "{accept_encoding}");
+            let got = body(r);
+            let plain = match gzip {
+                true => {
+                    use std::io::Read as _;
+                    let mut out = Vec::new();
+                    flate2::read::GzDecoder::new(got.as_slice())
+                        .read_to_end(&mut out)
+                        .unwrap();
+                    out
+                }
+                false => got,
+            };
+            assert_eq!(plain, doc.body(), "{accept_encoding}");
+        }
+        let none = serve("/openapi/v3/api/v1", &HeaderMap::new(), None).unwrap();
+        assert!(encoding(&none).is_none());
+        let value: serde_json::Value = serde_json::from_slice(&body(none)).unwrap();
+        assert!(value["paths"].is_object());
     }
 
     #[test]
