@@ -45,9 +45,13 @@ const HISTORY_MAX: usize = 100 * 1024;
 /// How often a feed asks the store for a progress notification (bookmarks for watchers that
 /// asked for them).
 const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
-/// Events buffered per watcher; a watcher further behind is ended (its client re-watches from
-/// the last resourceVersion it saw, as after any closed watch).
+/// Events buffered per watcher at most; a watcher further behind is ended (its client
+/// re-watches from the last resourceVersion it saw, as after any closed watch).
 const BUFFER: usize = 4096;
+/// Events buffered per watcher at first: a feed's buffer is allocated whole, and most feeds
+/// (one per resource watched: the garbage collector watches them all) are quiet. It grows
+/// when it fills ([`Live`]).
+const FIRST_BUFFER: usize = 64;
 /// The same for the watchers of one index value (one node's pods): there are thousands of
 /// these channels, and each holds only its own objects' events.
 const INDEXED_BUFFER: usize = 256;
@@ -104,13 +108,51 @@ impl CachedEvent {
     }
 }
 
+/// The live channel of a feed's watchers. It starts at [`FIRST_BUFFER`] and, each time its
+/// slowest watcher is half of it behind, the next watchers get one four times bigger, up to
+/// [`BUFFER`]. Watchers keep the channel they subscribed to, which gets every item until its
+/// last watcher goes; a watcher that falls behind it is ended as before.
+struct Live {
+    tx: broadcast::Sender<FeedItem>,
+    capacity: usize,
+    older: Vec<broadcast::Sender<FeedItem>>,
+}
+
+impl Live {
+    fn new() -> Live {
+        Live {
+            tx: broadcast::channel(FIRST_BUFFER).0,
+            capacity: FIRST_BUFFER,
+            older: Vec::new(),
+        }
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<FeedItem> {
+        self.tx.subscribe()
+    }
+
+    /// Sends to every watcher; no watchers is fine.
+    fn send(&mut self, item: FeedItem) {
+        if self.capacity < BUFFER && self.tx.len() >= self.capacity / 2 {
+            self.capacity = (self.capacity * 4).min(BUFFER);
+            let bigger = broadcast::channel(self.capacity).0;
+            self.older.push(std::mem::replace(&mut self.tx, bigger));
+        }
+        self.older.retain(|tx| tx.receiver_count() > 0);
+        for tx in &self.older {
+            let _ = tx.send(item.clone());
+        }
+        let _ = self.tx.send(item);
+    }
+}
+
 struct State {
     /// The feed has every event with a revision above `since`, the recent ones in `history`.
     since: Revision,
     /// `since` when the feed started: older revisions were never in it.
     started: Revision,
     history: VecDeque<Arc<CachedEvent>>,
-    tx: broadcast::Sender<FeedItem>,
+    live: Live,
     /// The watchers of one index value, by value.
     by_value: HashMap<String, broadcast::Sender<FeedItem>>,
     /// The watchers of one object, by name.
@@ -144,12 +186,12 @@ impl State {
         self.history.partition_point(|e| e.revision() <= revision)
     }
 
-    fn new(since: Revision, tx: broadcast::Sender<FeedItem>) -> State {
+    fn new(since: Revision) -> State {
         State {
             since,
             started: since,
             history: VecDeque::new(),
-            tx,
+            live: Live::new(),
             by_value: HashMap::new(),
             by_name: HashMap::new(),
             closed: false,
@@ -221,7 +263,7 @@ impl Feed {
         let replay = st.history.range(st.after(revision)..).cloned().collect();
         Some(Subscription {
             replay,
-            live: st.tx.subscribe(),
+            live: st.live.subscribe(),
         })
     }
 
@@ -264,7 +306,7 @@ impl Feed {
 
     fn new(since: Revision, index: Option<Index>) -> Feed {
         Feed {
-            state: Mutex::new(State::new(since, broadcast::channel(BUFFER).0)),
+            state: Mutex::new(State::new(since)),
             index,
             caught_up: watch::Sender::new(since),
             want_progress: Notify::new(),
@@ -348,7 +390,7 @@ impl Feed {
             st.history.push_back(e.clone());
             st.trim();
             // No receivers is fine: the history keeps it.
-            let _ = st.tx.send(FeedItem::Event(e));
+            st.live.send(FeedItem::Event(e));
         }
         self.caught_up.send_replace(st.seen);
     }
@@ -359,7 +401,7 @@ impl Feed {
             self.caught_up.send_replace(st.seen);
             // A feed that has gone quiet lets its stale events go too.
             st.trim();
-            let _ = st.tx.send(FeedItem::Progress(revision));
+            st.live.send(FeedItem::Progress(revision));
             // Values nobody watches any more are dropped here too.
             let st = &mut *st;
             for watchers in [&mut st.by_value, &mut st.by_name] {
@@ -517,6 +559,52 @@ impl WatchCache {
 mod tests {
     use super::*;
     use rudder_store::{EventKind, KeyValue};
+
+    #[test]
+    fn the_live_channel_grows_when_a_watcher_falls_behind_and_loses_nothing() {
+        let mut live = Live::new();
+        let progress = |n: usize| FeedItem::Progress(n as Revision);
+        let got = |rx: &mut broadcast::Receiver<FeedItem>| {
+            std::iter::from_fn(|| match rx.try_recv() {
+                Ok(FeedItem::Progress(r)) => Some(r as usize),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+        };
+        // Quiet: no watcher, nothing queued, no growth.
+        for i in 0..FIRST_BUFFER * 2 {
+            live.send(progress(i));
+        }
+        assert_eq!(live.capacity, FIRST_BUFFER);
+        let mut slow = live.subscribe();
+        let half = FIRST_BUFFER / 2;
+        for i in 0..=half {
+            live.send(progress(i));
+        }
+        // The send after half a buffer queued made a bigger channel for the next watchers.
+        assert_eq!(live.capacity, FIRST_BUFFER * 4);
+        let mut next = live.subscribe();
+        live.send(progress(1000));
+        assert_eq!(got(&mut next), [1000]);
+        // The watcher from before still has every item, in order.
+        let want: Vec<usize> = (0..=half).chain([1000]).collect();
+        assert_eq!(got(&mut slow), want);
+        // Once its last watcher goes, the small channel is dropped.
+        drop(slow);
+        live.send(progress(1001));
+        assert!(live.older.is_empty());
+        assert_eq!(got(&mut next), [1001]);
+        // Watchers that never read make it grow to BUFFER and no further.
+        let mut stuck = vec![next];
+        for i in 0..BUFFER * 4 {
+            if live.tx.receiver_count() == 0 {
+                stuck.push(live.subscribe());
+            }
+            live.send(progress(i));
+        }
+        assert_eq!(live.capacity, BUFFER);
+        assert_eq!(live.older.len(), 2, "the channels of 256 and 1,024");
+    }
 
     fn ev(rev: Revision) -> Event {
         Event {
