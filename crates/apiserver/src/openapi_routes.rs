@@ -147,25 +147,32 @@ fn accept_clauses(headers: &HeaderMap) -> Vec<(String, String)> {
     };
     let mut clauses: Vec<(f32, usize, String, String)> = Vec::new();
     for (i, part) in raw.split(',').enumerate() {
-        let mut pieces = part.split(';');
-        let range = pieces
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_ascii_lowercase();
+        let (range, q) = weighed(part);
         let Some((ty, subtype)) = range.split_once('/') else {
             continue;
         };
-        let q = pieces
-            .filter_map(|p| p.trim().strip_prefix("q="))
-            .find_map(|q| q.trim().parse::<f32>().ok())
-            .unwrap_or(1.0);
         if q > 0.0 {
             clauses.push((q, i, ty.to_string(), subtype.to_string()));
         }
     }
     clauses.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
     clauses.into_iter().map(|(_, _, t, s)| (t, s)).collect()
+}
+
+/// One clause of an Accept or Accept-Encoding header (`gzip;q=0.5`): its value, lower-case,
+/// and its quality (1 when not given).
+fn weighed(clause: &str) -> (String, f32) {
+    let mut pieces = clause.split(';');
+    let value = pieces
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    let q = pieces
+        .filter_map(|p| p.trim().strip_prefix("q="))
+        .find_map(|q| q.trim().parse::<f32>().ok())
+        .unwrap_or(1.0);
+    (value, q)
 }
 
 fn accepts(headers: &HeaderMap, offered: &[(&str, &str)]) -> bool {
@@ -186,16 +193,7 @@ fn accepts_gzip(headers: &HeaderMap) -> bool {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
     {
-        let mut pieces = coding.split(';');
-        let name = pieces
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_ascii_lowercase();
-        let q = pieces
-            .filter_map(|p| p.trim().strip_prefix("q="))
-            .find_map(|q| q.trim().parse::<f32>().ok())
-            .unwrap_or(1.0);
+        let (name, q) = weighed(coding);
         match name.as_str() {
             "gzip" | "x-gzip" => return q > 0.0,
             "*" => star = q > 0.0,
