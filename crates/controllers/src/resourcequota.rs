@@ -21,8 +21,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::FutureExt;
-use futures::{Future, Stream, StreamExt};
+use futures::{Future, FutureExt, Stream, StreamExt};
 use k8s_openapi::api::core::v1::{
     PersistentVolumeClaim, Pod, ReplicationController, ResourceQuota, Service,
 };
