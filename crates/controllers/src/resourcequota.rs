@@ -312,14 +312,14 @@ impl Ctx {
     fn watched_count(&self, ar: &ApiResource, ns: &str) -> Option<usize> {
         let key = (ar.group.clone(), ar.plural.clone(), ns.to_string());
         let mut watched = self.watched.lock().unwrap();
-        let w = watched.entry(key).or_insert_with(|| {
+        let w = watched.entry(key.clone()).or_insert_with(|| {
             let writer = reflector::store::Writer::new(ar.clone());
             let store = writer.as_reader();
             let task = tokio::spawn(watch_counted(
                 Api::namespaced_with(self.client.clone(), ns, ar),
                 writer,
                 self.quotas.clone(),
-                (ar.group.clone(), ar.plural.clone(), ns.to_string()),
+                key,
                 self.recount.clone(),
             ));
             Watched { store, task }
