@@ -31,11 +31,26 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[link_section = ".init_array.00100"]
 static TUNE_ALLOCATOR: extern "C" fn() = tune_allocator;
 
+/// `mi_option_arena_eager_commit` in the mimalloc that libmimalloc-sys builds (v3).
+const ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
+
 extern "C" fn tune_allocator() {
-    /// `mi_option_arena_eager_commit` in the mimalloc that libmimalloc-sys builds (v3).
-    const ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
     // SAFETY: setting an option only stores a value; mimalloc allows it before it starts.
     unsafe { libmimalloc_sys::mi_option_set(ARENA_EAGER_COMMIT, 0) }
+}
+
+/// `mi_option_purge_delay` in the mimalloc that libmimalloc-sys builds (v3).
+const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Gives memory back to the system as soon as it is freed. mimalloc's default waits 10 s
+/// (`purge_delay` 1 s × `arena_purge_mult` 10) and purges only when the allocator is next
+/// busy, so what a process freed after its start stays resident for good once it is idle:
+/// about 3 MiB of an idle agent's 6.8 MiB of heap. An agent allocates little once its pods
+/// run, so purging at once costs it nothing that shows; the API server's hot path keeps the
+/// delay.
+fn purge_freed_memory_at_once() {
+    // SAFETY: setting an option only stores a value, which mimalloc reads when it purges.
+    unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, 0) }
 }
 
 #[derive(Parser)]
@@ -1470,6 +1485,9 @@ async fn agent(mut args: AgentArgs) -> Result<()> {
         }
         args.node.runtime = Some(RuntimeKind::Fake);
     }
+    if args.fake_nodes == 0 {
+        purge_freed_memory_at_once();
+    }
     let token = connect::Token::parse(&args.token).context("--token")?;
     let ca = connect::fetch_ca(&args.server, &token).await?;
     let mut template = args.node.config(&agent_dir)?;
@@ -1740,4 +1758,23 @@ async fn snapshot_restore(file: &Path, datastore: &DatastoreArgs) -> Result<()> 
         println!("The previous store was moved to {}", m.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_allocator_options_are_the_ones_meant() {
+        // SAFETY: reading an option has no precondition.
+        let get = |option| unsafe { libmimalloc_sys::mi_option_get(option) };
+        // Set by the constructor before mimalloc started.
+        assert_eq!(get(ARENA_EAGER_COMMIT), 0);
+        // mimalloc's default for the purge delay, unless the environment sets it.
+        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+            assert_eq!(get(PURGE_DELAY), 1000);
+        }
+        purge_freed_memory_at_once();
+        assert_eq!(get(PURGE_DELAY), 0);
+    }
 }
