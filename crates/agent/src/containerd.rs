@@ -175,6 +175,51 @@ state = {state}
     )
 }
 
+/// Where containerd's CRI pins pods' network namespaces (`cni-<random>` files; its default,
+/// `netns_mounts_under_state_dir = false`).
+pub const NETNS_DIR: &str = "/var/run/netns";
+
+/// Makes `dir` a mount point of its own with shared propagation, as `ip netns add` does before
+/// it pins a namespace there. containerd pins pods' namespaces in the plain directory. If
+/// `ip netns add` then runs (an administrator, a test, a CNI plugin), it bind-mounts the
+/// directory onto itself: the pins are copied into the new mount and the originals hidden
+/// beneath it. Deleting the pod, containerd unmounts the copy, and the file, still a mount
+/// point underneath, cannot be removed (EBUSY): the namespace outlives its pod. Pins made
+/// before this runs (containerd's, from an agent without it) are copied the same way, once.
+pub fn share_netns_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+
+    std::fs::create_dir_all(dir)?;
+    let target = std::ffi::CString::new(dir.as_os_str().as_bytes())?;
+    let mount = |source: Option<&std::ffi::CStr>, flags: libc::c_ulong| {
+        // SAFETY: mount(2) with NUL-terminated strings that outlive the call (or null for an
+        // unused source), no filesystem type or data: a propagation change or a bind.
+        let rc = unsafe {
+            libc::mount(
+                source.map_or(std::ptr::null(), |s| s.as_ptr()),
+                target.as_ptr(),
+                std::ptr::null(),
+                flags,
+                std::ptr::null(),
+            )
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    };
+    let make_shared = || mount(None, libc::MS_SHARED | libc::MS_REC);
+    match make_shared() {
+        // EINVAL: not a mount point yet.
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            mount(Some(&target), libc::MS_BIND | libc::MS_REC)?;
+            make_shared()
+        }
+        other => other,
+    }
+}
+
 /// The first `name` in PATH.
 pub fn on_path(name: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|paths| {

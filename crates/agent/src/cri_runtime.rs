@@ -145,6 +145,9 @@ pub async fn start_on_node(
     use crate::image;
 
     let layout = Layout::new(agent_dir.join("containerd"));
+    let netns = std::path::Path::new(containerd::NETNS_DIR);
+    containerd::share_netns_dir(netns)
+        .with_context(|| format!("making {} a shared mount point", netns.display()))?;
     let (socket, child) = match endpoint {
         Some(e) => (e.to_path_buf(), None),
         None => {

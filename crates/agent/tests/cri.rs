@@ -178,3 +178,95 @@ async fn containerd_runs_a_pod_from_images_made_on_the_node() {
     assert!(left.is_empty(), "{left:?}");
     ctd.stop(Duration::from_secs(10)).await;
 }
+
+/// Re-runs the calling test in a private mount namespace of its own (`unshare`, util-linux):
+/// true in the re-run, false in the caller once the re-run passed.
+fn in_private_mount_namespace(test: &str) -> bool {
+    const INSIDE: &str = "RUDDER_TEST_PRIVATE_MOUNTS";
+    if std::env::var_os(INSIDE).is_some() {
+        return true;
+    }
+    let out = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private"])
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture"])
+        .env(INSIDE, "1")
+        .output()
+        .expect("unshare (util-linux)");
+    let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+    // A test name the harness did not find would pass too, having run nothing.
+    assert!(
+        out.status.success() && text.contains("test result: ok. 1 passed"),
+        "{test} in a private mount namespace ({}):\n{text}",
+        out.status
+    );
+    false
+}
+
+/// The mount points at `dir` in this mount namespace, each with its propagation fields.
+fn mounts_at(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.split(' ').nth(4) == Some(dir.to_str().unwrap()))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Pins this process's network namespace at `file`, as containerd pins a pod's.
+fn pin_netns(file: &Path) {
+    std::fs::write(file, "").unwrap();
+    let st = std::process::Command::new("mount")
+        .args(["--bind", "/proc/self/ns/net"])
+        .arg(file)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+/// Unmounts and removes a pin as containerd does when its pod is deleted.
+fn unpin_netns(file: &Path) -> std::io::Result<()> {
+    let _ = std::process::Command::new("umount").arg(file).status();
+    std::fs::remove_file(file)
+}
+
+#[test]
+fn pods_netns_pins_stay_removable_when_ip_netns_add_runs_later() {
+    const NAME: &str = "pods_netns_pins_stay_removable_when_ip_netns_add_runs_later";
+    if !in_private_mount_namespace(NAME) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    // What `ip netns add` does to its directory: made a shared mount point, by binding it onto
+    // itself when it is not one yet.
+    let ip_netns_add = |dir: &Path| containerd::share_netns_dir(dir).unwrap();
+
+    // Without the agent's step: the pin made in the plain directory is hidden under the bind
+    // mount, and can no longer be removed.
+    let plain = tmp.path().join("plain");
+    std::fs::create_dir(&plain).unwrap();
+    pin_netns(&plain.join("cni-1"));
+    ip_netns_add(&plain);
+    let err = unpin_netns(&plain.join("cni-1")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EBUSY), "{err}");
+    // Only with the bind mount gone is the original pin reached, and removed.
+    assert!(std::process::Command::new("umount")
+        .arg(&plain)
+        .status()
+        .unwrap()
+        .success());
+    unpin_netns(&plain.join("cni-1")).unwrap();
+
+    // With it: the directory is a shared mount point before any pin, `ip netns add` adds no
+    // mount over it, and pins are removed.
+    let dir = tmp.path().join("netns");
+    containerd::share_netns_dir(&dir).unwrap();
+    let points = mounts_at(&dir);
+    assert_eq!(points.len(), 1, "{points:?}");
+    assert!(points[0].contains(" shared:"), "{points:?}");
+    pin_netns(&dir.join("cni-2"));
+    ip_netns_add(&dir);
+    assert_eq!(mounts_at(&dir).len(), 1);
+    unpin_netns(&dir.join("cni-2")).unwrap();
+    assert!(mounts_at(&dir.join("cni-2")).is_empty());
+}
