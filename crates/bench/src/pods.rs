@@ -250,7 +250,14 @@ pub async fn pod_start(opts: &Options) -> Result<()> {
     .await?;
     pods_gone(&pods, "bench=pod-start").await?;
 
-    // The same image with ctr on the same containerd, one after another.
+    // The same pod through the CRI alone (no API server, no scheduler, no agent), then the
+    // same image with ctr, on the same containerd, one after another.
+    let cri_times = cri_runs(
+        &agent.socket(),
+        &agent.dir().join("bench-cri-logs"),
+        opts.pods,
+    )
+    .await?;
     let raw_times = ctr_runs(&agent.socket(), opts.pods)?;
 
     // Docker Swarm's everyday operations.
@@ -328,6 +335,8 @@ pub async fn pod_start(opts: &Options) -> Result<()> {
     r.sort_by(f64::total_cmp);
     let mut c = raw_times.clone();
     c.sort_by(f64::total_cmp);
+    let mut floor = cri_times.clone();
+    floor.sort_by(f64::total_cmp);
     let ms = |v: f64| format!("{:.0} ms", v * 1000.0);
     let n = opts.pods;
     let rows = [
@@ -351,6 +360,31 @@ pub async fn pod_start(opts: &Options) -> Result<()> {
             &ms(percentile(&c, 0.99)),
             &format!("{:.2}x", percentile(&r, 0.99) / percentile(&c, 0.99)),
             "≤ 1.2x",
+        ],
+        [
+            "the same pods through the CRI alone, p50",
+            &ms(percentile(&floor, 0.5)),
+            &ms(percentile(&c, 0.5)),
+            &format!("{:.2}x", percentile(&floor, 0.5) / percentile(&c, 0.5)),
+            "",
+        ],
+        [
+            "p99",
+            &ms(percentile(&floor, 0.99)),
+            &ms(percentile(&c, 0.99)),
+            &format!("{:.2}x", percentile(&floor, 0.99) / percentile(&c, 0.99)),
+            "",
+        ],
+        [
+            "rudder against the CRI alone, p50 / p99",
+            &format!(
+                "{:.2}x / {:.2}x",
+                percentile(&r, 0.5) / percentile(&floor, 0.5),
+                percentile(&r, 0.99) / percentile(&floor, 0.99)
+            ),
+            "",
+            "",
+            "",
         ],
         [
             "agent RSS idle / with the pods running",
@@ -393,6 +427,117 @@ pub async fn pod_start(opts: &Options) -> Result<()> {
     ];
     crate::print_table(&rows);
     Ok(())
+}
+
+/// The benchmark's pod (host network, the bench image running `sleep 3600`) started `count`
+/// times straight through the CRI of the containerd at `socket`, each timed from
+/// RunPodSandbox to StartContainer's answer: what any orchestrator on the CRI pays for a pod,
+/// two containers (the sandbox's pause and the pod's) where `ctr run` starts one. The
+/// sandboxes are removed afterwards.
+async fn cri_runs(socket: &Path, logs: &Path, count: usize) -> Result<Vec<f64>> {
+    use rudder_agent::cri::{api, Cri};
+    let cri = Cri::connect(socket).await?;
+    let mut runtime = cri.runtime.clone();
+    // The agent removes the deleted pods' sandboxes after the API shows them gone.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !runtime
+        .list_pod_sandbox(api::ListPodSandboxRequest { filter: None })
+        .await?
+        .into_inner()
+        .items
+        .is_empty()
+    {
+        if Instant::now() > deadline {
+            bail!("the agent left pod sandboxes behind");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let host_network = || {
+        Some(api::NamespaceOption {
+            network: api::NamespaceMode::Node as i32,
+            pid: api::NamespaceMode::Container as i32,
+            ipc: api::NamespaceMode::Pod as i32,
+            ..Default::default()
+        })
+    };
+    let mut times = Vec::new();
+    let mut sandboxes = Vec::new();
+    for i in 0..count {
+        let dir = logs.join(i.to_string());
+        std::fs::create_dir_all(&dir)?;
+        let config = api::PodSandboxConfig {
+            metadata: Some(api::PodSandboxMetadata {
+                name: format!("cri-{i}"),
+                uid: format!("bench-cri-{i}"),
+                namespace: "bench".into(),
+                attempt: 0,
+            }),
+            log_directory: dir.to_string_lossy().into_owned(),
+            linux: Some(api::LinuxPodSandboxConfig {
+                security_context: Some(api::LinuxSandboxSecurityContext {
+                    namespace_options: host_network(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let t = Instant::now();
+        let sandbox = runtime
+            .run_pod_sandbox(api::RunPodSandboxRequest {
+                config: Some(config.clone()),
+                runtime_handler: String::new(),
+            })
+            .await?
+            .into_inner()
+            .pod_sandbox_id;
+        sandboxes.push(sandbox.clone());
+        let container = runtime
+            .create_container(api::CreateContainerRequest {
+                pod_sandbox_id: sandbox,
+                config: Some(api::ContainerConfig {
+                    metadata: Some(api::ContainerMetadata {
+                        name: "main".into(),
+                        attempt: 0,
+                    }),
+                    image: Some(api::ImageSpec {
+                        image: IMAGE.into(),
+                        ..Default::default()
+                    }),
+                    command: vec!["sleep".into(), "3600".into()],
+                    log_path: "main.log".into(),
+                    linux: Some(api::LinuxContainerConfig {
+                        security_context: Some(api::LinuxContainerSecurityContext {
+                            namespace_options: host_network(),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                sandbox_config: Some(config),
+            })
+            .await?
+            .into_inner()
+            .container_id;
+        runtime
+            .start_container(api::StartContainerRequest {
+                container_id: container,
+            })
+            .await?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    for id in sandboxes {
+        runtime
+            .stop_pod_sandbox(api::StopPodSandboxRequest {
+                pod_sandbox_id: id.clone(),
+            })
+            .await?;
+        runtime
+            .remove_pod_sandbox(api::RemovePodSandboxRequest { pod_sandbox_id: id })
+            .await?;
+    }
+    Ok(times)
 }
 
 /// `ctr run -d` of the bench image `count` times on the containerd at `socket`, each timed
