@@ -25,6 +25,9 @@ use crate::runtime::{
     POD_NAME_LABEL, POD_UID_LABEL,
 };
 
+/// How long the CRI may take to answer once its socket is up.
+const CRI_READY_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// How often pod workers look at their containers: CRI v1 on containerd 1.6 sends no events.
 const POLL: Duration = Duration::from_secs(1);
 
@@ -43,6 +46,11 @@ pub struct CriRuntime {
     /// The configuration each sandbox was run with, which the CRI wants again for every
     /// container created in it (rebuilt from the sandbox's status after a restart).
     sandbox_configs: std::sync::Mutex<std::collections::HashMap<String, api::PodSandboxConfig>>,
+    /// Each container as its last ContainerStatus showed it, with the state ListContainers
+    /// gave when that status was asked: a container's details change only with its state (a
+    /// start, an exit), so a pod worker's listing every second asks for no status while its
+    /// containers run, and containerd answers a call per pod instead of one per container.
+    statuses: std::sync::Mutex<std::collections::HashMap<String, (i32, Container)>>,
     /// The registries configuration (`--private-registry`), for its credentials.
     registries: Registries,
     /// When containers' logs are rotated.
@@ -200,10 +208,24 @@ impl CriRuntime {
     /// network's configuration goes once the podCIDR is known (`None`: the runtime has its
     /// own).
     pub async fn new(cri: Cri, logs: PathBuf, cni: Option<Cni>) -> Result<CriRuntime> {
-        let v = cri
-            .version()
-            .await
-            .map_err(failed("the runtime's version"))?;
+        // containerd serves its socket before its CRI has loaded the containers it already
+        // runs ("server is not initialized yet"): seconds, with a hundred pods adopted.
+        let deadline = tokio::time::Instant::now() + CRI_READY_TIMEOUT;
+        let v = loop {
+            match cri.version().await {
+                Ok(v) => break v,
+                Err(crate::cri::Error::Call(s))
+                    if (s.code() == tonic::Code::Unavailable
+                        || s.message().contains("not initialized"))
+                        && tokio::time::Instant::now() < deadline =>
+                {
+                    let e = s.message();
+                    tracing::debug!(error = %e, "waiting for the CRI");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => return Err(failed("the runtime's version")(e)),
+            }
+        };
         Ok(CriRuntime {
             cri,
             version: format!("{}://{}", v.runtime_name, v.runtime_version),
@@ -211,9 +233,16 @@ impl CriRuntime {
             pod_network: AtomicBool::new(cni.is_none()),
             cni,
             sandbox_configs: Default::default(),
+            statuses: Default::default(),
             registries: Registries::default(),
             log_limits: LogLimits::default(),
         })
+    }
+
+    fn statuses(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (i32, Container)>> {
+        self.statuses.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn configs(
@@ -558,6 +587,7 @@ impl Runtime for CriRuntime {
 
     async fn remove_sandbox(&self, id: &str) -> Result<()> {
         self.configs().remove(id);
+        self.statuses().retain(|_, (_, c)| c.sandbox_id != id);
         let s = self.sandbox_status(id).await.ok();
         self.cri
             .runtime
@@ -597,6 +627,39 @@ impl Runtime for CriRuntime {
             }
         }
         Ok(out)
+    }
+
+    async fn relist(&self) -> Result<HashMap<String, u64>> {
+        use std::hash::{Hash, Hasher};
+        let mut rt = self.cri.runtime.clone();
+        let sandboxes = rt
+            .list_pod_sandbox(api::ListPodSandboxRequest { filter: None })
+            .await
+            .map_err(status("listing pod sandboxes"))?
+            .into_inner()
+            .items
+            .into_iter()
+            .map(|s| (s.id, s.state, s.labels));
+        let containers = rt
+            .list_containers(api::ListContainersRequest { filter: None })
+            .await
+            .map_err(status("listing containers"))?
+            .into_inner()
+            .containers
+            .into_iter()
+            .map(|c| (c.id, c.state, c.labels));
+        let mut pods: HashMap<String, u64> = HashMap::new();
+        for (id, state, labels) in sandboxes.chain(containers) {
+            let Some(uid) = labels.get(POD_UID_LABEL) else {
+                continue;
+            };
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (id, state).hash(&mut h);
+            // A sum: the same whatever order the runtime lists them in.
+            let fingerprint = pods.entry(uid.clone()).or_default();
+            *fingerprint = fingerprint.wrapping_add(h.finish());
+        }
+        Ok(pods)
     }
 
     async fn create_container(&self, sandbox_id: &str, config: &ContainerConfig) -> Result<String> {
@@ -722,6 +785,7 @@ impl Runtime for CriRuntime {
             })
             .await
             .map_err(status("removing the container"))?;
+        self.statuses().remove(id);
         Ok(())
     }
 
@@ -740,8 +804,17 @@ impl Runtime for CriRuntime {
             .map_err(status("listing containers"))?
             .into_inner()
             .containers;
+        // Those that were removed behind the agent's back are forgotten.
+        self.statuses().retain(|id, (_, known)| {
+            known.sandbox_id != sandbox_id || listed.iter().any(|c| &c.id == id)
+        });
         let mut out = Vec::with_capacity(listed.len());
         for c in listed {
+            if let Some((_, known)) = self.statuses().get(&c.id).filter(|(s, _)| *s == c.state) {
+                out.push(known.clone());
+                continue;
+            }
+            let listed_state = c.state;
             // Exit codes and times are only in the status.
             let s = match self.container_status(&c.id).await {
                 Ok(s) => s,
@@ -762,7 +835,7 @@ impl Runtime for CriRuntime {
                 _ => ContainerState::Created,
             };
             let (name, attempt) = c.metadata.map(|m| (m.name, m.attempt)).unwrap_or_default();
-            out.push(Container {
+            let container = Container {
                 id: c.id,
                 sandbox_id: c.pod_sandbox_id,
                 name,
@@ -771,7 +844,10 @@ impl Runtime for CriRuntime {
                 image_ref: s.image_ref,
                 state,
                 labels: labels(&c.labels),
-            });
+            };
+            self.statuses()
+                .insert(container.id.clone(), (listed_state, container.clone()));
+            out.push(container);
         }
         Ok(out)
     }

@@ -87,11 +87,14 @@ impl Shared {
     }
 }
 
+/// How often a worker looks at its pod when nothing told it to (see [`relist`]).
+const RESYNC: Duration = Duration::from_secs(10);
+
 enum Message {
     Pod(Arc<Pod>),
     /// The pod object is gone from the API.
     Gone,
-    /// Look again (the node was fenced, or is no longer).
+    /// Look again (the pod's containers changed, the node was fenced or is no longer).
     Wake,
 }
 
@@ -103,15 +106,28 @@ pub async fn run(shared: Arc<Shared>) {
         .modify(|p| p.metadata.managed_fields = None)
         .default_backoff());
     let mut workers: HashMap<String, mpsc::UnboundedSender<Message>> = HashMap::new();
+    // The workers' tasks: they end with this loop (dropped when the agent stops), not after
+    // it, so none is left acting on a stopping agent's behalf.
+    let mut tasks = tokio::task::JoinSet::new();
     let mut seen: HashSet<String> = HashSet::new();
     let mut adopted = false;
     let mut fenced = shared.fenced.clone();
+    let mut changed = relist(&shared);
     loop {
         let event = tokio::select! {
             event = events.next() => match event {
                 Some(e) => e,
                 None => return,
             },
+            // The workers of pods whose containers changed look at them.
+            Some(uids) = changed.recv() => {
+                for uid in uids {
+                    if let Some(tx) = workers.get(&uid) {
+                        let _ = tx.send(Message::Wake);
+                    }
+                }
+                continue;
+            }
             // Every worker looks again when the node is fenced or no longer (no sender: a
             // simulated node, never fenced).
             Ok(()) = fenced.changed() => {
@@ -139,7 +155,13 @@ pub async fn run(shared: Arc<Shared>) {
             watcher::Event::InitApply(pod) => {
                 if let Some(uid) = pod.metadata.uid.clone() {
                     seen.insert(uid.clone());
-                    dispatch(&shared, &mut workers, uid, Message::Pod(Arc::new(pod)));
+                    dispatch(
+                        &shared,
+                        &mut workers,
+                        &mut tasks,
+                        uid,
+                        Message::Pod(Arc::new(pod)),
+                    );
                 }
             }
             watcher::Event::InitDone => {
@@ -150,7 +172,7 @@ pub async fn run(shared: Arc<Shared>) {
                     .cloned()
                     .collect();
                 for uid in gone {
-                    dispatch(&shared, &mut workers, uid, Message::Gone);
+                    dispatch(&shared, &mut workers, &mut tasks, uid, Message::Gone);
                 }
                 if !adopted {
                     adopted = true;
@@ -159,22 +181,72 @@ pub async fn run(shared: Arc<Shared>) {
             }
             watcher::Event::Apply(pod) => {
                 if let Some(uid) = pod.metadata.uid.clone() {
-                    dispatch(&shared, &mut workers, uid, Message::Pod(Arc::new(pod)));
+                    dispatch(
+                        &shared,
+                        &mut workers,
+                        &mut tasks,
+                        uid,
+                        Message::Pod(Arc::new(pod)),
+                    );
                 }
             }
             watcher::Event::Delete(pod) => {
                 if let Some(uid) = pod.metadata.uid.clone() {
-                    dispatch(&shared, &mut workers, uid, Message::Gone);
+                    dispatch(&shared, &mut workers, &mut tasks, uid, Message::Gone);
                 }
             }
         }
         workers.retain(|_, tx| !tx.is_closed());
+        while tasks.try_join_next().is_some() {}
     }
+}
+
+/// Looks at the whole node's sandboxes and containers every [`Runtime::poll_period`] (one
+/// listing of each, as the kubelet's PLEG relists) and sends the UIDs of the pods whose
+/// sandboxes or containers came, went or changed state since the last look. Nothing is sent
+/// for a runtime that never changes on its own.
+fn relist(shared: &Arc<Shared>) -> mpsc::UnboundedReceiver<Vec<String>> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let Some(period) = shared.runtime.poll_period() else {
+        return rx;
+    };
+    let runtime = shared.runtime.clone();
+    tokio::spawn(async move {
+        let mut before: HashMap<String, u64> = HashMap::new();
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let now = match runtime.relist().await {
+                Ok(now) => now,
+                Err(e) => {
+                    tracing::debug!(error = %e, "listing the node's containers");
+                    continue;
+                }
+            };
+            let uids = changed_pods(&before, &now);
+            before = now;
+            if !uids.is_empty() && tx.send(uids).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// The pods whose fingerprints differ between two relists, those that came or went included.
+fn changed_pods(before: &HashMap<String, u64>, now: &HashMap<String, u64>) -> Vec<String> {
+    now.iter()
+        .filter(|(uid, f)| before.get(*uid) != Some(f))
+        .map(|(uid, _)| uid.clone())
+        .chain(before.keys().filter(|uid| !now.contains_key(*uid)).cloned())
+        .collect()
 }
 
 fn dispatch(
     shared: &Arc<Shared>,
     workers: &mut HashMap<String, mpsc::UnboundedSender<Message>>,
+    tasks: &mut tokio::task::JoinSet<()>,
     uid: String,
     msg: Message,
 ) {
@@ -189,7 +261,7 @@ fn dispatch(
     let (tx, rx) = mpsc::unbounded_channel();
     let _ = tx.send(Message::Pod(pod));
     workers.insert(uid.clone(), tx);
-    tokio::spawn(Worker::new(shared.clone(), uid).run(rx));
+    tasks.spawn(Worker::new(shared.clone(), uid).run(rx));
 }
 
 /// Sandboxes of pods that do not exist any more (deleted while the agent was away).
@@ -278,7 +350,10 @@ impl Worker {
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Message>) {
         let mut pod: Option<Arc<Pod>> = None;
         let mut network = self.shared.network_ready.clone();
-        let poll = self.shared.runtime.poll_period();
+        // With a runtime that changes on its own, the relist wakes the worker when its
+        // containers change and timers when its probes, back-offs and volumes are due; this
+        // look catches the rest (a ConfigMap or Secret a container waits for, created since).
+        let poll = self.shared.runtime.poll_period().map(|_| RESYNC);
         // After a failed sync (the API refused or was unreachable), the next try comes after
         // this, doubling up to 30 s, whatever the runtime's polling says.
         let mut backoff: Option<Duration> = None;
@@ -326,10 +401,13 @@ impl Worker {
                 m = rx.recv() => match m {
                     Some(Message::Pod(p)) => pod = Some(p),
                     Some(Message::Wake) => {}
-                    Some(Message::Gone) | None => {
+                    Some(Message::Gone) => {
                         Box::pin(self.teardown()).await;
                         return;
                     }
+                    // The agent is stopping: the pod's containers keep running for the next
+                    // agent to adopt, as a kubelet's do.
+                    None => return,
                 },
                 _ = network.changed() => {}
                 _ = retry => {}
@@ -1628,6 +1706,19 @@ fn pod_key(p: &Pod) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_relist_names_the_pods_that_changed_came_or_went() {
+        let map = |pairs: &[(&str, u64)]| -> HashMap<String, u64> {
+            pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+        };
+        let before = map(&[("same", 1), ("changed", 2), ("gone", 3)]);
+        let now = map(&[("same", 1), ("changed", 5), ("new", 4)]);
+        let mut uids = changed_pods(&before, &now);
+        uids.sort();
+        assert_eq!(uids, ["changed", "gone", "new"]);
+        assert!(changed_pods(&now, &now).is_empty());
+    }
 
     /// Every pod has a worker task, and a task keeps its future's whole state while it waits:
     /// at 30 pods on each of 5,000 fake nodes in one process, its size is multiplied 150,000

@@ -8,7 +8,7 @@
 //! and, with the containerd issue, one over containerd's CRI. Streaming (logs, exec) and stats are
 //! part of the trait so that the agent's HTTPS server can serve them for any runtime.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -220,9 +220,17 @@ pub trait Runtime: Send + Sync + 'static {
     fn version(&self) -> String;
     /// The prefix of container IDs in pod status (`fake`, `containerd`).
     fn id_scheme(&self) -> &'static str;
-    /// How often pod workers must look at their containers because the runtime does not say
-    /// when one changes; `None` when it never changes on its own.
+    /// How often the node must look at its containers because the runtime does not say when
+    /// one changes ([`Runtime::relist`]); `None` when it never changes on its own.
     fn poll_period(&self) -> Option<Duration>;
+
+    /// What the runtime holds now, pod by pod (the kubelet's PLEG relist): a fingerprint of
+    /// each pod's sandboxes and containers with their states, by pod UID, that changes when
+    /// any of them comes, goes or changes state. One cheap look for the whole node, so that
+    /// only the workers of pods that changed look closer.
+    async fn relist(&self) -> Result<HashMap<String, u64>> {
+        Ok(HashMap::new())
+    }
 
     /// Sets up the pod network over the node's podCIDR (for a CRI runtime, the CNI
     /// configuration its sandboxes join). Runtimes that need none do nothing.

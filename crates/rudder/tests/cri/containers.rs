@@ -675,6 +675,99 @@ fn containers_outlive_a_killed_agent_and_are_adopted() {
     drop(again);
 }
 
+/// A containerd of the test's own, for agents given `--container-runtime-endpoint`: on drop,
+/// the pods it runs are removed through the CRI and it is stopped.
+struct OwnContainerd {
+    rt: tokio::runtime::Runtime,
+    containerd: Option<rudder_agent::containerd::Containerd>,
+    _dir: tempfile::TempDir,
+}
+
+impl OwnContainerd {
+    fn start() -> OwnContainerd {
+        use rudder_agent::containerd::{Containerd, Layout, Settings};
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("rudder-cri-containerd-")
+            .tempdir_in("/var/tmp")
+            .unwrap();
+        let layout = Layout::new(dir.path().join("containerd"));
+        let settings = Settings::for_this_machine(image::PAUSE_IMAGE);
+        let containerd = rt.block_on(Containerd::start(layout, &settings)).unwrap();
+        OwnContainerd {
+            rt,
+            containerd: Some(containerd),
+            _dir: dir,
+        }
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.containerd.as_ref().unwrap().layout().socket()
+    }
+}
+
+impl Drop for OwnContainerd {
+    fn drop(&mut self) {
+        let socket = self.socket();
+        let mut containerd = self.containerd.take().unwrap();
+        self.rt.block_on(async {
+            if let Ok(cri) = Cri::connect(&socket).await {
+                let _ = cri.remove_all_sandboxes().await;
+            }
+            containerd.stop(Duration::from_secs(10)).await;
+        });
+    }
+}
+
+#[test]
+fn containers_outlive_a_stopped_agent_and_are_adopted() {
+    // A containerd that outlives the agent: what the agent does to its pods as it stops is
+    // all that decides whether they survive (the agent's own containerd stops with it).
+    let containerd = OwnContainerd::start();
+    let socket = containerd.socket();
+    let endpoint = ["--container-runtime-endpoint", socket.to_str().unwrap()];
+    let s = RudderServer::start(bin(), &["--disable-agent"]).unwrap();
+    let token = s.node_token().unwrap();
+    let (dir, log, agent) = start_agent(&s, &token, "stopped", &endpoint, |_| {});
+    eventually("the default service account", &log, || {
+        s.kubectl(&["get", "serviceaccount", "default", "-o", "name"])
+            .stdout()
+            .contains("serviceaccount/default")
+    });
+    let names = ["kept-1", "kept-2"];
+    for name in names {
+        start_pod(&s, &log, &pod(name, "sleep 3600", "Always"));
+    }
+    let status =
+        |name: &str| get(&s, &format!("pod/{name}"))["status"]["containerStatuses"][0].clone();
+    let before: Vec<Value> = names.iter().map(|n| status(n)).collect();
+    // SIGTERM, as a service manager stops it. (Its Drop, which removes every pod, must not
+    // run.)
+    let mut agent = std::mem::ManuallyDrop::new(agent);
+    rudder_testkit::terminate(&mut agent.0, Duration::from_secs(30));
+    let stopped = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(stopped.contains("shutting down"), "{stopped}");
+    let running = || {
+        CriView::at(&socket)
+            .containers()
+            .iter()
+            .filter(|c| c.state == api::ContainerState::ContainerRunning as i32)
+            .count()
+    };
+    assert_eq!(running(), names.len(), "{stopped}");
+    let (_, again) = run_agent(&s, &token, "stopped", dir.path(), &endpoint);
+    for (name, before) in names.iter().zip(&before) {
+        eventually(&format!("{name} reachable"), &log, || {
+            s.kubectl(&["exec", name, "--", "echo", "alive"]).stdout() == "alive\n"
+        });
+        let after = status(name);
+        assert_eq!(after["containerID"], before["containerID"], "{name}");
+        assert_eq!(after["restartCount"], 0, "{name}");
+    }
+    assert_eq!(running(), names.len());
+    drop(again);
+}
+
 #[test]
 fn an_agent_cut_off_from_the_server_stops_its_containers_until_it_is_back() {
     let (s, dir, log, _agent) = cluster("fenced");

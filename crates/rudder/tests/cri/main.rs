@@ -130,12 +130,16 @@ struct CriView {
 
 impl CriView {
     fn of(agent_dir: &Path) -> CriView {
+        CriView::at(&agent_dir.join("agent/containerd/containerd.sock"))
+    }
+
+    /// The CRI at `socket`.
+    fn at(socket: &Path) -> CriView {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
-        let socket = agent_dir.join("agent/containerd/containerd.sock");
-        let cri = rt.block_on(Cri::connect(&socket)).unwrap();
+        let cri = rt.block_on(Cri::connect(socket)).unwrap();
         CriView { rt, cri }
     }
 
