@@ -607,12 +607,18 @@ impl Runtime for CriRuntime {
         Ok(())
     }
 
-    async fn list_sandboxes(&self) -> Result<Vec<Sandbox>> {
+    async fn list_sandboxes(&self, pod_uid: Option<&str>) -> Result<Vec<Sandbox>> {
+        // A new pod's worker asks for its own: one status call per sandbox of the node
+        // would make each pod start slower than the one before.
+        let filter = pod_uid.map(|uid| api::PodSandboxFilter {
+            label_selector: HashMap::from([(POD_UID_LABEL.to_string(), uid.to_string())]),
+            ..Default::default()
+        });
         let items = self
             .cri
             .runtime
             .clone()
-            .list_pod_sandbox(api::ListPodSandboxRequest { filter: None })
+            .list_pod_sandbox(api::ListPodSandboxRequest { filter })
             .await
             .map_err(status("listing pod sandboxes"))?
             .into_inner()

@@ -131,8 +131,21 @@ impl Runtime for Fake {
         Ok(())
     }
 
-    async fn list_sandboxes(&self) -> Result<Vec<Sandbox>> {
-        Ok(self.with(|s| s.sandboxes.values().cloned().collect()))
+    async fn list_sandboxes(&self, pod_uid: Option<&str>) -> Result<Vec<Sandbox>> {
+        Ok(self.with(|s| {
+            s.sandboxes
+                .values()
+                .filter(|sb| {
+                    pod_uid.is_none_or(|uid| {
+                        sb.labels
+                            .get(crate::runtime::POD_UID_LABEL)
+                            .map(String::as_str)
+                            == Some(uid)
+                    })
+                })
+                .cloned()
+                .collect()
+        }))
     }
 
     async fn create_container(&self, sandbox_id: &str, config: &ContainerConfig) -> Result<String> {

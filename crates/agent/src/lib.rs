@@ -163,7 +163,7 @@ pub async fn run_node(client: kube::Client, cfg: NodeConfig, runtime: Arc<dyn Ru
                 match prepared {
                     Ok(mut ips) => {
                         // Addresses pods already have (containers that outlived a restart).
-                        for sb in runtime.list_sandboxes().await.unwrap_or_default() {
+                        for sb in runtime.list_sandboxes(None).await.unwrap_or_default() {
                             if let Some(ip) = sb.ip {
                                 ips.reserve(ip);
                             }

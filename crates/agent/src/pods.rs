@@ -266,7 +266,7 @@ fn dispatch(
 
 /// Sandboxes of pods that do not exist any more (deleted while the agent was away).
 async fn remove_orphans(shared: &Shared, live: &HashSet<String>) {
-    let Ok(sandboxes) = shared.runtime.list_sandboxes().await else {
+    let Ok(sandboxes) = shared.runtime.list_sandboxes(None).await else {
         return;
     };
     for sb in sandboxes {
@@ -492,12 +492,9 @@ impl Worker {
     async fn find_sandboxes(&self) -> Vec<Sandbox> {
         self.shared
             .runtime
-            .list_sandboxes()
+            .list_sandboxes(Some(&self.uid))
             .await
             .unwrap_or_default()
-            .into_iter()
-            .filter(|sb| sb.labels.get(POD_UID_LABEL) == Some(&self.uid))
-            .collect()
     }
 
     async fn sync(&mut self, pod: &Pod) -> anyhow::Result<()> {

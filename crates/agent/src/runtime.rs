@@ -263,7 +263,8 @@ pub trait Runtime: Send + Sync + 'static {
     async fn run_sandbox(&self, config: &SandboxConfig) -> Result<Sandbox>;
     async fn stop_sandbox(&self, id: &str) -> Result<()>;
     async fn remove_sandbox(&self, id: &str) -> Result<()>;
-    async fn list_sandboxes(&self) -> Result<Vec<Sandbox>>;
+    /// The node's sandboxes, or only those of the pod with UID `pod_uid`.
+    async fn list_sandboxes(&self, pod_uid: Option<&str>) -> Result<Vec<Sandbox>>;
 
     async fn create_container(&self, sandbox_id: &str, config: &ContainerConfig) -> Result<String>;
     async fn start_container(&self, id: &str) -> Result<()>;

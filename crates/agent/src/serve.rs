@@ -284,7 +284,7 @@ pub(crate) async fn pod_sandbox(
     ns: &str,
     pod: &str,
 ) -> Result<Sandbox, Response<Body>> {
-    let sandboxes = runtime.list_sandboxes().await.map_err(internal)?;
+    let sandboxes = runtime.list_sandboxes(None).await.map_err(internal)?;
     sandboxes
         .into_iter()
         .filter(|sb| {
