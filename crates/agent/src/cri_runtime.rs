@@ -28,7 +28,7 @@ use crate::runtime::{
 /// How long the CRI may take to answer once its socket is up.
 const CRI_READY_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// How often pod workers look at their containers: CRI v1 on containerd 1.6 sends no events.
+/// How often the node's containers are relisted: CRI v1 on containerd 1.6 sends no events.
 const POLL: Duration = Duration::from_secs(1);
 
 pub struct CriRuntime {
@@ -48,8 +48,7 @@ pub struct CriRuntime {
     sandbox_configs: std::sync::Mutex<std::collections::HashMap<String, api::PodSandboxConfig>>,
     /// Each container as its last ContainerStatus showed it, with the state ListContainers
     /// gave when that status was asked: a container's details change only with its state (a
-    /// start, an exit), so a pod worker's listing every second asks for no status while its
-    /// containers run, and containerd answers a call per pod instead of one per container.
+    /// start, an exit), so a pod worker's look asks for no status while its containers run.
     statuses: std::sync::Mutex<std::collections::HashMap<String, (i32, Container)>>,
     /// The registries configuration (`--private-registry`), for its credentials.
     registries: Registries,
@@ -219,8 +218,7 @@ impl CriRuntime {
                         || s.message().contains("not initialized"))
                         && tokio::time::Instant::now() < deadline =>
                 {
-                    let e = s.message();
-                    tracing::debug!(error = %e, "waiting for the CRI");
+                    tracing::debug!(error = %s.message(), "waiting for the CRI");
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
                 Err(e) => return Err(failed("the runtime's version")(e)),

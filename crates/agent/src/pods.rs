@@ -217,6 +217,9 @@ fn relist(shared: &Arc<Shared>) -> mpsc::UnboundedReceiver<Vec<String>> {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
+            if tx.is_closed() {
+                return;
+            }
             let now = match runtime.relist().await {
                 Ok(now) => now,
                 Err(e) => {
@@ -226,8 +229,8 @@ fn relist(shared: &Arc<Shared>) -> mpsc::UnboundedReceiver<Vec<String>> {
             };
             let uids = changed_pods(&before, &now);
             before = now;
-            if !uids.is_empty() && tx.send(uids).is_err() {
-                return;
+            if !uids.is_empty() {
+                let _ = tx.send(uids);
             }
         }
     });
